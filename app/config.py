@@ -1,0 +1,161 @@
+"""One Settings class for every process; environment variables prefixed ``PACEKEEPER_``."""
+
+from __future__ import annotations
+
+import ipaddress
+from decimal import Decimal
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# TradingView's documented webhook sender addresses; use `PACEKEEPER_WEBHOOK_ALLOWED_IPS=tradingview`.
+TRADINGVIEW_IPS = ("52.89.214.238", "34.212.75.30", "54.218.53.128", "52.32.178.7")
+
+# Development credentials shared by the paper exchange and the client. They only ever open the
+# paper exchange; a real Binance key must be configured to trade for real.
+PAPER_API_KEY = "paper-api-key-0000000000000000000000000000000000000000000000000000"
+PAPER_API_SECRET = "paper-api-secret-00000000000000000000000000000000000000000000000000"
+PAPER_URL = "http://127.0.0.1:8100"
+
+# Values that must never guard a real webhook.
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "changeme", "change-me", "secret", "password", "token", "replace-me", "xxx", "your-secret"}
+)
+MIN_SECRET_LENGTH = 16
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Configuration for the receiver, workers, monitor and paper exchange."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PACEKEEPER_", env_file=".env", extra="ignore", case_sensitive=False
+    )
+
+    env: Literal["dev", "test", "prod"] = "dev"
+
+    # Intake
+    webhook_secret: SecretStr = SecretStr("")
+    # The previous secret, still accepted during a rotation.
+    webhook_secret_previous: SecretStr | None = None
+    webhook_max_body_bytes: int = Field(8192, ge=256, le=1_048_576)
+    webhook_signature_tolerance: int = Field(300, ge=1, description="seconds, for header signatures")
+    dedupe_window: int = Field(86_400, ge=1, description="seconds a body digest counts as a repeat")
+    webhook_allowed_ips: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    admin_token: SecretStr = SecretStr("")
+
+    # Storage and queue
+    database_url: str = "sqlite:///./var/pacekeeper.db"
+    redis_url: str | None = "redis://127.0.0.1:6379/0"
+    queue_name: str = "pacekeeper"
+
+    # Exchange
+    binance_api_url: str = PAPER_URL
+    binance_fapi_url: str = PAPER_URL
+    binance_api_key: SecretStr = SecretStr(PAPER_API_KEY)
+    binance_api_secret: SecretStr = SecretStr(PAPER_API_SECRET)
+    # Optional Ed25519 private key (PEM) used instead of the HMAC secret.
+    binance_ed25519_private_key: SecretStr | None = None
+    recv_window: int = Field(5000, ge=1, le=60_000)
+    http_timeout: float = Field(10.0, gt=0)
+
+    # Algo limits (Binance's by default; the paper exchange honours the same settings)
+    twap_min_duration: int = Field(300, ge=1)
+    twap_max_duration: int = Field(86_400, ge=1)
+    twap_min_notional: Decimal = Decimal("1000")
+    twap_max_notional_spot: Decimal = Decimal("100000")
+    twap_max_notional_usdm: Decimal = Decimal("1000000")
+    vp_min_notional: Decimal = Decimal("10000")
+    max_open_twap_spot: int = 20
+    max_open_twap_usdm: int = 30
+    max_open_vp: int = 10
+
+    # Risk guards
+    max_notional_per_signal: Decimal | None = None
+    max_notional_per_symbol: Decimal | None = None
+    allow_stacking: bool = False
+
+    # Monitor and pace
+    monitor_interval: float = Field(5.0, gt=0)
+    sweep_interval: float = Field(10.0, gt=0)
+    reconcile_interval: float = Field(300.0, gt=0)
+    pace_grace: float = Field(0.1, ge=0, le=1, description="fraction of the duration")
+    pace_min_ratio: float = Field(1.0, ge=0, le=1)
+    pace_stall_seconds: float = Field(0.0, ge=0, description="0 disables the stall rule")
+
+    # Paper exchange
+    paper_host: str = "127.0.0.1"
+    paper_port: int = 8100
+    paper_seed: int = 7
+    paper_tick_seconds: float = Field(1.0, gt=0)
+
+    # Receiver
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("webhook_allowed_ips", "trusted_proxies", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("webhook_allowed_ips")
+    @classmethod
+    def _expand_presets(cls, value: list[str]) -> list[str]:
+        out: list[str] = []
+        for item in value:
+            if item.lower() == "tradingview":
+                out.extend(TRADINGVIEW_IPS)
+                continue
+            ipaddress.ip_network(item, strict=False)  # raises ValueError naming the entry
+            out.append(item)
+        return out
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)
+        return value
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> Settings:
+        if self.twap_min_duration > self.twap_max_duration:
+            raise ValueError("twap_min_duration must not exceed twap_max_duration")
+        return self
+
+    def webhook_secrets(self) -> list[bytes]:
+        """The secrets accepted now (current first, then the one being rotated out)."""
+        secrets = [self.webhook_secret.get_secret_value()]
+        if self.webhook_secret_previous is not None:
+            secrets.append(self.webhook_secret_previous.get_secret_value())
+        return [s.encode() for s in secrets if s]
+
+    def check_webhook_secret(self) -> None:
+        """Refuse to serve webhooks guarded by an empty or placeholder secret."""
+        for name, secret in (
+            ("PACEKEEPER_WEBHOOK_SECRET", self.webhook_secret),
+            ("PACEKEEPER_WEBHOOK_SECRET_PREVIOUS", self.webhook_secret_previous),
+        ):
+            if secret is None and name.endswith("PREVIOUS"):
+                continue
+            value = secret.get_secret_value() if secret is not None else ""
+            if value.strip().lower() in PLACEHOLDER_SECRETS or len(value) < MIN_SECRET_LENGTH:
+                raise ValueError(
+                    f"{name} is empty, a placeholder or shorter than {MIN_SECRET_LENGTH} "
+                    "characters; set a long random value (e.g. `openssl rand -hex 32`)"
+                )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
