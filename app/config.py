@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-# TradingView's documented webhook sender addresses; use `PACEKEEPER_WEBHOOK_ALLOWED_IPS=tradingview`.
+# TradingView's documented webhook senders; `PACEKEEPER_WEBHOOK_ALLOWED_IPS=tradingview` adds them.
 TRADINGVIEW_IPS = ("52.89.214.238", "34.212.75.30", "54.218.53.128", "52.32.178.7")
 
 # Development credentials shared by the paper exchange and the client. They only ever open the
@@ -46,7 +46,9 @@ class Settings(BaseSettings):
     # The previous secret, still accepted during a rotation.
     webhook_secret_previous: SecretStr | None = None
     webhook_max_body_bytes: int = Field(8192, ge=256, le=1_048_576)
-    webhook_signature_tolerance: int = Field(300, ge=1, description="seconds, for header signatures")
+    webhook_signature_tolerance: int = Field(
+        300, ge=1, description="seconds, for header signatures"
+    )
     dedupe_window: int = Field(86_400, ge=1, description="seconds a body digest counts as a repeat")
     webhook_allowed_ips: Annotated[list[str], NoDecode] = Field(default_factory=list)
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)

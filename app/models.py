@@ -70,7 +70,9 @@ class OrderStatus(enum.StrEnum):
     PLANNED = "planned"  # written, not yet sent
     SENDING = "sending"  # a request is (or may be) in flight
     UNKNOWN = "unknown"  # the venue may or may not have it: reconcile by client id
-    WORKING = "working"  # live on the venue (algo WORKING, order NEW/PARTIALLY_FILLED, list EXECUTING)
+    WORKING = (
+        "working"  # live on the venue (algo WORKING, order NEW/PARTIALLY_FILLED, list EXECUTING)
+    )
     FILLED = "filled"  # fully executed (algo FINISHED with fills, order FILLED, list leg filled)
     CANCELLED = "cancelled"
     EXPIRED = "expired"

@@ -25,7 +25,9 @@ class ThreadedServer:
         self.port = port or free_port()
         config.setdefault("log_level", "warning")
         config.setdefault("lifespan", "on")
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, **config))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, **config)
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property

@@ -1,0 +1,132 @@
+"""The ``pacekeeper`` command: one entry point for every process.
+
+Each sub-command imports its module lazily, so ``pacekeeper paper`` does not load the
+receiver and ``pacekeeper worker`` does not load FastAPI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+
+def _api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.config import get_settings
+
+    settings = get_settings()
+    settings.check_webhook_secret()
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=args.host or settings.api_host,
+        port=args.port or settings.api_port,
+        log_level=settings.log_level.lower(),
+        forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
+        proxy_headers=bool(settings.trusted_proxies),
+        access_log=False,
+    )
+    return 0
+
+
+def _paper(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.config import get_settings
+
+    settings = get_settings()
+    uvicorn.run(
+        "app.paper.app:create_app",
+        factory=True,
+        host=args.host or settings.paper_host,
+        port=args.port or settings.paper_port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from worker.main import run_worker
+
+    return run_worker(burst=args.burst)
+
+
+def _monitor(args: argparse.Namespace) -> int:
+    from worker.cron import run_cron
+
+    return run_cron()
+
+
+def _db(args: argparse.Namespace) -> int:
+    from app import migrate
+
+    if args.db_command == "upgrade":
+        migrate.upgrade(revision=args.revision)
+    elif args.db_command == "downgrade":
+        migrate.downgrade(revision=args.revision)
+    return 0
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from app.devstack import run_dev
+
+    return run_dev()
+
+
+def _send(args: argparse.Namespace) -> int:
+    from app.sender import send_main
+
+    return send_main(args)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from app.status import status_main
+
+    return status_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pacekeeper", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(
+        name: str, func: Callable[[argparse.Namespace], int], help_: str
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("api", _api, "serve the webhook receiver, health, metrics and admin API")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p = add("paper", _paper, "serve the Binance-compatible paper exchange")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p = add("worker", _worker, "run an RQ worker for signal jobs")
+    p.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    add("monitor", _monitor, "run the rq cron process: algo monitor, intake sweeper, reconciler")
+    p = add("db", _db, "database schema")
+    p.add_argument("db_command", choices=["upgrade", "downgrade"])
+    p.add_argument("revision", nargs="?", default=None)
+    add("dev", _dev, "run paper exchange, receiver, worker and monitor on this machine")
+    p = add("send", _send, "post a signal (JSON) from a file or standard input")
+    p.add_argument("file", help="path to a JSON signal, or - for standard input")
+    p.add_argument("--url", help="receiver base URL (default: the configured API host/port)")
+    p = add("status", _status, "print working algos with their pace")
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "db" and args.revision is None:
+        args.revision = "head" if args.db_command == "upgrade" else "-1"
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""RQ entry points: jobs, cron registration and per-process resources."""
