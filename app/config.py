@@ -89,9 +89,14 @@ class Settings(BaseSettings):
     monitor_interval: float = Field(5.0, gt=0)
     sweep_interval: float = Field(10.0, gt=0)
     reconcile_interval: float = Field(300.0, gt=0)
-    pace_grace: float = Field(0.1, ge=0, le=1, description="fraction of the duration")
-    pace_min_ratio: float = Field(1.0, ge=0, le=1)
-    pace_stall_seconds: float = Field(0.0, ge=0, description="0 disables the stall rule")
+    # Pace policy defaults (a signal's `pace` overrides them); see app/monitoring/pace.py.
+    pace_grace: Decimal = Field(Decimal("0.1"), ge=0, le=1, description="fraction of duration")
+    pace_min_ratio: Decimal = Field(Decimal("1.0"), ge=0, le=1)
+    pace_slack: Decimal = Field(Decimal("0.02"), ge=0, le=1)
+    pace_stall_seconds: Decimal | None = Field(
+        None, ge=0, description="unset: a quarter of the duration; 0 disables the stall rule"
+    )
+    pace_vp_stall_seconds: Decimal = Field(Decimal("600"), gt=0)
 
     # Paper exchange
     paper_host: str = "127.0.0.1"

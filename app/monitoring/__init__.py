@@ -1,0 +1,1 @@
+"""The algo monitor: pace policy (pure) and the polling service."""
