@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./var/pacekeeper.db"
     redis_url: str | None = "redis://127.0.0.1:6379/0"
     queue_name: str = "pacekeeper"
+    # Worker liveness: a worker's registry key expires this long after its last heartbeat, and
+    # abandoned jobs (a worker killed mid-job) are looked for this often.
+    worker_ttl: int = Field(60, ge=15)
+    worker_maintenance_interval: int = Field(30, ge=5)
 
     # Exchange
     binance_api_url: str = PAPER_URL

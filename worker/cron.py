@@ -1,0 +1,100 @@
+"""``pacekeeper monitor``: the rq cron process that enqueues the periodic jobs.
+
+RQ's ``CronJob`` enqueues with the default (pickle) serializer; every Pacekeeper job is
+JSON-serialized (ids only, never payloads), so the cron jobs here enqueue through a JSON
+queue to be runnable by the same workers. Overlapping runs are harmless: each periodic job
+takes its own single-flight lock in Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from redis import Redis
+from rq import Queue
+from rq.cron import CronJob, CronScheduler
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from app.config import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+class JsonCronJob(CronJob):
+    def enqueue(self, connection: Redis) -> Job:
+        if self.func is None:  # pragma: no cover - only for monitoring-only instances
+            raise ValueError("cron job has no function")
+        queue = Queue(self.queue_name, connection=connection, serializer=JSONSerializer)
+        job = queue.enqueue(self.func, *self.args, **self.kwargs, **self.job_options)
+        log.debug("enqueued %s on %s", self.func_name, self.queue_name)
+        return job
+
+
+class JsonCronScheduler(CronScheduler):
+    def register(  # type: ignore[override]
+        self,
+        func: Callable[..., Any],
+        queue_name: str,
+        *,
+        interval: int,
+        job_timeout: int | None = None,
+        kwargs: dict[str, Any] | None = None,
+        name: str = "",
+    ) -> CronJob:
+        cron_job = JsonCronJob(
+            queue_name=queue_name,
+            func=func,
+            interval=interval,
+            job_timeout=job_timeout,
+            kwargs=kwargs,
+            result_ttl=60,
+            failure_ttl=3600,
+            # A periodic run that waited longer than its interval is stale: drop it.
+            ttl=max(interval * 2, 5),
+            name=name,
+        )
+        self._cron_jobs.append(cron_job)
+        return cron_job
+
+
+def periodic_jobs(settings: Settings) -> list[tuple[str, float]]:
+    """(job function path, interval in seconds) for every periodic job."""
+    return [
+        ("worker.jobs.monitor_algos", settings.monitor_interval),
+        ("worker.jobs.sweep_intake", settings.sweep_interval),
+        ("worker.jobs.reconcile", settings.reconcile_interval),
+    ]
+
+
+def build_scheduler(settings: Settings, connection: Redis) -> JsonCronScheduler:
+    import importlib
+
+    scheduler = JsonCronScheduler(connection=connection, logging_level=settings.log_level)
+    for path, interval in periodic_jobs(settings):
+        module, _, attr = path.rpartition(".")
+        func = getattr(importlib.import_module(module), attr, None)
+        if func is None:
+            log.warning("periodic job %s is not available in this build; skipped", path)
+            continue
+        seconds = max(1, round(interval))
+        scheduler.register(
+            func, settings.queue_name, interval=seconds, job_timeout=max(60, seconds * 4)
+        )
+    return scheduler
+
+
+def run_cron(settings: Settings | None = None) -> int:
+    settings = settings or get_settings()
+    from app.logging import configure_logging
+
+    configure_logging(settings)
+    if not settings.redis_url:
+        log.error("PACEKEEPER_REDIS_URL is not set: the monitor needs Redis")
+        return 2
+    connection = Redis.from_url(settings.redis_url)
+    scheduler = build_scheduler(settings, connection)
+    scheduler.start()
+    return 0
