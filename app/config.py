@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     binance_ed25519_private_key: SecretStr | None = None
     recv_window: int = Field(5000, ge=1, le=60_000)
     http_timeout: float = Field(10.0, gt=0)
+    exchange_info_ttl: float = Field(300.0, ge=0, description="seconds exchangeInfo is cached")
+    exchange_read_retries: int = Field(3, ge=0, le=10, description="retries of a failed GET")
+    rate_limit_prefix: str = "pk:rl:"
+    rate_limit_margin: float = Field(0.1, ge=0, lt=1, description="share of each budget kept free")
+    rate_limit_max_wait: float = Field(
+        60.0, ge=0, description="longest wait for a rate limit before failing as temporary"
+    )
 
     # Algo limits (Binance's by default; the paper exchange honours the same settings)
     twap_min_duration: int = Field(300, ge=1)
@@ -80,6 +87,7 @@ class Settings(BaseSettings):
     twap_max_notional_spot: Decimal = Decimal("100000")
     twap_max_notional_usdm: Decimal = Decimal("1000000")
     vp_min_notional: Decimal = Decimal("10000")
+    vp_max_notional: Decimal = Decimal("1000000")
     max_open_twap_spot: int = 20
     max_open_twap_usdm: int = 30
     max_open_vp: int = 10
