@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
 import io
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 
 from app import cli
 from app.config import Settings, get_settings
-from app.sender import SIGNATURE_HEADER, TIMESTAMP_HEADER, send_main
+from app.sender import send_main
+from tests.ops.stubs import verifying_app
 from tests.support import ThreadedServer, serve
 
 SECRET = "sender-test-secret-0123456789abcdef"
@@ -31,30 +27,6 @@ SIGNAL = {
     "quantity": "0.5",
     "execution": {"type": "market"},
 }
-
-
-def verifying_app(secret: str, received: list[dict[str, Any]]) -> FastAPI:
-    """A receiver stand-in that verifies the header signature the way the real one must."""
-    app = FastAPI()
-
-    @app.post("/webhook")
-    async def webhook(request: Request) -> JSONResponse:
-        body = await request.body()
-        timestamp = request.headers.get(TIMESTAMP_HEADER, "")
-        given = request.headers.get(SIGNATURE_HEADER, "")
-        expected = (
-            "sha256="
-            + hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-        )
-        fresh = timestamp.isdigit() and abs(time.time() - int(timestamp)) <= 300
-        if not (fresh and hmac.compare_digest(given, expected)):
-            return JSONResponse({"error": "bad signature"}, status_code=401)
-        received.append({"body": json.loads(body), "content_type": request.headers["content-type"]})
-        return JSONResponse(
-            {"signal_id": "s-1", "status": "queued", "duplicate": False}, status_code=202
-        )
-
-    return app
 
 
 @pytest.fixture

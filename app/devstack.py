@@ -1,0 +1,511 @@
+"""``pacekeeper dev``: paper exchange, receiver, worker and monitor on one machine.
+
+:class:`Supervisor` runs child processes with their output prefixed by name, stops them
+in reverse order of start (SIGTERM, then SIGKILL after a timeout) and reports the first
+one that dies. :class:`PrivateRedis` is a throw-away redis-server on a free port in a
+temporary directory, with no persistence, for when no Redis is configured or running.
+:func:`run_dev` puts them together.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+import httpx
+import redis
+
+from app.config import Settings, get_settings
+from app.logging import redact
+
+STOP_TIMEOUT = 10.0
+READY_TIMEOUT = 30.0
+
+
+@dataclass
+class ChildSpec:
+    """A process to supervise: a name for its output prefix, a command line, environment."""
+
+    name: str
+    argv: Sequence[str]
+    env: Mapping[str, str] | None = None
+
+
+@dataclass
+class Child:
+    spec: ChildSpec
+    proc: subprocess.Popen[str]
+    reader: threading.Thread = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+class Supervisor:
+    """Runs children, prefixes their output, and stops them all when one dies or on request."""
+
+    def __init__(
+        self, *, out: TextIO | None = None, stop_timeout: float = STOP_TIMEOUT, width: int = 8
+    ) -> None:
+        self.out = out if out is not None else sys.stdout
+        self.stop_timeout = stop_timeout
+        self.width = width
+        self.layers: list[list[Child]] = []
+        self.failed: Child | None = None
+        self._stop_requested = threading.Event()
+        self._force = False
+        self._lock = threading.Lock()
+
+    # -- output -------------------------------------------------------------------------
+    def say(self, line: str, name: str | None = "dev") -> None:
+        """Write one line with a name prefix (none if None), never inside a child's line."""
+        prefix = "" if name is None else f"{name:<{self.width}}| "
+        with self._lock:
+            self.out.write(f"{prefix}{line.rstrip()}\n")
+            self.out.flush()
+
+    def _pump(self, name: str, stream: TextIO) -> None:
+        for line in stream:
+            self.say(line, name)
+        stream.close()
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self, *specs: ChildSpec) -> list[Child]:
+        """Start ``specs`` as one layer; layers stop in reverse order of start."""
+        layer: list[Child] = []
+        self.layers.append(layer)
+        for spec in specs:
+            proc = subprocess.Popen(
+                list(spec.argv),
+                env=dict(spec.env) if spec.env is not None else None,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                bufsize=1,
+                # Its own process group: Ctrl-C reaches the supervisor only, which then
+                # stops the children in order instead of all at once.
+                process_group=0,
+            )
+            assert proc.stdout is not None
+            reader = threading.Thread(target=self._pump, args=(spec.name, proc.stdout), daemon=True)
+            reader.start()
+            layer.append(Child(spec, proc, reader))
+        return layer
+
+    @property
+    def children(self) -> list[Child]:
+        return [child for layer in self.layers for child in layer]
+
+    def request_stop(self) -> None:
+        """Ask :meth:`wait` to return; a second request skips the grace period."""
+        if self._stop_requested.is_set():
+            self._force = True
+        self._stop_requested.set()
+
+    def install_signal_handlers(self) -> None:
+        """Ctrl-C, SIGTERM and SIGHUP stop the stack (only from the main thread)."""
+
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            self.request_stop()
+
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, handler)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_requested.is_set()
+
+    def discard(self, child: Child) -> None:
+        """Forget a child that has already exited (a failed start that will be retried)."""
+        for layer in self.layers:
+            if child in layer:
+                layer.remove(child)
+        self.layers = [layer for layer in self.layers if layer]
+
+    def check(self) -> Child | None:
+        """The first child that has exited, if any."""
+        if self.failed is None:
+            self.failed = next((c for c in self.children if c.proc.poll() is not None), None)
+        return self.failed
+
+    def wait(self, poll_interval: float = 0.1) -> int:
+        """Block until a stop is requested (0) or a child exits (non-zero)."""
+        while not self._stop_requested.wait(poll_interval):
+            child = self.check()
+            if child is not None:
+                return self._report_death(child)
+        return 0
+
+    def _report_death(self, child: Child) -> int:
+        code = child.proc.returncode
+        child.reader.join(timeout=2)  # let its last lines out first
+        self.say(f"{child.name} exited with code {code}; stopping the others")
+        if code is None or code == 0:
+            return 1
+        return code if code > 0 else 128 - code
+
+    def stop(self) -> None:
+        """SIGTERM every running child, layer by layer from the last; SIGKILL after a timeout."""
+        for layer in reversed(self.layers):
+            running = [c for c in layer if c.proc.poll() is None]
+            for child in running:
+                with contextlib.suppress(ProcessLookupError):
+                    child.proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + (0 if self._force else self.stop_timeout)
+            for child in running:
+                try:
+                    child.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    self.say(f"{child.name} did not stop in time; killing it")
+                    # The leader is not reaped yet, so its process group is still ours.
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(child.proc.pid, signal.SIGKILL)
+                    child.proc.wait()
+        for child in self.children:
+            child.reader.join(timeout=2)
+
+    def __enter__(self) -> Supervisor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def redis_answers(url: str, timeout: float = 1.0) -> bool:
+    conn = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        return bool(conn.ping())
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        conn.close()
+
+
+class PrivateRedis:
+    """A redis-server for this run only: 127.0.0.1, a free port, no RDB or AOF, a temp dir."""
+
+    def __init__(self, binary: str = "redis-server") -> None:
+        self.binary = binary
+        self.port = 0
+        self.dir: str | None = None
+        self.child: Child | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def spec(self) -> ChildSpec:
+        assert self.dir is not None
+        argv = [
+            self.binary,
+            "--bind", "127.0.0.1",
+            "--port", str(self.port),
+            "--dir", self.dir,
+            "--save", "",
+            "--appendonly", "no",
+            "--protected-mode", "yes",
+            "--daemonize", "no",
+            "--loglevel", "warning",
+        ]  # fmt: skip
+        return ChildSpec("redis", argv)
+
+    def start(self, supervisor: Supervisor, timeout: float = 10.0, attempts: int = 3) -> str:
+        """Start it under ``supervisor`` and wait until it answers; returns its URL."""
+        if shutil.which(self.binary) is None:
+            raise RuntimeError(f"{self.binary} is not installed; set PACEKEEPER_REDIS_URL")
+        self.dir = tempfile.mkdtemp(prefix="pacekeeper-redis-")
+        for _ in range(attempts):
+            # The port can be taken between picking it and binding it: try another one.
+            self.port = free_port()
+            (self.child,) = supervisor.start(self.spec())
+            deadline = time.monotonic() + timeout
+            while self.child.proc.poll() is None and time.monotonic() < deadline:
+                if redis_answers(self.url, timeout=0.5):
+                    return self.url
+                time.sleep(0.05)
+            if self.child.proc.poll() is None:
+                break
+            supervisor.discard(self.child)
+        self.cleanup()
+        raise RuntimeError("the private redis-server did not start")
+
+    def cleanup(self) -> None:
+        """Remove its directory (after it has stopped)."""
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+
+
+# -- the dev stack ----------------------------------------------------------------------
+
+
+def app_command(*args: str) -> list[str]:
+    """A pacekeeper sub-command that works without the console script on PATH."""
+    return [sys.executable, "-m", "app.cli", *args]
+
+
+def default_commands() -> dict[str, list[str]]:
+    return {
+        "paper": app_command("paper"),
+        "api": app_command("api"),
+        "worker": app_command("worker"),
+        "monitor": app_command("monitor"),
+    }
+
+
+def _local(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+def example_signal(symbol: str = "BTCUSDT") -> dict[str, object]:
+    return {
+        "id": f"dev-example-{int(time.time())}",
+        "action": "entry",
+        "symbol": symbol,
+        "market": "spot",
+        "side": "buy",
+        "quantity": "0.001",
+        "execution": {"type": "market"},
+        "strategy": "dev-example",
+    }
+
+
+def pacekeeper_executable() -> str:
+    script = Path(sys.executable).with_name("pacekeeper")
+    return str(script) if script.exists() else f"{sys.executable} -m app.cli"
+
+
+@dataclass
+class DevStack:
+    """What ``pacekeeper dev`` runs; ``commands`` and ``probes`` are replaceable for tests."""
+
+    settings: Settings
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    commands: dict[str, list[str]] = field(default_factory=default_commands)
+    probes: dict[str, str] | None = None
+    stop_timeout: float = STOP_TIMEOUT
+    ready_timeout: float = READY_TIMEOUT
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    def __post_init__(self) -> None:
+        self.supervisor = Supervisor(out=self.out, stop_timeout=self.stop_timeout)
+        self.redis: PrivateRedis | None = None
+        self.generated: dict[str, str] = {}
+        self.webhook_secret = ""
+        s = self.settings
+        self.api_url = f"http://{_local(s.api_host)}:{s.api_port}"
+        self.paper_url = f"http://{_local(s.paper_host)}:{s.paper_port}"
+        if self.probes is None:
+            self.probes = {
+                "paper": f"{self.paper_url}/api/v3/time",
+                "api": f"{self.api_url}/health",
+            }
+
+    def say(self, line: str = "") -> None:
+        self.supervisor.say(line)
+
+    def run(self) -> int:
+        try:
+            code = self._prepare()
+            if code:
+                return code
+            self.supervisor.start(
+                *(ChildSpec(name, argv, self.env) for name, argv in self.commands.items())
+            )
+            if not self._wait_ready():
+                return self.supervisor.wait()
+            self._banner()
+            return self.supervisor.wait()
+        finally:
+            self.say("stopping")
+            self.supervisor.stop()
+            if self.redis is not None:
+                self.redis.cleanup()
+            self.say("stopped")
+
+    def request_stop(self) -> None:
+        self.supervisor.request_stop()
+
+    def _prepare(self) -> int:
+        """Ports, Redis, secrets, venue and schema; non-zero when the stack cannot start."""
+        s = self.settings
+        busy = [
+            (name, port)
+            for name, host, port in (
+                ("PACEKEEPER_API_PORT", s.api_host, s.api_port),
+                ("PACEKEEPER_PAPER_PORT", s.paper_host, s.paper_port),
+            )
+            if port_in_use(host, port)
+        ]
+        for name, port in busy:
+            self.say(f"port {port} is in use; stop what holds it or set {name}")
+        if busy:
+            return 2
+        if not self._choose_redis():
+            return 2
+        self._secrets()
+        self._venue()
+        self.env.update(
+            PYTHONUNBUFFERED="1",
+            PACEKEEPER_DATABASE_URL=s.database_url,
+            PACEKEEPER_API_HOST=s.api_host,
+            PACEKEEPER_API_PORT=str(s.api_port),
+            PACEKEEPER_PAPER_HOST=s.paper_host,
+            PACEKEEPER_PAPER_PORT=str(s.paper_port),
+        )
+        self.say(f"database {redact(s.database_url)}: upgrading the schema")
+        result = subprocess.run(
+            app_command("db", "upgrade"),
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+        )
+        for line in (result.stdout + result.stderr).splitlines():
+            self.supervisor.say(line, "db")
+        if result.returncode != 0:
+            self.say(f"db upgrade failed with code {result.returncode}")
+            return result.returncode
+        return 0
+
+    def _choose_redis(self) -> bool:
+        url = self.settings.redis_url
+        if url and "redis_url" in self.settings.model_fields_set:
+            if not redis_answers(url):
+                self.say(f"PACEKEEPER_REDIS_URL={redact(url)} does not answer")
+                return False
+            self.say(f"redis {redact(url)} (configured)")
+        elif url and redis_answers(url):
+            self.say(f"redis {redact(url)} (already running)")
+        else:
+            self.redis = PrivateRedis()
+            try:
+                url = self.redis.start(self.supervisor)
+            except RuntimeError as exc:
+                self.say(str(exc))
+                return False
+            self.say(f"redis {url} (private to this run, discarded on exit)")
+        self.env["PACEKEEPER_REDIS_URL"] = url
+        return True
+
+    def _secrets(self) -> None:
+        """Generate what the receiver refuses to run without; children see what we see."""
+        try:
+            self.settings.check_webhook_secret()
+            self.webhook_secret = self.settings.webhook_secret.get_secret_value()
+        except ValueError:
+            self.webhook_secret = secrets.token_urlsafe(32)
+            self.generated["webhook secret"] = self.webhook_secret
+        token = self.settings.admin_token.get_secret_value()
+        if not token:
+            token = secrets.token_urlsafe(32)
+            self.generated["admin token"] = token
+        self.env["PACEKEEPER_WEBHOOK_SECRET"] = self.webhook_secret
+        self.env["PACEKEEPER_ADMIN_TOKEN"] = token
+
+    def _venue(self) -> None:
+        fields = self.settings.model_fields_set
+        for name in ("binance_api_url", "binance_fapi_url"):
+            configured = getattr(self.settings, name)
+            if name not in fields:
+                self.env[f"PACEKEEPER_{name.upper()}"] = self.paper_url
+            elif configured.rstrip("/") != self.paper_url:
+                self.say(f"PACEKEEPER_{name.upper()}={configured}: orders go there, not to paper")
+
+    def _wait_ready(self) -> bool:
+        """Wait until every probe answers; False if a child died meanwhile."""
+        pending = dict(self.probes or {})
+        deadline = time.monotonic() + self.ready_timeout
+        with httpx.Client(timeout=1.0) as client:
+            while pending and time.monotonic() < deadline:
+                if self.supervisor.check() is not None or self.supervisor.stopping:
+                    return False
+                for name, url in list(pending.items()):
+                    with contextlib.suppress(httpx.HTTPError):
+                        if client.get(url).status_code < 500:
+                            del pending[name]
+                time.sleep(0.2)
+        for name, url in pending.items():
+            self.say(f"{name} is not answering at {url} yet")
+        return True
+
+    def _banner(self) -> None:
+        s = self.settings
+        generated = "webhook secret" in self.generated
+        # A configured secret is never echoed: `send` reads it from the environment or .env.
+        secret = self.webhook_secret if generated else "<your PACEKEEPER_WEBHOOK_SECRET>"
+        send_prefix = f"PACEKEEPER_WEBHOOK_SECRET='{secret}' " if generated else ""
+        redis_url = self.env["PACEKEEPER_REDIS_URL"]
+        signal_json = json.dumps(example_signal())
+        tv_body = json.dumps({"secret": secret, **example_signal()})
+        lines = [
+            "",
+            "Pacekeeper is running on the paper exchange. Ctrl-C stops everything.",
+            f"  receiver        {self.api_url}  (POST /webhook, /health, /health/ready, /metrics)",
+            f"  paper exchange  {self.paper_url}  (Binance REST subset, /paper/... controls)",
+            f"  redis           {redact(redis_url)}",
+            f"  database        {redact(s.database_url)}",
+        ]
+        for what, value in self.generated.items():
+            lines.append(f"  {what:<15} {value}  (generated for this run)")
+        if self.generated:
+            lines.append(
+                "  set PACEKEEPER_WEBHOOK_SECRET / PACEKEEPER_ADMIN_TOKEN in .env to keep them"
+            )
+        # Unprefixed and one line each, so they can be copied and pasted as they are.
+        lines += [
+            "",
+            "Send a signal, signed with the webhook secret:",
+            f"echo '{signal_json}' | {send_prefix}{pacekeeper_executable()} send "
+            f"--url {self.api_url} -",
+            "",
+            "or the way TradingView does, with the secret in the body:",
+            f"curl -sS -X POST {self.api_url}/webhook -H 'Content-Type: application/json' "
+            f"-d '{tv_body}'",
+            "",
+        ]
+        for line in lines:
+            self.supervisor.say(line, None)
+
+
+def run_dev(settings: Settings | None = None) -> int:
+    """``pacekeeper dev``: run the whole stack until Ctrl-C or until a part of it dies."""
+    stack = DevStack(settings or get_settings())
+    if threading.current_thread() is threading.main_thread():
+        stack.supervisor.install_signal_handlers()
+    return stack.run()
