@@ -1,0 +1,21 @@
+"""Everything that talks to Binance: client, signing, errors, filters, rate limits, ids."""
+
+from app.exchange.client import BinanceClient
+from app.exchange.errors import (
+    AlreadyDone,
+    Duplicate,
+    ExchangeError,
+    Rejected,
+    Temporary,
+    UnknownOutcome,
+)
+
+__all__ = [
+    "AlreadyDone",
+    "BinanceClient",
+    "Duplicate",
+    "ExchangeError",
+    "Rejected",
+    "Temporary",
+    "UnknownOutcome",
+]

@@ -1,0 +1,156 @@
+"""USD-M futures: orders (``/fapi/v1/order``), conditional TP/SL (``/fapi/v1/algoOrder``),
+positions.
+
+Since 2025-12-09 ``/fapi/v1/order`` refuses STOP_MARKET / TAKE_PROFIT_MARKET / STOP /
+TAKE_PROFIT / TRAILING_STOP_MARKET (-4120); they go to the conditional "algo service", a
+different system from the sapi TWAP/VP algos, with its own ``algoId`` and ``clientAlgoId``.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from app.exchange.errors import Rejected
+from app.exchange.models import ConditionalCancelled, ConditionalOrder, FuturesOrder, Position
+from app.exchange.session import BinanceSession, parse, parse_list
+
+
+def _one_id(order_id: int | None, client_id: str | None) -> None:
+    if (order_id is None) == (client_id is None):
+        raise ValueError("give exactly one of the exchange id or the client id")
+
+
+class FuturesOrders(BinanceSession):
+    def new_futures_order(
+        self,
+        *,
+        symbol: str,
+        side: str,
+        type: str,
+        quantity: Decimal,
+        new_client_order_id: str,
+        price: Decimal | None = None,
+        time_in_force: str | None = None,
+        reduce_only: bool | None = None,
+        position_side: str | None = None,
+    ) -> FuturesOrder:
+        """POST /fapi/v1/order, MARKET or LIMIT (LIMIT needs ``price`` and ``time_in_force``)."""
+        path = "/fapi/v1/order"
+        params = {
+            "symbol": symbol,
+            "side": side,
+            "positionSide": position_side,
+            "type": type,
+            "timeInForce": time_in_force,
+            "quantity": quantity,
+            "price": price,
+            "reduceOnly": reduce_only,
+            "newClientOrderId": new_client_order_id,
+            "newOrderRespType": "RESULT",
+        }
+        body = self.call("POST", path, params, signed=True)
+        return parse(FuturesOrder, body, method="POST", path=path)
+
+    def get_futures_order(
+        self, symbol: str, *, order_id: int | None = None, orig_client_order_id: str | None = None
+    ) -> FuturesOrder:
+        _one_id(order_id, orig_client_order_id)
+        path = "/fapi/v1/order"
+        params = {"symbol": symbol, "orderId": order_id, "origClientOrderId": orig_client_order_id}
+        body = self.call("GET", path, params, signed=True)
+        return parse(FuturesOrder, body, method="GET", path=path)
+
+    def cancel_futures_order(
+        self, symbol: str, *, order_id: int | None = None, orig_client_order_id: str | None = None
+    ) -> FuturesOrder:
+        """DELETE /fapi/v1/order; ``AlreadyDone`` when no open order has that id."""
+        _one_id(order_id, orig_client_order_id)
+        path = "/fapi/v1/order"
+        params = {"symbol": symbol, "orderId": order_id, "origClientOrderId": orig_client_order_id}
+        body = self.call("DELETE", path, params, signed=True)
+        return parse(FuturesOrder, body, method="DELETE", path=path)
+
+    def find_futures_order(self, symbol: str, client_order_id: str) -> FuturesOrder | None:
+        try:
+            return self.get_futures_order(symbol, orig_client_order_id=client_order_id)
+        except Rejected as exc:
+            if exc.is_not_found:
+                return None
+            raise
+
+    def new_conditional_order(
+        self,
+        *,
+        symbol: str,
+        side: str,
+        type: str,
+        trigger_price: Decimal,
+        client_algo_id: str,
+        quantity: Decimal | None = None,
+        price: Decimal | None = None,
+        close_position: bool | None = None,
+        reduce_only: bool | None = None,
+        working_type: str | None = None,
+        price_protect: bool | None = None,
+        time_in_force: str | None = None,
+        position_side: str | None = None,
+    ) -> ConditionalOrder:
+        """POST /fapi/v1/algoOrder (algoType CONDITIONAL): STOP_MARKET, TAKE_PROFIT_MARKET, …"""
+        path = "/fapi/v1/algoOrder"
+        params = {
+            "algoType": "CONDITIONAL",
+            "symbol": symbol,
+            "side": side,
+            "positionSide": position_side,
+            "type": type,
+            "timeInForce": time_in_force,
+            "quantity": quantity,
+            "price": price,
+            "triggerPrice": trigger_price,
+            "workingType": working_type,
+            "closePosition": close_position,
+            "priceProtect": price_protect,
+            "reduceOnly": reduce_only,
+            "clientAlgoId": client_algo_id,
+        }
+        body = self.call("POST", path, params, signed=True)
+        return parse(ConditionalOrder, body, method="POST", path=path)
+
+    def get_conditional_order(
+        self, *, algo_id: int | None = None, client_algo_id: str | None = None
+    ) -> ConditionalOrder:
+        _one_id(algo_id, client_algo_id)
+        path = "/fapi/v1/algoOrder"
+        params = {"algoId": algo_id, "clientAlgoId": client_algo_id}
+        body = self.call("GET", path, params, signed=True)
+        return parse(ConditionalOrder, body, method="GET", path=path)
+
+    def cancel_conditional_order(
+        self, *, algo_id: int | None = None, client_algo_id: str | None = None
+    ) -> ConditionalCancelled:
+        """DELETE /fapi/v1/algoOrder; ``AlreadyDone`` when it is no longer open."""
+        _one_id(algo_id, client_algo_id)
+        path = "/fapi/v1/algoOrder"
+        params = {"algoId": algo_id, "clientAlgoId": client_algo_id}
+        body = self.call("DELETE", path, params, signed=True)
+        return parse(ConditionalCancelled, body, method="DELETE", path=path)
+
+    def open_conditional_orders(self, symbol: str | None = None) -> list[ConditionalOrder]:
+        """GET /fapi/v1/openAlgoOrders (weight 1 with a symbol, 40 without)."""
+        path = "/fapi/v1/openAlgoOrders"
+        body = self.call("GET", path, {"symbol": symbol}, signed=True)
+        return parse_list(ConditionalOrder, body, method="GET", path=path)
+
+    def find_conditional_order(self, client_algo_id: str) -> ConditionalOrder | None:
+        try:
+            return self.get_conditional_order(client_algo_id=client_algo_id)
+        except Rejected as exc:
+            if exc.is_not_found:
+                return None
+            raise
+
+    def position_risk(self, symbol: str | None = None) -> list[Position]:
+        """GET /fapi/v2/positionRisk: one row per symbol (and position side)."""
+        path = "/fapi/v2/positionRisk"
+        body = self.call("GET", path, {"symbol": symbol}, signed=True)
+        return parse_list(Position, body, method="GET", path=path)

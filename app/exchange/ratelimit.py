@@ -1,0 +1,348 @@
+"""Rate-limit governor: wait rather than cross Binance's weight limits, obey 429 and 418.
+
+Binance counts request weight per fixed one-minute window:
+
+| family | budget per minute                       | header with the used weight   |
+| ------ | --------------------------------------- | ----------------------------- |
+| /api   | 6,000 per IP, shared by every endpoint  | ``X-MBX-USED-WEIGHT-1M``      |
+| /fapi  | 2,400 per IP, shared by every endpoint  | ``X-MBX-USED-WEIGHT-1M``      |
+| /sapi  | 12,000 per IP, per IP-limited endpoint  | ``X-SAPI-USED-IP-WEIGHT-1M``  |
+| /sapi  | 180,000 per UID, per UID-limited one    | ``X-SAPI-USED-UID-WEIGHT-1M`` |
+
+Before each request the governor reserves the endpoint's weight (from ``WEIGHTS``) in the
+current window, keeping ``margin`` of every budget unused, and sleeps to the next window when
+the reservation does not fit. After each response it raises its count to what the headers say
+(other programs may share the IP). A 429 blocks the family for ``Retry-After`` seconds; a 418
+(IP ban) blocks every call. Blocks longer than ``max_wait`` raise ``Temporary`` at once.
+
+State lives in Redis under a prefix (``pk:rl:`` by default) so every worker and the monitor
+share one budget; ``MemoryRateStore`` keeps it in the process for tests and single processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from app.exchange.errors import (
+    DEFAULT_BACKOFF_SECONDS,
+    DEFAULT_BAN_SECONDS,
+    Temporary,
+    retry_after_seconds,
+)
+
+log = logging.getLogger(__name__)
+
+LIMITS = {"api": 6_000, "fapi": 2_400, "sapi-ip": 12_000, "sapi-uid": 180_000}
+HEADERS = {
+    "api": "x-mbx-used-weight-1m",
+    "fapi": "x-mbx-used-weight-1m",
+    "sapi-ip": "x-sapi-used-ip-weight-1m",
+    "sapi-uid": "x-sapi-used-uid-weight-1m",
+}
+WINDOW = 60  # seconds
+KEY_TTL = 2 * WINDOW
+
+# Request weight per endpoint, from Binance's docs (see reference/binance-api.md).
+WEIGHTS: dict[tuple[str, str], int] = {
+    ("GET", "/api/v3/time"): 1,
+    ("GET", "/api/v3/exchangeInfo"): 20,
+    ("GET", "/api/v3/ticker/price"): 2,  # 4 without a symbol
+    ("GET", "/api/v3/avgPrice"): 2,
+    ("GET", "/api/v3/account"): 20,
+    ("POST", "/api/v3/order"): 1,
+    ("GET", "/api/v3/order"): 4,
+    ("DELETE", "/api/v3/order"): 1,
+    ("POST", "/api/v3/orderList/oco"): 1,
+    ("GET", "/api/v3/orderList"): 4,
+    ("GET", "/api/v3/openOrderList"): 6,
+    ("DELETE", "/api/v3/orderList"): 1,
+    ("GET", "/sapi/v1/account/apiRestrictions"): 1,
+    ("POST", "/sapi/v1/algo/spot/newOrderTwap"): 3000,
+    ("DELETE", "/sapi/v1/algo/spot/order"): 1,
+    ("GET", "/sapi/v1/algo/spot/openOrders"): 1,
+    ("GET", "/sapi/v1/algo/spot/historicalOrders"): 1,
+    ("GET", "/sapi/v1/algo/spot/subOrders"): 1,
+    ("POST", "/sapi/v1/algo/futures/newOrderTwap"): 3000,
+    ("POST", "/sapi/v1/algo/futures/newOrderVp"): 3000,  # 300 in English docs, 3000 in zh-CN
+    ("DELETE", "/sapi/v1/algo/futures/order"): 1,
+    ("GET", "/sapi/v1/algo/futures/openOrders"): 1,
+    ("GET", "/sapi/v1/algo/futures/historicalOrders"): 1,
+    ("GET", "/sapi/v1/algo/futures/subOrders"): 1,
+    ("GET", "/fapi/v1/time"): 1,
+    ("GET", "/fapi/v1/exchangeInfo"): 1,
+    ("GET", "/fapi/v1/ticker/price"): 1,  # 2 without a symbol
+    ("GET", "/fapi/v1/premiumIndex"): 1,  # 10 without a symbol
+    ("POST", "/fapi/v1/order"): 0,  # counted on the order-count limits instead
+    ("GET", "/fapi/v1/order"): 1,
+    ("DELETE", "/fapi/v1/order"): 1,
+    ("POST", "/fapi/v1/algoOrder"): 0,
+    ("GET", "/fapi/v1/algoOrder"): 1,
+    ("DELETE", "/fapi/v1/algoOrder"): 1,
+    ("GET", "/fapi/v1/openAlgoOrders"): 1,  # 40 without a symbol
+    ("GET", "/fapi/v2/positionRisk"): 5,
+    ("GET", "/fapi/v3/positionRisk"): 5,
+}
+WITHOUT_SYMBOL = {
+    ("GET", "/api/v3/ticker/price"): 4,
+    ("GET", "/fapi/v1/ticker/price"): 2,
+    ("GET", "/fapi/v1/premiumIndex"): 10,
+    ("GET", "/fapi/v1/openAlgoOrders"): 40,
+}
+UID_LIMITED = {
+    "/sapi/v1/algo/spot/newOrderTwap",
+    "/sapi/v1/algo/futures/newOrderTwap",
+    "/sapi/v1/algo/futures/newOrderVp",
+}
+BAN = "ban"
+FAMILIES = ("api", "sapi", "fapi")
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What one request counts against: the bucket, its family, the weight and the limit."""
+
+    family: str  # api, sapi or fapi: the scope of a 429's Retry-After
+    bucket: str
+    kind: str  # a key of LIMITS
+    weight: int
+
+
+def family_of(path: str) -> str:
+    return path.split("/", 2)[1] if path.count("/") >= 2 else "api"
+
+
+def cost_of(method: str, path: str, params: Mapping[str, Any] | None = None) -> Cost:
+    """The weight and bucket of one request (unknown endpoints count 1 on their family)."""
+    key = (method, path)
+    weight = WEIGHTS.get(key, 1)
+    if key in WITHOUT_SYMBOL and not (params and params.get("symbol")):
+        weight = WITHOUT_SYMBOL[key]
+    family = family_of(path)
+    if family == "sapi":
+        kind = "sapi-uid" if path in UID_LIMITED else "sapi-ip"
+        return Cost(family, f"{kind}:{path}", kind, weight)
+    kind = "fapi" if family == "fapi" else "api"
+    return Cost(kind, kind, kind, weight)
+
+
+class RateStore(Protocol):
+    def reserve(self, key: str, weight: int, limit: int) -> bool: ...
+    def observe(self, key: str, used: int) -> None: ...
+    def used(self, key: str) -> int: ...
+    def block(self, key: str, seconds: float) -> None: ...
+    def blocked_for(self, key: str) -> float: ...
+
+
+class MemoryRateStore:
+    """Counters and blocks in this process (tests about logic, single-process tools)."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._counts: dict[str, tuple[int, float]] = {}
+        self._blocks: dict[str, float] = {}
+
+    def _get(self, key: str) -> int:
+        used, expires = self._counts.get(key, (0, 0.0))
+        return used if expires > self._clock() else 0
+
+    def reserve(self, key: str, weight: int, limit: int) -> bool:
+        with self._lock:
+            used = self._get(key)
+            if used > 0 and used + weight > limit:
+                return False
+            self._counts[key] = (used + weight, self._clock() + KEY_TTL)
+            return True
+
+    def observe(self, key: str, used: int) -> None:
+        with self._lock:
+            if used > self._get(key):
+                self._counts[key] = (used, self._clock() + KEY_TTL)
+
+    def used(self, key: str) -> int:
+        with self._lock:
+            return self._get(key)
+
+    def block(self, key: str, seconds: float) -> None:
+        with self._lock:
+            self._blocks[key] = max(self._blocks.get(key, 0.0), self._clock() + seconds)
+
+    def blocked_for(self, key: str) -> float:
+        with self._lock:
+            return max(0.0, self._blocks.get(key, 0.0) - self._clock())
+
+
+_RESERVE = """
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+if used > 0 and used + tonumber(ARGV[1]) > tonumber(ARGV[2]) then return -1 end
+local v = redis.call('INCRBY', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return v
+"""
+_OBSERVE = """
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > used then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end
+return 0
+"""
+_BLOCK = """
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+end
+return 0
+"""
+
+
+class RedisRateStore:
+    """Counters and blocks shared by every process through Redis (blocks use Redis's clock).
+
+    If Redis fails, the store carries on in process memory for ``retry_after`` seconds before
+    trying Redis again, so an outage neither stops trading nor slows every call down; it only
+    stops sharing the budget meanwhile.
+    """
+
+    def __init__(
+        self,
+        redis: Any,
+        prefix: str = "pk:rl:",
+        *,
+        retry_after: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._reserve = redis.register_script(_RESERVE)
+        self._observe = redis.register_script(_OBSERVE)
+        self._block = redis.register_script(_BLOCK)
+        self._fallback = MemoryRateStore(clock)
+        self._retry_after = retry_after
+        self._down_until = 0.0
+
+    def _run(self, shared: Callable[[], Any], local: Callable[[MemoryRateStore], Any]) -> Any:
+        if time.monotonic() < self._down_until:
+            return local(self._fallback)
+        try:
+            return shared()
+        except Exception as exc:
+            log.warning("rate-limit store unavailable, using process memory: %s", exc)
+            self._down_until = time.monotonic() + self._retry_after
+            return local(self._fallback)
+
+    def reserve(self, key: str, weight: int, limit: int) -> bool:
+        return bool(
+            self._run(
+                lambda: int(self._reserve([self._prefix + key], [weight, limit, KEY_TTL])) >= 0,
+                lambda m: m.reserve(key, weight, limit),
+            )
+        )
+
+    def observe(self, key: str, used: int) -> None:
+        self._run(
+            lambda: self._observe([self._prefix + key], [used, KEY_TTL]),
+            lambda m: m.observe(key, used),
+        )
+
+    def used(self, key: str) -> int:
+        return int(
+            self._run(lambda: int(self._redis.get(self._prefix + key) or 0), lambda m: m.used(key))
+        )
+
+    def block(self, key: str, seconds: float) -> None:
+        self._run(
+            lambda: self._block([self._prefix + key], [max(1, int(seconds * 1000))]),
+            lambda m: m.block(key, seconds),
+        )
+
+    def blocked_for(self, key: str) -> float:
+        def shared() -> float:
+            ttl = int(self._redis.pttl(self._prefix + key))
+            return ttl / 1000 if ttl > 0 else 0.0
+
+        return float(self._run(shared, lambda m: m.blocked_for(key)))
+
+
+class RateGovernor:
+    """Reserves weight before a request and records what the exchange reported after it."""
+
+    def __init__(
+        self,
+        store: RateStore | None = None,
+        *,
+        margin: float = 0.1,
+        max_wait: float = 60.0,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        limits: Mapping[str, int] = LIMITS,
+    ) -> None:
+        self.store: RateStore = store if store is not None else MemoryRateStore(clock)
+        self.margin = margin
+        self.max_wait = max_wait
+        self._clock = clock
+        self._sleep = sleep
+        self._limits = dict(limits)
+        self._buckets: dict[str, str] = {"api": "api", "fapi": "fapi"}  # bucket -> kind
+
+    def budget(self, kind: str) -> int:
+        return int(self._limits[kind] * (1 - self.margin))
+
+    def _window_key(self, bucket: str) -> str:
+        return f"w:{int(self._clock() // WINDOW)}:{bucket}"
+
+    def _wait(self, seconds: float, why: str, method: str, path: str) -> None:
+        if seconds > self.max_wait:
+            raise Temporary(why, retry_after=seconds, method=method, path=path)
+        log.info("rate limit: waiting %.1fs (%s)", seconds, why)
+        self._sleep(seconds)
+
+    def acquire(self, method: str, path: str, params: Mapping[str, Any] | None = None) -> Cost:
+        """Block until the request fits its budgets; raise ``Temporary`` if that is too long."""
+        cost = cost_of(method, path, params)
+        self._buckets[cost.bucket] = cost.kind
+        while True:
+            banned = self.store.blocked_for(BAN)
+            if banned > 0:
+                self._wait(banned, "IP banned (418)", method, path)
+                continue
+            backoff = self.store.blocked_for(f"backoff:{cost.family}")
+            if backoff > 0:
+                self._wait(backoff, f"Retry-After on /{cost.family}", method, path)
+                continue
+            if cost.weight == 0 or self.store.reserve(
+                self._window_key(cost.bucket), cost.weight, self.budget(cost.kind)
+            ):
+                return cost
+            # At most a minute, so always waited: waiting is the point of the governor.
+            to_next_window = WINDOW - self._clock() % WINDOW + 0.05
+            log.info("rate limit: %s budget spent, waiting %.1fs", cost.bucket, to_next_window)
+            self._sleep(to_next_window)
+
+    def record(self, cost: Cost, status: int, headers: Mapping[str, str]) -> None:
+        """Take the used weight from the headers; start a back-off on 429, a ban on 418."""
+        reported = headers.get(HEADERS[cost.kind])
+        if reported is not None and reported.strip().isdigit():
+            self.store.observe(self._window_key(cost.bucket), int(reported))
+        if status in (418, 429):
+            retry_after = retry_after_seconds(headers)
+            if status == 418:
+                self.store.block(BAN, retry_after or DEFAULT_BAN_SECONDS)
+            else:
+                self.store.block(f"backoff:{cost.family}", retry_after or DEFAULT_BACKOFF_SECONDS)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Used weight per bucket in the current window, and any ban or back-off in force."""
+        buckets = {
+            bucket: {
+                "used": self.store.used(self._window_key(bucket)),
+                "limit": self._limits[kind],
+            }
+            for bucket, kind in sorted(self._buckets.items())
+        }
+        return {
+            "buckets": buckets,
+            "banned_for": self.store.blocked_for(BAN),
+            "backoff_for": {f: self.store.blocked_for(f"backoff:{f}") for f in FAMILIES},
+        }

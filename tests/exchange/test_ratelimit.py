@@ -1,0 +1,178 @@
+"""The rate-limit governor: budgets, headers, Retry-After, bans; in memory and in Redis."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from app.exchange import Temporary
+from app.exchange.ratelimit import MemoryRateStore, RateGovernor, RedisRateStore, cost_of
+from tests.exchange import samples
+from tests.exchange.fake import FakeBinance, FakeTime, make_client, reply
+
+OPEN = "/sapi/v1/algo/spot/openOrders"
+
+
+def governor(time: FakeTime, **kw: object) -> RateGovernor:
+    return RateGovernor(MemoryRateStore(time), clock=time, sleep=time.sleep, **kw)  # type: ignore[arg-type]
+
+
+def test_costs_follow_the_documented_weights_and_buckets() -> None:
+    assert cost_of("GET", "/api/v3/exchangeInfo").weight == 20
+    assert cost_of("GET", "/api/v3/ticker/price", {"symbol": "BTCUSDT"}).weight == 2
+    assert cost_of("GET", "/api/v3/ticker/price").weight == 4
+    assert cost_of("GET", "/fapi/v1/openAlgoOrders").weight == 40
+    twap = cost_of("POST", "/sapi/v1/algo/spot/newOrderTwap")
+    assert (twap.kind, twap.weight) == ("sapi-uid", 3000)
+    assert cost_of("GET", OPEN).bucket == f"sapi-ip:{OPEN}"  # one budget per sapi endpoint
+    assert cost_of("GET", "/fapi/v2/positionRisk").bucket == "fapi"
+    assert cost_of("GET", "/api/v3/unlisted").weight == 1
+
+
+def test_waits_for_the_next_window_instead_of_crossing_the_budget() -> None:
+    time = FakeTime(start=1_000_040.0)  # 20 s into a minute window
+    gov = governor(time, margin=0.1)
+    gov.record(cost_of("GET", "/api/v3/account"), 200, {"x-mbx-used-weight-1m": "5390"})
+
+    gov.acquire("GET", "/api/v3/time")  # 5391 <= 5400 fits
+    assert time.sleeps == []
+    gov.acquire("GET", "/api/v3/exchangeInfo")  # 5411 > 5400: wait for the next minute
+
+    assert time.sleeps == [pytest.approx(40.05)]
+    assert gov.snapshot()["buckets"]["api"] == {"used": 20, "limit": 6000}
+
+
+def test_sapi_endpoints_have_separate_budgets_read_from_sapi_headers() -> None:
+    time = FakeTime(start=1_000_000.0)
+    gov = governor(time, margin=0.0)
+    twap = cost_of("POST", "/sapi/v1/algo/spot/newOrderTwap")
+    gov.record(twap, 200, {"x-sapi-used-uid-weight-1m": "180000"})
+    gov.acquire("GET", OPEN)  # another endpoint, other budget: no wait
+    assert time.sleeps == []
+    gov.acquire("POST", "/sapi/v1/algo/spot/newOrderTwap")
+    assert len(time.sleeps) == 1
+
+
+def test_retry_after_blocks_the_family_until_it_ends() -> None:
+    time = FakeTime(start=1_000_000.0)
+    gov = governor(time)
+    gov.record(cost_of("GET", "/api/v3/order"), 429, {"retry-after": "7"})
+
+    gov.acquire("GET", OPEN)  # /sapi is not blocked by an /api 429
+    assert time.sleeps == []
+    gov.acquire("GET", "/api/v3/time")
+    assert sum(time.sleeps) == pytest.approx(7)
+
+
+def test_client_sends_nothing_before_retry_after_ends() -> None:
+    fake = FakeBinance()
+    limited = reply(429, {"code": -1003, "msg": "Too many requests."}, {"Retry-After": "7"})
+    fake.add("GET", OPEN, limited, reply(raw=samples.SPOT_ALGO_OPEN))
+    client = make_client(fake)
+
+    client.algo_open_orders("spot")
+
+    first, second = (fake.sent_at[i] for i, r in enumerate(fake.requests) if r.url.path == OPEN)
+    assert second - first >= 7
+
+
+def test_ban_stops_every_call_without_sending_anything() -> None:
+    fake = FakeBinance()
+    fake.add("GET", OPEN, reply(418, {"code": -1003, "msg": "IP banned"}, {"Retry-After": "600"}))
+    client = make_client(fake)
+
+    with pytest.raises(Temporary) as caught:
+        client.algo_open_orders("spot")
+    sent = len(fake.requests)
+    for call in (
+        lambda: client.ticker_price("BTCUSDT"),
+        lambda: client.mark_price("BTCUSDT"),
+        lambda: client.cancel_algo("spot", 1),
+        lambda: client.new_order(
+            symbol="BTCUSDT",
+            side="BUY",
+            type="MARKET",
+            quantity=Decimal(1),
+            new_client_order_id="x",
+        ),
+    ):
+        with pytest.raises(Temporary) as later:
+            call()
+        assert later.value.retry_after == pytest.approx(600)
+    assert caught.value.retry_after == 600
+    assert len(fake.requests) == sent  # nothing went out during the ban
+    assert client.governor.snapshot()["banned_for"] == pytest.approx(600)
+
+
+def test_short_ban_is_waited_out() -> None:
+    time = FakeTime(start=1_000_000.0)
+    gov = governor(time, max_wait=60)
+    gov.record(cost_of("GET", "/api/v3/time"), 418, {"retry-after": "30"})
+    gov.acquire("GET", "/fapi/v1/time")
+    assert sum(time.sleeps) == pytest.approx(30)
+
+
+def test_418_without_retry_after_bans_for_two_minutes() -> None:
+    time = FakeTime()
+    gov = governor(time, max_wait=0)
+    gov.record(cost_of("GET", "/api/v3/time"), 418, {})
+    with pytest.raises(Temporary) as caught:
+        gov.acquire("GET", "/api/v3/time")
+    assert caught.value.retry_after == pytest.approx(120)
+
+
+@pytest.fixture
+def prefix(redis_conn: redis.Redis) -> Iterator[str]:
+    name = f"pk:test:rl:{uuid.uuid4().hex[:8]}:"
+    yield name
+    keys = list(redis_conn.scan_iter(match=f"{name}*"))
+    if keys:
+        redis_conn.delete(*keys)
+
+
+def test_processes_share_weight_and_bans_through_redis(
+    redis_conn: redis.Redis, prefix: str
+) -> None:
+    time = FakeTime(start=float(int(__import__("time").time())))
+    worker = RateGovernor(RedisRateStore(redis_conn, prefix), clock=time, sleep=time.sleep)
+    monitor = RateGovernor(RedisRateStore(redis_conn, prefix), clock=time, sleep=time.sleep)
+
+    worker.acquire("GET", "/api/v3/exchangeInfo")
+    worker.record(cost_of("GET", "/fapi/v1/time"), 200, {"x-mbx-used-weight-1m": "77"})
+    assert monitor.snapshot()["buckets"]["api"]["used"] == 20
+    monitor.acquire("GET", "/fapi/v1/time")
+    assert worker.snapshot()["buckets"]["fapi"]["used"] == 78
+
+    monitor.record(cost_of("GET", "/api/v3/time"), 418, {"retry-after": "300"})
+    with pytest.raises(Temporary):
+        worker.acquire("GET", "/api/v3/time")
+    assert 299 < worker.snapshot()["banned_for"] <= 300
+    assert redis_conn.pttl(f"{prefix}ban") > 0
+
+
+def test_redis_budget_makes_the_second_process_wait(redis_conn: redis.Redis, prefix: str) -> None:
+    time = FakeTime(start=60.0 * int(__import__("time").time() // 60) + 10)
+    one = RateGovernor(RedisRateStore(redis_conn, prefix), clock=time, sleep=time.sleep)
+    two = RateGovernor(RedisRateStore(redis_conn, prefix), clock=time, sleep=time.sleep)
+    one.record(cost_of("GET", "/fapi/v1/time"), 200, {"x-mbx-used-weight-1m": "2159"})
+    two.acquire("GET", "/fapi/v1/time")  # 2160 fits the 90% budget
+    assert time.sleeps == []
+    two.acquire("GET", "/fapi/v1/time")
+    assert time.sleeps == [pytest.approx(50.05)]
+
+
+def test_redis_outage_falls_back_to_memory() -> None:
+    dead = redis.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 0))
+    time = FakeTime()
+    store = RedisRateStore(dead, "pk:rl:", clock=time)
+    gov = RateGovernor(store, clock=time, sleep=time.sleep)
+    gov.acquire("GET", "/api/v3/time")
+    gov.record(cost_of("GET", "/api/v3/time"), 429, {"retry-after": "3"})
+    gov.acquire("GET", "/api/v3/time")  # the back-off still holds, from memory
+    assert time.sleeps == [pytest.approx(3)]
