@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -130,8 +130,15 @@ def cost_of(method: str, path: str, params: Mapping[str, Any] | None = None) -> 
     return Cost(kind, kind, kind, weight)
 
 
+# What stopped a reservation: a block key and its remaining seconds, or FULL.
+Refusal = tuple[str, float]
+FULL: Refusal = ("full", 0.0)
+
+
 class RateStore(Protocol):
-    def reserve(self, key: str, weight: int, limit: int) -> bool: ...
+    def reserve(
+        self, key: str, weight: int, limit: int, blocks: Sequence[str]
+    ) -> Refusal | None: ...
     def observe(self, key: str, used: int) -> None: ...
     def used(self, key: str) -> int: ...
     def block(self, key: str, seconds: float) -> None: ...
@@ -151,13 +158,19 @@ class MemoryRateStore:
         used, expires = self._counts.get(key, (0, 0.0))
         return used if expires > self._clock() else 0
 
-    def reserve(self, key: str, weight: int, limit: int) -> bool:
+    def reserve(self, key: str, weight: int, limit: int, blocks: Sequence[str]) -> Refusal | None:
         with self._lock:
+            for block in blocks:
+                remaining = self._blocks.get(block, 0.0) - self._clock()
+                if remaining > 0:
+                    return block, remaining
+            if weight == 0:
+                return None
             used = self._get(key)
             if used > 0 and used + weight > limit:
-                return False
+                return FULL
             self._counts[key] = (used + weight, self._clock() + KEY_TTL)
-            return True
+            return None
 
     def observe(self, key: str, used: int) -> None:
         with self._lock:
@@ -177,12 +190,18 @@ class MemoryRateStore:
             return max(0.0, self._blocks.get(key, 0.0) - self._clock())
 
 
+# KEYS[1]: the window counter; KEYS[2..]: blocks. One round trip per request.
 _RESERVE = """
+for i = 2, #KEYS do
+  local ttl = redis.call('PTTL', KEYS[i])
+  if ttl > 0 then return {i - 1, ttl} end
+end
+if tonumber(ARGV[1]) == 0 then return {0, 0} end
 local used = tonumber(redis.call('GET', KEYS[1]) or '0')
-if used > 0 and used + tonumber(ARGV[1]) > tonumber(ARGV[2]) then return -1 end
-local v = redis.call('INCRBY', KEYS[1], ARGV[1])
+if used > 0 and used + tonumber(ARGV[1]) > tonumber(ARGV[2]) then return {-1, 0} end
+redis.call('INCRBY', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
-return v
+return {0, 0}
 """
 _OBSERVE = """
 local used = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -232,13 +251,16 @@ class RedisRateStore:
             self._down_until = time.monotonic() + self._retry_after
             return local(self._fallback)
 
-    def reserve(self, key: str, weight: int, limit: int) -> bool:
-        return bool(
-            self._run(
-                lambda: int(self._reserve([self._prefix + key], [weight, limit, KEY_TTL])) >= 0,
-                lambda m: m.reserve(key, weight, limit),
-            )
-        )
+    def reserve(self, key: str, weight: int, limit: int, blocks: Sequence[str]) -> Refusal | None:
+        def shared() -> Refusal | None:
+            keys = [self._prefix + k for k in (key, *blocks)]
+            code, ms = (int(v) for v in self._reserve(keys, [weight, limit, KEY_TTL]))
+            if code == 0:
+                return None
+            return FULL if code < 0 else (blocks[code - 1], ms / 1000)
+
+        result: Refusal | None = self._run(shared, lambda m: m.reserve(key, weight, limit, blocks))
+        return result
 
     def observe(self, key: str, used: int) -> None:
         self._run(
@@ -302,19 +324,18 @@ class RateGovernor:
         """Block until the request fits its budgets; raise ``Temporary`` if that is too long."""
         cost = cost_of(method, path, params)
         self._buckets[cost.bucket] = cost.kind
+        blocks = (BAN, f"backoff:{cost.family}")
         while True:
-            banned = self.store.blocked_for(BAN)
-            if banned > 0:
-                self._wait(banned, "IP banned (418)", method, path)
-                continue
-            backoff = self.store.blocked_for(f"backoff:{cost.family}")
-            if backoff > 0:
-                self._wait(backoff, f"Retry-After on /{cost.family}", method, path)
-                continue
-            if cost.weight == 0 or self.store.reserve(
-                self._window_key(cost.bucket), cost.weight, self.budget(cost.kind)
-            ):
+            refusal = self.store.reserve(
+                self._window_key(cost.bucket), cost.weight, self.budget(cost.kind), blocks
+            )
+            if refusal is None:
                 return cost
+            if refusal != FULL:
+                block, remaining = refusal
+                why = "IP banned (418)" if block == BAN else f"Retry-After on /{cost.family}"
+                self._wait(remaining, why, method, path)
+                continue
             # At most a minute, so always waited: waiting is the point of the governor.
             to_next_window = WINDOW - self._clock() % WINDOW + 0.05
             log.info("rate limit: %s budget spent, waiting %.1fs", cost.bucket, to_next_window)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time as wall
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -139,7 +140,7 @@ def prefix(redis_conn: redis.Redis) -> Iterator[str]:
 def test_processes_share_weight_and_bans_through_redis(
     redis_conn: redis.Redis, prefix: str
 ) -> None:
-    time = FakeTime(start=float(int(__import__("time").time())))
+    time = FakeTime(start=float(int(wall.time())))
     worker = RateGovernor(RedisRateStore(redis_conn, prefix), clock=time, sleep=time.sleep)
     monitor = RateGovernor(RedisRateStore(redis_conn, prefix), clock=time, sleep=time.sleep)
 
@@ -149,6 +150,11 @@ def test_processes_share_weight_and_bans_through_redis(
     monitor.acquire("GET", "/fapi/v1/time")
     assert worker.snapshot()["buckets"]["fapi"]["used"] == 78
 
+    monitor.record(cost_of("GET", "/sapi/v1/algo/spot/openOrders"), 429, {"retry-after": "90"})
+    with pytest.raises(Temporary, match="Retry-After on /sapi"):
+        worker.acquire("GET", "/sapi/v1/algo/futures/openOrders")
+    worker.acquire("GET", "/api/v3/time")  # /api is not held back by a /sapi 429
+
     monitor.record(cost_of("GET", "/api/v3/time"), 418, {"retry-after": "300"})
     with pytest.raises(Temporary):
         worker.acquire("GET", "/api/v3/time")
@@ -157,7 +163,7 @@ def test_processes_share_weight_and_bans_through_redis(
 
 
 def test_redis_budget_makes_the_second_process_wait(redis_conn: redis.Redis, prefix: str) -> None:
-    time = FakeTime(start=60.0 * int(__import__("time").time() // 60) + 10)
+    time = FakeTime(start=60.0 * int(wall.time() // 60) + 10)
     one = RateGovernor(RedisRateStore(redis_conn, prefix), clock=time, sleep=time.sleep)
     two = RateGovernor(RedisRateStore(redis_conn, prefix), clock=time, sleep=time.sleep)
     one.record(cost_of("GET", "/fapi/v1/time"), 200, {"x-mbx-used-weight-1m": "2159"})
