@@ -12,8 +12,10 @@ Binance counts request weight per fixed one-minute window:
 Before each request the governor reserves the endpoint's weight (from ``WEIGHTS``) in the
 current window, keeping ``margin`` of every budget unused, and sleeps to the next window when
 the reservation does not fit. After each response it raises its count to what the headers say
-(other programs may share the IP). A 429 blocks the family for ``Retry-After`` seconds; a 418
-(IP ban) blocks every call. Blocks longer than ``max_wait`` raise ``Temporary`` at once.
+(other programs may share the IP). A 429 blocks every call to the same server (host and port:
+``api.binance.com`` carries /api and /sapi, ``fapi.binance.com`` /fapi) for ``Retry-After``
+seconds; a 418 (IP ban) blocks every call. Blocks longer than ``max_wait`` raise ``Temporary``
+at once; shorter ones are waited out.
 
 State lives in Redis under a prefix (``pk:rl:`` by default) so every worker and the monitor
 share one budget; ``MemoryRateStore`` keeps it in the process for tests and single processes.
@@ -99,14 +101,13 @@ UID_LIMITED = {
     "/sapi/v1/algo/futures/newOrderVp",
 }
 BAN = "ban"
-FAMILIES = ("api", "sapi", "fapi")
 
 
 @dataclass(frozen=True)
 class Cost:
-    """What one request counts against: the bucket, its family, the weight and the limit."""
+    """What one request counts against: its server (the scope of a 429), bucket and weight."""
 
-    family: str  # api, sapi or fapi: the scope of a 429's Retry-After
+    server: str
     bucket: str
     kind: str  # a key of LIMITS
     weight: int
@@ -116,7 +117,9 @@ def family_of(path: str) -> str:
     return path.split("/", 2)[1] if path.count("/") >= 2 else "api"
 
 
-def cost_of(method: str, path: str, params: Mapping[str, Any] | None = None) -> Cost:
+def cost_of(
+    method: str, path: str, params: Mapping[str, Any] | None = None, server: str = ""
+) -> Cost:
     """The weight and bucket of one request (unknown endpoints count 1 on their family)."""
     key = (method, path)
     weight = WEIGHTS.get(key, 1)
@@ -125,9 +128,9 @@ def cost_of(method: str, path: str, params: Mapping[str, Any] | None = None) -> 
     family = family_of(path)
     if family == "sapi":
         kind = "sapi-uid" if path in UID_LIMITED else "sapi-ip"
-        return Cost(family, f"{kind}:{path}", kind, weight)
+        return Cost(server or family, f"{kind}:{path}", kind, weight)
     kind = "fapi" if family == "fapi" else "api"
-    return Cost(kind, kind, kind, weight)
+    return Cost(server or kind, kind, kind, weight)
 
 
 # What stopped a reservation: a block key and its remaining seconds, or FULL.
@@ -307,6 +310,7 @@ class RateGovernor:
         self._sleep = sleep
         self._limits = dict(limits)
         self._buckets: dict[str, str] = {"api": "api", "fapi": "fapi"}  # bucket -> kind
+        self._servers: set[str] = set()
 
     def budget(self, kind: str) -> int:
         return int(self._limits[kind] * (1 - self.margin))
@@ -320,11 +324,14 @@ class RateGovernor:
         log.info("rate limit: waiting %.1fs (%s)", seconds, why)
         self._sleep(seconds)
 
-    def acquire(self, method: str, path: str, params: Mapping[str, Any] | None = None) -> Cost:
+    def acquire(
+        self, method: str, path: str, params: Mapping[str, Any] | None = None, server: str = ""
+    ) -> Cost:
         """Block until the request fits its budgets; raise ``Temporary`` if that is too long."""
-        cost = cost_of(method, path, params)
+        cost = cost_of(method, path, params, server)
         self._buckets[cost.bucket] = cost.kind
-        blocks = (BAN, f"backoff:{cost.family}")
+        self._servers.add(cost.server)
+        blocks = (BAN, f"backoff:{cost.server}")
         while True:
             refusal = self.store.reserve(
                 self._window_key(cost.bucket), cost.weight, self.budget(cost.kind), blocks
@@ -333,7 +340,7 @@ class RateGovernor:
                 return cost
             if refusal != FULL:
                 block, remaining = refusal
-                why = "IP banned (418)" if block == BAN else f"Retry-After on /{cost.family}"
+                why = "IP banned (418)" if block == BAN else f"Retry-After from {cost.server}"
                 self._wait(remaining, why, method, path)
                 continue
             # At most a minute, so always waited: waiting is the point of the governor.
@@ -351,7 +358,7 @@ class RateGovernor:
             if status == 418:
                 self.store.block(BAN, retry_after or DEFAULT_BAN_SECONDS)
             else:
-                self.store.block(f"backoff:{cost.family}", retry_after or DEFAULT_BACKOFF_SECONDS)
+                self.store.block(f"backoff:{cost.server}", retry_after or DEFAULT_BACKOFF_SECONDS)
 
     def snapshot(self) -> dict[str, Any]:
         """Used weight per bucket in the current window, and any ban or back-off in force."""
@@ -365,5 +372,5 @@ class RateGovernor:
         return {
             "buckets": buckets,
             "banned_for": self.store.blocked_for(BAN),
-            "backoff_for": {f: self.store.blocked_for(f"backoff:{f}") for f in FAMILIES},
+            "backoff_for": {s: self.store.blocked_for(f"backoff:{s}") for s in self._servers},
         }

@@ -93,6 +93,10 @@ class BinanceSession:
         self._http = http
         self._api_url = settings.binance_api_url.rstrip("/")
         self._fapi_url = settings.binance_fapi_url.rstrip("/")
+        # A 429's Retry-After holds back every call to the server that sent it.
+        self._servers = {
+            url: httpx.URL(url).netloc.decode() for url in (self._api_url, self._fapi_url)
+        }
         self._recv_window = settings.recv_window
         self._read_retries = settings.exchange_read_retries
         self._auth = (credentials or Credentials.from_settings(settings)).auth()
@@ -162,13 +166,13 @@ class BinanceSession:
         self, method: str, path: str, params: Params | None, *, signed: bool, recv_window: bool
     ) -> Any:
         pairs = encode(params)
-        cost = self.governor.acquire(method, path, params)
+        base = self._fapi_url if self._venue(path) == "fapi" else self._api_url
+        cost = self.governor.acquire(method, path, params, server=self._servers[base])
         if signed:
             if recv_window:
                 pairs.append(("recvWindow", str(self._recv_window)))
             pairs.append(("timestamp", str(self.clocks[self._venue(path)].now_ms())))
         encoded = urlencode(pairs).encode()
-        base = self._fapi_url if self._venue(path) == "fapi" else self._api_url
         if method in ("GET", "DELETE"):
             request = self._http.build_request(method, httpx.URL(base + path, query=encoded))
         else:

@@ -83,6 +83,27 @@ def test_client_sends_nothing_before_retry_after_ends() -> None:
     assert second - first >= 7
 
 
+def test_retry_after_holds_back_every_call_to_that_server_only() -> None:
+    fake = FakeBinance()
+    limited = reply(429, {"code": -1003, "msg": "Too many requests."}, {"Retry-After": "30"})
+    fake.add("POST", "/api/v3/order", limited)
+    fake.add("GET", OPEN, reply(raw=samples.SPOT_ALGO_OPEN))
+    fake.add("GET", "/fapi/v1/premiumIndex", reply(body={"symbol": "X", "markPrice": "1"}))
+    client = make_client(fake)
+    with pytest.raises(Temporary):  # a write is not resent, even after a 429
+        client.new_order(
+            symbol="BTCUSDT", side="BUY", type="MARKET", quantity=Decimal(1),
+            new_client_order_id="x",
+        )  # fmt: skip
+    start = fake.time()
+
+    client.mark_price("X")  # fapi.test: another server, not held back
+    assert fake.time() == start
+    client.algo_open_orders("spot")  # /sapi on the same server waits the 429 out
+    assert fake.sent_at[-1] - start >= 30
+    assert len(fake.calls("POST", "/api/v3/order")) == 1
+
+
 def test_ban_stops_every_call_without_sending_anything() -> None:
     fake = FakeBinance()
     fake.add("GET", OPEN, reply(418, {"code": -1003, "msg": "IP banned"}, {"Retry-After": "600"}))
@@ -151,7 +172,7 @@ def test_processes_share_weight_and_bans_through_redis(
     assert worker.snapshot()["buckets"]["fapi"]["used"] == 78
 
     monitor.record(cost_of("GET", "/sapi/v1/algo/spot/openOrders"), 429, {"retry-after": "90"})
-    with pytest.raises(Temporary, match="Retry-After on /sapi"):
+    with pytest.raises(Temporary, match="Retry-After from sapi"):
         worker.acquire("GET", "/sapi/v1/algo/futures/openOrders")
     worker.acquire("GET", "/api/v3/time")  # /api is not held back by a /sapi 429
 
