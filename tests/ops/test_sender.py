@@ -137,3 +137,13 @@ def test_without_a_configured_secret_only_a_body_secret_will_do(
     code, out, _ = run_send("-", server.url, secret="", stdin=json.dumps({**SIGNAL, "secret": "x"}))
     assert code == 1 and "HTTP 401" in out  # sent unsigned; this stand-in wants a signature
     assert received == []
+
+
+def test_signature_matches_the_receivers_verification() -> None:
+    security = pytest.importorskip("app.signals.security")
+    from app.sender import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
+
+    body = json.dumps(SIGNAL).encode()
+    assert signature(body, SECRET, 1_732_190_000) == security.sign(SECRET, 1_732_190_000, body)
+    assert security.TIMESTAMP_HEADER.lower() == TIMESTAMP_HEADER.lower()
+    assert security.SIGNATURE_HEADER.lower() == SIGNATURE_HEADER.lower()
