@@ -202,11 +202,10 @@ class AlgoOrders(BinanceSession):
         for order in self.algo_open_orders(market):
             if order.clientAlgoId == client_algo_id:
                 return order
-        now = self.clocks["api"].now_ms()
-        start = since_ms if since_ms is not None else now - DEFAULT_LOOKBACK_MS
-        for order in self.iter_algo_historical_orders(
-            market, symbol=symbol, start_time=start, end_time=now
-        ):
+        if since_ms is None:
+            since_ms = self.clocks["api"].now_ms() - DEFAULT_LOOKBACK_MS
+        # No endTime: "until now" by the exchange's own clock, whatever ours says.
+        for order in self.iter_algo_historical_orders(market, symbol=symbol, start_time=since_ms):
             if order.clientAlgoId == client_algo_id:
                 return order
         return None
