@@ -472,7 +472,9 @@ class DevStack:
         send_prefix = f"PACEKEEPER_WEBHOOK_SECRET='{secret}' " if generated else ""
         redis_url = self.env["PACEKEEPER_REDIS_URL"]
         signal_json = json.dumps(example_signal())
-        tv_body = json.dumps({"secret": secret, **example_signal()})
+        tv_signal = example_signal()
+        tv_signal["id"] = f"{tv_signal['id']}-tv"  # a second signal, not a repeat of the first
+        tv_body = json.dumps({"secret": secret, **tv_signal})
         lines = [
             "",
             "Pacekeeper is running on the paper exchange. Ctrl-C stops everything.",

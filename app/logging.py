@@ -83,6 +83,9 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 
 _SECRET_KEY_RE = re.compile(r"(?i)^" + _SECRET_KEY + r"$")
 
+# uvicorn's ANSI-coloured copy of its message: noise in a JSON line.
+_DROPPED_EXTRAS = frozenset({"color_message"})
+
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _RECORD_ATTRS = frozenset(
     logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys()
@@ -160,7 +163,9 @@ class RedactingFilter(logging.Filter):
         for key in list(record.__dict__):
             if key in _RECORD_ATTRS:
                 continue
-            if _SECRET_KEY_RE.match(key):
+            if key in _DROPPED_EXTRAS:
+                del record.__dict__[key]
+            elif _SECRET_KEY_RE.match(key):
                 record.__dict__[key] = REDACTED
             else:
                 record.__dict__[key] = self.redactor.value(record.__dict__[key])

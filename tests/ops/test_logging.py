@@ -143,9 +143,14 @@ def test_uvicorn_loggers_are_routed_through_the_choke_point(log_stream: io.Strin
     uvicorn_error = logging.getLogger("uvicorn.error")
     uvicorn_error.addHandler(logging.StreamHandler(io.StringIO()))
     configure_logging(canary_settings(), stream=log_stream)
-    uvicorn_error.error("bad request with secret=%s", CANARY_WEBHOOK)
+    uvicorn_error.error(
+        "bad request with secret=%s",
+        CANARY_WEBHOOK,
+        extra={"color_message": "bad request with secret=\x1b[1m%s\x1b[0m"},
+    )
     (event,) = lines(log_stream)
     assert event["logger"] == "uvicorn.error"
+    assert "color_message" not in event
     assert_no_canary(log_stream.getvalue())
 
 
