@@ -115,6 +115,19 @@ class Settings(BaseSettings):
     paper_port: int = 8100
     paper_seed: int = 7
     paper_tick_seconds: float = Field(1.0, gt=0)
+    # Relative standard deviation of the price move per tick; 0 freezes prices.
+    paper_volatility: Decimal = Field(Decimal("0.0005"), ge=0)
+    # Kline CSV file(s) whose closes are replayed one per tick (comma-separated paths).
+    paper_price_csv: str | None = None
+    # Commission in the received asset (spot) and on the notional (USD-M).
+    paper_fee_rate: Decimal = Field(Decimal("0.001"), ge=0)
+    paper_futures_fee_rate: Decimal = Field(Decimal("0.0004"), ge=0)
+    paper_leverage: int = Field(20, ge=1, le=125)
+    # A TWAP is cut into at most this many child orders, at least one second apart.
+    paper_twap_slices: int = Field(60, ge=1)
+    paper_max_num_algo_orders: int = Field(5, ge=1, description="spot MAX_NUM_ALGO_ORDERS filter")
+    # Run `pacekeeper paper` on a manual clock stepped with POST /paper/clock.
+    paper_manual_clock: bool = False
 
     # Receiver
     api_host: str = "127.0.0.1"

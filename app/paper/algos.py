@@ -1,0 +1,433 @@
+"""TWAP and VP algo orders (``/sapi/v1/algo/spot/*`` and ``/sapi/v1/algo/futures/*``).
+
+A TWAP of duration D is cut into N = ceil(D / interval) child orders, one every
+``interval = max(1 s, D / paper_twap_slices)``; child k brings the executed schedule to
+``k / N`` of the quantity. A child only trades when the price is within ``limitPrice``
+(BUY: price <= limit, SELL: price >= limit); a skipped slice is caught up by the next one that
+trades. A VP child trades every second at its urgency's share of the symbol's volume
+(LOW 2 %, MEDIUM 5 %, HIGH 10 %) until the whole quantity is executed.
+
+Children are immediate-or-cancel: with a fill ratio below 1 (``POST /paper/algo-fill``) each
+child executes only that share and ends ``EXPIRED`` (partially or not filled), the rest of its
+quantity is not retried by a TWAP.
+
+Statuses: ``WORKING``; ``FINISHED`` when a TWAP reaches its end time (all executed, or what the
+limit price allowed) or a VP has executed everything; ``CANCELLED`` (double L) after
+``DELETE``; ``EXPIRED`` when Binance's post-acceptance checks fail at the first slice or later
+(balance or margin short, ``reduceOnly`` that would open, ``positionSide`` other than BOTH in
+one-way mode). Placing answers only ``clientAlgoId``/``success``/``code``/``msg``.
+A ``clientAlgoId`` may never be reused, even after its algo ended (-20132).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from time import monotonic
+from typing import TYPE_CHECKING
+
+from app.paper.errors import BinanceError, algo_error
+from app.paper.ledger import FUTURES_TWAP, FUTURES_VP, SPOT_TWAP
+from app.paper.numbers import ONE, ZERO, fmt, fmt8, round_down
+from app.paper.params import Params
+from app.paper.symbols import Lot, SymbolSpec
+
+if TYPE_CHECKING:
+    from app.paper.engine import Engine
+
+SPOT, USDM = "spot", "usdm"
+URGENCY_RATES = {"LOW": Decimal("0.02"), "MEDIUM": Decimal("0.05"), "HIGH": Decimal("0.10")}
+VP_INTERVAL_MS = 1000
+CLIENT_ALGO_ID_RE = re.compile(r"^[A-Za-z0-9_\-]{1,32}$")
+HEX = "0123456789abcdef"
+
+
+@dataclass
+class SubOrder:
+    order_id: int
+    sub_id: int
+    status: str
+    orig_qty: Decimal
+    executed: Decimal
+    executed_amt: Decimal
+    fee: Decimal
+    fee_asset: str
+    book_time: int
+    price: Decimal
+
+
+@dataclass
+class Algo:
+    algo_id: int
+    client_algo_id: str
+    market: str
+    algo_type: str
+    symbol: str
+    side: str
+    total_qty: Decimal
+    book_time: int
+    limit_price: Decimal | None = None
+    duration_ms: int = 0
+    slices: int = 0
+    interval_ms: int = VP_INTERVAL_MS
+    urgency: str | None = None
+    position_side: str = "BOTH"
+    reduce_only: bool = False
+    status: str = "WORKING"
+    end_time: int = 0
+    executed: Decimal = ZERO
+    executed_amt: Decimal = ZERO
+    sent: Decimal = ZERO  # TWAP: quantity handed to children so far (schedule progress)
+    next_slice: int = 1
+    vp_budget: Decimal = ZERO
+    checked: bool = False  # the post-acceptance checks ran (at the first slice)
+    subs: list[SubOrder] = field(default_factory=list)
+    created_mono: float = field(default_factory=monotonic)
+
+
+class AlgoBook:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.algos: dict[int, Algo] = {}
+        self.open: dict[str, dict[int, Algo]] = {SPOT: {}, USDM: {}}
+        self.ended: dict[str, list[Algo]] = {SPOT: [], USDM: []}
+        self.client_ids: set[str] = set()
+        self.fill_ratios: dict[str, Decimal] = {}
+        self.default_fill_ratio = ONE
+
+    # placing ------------------------------------------------------------------------------
+
+    def place(self, p: Params, market: str, algo_type: str) -> dict[str, object]:
+        engine, settings = self.engine, self.engine.settings
+        symbol = p.text("symbol")
+        side = p.side()
+        qty = p.req_decimal("quantity")
+        duration = p.req_integer("duration") if algo_type == "TWAP" else 0
+        urgency = p.req_enum("urgency", URGENCY_RATES) if algo_type == "VP" else None
+        limit = p.decimal("limitPrice")
+        reduce_only = p.boolean("reduceOnly") if market == USDM else False
+        position_side = "BOTH"
+        if market == USDM:
+            position_side = p.enum("positionSide", ("BOTH", "LONG", "SHORT")) or "BOTH"
+        spec = engine.specs.get(symbol)
+        if spec is None:
+            raise algo_error(-20121)
+        client_algo_id = p.get("clientAlgoId")
+        if client_algo_id is not None and not CLIENT_ALGO_ID_RE.match(client_algo_id):
+            raise algo_error(-20130)
+        if client_algo_id in self.client_ids:
+            raise algo_error(-20132)
+        if limit is not None and limit <= 0:
+            raise algo_error(-20130)
+        lot = spec.spot if market == SPOT else spec.usdm
+        self._check_size(lot, qty, duration, market, algo_type)
+        notional = qty * engine.price(symbol)
+        low = settings.vp_min_notional if algo_type == "VP" else settings.twap_min_notional
+        high = (
+            settings.twap_max_notional_spot if market == SPOT else settings.twap_max_notional_usdm
+        )
+        if notional < low or notional > high:
+            raise algo_error(-20204)
+        self._check_open_count(market, algo_type)
+        if client_algo_id is None:
+            client_algo_id = engine.random_id(32, HEX)
+        algo = Algo(
+            algo_id=engine.ids.next("algo"),
+            client_algo_id=client_algo_id,
+            market=market,
+            algo_type=algo_type,
+            symbol=symbol,
+            side=side,
+            total_qty=qty,
+            book_time=engine.now,
+            limit_price=limit,
+            urgency=urgency,
+            position_side=position_side,
+            reduce_only=reduce_only,
+        )
+        if algo_type == "TWAP":
+            algo.duration_ms = duration * 1000
+            algo.interval_ms = max(1000, math.ceil(algo.duration_ms / settings.paper_twap_slices))
+            algo.slices = math.ceil(algo.duration_ms / algo.interval_ms)
+        self.algos[algo.algo_id] = algo
+        self.open[market][algo.algo_id] = algo
+        self.client_ids.add(client_algo_id)
+        engine.schedule(algo.book_time + algo.interval_ms, algo.algo_id)
+        kind = SPOT_TWAP if market == SPOT else FUTURES_TWAP if algo_type == "TWAP" else FUTURES_VP
+        engine.ledger.record(
+            time=engine.now,
+            kind=kind,
+            symbol=symbol,
+            side=side,
+            quantity=qty,
+            ident=algo.algo_id,
+            client_id=client_algo_id,
+            order_type=algo_type,
+        )
+        return {"clientAlgoId": client_algo_id, "success": True, "code": 0, "msg": "OK"}
+
+    def _check_size(
+        self, lot: Lot, qty: Decimal, duration: int, market: str, algo_type: str
+    ) -> None:
+        settings = self.engine.settings
+        if algo_type == "TWAP":
+            if duration < settings.twap_min_duration:
+                raise algo_error(-20194)
+            if duration > settings.twap_max_duration:
+                raise algo_error(-20130)
+        if qty <= 0 or qty < lot.min_qty:
+            raise algo_error(-20195)
+        if qty > lot.max_qty:
+            raise algo_error(-20196)
+        if market == USDM and algo_type == "TWAP" and qty * 60 / duration <= lot.min_qty:
+            raise algo_error(-20195)
+
+    def _check_open_count(self, market: str, algo_type: str) -> None:
+        settings = self.engine.settings
+        working = self.open[market].values()
+        if market == SPOT:
+            count, limit = len(self.open[SPOT]), settings.max_open_twap_spot
+        elif algo_type == "VP":
+            count = sum(1 for a in working if a.algo_type == "VP")
+            limit = settings.max_open_vp
+        else:
+            count, limit = len(self.open[USDM]), settings.max_open_twap_usdm
+        if count >= limit:
+            raise algo_error(-20198)
+
+    # execution ----------------------------------------------------------------------------
+
+    def run_slice(self, algo_id: int, due: int) -> int | None:
+        """Run the algo's slice due at ``due``; returns when the next one is due, if any."""
+        algo = self.algos.get(algo_id)
+        if algo is None or algo.status != "WORKING":
+            return None
+        spec = self.engine.specs[algo.symbol]
+        lot = spec.spot if algo.market == SPOT else spec.usdm
+        price = self.engine.price(algo.symbol)
+        if not algo.checked:
+            algo.checked = True
+            if not self._viable(algo, spec, price):
+                self._end(algo, "EXPIRED")
+                return None
+        in_limit = algo.limit_price is None or (
+            price <= algo.limit_price if algo.side == "BUY" else price >= algo.limit_price
+        )
+        if algo.algo_type == "TWAP":
+            k = algo.next_slice
+            target = (
+                algo.total_qty
+                if k >= algo.slices
+                else round_down(algo.total_qty * k / algo.slices, lot.step)
+            )
+            qty = target - algo.sent
+            if in_limit and qty > 0:
+                if not self._child(algo, spec, lot, qty, price, due):
+                    return None
+                algo.sent += qty
+            algo.next_slice += 1
+            if algo.next_slice > algo.slices:
+                self._end(algo, "FINISHED")
+                return None
+            return algo.book_time + min(algo.next_slice * algo.interval_ms, algo.duration_ms)
+        remaining = algo.total_qty - algo.executed
+        if in_limit:
+            rate = URGENCY_RATES[algo.urgency or "LOW"]
+            algo.vp_budget += rate * spec.volume * Decimal(algo.interval_ms) / 1000
+            qty = min(round_down(algo.vp_budget, lot.step), remaining)
+            if algo.vp_budget >= remaining:
+                qty = remaining
+            if qty > 0:
+                algo.vp_budget -= qty
+                if not self._child(algo, spec, lot, qty, price, due):
+                    return None
+        if algo.executed >= algo.total_qty:
+            self._end(algo, "FINISHED")
+            return None
+        return due + algo.interval_ms
+
+    def fill_ratio(self, algo: Algo) -> Decimal:
+        for key in (str(algo.algo_id), algo.client_algo_id):
+            if key in self.fill_ratios:
+                return self.fill_ratios[key]
+        return self.default_fill_ratio
+
+    def _viable(self, algo: Algo, spec: SymbolSpec, price: Decimal) -> bool:
+        """Binance's checks after a ``success: true``: funds, margin, position mode."""
+        if algo.market == SPOT:
+            wallet = self.engine.spot_wallet
+            if algo.side == "SELL":
+                return wallet.free(spec.base) >= algo.total_qty
+            return wallet.free(spec.quote) >= algo.total_qty * (algo.limit_price or price)
+        futures = self.engine.futures
+        if algo.position_side != "BOTH":
+            return False
+        if algo.reduce_only:
+            return futures.reducible(algo.symbol, algo.side) > 0
+        return futures.margin_ok(algo.symbol, algo.side, algo.total_qty, price)
+
+    def _child(
+        self, algo: Algo, spec: SymbolSpec, lot: Lot, qty: Decimal, price: Decimal, due: int
+    ) -> bool:
+        """Send one IOC child; False (and the algo expired) when it cannot be funded."""
+        engine = self.engine
+        executed = round_down(qty * self.fill_ratio(algo), lot.step)
+        fee, fee_asset = ZERO, spec.quote
+        try:
+            if executed > 0 and algo.market == SPOT:
+                fee, fee_asset = self._spot_trade(algo, spec, executed, price)
+            elif executed > 0:
+                if algo.reduce_only:
+                    executed = min(executed, engine.futures.reducible(algo.symbol, algo.side))
+                    if executed <= 0:
+                        raise BinanceError(-2022, "ReduceOnly Order is rejected.")
+                fee = engine.futures.execute(
+                    algo.symbol, algo.side, executed, price, reduce_only=algo.reduce_only
+                )
+        except BinanceError:
+            self._end(algo, "EXPIRED")
+            return False
+        amount = executed * price
+        algo.executed += executed
+        algo.executed_amt += amount
+        algo.subs.append(
+            SubOrder(
+                order_id=engine.ids.next("child"),
+                sub_id=len(algo.subs) + 1,
+                status="FILLED" if executed == qty else "EXPIRED",
+                orig_qty=qty,
+                executed=executed,
+                executed_amt=amount,
+                fee=fee,
+                fee_asset=fee_asset,
+                book_time=due,
+                price=price if executed > 0 else ZERO,
+            )
+        )
+        return True
+
+    def _spot_trade(
+        self, algo: Algo, spec: SymbolSpec, qty: Decimal, price: Decimal
+    ) -> tuple[Decimal, str]:
+        wallet = self.engine.spot_wallet
+        rate = self.engine.settings.paper_fee_rate
+        amount = qty * price
+        if algo.side == "BUY":
+            wallet.debit(spec.quote, amount)
+            fee = round_down(qty * rate, Decimal("0.00000001"))
+            wallet.credit(spec.base, qty - fee)
+            return fee, spec.base
+        wallet.debit(spec.base, qty)
+        fee = round_down(amount * rate, Decimal("0.00000001"))
+        wallet.credit(spec.quote, amount - fee)
+        return fee, spec.quote
+
+    def _end(self, algo: Algo, status: str) -> None:
+        algo.status = status
+        algo.end_time = self.engine.now
+        self.open[algo.market].pop(algo.algo_id, None)
+        self.ended[algo.market].append(algo)
+
+    # cancels and queries ------------------------------------------------------------------
+
+    def cancel(self, p: Params, market: str) -> dict[str, object]:
+        algo_id = p.req_integer("algoId")
+        algo = self.algos.get(algo_id)
+        if algo is None or algo.market != market or algo.status != "WORKING":
+            raise algo_error(-20124)
+        self._end(algo, "CANCELLED")
+        return {"algoId": algo_id, "success": True, "code": 0, "msg": "OK"}
+
+    def open_orders(self, p: Params, market: str) -> dict[str, object]:
+        rows = [
+            self.render(a)
+            for a in self.open[market].values()
+            if self.engine.visible(a.created_mono, p.lag_s)
+        ]
+        return {"total": len(rows), "orders": rows}
+
+    def historical(self, p: Params, market: str) -> dict[str, object]:
+        symbol, side = p.get("symbol"), p.get("side")
+        start, end = p.integer("startTime"), p.integer("endTime")
+        page, size = p.page()
+        rows = [
+            a
+            for a in reversed(self.ended[market])
+            if (symbol is None or a.symbol == symbol)
+            and (side is None or a.side == side)
+            and (start is None or a.book_time >= start)
+            and (end is None or a.book_time <= end)
+            and self.engine.visible(a.created_mono, p.lag_s)
+        ]
+        chosen = rows[(page - 1) * size : page * size]
+        return {"total": len(rows), "orders": [self.render(a) for a in chosen]}
+
+    def sub_orders(self, p: Params, market: str) -> dict[str, object]:
+        algo_id = p.req_integer("algoId")
+        page, size = p.page()
+        algo = self.algos.get(algo_id)
+        if (
+            algo is None
+            or algo.market != market
+            or not self.engine.visible(algo.created_mono, p.lag_s)
+        ):
+            raise algo_error(-20124)
+        lot = self._lot(algo)
+        chosen = algo.subs[(page - 1) * size : page * size]
+        return {
+            "total": len(algo.subs),
+            "executedQty": fmt(algo.executed, lot.qty_places),
+            "executedAmt": fmt8(algo.executed_amt),
+            "subOrders": [self._render_sub(algo, lot, s) for s in chosen],
+        }
+
+    def _lot(self, algo: Algo) -> Lot:
+        spec = self.engine.specs[algo.symbol]
+        return spec.spot if algo.market == SPOT else spec.usdm
+
+    def render(self, algo: Algo) -> dict[str, object]:
+        lot = self._lot(algo)
+        avg = algo.executed_amt / algo.executed if algo.executed else ZERO
+        out: dict[str, object] = {
+            "algoId": algo.algo_id,
+            "symbol": algo.symbol,
+            "side": algo.side,
+        }
+        if algo.market == USDM:
+            out["positionSide"] = algo.position_side
+        out.update(
+            {
+                "totalQty": fmt(algo.total_qty, lot.qty_places),
+                "executedQty": fmt(algo.executed, lot.qty_places),
+                "executedAmt": fmt8(algo.executed_amt),
+                "avgPrice": fmt(avg, lot.price_places),
+                "clientAlgoId": algo.client_algo_id,
+                "bookTime": algo.book_time,
+                "endTime": algo.end_time,
+                "algoStatus": algo.status,
+                "algoType": algo.algo_type,
+                "urgency": algo.urgency,
+            }
+        )
+        return out
+
+    @staticmethod
+    def _render_sub(algo: Algo, lot: Lot, sub: SubOrder) -> dict[str, object]:
+        return {
+            "algoId": algo.algo_id,
+            "orderId": sub.order_id,
+            "orderStatus": sub.status,
+            "executedQty": fmt(sub.executed, lot.qty_places),
+            "executedAmt": fmt8(sub.executed_amt),
+            "feeAmt": fmt8(-sub.fee),
+            "feeAsset": sub.fee_asset,
+            "bookTime": sub.book_time,
+            "avgPrice": fmt(sub.price, lot.price_places),
+            "side": algo.side,
+            "symbol": algo.symbol,
+            "subId": sub.sub_id,
+            "timeInForce": "IMMEDIATE_OR_CANCEL",
+            "origQty": fmt(sub.orig_qty, lot.qty_places),
+        }

@@ -1,0 +1,121 @@
+"""The paper exchange's FastAPI app: Binance's paths behind a gateway that charges request
+weight and applies fault rules, plus the ``/paper`` control routes.
+
+``create_app()`` (what ``pacekeeper paper`` runs) uses ``get_settings()`` and the system
+clock (or a manual one with ``PACEKEEPER_PAPER_MANUAL_CLOCK=true``); tests pass their own
+settings and a ``ManualClock`` they step forward.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from app.config import Settings, get_settings
+from app.paper import routes_algo, routes_control, routes_futures, routes_spot
+from app.paper.auth import Verifier
+from app.paper.clock import Clock, ManualClock, SystemClock
+from app.paper.deps import PaperState
+from app.paper.engine import Engine
+from app.paper.errors import BinanceError
+from app.paper.faults import ErrorReply, Faults
+from app.paper.ratelimit import WeightCounter, family
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    if clock is None:
+        clock = ManualClock() if settings.paper_manual_clock else SystemClock()
+    paper = PaperState(
+        settings=settings,
+        clock=clock,
+        engine=Engine(settings, clock),
+        faults=Faults(settings.paper_seed),
+        weights=WeightCounter(),
+        verifier=Verifier(settings),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        ticker = asyncio.create_task(_tick(paper)) if clock.realtime else None
+        try:
+            yield
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ticker
+
+    app = FastAPI(
+        title="Pacekeeper paper exchange",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.paper = paper
+    app.add_exception_handler(BinanceError, _binance_error)  # type: ignore[arg-type]
+    app.middleware("http")(_gateway)
+    for module in (routes_spot, routes_algo, routes_futures, routes_control):
+        app.include_router(module.router)
+    return app
+
+
+async def _tick(paper: PaperState) -> None:
+    """Advance the market on the real clock even when nobody is asking."""
+    while True:
+        await asyncio.sleep(paper.settings.paper_tick_seconds)
+        await anyio.to_thread.run_sync(paper.engine.sync)
+
+
+async def _binance_error(_: Request, exc: BinanceError) -> Response:
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+def _reply(reply: ErrorReply, headers: dict[str, str] | None = None) -> Response:
+    all_headers = {**reply.headers, **(headers or {})}
+    if isinstance(reply.body, str):
+        return PlainTextResponse(reply.body, status_code=reply.status, headers=all_headers)
+    return JSONResponse(reply.body, status_code=reply.status, headers=all_headers)
+
+
+async def _gateway(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """Faults and request weight around every Binance path (``/paper`` is left alone)."""
+    path = request.url.path
+    if not family(path):
+        return await call_next(request)
+    paper: PaperState = request.app.state.paper
+    plan = paper.faults.plan(request.method, path)
+    if plan.delay_s:
+        await asyncio.sleep(plan.delay_s)
+    charge = paper.weights.charge(request.method, path, request.query_params)
+    if plan.before is not None:
+        if plan.before.status == 429:
+            paper.weights.reset()  # a scripted 429 starts a fresh window afterwards
+        return _reply(plan.before, charge.headers)
+    if charge.limit is not None:
+        paper.faults.start_backoff(charge.scope, charge.retry_after)
+        reply = ErrorReply(
+            429,
+            {
+                "code": -1003,
+                "msg": f"Too much request weight used; current limit is {charge.limit} request "
+                "weight per 1 MINUTE. Please use WebSocket Streams for live updates to avoid "
+                "polling the API.",
+            },
+            {"Retry-After": str(charge.retry_after)},
+        )
+        return _reply(reply, charge.headers)
+    request.state.lag_s = plan.lag_s
+    response = await call_next(request)
+    if plan.after is not None:
+        return _reply(plan.after, charge.headers)
+    response.headers.update(charge.headers)
+    return response

@@ -1,0 +1,325 @@
+"""USD-M conditional orders (``/fapi/v1/algoOrder``, algoType ``CONDITIONAL``).
+
+STOP / STOP_MARKET fire when the price reaches the trigger against the position (SELL: price
+<= triggerPrice, BUY: >=), TAKE_PROFIT / TAKE_PROFIT_MARKET with it (SELL: >=, BUY: <=).
+On trigger a real ``/fapi/v1/order`` is placed (``actualOrderId``): MARKET for the ``*_MARKET``
+types, LIMIT at ``price`` otherwise. Statuses: ``NEW`` -> ``TRIGGERED`` (the actual order is
+resting) -> ``FINISHED`` (it filled, or ended in the engine); ``CANCELED`` after ``DELETE``;
+``EXPIRED`` when a ``closePosition`` / ``reduceOnly`` order triggers with no position left to
+reduce; ``REJECTED`` when margin is short at trigger time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from time import monotonic
+from typing import TYPE_CHECKING
+
+from app.paper.errors import BinanceError, mandatory, no_such_order, not_required, unknown_order
+from app.paper.ledger import FUTURES_CONDITIONAL
+from app.paper.numbers import ZERO, fmt
+from app.paper.params import Params
+
+if TYPE_CHECKING:
+    from app.paper.futures import FuturesBook, FuturesOrder
+
+TYPES = ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET")
+
+
+@dataclass
+class Conditional:
+    algo_id: int
+    client_algo_id: str
+    order_type: str
+    symbol: str
+    side: str
+    time_in_force: str
+    qty: Decimal
+    trigger_price: Decimal
+    price: Decimal
+    working_type: str
+    close_position: bool
+    reduce_only: bool
+    price_protect: bool
+    create_time: int
+    update_time: int
+    status: str = "NEW"
+    trigger_time: int = 0
+    actual_order_id: int | None = None
+    actual_price: Decimal = ZERO
+    created_mono: float = field(default_factory=monotonic)
+
+
+def fires(order_type: str, side: str, trigger: Decimal, price: Decimal) -> bool:
+    if order_type.startswith("STOP"):
+        return price >= trigger if side == "BUY" else price <= trigger
+    return price <= trigger if side == "BUY" else price >= trigger
+
+
+class ConditionalBook:
+    def __init__(self, futures: FuturesBook) -> None:
+        self.futures = futures
+        self.engine = futures.engine
+        self.conditionals: dict[int, Conditional] = {}
+        self.open: dict[str, dict[int, Conditional]] = {s: {} for s in self.engine.specs}
+        self.by_client: dict[str, int] = {}
+
+    def place(self, p: Params) -> dict[str, object]:
+        from app.paper.futures import CLIENT_ID_RE
+
+        engine, futures = self.engine, self.futures
+        p.req_enum("algoType", ("CONDITIONAL",))
+        spec = engine.spec(p.text("symbol"))
+        side = p.side()
+        if (p.enum("positionSide", ("BOTH", "LONG", "SHORT")) or "BOTH") != "BOTH":
+            raise BinanceError(-4061, "Order's position side does not match user's setting.")
+        order_type = p.req_enum("type", TYPES, BinanceError(-1116, "Invalid orderType."))
+        trigger = p.req_decimal("triggerPrice")
+        close_position = p.boolean("closePosition")
+        reduce_only = p.boolean("reduceOnly")
+        qty = p.decimal("quantity")
+        price = p.decimal("price")
+        if close_position:
+            if order_type not in ("STOP_MARKET", "TAKE_PROFIT_MARKET"):
+                raise not_required("closePosition")
+            if qty is not None:
+                raise not_required("quantity")
+            if reduce_only:
+                raise not_required("reduceOnly")
+        elif qty is None:
+            raise mandatory("quantity")
+        if order_type in ("STOP", "TAKE_PROFIT") and price is None:
+            raise mandatory("price")
+        tif = p.enum("timeInForce", ("GTC", "IOC", "FOK", "GTX", "GTD")) or "GTC"
+        working_type = p.enum("workingType", ("MARK_PRICE", "CONTRACT_PRICE")) or "CONTRACT_PRICE"
+        client_id = p.get("clientAlgoId")
+        if client_id is None:
+            client_id = engine.random_id()
+        elif not CLIENT_ID_RE.match(client_id):
+            raise BinanceError(
+                -1100,
+                "Illegal characters found in parameter 'clientAlgoId'; "
+                "legal range is '^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.",
+            )
+        existing = self.by_client.get(client_id)
+        if existing is not None and self.conditionals[existing].status == "NEW":
+            raise BinanceError(-4116, "ClientOrderId is duplicated.")
+        lot = spec.usdm
+        last = engine.price(spec.symbol)
+        futures.check_price(lot, trigger)
+        if qty is not None:
+            futures.check_filters(lot, qty, price, trigger, reduce_only)
+        if reduce_only and futures.reducible(spec.symbol, side) <= 0:
+            raise BinanceError(-2022, "ReduceOnly Order is rejected.")
+        if fires(order_type, side, trigger, last):
+            raise BinanceError(-2021, "Order would immediately trigger.")
+        cond = Conditional(
+            algo_id=engine.ids.next("conditional"),
+            client_algo_id=client_id,
+            order_type=order_type,
+            symbol=spec.symbol,
+            side=side,
+            time_in_force=tif,
+            qty=qty or ZERO,
+            trigger_price=trigger,
+            price=price or ZERO,
+            working_type=working_type,
+            close_position=close_position,
+            reduce_only=reduce_only,
+            price_protect=p.boolean("priceProtect"),
+            create_time=engine.now,
+            update_time=engine.now,
+        )
+        self.conditionals[cond.algo_id] = cond
+        self.open[spec.symbol][cond.algo_id] = cond
+        self.by_client[client_id] = cond.algo_id
+        engine.ledger.record(
+            time=engine.now,
+            kind=FUTURES_CONDITIONAL,
+            symbol=spec.symbol,
+            side=side,
+            quantity=qty,
+            ident=cond.algo_id,
+            client_id=client_id,
+            order_type=order_type,
+        )
+        return self.render(cond, query=False)
+
+    # triggering ---------------------------------------------------------------------------
+
+    def on_price(self, symbol: str, price: Decimal) -> None:
+        for cond in list(self.open[symbol].values()):
+            if fires(cond.order_type, cond.side, cond.trigger_price, price):
+                self.trigger(cond, price)
+
+    def trigger(self, cond: Conditional, price: Decimal) -> None:
+        from app.paper.futures import FuturesOrder
+
+        futures, engine = self.futures, self.engine
+        self.open[cond.symbol].pop(cond.algo_id, None)
+        cond.trigger_time = cond.update_time = engine.now
+        reducing = cond.close_position or cond.reduce_only
+        qty = cond.qty
+        if reducing:
+            available = futures.reducible(cond.symbol, cond.side)
+            qty = available if cond.close_position else min(qty, available)
+            if qty <= 0:
+                cond.status = "EXPIRED"
+                return
+        elif not futures.margin_ok(cond.symbol, cond.side, qty, price):
+            cond.status = "REJECTED"
+            return
+        market = cond.order_type.endswith("_MARKET")
+        order = FuturesOrder(
+            order_id=engine.ids.next("futures_order"),
+            symbol=cond.symbol,
+            client_order_id=engine.random_id(),
+            side=cond.side,
+            type="MARKET" if market else "LIMIT",
+            orig_type=cond.order_type,
+            time_in_force=cond.time_in_force,
+            qty=qty,
+            price=ZERO if market else cond.price,
+            stop_price=cond.trigger_price,
+            reduce_only=cond.reduce_only,
+            close_position=cond.close_position,
+            time=engine.now,
+            update_time=engine.now,
+            algo_id=cond.algo_id,
+        )
+        cond.status = "TRIGGERED"
+        cond.actual_order_id = order.order_id
+        futures.store(order)
+        crossed = price <= order.price if cond.side == "BUY" else price >= order.price
+        if market or crossed:
+            futures.fill(order, price)
+
+    def on_actual_filled(self, order: FuturesOrder) -> None:
+        cond = self.conditionals[order.algo_id or 0]
+        cond.status = "FINISHED"
+        cond.update_time = self.engine.now
+        if order.executed:
+            cond.actual_price = order.cum_quote / order.executed
+
+    # queries and cancels ------------------------------------------------------------------
+
+    def find(self, p: Params) -> Conditional:
+        algo_id = p.integer("algoId")
+        client_id = p.get("clientAlgoId")
+        if algo_id is None and client_id is None:
+            raise BinanceError(-1102, "Either algoId or clientAlgoId must be sent.")
+        if algo_id is None:
+            algo_id = self.by_client.get(client_id or "")
+        cond = self.conditionals.get(algo_id) if algo_id is not None else None
+        if cond is None or (client_id is not None and cond.client_algo_id != client_id):
+            raise no_such_order()
+        if not self.engine.visible(cond.created_mono, p.lag_s):
+            raise no_such_order()
+        return cond
+
+    def query(self, p: Params) -> dict[str, object]:
+        return self.render(self.find(p), query=True)
+
+    def cancel(self, p: Params) -> dict[str, object]:
+        try:
+            cond = self.find(p)
+        except BinanceError as exc:
+            if exc.code == -2013:
+                raise unknown_order() from None
+            raise
+        if cond.status != "NEW":
+            raise unknown_order()
+        self._cancel(cond)
+        return {
+            "algoId": cond.algo_id,
+            "clientAlgoId": cond.client_algo_id,
+            "code": "200",
+            "msg": "success",
+        }
+
+    def _cancel(self, cond: Conditional) -> None:
+        cond.status = "CANCELED"
+        cond.update_time = self.engine.now
+        self.open[cond.symbol].pop(cond.algo_id, None)
+
+    def cancel_all(self, p: Params) -> dict[str, object]:
+        symbol = self.engine.spec(p.text("symbol")).symbol
+        for cond in list(self.open[symbol].values()):
+            self._cancel(cond)
+        return {"code": 200, "msg": "The operation of cancel all open order is done."}
+
+    def open_orders(self, p: Params) -> list[dict[str, object]]:
+        symbol = p.get("symbol")
+        algo_id = p.integer("algoId")
+        p.enum("algoType", ("CONDITIONAL",))
+        books = [self.open[self.engine.spec(symbol).symbol]] if symbol else list(self.open.values())
+        rows = sorted(
+            (
+                c
+                for book in books
+                for c in book.values()
+                if (algo_id is None or c.algo_id == algo_id)
+                and self.engine.visible(c.created_mono, p.lag_s)
+            ),
+            key=lambda c: c.algo_id,
+        )
+        return [self.render(c, query=True) for c in rows]
+
+    def render(self, cond: Conditional, *, query: bool) -> dict[str, object]:
+        lot = self.engine.specs[cond.symbol].usdm
+        qp, pp = lot.qty_places, lot.price_places
+        out: dict[str, object] = {
+            "algoId": cond.algo_id,
+            "clientAlgoId": cond.client_algo_id,
+            "algoType": "CONDITIONAL",
+            "orderType": cond.order_type,
+            "symbol": cond.symbol,
+            "side": cond.side,
+            "positionSide": "BOTH",
+            "timeInForce": cond.time_in_force,
+            "quantity": fmt(cond.qty, qp),
+            "algoStatus": cond.status,
+        }
+        if query:
+            out["actualOrderId"] = str(cond.actual_order_id) if cond.actual_order_id else ""
+            out["actualPrice"] = fmt(cond.actual_price, pp + 1)
+        out.update(
+            {
+                "triggerPrice": fmt(cond.trigger_price, pp),
+                "price": fmt(cond.price, pp),
+                "icebergQuantity": None,
+            }
+        )
+        if query:
+            zero = fmt(ZERO, pp)
+            out.update(
+                {
+                    "tpTriggerPrice": zero,
+                    "tpPrice": zero,
+                    "slTriggerPrice": zero,
+                    "slPrice": zero,
+                    "tpOrderType": "",
+                }
+            )
+        out.update(
+            {
+                "selfTradePreventionMode": "EXPIRE_MAKER",
+                "workingType": cond.working_type,
+                "priceMatch": "NONE",
+                "closePosition": cond.close_position,
+                "priceProtect": cond.price_protect,
+                "reduceOnly": cond.reduce_only,
+            }
+        )
+        if not query:
+            out.update({"activatePrice": "", "callbackRate": ""})
+        out.update(
+            {
+                "createTime": cond.create_time,
+                "updateTime": cond.update_time,
+                "triggerTime": cond.trigger_time,
+                "goodTillDate": 0,
+            }
+        )
+        return out

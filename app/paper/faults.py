@@ -1,0 +1,205 @@
+"""Fault switches for tests: latency, errors before or after executing, 429 then 418,
+read-after-write lag and clock offset, each scoped by path prefix, method and count.
+
+Rules are matched in the order they were added; timings are real seconds (they model the
+network and Binance's servers, not the market clock).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Action = Literal["latency", "fail_before", "fail_after", "rate_limit", "read_lag", "clock_offset"]
+
+CODE_MESSAGES = {
+    -1000: "An unknown error occurred while processing the request.",
+    -1001: "Internal error; unable to process your request. Please try again.",
+    -1003: "Too many requests queued.",
+    -1006: "An unexpected response was received from the message bus. Execution status unknown.",
+    -1007: "Timeout waiting for response from backend server. Send status unknown; "
+    "execution status unknown.",
+    -1008: "Server is currently overloaded with other requests. Please try again in a few minutes.",
+}
+TOO_MUCH_WEIGHT = (
+    "Too much request weight used; current limit is {limit} request weight per 1 MINUTE. "
+    "Please use WebSocket Streams for live updates to avoid polling the API."
+)
+BANNED = (
+    "Way too much request weight used; IP banned until {until}. "
+    "Please use WebSocket Streams for live updates to avoid bans."
+)
+
+
+class FaultSpec(BaseModel):
+    """Body of ``POST /paper/faults``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Action
+    path: str = Field("", description="path prefix; empty matches every Binance path")
+    method: str | None = None
+    count: int | None = Field(None, ge=1, description="apply this many times, then retire")
+    probability: float = Field(1.0, ge=0, le=1)
+    delay_ms: int = Field(0, ge=0)
+    status: int = Field(500, ge=400, le=599)
+    code: int | None = -1001
+    msg: str | None = None
+    raw_body: str | None = None
+    retry_after: int = Field(1, ge=1)
+    ban_seconds: int = Field(120, ge=1)
+    seconds: float = Field(0.0, ge=0)
+    offset_ms: int = 0
+
+
+@dataclass
+class Rule:
+    id: int
+    spec: FaultSpec
+    applied: int = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.spec.count is not None and self.applied >= self.spec.count:
+            return False
+        if self.spec.method is not None and self.spec.method.upper() != method:
+            return False
+        if self.spec.method is None and self.spec.action == "read_lag" and method != "GET":
+            return False
+        return path.startswith(self.spec.path)
+
+    def view(self) -> dict[str, object]:
+        return {"id": self.id, "applied": self.applied, **self.spec.model_dump()}
+
+
+@dataclass
+class ErrorReply:
+    status: int
+    body: dict[str, object] | str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    """What the faults do to one request."""
+
+    delay_s: float = 0.0
+    before: ErrorReply | None = None
+    after: ErrorReply | None = None
+    lag_s: float = 0.0
+
+
+@dataclass
+class Backoff:
+    scope: str
+    retry_until: float
+    banned_until: float = 0.0
+    ban_seconds: int = 120
+
+
+class Faults:
+    def __init__(self, seed: int = 0) -> None:
+        self._lock = threading.Lock()
+        self._rng = random.Random(seed)
+        self._next_id = 1
+        self.rules: list[Rule] = []
+        self.backoffs: list[Backoff] = []
+
+    def add(self, spec: FaultSpec) -> Rule:
+        with self._lock:
+            rule = Rule(self._next_id, spec)
+            self._next_id += 1
+            self.rules.append(rule)
+            return rule
+
+    def remove(self, rule_id: int) -> bool:
+        with self._lock:
+            before = len(self.rules)
+            self.rules = [r for r in self.rules if r.id != rule_id]
+            return len(self.rules) != before
+
+    def clear(self) -> None:
+        with self._lock:
+            self.rules.clear()
+            self.backoffs.clear()
+
+    def views(self) -> list[dict[str, object]]:
+        with self._lock:
+            return [r.view() for r in self.rules]
+
+    @property
+    def clock_offset_ms(self) -> int:
+        with self._lock:
+            return sum(r.spec.offset_ms for r in self.rules if r.spec.action == "clock_offset")
+
+    def start_backoff(self, scope: str, retry_after: int, ban_seconds: int = 120) -> None:
+        with self._lock:
+            self.backoffs.append(Backoff(scope, time.monotonic() + retry_after, 0.0, ban_seconds))
+
+    def plan(self, method: str, path: str) -> Plan:
+        plan = Plan()
+        now = time.monotonic()
+        with self._lock:
+            ban = self._check_backoff(path, now)
+            if ban is not None:
+                plan.before = ban
+                return plan
+            for rule in self.rules:
+                spec = rule.spec
+                if spec.action == "clock_offset" or not rule.matches(method, path):
+                    continue
+                if spec.action in ("fail_before", "rate_limit") and plan.before is not None:
+                    continue
+                if spec.action == "fail_after" and plan.after is not None:
+                    continue
+                if self._rng.random() >= spec.probability:
+                    continue
+                rule.applied += 1
+                if spec.action == "latency":
+                    plan.delay_s += spec.delay_ms / 1000
+                elif spec.action == "read_lag":
+                    plan.lag_s = max(plan.lag_s, spec.seconds)
+                elif spec.action == "fail_before":
+                    plan.before = _error(spec)
+                elif spec.action == "fail_after":
+                    plan.after = _error(spec)
+                else:  # rate_limit
+                    self.backoffs.append(
+                        Backoff(spec.path, now + spec.retry_after, 0.0, spec.ban_seconds)
+                    )
+                    plan.before = ErrorReply(
+                        429,
+                        {"code": -1003, "msg": TOO_MUCH_WEIGHT.format(limit=6000)},
+                        {"Retry-After": str(spec.retry_after)},
+                    )
+        return plan
+
+    def _check_backoff(self, path: str, now: float) -> ErrorReply | None:
+        """418 for a caller that keeps going during a Retry-After window or a ban."""
+        self.backoffs = [b for b in self.backoffs if max(b.retry_until, b.banned_until) > now]
+        for backoff in self.backoffs:
+            if not path.startswith(backoff.scope):
+                continue
+            if backoff.banned_until <= now:
+                backoff.banned_until = now + backoff.ban_seconds
+            remaining = max(1, int(backoff.banned_until - now + 0.999))
+            until_ms = int((time.time() + (backoff.banned_until - now)) * 1000)
+            return ErrorReply(
+                418,
+                {"code": -1003, "msg": BANNED.format(until=until_ms)},
+                {"Retry-After": str(remaining)},
+            )
+        return None
+
+
+def _error(spec: FaultSpec) -> ErrorReply:
+    if spec.code is None:
+        return ErrorReply(spec.status, spec.raw_body or "Internal Server Error")
+    msg = spec.msg or CODE_MESSAGES.get(
+        spec.code, "Internal error; unable to process your request."
+    )
+    return ErrorReply(spec.status, {"code": spec.code, "msg": msg})

@@ -1,0 +1,530 @@
+"""USD-M futures: one-way positions, ``/fapi/v1/order`` (MARKET, LIMIT, reduceOnly) and the
+account views. Conditional TP/SL orders (``/fapi/v1/algoOrder``) live in ``conditional.py``.
+
+Cross margin in USDT at ``paper_leverage``: an order that grows exposure needs
+``sum(|positionAmt| * price) / leverage <= walletBalance + unrealized PnL``; commission is
+``paper_futures_fee_rate`` of the notional, in USDT. Mark price = last price.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from time import monotonic
+from typing import TYPE_CHECKING
+
+from app.paper.conditional import ConditionalBook
+from app.paper.errors import BinanceError, mandatory, no_such_order, unknown_order
+from app.paper.ledger import FUTURES_ORDER
+from app.paper.numbers import ZERO, fmt, fmt8, is_multiple, plain, round_down
+from app.paper.params import Params
+from app.paper.symbols import Lot
+
+if TYPE_CHECKING:
+    from app.paper.engine import Engine
+
+CLIENT_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
+CONDITIONAL_TYPES = (
+    "STOP",
+    "STOP_MARKET",
+    "TAKE_PROFIT",
+    "TAKE_PROFIT_MARKET",
+    "TRAILING_STOP_MARKET",
+)
+SWITCH_TO_ALGO = BinanceError(
+    -4120,
+    "Order type not supported for this endpoint. Please use the Algo Order API endpoints instead.",
+)
+MARGIN_SHORT = BinanceError(-2019, "Margin is insufficient.")
+REDUCE_ONLY_REJECTED = BinanceError(-2022, "ReduceOnly Order is rejected.")
+
+
+@dataclass
+class Position:
+    symbol: str
+    amt: Decimal = ZERO
+    entry: Decimal = ZERO
+    update_time: int = 0
+
+
+@dataclass
+class FuturesOrder:
+    order_id: int
+    symbol: str
+    client_order_id: str
+    side: str
+    type: str
+    time_in_force: str
+    qty: Decimal
+    price: Decimal
+    time: int
+    orig_type: str = ""
+    stop_price: Decimal = ZERO
+    reduce_only: bool = False
+    close_position: bool = False
+    status: str = "NEW"
+    executed: Decimal = ZERO
+    cum_quote: Decimal = ZERO
+    update_time: int = 0
+    algo_id: int | None = None  # set when a conditional order placed it
+    created_mono: float = field(default_factory=monotonic)
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in ("NEW", "PARTIALLY_FILLED")
+
+
+class FuturesBook:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.positions = {s: Position(s) for s in engine.specs}
+        self.orders: dict[int, FuturesOrder] = {}
+        self.open: dict[str, dict[int, FuturesOrder]] = {s: {} for s in engine.specs}
+        self.by_client: dict[tuple[str, str], int] = {}
+        self.conditional = ConditionalBook(self)
+
+    # accounting ---------------------------------------------------------------------------
+
+    def lot(self, symbol: str) -> Lot:
+        return self.engine.spec(symbol).usdm
+
+    def reducible(self, symbol: str, side: str) -> Decimal:
+        """How much a reduce-only order on ``side`` may trade now."""
+        amt = self.positions[symbol].amt
+        if amt > 0 and side == "SELL":
+            return amt
+        if amt < 0 and side == "BUY":
+            return -amt
+        return ZERO
+
+    def unrealized(self, position: Position) -> Decimal:
+        return (self.engine.price(position.symbol) - position.entry) * position.amt
+
+    def margin_ok(self, symbol: str, side: str, qty: Decimal, price: Decimal) -> bool:
+        signed = qty if side == "BUY" else -qty
+        current = self.positions[symbol].amt
+        if abs(current + signed) <= abs(current):
+            return True  # reducing exposure never needs margin
+        leverage = Decimal(self.engine.settings.paper_leverage)
+        required = ZERO
+        pnl = ZERO
+        for position in self.positions.values():
+            amt = position.amt + signed if position.symbol == symbol else position.amt
+            mark = price if position.symbol == symbol else self.engine.price(position.symbol)
+            required += abs(amt) * mark / leverage
+            pnl += self.unrealized(position)
+        return required <= self.engine.futures_wallet.free("USDT") + pnl
+
+    def execute(
+        self, symbol: str, side: str, qty: Decimal, price: Decimal, *, reduce_only: bool
+    ) -> Decimal:
+        """Trade ``qty`` at ``price`` against the position; returns the commission (USDT)."""
+        if reduce_only and qty > self.reducible(symbol, side):
+            raise REDUCE_ONLY_REJECTED
+        if not reduce_only and not self.margin_ok(symbol, side, qty, price):
+            raise MARGIN_SHORT
+        position = self.positions[symbol]
+        signed = qty if side == "BUY" else -qty
+        realized = ZERO
+        if position.amt and (position.amt > 0) != (signed > 0):
+            closed = min(abs(signed), abs(position.amt))
+            direction = 1 if position.amt > 0 else -1
+            realized = closed * (price - position.entry) * direction
+        new_amt = position.amt + signed
+        if new_amt == 0:
+            position.entry = ZERO
+        elif position.amt == 0 or (position.amt > 0) != (new_amt > 0):
+            position.entry = price
+        elif abs(new_amt) > abs(position.amt):
+            position.entry = (position.entry * position.amt + price * signed) / new_amt
+        position.amt = new_amt
+        position.update_time = self.engine.now
+        fee = round_down(
+            qty * price * self.engine.settings.paper_futures_fee_rate, Decimal("0.00000001")
+        )
+        self.engine.futures_wallet.credit("USDT", realized - fee)
+        return fee
+
+    # /fapi/v1/order -----------------------------------------------------------------------
+
+    def place(self, p: Params) -> dict[str, object]:
+        engine = self.engine
+        spec = engine.spec(p.text("symbol"))
+        side = p.side()
+        order_type = p.req_enum(
+            "type",
+            ("LIMIT", "MARKET", *CONDITIONAL_TYPES),
+            BinanceError(-1116, "Invalid orderType."),
+        )
+        if order_type in CONDITIONAL_TYPES:
+            raise SWITCH_TO_ALGO
+        if (p.enum("positionSide", ("BOTH", "LONG", "SHORT")) or "BOTH") != "BOTH":
+            raise BinanceError(-4061, "Order's position side does not match user's setting.")
+        qty = p.req_decimal("quantity")
+        price = p.decimal("price")
+        tif = p.enum(
+            "timeInForce",
+            ("GTC", "IOC", "FOK", "GTX"),
+            error=BinanceError(-1115, "Invalid timeInForce."),
+        )
+        if order_type == "LIMIT":
+            if price is None:
+                raise mandatory("price")
+            if tif is None:
+                raise mandatory("timeInForce")
+        reduce_only = p.boolean("reduceOnly")
+        resp = p.enum("newOrderRespType", ("ACK", "RESULT")) or "ACK"
+        client_id = self.client_id(spec.symbol, p.get("newClientOrderId"))
+        last = engine.price(spec.symbol)
+        self.check_filters(spec.usdm, qty, price, last, reduce_only)
+        if reduce_only and self.reducible(spec.symbol, side) <= 0:
+            raise REDUCE_ONLY_REJECTED
+        fill_now = order_type == "MARKET" or (
+            price is not None and (last <= price if side == "BUY" else last >= price)
+        )
+        if order_type == "LIMIT" and tif == "GTX" and fill_now:
+            raise BinanceError(
+                -5022,
+                "Due to the order could not be executed as maker, "
+                "the Post Only order will be rejected.",
+            )
+        if not reduce_only and not self.margin_ok(spec.symbol, side, qty, price or last):
+            raise MARGIN_SHORT
+        order = FuturesOrder(
+            order_id=engine.ids.next("futures_order"),
+            symbol=spec.symbol,
+            client_order_id=client_id,
+            side=side,
+            type=order_type,
+            orig_type=order_type,
+            time_in_force=tif or "GTC",
+            qty=qty,
+            price=price or ZERO,
+            reduce_only=reduce_only,
+            time=engine.now,
+            update_time=engine.now,
+        )
+        if fill_now:
+            self.fill(order, last)
+        elif order.time_in_force in ("IOC", "FOK"):
+            order.status = "EXPIRED"
+        self.store(order)
+        engine.ledger.record(
+            time=engine.now,
+            kind=FUTURES_ORDER,
+            symbol=spec.symbol,
+            side=side,
+            quantity=qty,
+            ident=order.order_id,
+            client_id=client_id,
+            order_type=order_type,
+        )
+        return render_order(order, self.lot(order.symbol), resp=resp)
+
+    def client_id(self, symbol: str, wanted: str | None) -> str:
+        if wanted is None:
+            return self.engine.random_id()
+        if not CLIENT_ID_RE.match(wanted):
+            raise BinanceError(
+                -1100,
+                "Illegal characters found in parameter 'newClientOrderId'; "
+                "legal range is '^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.",
+            )
+        existing = self.by_client.get((symbol, wanted))
+        if existing is not None and self.orders[existing].is_open:
+            raise BinanceError(-4116, "ClientOrderId is duplicated.")
+        return wanted
+
+    def check_filters(
+        self, lot: Lot, qty: Decimal, price: Decimal | None, last: Decimal, reduce_only: bool
+    ) -> None:
+        if qty <= 0:
+            raise BinanceError(-4003, "Quantity less than zero.")
+        if not is_multiple(qty, lot.step):
+            raise BinanceError(-1111, "Precision is over the maximum defined for this asset.")
+        if qty < lot.min_qty:
+            raise BinanceError(-4004, "Quantity less than min quantity.")
+        if qty > lot.max_qty:
+            raise BinanceError(-4005, "Quantity greater than max quantity.")
+        if price is not None:
+            self.check_price(lot, price)
+        if not reduce_only and qty * (price or last) < lot.min_notional:
+            raise BinanceError(
+                -4164,
+                f"Order's notional must be no smaller than {plain(lot.min_notional)} "
+                "(unless you choose reduce only).",
+            )
+
+    @staticmethod
+    def check_price(lot: Lot, price: Decimal) -> None:
+        if price < lot.min_price:
+            raise BinanceError(-4013, "Price less than min price.")
+        if price > lot.max_price:
+            raise BinanceError(-4002, "Price greater than max price.")
+        if not is_multiple(price - lot.min_price, lot.tick):
+            raise BinanceError(-4014, "Price not increased by tick size.")
+
+    def store(self, order: FuturesOrder) -> None:
+        self.orders[order.order_id] = order
+        self.by_client[(order.symbol, order.client_order_id)] = order.order_id
+        if order.is_open:
+            self.open[order.symbol][order.order_id] = order
+
+    def fill(self, order: FuturesOrder, price: Decimal) -> None:
+        qty = order.qty - order.executed
+        if order.reduce_only or order.close_position:
+            qty = min(qty, self.reducible(order.symbol, order.side))
+            if qty <= 0:
+                self.end(order, "EXPIRED")
+                return
+        try:
+            self.execute(
+                order.symbol,
+                order.side,
+                qty,
+                price,
+                reduce_only=order.reduce_only or order.close_position,
+            )
+        except BinanceError:
+            self.end(order, "EXPIRED")
+            return
+        order.executed += qty
+        order.cum_quote += qty * price
+        order.status = "FILLED"
+        order.update_time = self.engine.now
+        self.open[order.symbol].pop(order.order_id, None)
+        if order.algo_id is not None:
+            self.conditional.on_actual_filled(order)
+
+    def end(self, order: FuturesOrder, status: str) -> None:
+        order.status = status
+        order.update_time = self.engine.now
+        self.open[order.symbol].pop(order.order_id, None)
+        if order.algo_id is not None:
+            self.conditional.on_actual_filled(order)
+
+    def on_price(self, symbol: str, price: Decimal) -> None:
+        for order in list(self.open[symbol].values()):
+            if order.is_open and (
+                price <= order.price if order.side == "BUY" else price >= order.price
+            ):
+                self.fill(order, order.price)
+        self.conditional.on_price(symbol, price)
+
+    def find(self, p: Params) -> FuturesOrder:
+        symbol = self.engine.spec(p.text("symbol")).symbol
+        order_id = p.integer("orderId")
+        client_id = p.get("origClientOrderId")
+        if order_id is None and client_id is None:
+            raise BinanceError(-1102, "Either orderId or origClientOrderId must be sent.")
+        if order_id is None:
+            order_id = self.by_client.get((symbol, client_id or ""))
+        order = self.orders.get(order_id) if order_id is not None else None
+        if (
+            order is None
+            or order.symbol != symbol
+            or not self.engine.visible(order.created_mono, p.lag_s)
+        ):
+            raise no_such_order()
+        if client_id is not None and order.client_order_id != client_id:
+            raise no_such_order()
+        return order
+
+    def query(self, p: Params) -> dict[str, object]:
+        order = self.find(p)
+        return render_order(order, self.lot(order.symbol), resp="QUERY")
+
+    def cancel(self, p: Params) -> dict[str, object]:
+        try:
+            order = self.find(p)
+        except BinanceError:
+            raise unknown_order() from None
+        if not order.is_open:
+            raise unknown_order()
+        self.end(order, "CANCELED")
+        return render_order(order, self.lot(order.symbol), resp="RESULT")
+
+    def open_orders(self, p: Params) -> list[dict[str, object]]:
+        symbol = p.get("symbol")
+        books = [self.open[self.engine.spec(symbol).symbol]] if symbol else list(self.open.values())
+        return [
+            render_order(o, self.lot(o.symbol), resp="QUERY")
+            for book in books
+            for o in book.values()
+            if self.engine.visible(o.created_mono, p.lag_s)
+        ]
+
+    # account views ------------------------------------------------------------------------
+
+    def position_rows(self, p: Params, version: int) -> list[dict[str, object]]:
+        symbol = p.get("symbol")
+        chosen = (
+            [self.positions[self.engine.spec(symbol).symbol]]
+            if symbol
+            else list(self.positions.values())
+        )
+        if version >= 3:
+            chosen = [pos for pos in chosen if pos.amt != 0 or self.open[pos.symbol]]
+        return [self.render_position(pos, version) for pos in chosen]
+
+    def render_position(self, pos: Position, version: int) -> dict[str, object]:
+        lot = self.lot(pos.symbol)
+        mark = self.engine.price(pos.symbol)
+        leverage = Decimal(self.engine.settings.paper_leverage)
+        notional = pos.amt * mark
+        common: dict[str, object] = {
+            "symbol": pos.symbol,
+            "positionSide": "BOTH",
+            "positionAmt": fmt(pos.amt, lot.qty_places),
+            "entryPrice": fmt(pos.entry, lot.price_places + 1),
+            "breakEvenPrice": fmt(pos.entry, lot.price_places + 1),
+            "markPrice": fmt8(mark),
+            "unRealizedProfit": fmt8(self.unrealized(pos)),
+            "liquidationPrice": "0",
+            "isolatedMargin": "0.00000000",
+            "notional": fmt8(notional),
+            "isolatedWallet": "0",
+            "updateTime": pos.update_time,
+        }
+        if version >= 3:
+            margin = abs(notional) / leverage
+            common.update(
+                {
+                    "marginAsset": "USDT",
+                    "initialMargin": fmt8(margin),
+                    "maintMargin": fmt8(abs(notional) * Decimal("0.004")),
+                    "positionInitialMargin": fmt8(margin),
+                    "openOrderInitialMargin": "0",
+                    "adl": 0,
+                    "bidNotional": "0",
+                    "askNotional": "0",
+                }
+            )
+        else:
+            common.update(
+                {
+                    "leverage": str(self.engine.settings.paper_leverage),
+                    "maxNotionalValue": "20000000",
+                    "marginType": "cross",
+                    "isAutoAddMargin": "false",
+                }
+            )
+        return common
+
+    def balances(self) -> list[dict[str, object]]:
+        wallet = self.engine.futures_wallet
+        pnl = sum((self.unrealized(pos) for pos in self.positions.values()), ZERO)
+        leverage = Decimal(self.engine.settings.paper_leverage)
+        used = sum(
+            (
+                abs(pos.amt) * self.engine.price(pos.symbol) / leverage
+                for pos in self.positions.values()
+            ),
+            ZERO,
+        )
+        rows = []
+        for asset, balance in sorted(wallet.balances.items()):
+            available = balance.free + pnl - used if asset == "USDT" else balance.free
+            rows.append(
+                {
+                    "accountAlias": "SgsR",
+                    "asset": asset,
+                    "balance": fmt8(balance.free),
+                    "crossWalletBalance": fmt8(balance.free),
+                    "crossUnPnl": fmt8(pnl if asset == "USDT" else ZERO),
+                    "availableBalance": fmt8(available),
+                    "maxWithdrawAmount": fmt8(max(available, ZERO)),
+                    "marginAvailable": True,
+                    "updateTime": self.engine.now,
+                }
+            )
+        return rows
+
+    def account(self) -> dict[str, object]:
+        rows = self.balances()
+        usdt = next((r for r in rows if r["asset"] == "USDT"), None)
+        wallet = str(usdt["balance"]) if usdt else "0.00000000"
+        pnl = str(usdt["crossUnPnl"]) if usdt else "0.00000000"
+        available = str(usdt["availableBalance"]) if usdt else "0.00000000"
+        return {
+            "totalInitialMargin": "0.00000000",
+            "totalMaintMargin": "0.00000000",
+            "totalWalletBalance": wallet,
+            "totalUnrealizedProfit": pnl,
+            "totalMarginBalance": fmt8(Decimal(wallet) + Decimal(pnl)),
+            "totalPositionInitialMargin": "0.00000000",
+            "totalOpenOrderInitialMargin": "0.00000000",
+            "totalCrossWalletBalance": wallet,
+            "totalCrossUnPnl": pnl,
+            "availableBalance": available,
+            "maxWithdrawAmount": available,
+            "assets": [
+                {
+                    "asset": r["asset"],
+                    "walletBalance": r["balance"],
+                    "unrealizedProfit": r["crossUnPnl"],
+                    "marginBalance": r["balance"],
+                    "availableBalance": r["availableBalance"],
+                    "crossWalletBalance": r["crossWalletBalance"],
+                    "crossUnPnl": r["crossUnPnl"],
+                    "maxWithdrawAmount": r["maxWithdrawAmount"],
+                    "updateTime": r["updateTime"],
+                }
+                for r in rows
+            ],
+            "positions": [
+                {
+                    "symbol": pos.symbol,
+                    "positionSide": "BOTH",
+                    "positionAmt": fmt(pos.amt, self.lot(pos.symbol).qty_places),
+                    "unrealizedProfit": fmt8(self.unrealized(pos)),
+                    "isolatedMargin": "0",
+                    "notional": fmt8(pos.amt * self.engine.price(pos.symbol)),
+                    "isolatedWallet": "0",
+                    "initialMargin": "0",
+                    "maintMargin": "0",
+                    "updateTime": pos.update_time,
+                }
+                for pos in self.positions.values()
+                if pos.amt != 0
+            ],
+        }
+
+
+def render_order(order: FuturesOrder, lot: Lot, *, resp: str) -> dict[str, object]:
+    """``ACK`` answers as the order was accepted (``NEW``, nothing executed), as Binance does;
+    ``RESULT`` and queries show its current state."""
+    ack = resp == "ACK"
+    executed = ZERO if ack else order.executed
+    cum_quote = ZERO if ack else order.cum_quote
+    avg = cum_quote / executed if executed else ZERO
+    out: dict[str, object] = {
+        "orderId": order.order_id,
+        "symbol": order.symbol,
+        "status": "NEW" if ack else order.status,
+        "clientOrderId": order.client_order_id,
+        "price": fmt(order.price, lot.price_places),
+        "avgPrice": fmt(avg, lot.price_places + 1),
+        "origQty": fmt(order.qty, lot.qty_places),
+        "executedQty": fmt(executed, lot.qty_places),
+        "cumQty": fmt(executed, lot.qty_places),
+        "cumQuote": fmt(cum_quote, lot.price_places + lot.qty_places),
+        "timeInForce": order.time_in_force,
+        "type": order.type,
+        "reduceOnly": order.reduce_only,
+        "closePosition": order.close_position,
+        "side": order.side,
+        "positionSide": "BOTH",
+        "stopPrice": fmt(order.stop_price, lot.price_places),
+        "workingType": "CONTRACT_PRICE",
+        "priceProtect": False,
+        "origType": order.orig_type or order.type,
+        "priceMatch": "NONE",
+        "selfTradePreventionMode": "EXPIRE_MAKER",
+        "goodTillDate": 0,
+        "updateTime": order.update_time,
+    }
+    if resp == "QUERY":
+        out["time"] = order.time
+    return out

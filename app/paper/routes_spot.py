@@ -1,0 +1,158 @@
+"""``/api/v3``: market data, account, spot orders and OCO order lists."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+
+from app.paper.deps import Paper, Public, Signed
+from app.paper.errors import BinanceError, invalid_symbol
+from app.paper.numbers import fmt8
+from app.paper.symbols import spot_exchange_info
+
+router = APIRouter()
+
+
+def ok(content: object) -> Response:
+    return JSONResponse(content)
+
+
+def _symbols(p: Public, valid: dict[str, object]) -> list[str] | None:
+    """``symbol=X`` or ``symbols=["X","Y"]``; None for all symbols."""
+    if p.has("symbol"):
+        names = [p.text("symbol")]
+    elif p.has("symbols"):
+        try:
+            names = json.loads(p.text("symbols"))
+        except ValueError:
+            raise BinanceError(-1100, "Illegal characters found in parameter 'symbols'.") from None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise BinanceError(-1100, "Illegal characters found in parameter 'symbols'.")
+    else:
+        return None
+    for name in names:
+        if name not in valid:
+            raise invalid_symbol()
+    return names
+
+
+@router.get("/api/v3/time")
+def server_time(paper: Paper) -> Response:
+    return ok({"serverTime": paper.server_ms()})
+
+
+@router.get("/api/v3/exchangeInfo")
+def exchange_info(p: Public, paper: Paper) -> Response:
+    engine = paper.engine
+    names = _symbols(p, dict(engine.specs))
+    specs = [engine.specs[n] for n in names] if names else list(engine.specs.values())
+    limit = paper.settings.paper_max_num_algo_orders
+    return ok(spot_exchange_info(specs, paper.server_ms(), limit))
+
+
+@router.get("/api/v3/ticker/price")
+def ticker_price(p: Public, paper: Paper) -> Response:
+    with paper.engine.session() as engine:
+        names = _symbols(p, dict(engine.specs))
+        rows = [
+            {"symbol": name, "price": fmt8(engine.price(name))}
+            for name in (names or list(engine.specs))
+        ]
+    if p.has("symbol"):
+        return ok(rows[0])
+    return ok(rows)
+
+
+@router.get("/api/v3/avgPrice")
+def avg_price(p: Public, paper: Paper) -> Response:
+    with paper.engine.session() as engine:
+        symbol = engine.spec(p.text("symbol")).symbol
+        return ok({"mins": 5, "price": fmt8(engine.price(symbol)), "closeTime": engine.now})
+
+
+@router.get("/api/v3/account")
+def account(p: Signed, paper: Paper) -> Response:
+    omit_zero = p.boolean("omitZeroBalances")
+    with paper.engine.session() as engine:
+        balances = [
+            {"asset": asset, "free": fmt8(b.free), "locked": fmt8(b.locked)}
+            for asset, b in sorted(engine.spot_wallet.balances.items())
+            if not omit_zero or b.free or b.locked
+        ]
+        rate = fmt8(paper.settings.paper_fee_rate)
+        bps = int(paper.settings.paper_fee_rate * 10_000)
+        return ok(
+            {
+                "makerCommission": bps,
+                "takerCommission": bps,
+                "buyerCommission": 0,
+                "sellerCommission": 0,
+                "commissionRates": {
+                    "maker": rate,
+                    "taker": rate,
+                    "buyer": "0.00000000",
+                    "seller": "0.00000000",
+                },
+                "canTrade": bool(paper.restrictions.get("enableSpotAndMarginTrading", True)),
+                "canWithdraw": bool(paper.restrictions.get("enableWithdrawals", False)),
+                "canDeposit": True,
+                "brokered": False,
+                "requireSelfTradePrevention": False,
+                "preventSor": False,
+                "updateTime": engine.now,
+                "accountType": "SPOT",
+                "balances": balances,
+                "permissions": ["SPOT"],
+                "uid": 354937868,
+            }
+        )
+
+
+@router.post("/api/v3/order")
+def new_order(p: Signed, paper: Paper) -> Response:
+    with paper.engine.session() as engine:
+        return ok(engine.spot.place(p))
+
+
+@router.get("/api/v3/order")
+def query_order(p: Signed, paper: Paper) -> Response:
+    with paper.engine.session() as engine:
+        return ok(engine.spot.query(p))
+
+
+@router.delete("/api/v3/order")
+def cancel_order(p: Signed, paper: Paper) -> Response:
+    with paper.engine.session() as engine:
+        return ok(engine.spot.cancel(p))
+
+
+@router.get("/api/v3/openOrders")
+def open_orders(p: Signed, paper: Paper) -> Response:
+    with paper.engine.session() as engine:
+        return ok(engine.spot.open_orders(p))
+
+
+@router.post("/api/v3/orderList/oco")
+def new_oco(p: Signed, paper: Paper) -> Response:
+    with paper.engine.session() as engine:
+        return ok(engine.spot.oco.place(p))
+
+
+@router.get("/api/v3/orderList")
+def query_order_list(p: Signed, paper: Paper) -> Response:
+    with paper.engine.session() as engine:
+        return ok(engine.spot.oco.query_list(p))
+
+
+@router.get("/api/v3/openOrderList")
+def open_order_lists(p: Signed, paper: Paper) -> Response:
+    with paper.engine.session() as engine:
+        return ok(engine.spot.oco.open_order_lists(p))
+
+
+@router.delete("/api/v3/orderList")
+def cancel_order_list(p: Signed, paper: Paper) -> Response:
+    with paper.engine.session() as engine:
+        return ok(engine.spot.oco.cancel_list(p))
