@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
@@ -40,17 +41,42 @@ def canary_settings(**overrides: object) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[arg-type, call-arg]
 
 
+@contextmanager
+def restored_logging() -> Iterator[None]:
+    """Put back everything configure_logging changes in this process."""
+    root = logging.getLogger()
+    names = ("uvicorn", "uvicorn.error", "uvicorn.access", "rq", "alembic", "httpx", "httpcore")
+    saved = [
+        (
+            n,
+            list(logging.getLogger(n).handlers),
+            logging.getLogger(n).level,
+            logging.getLogger(n).propagate,
+        )
+        for n in names
+    ]
+    saved_root = (list(root.handlers), root.level, sys.excepthook, threading.excepthook)
+    try:
+        yield
+    finally:
+        for name, handlers, level, propagate in saved:
+            logger = logging.getLogger(name)
+            logger.handlers[:] = handlers
+            logger.setLevel(level)
+            logger.propagate = propagate
+        root.handlers[:] = saved_root[0]
+        root.setLevel(saved_root[1])
+        sys.excepthook, threading.excepthook = saved_root[2], saved_root[3]
+        logging.captureWarnings(False)
+
+
 @pytest.fixture
 def log_stream() -> Iterator[io.StringIO]:
     """Configure logging into a buffer; restore the process's logging state afterwards."""
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level, sys.excepthook, threading.excepthook)
     stream = io.StringIO()
-    configure_logging(canary_settings(), stream=stream)
-    yield stream
-    root.handlers[:] = saved[0]
-    root.setLevel(saved[1])
-    sys.excepthook, threading.excepthook = saved[2], saved[3]
+    with restored_logging():
+        configure_logging(canary_settings(), stream=stream)
+        yield stream
 
 
 def lines(stream: io.StringIO) -> list[dict[str, object]]:
@@ -161,16 +187,10 @@ def test_configuring_twice_keeps_one_handler(log_stream: io.StringIO) -> None:
 
 
 def test_text_format_is_redacted_too() -> None:
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level, sys.excepthook, threading.excepthook)
     stream = io.StringIO()
-    try:
+    with restored_logging():
         configure_logging(canary_settings(log_json=False), stream=stream)
         logging.getLogger("pacekeeper").warning("key %s", CANARY_KEY, extra={"s": CANARY_SECRET})
-    finally:
-        root.handlers[:] = saved[0]
-        root.setLevel(saved[1])
-        sys.excepthook, threading.excepthook = saved[2], saved[3]
     assert "WARNING" in stream.getvalue()
     assert_no_canary(stream.getvalue())
 
