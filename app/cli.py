@@ -27,6 +27,7 @@ def _api(args: argparse.Namespace) -> int:
         forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
         proxy_headers=bool(settings.trusted_proxies),
         access_log=False,
+        log_config=None,
     )
     return 0
 
@@ -44,6 +45,7 @@ def _paper(args: argparse.Namespace) -> int:
         port=args.port or settings.paper_port,
         log_level=settings.log_level.lower(),
         access_log=False,
+        log_config=None,
     )
     return 0
 
@@ -122,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command not in ("send",):
+        from app.config import get_settings
+        from app.logging import configure_logging
+
+        configure_logging(get_settings())
     if args.command == "db" and args.revision is None:
         args.revision = "head" if args.db_command == "upgrade" else "-1"
     result: int = args.func(args)
