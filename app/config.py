@@ -128,6 +128,8 @@ class Settings(BaseSettings):
     paper_max_num_algo_orders: int = Field(5, ge=1, description="spot MAX_NUM_ALGO_ORDERS filter")
     # Run `pacekeeper paper` on a manual clock stepped with POST /paper/clock.
     paper_manual_clock: bool = False
+    # Answer 429 when a minute's request weight is spent (headers are sent either way).
+    paper_rate_limits: bool = True
 
     # Receiver
     api_host: str = "127.0.0.1"

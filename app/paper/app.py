@@ -100,7 +100,7 @@ async def _gateway(
         if plan.before.status == 429:
             paper.weights.reset()  # a scripted 429 starts a fresh window afterwards
         return _reply(plan.before, charge.headers)
-    if charge.limit is not None:
+    if charge.limit is not None and paper.settings.paper_rate_limits:
         paper.faults.start_backoff(charge.scope, charge.retry_after)
         reply = ErrorReply(
             429,

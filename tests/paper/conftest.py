@@ -22,7 +22,7 @@ def paper_settings(**overrides: object) -> Settings:
         "twap_min_duration": 10,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg, arg-type]
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")

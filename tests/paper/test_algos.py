@@ -1,0 +1,318 @@
+"""TWAP and VP algos: slicing on the manual clock, limit gating, statuses, ids and limits."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from app.paper.clock import ManualClock
+from tests.paper.binance import BinanceTestClient
+
+D = Decimal
+SPOT = "/sapi/v1/algo/spot"
+FUT = "/sapi/v1/algo/futures"
+ALGO_FIELDS = {
+    "algoId",
+    "symbol",
+    "side",
+    "totalQty",
+    "executedQty",
+    "executedAmt",
+    "avgPrice",
+    "clientAlgoId",
+    "bookTime",
+    "endTime",
+    "algoStatus",
+    "algoType",
+    "urgency",
+}
+SUB_FIELDS = {
+    "algoId",
+    "orderId",
+    "orderStatus",
+    "executedQty",
+    "executedAmt",
+    "feeAmt",
+    "feeAsset",
+    "bookTime",
+    "avgPrice",
+    "side",
+    "symbol",
+    "subId",
+    "timeInForce",
+    "origQty",
+}
+
+
+def twap(bn: BinanceTestClient, client_id: str | None = None, **extra: Any) -> dict[str, Any]:
+    params = {
+        "symbol": "BTCUSDT",
+        "side": "BUY",
+        "quantity": "0.3",
+        "duration": 30,
+        "clientAlgoId": client_id,
+    }
+    params.update(extra)
+    result: dict[str, Any] = bn.ok("POST", f"{SPOT}/newOrderTwap", params)
+    return result
+
+
+def find(bn: BinanceTestClient, client_id: str, base: str = SPOT) -> dict[str, Any]:
+    for path in ("openOrders", "historicalOrders"):
+        for row in bn.ok("GET", f"{base}/{path}")["orders"]:
+            if row["clientAlgoId"] == client_id:
+                found: dict[str, Any] = row
+                return found
+    raise AssertionError(f"{client_id} not found")
+
+
+def children(bn: BinanceTestClient, algo_id: int, base: str = SPOT) -> dict[str, Any]:
+    result: dict[str, Any] = bn.ok("GET", f"{base}/subOrders", {"algoId": algo_id})
+    return result
+
+
+def test_place_answers_only_the_client_algo_id(bn: BinanceTestClient) -> None:
+    placed = twap(bn, "a" * 32)
+    assert placed == {"clientAlgoId": "a" * 32, "success": True, "code": 0, "msg": "OK"}
+    generated = twap(bn)["clientAlgoId"]
+    assert len(generated) == 32 and generated != "a" * 32
+    listing = bn.ok("GET", f"{SPOT}/openOrders")
+    assert listing["total"] == 2 and set(listing["orders"][0]) == ALGO_FIELDS
+    assert all(o["algoStatus"] == "WORKING" and o["endTime"] == 0 for o in listing["orders"])
+
+
+def test_twap_slices_regularly_and_finishes(bn: BinanceTestClient, clock: ManualClock) -> None:
+    twap(bn, "pk-twap-slices")
+    algo_id = find(bn, "pk-twap-slices")["algoId"]
+    clock.advance(10)
+    page = children(bn, algo_id)
+    assert page["total"] == 10 and page["executedQty"] == "0.10000"
+    first = page["subOrders"][0]
+    assert set(first) == SUB_FIELDS
+    assert first["timeInForce"] == "IMMEDIATE_OR_CANCEL" and first["orderStatus"] == "FILLED"
+    assert first["origQty"] == "0.01000" and first["feeAsset"] == "BTC"
+    assert D(first["feeAmt"]) == D("-0.00001")
+    assert [s["subId"] for s in page["subOrders"]] == list(range(1, 11))
+    working = find(bn, "pk-twap-slices")
+    assert working["algoStatus"] == "WORKING" and working["executedQty"] == "0.10000"
+    assert working["avgPrice"] == "65000.00"
+    clock.advance(25)
+    done = find(bn, "pk-twap-slices")
+    assert done["algoStatus"] == "FINISHED" and done["executedQty"] == "0.30000"
+    assert done["endTime"] == done["bookTime"] + 30_000
+    assert bn.ok("GET", f"{SPOT}/openOrders")["total"] == 0
+    assert children(bn, algo_id)["total"] == 30
+
+
+def test_child_order_ids_beyond_2_53_stay_exact(bn: BinanceTestClient, clock: ManualClock) -> None:
+    twap(bn, "pk-twap-ids")
+    clock.advance(2)
+    algo_id = find(bn, "pk-twap-ids")["algoId"]
+    raw = bn.call("GET", f"{SPOT}/subOrders", {"algoId": algo_id}).text
+    ids = [s["orderId"] for s in json.loads(raw)["subOrders"]]
+    assert all(i > 2**53 for i in ids)
+    assert str(ids[0]) in raw and ids[1] == ids[0] + 1  # exact, not rounded through a float
+
+
+def test_limit_price_gates_children_and_catches_up(
+    bn: BinanceTestClient, clock: ManualClock
+) -> None:
+    twap(bn, "pk-twap-limit", limitPrice="64000")
+    algo_id = find(bn, "pk-twap-limit")["algoId"]
+    clock.advance(5)
+    assert children(bn, algo_id)["total"] == 0  # 65,000 is above the BUY limit
+    bn.set_price("BTCUSDT", "63500")
+    clock.advance(1)
+    page = children(bn, algo_id)
+    assert page["total"] == 1 and page["subOrders"][0]["origQty"] == "0.06000"
+    assert page["subOrders"][0]["avgPrice"] == "63500.00"
+    bn.set_price("BTCUSDT", "64500")
+    clock.advance(30)
+    done = find(bn, "pk-twap-limit")
+    assert done["algoStatus"] == "FINISHED" and done["executedQty"] == "0.06000"
+
+
+def test_sell_twap_pays_fees_in_the_quote_asset(bn: BinanceTestClient, clock: ManualClock) -> None:
+    twap(bn, "pk-twap-sell", side="SELL")
+    clock.advance(1)
+    (child,) = children(bn, find(bn, "pk-twap-sell")["algoId"])["subOrders"]
+    assert child["feeAsset"] == "USDT" and D(child["feeAmt"]) == D("-0.65")
+
+
+def test_short_balance_is_accepted_then_expires(bn: BinanceTestClient, clock: ManualClock) -> None:
+    bn.control("POST", "/balances", {"account": "spot", "balances": {"USDT": "100"}})
+    assert twap(bn, "pk-twap-broke")["success"] is True
+    assert find(bn, "pk-twap-broke")["algoStatus"] == "WORKING"
+    clock.advance(1)
+    expired = find(bn, "pk-twap-broke")
+    assert expired["algoStatus"] == "EXPIRED" and expired["executedQty"] == "0.00000"
+    assert expired["endTime"] > 0
+
+
+def test_cancel_then_cancel_again_or_after_finishing(
+    bn: BinanceTestClient, clock: ManualClock
+) -> None:
+    twap(bn, "pk-twap-cancel")
+    algo_id = find(bn, "pk-twap-cancel")["algoId"]
+    clock.advance(3)
+    assert bn.ok("DELETE", f"{SPOT}/order", {"algoId": algo_id}) == {
+        "algoId": algo_id,
+        "success": True,
+        "code": 0,
+        "msg": "OK",
+    }
+    cancelled = find(bn, "pk-twap-cancel")
+    assert cancelled["algoStatus"] == "CANCELLED" and cancelled["executedQty"] == "0.03000"
+    clock.advance(5)
+    assert children(bn, algo_id)["total"] == 3  # nothing after the cancel
+    gone = bn.call("DELETE", f"{SPOT}/order", {"algoId": algo_id}).json()
+    assert gone == {"code": -20124, "msg": "Invalid algo id or it has been completed."}
+    twap(bn, "pk-twap-done", duration=10, quantity="0.1")
+    clock.advance(11)
+    finished = find(bn, "pk-twap-done")
+    assert finished["algoStatus"] == "FINISHED"
+    assert bn.error("DELETE", f"{SPOT}/order", {"algoId": finished["algoId"]}) == (400, -20124)
+    assert bn.error("DELETE", f"{SPOT}/order", {"algoId": 1}) == (400, -20124)
+
+
+def test_client_algo_id_can_never_be_reused(bn: BinanceTestClient, clock: ManualClock) -> None:
+    twap(bn, "pk-twap-once", duration=10, quantity="0.1")
+    again = bn.call(
+        "POST",
+        f"{SPOT}/newOrderTwap",
+        {
+            "symbol": "BTCUSDT",
+            "side": "BUY",
+            "quantity": "0.1",
+            "duration": 10,
+            "clientAlgoId": "pk-twap-once",
+        },
+    )
+    assert again.json() == {"code": -20132, "msg": "The client algo id is duplicated."}
+    clock.advance(11)
+    assert find(bn, "pk-twap-once")["algoStatus"] == "FINISHED"
+    reuse = {"symbol": "BTCUSDT", "side": "BUY", "quantity": "0.1", "duration": 10}
+    reused = bn.call("POST", f"{SPOT}/newOrderTwap", {**reuse, "clientAlgoId": "pk-twap-once"})
+    assert reused.json()["code"] == -20132
+    assert len(bn.ledger(client_id="pk-twap-once")) == 1
+
+
+def test_placement_limits(bn: BinanceTestClient) -> None:
+    base = {"symbol": "BTCUSDT", "side": "BUY", "quantity": "0.3", "duration": 30}
+    path = f"{SPOT}/newOrderTwap"
+    assert bn.error("POST", path, {**base, "duration": 5}) == (400, -20194)
+    assert bn.error("POST", path, {**base, "duration": 86_401}) == (400, -20130)
+    assert bn.error("POST", path, {**base, "quantity": "0.000001"}) == (400, -20195)
+    assert bn.error("POST", path, {**base, "quantity": "10000"}) == (400, -20196)
+    assert bn.error("POST", path, {**base, "quantity": "0.01"}) == (400, -20204)  # 650 USDT
+    assert bn.error("POST", path, {**base, "quantity": "2"}) == (400, -20204)  # 130,000 USDT
+    assert bn.error("POST", path, {**base, "symbol": "NOPEUSDT"}) == (400, -20121)
+    assert bn.error("POST", path, {**base, "clientAlgoId": "x" * 33}) == (400, -20130)
+    assert bn.error("POST", path, {"symbol": "BTCUSDT", "side": "BUY", "quantity": "1"}) == (
+        400,
+        -1102,
+    )
+    for _ in range(20):
+        bn.ok("POST", path, base)
+    assert bn.call("POST", path, base).json() == {
+        "code": -20198,
+        "msg": "Reach the max open orders allowed.",
+    }
+    futures = {"symbol": "BTCUSDT", "side": "BUY", "quantity": "0.02", "duration": 86_400}
+    assert bn.error("POST", f"{FUT}/newOrderTwap", futures) == (400, -20195)  # qty*60/duration
+    assert len(bn.ledger(kind="spot_twap")) == 20
+
+
+def test_futures_twap_builds_a_position(bn: BinanceTestClient, clock: ManualClock) -> None:
+    bn.ok(
+        "POST",
+        f"{FUT}/newOrderTwap",
+        {
+            "symbol": "ETHUSDT",
+            "side": "SELL",
+            "quantity": "1",
+            "duration": 10,
+            "clientAlgoId": "pk-ft",
+        },
+    )
+    clock.advance(11)
+    done = find(bn, "pk-ft", FUT)
+    assert set(done) == ALGO_FIELDS | {"positionSide"} and done["positionSide"] == "BOTH"
+    assert done["algoStatus"] == "FINISHED" and done["executedQty"] == "1.000"
+    (position,) = bn.ok("GET", "/fapi/v2/positionRisk", {"symbol": "ETHUSDT"})
+    assert D(position["positionAmt"]) == D("-1") and D(position["entryPrice"]) == D("3200")
+    child = children(bn, done["algoId"], FUT)["subOrders"][0]
+    assert child["feeAsset"] == "USDT" and D(child["feeAmt"]) < 0
+    assert bn.ledger(kind="futures_twap")[0]["client_id"] == "pk-ft"
+
+
+def test_reduce_only_twap_that_would_open_expires(
+    bn: BinanceTestClient, clock: ManualClock
+) -> None:
+    placed = bn.ok(
+        "POST",
+        f"{FUT}/newOrderTwap",
+        {
+            "symbol": "ETHUSDT",
+            "side": "SELL",
+            "quantity": "1",
+            "duration": 10,
+            "reduceOnly": "true",
+            "clientAlgoId": "pk-ro",
+        },
+    )
+    assert placed["success"] is True
+    clock.advance(1)
+    assert find(bn, "pk-ro", FUT)["algoStatus"] == "EXPIRED"
+
+
+def test_vp_fills_at_its_participation_rate_until_done(
+    bn: BinanceTestClient, clock: ManualClock
+) -> None:
+    vp = {"symbol": "BTCUSDT", "side": "BUY", "quantity": "0.2"}
+    bn.ok("POST", f"{FUT}/newOrderVp", {**vp, "urgency": "HIGH", "clientAlgoId": "pk-vp-high"})
+    bn.ok("POST", f"{FUT}/newOrderVp", {**vp, "urgency": "LOW", "clientAlgoId": "pk-vp-low"})
+    clock.advance(3)
+    high, low = find(bn, "pk-vp-high", FUT), find(bn, "pk-vp-low", FUT)
+    assert high["algoType"] == "VP" and high["urgency"] == "HIGH"
+    assert D(high["executedQty"]) == D("0.09")  # 10 % of 0.3 BTC/s for 3 s
+    assert D(low["executedQty"]) == D("0.018")  # 2 %
+    clock.advance(10)
+    assert find(bn, "pk-vp-high", FUT)["algoStatus"] == "FINISHED"
+    assert find(bn, "pk-vp-low", FUT)["algoStatus"] == "WORKING"
+    small = {**vp, "quantity": "0.1", "urgency": "LOW"}
+    assert bn.error("POST", f"{FUT}/newOrderVp", small) == (400, -20204)  # under 10,000 USDT
+
+
+def test_fill_ratio_override_slows_one_algo(bn: BinanceTestClient, clock: ManualClock) -> None:
+    bn.control("POST", "/algo-fill", {"clientAlgoId": "pk-slow", "ratio": "0.5"})
+    twap(bn, "pk-slow")
+    twap(bn, "pk-normal")
+    clock.advance(10)
+    slow, normal = find(bn, "pk-slow"), find(bn, "pk-normal")
+    assert slow["executedQty"] == "0.05000" and normal["executedQty"] == "0.10000"
+    child = children(bn, slow["algoId"])["subOrders"][0]
+    assert child["orderStatus"] == "EXPIRED" and child["executedQty"] == "0.00500"
+    bn.control("POST", "/algo-fill", {"algoId": slow["algoId"], "ratio": "0"})
+    clock.advance(5)
+    assert find(bn, "pk-slow")["executedQty"] == "0.05000"  # stalled
+
+
+def test_history_filters_and_pages(bn: BinanceTestClient, clock: ManualClock) -> None:
+    for n in range(3):
+        twap(bn, f"pk-hist-{n}", duration=10, quantity="0.1", side="BUY" if n else "SELL")
+    clock.advance(11)
+    history = bn.ok("GET", f"{SPOT}/historicalOrders")
+    assert history["total"] == 3
+    assert [o["clientAlgoId"] for o in history["orders"]] == ["pk-hist-2", "pk-hist-1", "pk-hist-0"]
+    sells = bn.ok("GET", f"{SPOT}/historicalOrders", {"side": "SELL"})
+    assert [o["clientAlgoId"] for o in sells["orders"]] == ["pk-hist-0"]
+    page = bn.ok("GET", f"{SPOT}/historicalOrders", {"page": 2, "pageSize": 2})
+    assert page["total"] == 3 and [o["clientAlgoId"] for o in page["orders"]] == ["pk-hist-0"]
+    algo_id = history["orders"][0]["algoId"]
+    subs = bn.ok("GET", f"{SPOT}/subOrders", {"algoId": algo_id, "page": 2, "pageSize": 4})
+    assert subs["total"] == 10 and [s["subId"] for s in subs["subOrders"]] == [5, 6, 7, 8]
+    assert bn.error("GET", f"{SPOT}/subOrders", {"algoId": 424242}) == (400, -20124)
+    assert bn.error("GET", f"{SPOT}/historicalOrders", {"pageSize": 101}) == (400, -1130)
+    assert bn.ok("GET", f"{FUT}/historicalOrders")["total"] == 0
