@@ -97,8 +97,6 @@ async def _gateway(
         await asyncio.sleep(plan.delay_s)
     charge = paper.weights.charge(request.method, path, request.query_params)
     if plan.before is not None:
-        if plan.before.status == 429:
-            paper.weights.reset()  # a scripted 429 starts a fresh window afterwards
         return _reply(plan.before, charge.headers)
     if charge.limit is not None and paper.settings.paper_rate_limits:
         paper.faults.start_backoff(charge.scope, charge.retry_after)

@@ -28,8 +28,10 @@ def is_multiple(value: Decimal, step: Decimal) -> bool:
 
 def fmt(value: Decimal, decimals: int) -> str:
     """Fixed-point string with exactly ``decimals`` decimals, never an exponent."""
-    quantum = Decimal(1).scaleb(-decimals)
-    return f"{value.quantize(quantum, rounding=ROUND_HALF_UP):f}"
+    rounded = value.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
+    if rounded == 0:
+        rounded = abs(rounded)  # never "-0.00"
+    return f"{rounded:f}"
 
 
 def fmt8(value: Decimal) -> str:

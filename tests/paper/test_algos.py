@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
@@ -316,3 +317,20 @@ def test_history_filters_and_pages(bn: BinanceTestClient, clock: ManualClock) ->
     assert bn.error("GET", f"{SPOT}/subOrders", {"algoId": 424242}) == (400, -20124)
     assert bn.error("GET", f"{SPOT}/historicalOrders", {"pageSize": 101}) == (400, -1130)
     assert bn.ok("GET", f"{FUT}/historicalOrders")["total"] == 0
+
+
+def test_concurrent_duplicates_place_exactly_one(bn: BinanceTestClient) -> None:
+    params = {
+        "symbol": "BTCUSDT",
+        "side": "BUY",
+        "quantity": "0.3",
+        "duration": 30,
+        "clientAlgoId": "pk-race",
+    }
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        responses = list(
+            pool.map(lambda _: bn.call("POST", f"{SPOT}/newOrderTwap", params), range(8))
+        )
+    codes = sorted(r.json()["code"] for r in responses)
+    assert codes == [-20132] * 7 + [0]
+    assert len(bn.ledger(client_id="pk-race")) == 1
