@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.paper.clock import ManualClock
 from app.paper.deps import Paper, default_restrictions
 from app.paper.faults import FaultSpec
+from app.paper.futures_views import render_position
 from app.paper.ledger import KINDS
 from app.paper.numbers import ZERO, fmt8
 
@@ -162,7 +163,7 @@ def set_position(body: PositionBody, paper: Paper) -> Response:
         position.amt = body.positionAmt
         position.entry = ZERO if not body.positionAmt else (body.entryPrice or engine.price(symbol))
         position.update_time = engine.now
-        return JSONResponse(engine.futures.render_position(position, 2))
+        return JSONResponse(render_position(engine.futures, position, 2))
 
 
 @router.get("/faults")

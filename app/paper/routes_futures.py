@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
+from app.paper import futures_views
 from app.paper.deps import Paper, Public, Signed
 from app.paper.numbers import fmt, fmt8
 from app.paper.symbols import futures_exchange_info
@@ -120,24 +121,24 @@ def open_algo_orders(p: Signed, paper: Paper) -> Response:
 @router.get("/fapi/v2/positionRisk")
 def position_risk_v2(p: Signed, paper: Paper) -> Response:
     with paper.engine.session() as engine:
-        return JSONResponse(engine.futures.position_rows(p, 2))
+        return JSONResponse(futures_views.position_rows(engine.futures, p, 2))
 
 
 @router.get("/fapi/v3/positionRisk")
 def position_risk_v3(p: Signed, paper: Paper) -> Response:
     with paper.engine.session() as engine:
-        return JSONResponse(engine.futures.position_rows(p, 3))
+        return JSONResponse(futures_views.position_rows(engine.futures, p, 3))
 
 
 @router.get("/fapi/v2/balance")
 @router.get("/fapi/v3/balance")
 def balance(p: Signed, paper: Paper) -> Response:
     with paper.engine.session() as engine:
-        return JSONResponse(engine.futures.balances())
+        return JSONResponse(futures_views.balances(engine.futures))
 
 
 @router.get("/fapi/v2/account")
 @router.get("/fapi/v3/account")
 def account(p: Signed, paper: Paper) -> Response:
     with paper.engine.session() as engine:
-        return JSONResponse(engine.futures.account())
+        return JSONResponse(futures_views.account(engine.futures))
