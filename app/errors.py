@@ -1,0 +1,172 @@
+"""The errors the HTTP layer answers with, and their single handler.
+
+::
+
+    AppError                 500  something we did not expect (never for bad input)
+    ├── Unauthorized         401  bad secret, bad or stale signature, source not allowed
+    ├── NotFound             404
+    ├── Conflict             409  the same signal id with a different body
+    ├── PayloadTooLarge      413  body over PACEKEEPER_WEBHOOK_MAX_BODY_BYTES
+    ├── UnsupportedMediaType 415  neither application/json nor text/plain
+    ├── InvalidInput         422  every problem as {"field", "value", "message"}
+    └── ServiceUnavailable   503  the database is down: nothing was accepted, send again
+
+Every error body is ``{"error": <code>, "message": <text>}``, except 422, whose body is
+``{"errors": [{"field", "value", "message"}, ...]}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+log = logging.getLogger(__name__)
+
+# Echoed values are cut to this many characters: an error names the problem, it does not
+# mirror the request back.
+MAX_VALUE_CHARS = 200
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem with the input: a dotted field path, the offending value, what is wrong."""
+
+    field: str
+    value: Any
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"field": self.field, "value": json_safe(self.value), "message": self.message}
+
+
+class AppError(Exception):
+    """Base of every error that becomes an HTTP answer."""
+
+    status_code = 500
+    code = "internal_error"
+    default_message = "internal error"
+
+    def __init__(self, message: str | None = None, **extra: Any) -> None:
+        self.message = message or self.default_message
+        self.extra = extra
+        super().__init__(self.message)
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.code, "message": self.message, **self.extra}
+
+
+class Unauthorized(AppError):
+    """Authentication failed. The answer never says which check failed."""
+
+    status_code = 401
+    code = "unauthorized"
+    default_message = "authentication failed"
+
+    def __init__(self, reason: str = "") -> None:
+        # The reason is for our logs only; the body is the same for every failure.
+        super().__init__()
+        self.reason = reason
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.code, "message": self.default_message}
+
+
+class NotFound(AppError):
+    status_code = 404
+    code = "not_found"
+    default_message = "not found"
+
+
+class Conflict(AppError):
+    status_code = 409
+    code = "conflict"
+    default_message = "conflict"
+
+
+class PayloadTooLarge(AppError):
+    status_code = 413
+    code = "payload_too_large"
+    default_message = "request body too large"
+
+
+class UnsupportedMediaType(AppError):
+    status_code = 415
+    code = "unsupported_media_type"
+    default_message = "send application/json, or text/plain holding JSON"
+
+
+class InvalidInput(AppError):
+    """The input is wrong; ``errors`` lists every problem found."""
+
+    status_code = 422
+    code = "invalid"
+    default_message = "invalid input"
+
+    def __init__(self, errors: Sequence[FieldError]) -> None:
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+        self.errors = list(errors)
+
+    def body(self) -> dict[str, Any]:
+        return {"errors": [e.as_dict() for e in self.errors]}
+
+
+class ServiceUnavailable(AppError):
+    status_code = 503
+    code = "unavailable"
+    default_message = "temporarily unavailable; nothing was accepted, send again"
+
+
+def json_safe(value: Any) -> Any:
+    """A JSON-friendly, bounded rendering of an offending value."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, str):
+        return value if len(value) <= MAX_VALUE_CHARS else value[:MAX_VALUE_CHARS] + "…"
+    if isinstance(value, dict | list | tuple):
+        try:
+            text = json.dumps(value, default=str, ensure_ascii=False)
+        except (TypeError, ValueError):
+            return "…"
+        if len(text) <= MAX_VALUE_CHARS:
+            return json.loads(text)
+        return text[:MAX_VALUE_CHARS] + "…"
+    return json_safe(str(value))
+
+
+def from_pydantic(errors: Iterable[dict[str, Any]], *, skip: int = 0) -> list[FieldError]:
+    """Field errors from pydantic's ``errors()``; ``skip`` drops leading loc parts."""
+    out = []
+    for err in errors:
+        loc = [str(part) for part in err.get("loc", ())][skip:]
+        out.append(FieldError(".".join(loc) or "body", err.get("input"), err.get("msg", "")))
+    return out
+
+
+async def handle_app_error(request: Request, exc: Exception) -> JSONResponse:
+    """The one handler: an AppError becomes its status code and body."""
+    if isinstance(exc, RequestValidationError):
+        # FastAPI's own parameter validation, in the same shape as ours (loc[0] is "body",
+        # "query", ...).
+        exc = InvalidInput(from_pydantic(exc.errors(), skip=1))
+    assert isinstance(exc, AppError)
+    if exc.status_code >= 500:
+        log.error("%s %s: %s", request.method, request.url.path, exc.message)
+    return JSONResponse(exc.body(), status_code=exc.status_code)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, handle_app_error)
+    app.add_exception_handler(RequestValidationError, handle_app_error)

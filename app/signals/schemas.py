@@ -1,0 +1,623 @@
+"""The signal contract: what a sender may post, and the normalised signal we store.
+
+Pure code, no I/O and no clock: the caller passes ``now``. Senders, TradingView first,
+send numbers as strings (``"0.5"``), symbols in their own spelling (``BINANCE:BTCUSDT``,
+``btcusdt``, ``BTC/USDT``, ``BTCUSDT.P`` for the USD-M perpetual) and names in any case;
+all of that is accepted and normalised here. Unknown fields are rejected, at every level
+except ``meta``, so a typo never passes silently.
+
+Validation runs in two passes. The first checks every field on its own (type, range,
+spelling) and reports all of them at once; the second, which needs valid fields, checks
+the rules between fields (what each action requires, price levels against each other) and
+again reports all of them. Numbers are :class:`~decimal.Decimal` throughout, never float.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from app.errors import FieldError
+
+# Numeric(38, 18) in the database: 20 digits before the point, 18 after.
+MAX_ABS = Decimal("1e20")
+MAX_PLACES = 18
+MAX_TTL = 30 * 86_400
+DIGEST_PREFIX = "digest:"
+
+
+class Action(enum.StrEnum):
+    ENTRY = "entry"
+    TP = "tp"  # close (part of) a position, recorded as a take-profit
+    SL = "sl"  # close (part of) a position, recorded as a stop-loss
+    EXIT = "exit"  # close (part of) a position
+    CANCEL = "cancel"  # cancel what a signal (or a strategy on a symbol) still has working
+
+
+class Market(enum.StrEnum):
+    SPOT = "spot"
+    USDM = "usdm"
+
+
+class Side(enum.StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class Urgency(enum.StrEnum):
+    LOW = "LOW"
+    MEDIUM = "MEDIUM"
+    HIGH = "HIGH"
+
+
+# -- value parsers (pure, reused by the tests) ------------------------------------------------
+
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,4})?")
+_SYMBOL = re.compile(r"[A-Z0-9]{5,20}")
+_TEXT_ID = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
+
+
+def parse_decimal(value: object) -> Decimal:
+    """A finite Decimal from a number or a numeric string, within Numeric(38, 18)."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("number", "must be a number, not true/false")
+    if isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, int):
+        number = Decimal(value)
+    elif isinstance(value, float):
+        # Only reachable from Python callers: JSON bodies are parsed straight to Decimal.
+        number = Decimal(repr(value))
+    elif isinstance(value, str):
+        text = value.strip()
+        if not _NUMBER.fullmatch(text):
+            raise PydanticCustomError("number", 'must be a number, e.g. 0.5 or "0.5"')
+        number = Decimal(text)
+    else:
+        raise PydanticCustomError("number", "must be a number or a numeric string")
+    if not number.is_finite():
+        raise PydanticCustomError("number", "must be a finite number")
+    if number.is_zero():
+        return Decimal(0)
+    if abs(number) >= MAX_ABS:
+        raise PydanticCustomError("number", "must be smaller than 1e20")
+    _, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)
+    trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    if -(exponent + trailing_zeros) > MAX_PLACES:
+        raise PydanticCustomError("number", "must have at most 18 decimal places")
+    return number
+
+
+def parse_int(value: object) -> int:
+    """An integer from a number or a numeric string ("1800", 1800, "1800.0")."""
+    number = parse_decimal(value)
+    if number != number.to_integral_value():
+        raise PydanticCustomError("integer", "must be a whole number")
+    return int(number)
+
+
+def _positive(number: Decimal) -> Decimal:
+    if number <= 0:
+        raise PydanticCustomError("positive", "must be greater than 0")
+    return number
+
+
+def _ratio(number: Decimal) -> Decimal:
+    if not 0 <= number <= 1:
+        raise PydanticCustomError("ratio", "must be between 0 and 1")
+    return number
+
+
+def _non_negative(number: Decimal) -> Decimal:
+    if number < 0:
+        raise PydanticCustomError("non_negative", "must be 0 or more")
+    return number
+
+
+def normalize_symbol(raw: str) -> tuple[str, bool]:
+    """``('BTCUSDT', perpetual)`` from TradingView's and others' spellings of a symbol.
+
+    ``BINANCE:BTCUSDT``, ``btcusdt``, ``BTC/USDT`` and ``BTC-USDT`` are all BTCUSDT; a
+    ``.P`` suffix (TradingView's USD-M perpetual) sets ``perpetual``. A prefix naming
+    another exchange is refused: this daemon only trades on Binance.
+    """
+    text = raw.strip().upper()
+    if ":" in text:
+        prefix, _, text = text.partition(":")
+        if prefix != "BINANCE":
+            raise ValueError(f"exchange {prefix or '(empty)'} is not Binance")
+    perpetual = text.endswith(".P")
+    if perpetual:
+        text = text[:-2]
+    text = text.replace("/", "").replace("-", "")
+    if not _SYMBOL.fullmatch(text):
+        raise ValueError("must be a Binance symbol: BTCUSDT, BINANCE:BTCUSDT, BTC/USDT, BTCUSDT.P")
+    return text, perpetual
+
+
+def _symbol(value: object) -> str:
+    if not isinstance(value, str):
+        raise PydanticCustomError("symbol", "must be a string such as BTCUSDT")
+    try:
+        name, perpetual = normalize_symbol(value)
+    except ValueError as exc:
+        raise PydanticCustomError("symbol", str(exc)) from None
+    # The perpetual marker is kept until the market is decided (see parse_signal).
+    return f"{name}.P" if perpetual else name
+
+
+def _ttl(seconds: int) -> int:
+    if not 1 <= seconds <= MAX_TTL:
+        raise PydanticCustomError("ttl", "must be between 1 and {max} seconds", {"max": MAX_TTL})
+    return seconds
+
+
+def _text_id(value: object) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not _TEXT_ID.fullmatch(value.strip()):
+        raise PydanticCustomError("text_id", "must be 1 to 128 printable characters")
+    return value.strip()
+
+
+def _sender_id(value: object) -> str:
+    text = _text_id(value)
+    if text.startswith(DIGEST_PREFIX):
+        raise PydanticCustomError("text_id", f"must not start with {DIGEST_PREFIX}")
+    return text
+
+
+def _strategy(value: object) -> str:
+    text = _text_id(value)
+    if len(text) > 64:
+        raise PydanticCustomError("text_id", "must be at most 64 characters")
+    return text
+
+
+def _choice(enum_cls: type[enum.StrEnum]) -> BeforeValidator:
+    """Case-insensitive enum parsing with a message that lists the choices."""
+    choices = ", ".join(member.value for member in enum_cls)
+    upper = all(member.value.isupper() for member in enum_cls)
+
+    def parse(value: object) -> enum.StrEnum:
+        if isinstance(value, enum_cls):
+            return value
+        if isinstance(value, str):
+            text = value.strip()
+            try:
+                return enum_cls(text.upper() if upper else text.lower())
+            except ValueError:
+                pass
+        raise PydanticCustomError("choice", "must be one of: {choices}", {"choices": choices})
+
+    return BeforeValidator(parse)
+
+
+def _timestamp(value: object) -> object:
+    """Epoch seconds as a number, or ISO 8601 text; a time without a zone is UTC."""
+    if isinstance(value, Decimal | int) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(int(value), UTC)
+        except (OverflowError, OSError, ValueError):
+            raise PydanticCustomError("datetime", "is not a valid time") from None
+    return value
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+_as_text = PlainSerializer(lambda number: format(number, "f"), return_type=str)
+Number = Annotated[Decimal, PlainValidator(parse_decimal), _as_text]
+Positive = Annotated[Decimal, PlainValidator(parse_decimal), AfterValidator(_positive), _as_text]
+Ratio = Annotated[Decimal, PlainValidator(parse_decimal), AfterValidator(_ratio), _as_text]
+Seconds = Annotated[Decimal, PlainValidator(parse_decimal), AfterValidator(_non_negative), _as_text]
+Integer = Annotated[int, PlainValidator(parse_int)]
+SenderId = Annotated[str, PlainValidator(_sender_id)]
+TextId = Annotated[str, PlainValidator(_text_id)]
+Strategy = Annotated[str, PlainValidator(_strategy)]
+Timestamp = Annotated[datetime, BeforeValidator(_timestamp), AfterValidator(_aware)]
+
+
+def _lower(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# -- execution ---------------------------------------------------------------------------------
+
+
+class MarketExecution(_Strict):
+    type: Annotated[Literal["market"], BeforeValidator(_lower)] = "market"
+
+
+class LimitExecution(_Strict):
+    type: Annotated[Literal["limit"], BeforeValidator(_lower)]
+    price: Positive
+
+
+class TwapExecution(_Strict):
+    type: Annotated[Literal["twap"], BeforeValidator(_lower)]
+    duration: Integer  # seconds, within PACEKEEPER_TWAP_MIN_DURATION..TWAP_MAX_DURATION
+    limit_price: Positive | None = None
+
+    @field_validator("duration")
+    @classmethod
+    def _within_bounds(cls, duration: int, info: ValidationInfo) -> int:
+        context = info.context or {}
+        low, high = context.get("twap_min_duration", 1), context.get("twap_max_duration")
+        if duration < low or (high is not None and duration > high):
+            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise PydanticCustomError("duration", "must be {bounds} seconds", {"bounds": bounds})
+        return duration
+
+
+class VpExecution(_Strict):
+    type: Annotated[Literal["vp"], BeforeValidator(_lower)]
+    urgency: Annotated[Urgency, _choice(Urgency)]
+    limit_price: Positive | None = None
+
+
+EXECUTION_TYPES = ("market", "limit", "twap", "vp")
+
+
+def _execution_tag(value: object) -> str | None:
+    if isinstance(value, dict):
+        tag = value.get("type")
+        return tag.strip().lower() if isinstance(tag, str) else None
+    return getattr(value, "type", None)
+
+
+def _execution_shorthand(value: object) -> object:
+    # "execution": "market" is shorthand for {"type": "market"}.
+    return {"type": value} if isinstance(value, str) else value
+
+
+Execution = Annotated[
+    Annotated[MarketExecution, Tag("market")]
+    | Annotated[LimitExecution, Tag("limit")]
+    | Annotated[TwapExecution, Tag("twap")]
+    | Annotated[VpExecution, Tag("vp")],
+    Discriminator(
+        _execution_tag,
+        custom_error_type="execution_type",
+        custom_error_message="type must be one of: market, limit, twap, vp",
+    ),
+    BeforeValidator(_execution_shorthand),
+]
+
+
+# -- levels and pace -------------------------------------------------------------------------
+
+
+class TakeProfit(_Strict):
+    price: Positive
+
+
+class StopLoss(_Strict):
+    stop_price: Positive
+    limit_price: Positive | None = None  # a stop-limit; without it the worker picks one
+
+
+def _price_shorthand(key: str) -> Any:
+    # "take_profit": "70000" is shorthand for {"price": "70000"}; same for stop_loss.
+    def expand(value: object) -> object:
+        if isinstance(value, str | int | Decimal) and not isinstance(value, bool):
+            return {key: value}
+        return value
+
+    return BeforeValidator(expand)
+
+
+class PaceOverride(_Strict):
+    """Per-signal overrides of the pace policy (see app/monitoring/pace.py)."""
+
+    grace: Ratio | None = None
+    min_ratio: Ratio | None = None
+    slack: Ratio | None = None
+    stall_seconds: Seconds | None = None
+
+
+# -- the signal ------------------------------------------------------------------------------
+
+
+class SignalIn(_Strict):
+    """A signal as posted (the ``secret`` already removed), each field checked on its own."""
+
+    id: SenderId | None = None
+    action: Annotated[Action, _choice(Action)]
+    symbol: Annotated[str, PlainValidator(_symbol)] | None = None
+    market: Annotated[Market, _choice(Market)] | None = None
+    side: Annotated[Side, _choice(Side)] | None = None
+    quantity: Positive | None = None
+    quote_quantity: Positive | None = None
+    execution: Execution | None = None
+    take_profit: Annotated[TakeProfit, _price_shorthand("price")] | None = None
+    stop_loss: Annotated[StopLoss, _price_shorthand("stop_price")] | None = None
+    ttl: Annotated[int, PlainValidator(parse_int), AfterValidator(_ttl)] | None = None
+    expires_at: Timestamp | None = None
+    pace: PaceOverride | None = None
+    strategy: Strategy | None = None
+    # For a cancel: the signal to cancel, by our signal id or the sender's id.
+    target_id: TextId | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("expires_at")
+    @classmethod
+    def _in_the_future(cls, value: datetime, info: ValidationInfo) -> datetime:
+        now = (info.context or {}).get("now")
+        if now is not None and value <= now:
+            raise PydanticCustomError("expired", "must be in the future")
+        return value
+
+
+class Signal(_Strict):
+    """A normalised, valid signal: what is stored as the payload and what workers read."""
+
+    id: str | None = None
+    action: Action
+    market: Market | None = None  # None only for a cancel by target_id
+    symbol: str | None = None
+    side: Side | None = None
+    quantity: Positive | None = None
+    quote_quantity: Positive | None = None
+    execution: Execution | None = None  # None only for a cancel
+    take_profit: TakeProfit | None = None
+    stop_loss: StopLoss | None = None
+    expires_at: datetime | None = None
+    pace: PaceOverride | None = None
+    strategy: str | None = None
+    target_id: str | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    def payload(self) -> dict[str, Any]:
+        """JSON-safe form for storage: Decimals as strings, times in ISO 8601."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> Signal:
+        return cls.model_validate(payload)
+
+
+class InvalidSignal(Exception):
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+        self.errors = errors
+
+
+def parse_signal(
+    raw: dict[str, Any],
+    *,
+    now: datetime,
+    twap_min_duration: int = 1,
+    twap_max_duration: int | None = None,
+) -> Signal:
+    """Validate and normalise a posted signal (without its secret); raise InvalidSignal."""
+    context = {
+        "now": now,
+        "twap_min_duration": twap_min_duration,
+        "twap_max_duration": twap_max_duration,
+    }
+    try:
+        sig = SignalIn.model_validate(raw, context=context)
+    except ValidationError as exc:
+        raise InvalidSignal(field_errors(exc)) from None
+    errors = cross_check(sig)
+    if errors:
+        raise InvalidSignal(errors)
+
+    symbol, market = sig.symbol, sig.market
+    if symbol is not None:
+        perpetual = symbol.endswith(".P")
+        symbol = symbol.removesuffix(".P")
+        market = market or (Market.USDM if perpetual else Market.SPOT)
+    expires_at = sig.expires_at
+    if sig.ttl is not None:
+        expires_at = now + timedelta(seconds=sig.ttl)
+    execution = sig.execution
+    if execution is None and sig.action is not Action.CANCEL:
+        execution = MarketExecution()
+    return Signal(
+        id=sig.id,
+        action=sig.action,
+        market=market,
+        symbol=symbol,
+        side=sig.side,
+        quantity=sig.quantity,
+        quote_quantity=sig.quote_quantity,
+        execution=execution,
+        take_profit=sig.take_profit,
+        stop_loss=sig.stop_loss,
+        expires_at=expires_at,
+        pace=sig.pace,
+        strategy=sig.strategy,
+        target_id=sig.target_id,
+        meta=sig.meta,
+    )
+
+
+_NOT_ON_CANCEL = (
+    "side",
+    "quantity",
+    "quote_quantity",
+    "execution",
+    "take_profit",
+    "stop_loss",
+    "pace",
+    "ttl",
+    "expires_at",
+)
+
+
+def cross_check(sig: SignalIn) -> list[FieldError]:
+    """The rules between fields, every broken one reported."""
+    errors: list[FieldError] = []
+
+    def bad(field: str, value: Any, message: str) -> None:
+        errors.append(FieldError(field, value, message))
+
+    perpetual = sig.symbol is not None and sig.symbol.endswith(".P")
+    if perpetual and sig.market is Market.SPOT:
+        bad("market", sig.market.value, "the symbol is a USD-M perpetual (.P): market must be usdm")
+    market = sig.market or (Market.USDM if perpetual else Market.SPOT)
+
+    if sig.action is Action.CANCEL:
+        for name in _NOT_ON_CANCEL:
+            value = getattr(sig, name)
+            if value is not None:
+                bad(name, _dump(value), "not allowed on a cancel")
+        if sig.target_id is None and (sig.symbol is None or sig.strategy is None):
+            bad("target_id", None, "a cancel needs target_id, or both symbol and strategy")
+        return errors
+
+    if sig.target_id is not None:
+        bad("target_id", sig.target_id, "only a cancel takes target_id")
+    if sig.symbol is None:
+        bad("symbol", None, f"required for {sig.action.value}")
+    if sig.ttl is not None and sig.expires_at is not None:
+        bad("expires_at", _dump(sig.expires_at), "give ttl or expires_at, not both")
+
+    if sig.action is Action.ENTRY:
+        if sig.side is None:
+            bad("side", None, "required for entry")
+        if sig.quantity is None and sig.quote_quantity is None:
+            bad("quantity", None, "an entry needs exactly one of quantity or quote_quantity")
+    else:
+        for name in ("take_profit", "stop_loss"):
+            value = getattr(sig, name)
+            if value is not None:
+                bad(name, _dump(value), "only an entry carries take-profit and stop-loss levels")
+    if sig.quantity is not None and sig.quote_quantity is not None:
+        bad(
+            "quote_quantity",
+            _dump(sig.quote_quantity),
+            "give exactly one of quantity or quote_quantity",
+        )
+
+    execution = sig.execution or MarketExecution()
+    if isinstance(execution, VpExecution) and market is not Market.USDM:
+        bad("execution.type", "vp", "vp (volume participation) is for usdm futures only")
+    if sig.pace is not None and not isinstance(execution, TwapExecution | VpExecution):
+        bad("pace", _dump(sig.pace), "pace applies to twap and vp executions only")
+
+    if sig.action is Action.ENTRY and sig.side is not None:
+        errors.extend(_check_levels(sig.side, execution, sig.take_profit, sig.stop_loss))
+    return errors
+
+
+def _check_levels(
+    side: Side,
+    execution: MarketExecution | LimitExecution | TwapExecution | VpExecution,
+    take_profit: TakeProfit | None,
+    stop_loss: StopLoss | None,
+) -> list[FieldError]:
+    """A long takes profit above and stops below its price; a short the other way round."""
+    errors: list[FieldError] = []
+    long = side is Side.BUY
+    above, below = ("above", "below") if long else ("below", "above")
+    ref_field, ref = None, None
+    if isinstance(execution, LimitExecution):
+        ref_field, ref = "execution.price", execution.price
+    elif isinstance(execution, TwapExecution | VpExecution) and execution.limit_price:
+        ref_field, ref = "execution.limit_price", execution.limit_price
+
+    def wrong_side(level: Decimal, other: Decimal, want: str) -> bool:
+        return level <= other if want == "above" else level >= other
+
+    tp = take_profit.price if take_profit else None
+    sl = stop_loss.stop_price if stop_loss else None
+    for field, level, want in (
+        ("take_profit.price", tp, above),
+        ("stop_loss.stop_price", sl, below),
+    ):
+        if level is not None and ref is not None and wrong_side(level, ref, want):
+            errors.append(
+                FieldError(field, str(level), f"must be {want} {ref_field} ({ref}) for a {side}")
+            )
+    if tp is not None and sl is not None and wrong_side(tp, sl, above):
+        errors.append(
+            FieldError(
+                "take_profit.price",
+                str(tp),
+                f"must be {above} stop_loss.stop_price ({sl}) for a {side}",
+            )
+        )
+    if stop_loss is not None and stop_loss.limit_price is not None:
+        # The stop closes the position: a long's stop sells, so its limit sits at or below
+        # the trigger; a short's stop buys, so at or above it.
+        limit, stop = stop_loss.limit_price, stop_loss.stop_price
+        if (limit > stop) if long else (limit < stop):
+            want = "at or below" if long else "at or above"
+            errors.append(
+                FieldError(
+                    "stop_loss.limit_price",
+                    str(limit),
+                    f"must be {want} stop_price ({stop}) for a {side}",
+                )
+            )
+    return errors
+
+
+def _dump(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude_none=True)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def field_errors(exc: ValidationError) -> list[FieldError]:
+    """Pydantic's errors as {field, value, message}, with dotted paths senders recognise."""
+    out: list[FieldError] = []
+    for err in exc.errors():
+        loc = [str(part) for part in err["loc"]]
+        value = err.get("input")
+        message = err["msg"]
+        kind = err["type"]
+        # A tagged union puts the tag in the path: execution.twap.duration -> execution.duration
+        if len(loc) > 1 and loc[0] == "execution" and loc[1] in EXECUTION_TYPES:
+            del loc[1]
+        if kind == "execution_type":
+            loc.append("type")
+            value = value.get("type") if isinstance(value, dict) else value
+            message = "must be one of: market, limit, twap, vp"
+        elif kind == "extra_forbidden":
+            message = "unknown field" + ("; free-form data goes in meta" if len(loc) == 1 else "")
+        elif kind == "missing":
+            message = "required"
+            value = None
+        elif kind in ("model_type", "model_attributes_type", "dict_type"):
+            message = "must be an object"
+        elif message.startswith("Value error, "):
+            message = message.removeprefix("Value error, ")
+        elif kind in ("greater_than_equal", "less_than_equal"):
+            message = message.replace("Input should be", "must be")
+        out.append(FieldError(".".join(loc) or "body", value, message))
+    return out
