@@ -1,0 +1,69 @@
+"""The receiver's FastAPI app: ``create_app()`` is the factory ``pacekeeper api`` serves."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app import errors
+from app.config import Settings, get_settings
+from app.db import make_engine, make_sessionmaker
+from app.models import utcnow
+from app.queue import Enqueuer, connect, make_queue
+from app.signals.router import router as signals_router
+from app.signals.security import Authenticator
+from app.signals.writer import IntakeWriter
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Open the database, Redis and the enqueuer thread; close them on the way out."""
+    settings: Settings = app.state.settings
+    # A small pool: one thread writes (app.signals.writer); the rest only read.
+    engine = make_engine(settings.database_url, pool_size=5, max_overflow=10)
+    app.state.engine = engine
+    app.state.session_factory = make_sessionmaker(engine)
+    writer = IntakeWriter(engine)
+    app.state.writer = writer
+    redis = connect(settings.redis_url) if settings.redis_url else None
+    app.state.redis = redis
+    if redis is not None:
+        app.state.queue = make_queue(redis, settings.queue_name)
+        # Without Redis configured, signals wait in the database for the sweeper.
+        writer.on_commit = Enqueuer(app.state.queue, writer.mark_queued, clock=app.state.clock)
+    writer.start()
+    try:
+        yield
+    finally:
+        writer.stop()
+        if redis is not None:
+            redis.close()
+        engine.dispose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The receiver; refuses to build with an empty or placeholder webhook secret."""
+    settings = settings or get_settings()
+    settings.check_webhook_secret()
+    if settings.env != "test":
+        from app.logging import configure_logging
+
+        configure_logging(settings)
+    production = settings.env == "prod"
+    app = FastAPI(
+        title="Pacekeeper",
+        summary="Trading signals in, Binance algo orders out",
+        lifespan=lifespan,
+        docs_url=None if production else "/docs",
+        redoc_url=None,
+        openapi_url=None if production else "/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.clock = utcnow
+    app.state.authenticator = Authenticator.from_settings(settings)
+    app.state.secret_values = [s.decode() for s in settings.webhook_secrets()]
+    errors.install(app)
+    app.include_router(signals_router)
+    return app

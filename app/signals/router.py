@@ -1,0 +1,182 @@
+"""``POST /webhook``: the front door for signals.
+
+Order of checks, cheapest and least revealing first: source address (401), content type
+(415), size while the bytes arrive (413), header signature if one is sent (401), JSON
+(422, without echoing the body), body secret (401), then the signal itself (422, every
+problem). Only an authenticated sender learns what is wrong with its signal. Bad input
+and repeats are never answered with a 5xx: TradingView resends on 5xx.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from decimal import Decimal
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
+
+from app.errors import FieldError, InvalidInput, PayloadTooLarge, Unauthorized, UnsupportedMediaType
+from app.signals import service
+from app.signals.schemas import InvalidSignal
+from app.signals.security import SIGNATURE_HEADER, TIMESTAMP_HEADER, Authenticator, Verdict
+
+log = logging.getLogger("pacekeeper.signals")
+
+router = APIRouter(tags=["signals"])
+
+MEDIA_TYPES = ("application/json", "text/plain")
+
+_EXAMPLE = {
+    "secret": "…",
+    "id": "tv-42-BTCUSDT-entry",
+    "action": "entry",
+    "symbol": "BINANCE:BTCUSDT",
+    "side": "buy",
+    "quantity": "0.5",
+    "execution": {"type": "twap", "duration": 1800, "limit_price": "64000"},
+    "take_profit": {"price": "70000"},
+    "stop_loss": {"stop_price": "60000", "limit_price": "59900"},
+    "ttl": 3600,
+}
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body over {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"field {key!r} appears twice")
+        out[key] = value
+    return out
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    """A JSON object with every number as int or Decimal (never float)."""
+    try:
+        data = json.loads(
+            body,
+            parse_float=Decimal,
+            parse_constant=_no_constants,
+            object_pairs_hook=_no_duplicate_keys,
+        )
+    except json.JSONDecodeError as exc:
+        # exc.doc is the body, secret included: only the position is reported.
+        message = f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        raise InvalidInput([FieldError("body", None, message)]) from None
+    except (ValueError, RecursionError) as exc:
+        detail = str(exc) if "appears twice" in str(exc) or "not a number" in str(exc) else ""
+        message = f"not valid JSON{': ' + detail if detail else ''}"
+        raise InvalidInput([FieldError("body", None, message)]) from None
+    if not isinstance(data, dict):
+        raise InvalidInput([FieldError("body", None, "must be a JSON object")])
+    return data
+
+
+def _require(verdict: Verdict, source: str | None) -> None:
+    if not verdict.ok:
+        log.warning("webhook refused: %s", verdict.reason, extra={"source_ip": source})
+        raise Unauthorized(verdict.reason)
+
+
+@router.post(
+    "/webhook",
+    status_code=202,
+    summary="Post a signal",
+    responses={
+        200: {"description": "A repeat of a signal already accepted (`duplicate: true`)"},
+        202: {"description": "Accepted: stored, and queued for execution"},
+        401: {"description": "Bad secret or signature, or a source outside the allow-list"},
+        409: {"description": "This signal id was already used for a different signal"},
+        413: {"description": "Body too large"},
+        415: {"description": "Not application/json or text/plain"},
+        422: {"description": 'Invalid: `{"errors": [{"field", "value", "message"}]}`'},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"example": _EXAMPLE},
+                "text/plain": {"example": json.dumps(_EXAMPLE)},
+            },
+        }
+    },
+)
+async def receive_signal(request: Request) -> JSONResponse:
+    state = request.app.state
+    settings = state.settings
+    auth: Authenticator = state.authenticator
+
+    peer = request.client.host if request.client else None
+    source = auth.source(peer, request.headers.get("x-forwarded-for"))
+    _require(auth.source_allowed(source), source)
+
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type not in MEDIA_TYPES:
+        raise UnsupportedMediaType()
+    try:
+        body = await read_body(request, settings.webhook_max_body_bytes)
+    except ClientDisconnect:
+        return JSONResponse({"error": "disconnected"}, status_code=400)
+
+    now = state.clock()
+    timestamp = request.headers.get(TIMESTAMP_HEADER)
+    signature = request.headers.get(SIGNATURE_HEADER)
+    signed = timestamp is not None or signature is not None
+    if signed:
+        _require(auth.signature(timestamp, signature, body, now.timestamp()), source)
+    raw = parse_json(body)
+    if not signed:
+        _require(auth.body_secret(raw.get(service.SECRET_FIELD)), source)
+
+    try:
+        prepared = service.prepare(
+            raw,
+            now=now,
+            dedupe_window=settings.dedupe_window,
+            twap_min_duration=settings.twap_min_duration,
+            twap_max_duration=settings.twap_max_duration,
+            secrets=state.secret_values,
+        )
+    except InvalidSignal as exc:
+        log.info(
+            "webhook invalid: %s",
+            ", ".join(e.field for e in exc.errors),
+            extra={"source_ip": source},
+        )
+        raise InvalidInput(exc.errors) from None
+
+    result = await state.writer.record(prepared, now=now, source_ip=source)
+    if result.duplicate:
+        log.info("signal %s repeated", result.signal_id, extra={"idempotency_key": prepared.key})
+        return JSONResponse(result.body(), status_code=200)
+    log.info(
+        "signal %s accepted",
+        result.signal_id,
+        extra={
+            "idempotency_key": prepared.key,
+            "action": prepared.signal.action.value,
+            "symbol": prepared.signal.symbol,
+        },
+    )
+    return JSONResponse(result.body(), status_code=202)

@@ -1,0 +1,146 @@
+"""The same signal twice is one signal: sequential, concurrent, and after the window."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from app.config import Settings
+from app.db import make_engine
+from app.errors import Conflict
+from app.models import utcnow
+from app.signals import service
+from tests.signals.conftest import Receiver, entry
+from tests.support import wait_until
+
+COPIES = 50
+
+
+def query(db_url: str, sql: str, **params: Any) -> list[Any]:
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(text(sql), params))
+    finally:
+        engine.dispose()
+
+
+def test_a_repeat_answers_200_with_the_first_signal_and_a_changed_body_409(
+    receiver: Receiver, http: httpx.Client, settings: Settings, db_url: str, job_keys: Any
+) -> None:
+    _, url = receiver(settings)
+    first = http.post(f"{url}/webhook", json=entry(id="tv-1"))
+    again = http.post(f"{url}/webhook", json=entry(id="tv-1"))
+    changed = http.post(f"{url}/webhook", json=entry(id="tv-1", quantity="0.6"))
+    assert (first.status_code, again.status_code, changed.status_code) == (202, 200, 409)
+    signal_id = first.json()["signal_id"]
+    assert again.json()["signal_id"] == signal_id and again.json()["duplicate"] is True
+    assert again.json()["status"] in ("received", "queued")
+    assert changed.json()["signal_id"] == signal_id
+    assert [r.id for r in query(db_url, "SELECT id FROM signals")] == [signal_id]
+    wait_until(lambda: job_keys())
+    assert len(job_keys()) == 1
+
+
+def test_without_an_id_the_canonical_body_is_the_key(
+    receiver: Receiver, http: httpx.Client, settings: Settings, db_url: str, job_keys: Any
+) -> None:
+    _, url = receiver(settings)
+    body = entry()
+    reordered = dict(reversed(list(body.items())))
+    first = http.post(f"{url}/webhook", json=body)
+    again = http.post(f"{url}/webhook", json=reordered)  # key order does not matter
+    other = http.post(f"{url}/webhook", json=entry(quantity="0.7"))  # a different signal
+    assert (first.status_code, again.status_code, other.status_code) == (202, 200, 202)
+    assert again.json()["signal_id"] == first.json()["signal_id"]
+    keys = [r.idempotency_key for r in query(db_url, "SELECT idempotency_key FROM signals")]
+    assert len(keys) == 2 and all(k.startswith("digest:") for k in keys)
+
+
+@pytest.mark.parametrize("with_id", [True, False], ids=["sender-id", "digest"])
+def test_fifty_concurrent_copies_make_exactly_one_signal(
+    receiver: Receiver,
+    http: httpx.Client,
+    settings: Settings,
+    db_url: str,
+    job_keys: Any,
+    with_id: bool,
+) -> None:
+    _, url = receiver(settings)
+    body = entry(id="tv-storm" if with_id else None)
+    start = threading.Barrier(COPIES)
+
+    def send(_: int) -> httpx.Response:
+        with httpx.Client(timeout=60) as client:
+            start.wait()
+            return client.post(f"{url}/webhook", json=body)
+
+    with ThreadPoolExecutor(COPIES) as pool:
+        responses = list(pool.map(send, range(COPIES)))
+
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [200] * (COPIES - 1) + [202]
+    assert len({r.json()["signal_id"] for r in responses}) == 1
+    assert sum(r.json()["duplicate"] is False for r in responses) == 1
+    (row,) = query(db_url, "SELECT id FROM signals")
+    received = query(
+        db_url, "SELECT id FROM events WHERE signal_id = :s AND message = 'received'", s=row.id
+    )
+    assert len(received) == 1
+    wait_until(lambda: job_keys())
+    assert len(job_keys()) == 1
+
+
+def _prepared(now: Any, window: int = 60, **overrides: Any) -> service.Prepared:
+    return service.prepare(
+        entry(**overrides),
+        now=now,
+        dedupe_window=window,
+        twap_min_duration=10,
+        twap_max_duration=86_400,
+    )
+
+
+def test_a_digest_counts_as_a_repeat_only_within_the_window(db_url: str) -> None:
+    engine = make_engine(db_url)
+    t0 = utcnow()
+    try:
+        first = service.record(engine, _prepared(t0), now=t0)
+        inside = t0 + timedelta(seconds=59)
+        repeat = service.record(engine, _prepared(inside), now=inside)
+        assert repeat == service.Intake(first.signal_id, "received", duplicate=True)
+
+        after = t0 + timedelta(seconds=61)
+        fresh = service.record(engine, _prepared(after), now=after)
+        assert not fresh.duplicate and fresh.signal_id != first.signal_id
+        # The old row keeps its history under a retired key; the key now names the new one.
+        keys = dict(
+            (r.id, r.idempotency_key)
+            for r in query(db_url, "SELECT id, idempotency_key FROM signals")
+        )
+        assert keys[fresh.signal_id].startswith("digest:")
+        assert keys[first.signal_id] == f"{keys[fresh.signal_id]}:{first.signal_id}"
+        later = after + timedelta(seconds=1)
+        assert service.record(engine, _prepared(later), now=later).duplicate
+    finally:
+        engine.dispose()
+
+
+def test_sender_ids_never_expire(db_url: str) -> None:
+    engine = make_engine(db_url)
+    t0 = utcnow()
+    try:
+        first = service.record(engine, _prepared(t0, id="tv-9"), now=t0)
+        much_later = t0 + timedelta(days=30)
+        repeat = service.record(engine, _prepared(t0, id="tv-9"), now=much_later)
+        assert repeat.duplicate and repeat.signal_id == first.signal_id
+        with pytest.raises(Conflict):
+            service.record(engine, _prepared(t0, id="tv-9", quantity="2"), now=much_later)
+    finally:
+        engine.dispose()

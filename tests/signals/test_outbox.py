@@ -1,0 +1,216 @@
+"""Redis down, then back: every accepted signal reaches the queue once, and only once."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from rq.job import Job
+from rq.serializers import JSONSerializer
+from sqlalchemy import text
+
+from app import queue as intake_queue
+from app.config import Settings
+from app.db import make_engine
+from app.models import utcnow
+from app.queue import PROCESS_SIGNAL, enqueue_signals, job_id, make_queue, sweep_intake
+from app.signals import service
+from tests.signals.conftest import Receiver, configured, entry
+from tests.support import free_port, wait_until
+
+
+def query(db_url: str, sql: str, **params: Any) -> list[Any]:
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(text(sql), params))
+    finally:
+        engine.dispose()
+
+
+def statuses(db_url: str) -> dict[str, str]:
+    return {r.id: r.status for r in query(db_url, "SELECT id, status FROM signals")}
+
+
+@pytest.fixture
+def queue(redis_conn: redis.Redis, queue_name: str) -> Any:
+    return make_queue(redis_conn, queue_name)
+
+
+def test_redis_down_still_acks_and_the_sweeper_enqueues_each_signal_once(
+    receiver: Receiver,
+    http: httpx.Client,
+    settings: Settings,
+    db_url: str,
+    queue: Any,
+    job_keys: Any,
+) -> None:
+    dead_redis = configured(settings, redis_url=f"redis://127.0.0.1:{free_port()}/9")
+    _, url = receiver(dead_redis)
+    accepted = [http.post(f"{url}/webhook", json=entry(id=f"tv-{n}")) for n in range(5)]
+    repeat = http.post(f"{url}/webhook", json=entry(id="tv-0"))
+    assert [r.status_code for r in accepted] == [202] * 5 and repeat.status_code == 200
+    ids = [r.json()["signal_id"] for r in accepted]
+    assert set(statuses(db_url).values()) == {"received"}
+    assert queue.count == 0
+
+    # Redis is back: the sweeper (as the monitor process runs it) moves them, once each.
+    engine = make_engine(db_url)
+    try:
+        report = sweep_intake(engine, queue, now=utcnow(), grace=timedelta(0))
+        again = sweep_intake(engine, queue, now=utcnow(), grace=timedelta(0))
+    finally:
+        engine.dispose()
+    assert (report.enqueued, report.left, again.enqueued, again.requeued) == (5, 0, 0, 0)
+    assert sorted(queue.job_ids) == sorted(job_id(i) for i in ids)
+    for job in queue.jobs:
+        assert job.func_name == PROCESS_SIGNAL
+        assert job.args == [job.id.removeprefix("signal-")] and job.kwargs == {}
+    assert set(statuses(db_url).values()) == {"queued"}
+    moves = query(db_url, "SELECT signal_id FROM events WHERE message = 'received -> queued'")
+    assert sorted(m.signal_id for m in moves) == sorted(ids)
+
+
+def test_enqueuing_the_same_signal_twice_makes_one_job(queue: Any, job_keys: Any) -> None:
+    barrier = threading.Barrier(8)
+    results: list[Any] = []
+
+    def race() -> None:
+        barrier.wait()
+        results.append(enqueue_signals(queue, ["0123456789abcdef0123456789abcdef"]))
+
+    threads = [threading.Thread(target=race) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert queue.count == 1 and len(job_keys()) == 1
+    assert all(
+        done == ["0123456789abcdef0123456789abcdef"] and err is None for done, err in results
+    )
+
+
+def test_the_sweeper_leaves_fresh_rows_to_the_receivers_enqueuer(
+    db_url: str, queue: Any, job_keys: Any
+) -> None:
+    engine = make_engine(db_url)
+    now = utcnow()
+    try:
+        prepared = service.prepare(
+            entry(id="fresh"),
+            now=now,
+            dedupe_window=60,
+            twap_min_duration=10,
+            twap_max_duration=86_400,
+        )
+        service.record(engine, prepared, now=now)
+        early = sweep_intake(engine, queue, now=now + timedelta(seconds=1))
+        late = sweep_intake(engine, queue, now=now + timedelta(seconds=6))
+    finally:
+        engine.dispose()
+    assert (early.enqueued, late.enqueued, queue.count) == (0, 1, 1)
+
+
+def test_a_queued_signal_whose_job_vanished_is_enqueued_again_once(
+    receiver: Receiver,
+    http: httpx.Client,
+    settings: Settings,
+    db_url: str,
+    queue: Any,
+    redis_conn: redis.Redis,
+    job_keys: Any,
+) -> None:
+    _, url = receiver(settings)
+    signal_id = http.post(f"{url}/webhook", json=entry(id="lost")).json()["signal_id"]
+    wait_until(lambda: statuses(db_url)[signal_id] == "queued")
+    engine = make_engine(db_url)
+    try:
+        # The job is still there: nothing to do.
+        assert sweep_intake(engine, queue, now=utcnow(), grace=timedelta(0)).requeued == 0
+        # Redis lost it (restarted without persistence, flushed, ...).
+        queue.remove(job_id(signal_id))
+        redis_conn.delete(Job.key_for(job_id(signal_id)))
+        first = sweep_intake(engine, queue, now=utcnow(), grace=timedelta(0))
+        second = sweep_intake(engine, queue, now=utcnow(), grace=timedelta(0))
+    finally:
+        engine.dispose()
+    assert (first.requeued, second.requeued) == (1, 0)
+    assert queue.job_ids == [job_id(signal_id)]
+    job = Job.fetch(job_id(signal_id), connection=redis_conn, serializer=JSONSerializer)
+    assert job.args == [signal_id]
+    assert statuses(db_url)[signal_id] == "queued"
+    notes = query(db_url, "SELECT kind FROM events WHERE signal_id = :s", s=signal_id)
+    assert [n.kind for n in notes].count("requeued") == 1
+
+
+def test_sweeper_with_redis_down_leaves_rows_received(db_url: str, queue_name: str) -> None:
+    engine = make_engine(db_url)
+    now = utcnow() - timedelta(minutes=1)
+    dead = make_queue(intake_queue.connect(f"redis://127.0.0.1:{free_port()}/9"), queue_name)
+    try:
+        prepared = service.prepare(
+            entry(id="waiting"),
+            now=now,
+            dedupe_window=60,
+            twap_min_duration=10,
+            twap_max_duration=86_400,
+        )
+        service.record(engine, prepared, now=now)
+        report = sweep_intake(engine, dead, now=utcnow())
+    finally:
+        engine.dispose()
+    assert (report.enqueued, report.left) == (0, 1)
+    assert set(statuses(db_url).values()) == {"received"}
+
+
+def test_the_sweep_intake_job_runs_from_the_worker_settings(
+    settings: Settings,
+    db_url: str,
+    queue: Any,
+    job_keys: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from worker import jobs
+
+    now = utcnow() - timedelta(minutes=1)
+    engine = make_engine(db_url)
+    try:
+        for n in range(3):
+            prepared = service.prepare(
+                entry(id=f"old-{n}"),
+                now=now,
+                dedupe_window=60,
+                twap_min_duration=10,
+                twap_max_duration=86_400,
+            )
+            service.record(engine, prepared, now=now)
+    finally:
+        engine.dispose()
+    monkeypatch.setattr(jobs, "get_settings", lambda: settings)
+    jobs._intake_resources.cache_clear()
+    try:
+        result = jobs.sweep_intake()
+    finally:
+        engine_, _ = jobs._intake_resources()
+        engine_.dispose()
+        jobs._intake_resources.cache_clear()
+    assert result == {"enqueued": 3, "requeued": 0, "left": 0, "skipped": False}
+    assert queue.count == 3
+
+
+def test_overlapping_sweeps_skip_while_one_holds_the_lock(
+    sqlite_only_url: str, queue: Any, redis_conn: redis.Redis
+) -> None:
+    engine = make_engine(sqlite_only_url)
+    held = redis_conn.lock(f"{intake_queue.SWEEP_LOCK}:{queue.name}", timeout=10)
+    try:
+        assert held.acquire(blocking=False)
+        assert intake_queue.run_sweep(engine, queue).skipped
+        held.release()
+        assert not intake_queue.run_sweep(engine, queue).skipped
+    finally:
+        engine.dispose()
