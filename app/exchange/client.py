@@ -55,13 +55,19 @@ class BinanceClient(SpotOrders, AlgoOrders, FuturesOrders):
 
     @classmethod
     def from_settings(cls, settings: Any, redis: Any | None = None) -> BinanceClient:
-        """A client with its own ``httpx.Client``; pass ``redis`` to share the rate budget."""
+        """A client with its own ``httpx.Client``; pass ``redis`` to share the rate budget
+        and count every call in the shared metrics (``app.metrics``)."""
         store = RedisRateStore(redis, settings.rate_limit_prefix) if redis is not None else None
         governor = RateGovernor(
             store, margin=settings.rate_limit_margin, max_wait=settings.rate_limit_max_wait
         )
         http = httpx.Client(timeout=settings.http_timeout)
-        return cls(http, settings, governor=governor)
+        client = cls(http, settings, governor=governor)
+        if redis is not None:
+            from app.metrics import MetricsRecorder
+
+            client.observer = MetricsRecorder.for_settings(redis, settings).exchange_call
+        return client
 
     def close(self) -> None:
         self._http.close()

@@ -38,6 +38,9 @@ NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.P
 MAX_PAGES = 1000
 T = TypeVar("T")
 Params = Mapping[str, Any]
+# Told about every request sent: (method, path, outcome code, seconds). The code is "ok", the
+# Binance error code, "http_<status>", "not_sent" or "no_answer" (see app.metrics).
+CallObserver = Callable[[str, str, str, float], None]
 
 
 class _HideQuery(logging.Filter):
@@ -108,6 +111,7 @@ class BinanceSession:
             clock=clock,
             sleep=sleep,
         )
+        self.observer: CallObserver | None = None
         self.clocks = {
             "api": ServerClock(lambda: self._server_ms("/api/v3/time"), now=clock),
             "fapi": ServerClock(lambda: self._server_ms("/fapi/v1/time"), now=clock),
@@ -183,9 +187,11 @@ class BinanceSession:
         try:
             response = self._http.send(request, auth=self._auth if signed else None)
         except NOT_SENT as exc:
+            self._observe(method, path, "not_sent", started)
             log.warning("%s %s not sent: %s", method, path, type(exc).__name__)
             raise Temporary(f"not sent: {type(exc).__name__}", method=method, path=path) from exc
         except httpx.HTTPError as exc:
+            self._observe(method, path, "no_answer", started)
             log.warning("%s %s outcome unknown: %s", method, path, type(exc).__name__)
             raise UnknownOutcome(
                 f"no answer: {type(exc).__name__}", method=method, path=path
@@ -199,14 +205,24 @@ class BinanceSession:
         status = response.status_code
         if status >= 400 or _error_body(body):
             error = translate(status, body, response.headers, method=method, path=path)
+            self._observe(method, path, str(error.code or f"http_{status}"), started)
             log.warning("%s (%.0f ms)", error, elapsed_ms)
             raise error
+        self._observe(method, path, "ok", started)
         log.debug("%s %s -> %d (%.0f ms)", method, path, status, elapsed_ms)
         if body is None:
             raise UnknownOutcome(
                 f"unreadable answer (HTTP {status})", status=status, method=method, path=path
             )
         return body
+
+    def _observe(self, method: str, path: str, code: str, started: float) -> None:
+        if self.observer is None:
+            return
+        try:
+            self.observer(method, path, code, time.perf_counter() - started)
+        except Exception:  # counting a call must never fail it
+            log.debug("call observer failed", exc_info=True)
 
     def pages(self, fetch: Callable[[int], tuple[list[T], int]], page_size: int) -> Iterator[T]:
         """Every row of a paged sapi listing; ``fetch(page)`` returns (rows, total)."""

@@ -1,0 +1,496 @@
+"""Metrics: every ``pacekeeper_*`` figure ``GET /metrics`` shows, and where it comes from.
+
+The receiver, the workers (several, on several machines) and the monitor are separate
+processes, so prometheus_client's multiprocess mode (mmap files in one directory on one host)
+does not fit. Each figure lives where it is already shared, and the receiver renders them all
+when scraped:
+
+- **the database**, queried at scrape time by :class:`DatabaseCollector` (GROUP BY over
+  indexed columns): signals by status and reason, orders by kind and status, working algos,
+  algo cancels by reason (``cancel`` events), the kill switch;
+- **Redis**, where every process adds to a few hashes through :class:`MetricsRecorder`
+  (HINCRBY, histograms as per-bucket counts) and :class:`RedisCollector` renders them:
+  exchange calls by endpoint and code with their latency (recorded by the exchange client's
+  call observer) and the monitor's cycle time; plus what Redis holds anyway: the rate-limit
+  governor's used weight, the queue and its live workers;
+- **this process**: the receiver's own webhook answers by outcome and their ack latency
+  (:class:`WebhookMetrics`, fed by a middleware: two clock reads and one observation).
+
+Metric names (counters get ``_total``)::
+
+    pacekeeper_webhook_requests_total{outcome,reason}   this receiver's answers to POST /webhook
+    pacekeeper_webhook_ack_seconds                      time to answer POST /webhook (histogram)
+    pacekeeper_signals{status,reason}                   stored signals by status (reason: why it
+                                                        failed, was refused, cancelled, expired)
+    pacekeeper_orders{kind,status}                      orders by kind and status
+    pacekeeper_working_algos{market,kind}               TWAP/VP orders working on the venue
+    pacekeeper_algo_cancels_total{reason}               algo cancels: behind_schedule, stalled,
+                                                        expiry, operator, halt
+    pacekeeper_halted                                   1 while the kill switch stops new entries
+    pacekeeper_exchange_requests_total{endpoint,code}   exchange calls; code "ok", a Binance
+                                                        error code, "http_<status>", "not_sent"
+                                                        or "no_answer"
+    pacekeeper_exchange_request_seconds{endpoint}       exchange call latency (histogram)
+    pacekeeper_exchange_used_weight{bucket}             request weight used this minute
+    pacekeeper_exchange_weight_limit{bucket}            the bucket's budget per minute
+    pacekeeper_exchange_banned_seconds                  seconds left of an IP ban (418)
+    pacekeeper_monitor_cycle_seconds                    monitor cycle duration (histogram)
+    pacekeeper_monitor_last_cycle_timestamp_seconds     Unix time of the last successful cycle
+    pacekeeper_queue_jobs                               jobs waiting on the queue
+    pacekeeper_queue_oldest_job_age_seconds             age of the oldest waiting job
+    pacekeeper_workers                                  live RQ workers for the queue
+    pacekeeper_metrics_source_up{source}                0 when a source could not be read
+
+Redis counters are cumulative since the keys were made (they survive restarts; Prometheus's
+``rate()`` copes with any reset). They are namespaced by the queue name, so deployments that
+share a Redis keep their figures apart.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections import Counter as Tally
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from app.models import Event, Order, OrderStatus, Signal, SignalStatus
+
+if TYPE_CHECKING:
+    from redis import Redis
+    from sqlalchemy.engine import Engine
+
+    from app.config import Settings
+
+log = logging.getLogger(__name__)
+
+ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+EXCHANGE_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+MONITOR_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+# The kinds of the event recorded when an algo is cancelled: the cause. The monitor cancels
+# for "pace" (data "state": behind_schedule or stalled) or "expiry"; the admin API for
+# "operator" or "halt" (halt with cancel_working).
+CANCEL_EVENT_KINDS = ("pace", "expiry", "operator", "halt")
+ALGO_KINDS = ("twap", "vp")
+# Statuses whose signals carry a reason worth counting.
+REASONED_STATUSES = (
+    SignalStatus.FAILED,
+    SignalStatus.REFUSED,
+    SignalStatus.CANCELLED,
+    SignalStatus.EXPIRED,
+)
+# Free-text reasons are cut to a short label, and only the most frequent ones get a series.
+MAX_REASON_LABELS = 30
+MAX_REASON_CHARS = 40
+
+# Redis hashes (after the prefix): requests "<endpoint>|<code>"; histograms "<label>|<bucket
+# index>" and "<label>|sum".
+EXCHANGE_REQUESTS = "exchange_requests"
+EXCHANGE_LATENCY = "exchange_latency"
+MONITOR_CYCLE = "monitor_cycle"
+
+
+def key_prefix(settings: Settings) -> str:
+    """The Redis key prefix of one deployment's metrics."""
+    return f"pacekeeper:metrics:{settings.queue_name}:"
+
+
+def reason_label(reason: str | None) -> str:
+    """A short, stable label for a free-text reason: the part before the first colon."""
+    if not reason:
+        return ""
+    head = reason.split(":", 1)[0].strip().lower()
+    label = re.sub(r"[^a-z0-9]+", "_", head).strip("_")
+    return label[:MAX_REASON_CHARS] or "other"
+
+
+def cancel_reason(kind: str, data: dict[str, Any] | None) -> str:
+    """The reason label of a cancel event: the pace verdict for pace cancels, else the cause."""
+    if kind == "pace" and isinstance(data, dict) and data.get("state"):
+        return reason_label(str(data["state"]))
+    return kind
+
+
+def _bucket_index(seconds: float, buckets: Sequence[float]) -> int:
+    for index, bound in enumerate(buckets):
+        if seconds <= bound:
+            return index
+    return len(buckets)
+
+
+# ---- writing: every process ----------------------------------------------------------------
+
+
+class MetricsRecorder:
+    """Adds to the Redis hashes behind the cross-process metrics; never raises into the caller.
+
+    After a Redis failure it stays silent for ``retry_after`` seconds, so a Redis outage costs
+    the exchange client one failed write, not one per call.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str,
+        *,
+        retry_after: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._retry_after = retry_after
+        self._clock = clock
+        self._down_until = 0.0
+
+    @classmethod
+    def for_settings(cls, redis: Redis, settings: Settings) -> MetricsRecorder:
+        return cls(redis, key_prefix(settings))
+
+    def exchange_call(self, method: str, path: str, code: str, seconds: float) -> None:
+        """One request to the exchange: its endpoint, outcome code and round-trip time."""
+        endpoint = f"{method} {path}"
+        self._write(
+            [
+                (EXCHANGE_REQUESTS, f"{endpoint}|{code}", 1),
+                *self._histogram(EXCHANGE_LATENCY, endpoint, seconds, EXCHANGE_BUCKETS),
+            ]
+        )
+
+    def monitor_cycle(self, seconds: float) -> None:
+        """One monitor cycle and how long it took."""
+        self._write(self._histogram(MONITOR_CYCLE, "", seconds, MONITOR_BUCKETS))
+
+    @staticmethod
+    def _histogram(
+        key: str, label: str, seconds: float, buckets: Sequence[float]
+    ) -> list[tuple[str, str, float]]:
+        index = _bucket_index(seconds, buckets)
+        return [(key, f"{label}|{index}", 1), (key, f"{label}|sum", seconds)]
+
+    def _write(self, increments: list[tuple[str, str, float]]) -> None:
+        if self._clock() < self._down_until:
+            return
+        try:
+            with self._redis.pipeline(transaction=False) as pipe:
+                for key, field, amount in increments:
+                    if isinstance(amount, int):
+                        pipe.hincrby(self._prefix + key, field, amount)
+                    else:
+                        pipe.hincrbyfloat(self._prefix + key, field, amount)
+                pipe.execute()
+        except Exception as exc:  # metrics must never break an order or a monitor cycle
+            self._down_until = self._clock() + self._retry_after
+            log.warning("metrics not recorded for %.0fs: %s", self._retry_after, type(exc).__name__)
+
+
+# ---- reading: the receiver -----------------------------------------------------------------
+
+
+class WebhookMetrics:
+    """This receiver's answers to ``POST /webhook``, counted in process."""
+
+    # HTTP status -> (outcome, reason); anything else is an error named by its status.
+    OUTCOMES = {
+        202: ("accepted", ""),
+        200: ("duplicate", ""),
+        400: ("rejected", "bad_request"),
+        401: ("rejected", "unauthorized"),
+        409: ("rejected", "conflict"),
+        413: ("rejected", "payload_too_large"),
+        415: ("rejected", "unsupported_media_type"),
+        422: ("rejected", "invalid"),
+        429: ("rejected", "rate_limited"),
+        503: ("error", "unavailable"),
+    }
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "pacekeeper_webhook_requests",
+            "Answers to POST /webhook by outcome (accepted, duplicate, rejected, error) and reason",
+            ["outcome", "reason"],
+            registry=registry,
+        )
+        self.ack_seconds = Histogram(
+            "pacekeeper_webhook_ack_seconds",
+            "Time from receiving POST /webhook to starting the answer",
+            buckets=ACK_BUCKETS,
+            registry=registry,
+        )
+
+    def observe(self, status: int, seconds: float) -> None:
+        outcome, reason = self.OUTCOMES.get(
+            status, ("error", f"http_{status}") if status >= 500 else ("rejected", f"http_{status}")
+        )
+        self.requests.labels(outcome, reason).inc()
+        self.ack_seconds.observe(seconds)
+
+
+def _source_up(source: str, up: bool) -> GaugeMetricFamily:
+    gauge = GaugeMetricFamily(
+        "pacekeeper_metrics_source_up",
+        "1 when the source behind a group of metrics could be read for this scrape",
+        labels=["source"],
+    )
+    gauge.add_metric([source], 1 if up else 0)
+    return gauge
+
+
+class DatabaseCollector(Collector):
+    """Counts that live in the database, queried when scraped."""
+
+    def __init__(self, engine: Callable[[], Engine | None]) -> None:
+        self._engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        engine = self._engine()
+        if engine is None:
+            return
+        try:
+            families = self._families(engine)
+        except Exception as exc:
+            log.warning("metrics: database unavailable: %s", type(exc).__name__)
+            yield _source_up("database", False)
+            return
+        yield from families
+        yield _source_up("database", True)
+
+    def _families(self, engine: Engine) -> list[Metric]:
+        from app.controls import HALT_KEY
+        from app.models import Control
+
+        with engine.connect() as conn:
+            by_status = conn.execute(
+                select(Signal.status, func.count()).group_by(Signal.status)
+            ).all()
+            reasoned = conn.execute(
+                select(Signal.status, Signal.status_reason, func.count())
+                .where(Signal.status.in_([s.value for s in REASONED_STATUSES]))
+                .group_by(Signal.status, Signal.status_reason)
+            ).all()
+            orders = conn.execute(
+                select(Order.kind, Order.status, func.count()).group_by(Order.kind, Order.status)
+            ).all()
+            working = conn.execute(
+                select(Order.market, Order.kind, func.count())
+                .where(Order.status == OrderStatus.WORKING.value, Order.kind.in_(ALGO_KINDS))
+                .group_by(Order.market, Order.kind)
+            ).all()
+            cancels = conn.execute(
+                select(Event.kind, Event.data).where(Event.kind.in_(CANCEL_EVENT_KINDS))
+            ).all()
+            cancel_reasons = Tally(cancel_reason(kind, data) for kind, data in cancels)
+            halt = conn.execute(select(Control.value).where(Control.key == HALT_KEY)).scalar()
+
+        signals = GaugeMetricFamily(
+            "pacekeeper_signals",
+            "Stored signals by status; reason says why one failed, was refused, cancelled or "
+            "expired",
+            labels=["status", "reason"],
+        )
+        reasons = Tally[tuple[str, str]]()
+        for status, reason, count in reasoned:
+            reasons[(status, reason_label(reason))] += count
+        kept = dict(reasons.most_common(MAX_REASON_LABELS))
+        for (status, label), count in reasons.items():
+            if (status, label) not in kept:
+                kept[(status, "other")] = kept.get((status, "other"), 0) + count
+        reasoned_total = Tally[str]()
+        for (status, label), count in kept.items():
+            signals.add_metric([status, label], count)
+            reasoned_total[status] += count
+        for status, count in by_status:
+            if count - reasoned_total[status] > 0:
+                signals.add_metric([status, ""], count - reasoned_total[status])
+
+        order_gauge = GaugeMetricFamily(
+            "pacekeeper_orders", "Orders by kind and status", labels=["kind", "status"]
+        )
+        for kind, status, count in orders:
+            order_gauge.add_metric([kind, status], count)
+
+        working_gauge = GaugeMetricFamily(
+            "pacekeeper_working_algos",
+            "TWAP and VP orders working on the venue",
+            labels=["market", "kind"],
+        )
+        for market, kind, count in working:
+            working_gauge.add_metric([market, kind], count)
+
+        cancel_counter = CounterMetricFamily(
+            "pacekeeper_algo_cancels", "Algo orders cancelled, by reason", labels=["reason"]
+        )
+        for reason, count in sorted(cancel_reasons.items()):
+            cancel_counter.add_metric([reason], count)
+
+        halted = GaugeMetricFamily("pacekeeper_halted", "1 while the kill switch stops new entries")
+        halted.add_metric([], 1 if isinstance(halt, dict) and halt.get("active") else 0)
+        return [signals, order_gauge, working_gauge, cancel_counter, halted]
+
+
+def queue_figures(redis: Redis, queue_name: str, *, now: float | None = None) -> dict[str, Any]:
+    """Jobs waiting on the queue, the age in seconds of the oldest one, and live workers."""
+    from rq import Queue, Worker
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    queue = Queue(queue_name, connection=redis, serializer=JSONSerializer)
+    depth = queue.count
+    oldest_age: float | None = None
+    for job in Job.fetch_many(queue.get_job_ids(0, 1), connection=redis, serializer=JSONSerializer):
+        if job is not None and job.enqueued_at is not None:
+            enqueued = job.enqueued_at
+            if enqueued.tzinfo is None:
+                enqueued = enqueued.replace(tzinfo=UTC)
+            current = time.time() if now is None else now
+            oldest_age = round(max(0.0, current - enqueued.timestamp()), 3)
+    workers = len(Worker.all(queue=queue))
+    return {"depth": depth, "oldest_job_age": oldest_age, "workers": workers}
+
+
+def _decode(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _histograms(
+    name: str,
+    documentation: str,
+    raw: dict[Any, Any],
+    buckets: Sequence[float],
+    label_name: str | None,
+) -> HistogramMetricFamily:
+    """Render per-bucket counts stored as "<label>|<index>" and "<label>|sum" fields."""
+    counts: dict[str, list[int]] = {}
+    sums: dict[str, float] = {}
+    for field, value in raw.items():
+        label, _, part = _decode(field).rpartition("|")
+        if part == "sum":
+            sums[label] = float(value)
+        elif part.isdigit() and int(part) <= len(buckets):
+            counts.setdefault(label, [0] * (len(buckets) + 1))[int(part)] += int(value)
+    family = HistogramMetricFamily(name, documentation, labels=[label_name] if label_name else None)
+    for label in sorted(counts):
+        cumulative, points = 0, []
+        for bound, count in zip([*map(str, buckets), "+Inf"], counts[label], strict=True):
+            cumulative += count
+            points.append((bound, cumulative))
+        family.add_metric([label] if label_name else [], points, sums.get(label, 0.0))
+    return family
+
+
+class RedisCollector(Collector):
+    """What every process adds up in Redis, and what Redis knows: weight, queue, workers."""
+
+    def __init__(self, redis: Callable[[], Redis | None], settings: Settings) -> None:
+        self._redis = redis
+        self._settings = settings
+        self._prefix = key_prefix(settings)
+
+    def collect(self) -> Iterator[Metric]:
+        redis = self._redis()
+        if redis is None:
+            return
+        try:
+            families = self._families(redis)
+        except Exception as exc:
+            log.warning("metrics: redis unavailable: %s", type(exc).__name__)
+            yield _source_up("redis", False)
+            return
+        yield from families
+        yield _source_up("redis", True)
+
+    def _families(self, redis: Redis) -> list[Metric]:
+        from app.healthcheck import MONITOR_HEARTBEAT_KEY
+
+        with redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self._prefix + EXCHANGE_REQUESTS)
+            pipe.hgetall(self._prefix + EXCHANGE_LATENCY)
+            pipe.hgetall(self._prefix + MONITOR_CYCLE)
+            pipe.get(MONITOR_HEARTBEAT_KEY)
+            requests, latency, cycles, last_cycle = pipe.execute()
+
+        out: list[Metric] = []
+        calls = CounterMetricFamily(
+            "pacekeeper_exchange_requests",
+            "Requests to the exchange by endpoint and outcome code",
+            labels=["endpoint", "code"],
+        )
+        for field, value in sorted(requests.items()):
+            endpoint, _, code = _decode(field).rpartition("|")
+            calls.add_metric([endpoint, code], int(value))
+        out.append(calls)
+        out.append(
+            _histograms(
+                "pacekeeper_exchange_request_seconds",
+                "Round-trip time of exchange requests",
+                latency,
+                EXCHANGE_BUCKETS,
+                "endpoint",
+            )
+        )
+        out.append(
+            _histograms(
+                "pacekeeper_monitor_cycle_seconds",
+                "Duration of monitor cycles",
+                cycles,
+                MONITOR_BUCKETS,
+                None,
+            )
+        )
+        if last_cycle is not None:
+            gauge = GaugeMetricFamily(
+                "pacekeeper_monitor_last_cycle_timestamp_seconds",
+                "Unix time of the monitor's last successful cycle",
+            )
+            gauge.add_metric([], float(last_cycle))
+            out.append(gauge)
+        out.extend(self._weight(redis))
+        out.extend(self._queue(queue_figures(redis, self._settings.queue_name)))
+        return out
+
+    def _weight(self, redis: Redis) -> list[Metric]:
+        from app.exchange.ratelimit import RateGovernor, RedisRateStore
+
+        snapshot = RateGovernor(RedisRateStore(redis, self._settings.rate_limit_prefix)).snapshot()
+        used = GaugeMetricFamily(
+            "pacekeeper_exchange_used_weight",
+            "Request weight used in the current minute, shared by every process",
+            labels=["bucket"],
+        )
+        limit = GaugeMetricFamily(
+            "pacekeeper_exchange_weight_limit",
+            "Request weight budget per minute",
+            labels=["bucket"],
+        )
+        for bucket, figures in snapshot["buckets"].items():
+            used.add_metric([bucket], figures["used"])
+            limit.add_metric([bucket], figures["limit"])
+        banned = GaugeMetricFamily(
+            "pacekeeper_exchange_banned_seconds", "Seconds left of an IP ban (HTTP 418)"
+        )
+        banned.add_metric([], snapshot["banned_for"])
+        return [used, limit, banned]
+
+    @staticmethod
+    def _queue(figures: dict[str, Any]) -> list[Metric]:
+        depth = GaugeMetricFamily("pacekeeper_queue_jobs", "Jobs waiting on the queue")
+        depth.add_metric([], figures["depth"])
+        age = GaugeMetricFamily(
+            "pacekeeper_queue_oldest_job_age_seconds", "Age of the oldest waiting job"
+        )
+        age.add_metric([], figures.get("oldest_job_age") or 0.0)
+        workers = GaugeMetricFamily("pacekeeper_workers", "Live RQ workers for the queue")
+        workers.add_metric([], figures["workers"])
+        return [depth, age, workers]
