@@ -111,13 +111,18 @@ def prepare(
     return Prepared(signal, digest, key, dedupe_until, signal.payload())
 
 
+# Built once: the hot path only binds parameters to these.
+_INSERT_SIGNAL = {
+    name: dialect.insert(signals)
+    .on_conflict_do_nothing(index_elements=[signals.c.idempotency_key])
+    .returning(signals.c.id)
+    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
+}
+_INSERT_EVENT = insert(events)
+
+
 def _insert_signal(conn: Connection) -> Any:
-    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-    return (
-        dialect.insert(signals)
-        .on_conflict_do_nothing(index_elements=[signals.c.idempotency_key])
-        .returning(signals.c.id)
-    )
+    return _INSERT_SIGNAL[conn.dialect.name]
 
 
 def state_event(
@@ -165,7 +170,7 @@ def store(conn: Connection, prepared: Prepared, *, now: datetime, source_ip: str
     for _ in range(3):
         inserted = conn.execute(_insert_signal(conn), row).scalar()
         if inserted is not None:
-            conn.execute(insert(events), state_event(signal_id, None, "received", now))
+            conn.execute(_INSERT_EVENT, state_event(signal_id, None, "received", now))
             return Intake(signal_id, SignalStatus.RECEIVED.value, duplicate=False)
         first = conn.execute(
             select(
@@ -234,7 +239,7 @@ def mark_queued_in(
     )
     if changed:
         conn.execute(
-            insert(events),
+            _INSERT_EVENT,
             [state_event(sid, "received", "queued", now, job_id=job_ids[sid]) for sid in changed],
         )
     return changed
@@ -267,7 +272,7 @@ def record_requeued(
             .values(enqueued_at=now, updated_at=now)
         )
         conn.execute(
-            insert(events),
+            _INSERT_EVENT,
             [
                 {
                     "signal_id": sid,
