@@ -70,6 +70,12 @@ class FuturesOrders(BinanceSession):
         body = self.call("DELETE", path, params, signed=True)
         return parse(FuturesOrder, body, method="DELETE", path=path)
 
+    def open_futures_orders(self, symbol: str | None = None) -> list[FuturesOrder]:
+        """GET /fapi/v1/openOrders: one symbol (weight 1) or all (weight 40)."""
+        path = "/fapi/v1/openOrders"
+        body = self.call("GET", path, {"symbol": symbol}, signed=True)
+        return parse_list(FuturesOrder, body, method="GET", path=path)
+
     def find_futures_order(self, symbol: str, client_order_id: str) -> FuturesOrder | None:
         try:
             return self.get_futures_order(symbol, orig_client_order_id=client_order_id)

@@ -91,6 +91,12 @@ class SpotOrders(BinanceSession):
         body = self.call("DELETE", path, params, signed=True)
         return parse(Order, body, method="DELETE", path=path)
 
+    def open_orders(self, symbol: str | None = None) -> list[Order]:
+        """GET /api/v3/openOrders: open orders of one symbol (weight 6) or all (weight 80)."""
+        path = "/api/v3/openOrders"
+        body = self.call("GET", path, {"symbol": symbol}, signed=True)
+        return parse_list(Order, body, method="GET", path=path)
+
     def find_order(self, symbol: str, client_order_id: str) -> Order | None:
         """The order placed with ``client_order_id``, or None when Binance does not know it."""
         try:

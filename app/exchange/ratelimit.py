@@ -59,6 +59,7 @@ WEIGHTS: dict[tuple[str, str], int] = {
     ("POST", "/api/v3/order"): 1,
     ("GET", "/api/v3/order"): 4,
     ("DELETE", "/api/v3/order"): 1,
+    ("GET", "/api/v3/openOrders"): 6,  # 80 without a symbol
     ("POST", "/api/v3/orderList/oco"): 1,
     ("GET", "/api/v3/orderList"): 4,
     ("GET", "/api/v3/openOrderList"): 6,
@@ -82,6 +83,7 @@ WEIGHTS: dict[tuple[str, str], int] = {
     ("POST", "/fapi/v1/order"): 0,  # counted on the order-count limits instead
     ("GET", "/fapi/v1/order"): 1,
     ("DELETE", "/fapi/v1/order"): 1,
+    ("GET", "/fapi/v1/openOrders"): 1,  # 40 without a symbol
     ("POST", "/fapi/v1/algoOrder"): 0,
     ("GET", "/fapi/v1/algoOrder"): 1,
     ("DELETE", "/fapi/v1/algoOrder"): 1,
@@ -90,6 +92,8 @@ WEIGHTS: dict[tuple[str, str], int] = {
     ("GET", "/fapi/v3/positionRisk"): 5,
 }
 WITHOUT_SYMBOL = {
+    ("GET", "/api/v3/openOrders"): 80,
+    ("GET", "/fapi/v1/openOrders"): 40,
     ("GET", "/api/v3/ticker/price"): 4,
     ("GET", "/fapi/v1/ticker/price"): 2,
     ("GET", "/fapi/v1/premiumIndex"): 10,
@@ -311,6 +315,9 @@ class RateGovernor:
         self._limits = dict(limits)
         self._buckets: dict[str, str] = {"api": "api", "fapi": "fapi"}  # bucket -> kind
         self._servers: set[str] = set()
+        # Weight this process has sent, per limit kind, since it started (for per-run figures).
+        self.spent: dict[str, int] = dict.fromkeys(self._limits, 0)
+        self._spent_lock = threading.Lock()
 
     def budget(self, kind: str) -> int:
         return int(self._limits[kind] * (1 - self.margin))
@@ -337,6 +344,8 @@ class RateGovernor:
                 self._window_key(cost.bucket), cost.weight, self.budget(cost.kind), blocks
             )
             if refusal is None:
+                with self._spent_lock:
+                    self.spent[cost.kind] = self.spent.get(cost.kind, 0) + cost.weight
                 return cost
             if refusal != FULL:
                 block, remaining = refusal
