@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app import errors
+from app import api, errors
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.models import utcnow
@@ -66,4 +66,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.secret_values = [s.decode() for s in settings.webhook_secrets()]
     errors.install(app)
     app.include_router(signals_router)
+    api.install(app)  # /health, /metrics, /api, the dashboard
     return app

@@ -1,0 +1,334 @@
+"""The admin API under ``/api``: read signals and orders, watch algos, cancel, halt, resume.
+
+Every route needs ``Authorization: Bearer <PACEKEEPER_ADMIN_TOKEN>``. Lists are newest first
+and paged with ``limit`` and an opaque ``cursor`` (the ``next_cursor`` of the previous page).
+
+Cancelling an algo is done here, through the exchange client, in the same two steps as the
+monitor's own cancels: first the decision is written (an event whose kind is the cause,
+``operator`` or ``halt``, and ``monitor_cancel`` in the order's ``extra``), then the exchange is
+asked. The order's status is left to the monitor: its next cycle sees the algo ended, records
+the fills and brackets what did fill, as for any other cancel. An algo that already ended
+answers ``already_done``; an exchange failure answers 502 and can simply be retried.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from app import controls
+from app.api.deps import Admin, RedisDep, SessionDep, SettingsDep
+from app.api.schemas import (
+    AlgoList,
+    AlgoOut,
+    CancelIn,
+    CancelOut,
+    EventOut,
+    HaltIn,
+    HaltOut,
+    OrderOut,
+    OrderPage,
+    OrderWithFills,
+    PaceOut,
+    PolicyOut,
+    SignalDetail,
+    SignalOut,
+    SignalPage,
+)
+from app.config import Settings
+from app.errors import AppError, Conflict, NotFound
+from app.exchange import AlreadyDone, BinanceClient, ExchangeError
+from app.exchange.algos import AlgoMarket
+from app.metrics import ALGO_KINDS
+from app.models import Event, Order, OrderStatus, Signal, SignalStatus, utcnow
+from app.status import AlgoPace, working_algos
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api", tags=["admin"], dependencies=[Admin])
+
+MAX_PAGE = 200
+SIGNAL_CURSOR = r"^[0-9a-f]{32}$"
+ADMIN = "admin-api"
+# The longest an admin request waits for the rate-limit governor before answering 502.
+CANCEL_MAX_WAIT = 5.0
+
+
+class ExchangeFailed(AppError):
+    """The exchange did not confirm a cancel; nothing changed here, so retrying is safe."""
+
+    status_code = 502
+    code = "exchange_error"
+    default_message = "the exchange did not confirm the cancel; try again"
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+
+
+# ---- reading -------------------------------------------------------------------------------
+
+
+@router.get("/signals", response_model=SignalPage, summary="Signals, newest first")
+def list_signals(
+    session: SessionDep,
+    status: Annotated[list[SignalStatus] | None, Query()] = None,
+    symbol: str | None = None,
+    strategy: str | None = None,
+    action: str | None = None,
+    market: str | None = None,
+    since: Annotated[datetime | None, Query(description="received at or after")] = None,
+    until: Annotated[datetime | None, Query(description="received before")] = None,
+    limit: Limit = 50,
+    cursor: Annotated[str | None, Query(pattern=SIGNAL_CURSOR)] = None,
+) -> dict[str, Any]:
+    query = select(Signal).order_by(Signal.id.desc()).limit(limit + 1)
+    if status:
+        query = query.where(Signal.status.in_([s.value for s in status]))
+    for column, value in (
+        (Signal.symbol, symbol and symbol.upper()),
+        (Signal.strategy, strategy),
+        (Signal.action, action),
+        (Signal.market, market),
+    ):
+        if value:
+            query = query.where(column == value)
+    if since is not None:
+        query = query.where(Signal.received_at >= _utc(since))
+    if until is not None:
+        query = query.where(Signal.received_at < _utc(until))
+    if cursor is not None:
+        query = query.where(Signal.id < cursor)
+    rows = list(session.scalars(query))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"items": rows, "next_cursor": rows[-1].id if more else None}
+
+
+@router.get("/signals/{signal_id}", response_model=SignalDetail, summary="One signal, in full")
+def get_signal(signal_id: str, session: SessionDep) -> dict[str, Any]:
+    signal = session.get(Signal, signal_id)
+    if signal is None:
+        raise NotFound(f"no signal {signal_id}")
+    orders = list(
+        session.scalars(
+            select(Order)
+            .where(Order.signal_id == signal_id)
+            .options(selectinload(Order.fills))
+            .order_by(Order.id)
+        )
+    )
+    order_ids = [order.id for order in orders]
+    events = session.scalars(
+        select(Event)
+        .where(or_(Event.signal_id == signal_id, Event.order_id.in_(order_ids)))
+        .order_by(Event.id)
+    )
+    return {
+        **SignalOut.model_validate(signal).model_dump(),
+        "source_ip": signal.source_ip,
+        "payload": signal.payload,
+        "orders": [OrderWithFills.model_validate(order) for order in orders],
+        "events": [EventOut.model_validate(event) for event in events],
+    }
+
+
+@router.get("/orders", response_model=OrderPage, summary="Orders, newest first")
+def list_orders(
+    session: SessionDep,
+    status: Annotated[list[OrderStatus] | None, Query()] = None,
+    kind: str | None = None,
+    market: str | None = None,
+    symbol: str | None = None,
+    signal_id: str | None = None,
+    since: Annotated[datetime | None, Query(description="created at or after")] = None,
+    until: Annotated[datetime | None, Query(description="created before")] = None,
+    limit: Limit = 50,
+    cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")] = None,
+) -> dict[str, Any]:
+    query = select(Order).order_by(Order.id.desc()).limit(limit + 1)
+    if status:
+        query = query.where(Order.status.in_([s.value for s in status]))
+    for column, value in (
+        (Order.kind, kind),
+        (Order.market, market),
+        (Order.symbol, symbol and symbol.upper()),
+        (Order.signal_id, signal_id),
+    ):
+        if value:
+            query = query.where(column == value)
+    if since is not None:
+        query = query.where(Order.created_at >= _utc(since))
+    if until is not None:
+        query = query.where(Order.created_at < _utc(until))
+    if cursor is not None:
+        query = query.where(Order.id < int(cursor))
+    rows = list(session.scalars(query))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"items": rows, "next_cursor": str(rows[-1].id) if more else None}
+
+
+def _algo_out(algo: AlgoPace) -> AlgoOut:
+    verdict, policy = algo.verdict, algo.policy
+    return AlgoOut(
+        order=OrderOut.model_validate(algo.order),
+        strategy=algo.signal.strategy if algo.signal else None,
+        start=algo.start,
+        policy=PolicyOut(
+            grace=policy.grace,
+            min_ratio=policy.min_ratio,
+            slack=policy.slack,
+            stall_seconds=policy.stall_window(algo.order.duration),
+        ),
+        pace=None
+        if verdict is None
+        else PaceOut(
+            state=verdict.state.value,
+            schedule=verdict.schedule,
+            fill_fraction=verdict.fill_fraction,
+            elapsed=int(verdict.elapsed),
+            behind=verdict.behind,
+            reason=verdict.reason,
+        ),
+    )
+
+
+@router.get("/algos", response_model=AlgoList, summary="Working algos with schedule vs fill")
+def list_algos(session: SessionDep, settings: SettingsDep) -> AlgoList:
+    now = utcnow()
+    return AlgoList(
+        now=now, items=[_algo_out(a) for a in working_algos(session, settings, now=now)]
+    )
+
+
+# ---- acting --------------------------------------------------------------------------------
+
+
+def _client(settings: Settings, redis: Any) -> BinanceClient:
+    wait = min(settings.rate_limit_max_wait, CANCEL_MAX_WAIT)
+    return BinanceClient.from_settings(
+        settings.model_copy(update={"rate_limit_max_wait": wait}), redis
+    )
+
+
+def cancel_algo(
+    session: Session, client: BinanceClient, order_id: int, *, cause: str, reason: str
+) -> CancelOut:
+    """Record the decision, then ask the exchange to cancel; see the module docstring."""
+    order = session.get(Order, order_id)
+    if order is None:
+        raise NotFound(f"no order {order_id}")
+    if order.kind not in ALGO_KINDS:
+        raise Conflict(f"order {order_id} is a {order.kind} order, not a TWAP or VP algo")
+    if OrderStatus(order.status).terminal:
+        return CancelOut(order_id=order_id, result="already_done", detail=f"already {order.status}")
+    if order.venue_id is None and order.status != OrderStatus.WORKING:
+        raise Conflict(f"order {order_id} is {order.status}: not confirmed on the exchange yet")
+    if "monitor_cancel" not in (order.extra or {}):
+        decision = {"cause": cause, "reason": reason, "by": ADMIN, "at": utcnow().isoformat()}
+        order.extra = {**(order.extra or {}), "monitor_cancel": decision}
+        session.add(
+            Event(
+                signal_id=order.signal_id,
+                order_id=order.id,
+                kind=cause,
+                message=f"cancelling: {reason}",
+                data=decision,
+            )
+        )
+        session.commit()
+    market: AlgoMarket = "usdm" if order.market == "usdm" else "spot"
+    try:
+        algo_id = order.venue_id
+        if algo_id is None:
+            found = client.find_algo(market, order.client_id, symbol=order.symbol)
+            if found is None:
+                raise Conflict(f"order {order_id} is not on the exchange (yet)")
+            algo_id = found.algoId
+        client.cancel_algo(market, algo_id)
+    except AlreadyDone:
+        return CancelOut(order_id=order_id, result="already_done", detail="the algo had ended")
+    except ExchangeError as exc:
+        log.warning("admin cancel of order %s failed: %s", order_id, exc)
+        raise ExchangeFailed(
+            f"the exchange did not confirm the cancel ({exc}); try again"
+        ) from None
+    log.info("order %s cancelled by an operator: %s", order_id, reason)
+    return CancelOut(
+        order_id=order_id, result="cancelled", detail="cancelled; the monitor records the fills"
+    )
+
+
+@router.post("/algos/{order_id}/cancel", response_model=CancelOut, summary="Cancel a working algo")
+def cancel(
+    order_id: int,
+    session: SessionDep,
+    settings: SettingsDep,
+    redis: RedisDep,
+    body: CancelIn | None = None,
+) -> CancelOut:
+    client = _client(settings, redis)
+    try:
+        return cancel_algo(
+            session, client, order_id, cause="operator", reason=(body or CancelIn()).reason
+        )
+    finally:
+        client.close()
+
+
+def _halt_out(halt: controls.Halt | None, **extra: Any) -> HaltOut:
+    if halt is None:
+        return HaltOut(halted=False, **extra)
+    return HaltOut(halted=True, reason=halt.reason, since=halt.since, by=halt.by, **extra)
+
+
+@router.get("/halt", response_model=HaltOut, summary="The kill switch")
+def get_halt(session: SessionDep) -> HaltOut:
+    return _halt_out(controls.current_halt(session))
+
+
+@router.post("/halt", response_model=HaltOut, summary="Stop new entries (kill switch)")
+def halt(
+    session: SessionDep, settings: SettingsDep, redis: RedisDep, body: HaltIn | None = None
+) -> HaltOut:
+    """Exits, cancels and protection keep running; ``cancel_working`` also cancels every
+    working algo. Halting twice keeps the first halt."""
+    body = body or HaltIn()
+    state = controls.halt(session, reason=body.reason, by=ADMIN)
+    session.commit()
+    log.warning("halted by the admin API: %s", body.reason)
+    cancels: list[CancelOut] = []
+    errors: list[str] = []
+    if body.cancel_working:
+        ids = [algo.order.id for algo in working_algos(session, settings, now=utcnow())]
+        client = _client(settings, redis)
+        try:
+            for order_id in ids:
+                try:
+                    cancels.append(
+                        cancel_algo(session, client, order_id, cause="halt", reason=body.reason)
+                    )
+                except AppError as exc:
+                    errors.append(f"order {order_id}: {exc.message}")
+        finally:
+            client.close()
+    return _halt_out(state, cancels=cancels, cancel_errors=errors)
+
+
+@router.post("/resume", response_model=HaltOut, summary="Allow new entries again")
+def resume(session: SessionDep) -> HaltOut:
+    if controls.resume(session, by=ADMIN):
+        session.commit()
+        log.warning("resumed by the admin API")
+    return _halt_out(None)

@@ -1,0 +1,177 @@
+"""Admin API answers and requests. Quantities and prices are strings (exact decimals), and so
+are venue ids, which exceed what a JavaScript number holds exactly."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+
+
+def _as_utc(value: Any) -> Any:
+    # SQLite hands datetimes back without a zone; everything is stored in UTC.
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+DecimalStr = Annotated[Decimal, PlainSerializer(lambda v: format(v, "f"), return_type=str)]
+IdStr = Annotated[int, PlainSerializer(str, return_type=str)]
+Time = Annotated[datetime, BeforeValidator(_as_utc)]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SignalOut(_Out):
+    id: str
+    source_id: str | None
+    action: str
+    market: str
+    symbol: str
+    side: str | None
+    strategy: str | None
+    status: str
+    status_reason: str | None
+    received_at: Time
+    updated_at: Time
+    expires_at: Time | None
+    enqueued_at: Time | None
+    attempts: int
+
+
+class FillOut(_Out):
+    id: int
+    venue_fill_id: str
+    price: DecimalStr
+    qty: DecimalStr
+    quote_qty: DecimalStr
+    fee: DecimalStr
+    fee_asset: str | None
+    time: Time | None
+
+
+class OrderOut(_Out):
+    id: int
+    signal_id: str | None
+    position_id: int | None
+    leg: str
+    kind: str
+    market: str
+    symbol: str
+    side: str
+    client_id: str
+    venue_id: IdStr | None
+    status: str
+    venue_status: str | None
+    quantity: DecimalStr | None
+    quote_quantity: DecimalStr | None
+    price: DecimalStr | None
+    stop_price: DecimalStr | None
+    limit_price: DecimalStr | None
+    duration: int | None
+    urgency: str | None
+    executed_qty: DecimalStr
+    executed_amt: DecimalStr
+    avg_price: DecimalStr | None
+    error_code: int | None
+    error_msg: str | None
+    attempts: int
+    book_time: Time | None
+    end_time: Time | None
+    last_fill_at: Time | None
+    created_at: Time
+    updated_at: Time
+
+
+class OrderWithFills(OrderOut):
+    params: dict[str, Any] | None
+    extra: dict[str, Any] | None
+    fills: list[FillOut]
+
+
+class EventOut(_Out):
+    id: int
+    signal_id: str | None
+    order_id: int | None
+    kind: str
+    message: str
+    data: dict[str, Any] | None
+    created_at: Time
+
+
+class SignalDetail(SignalOut):
+    source_ip: str | None
+    payload: dict[str, Any]
+    orders: list[OrderWithFills]
+    events: list[EventOut]
+
+
+class SignalPage(BaseModel):
+    items: list[SignalOut]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next (older) page")
+
+
+class OrderPage(BaseModel):
+    items: list[OrderOut]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next (older) page")
+
+
+class PolicyOut(BaseModel):
+    grace: DecimalStr
+    min_ratio: DecimalStr
+    slack: DecimalStr
+    stall_seconds: DecimalStr | None
+
+
+class PaceOut(BaseModel):
+    state: str
+    schedule: DecimalStr | None = Field(description="share that should have executed by now")
+    fill_fraction: DecimalStr = Field(description="share executed")
+    elapsed: int = Field(description="seconds since the algo started")
+    behind: bool
+    reason: str
+
+
+class AlgoOut(BaseModel):
+    order: OrderOut
+    strategy: str | None
+    start: Time
+    policy: PolicyOut
+    pace: PaceOut | None = Field(description="null when the order has no base quantity")
+
+
+class AlgoList(BaseModel):
+    now: Time = Field(description="the receiver's clock, at which pace was judged")
+    items: list[AlgoOut]
+
+
+class CancelIn(_In):
+    reason: str = Field("cancelled by an operator", max_length=500)
+
+
+class CancelOut(BaseModel):
+    order_id: int
+    result: Literal["cancelled", "already_done"]
+    detail: str
+
+
+class HaltIn(_In):
+    reason: str = Field("halted by an operator", min_length=1, max_length=500)
+    cancel_working: bool = Field(False, description="also cancel every working algo")
+
+
+class HaltOut(BaseModel):
+    halted: bool
+    reason: str | None = None
+    since: Time | None = None
+    by: str | None = None
+    cancels: list[CancelOut] = Field(default_factory=list)
+    cancel_errors: list[str] = Field(default_factory=list)
