@@ -97,6 +97,17 @@ class Settings(BaseSettings):
     max_notional_per_symbol: Decimal | None = None
     allow_stacking: bool = False
 
+    # Execution
+    # A worker that claimed a signal refreshes its lease as it goes; a signal left
+    # `processing` this long (its worker died) is re-enqueued by the sweeper.
+    execution_lease: float = Field(60.0, ge=1, description="seconds")
+    # Claims of one signal (first run, retries after temporary errors, take-overs) before
+    # it ends `failed` rather than being tried later still.
+    execution_max_attempts: int = Field(6, ge=1, le=100)
+    # Limit of a STOP_LOSS_LIMIT when the signal gives only the stop: stop x (1 - slippage)
+    # for a sell, x (1 + slippage) for a buy.
+    stop_limit_slippage: Decimal = Field(Decimal("0.005"), ge=0, lt=1)
+
     # Monitor and pace
     monitor_interval: float = Field(5.0, gt=0)
     sweep_interval: float = Field(10.0, gt=0)

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from app import api, errors
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
+from app.logging import settings_secrets
 from app.models import utcnow
 from app.queue import Enqueuer, connect, make_queue
 from app.signals.router import router as signals_router
@@ -63,7 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.clock = utcnow
     app.state.authenticator = Authenticator.from_settings(settings)
-    app.state.secret_values = [s.decode() for s in settings.webhook_secrets()]
+    # Every configured secret (not only the webhook's) is redacted from stored signals and echoes.
+    app.state.secret_values = settings_secrets(settings)
     errors.install(app)
     app.include_router(signals_router)
     api.install(app)  # /health, /metrics, /api, the dashboard

@@ -28,11 +28,11 @@ from redis.retry import Retry
 from rq import Queue
 from rq.exceptions import DuplicateJobError
 from rq.serializers import JSONSerializer
-from sqlalchemy import Table, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.engine import Engine
 
+from app.models import Event, SignalStatus, utcnow
 from app.models import Signal as SignalRow
-from app.models import SignalStatus, utcnow
 from app.signals.service import mark_queued, record_requeued
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,11 @@ JOB_RESULT_TTL = 86_400
 SWEEP_GRACE = timedelta(seconds=5)
 SWEEP_BATCH = 500
 SWEEP_LOCK = "pacekeeper:lock:sweep_intake"
+# A `processing` signal whose worker made no progress for this long is given to another
+# worker (PACEKEEPER_EXECUTION_LEASE; see app/execution/claims.py).
+EXECUTION_LEASE = timedelta(seconds=60)
+# RQ job states after which a job will never run again.
+ENDED_JOB_STATES = frozenset({"finished", "failed", "stopped", "canceled"})
 
 signals = cast(Table, SignalRow.__table__)
 
@@ -69,12 +74,15 @@ def make_queue(connection: Redis, name: str) -> Queue:
     return Queue(name, connection=connection, serializer=JSONSerializer)
 
 
-def job_id(signal_id: str) -> str:
-    """The RQ job id of a signal's ``process_signal`` job."""
-    return f"signal-{signal_id}"
+def job_id(signal_id: str, attempt: int = 0) -> str:
+    """The RQ job id of a signal's ``process_signal`` job; a re-run after its first job ended
+    or died (see :func:`sweep_intake`) gets a fresh id from the signal's attempt count."""
+    return f"signal-{signal_id}" if not attempt else f"signal-{signal_id}-{attempt}"
 
 
-def enqueue_signals(queue: Queue, signal_ids: Sequence[str]) -> tuple[list[str], Exception | None]:
+def enqueue_signals(
+    queue: Queue, signal_ids: Sequence[str], job_ids: dict[str, str] | None = None
+) -> tuple[list[str], Exception | None]:
     """Enqueue ``process_signal(id)`` once per signal; returns the ids now on the queue.
 
     An id whose job already exists counts as on the queue (it was enqueued before). A
@@ -90,7 +98,7 @@ def enqueue_signals(queue: Queue, signal_ids: Sequence[str]) -> tuple[list[str],
                     queue.enqueue_call(
                         PROCESS_SIGNAL,
                         args=(signal_id,),
-                        job_id=job_id(signal_id),
+                        job_id=(job_ids or {}).get(signal_id) or job_id(signal_id),
                         result_ttl=JOB_RESULT_TTL,
                         unique=True,
                         pipeline=registration,
@@ -150,6 +158,7 @@ class Enqueuer:
 class SweepReport:
     enqueued: int = 0  # `received` signals put on the queue
     requeued: int = 0  # `queued` signals whose job had vanished, put on the queue again
+    recovered: int = 0  # `processing`/`queued` signals whose job died or ended, run again
     left: int = 0  # signals it could not move (Redis down): the next sweep tries again
     skipped: bool = False  # another sweep held the lock
 
@@ -164,8 +173,10 @@ def sweep_intake(
     now: datetime,
     grace: timedelta = SWEEP_GRACE,
     limit: int = SWEEP_BATCH,
+    lease: timedelta = EXECUTION_LEASE,
 ) -> SweepReport:
-    """Enqueue every signal that never reached the queue, and any queued one whose job is gone."""
+    """Enqueue every signal that never reached the queue, and any queued one whose job is
+    gone; then :func:`recover_stalled` signals whose job died or ended without finishing."""
     report = SweepReport()
     cutoff = now - grace
     with engine.connect() as conn:
@@ -218,10 +229,98 @@ def sweep_intake(
                 )
     if report.enqueued:
         log.info("sweeper: enqueued %d signal(s) that never reached the queue", report.enqueued)
+    report.recovered = recover_stalled(engine, queue, now=now, grace=grace, lease=lease)
     return report
 
 
-def run_sweep(engine: Engine, queue: Queue, *, now: datetime | None = None) -> SweepReport:
+def recover_stalled(
+    engine: Engine,
+    queue: Queue,
+    *,
+    now: datetime,
+    grace: timedelta = SWEEP_GRACE,
+    lease: timedelta = EXECUTION_LEASE,
+    limit: int = SWEEP_BATCH,
+) -> int:
+    """Run again, under a fresh job id (``job_id(id, attempts)``), every signal that no job
+    will finish: ``processing`` with a lease older than ``lease`` (its worker was killed
+    mid-job; the next run reconciles its orders by client id before sending anything), and
+    ``queued`` whose jobs all ended (a job that died before claiming it, or whose retries
+    ran out). Two sweeps at once derive the same job id, so they make one job."""
+    with engine.connect() as conn:
+        stale = conn.execute(
+            select(signals.c.id, signals.c.attempts)
+            .where(
+                signals.c.status == SignalStatus.PROCESSING.value,
+                signals.c.updated_at <= now - lease,
+            )
+            .limit(limit)
+        ).all()
+        waiting = conn.execute(
+            select(signals.c.id, signals.c.attempts)
+            .where(
+                signals.c.status == SignalStatus.QUEUED.value,
+                signals.c.enqueued_at <= now - grace,
+                signals.c.attempts > 0,
+            )
+            .limit(limit)
+        ).all()
+    fresh = {r.id: job_id(r.id, r.attempts) for r in [*stale, *waiting]}
+    if waiting:
+        # Every job id the signal has had: job_id(id, 0..attempts).
+        with queue.connection.pipeline(transaction=False) as pipe:
+            for row in waiting:
+                for attempt in range(row.attempts + 1):
+                    pipe.hget(queue.job_class.key_for(job_id(row.id, attempt)), "status")
+            states = iter(pipe.execute())
+        for row in waiting:
+            mine = [next(states) for _ in range(row.attempts + 1)]
+            if any(s is not None and s.decode() not in ENDED_JOB_STATES for s in mine):
+                fresh.pop(row.id)  # a job will still run it
+    if not fresh:
+        return 0
+    ids = list(fresh)
+    done, error = enqueue_signals(queue, ids, fresh)
+    if error is not None:
+        log.warning("sweeper: redis unavailable (%s)", type(error).__name__)
+    stale_ids = {r.id for r in stale}
+    # A stale lease must stay stale for the next run to take the signal over: only an event.
+    record_requeued(engine, [s for s in done if s not in stale_ids], now=now, job_ids=fresh)
+    _note_taken_over(engine, [s for s in done if s in stale_ids], now=now, job_ids=fresh)
+    for sid in done:
+        log.warning("sweeper: signal %s stalled (job %s); enqueued again", sid, fresh[sid])
+    return len(done)
+
+
+def _note_taken_over(
+    engine: Engine, signal_ids: Sequence[str], *, now: datetime, job_ids: dict[str, str]
+) -> None:
+    if not signal_ids:
+        return
+    with engine.begin() as conn:
+        conn.execute(
+            insert(cast(Table, Event.__table__)),
+            [
+                {
+                    "signal_id": sid,
+                    "order_id": None,
+                    "kind": "requeued",
+                    "message": "its worker stopped mid-job (lease expired); enqueued again",
+                    "data": {"job_id": job_ids[sid]},
+                    "created_at": now,
+                }
+                for sid in signal_ids
+            ],
+        )
+
+
+def run_sweep(
+    engine: Engine,
+    queue: Queue,
+    *,
+    now: datetime | None = None,
+    lease: timedelta = EXECUTION_LEASE,
+) -> SweepReport:
     """One sweep under a Redis lock, so overlapping cron runs do not sweep twice at once."""
     lock = queue.connection.lock(f"{SWEEP_LOCK}:{queue.name}", timeout=120, blocking=False)
     try:
@@ -231,7 +330,7 @@ def run_sweep(engine: Engine, queue: Queue, *, now: datetime | None = None) -> S
         log.warning("sweeper: redis unavailable (%s)", type(exc).__name__)
         return SweepReport(skipped=True)
     try:
-        return sweep_intake(engine, queue, now=now or utcnow())
+        return sweep_intake(engine, queue, now=now or utcnow(), lease=lease)
     finally:
         with suppress(RedisError):  # it expires by itself
             lock.release()

@@ -5,15 +5,19 @@ Jobs take ids (never payloads) and are JSON-serialized; what they return is JSON
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
-from rq import Queue
+from rq import Queue, Retry
 from sqlalchemy.engine import Engine
 
 from app.config import get_settings
 from app.db import make_engine
 from app.queue import connect, make_queue, run_sweep
+
+# RQ's own cap on re-runs of one job; the signal's attempt limit ends it sooner.
+EXECUTION_RETRIES = 100
 
 
 @lru_cache(maxsize=1)
@@ -26,7 +30,20 @@ def _intake_resources() -> tuple[Engine, Queue]:
     return engine, make_queue(connect(settings.redis_url), settings.queue_name)
 
 
+def process_signal(signal_id: str) -> dict[str, Any] | Retry:
+    """A queued signal: place its orders exactly once (``app.execution.service``)."""
+    from app.execution.service import process_signal as execute
+    from worker.resources import resources
+
+    outcome = execute(resources().exec_context(), signal_id)
+    if outcome.retry_in is not None:
+        # Released to `queued`; the attempt limit is the signal's own (execution_max_attempts).
+        return Retry(max=EXECUTION_RETRIES, interval=max(1, round(outcome.retry_in)))
+    return outcome.as_dict()
+
+
 def sweep_intake() -> dict[str, Any]:
     """Periodic: enqueue every signal that never reached the queue, or whose job vanished."""
     engine, queue = _intake_resources()
-    return run_sweep(engine, queue).as_dict()
+    lease = timedelta(seconds=get_settings().execution_lease)
+    return run_sweep(engine, queue, lease=lease).as_dict()

@@ -44,5 +44,7 @@ def run_worker(*, burst: bool = False, settings: Settings | None = None) -> int:
         return 2
     connection = Redis.from_url(settings.redis_url)
     worker = build_worker(settings, connection)
-    worker.work(burst=burst, logging_level=settings.log_level)
+    # The scheduler enqueues retries a job asked for with RQ's Retry(interval=...) (an
+    # exchange rate limit or outage); only one worker per queue runs it at a time.
+    worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
     return 0

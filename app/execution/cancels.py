@@ -1,0 +1,143 @@
+"""Cancelling what we placed, and reading how it ended.
+
+A cancel of something already finished answers "already done" (-20124, -2011 Unknown order):
+then the order is looked up and its final state recorded. Whatever a cancelled order had
+executed is recorded as fills, so the position it fed stays exact.
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from app.db import session_scope
+from app.exchange import models as m
+from app.exchange.errors import AlreadyDone
+from app.execution import venue
+from app.execution.claims import Claim
+from app.execution.context import ExecContext
+from app.execution.journal import event
+from app.execution.placement import IN_DOUBT, reconcile
+from app.execution.positions import aggregate_fill, record_fills, sub_order_fills
+from app.models import TERMINAL_ORDER_STATUSES, Order, OrderStatus, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def cancel_order(
+    ctx: ExecContext, order_id: int, *, reason: str, claim: Claim | None = None
+) -> Order:
+    """Cancel one of our orders on the venue (if it is there) and record how it ended."""
+    with session_scope(ctx.sessions) as session:
+        order = session.get(Order, order_id, populate_existing=True)
+        assert order is not None
+        if order.status in {s.value for s in TERMINAL_ORDER_STATUSES}:
+            return order
+        if order.status == OrderStatus.PLANNED.value and _never_sent(session, order, reason):
+            return order
+    if order.status in IN_DOUBT:
+        found = reconcile(ctx, order_id, claim)
+        if found is None:
+            with session_scope(ctx.sessions) as session:
+                row = session.get(Order, order_id, populate_existing=True)
+                assert row is not None
+                row.status = OrderStatus.CANCELLED.value
+                event(session, "cancelled", f"never placed ({reason})",
+                      signal_id=row.signal_id, order_id=row.id)  # fmt: skip
+                return row
+        order = found
+        if order.status in {s.value for s in TERMINAL_ORDER_STATUSES}:
+            return order
+    try:
+        answer = _cancel(ctx, order)
+        how = "cancelled"
+    except AlreadyDone:
+        answer = venue.lookup(ctx.client, order)
+        how = "already done"
+    with session_scope(ctx.sessions) as session:
+        row = session.get(Order, order_id, populate_existing=True)
+        assert row is not None
+        _record_end(ctx, session, row, answer, cancelled=how == "cancelled")
+        event(session, "cancelled", f"{how}: {reason}", signal_id=row.signal_id,
+              order_id=row.id, status=row.status, executed_qty=str(row.executed_qty))  # fmt: skip
+    return row
+
+
+def _never_sent(session: Session, order: Order, reason: str) -> bool:
+    result = session.execute(
+        update(Order)
+        .where(Order.id == order.id, Order.status == OrderStatus.PLANNED.value)
+        .values(status=OrderStatus.CANCELLED.value, updated_at=utcnow())
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    event(session, "cancelled", f"never sent ({reason})", signal_id=order.signal_id,
+          order_id=order.id)  # fmt: skip
+    session.refresh(order)
+    return True
+
+
+def _cancel(ctx: ExecContext, order: Order) -> object:
+    client = ctx.client
+    if order.kind in ("twap", "vp"):
+        if order.venue_id is None:
+            found = venue.lookup(client, order)
+            if found is None:
+                raise AlreadyDone("algo not found by clientAlgoId")
+            order.venue_id = getattr(found, "algoId", None)
+        assert order.venue_id is not None
+        return client.cancel_algo("spot" if order.market == "spot" else "usdm", order.venue_id)
+    if order.market == "spot":
+        if order.kind == "oco":
+            return client.cancel_order_list(order.symbol, list_client_order_id=order.client_id)
+        return client.cancel_order(order.symbol, orig_client_order_id=order.client_id)
+    if order.kind == "conditional":
+        return client.cancel_conditional_order(client_algo_id=order.client_id)
+    return client.cancel_futures_order(order.symbol, orig_client_order_id=order.client_id)
+
+
+def _record_end(
+    ctx: ExecContext, session: Session, order: Order, answer: object, *, cancelled: bool
+) -> None:
+    """Set the row's final state from a cancel answer (or a look-up after "already done")."""
+    if isinstance(answer, m.AlgoCancelled) or order.kind in ("twap", "vp"):
+        final = venue.lookup(ctx.client, order)
+        if isinstance(final, m.AlgoOrder):
+            venue.apply(session, order, final)
+            record_fills(session, order, sub_order_fills(
+                ctx.client.iter_algo_sub_orders(
+                    "spot" if order.market == "spot" else "usdm", final.algoId
+                )
+            ))  # fmt: skip
+        done = order.executed_qty and order.quantity and order.executed_qty >= order.quantity
+        order.status = (OrderStatus.FILLED if done else OrderStatus.CANCELLED).value
+        return
+    if isinstance(answer, m.OrderList):
+        order.venue_id = answer.orderListId
+        order.venue_status = answer.listOrderStatus
+        executed = Decimal(0)
+        for report in answer.orderReports:
+            if report.executedQty:
+                executed += report.executedQty
+                record_fills(session, order, aggregate_fill(
+                    report.orderId, report.executedQty, report.cummulativeQuoteQty, None,
+                    report.transactTime,
+                ))  # fmt: skip
+        order.executed_qty = executed
+        if cancelled:
+            order.status = OrderStatus.CANCELLED.value
+        elif answer.is_done:
+            order.status = (OrderStatus.FILLED if executed else OrderStatus.CANCELLED).value
+        return
+    if isinstance(answer, m.ConditionalCancelled):
+        order.status = OrderStatus.CANCELLED.value
+        order.venue_status = "CANCELED"
+        return
+    if isinstance(answer, m.Order | m.FuturesOrder | m.ConditionalOrder):
+        venue.apply(session, order, answer)  # records what it executed as a fill
+        return
+    # Nothing found after "already done": it never reached the book.
+    order.status = OrderStatus.CANCELLED.value

@@ -1,0 +1,134 @@
+"""Who may work on a signal: a compare-and-set claim with a lease and a fence.
+
+A worker claims a signal by moving it to ``processing`` in one UPDATE whose WHERE clause is
+the expected state (``received``/``queued``, or ``processing`` whose lease has gone stale),
+and bumps ``signals.attempts``. The new ``attempts`` value is the claim's fence: every later
+change the worker makes to the signal, and every order it marks ``sending``, repeats the
+check ``attempts = <fence>``. So of two workers running the same job one gets the signal; a
+worker that was presumed dead and whose signal another worker took over can finish the
+request it had in flight but can send nothing new.
+
+The lease is ``signals.updated_at``: refreshed by every fenced write (a heartbeat). The
+sweeper re-enqueues ``processing`` signals whose lease is older than
+``PACEKEEPER_EXECUTION_LEASE`` (a worker killed mid-job).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from app.models import Event, SignalStatus, utcnow
+from app.models import Signal as SignalRow
+from app.signals.service import state_event
+
+CLAIMABLE = (SignalStatus.RECEIVED.value, SignalStatus.QUEUED.value)
+PROCESSING = SignalStatus.PROCESSING.value
+
+
+class LeaseLost(Exception):
+    """Another worker took the signal over; stop without changing anything else."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    signal_id: str
+    fence: int  # signals.attempts right after the claim
+    previous: str  # the status it was claimed from
+
+
+def claim_signal(session: Session, signal_id: str, *, now: datetime, lease: float) -> Claim | str:
+    """Take the signal, or say why not (its status). Commits nothing: the caller does."""
+    row = session.execute(
+        select(SignalRow.status, SignalRow.attempts).where(SignalRow.id == signal_id)
+    ).first()
+    if row is None:
+        return "missing"
+    stale = now - timedelta(seconds=lease)
+    result = session.execute(
+        update(SignalRow)
+        .where(
+            SignalRow.id == signal_id,
+            or_(
+                SignalRow.status.in_(CLAIMABLE),
+                and_(SignalRow.status == PROCESSING, SignalRow.updated_at < stale),
+            ),
+        )
+        .values(status=PROCESSING, attempts=SignalRow.attempts + 1, updated_at=now)
+        .returning(SignalRow.attempts)
+    )
+    fence = result.scalar()
+    if fence is None:
+        return str(row.status)
+    data: dict[str, Any] = {"attempt": fence}
+    if row.status == PROCESSING:
+        data["taken_over"] = True
+    session.execute(insert(Event), [state_event(signal_id, row.status, PROCESSING, now, **data)])
+    return Claim(signal_id, fence, str(row.status))
+
+
+def _fenced(claim: Claim) -> Any:
+    return and_(
+        SignalRow.id == claim.signal_id,
+        SignalRow.attempts == claim.fence,
+        SignalRow.status == PROCESSING,
+    )
+
+
+def heartbeat(session: Session, claim: Claim, *, now: datetime | None = None) -> None:
+    """Refresh the lease; raise LeaseLost when the signal is no longer ours."""
+    result = session.execute(
+        update(SignalRow).where(_fenced(claim)).values(updated_at=now or utcnow())
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise LeaseLost(claim.signal_id)
+
+
+def finish(
+    session: Session,
+    claim: Claim,
+    status: SignalStatus,
+    reason: str | None = None,
+    *,
+    now: datetime | None = None,
+    **data: Any,
+) -> None:
+    """Move our claimed signal to ``status`` (terminal, ``working`` or back to ``queued``)."""
+    now = now or utcnow()
+    values: dict[str, Any] = {"status": status.value, "status_reason": reason, "updated_at": now}
+    if status is SignalStatus.QUEUED:
+        values["enqueued_at"] = now
+    result = session.execute(update(SignalRow).where(_fenced(claim)).values(**values))
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise LeaseLost(claim.signal_id)
+    if reason:
+        data["reason"] = reason
+    session.execute(insert(Event), [state_event(claim.signal_id, PROCESSING, status, now, **data)])
+
+
+def transition(
+    session: Session,
+    signal_id: str,
+    expected: tuple[str, ...],
+    status: SignalStatus,
+    reason: str | None = None,
+    **data: Any,
+) -> bool:
+    """Compare-and-set a signal we have not claimed (a cancel moving its target)."""
+    now = utcnow()
+    old = session.execute(select(SignalRow.status).where(SignalRow.id == signal_id)).scalar()
+    result = session.execute(
+        update(SignalRow)
+        .where(SignalRow.id == signal_id, SignalRow.status.in_(expected))
+        .values(status=status.value, status_reason=reason, updated_at=now)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    if reason:
+        data["reason"] = reason
+    session.execute(insert(Event), [state_event(signal_id, old, status, now, **data)])
+    return True

@@ -1,0 +1,42 @@
+"""What execution code needs from its process: settings, the exchange client, sessions, Redis.
+
+Workers build one ``ExecContext`` per process (``worker/resources.py``) and hand it to every
+job; the monitor builds its own. Nothing here opens a connection.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from redis import Redis
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.exchange.client import BinanceClient
+
+# Binance accepts a request up to 1 s ahead of its clock; allow that much skew on top.
+CLOCK_SKEW_S = 1.0
+
+
+@dataclass
+class ExecContext:
+    settings: Settings
+    client: BinanceClient
+    sessions: sessionmaker[Session]
+    redis: Redis | None = None
+
+    def in_flight_horizon(self) -> float:
+        """Seconds after an order was marked ``sending`` by which its request can no longer
+        reach the matching engine, so a look-up that finds nothing after it is conclusive.
+
+        The client may wait for the rate-limit governor before signing, and resends once after
+        -1021 (an answer that can take ``http_timeout``); each signed request is valid for
+        ``recvWindow`` plus Binance's 1 s of tolerated skew.
+        """
+        s = self.settings
+        return 2 * s.rate_limit_max_wait + s.http_timeout + s.recv_window / 1000 + CLOCK_SKEW_S
+
+    @staticmethod
+    def now() -> float:
+        return time.time()

@@ -1,0 +1,106 @@
+"""An entry signal: guard, plan, write, place; then bracket what a market entry received."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlalchemy.orm import Session
+
+from app.controls import current_halt
+from app.db import session_scope
+from app.exchange.filters import AlgoLimits, SymbolRules
+from app.execution import book, guards
+from app.execution.brackets import current_price, protect_position
+from app.execution.claims import Claim, heartbeat
+from app.execution.context import ExecContext
+from app.execution.journal import add_orders
+from app.execution.placement import place
+from app.execution.planning import Plan, Refused, plan_entry
+from app.execution.positions import apply_entry_fills
+from app.execution.result import Result
+from app.models import OrderStatus, Position, SignalStatus
+from app.signals.schemas import Signal, TwapExecution, VpExecution
+
+
+def open_algos(ctx: ExecContext, market: str, algo: str) -> int:
+    """Open TWAP/VP orders counting against the limit this algo is subject to."""
+    orders = ctx.client.algo_open_orders("spot" if market == "spot" else "usdm")
+    if algo == "vp":
+        return sum(1 for o in orders if (o.algoType or "").upper() == "VP")
+    return len(orders)
+
+
+def _notional(signal: Signal, plan: Plan, price: Decimal) -> Decimal:
+    intent = plan.intents[0]
+    if intent.quote_quantity is not None:
+        return intent.quote_quantity
+    assert intent.quantity is not None
+    return intent.quantity * (intent.price or intent.limit_price or price)
+
+
+def run_entry(ctx: ExecContext, claim: Claim, signal: Signal) -> Result:
+    sid = claim.signal_id
+    with session_scope(ctx.sessions) as session:
+        existing = [o for o in book.signal_orders(session, sid) if o.leg == "entry"]
+    if not existing:
+        _plan_and_write(ctx, claim, signal)
+    with session_scope(ctx.sessions) as session:
+        entry = next(o for o in book.signal_orders(session, sid) if o.leg == "entry")
+    order = place(ctx, entry.id, claim)
+    with session_scope(ctx.sessions) as session:
+        position = book.position_of(session, sid)
+        assert position is not None
+        received = apply_entry_fills(session, position)
+        if order.status == OrderStatus.WORKING.value:
+            return Result(SignalStatus.WORKING, f"{order.kind} working on the exchange")
+        if not received:
+            position.status = "closed"
+            return Result(SignalStatus.DONE, f"entry ended {order.status} with nothing filled")
+        note = _protect(ctx, session, position, claim)
+        return Result(SignalStatus.DONE, f"entered {received} {position.symbol}{note}")
+
+
+def _protect(ctx: ExecContext, session: Session, position: Position, claim: Claim) -> str:
+    if not position.pending_bracket:
+        return ""
+    bracket = protect_position(ctx, session, position, reason="entry filled", claim=claim)
+    if bracket is None:
+        return f"; {position.bracket_note}"
+    return f"; bracket {bracket.kind} {bracket.status}"
+
+
+def _plan_and_write(ctx: ExecContext, claim: Claim, signal: Signal) -> None:
+    assert signal.market is not None and signal.symbol is not None and signal.side is not None
+    market, symbol = signal.market.value, signal.symbol
+    rules: SymbolRules = ctx.client.symbol_rules(symbol, market)  # type: ignore[arg-type]
+    price = current_price(ctx, market, symbol)
+    plan = plan_entry(
+        signal, claim.signal_id, rules=rules, price=price,
+        limits=AlgoLimits.from_settings(ctx.settings),
+    )  # fmt: skip
+    execution = signal.execution
+    algo = execution.type if isinstance(execution, TwapExecution | VpExecution) else None
+    open_count = open_algos(ctx, market, algo) if algo else 0
+    strategy = book.strategy_of(signal.strategy)
+    with session_scope(ctx.sessions) as session:
+        book.lock_key(session, strategy, market, symbol)
+        heartbeat(session, claim)
+        halt = current_halt(session)
+        facts = guards.Facts(
+            entry=True, market=market, symbol=symbol, strategy=strategy, algo=algo,
+            notional=_notional(signal, plan, price),
+            halted=halt.reason if halt is not None else None, open_algos=open_count,
+            exposure=book.exposure(session, market, symbol, price, exclude=claim.signal_id),
+            live_entry=book.live_entry(session, strategy, market, symbol, exclude=claim.signal_id),
+        )  # fmt: skip
+        reason = guards.evaluate(facts, ctx.settings)
+        if reason is not None:
+            raise Refused(reason)
+        position = book.position_of(session, claim.signal_id) or Position(
+            strategy=strategy, market=market, symbol=symbol, side=plan.intents[0].side,
+            quantity=Decimal(0), opened_by=claim.signal_id,
+            pending_bracket=plan.levels.to_json() or None,
+        )  # fmt: skip
+        session.add(position)
+        session.flush()
+        add_orders(session, plan.intents, signal_id=claim.signal_id, position_id=position.id)

@@ -1,0 +1,239 @@
+"""Placing one order exactly once: write, mark ``sending``, send, record; reconcile the rest.
+
+The order row exists (``planned``, with its client id) before anything is sent. Sending is a
+compare-and-set ``planned -> sending`` committed before the request, fenced by the claim of
+the signal when there is one, so only one worker ever sends a given row. Then:
+
+| answer                   | row becomes                   | next                                 |
+| ------------------------ | ----------------------------- | ------------------------------------ |
+| accepted                 | working / filled / ...        | fills recorded; TWAP/VP: find algoId |
+| Duplicate                | (as found)                    | look it up by client id and adopt it |
+| Rejected                 | rejected, with code and msg   | ``OrderRejected`` to the caller      |
+| UnknownOutcome           | unknown                       | reconcile                            |
+| Temporary                | planned again                 | ``Temporary`` to the caller (retry)  |
+
+Reconcile (for ``unknown``, and for ``sending`` rows left by a dead worker): look the order
+up by its client id, again and again; found -> adopt it. It is resent, with the same client
+id, only when it is still absent after the in-flight horizon (``ExecContext.
+in_flight_horizon``: by then the first request can no longer reach the matching engine) and
+after at least ``MIN_LOOKUPS`` look-ups (Binance's read-after-write lag). A spot client id is
+unique only among *open* orders, so a filled MARKET order could be placed twice by a blind
+resend: only that proof of absence makes the resend safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from app.db import session_scope
+from app.exchange.errors import Duplicate, Rejected, Temporary, UnknownOutcome
+from app.execution import venue
+from app.execution.claims import Claim, heartbeat
+from app.execution.context import ExecContext
+from app.execution.journal import event
+from app.models import Order, OrderStatus, utcnow
+
+log = logging.getLogger(__name__)
+
+MIN_LOOKUPS = 3
+LOOKUP_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
+# A TWAP/VP answer has no algoId: look for it in openOrders this many times.
+ALGO_ID_LOOKUPS = (0.0, 0.1, 0.3, 0.6, 1.0, 2.0)
+# USD-M answers a taken newClientOrderId / clientAlgoId with -4116 "ClientOrderId is duplicated."
+FUTURES_DUPLICATE_ID = -4116
+IN_DOUBT = (OrderStatus.SENDING.value, OrderStatus.UNKNOWN.value)
+
+
+class OrderRejected(Exception):
+    """The exchange refused an order; ``code`` and ``msg`` are Binance's."""
+
+    def __init__(self, order_id: int, code: int | None, msg: str) -> None:
+        super().__init__(f"{msg} (code {code})" if code is not None else msg)
+        self.order_id = order_id
+        self.code = code
+        self.msg = msg
+
+
+def place(ctx: ExecContext, order_id: int, claim: Claim | None = None) -> Order:
+    """Drive one order row until the venue's answer about it is known; return the row.
+
+    Idempotent: a row already placed is returned as it is; a row in doubt is reconciled
+    before anything is sent. Raises OrderRejected, Temporary, or LeaseLost.
+    """
+    resend = False
+    how = "reconciled"
+    while True:
+        with session_scope(ctx.sessions) as session:
+            order = _load(session, order_id)
+            if order.status == OrderStatus.PLANNED.value:
+                expected: tuple[str, ...] | None = (OrderStatus.PLANNED.value,)
+            elif order.status in IN_DOUBT:
+                expected = IN_DOUBT if resend else None
+            else:
+                return order
+            sending = expected is not None and _mark_sending(
+                session, order, claim, expected, resend=resend
+            )
+        if sending:
+            placed, how = _send(ctx, order)
+            if placed is not None:
+                return placed
+        found = reconcile(ctx, order_id, claim, how=how)
+        if found is not None:
+            return found
+        resend = True
+
+
+def _load(session: Session, order_id: int) -> Order:
+    order = session.get(Order, order_id, populate_existing=True)
+    if order is None:
+        raise LookupError(f"order {order_id} does not exist")
+    return order
+
+
+def _mark_sending(
+    session: Session,
+    order: Order,
+    claim: Claim | None,
+    expected: tuple[str, ...],
+    *,
+    resend: bool = False,
+) -> bool:
+    """CAS the row to ``sending`` (fenced by the claim); False when it was not in ``expected``."""
+    if claim is not None:
+        heartbeat(session, claim)
+    extra = dict(order.extra or {})
+    extra["sent_at"] = time.time()
+    result = session.execute(
+        update(Order)
+        .where(Order.id == order.id, Order.status.in_(expected))
+        .values(
+            status=OrderStatus.SENDING.value,
+            attempts=Order.attempts + 1,
+            extra=extra,
+            updated_at=utcnow(),
+        )
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        session.rollback()
+        return False
+    kind = "resent" if resend else "sent"
+    message = (
+        "proven absent after the in-flight horizon; sent again with the same client id"
+        if resend
+        else f"sending {order.kind} {order.side} {order.symbol}"
+    )
+    event(session, kind, message, signal_id=order.signal_id, order_id=order.id,
+          client_id=order.client_id)  # fmt: skip
+    session.flush()
+    session.refresh(order)
+    return True
+
+
+def _send(ctx: ExecContext, order: Order) -> tuple[Order | None, str]:
+    """Send a row we marked ``sending``: (the updated row, "") when the venue answered, or
+    (None, how) when the row is in doubt and must be reconciled."""
+    try:
+        answer = venue.submit(ctx.client, order)
+    except Duplicate as exc:
+        _note(ctx, order, "duplicate", f"client id already in use ({exc.msg}); adopting it")
+        return None, "adopted"
+    except Rejected as exc:
+        if exc.code == FUTURES_DUPLICATE_ID:
+            _note(ctx, order, "duplicate", f"client id already in use ({exc.msg}); adopting it")
+            return None, "adopted"
+        with session_scope(ctx.sessions) as session:
+            row = _load(session, order.id)
+            row.status = OrderStatus.REJECTED.value
+            row.error_code, row.error_msg = exc.code, exc.msg
+            event(session, "rejected", f"{exc.msg} (code {exc.code})", signal_id=row.signal_id,
+                  order_id=row.id, code=exc.code, msg=exc.msg)  # fmt: skip
+        raise OrderRejected(order.id, exc.code, exc.msg) from exc
+    except Temporary as exc:
+        with session_scope(ctx.sessions) as session:
+            session.execute(
+                update(Order)
+                .where(Order.id == order.id, Order.status == OrderStatus.SENDING.value)
+                .values(status=OrderStatus.PLANNED.value, updated_at=utcnow())
+            )
+            event(session, "deferred", f"not sent: {exc.msg}", signal_id=order.signal_id,
+                  order_id=order.id, retry_after=exc.retry_after)  # fmt: skip
+        raise
+    except UnknownOutcome as exc:
+        with session_scope(ctx.sessions) as session:
+            session.execute(
+                update(Order)
+                .where(Order.id == order.id, Order.status == OrderStatus.SENDING.value)
+                .values(status=OrderStatus.UNKNOWN.value, error_msg=exc.msg, updated_at=utcnow())
+            )
+            event(session, "unknown", f"outcome unknown: {exc}", signal_id=order.signal_id,
+                  order_id=order.id)  # fmt: skip
+        return None, "reconciled"
+    with session_scope(ctx.sessions) as session:
+        row = _load(session, order.id)
+        venue.apply(session, row, answer)
+        event(session, "accepted", f"{row.kind} {row.venue_status or row.status}",
+              signal_id=row.signal_id, order_id=row.id, venue_id=row.venue_id)  # fmt: skip
+    if row.kind in ("twap", "vp") and row.venue_id is None:
+        return _find_algo_id(ctx, row), ""
+    return row, ""
+
+
+def _note(ctx: ExecContext, order: Order, kind: str, message: str, **data: Any) -> None:
+    with session_scope(ctx.sessions) as session:
+        event(session, kind, message, signal_id=order.signal_id, order_id=order.id, **data)
+
+
+def _find_algo_id(ctx: ExecContext, order: Order) -> Order:
+    """Placing a TWAP/VP answers no algoId: find the algo by clientAlgoId and store its id."""
+    for delay in ALGO_ID_LOOKUPS:
+        time.sleep(delay)
+        found = venue.lookup(ctx.client, order)
+        if found is not None:
+            with session_scope(ctx.sessions) as session:
+                row = _load(session, order.id)
+                venue.apply(session, row, found)
+                return row
+    _note(ctx, order, "algo_id_pending",
+          "accepted but not listed yet; the monitor will find it by clientAlgoId")  # fmt: skip
+    return order
+
+
+def reconcile(
+    ctx: ExecContext, order_id: int, claim: Claim | None = None, *, how: str = "reconciled"
+) -> Order | None:
+    """Resolve a row in doubt: the row as the venue knows it, or None once proven absent.
+    ``how`` names the event: ``adopted`` after a Duplicate answer, else ``reconciled``."""
+    horizon = ctx.in_flight_horizon()
+    lookups = 0
+    while True:
+        with session_scope(ctx.sessions) as session:
+            order = _load(session, order_id)
+            if claim is not None:
+                heartbeat(session, claim)
+        if order.status not in IN_DOUBT:
+            return order  # another worker settled it meanwhile
+        found = venue.lookup(ctx.client, order)
+        lookups += 1
+        if found is not None:
+            with session_scope(ctx.sessions) as session:
+                row = _load(session, order_id)
+                venue.apply(session, row, found)
+                event(session, how, f"found by client id: {row.venue_status}",
+                      signal_id=row.signal_id, order_id=row.id, venue_id=row.venue_id,
+                      lookups=lookups)  # fmt: skip
+            return row
+        age = time.time() - float((order.extra or {}).get("sent_at") or 0)
+        if lookups >= MIN_LOOKUPS and age >= horizon:
+            message = f"not found after {lookups} look-ups and {age:.1f} s"
+            _note(ctx, order, "absent", message, lookups=lookups)
+            return None
+        delay = LOOKUP_DELAYS[min(lookups - 1, len(LOOKUP_DELAYS) - 1)]
+        if age < horizon:
+            delay = min(delay, max(horizon - age, 0.05))
+        time.sleep(delay)

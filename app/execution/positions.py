@@ -1,0 +1,236 @@
+"""Fills and positions: what an order executed, and what a position holds because of it.
+
+A position's ``quantity`` is what its entry orders actually received: the sum of their fills
+minus commissions charged in the base asset (Binance takes a spot BUY's fee from the coins
+bought unless BNB pays it). Brackets are sized from it, so they never try to sell coins the
+account did not receive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import cast
+
+from sqlalchemy import Table, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from app.exchange import models as venue
+from app.models import Fill, Order, Position, utcnow
+
+ZERO = Decimal(0)
+ENTRY_LEG = "entry"
+# Legs that take from the position: exits, tp/sl closes and bracket legs.
+EXIT_PREFIXES = ("exit", "close", "bracket")
+# When the quote asset of a symbol is unknown, these suffixes name it (longest first).
+QUOTE_ASSETS = ("FDUSD", "USDT", "USDC", "TUSD", "BUSD", "EUR", "TRY", "BTC", "ETH", "BNB")
+
+
+@dataclass(frozen=True)
+class FillData:
+    """One execution as the venue reported it; ``fee`` is positive when paid."""
+
+    venue_fill_id: str
+    price: Decimal
+    qty: Decimal
+    quote_qty: Decimal
+    fee: Decimal = ZERO
+    fee_asset: str | None = None
+    time: datetime | None = None
+
+
+def ms_time(ms: int | None) -> datetime | None:
+    return datetime.fromtimestamp(ms / 1000, UTC) if ms else None
+
+
+def spot_fills(order: venue.Order) -> list[FillData]:
+    """The fills of a FULL spot answer (one per trade)."""
+    when = ms_time(order.transactTime or order.updateTime)
+    return [
+        FillData(
+            venue_fill_id=str(f.tradeId) if f.tradeId is not None else f"{order.orderId}-{n}",
+            price=f.price,
+            qty=f.qty,
+            quote_qty=f.price * f.qty,
+            fee=f.commission,
+            fee_asset=f.commissionAsset,
+            time=when,
+        )
+        for n, f in enumerate(order.fills, start=1)
+    ]
+
+
+def aggregate_fill(
+    order_id: int,
+    executed: Decimal | None,
+    quote: Decimal | None,
+    avg: Decimal | None,
+    when: int | None,
+) -> list[FillData]:
+    """One fill summing an order whose answer lists no trades (USD-M RESULT, cancel answers).
+    Its fee is unknown here; USD-M fees are charged in the margin asset, not the contract."""
+    if not executed:
+        return []
+    quote = quote if quote else executed * (avg or ZERO)
+    price = avg if avg else (quote / executed if executed else ZERO)
+    return [FillData(f"order-{order_id}", price, executed, quote, ZERO, None, ms_time(when))]
+
+
+def sub_order_fills(subs: Iterable[venue.SubOrder]) -> list[FillData]:
+    """The fills of a TWAP/VP from its child orders (``feeAmt`` is negative when paid)."""
+    out = []
+    for sub in subs:
+        if not sub.executedQty:
+            continue
+        price = sub.avgPrice or (sub.executedAmt / sub.executedQty)
+        out.append(
+            FillData(
+                venue_fill_id=str(sub.orderId),
+                price=price,
+                qty=sub.executedQty,
+                quote_qty=sub.executedAmt,
+                fee=abs(sub.feeAmt) if sub.feeAmt is not None else ZERO,
+                fee_asset=sub.feeAsset,
+                time=ms_time(sub.bookTime),
+            )
+        )
+    return out
+
+
+def _insert_ignore(session: Session) -> type[sqlite.Insert] | type[postgresql.Insert]:
+    return sqlite.Insert if session.get_bind().dialect.name == "sqlite" else postgresql.Insert
+
+
+def record_fills(session: Session, order: Order, fills: Iterable[FillData]) -> list[Fill]:
+    """Store fills not seen before (unique by ``(order_id, venue_fill_id)``); returns the new
+    ones. Safe to call again with the same fills, and from two processes at once."""
+    rows = [
+        {
+            "order_id": order.id,
+            "venue_fill_id": f.venue_fill_id,
+            "price": f.price,
+            "qty": f.qty,
+            "quote_qty": f.quote_qty,
+            "fee": f.fee,
+            "fee_asset": f.fee_asset,
+            "time": f.time,
+            "created_at": utcnow(),
+        }
+        for f in fills
+    ]
+    if not rows:
+        return []
+    insert = _insert_ignore(session)(cast(Table, Fill.__table__))
+    new_ids: list[int] = []
+    for row in rows:
+        stmt = insert.values(row).on_conflict_do_nothing(
+            index_elements=["order_id", "venue_fill_id"]
+        )
+        inserted = session.execute(stmt.returning(Fill.__table__.c.id)).scalar()
+        if inserted is not None:
+            new_ids.append(inserted)
+    if not new_ids:
+        return []
+    latest = max((f.time for f in fills if f.time is not None), default=None)
+    if latest is not None and (order.last_fill_at is None or _aware(order.last_fill_at) < latest):
+        order.last_fill_at = latest
+    return list(session.scalars(select(Fill).where(Fill.id.in_(new_ids)).order_by(Fill.id)))
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def base_asset_of(order: Order) -> str:
+    """The base asset of the order's symbol (recorded at planning; derived if missing)."""
+    recorded = (order.extra or {}).get("base_asset")
+    if recorded:
+        return str(recorded)
+    for quote in QUOTE_ASSETS:
+        if order.symbol.endswith(quote) and len(order.symbol) > len(quote):
+            return order.symbol[: -len(quote)]
+    return order.symbol
+
+
+def _orders(session: Session, position: Position, prefixes: Sequence[str]) -> list[Order]:
+    """The position's orders whose leg starts with one of ``prefixes``."""
+    legs = [Order.leg.startswith(p) for p in prefixes]
+    return list(
+        session.scalars(
+            select(Order).where(Order.position_id == position.id, or_(*legs)).order_by(Order.id)
+        )
+    )
+
+
+def _entry_orders(session: Session, position: Position) -> list[Order]:
+    return list(
+        session.scalars(
+            select(Order)
+            .where(Order.position_id == position.id, Order.leg == ENTRY_LEG)
+            .order_by(Order.id)
+        )
+    )
+
+
+def _fills(session: Session, orders: Sequence[Order]) -> list[tuple[Order, Fill]]:
+    if not orders:
+        return []
+    by_id = {o.id: o for o in orders}
+    rows = session.scalars(select(Fill).where(Fill.order_id.in_(list(by_id))).order_by(Fill.id))
+    return [(by_id[f.order_id], f) for f in rows]
+
+
+def net_received(
+    fills: Iterable[tuple[FillData, str]], *, market: str, side: str
+) -> tuple[Decimal, Decimal, Decimal]:
+    """(received quantity, gross quantity, quote amount) of entry fills, each paired with
+    its symbol's base asset. A spot BUY receives the coins bought minus the commissions
+    charged in those coins; a SELL (or any USD-M fill) holds what it traded."""
+    gross = quote = base_fees = ZERO
+    for fill, base_asset in fills:
+        gross += fill.qty
+        quote += fill.quote_qty
+        if market == "spot" and fill.fee_asset == base_asset:
+            base_fees += fill.fee
+    received = gross - base_fees if side == "BUY" else gross
+    return max(received, ZERO), gross, quote
+
+
+def apply_entry_fills(session: Session, position: Position) -> Decimal:
+    """Recompute the position's received quantity (fills minus base-asset commissions),
+    entry cost and average price from its entry orders' fills; returns the quantity."""
+    pairs = [
+        (
+            FillData(f.venue_fill_id, f.price, f.qty, f.quote_qty, f.fee, f.fee_asset),
+            base_asset_of(o),
+        )
+        for o, f in _fills(session, _entry_orders(session, position))
+    ]
+    received, gross, quote = net_received(pairs, market=position.market, side=position.side)
+    position.quantity = received
+    position.entry_cost = quote
+    position.entry_avg_price = (quote / gross) if gross else None
+    return position.quantity
+
+
+def apply_exit_fills(session: Session, position: Position, *, dust: Decimal = ZERO) -> Decimal:
+    """Recompute what exit orders closed and the realised result; close the position when
+    what is left is ``dust`` or less. Returns the quantity still open."""
+    closed = proceeds = ZERO
+    for _, fill in _fills(session, _orders(session, position, EXIT_PREFIXES)):
+        closed += fill.qty
+        proceeds += fill.quote_qty
+    position.exit_quantity = closed
+    position.exit_proceeds = proceeds
+    left = position.quantity - closed
+    if closed and position.entry_avg_price is not None:
+        # Long: sold for proceeds what cost avg each; short: the reverse.
+        cost = closed * position.entry_avg_price
+        position.realized_pnl = proceeds - cost if position.side == "BUY" else cost - proceeds
+    if closed and left <= dust and position.status == "open":
+        position.status = "closed"
+        position.closed_at = utcnow()
+    return max(left, ZERO)

@@ -1,0 +1,13 @@
+"""What running one signal came to: the state to leave it in, and why."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.models import SignalStatus
+
+
+@dataclass(frozen=True)
+class Result:
+    status: SignalStatus
+    reason: str | None = None

@@ -1,0 +1,164 @@
+"""Execute one signal: claim it, reconcile what a previous run left in doubt, act, record.
+
+``process_signal`` is what the RQ job calls. A signal's states as this module moves them:
+
+```
+received/queued --claim--> processing --> done       everything asked for happened
+                     ^          |     --> working    a TWAP/VP or resting order is live:
+                     |          |                    the monitor owns it from here
+                     |          |     --> refused    a guard or a filter said no; nothing sent
+                     |          |     --> failed     the exchange rejected it (code, msg)
+                     |          |     --> expired    past expires_at before anything was sent
+                     +- release-+                    a temporary error: queued again, retried
+processing (lease gone stale: its worker died) --claim--> processing (take-over)
+```
+
+Every run starts by reconciling the signal's orders that are ``sending`` or ``unknown`` (a
+previous run died or got no answer), before anything new is sent. The claim, the fence and
+the lease are in ``claims``; sending one order exactly once is ``placement``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+
+from app.db import session_scope
+from app.exchange.errors import Temporary
+from app.execution import book
+from app.execution.claims import Claim, LeaseLost, claim_signal, finish
+from app.execution.closes import run_close
+from app.execution.context import ExecContext
+from app.execution.entries import run_entry
+from app.execution.levels import run_levels
+from app.execution.placement import IN_DOUBT, OrderRejected, place
+from app.execution.planning import Refused
+from app.execution.result import Result
+from app.execution.targets import run_cancel
+from app.models import Order, Position, SignalStatus, utcnow
+from app.models import Signal as SignalRow
+from app.signals.schemas import Action, LimitExecution, Signal
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = 300.0
+
+
+@dataclass
+class Outcome:
+    """What a job run came to; ``retry_in`` asks for another run that many seconds later."""
+
+    signal_id: str
+    status: str
+    reason: str | None = None
+    retry_in: float | None = None
+    orders: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def process_signal(ctx: ExecContext, signal_id: str, *, now: datetime | None = None) -> Outcome:
+    """Run one signal to a terminal state, to ``working``, or back to ``queued`` for a retry."""
+    with session_scope(ctx.sessions) as session:
+        got = claim_signal(
+            session, signal_id, now=now or utcnow(), lease=ctx.settings.execution_lease
+        )
+    if isinstance(got, str):
+        return Outcome(signal_id, "skipped", f"signal is {got}")
+    claim = got
+    try:
+        result = _run(ctx, claim, now or utcnow())
+    except LeaseLost:
+        log.warning("signal %s was taken over by another worker", signal_id)
+        return Outcome(signal_id, "skipped", "taken over by another worker")
+    except Temporary as exc:
+        return _defer(ctx, claim, exc)
+    except Refused as exc:
+        result = Result(SignalStatus.REFUSED, str(exc))
+    except OrderRejected as exc:
+        result = Result(
+            SignalStatus.FAILED, f"rejected by the exchange: {exc.msg} (code {exc.code})"
+        )
+    except BaseException:
+        _release_after_crash(ctx, claim)
+        raise
+    with session_scope(ctx.sessions) as session:
+        if result.status in (SignalStatus.REFUSED, SignalStatus.FAILED, SignalStatus.EXPIRED):
+            _close_empty_position(session, signal_id, result.reason or result.status.value)
+        finish(session, claim, result.status, result.reason)
+        orders = [o.client_id for o in book.signal_orders(session, signal_id)]
+    return Outcome(signal_id, result.status.value, result.reason, orders=orders)
+
+
+def _run(ctx: ExecContext, claim: Claim, now: datetime) -> Result:
+    with session_scope(ctx.sessions) as session:
+        row = session.get(SignalRow, claim.signal_id)
+        assert row is not None
+        signal = Signal.from_payload(row.payload)
+        orders = book.signal_orders(session, claim.signal_id)
+    # Before anything else: what a previous run left in doubt is looked up by client id.
+    for order in orders:
+        if order.status in IN_DOUBT:
+            place(ctx, order.id, claim)
+    if not orders and _expired(signal, now):
+        return Result(SignalStatus.EXPIRED, f"expired at {signal.expires_at} before it was sent")
+    if signal.action is Action.ENTRY:
+        return run_entry(ctx, claim, signal)
+    if signal.action is Action.CANCEL:
+        return run_cancel(ctx, claim, signal)
+    if signal.action is not Action.EXIT and isinstance(signal.execution, LimitExecution):
+        return run_levels(ctx, claim, signal)
+    return run_close(ctx, claim, signal)
+
+
+def _expired(signal: Signal, now: datetime) -> bool:
+    if signal.expires_at is None:
+        return False
+    expires = signal.expires_at
+    if expires.tzinfo is None:
+        expires = expires.replace(tzinfo=UTC)
+    return expires <= now
+
+
+def _defer(ctx: ExecContext, claim: Claim, exc: Temporary) -> Outcome:
+    """Release the claim so a later run can take it, or give up after too many attempts."""
+    backoff = min(MAX_BACKOFF, 2.0 ** min(claim.fence, 8))
+    retry_in = max(exc.retry_after or 0.0, backoff)
+    with session_scope(ctx.sessions) as session:
+        in_doubt = session.scalars(
+            select(Order.id).where(Order.signal_id == claim.signal_id, Order.status.in_(IN_DOUBT))
+        ).first()
+        if claim.fence >= ctx.settings.execution_max_attempts and in_doubt is None:
+            reason = f"gave up after {claim.fence} attempts: {exc.msg}"
+            _close_empty_position(session, claim.signal_id, reason)
+            finish(session, claim, SignalStatus.FAILED, reason)
+            return Outcome(claim.signal_id, SignalStatus.FAILED.value, reason)
+        reason = f"temporary: {exc.msg}; retry in {retry_in:.0f} s"
+        finish(session, claim, SignalStatus.QUEUED, reason, retry_in=retry_in)
+    log.info("signal %s deferred: %s", claim.signal_id, reason)
+    return Outcome(claim.signal_id, SignalStatus.QUEUED.value, reason, retry_in=retry_in)
+
+
+def _release_after_crash(ctx: ExecContext, claim: Claim) -> None:
+    """An unexpected error: hand the signal back (``queued``) for the sweeper to retry."""
+    try:
+        with session_scope(ctx.sessions) as session:
+            finish(session, claim, SignalStatus.QUEUED, "worker error; will be retried")
+    except Exception:  # the lease will go stale and the sweeper takes it anyway
+        log.exception("could not release signal %s", claim.signal_id)
+
+
+def _close_empty_position(session: Any, signal_id: str, reason: str) -> None:
+    """A signal that placed nothing leaves no open position behind."""
+    position = book.position_of(session, signal_id)
+    if position is not None and position.status == "open" and not position.quantity:
+        session.execute(
+            update(Position)
+            .where(Position.id == position.id)
+            .values(status="closed", closed_at=utcnow(), bracket_note=reason)
+        )

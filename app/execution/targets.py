@@ -1,0 +1,105 @@
+"""A cancel signal: stop what another signal (or a strategy on a symbol) still has working.
+
+Targets are the signal named by ``target_id`` (our id or the sender's), or every unfinished
+signal of ``strategy`` on ``symbol``. A target not yet placed is moved to ``cancelled`` and
+its job will find it so; a working one has its entry/exit orders cancelled on the exchange
+(whatever they filled is recorded, and protected by the position's bracket) and ends
+``cancelled``. Brackets are left alone: they protect what is already held, and only an
+exit or a tp/sl changes them.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, or_, select
+
+from app.db import session_scope
+from app.exchange.errors import Temporary
+from app.execution import book
+from app.execution.brackets import BRACKET, protect_position
+from app.execution.cancels import cancel_order
+from app.execution.claims import Claim, transition
+from app.execution.context import ExecContext
+from app.execution.planning import Refused
+from app.execution.positions import apply_entry_fills, apply_exit_fills
+from app.execution.result import Result
+from app.models import Order, Position, SignalStatus
+from app.models import Signal as SignalRow
+from app.signals.schemas import Signal
+
+NOT_STARTED = (SignalStatus.RECEIVED.value, SignalStatus.QUEUED.value)
+UNFINISHED = (*NOT_STARTED, SignalStatus.PROCESSING.value, SignalStatus.WORKING.value)
+
+
+def _targets(ctx: ExecContext, signal: Signal, own_id: str) -> list[tuple[str, str]]:
+    with session_scope(ctx.sessions) as session:
+        query = select(SignalRow.id, SignalRow.status).where(
+            SignalRow.id != own_id, SignalRow.action != "cancel"
+        )
+        if signal.target_id is not None:
+            query = query.where(
+                or_(SignalRow.id == signal.target_id, SignalRow.source_id == signal.target_id)
+            )
+        else:
+            strategy = book.strategy_of(signal.strategy)
+            query = query.where(
+                func.coalesce(SignalRow.strategy, book.DEFAULT_STRATEGY) == strategy,
+                SignalRow.symbol == signal.symbol,
+                SignalRow.status.in_(UNFINISHED),
+            )
+            if signal.market is not None:
+                query = query.where(SignalRow.market == signal.market.value)
+        return [(r.id, r.status) for r in session.execute(query.order_by(SignalRow.received_at))]
+
+
+def run_cancel(ctx: ExecContext, claim: Claim, signal: Signal) -> Result:
+    sid = claim.signal_id
+    targets = _targets(ctx, signal, sid)
+    if not targets and signal.target_id is not None:
+        raise Refused(f"no signal with id {signal.target_id}")
+    if any(status == SignalStatus.PROCESSING.value for _, status in targets):
+        raise Temporary("a target signal is being placed right now", retry_after=2)
+    reason = f"cancelled by signal {sid}"
+    done = []
+    for target_id, status in targets:
+        if status in NOT_STARTED:
+            with session_scope(ctx.sessions) as session:
+                if transition(session, target_id, NOT_STARTED, SignalStatus.CANCELLED, reason):
+                    done.append(f"{target_id} (not started)")
+                    continue
+        cancelled = _cancel_working(ctx, claim, target_id, reason)
+        with session_scope(ctx.sessions) as session:
+            transition(session, target_id, (SignalStatus.WORKING.value,), SignalStatus.CANCELLED,
+                       reason)  # fmt: skip
+        done.append(f"{target_id} ({cancelled} order(s))")
+    if not done:
+        return Result(SignalStatus.DONE, "nothing to cancel")
+    return Result(SignalStatus.DONE, "cancelled " + ", ".join(done))
+
+
+def _cancel_working(ctx: ExecContext, claim: Claim, target_id: str, reason: str) -> int:
+    with session_scope(ctx.sessions) as session:
+        orders = [
+            o
+            for o in session.scalars(
+                select(Order).where(
+                    Order.signal_id == target_id,
+                    Order.status.in_(book.LIVE_ORDER),
+                    ~Order.leg.startswith(BRACKET),
+                )
+            )
+        ]
+    for order in orders:
+        cancel_order(ctx, order.id, reason=reason, claim=claim)
+    position_ids = {o.position_id for o in orders if o.position_id is not None}
+    with session_scope(ctx.sessions) as session:
+        for position_id in position_ids:
+            position = session.get(Position, position_id)
+            if position is None or position.status != "open":
+                continue
+            apply_entry_fills(session, position)
+            if apply_exit_fills(session, position) > 0:
+                protect_position(ctx, session, position, reason=reason, claim=claim)
+            elif not position.exit_quantity:
+                position.status = "closed"
+                position.bracket_note = "entry cancelled before anything filled"
+    return len(orders)

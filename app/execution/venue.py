@@ -1,0 +1,223 @@
+"""An order row <-> the exchange client: which endpoint sends it, how to look it up by client
+id, and how an answer updates the row (venue id, status, executed quantity, price, fills).
+
+The row holds what was planned (``app.execution.planning.OrderIntent``): the request is
+rebuilt from it, so a resend after a crash sends the same parameters with the same client id.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.exchange import models as m
+from app.exchange.client import BinanceClient
+from app.exchange.orders import OcoLeg
+from app.execution.positions import (
+    FillData,
+    aggregate_fill,
+    ms_time,
+    record_fills,
+    spot_fills,
+)
+from app.models import Order, OrderStatus
+
+Answer = m.Order | m.OrderList | m.AlgoAccepted | m.AlgoOrder | m.FuturesOrder | m.ConditionalOrder
+SPOT_TYPES = {
+    "market": "MARKET",
+    "limit": "LIMIT",
+    "take_profit_limit": "TAKE_PROFIT_LIMIT",
+    "stop_loss_limit": "STOP_LOSS_LIMIT",
+}
+# Venue status -> our order status.
+STATUS = {
+    "NEW": OrderStatus.WORKING,
+    "PENDING_NEW": OrderStatus.WORKING,
+    "PARTIALLY_FILLED": OrderStatus.WORKING,
+    "PENDING_CANCEL": OrderStatus.WORKING,
+    "FILLED": OrderStatus.FILLED,
+    "CANCELED": OrderStatus.CANCELLED,
+    "CANCELLED": OrderStatus.CANCELLED,
+    "EXPIRED": OrderStatus.EXPIRED,
+    "EXPIRED_IN_MATCH": OrderStatus.EXPIRED,
+    "REJECTED": OrderStatus.REJECTED,
+    # OCO lists
+    "EXECUTING": OrderStatus.WORKING,
+    "ALL_DONE": OrderStatus.FILLED,  # refined from the legs by whoever watches the list
+    # USD-M conditional orders
+    "TRIGGERING": OrderStatus.WORKING,
+    "TRIGGERED": OrderStatus.WORKING,
+    "FINISHED": OrderStatus.FILLED,
+    # sapi algos: the monitor decides how a TWAP/VP ended (FINISHED, CANCELLED, expired)
+    "WORKING": OrderStatus.WORKING,
+}
+
+
+def _extra(order: Order) -> dict[str, Any]:
+    return dict(order.extra or {})
+
+
+def _leg(raw: dict[str, Any]) -> OcoLeg:
+    def dec(value: Any) -> Decimal | None:
+        return Decimal(value) if value not in (None, "") else None
+
+    return OcoLeg(
+        type=raw["type"],
+        price=dec(raw.get("price")),
+        stop_price=dec(raw.get("stop_price")),
+        time_in_force=raw.get("time_in_force"),
+        client_order_id=raw.get("client_id"),
+    )
+
+
+def submit(client: BinanceClient, order: Order) -> Answer:
+    """Send the row's request once (no retry: the caller reconciles failures)."""
+    extra = _extra(order)
+    reduce_only = True if extra.get("reduce_only") else None
+    if order.kind in ("twap", "vp"):
+        return _submit_algo(client, order, reduce_only)
+    if order.market == "spot":
+        if order.kind == "oco":
+            assert order.quantity is not None
+            return client.new_oco(
+                symbol=order.symbol, side=order.side, quantity=order.quantity,
+                above=_leg(extra["above"]), below=_leg(extra["below"]),
+                list_client_order_id=order.client_id,
+            )  # fmt: skip
+        resting = order.kind != "market"
+        return client.new_order(
+            symbol=order.symbol, side=order.side, type=SPOT_TYPES[order.kind],
+            new_client_order_id=order.client_id, quantity=order.quantity,
+            quote_order_qty=order.quote_quantity, price=order.price,
+            stop_price=order.stop_price, time_in_force="GTC" if resting else None,
+            new_order_resp_type="FULL" if order.kind in ("market", "limit") else "RESULT",
+        )  # fmt: skip
+    if order.kind == "conditional":
+        assert order.stop_price is not None
+        return client.new_conditional_order(
+            symbol=order.symbol, side=order.side, type=extra["order_type"],
+            trigger_price=order.stop_price, client_algo_id=order.client_id,
+            close_position=True if extra.get("close_position") else None,
+            quantity=None if extra.get("close_position") else order.quantity,
+            working_type="MARK_PRICE", price_protect=True,
+        )  # fmt: skip
+    assert order.quantity is not None
+    return client.new_futures_order(
+        symbol=order.symbol, side=order.side, type=order.kind.upper(),
+        quantity=order.quantity, new_client_order_id=order.client_id, price=order.price,
+        time_in_force="GTC" if order.kind == "limit" else None, reduce_only=reduce_only,
+    )  # fmt: skip
+
+
+def _submit_algo(client: BinanceClient, order: Order, reduce_only: bool | None) -> Answer:
+    assert order.quantity is not None
+    if order.market == "spot":
+        assert order.duration is not None
+        return client.new_spot_twap(
+            symbol=order.symbol, side=order.side, quantity=order.quantity,
+            duration=order.duration, client_algo_id=order.client_id,
+            limit_price=order.limit_price,
+        )  # fmt: skip
+    if order.kind == "twap":
+        assert order.duration is not None
+        return client.new_futures_twap(
+            symbol=order.symbol, side=order.side, quantity=order.quantity,
+            duration=order.duration, client_algo_id=order.client_id,
+            limit_price=order.limit_price, reduce_only=reduce_only,
+        )  # fmt: skip
+    assert order.urgency is not None
+    return client.new_futures_vp(
+        symbol=order.symbol, side=order.side, quantity=order.quantity, urgency=order.urgency,
+        client_algo_id=order.client_id, limit_price=order.limit_price, reduce_only=reduce_only,
+    )  # fmt: skip
+
+
+def lookup(client: BinanceClient, order: Order) -> Answer | None:
+    """The venue's view of the row, found by its client id; None = not found (yet)."""
+    if order.kind in ("twap", "vp"):
+        since = int(order.created_at.timestamp() * 1000) - 60_000 if order.created_at else None
+        return client.find_algo(
+            "spot" if order.market == "spot" else "usdm",
+            order.client_id,
+            symbol=order.symbol,
+            since_ms=since,
+        )
+    if order.market == "spot":
+        if order.kind == "oco":
+            return client.find_order_list(order.client_id)
+        return client.find_order(order.symbol, order.client_id)
+    if order.kind == "conditional":
+        return client.find_conditional_order(order.client_id)
+    return client.find_futures_order(order.symbol, order.client_id)
+
+
+def _set_status(order: Order, venue_status: str | None) -> None:
+    if venue_status is None:
+        return
+    order.venue_status = venue_status
+    mapped = STATUS.get(venue_status)
+    if order.kind in ("twap", "vp") and mapped is not OrderStatus.CANCELLED:
+        # How an algo ended (and its fills) is the monitor's to read from subOrders.
+        mapped = OrderStatus.WORKING
+    order.status = (mapped or OrderStatus.UNKNOWN).value
+
+
+def _amounts(order: Order, executed: Decimal | None, quote: Decimal | None) -> None:
+    if executed is not None:
+        order.executed_qty = executed
+    if quote is not None:
+        order.executed_amt = quote
+    if executed and quote:
+        order.avg_price = quote / executed
+
+
+def apply(session: Session, order: Order, answer: Answer) -> None:
+    """Update the row from an answer or a look-up, and record any fills it carries."""
+    fills: list[FillData] = []
+    if isinstance(answer, m.Order):
+        order.venue_id = answer.orderId
+        _set_status(order, answer.status or "NEW")
+        _amounts(order, answer.executedQty, answer.cummulativeQuoteQty)
+        order.book_time = order.book_time or ms_time(answer.transactTime or answer.time)
+        fills = spot_fills(answer)
+        if not fills and answer.executedQty:
+            # A look-up (GET) lists no trades: one fill for the total, commission unknown.
+            fills = aggregate_fill(
+                answer.orderId, answer.executedQty, answer.cummulativeQuoteQty, None,
+                answer.updateTime or answer.transactTime,
+            )  # fmt: skip
+            extra = _extra(order)
+            extra["fees_unknown"] = True
+            order.extra = extra
+    elif isinstance(answer, m.OrderList):
+        order.venue_id = answer.orderListId
+        _set_status(order, answer.listOrderStatus)
+        extra = _extra(order)
+        extra["legs"] = {ref.clientOrderId: ref.orderId for ref in answer.orders}
+        order.extra = extra
+        order.book_time = order.book_time or ms_time(answer.transactionTime)
+    elif isinstance(answer, m.AlgoOrder):
+        order.venue_id = answer.algoId
+        _set_status(order, str(answer.algoStatus))
+        _amounts(order, answer.executedQty, answer.executedAmt)
+        order.book_time = ms_time(answer.bookTime)
+    elif isinstance(answer, m.AlgoAccepted):
+        order.status = OrderStatus.WORKING.value  # algoId comes from openOrders
+        order.venue_status = "ACCEPTED"
+    elif isinstance(answer, m.FuturesOrder):
+        order.venue_id = answer.orderId
+        _set_status(order, str(answer.status))
+        _amounts(order, answer.executedQty, answer.cumQuote)
+        fills = aggregate_fill(
+            answer.orderId, answer.executedQty, answer.cumQuote, answer.avgPrice,
+            answer.updateTime,
+        )  # fmt: skip
+    else:
+        order.venue_id = answer.algoId
+        _set_status(order, str(answer.algoStatus))
+        order.book_time = order.book_time or ms_time(answer.createTime)
+    session.flush()
+    if fills:
+        record_fills(session, order, fills)

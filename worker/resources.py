@@ -1,0 +1,72 @@
+"""Per-process resources for jobs: created once per worker process, reused by every job.
+
+A job that opened its own database engine, Redis connection and exchange client would pay
+for new connections, a new TLS session and a fresh exchangeInfo download on every signal;
+with one ``SimpleWorker`` process these live as long as the process.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from redis import Redis
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings, get_settings
+from app.db import make_engine, make_sessionmaker
+from app.exchange.client import BinanceClient
+from app.execution.context import ExecContext
+from app.queue import connect
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    redis: Redis | None
+    client: BinanceClient
+
+    def exec_context(self) -> ExecContext:
+        return ExecContext(self.settings, self.client, self.sessions, self.redis)
+
+    def close(self) -> None:
+        self.client.close()
+        if self.redis is not None:
+            self.redis.close()
+        self.engine.dispose()
+
+
+_lock = threading.Lock()
+_resources: Resources | None = None
+
+
+def build(settings: Settings) -> Resources:
+    engine = make_engine(settings.database_url, pool_size=2, max_overflow=4)
+    redis = connect(settings.redis_url) if settings.redis_url else None
+    return Resources(
+        settings=settings,
+        engine=engine,
+        sessions=make_sessionmaker(engine),
+        redis=redis,
+        client=BinanceClient.from_settings(settings, redis=redis),
+    )
+
+
+def resources() -> Resources:
+    """This process's resources, built on first use from the environment's settings."""
+    global _resources
+    with _lock:
+        if _resources is None:
+            _resources = build(get_settings())
+        return _resources
+
+
+def install(value: Resources | None) -> Resources | None:
+    """Replace this process's resources (tests, benchmarks); returns the previous ones."""
+    global _resources
+    with _lock:
+        previous, _resources = _resources, value
+        return previous
