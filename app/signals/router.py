@@ -171,12 +171,10 @@ async def receive_signal(request: Request) -> JSONResponse:
         log.info("signal %s repeated", result.signal_id, extra={"idempotency_key": prepared.key})
         return JSONResponse(result.body(), status_code=200)
     log.info(
-        "signal %s accepted",
+        "signal %s accepted: %s %s",
         result.signal_id,
-        extra={
-            "idempotency_key": prepared.key,
-            "action": prepared.signal.action.value,
-            "symbol": prepared.signal.symbol,
-        },
+        prepared.signal.action.value,
+        prepared.signal.symbol or prepared.signal.target_id,
+        extra={"idempotency_key": prepared.key},
     )
     return JSONResponse(result.body(), status_code=202)

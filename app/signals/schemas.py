@@ -440,7 +440,8 @@ def parse_signal(
     execution = sig.execution
     if execution is None and sig.action is not Action.CANCEL:
         execution = MarketExecution()
-    return Signal(
+    # Every value was validated above: construct without validating it all again.
+    return Signal.model_construct(
         id=sig.id,
         action=sig.action,
         market=market,

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -55,13 +56,14 @@ _STOP = object()
 MARK_DELAY = 0.25
 
 
-def _settle(future: asyncio.Future[Intake], outcome: Intake | BaseException) -> None:
-    if future.done():  # the request went away (client disconnect, shutdown)
-        return
-    if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
+def _settle_all(settled: list[tuple[asyncio.Future[Intake], Intake | BaseException]]) -> None:
+    for future, outcome in settled:
+        if future.done():  # the request went away (client disconnect, shutdown)
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
 
 
 class IntakeWriter:
@@ -80,6 +82,7 @@ class IntakeWriter:
         self.max_batch = max_batch
         self._inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._conn: Connection | None = None
+        self._outbox: list[_Store] = []  # touched by the event loop's thread only
         self._thread = threading.Thread(target=self._run, name="pacekeeper-writer", daemon=True)
 
     def start(self) -> IntakeWriter:
@@ -98,8 +101,16 @@ class IntakeWriter:
             raise ServiceUnavailable("the receiver is shutting down; send again")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Intake] = loop.create_future()
-        self._inbox.put(_Store(prepared, now, source_ip, loop, future))
+        # Requests handled in the same turn of the event loop reach the writer together:
+        # one wake-up of its thread per turn, not one per request.
+        if not self._outbox:
+            loop.call_soon(self._hand_over)
+        self._outbox.append(_Store(prepared, now, source_ip, loop, future))
         return await future
+
+    def _hand_over(self) -> None:
+        batch, self._outbox = self._outbox, []
+        self._inbox.put(batch)
 
     def mark_queued(
         self, signal_ids: Sequence[str], *, now: datetime, job_ids: dict[str, str]
@@ -128,8 +139,8 @@ class IntakeWriter:
                     if not marks:
                         marks_since = time.monotonic()
                     marks.append(item)
-                else:
-                    batch.append(item)  # type: ignore[arg-type]
+                elif isinstance(item, list):
+                    batch.extend(item)
                 if stop or len(batch) >= self.max_batch:
                     break
                 try:
@@ -178,9 +189,13 @@ class IntakeWriter:
                 log.exception("storing %d signal(s) failed", len(stores))
             outcomes = [ServiceUnavailable() for _ in stores]
             self._disconnect()
+        # One wake-up per event loop for the whole batch.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Intake], Any]]] = {}
         for item, outcome in zip(stores, outcomes, strict=True):
-            with suppress(RuntimeError):  # its event loop is closed
-                item.loop.call_soon_threadsafe(_settle, item.future, outcome)
+            by_loop.setdefault(item.loop, []).append((item.future, outcome))
+        for loop, settled in by_loop.items():
+            with suppress(RuntimeError):  # that event loop is closed
+                loop.call_soon_threadsafe(_settle_all, settled)
         # The answers are on their way; now the committed signals go to the queue.
         fresh = [o.signal_id for o in outcomes if isinstance(o, Intake) and not o.duplicate]
         if fresh and self.on_commit is not None:
