@@ -47,3 +47,19 @@ def sweep_intake() -> dict[str, Any]:
     engine, queue = _intake_resources()
     lease = timedelta(seconds=get_settings().execution_lease)
     return run_sweep(engine, queue, lease=lease).as_dict()
+
+
+def monitor_algos() -> dict[str, Any]:
+    """Periodic: one monitor cycle (pace, cancels, fills, brackets); skipped while another runs."""
+    from app.monitoring.service import run_cycle
+    from worker.resources import resources
+
+    return run_cycle(resources().exec_context()).as_dict()
+
+
+def reconcile() -> dict[str, Any]:
+    """Periodic and at start: converge the database with the exchange; flag foreign orders."""
+    from app.monitoring.reconcile import reconcile as reconcile_with_exchange
+    from worker.resources import resources
+
+    return reconcile_with_exchange(resources().exec_context()).as_dict()

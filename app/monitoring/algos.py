@@ -1,0 +1,249 @@
+"""Working TWAP/VP algos as the monitor keeps them: a snapshot of each row, the child fills
+read from the exchange, and the writes that end an algo (its state, its signal's state).
+
+``Order.executed_qty`` / ``executed_amt`` / ``avg_price`` add up the child fills recorded so
+far, counting only children that are done (a child still open may fill more). The monitor
+reads subOrders again whenever the exchange's ``executedQty`` differs from that sum, so the
+two meet again once every child has ended.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from sqlalchemy import Update, select, update
+from sqlalchemy.orm import Session
+
+from app.exchange.models import OPEN_ORDER_STATUSES, AlgoOrder, SubOrder
+from app.execution.journal import event
+from app.execution.planning import ALGO_KINDS
+from app.execution.positions import apply_entry_fills, record_fills, sub_order_fills
+from app.models import Fill, Order, OrderStatus, Position, Signal, SignalStatus
+
+log = logging.getLogger(__name__)
+
+ZERO = Decimal(0)
+AlgoMarket = Literal["spot", "usdm"]
+
+# What the exchange's final algoStatus makes of our order.
+FINISHED, CANCELLED, EXPIRED = "FINISHED", "CANCELLED", "EXPIRED"
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every time we store is UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def to_ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+def qty(value: Decimal) -> str:
+    return f"{value.normalize():f}"
+
+
+@dataclass(frozen=True)
+class WatchedAlgo:
+    """What the monitor needs of one working algo row, read once per cycle."""
+
+    order_id: int
+    signal_id: str | None
+    position_id: int | None
+    kind: str
+    market: AlgoMarket
+    symbol: str
+    client_id: str
+    quantity: Decimal
+    duration: int | None
+    executed_qty: Decimal
+    last_fill_at: datetime | None
+    since: datetime  # bookTime when known, else when we wrote the row
+    pace: dict[str, Any] | None
+    expires_at: datetime | None
+
+
+def compare_and_set(session: Session, stmt: Update) -> bool:
+    """Run an UPDATE guarded by the row's current status; True when it moved the row."""
+    result = session.execute(stmt.execution_options(synchronize_session=False))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def load_working(session: Session) -> list[WatchedAlgo]:
+    """Every TWAP/VP the database thinks is working, with its signal's pace and expiry."""
+    rows = session.execute(
+        select(Order, Signal.payload, Signal.expires_at)
+        .outerjoin(Signal, Order.signal_id == Signal.id)
+        .where(Order.status == OrderStatus.WORKING, Order.kind.in_(ALGO_KINDS))
+        .order_by(Order.id)
+    ).all()
+    out = []
+    for order, payload, expires_at in rows:
+        payload = payload or {}
+        if expires_at is None and payload.get("expires_at"):
+            expires_at = datetime.fromisoformat(str(payload["expires_at"]))
+        since = aware(order.book_time) or aware(order.created_at)
+        assert since is not None
+        out.append(
+            WatchedAlgo(
+                order_id=order.id,
+                signal_id=order.signal_id,
+                position_id=order.position_id,
+                kind=order.kind,
+                market="usdm" if order.market == "usdm" else "spot",
+                symbol=order.symbol,
+                client_id=order.client_id,
+                quantity=order.quantity or ZERO,
+                duration=order.duration,
+                executed_qty=order.executed_qty or ZERO,
+                last_fill_at=aware(order.last_fill_at),
+                since=since,
+                pace=payload.get("pace"),
+                expires_at=aware(expires_at),
+            )
+        )
+    return out
+
+
+def done_children(subs: Iterable[SubOrder]) -> list[SubOrder]:
+    return [s for s in subs if s.orderStatus not in OPEN_ORDER_STATUSES]
+
+
+def settled(row: AlgoOrder, subs: Sequence[SubOrder]) -> bool:
+    """Every child has ended and they add up to what the algo says it executed."""
+    ended = done_children(subs)
+    return len(ended) == len(subs) and sum((s.executedQty for s in ended), ZERO) == row.executedQty
+
+
+def mirror(order: Order, row: AlgoOrder) -> None:
+    """Keep the exchange's id, status and times on our row."""
+    order.venue_id = row.algoId
+    order.venue_status = str(row.algoStatus)
+    order.book_time = from_ms(row.bookTime)
+    if row.endTime:
+        order.end_time = from_ms(row.endTime)
+
+
+def recorded_fill_ids(session: Session, order_ids: Sequence[int]) -> dict[int, set[str]]:
+    """The venue fill ids already stored, per order (one query for a batch)."""
+    known: dict[int, set[str]] = {i: set() for i in order_ids}
+    rows = session.execute(
+        select(Fill.order_id, Fill.venue_fill_id).where(Fill.order_id.in_(list(order_ids)))
+    )
+    for order_id, venue_fill_id in rows:
+        known[order_id].add(venue_fill_id)
+    return known
+
+
+def apply_children(
+    session: Session, order: Order, subs: Sequence[SubOrder], known: set[str] | None = None
+) -> int:
+    """Record the child fills not stored yet (``known``: their ids, read if not given) and
+    the sums on the order; returns how many fills were new."""
+    fills = sub_order_fills(done_children(subs))
+    if known is None:
+        known = recorded_fill_ids(session, [order.id])[order.id]
+    new = record_fills(session, order, [f for f in fills if f.venue_fill_id not in known])
+    executed = sum((f.qty for f in fills), ZERO)
+    amount = sum((f.quote_qty for f in fills), ZERO)
+    order.executed_qty = executed
+    order.executed_amt = amount
+    order.avg_price = (amount / executed) if executed else None
+    if order.position_id is not None and new:
+        position = session.get(Position, order.position_id)
+        if position is not None:
+            apply_entry_fills(session, position)
+    return len(new)
+
+
+def final_status(algo_status: str, executed: Decimal) -> OrderStatus:
+    if algo_status == FINISHED:
+        return OrderStatus.FILLED if executed > 0 else OrderStatus.EXPIRED
+    if algo_status == CANCELLED:
+        return OrderStatus.CANCELLED
+    return OrderStatus.EXPIRED
+
+
+def finish(session: Session, order_id: int, row: AlgoOrder, subs: Sequence[SubOrder]) -> bool:
+    """End a working algo the exchange has confirmed terminal: its fills, its state, its
+    signal. False when another monitor ended it first (the status moves only once)."""
+    order = session.get(Order, order_id)
+    if order is None:
+        return False
+    status = final_status(str(row.algoStatus), row.executedQty)
+    working = Order.id == order_id, Order.status == OrderStatus.WORKING
+    if not compare_and_set(session, update(Order).where(*working).values(status=status)):
+        return False
+    session.refresh(order)
+    mirror(order, row)
+    apply_children(session, order, subs)
+    decision = (order.extra or {}).get("monitor_cancel") or {}
+    total = order.quantity or ZERO
+    done = f"{qty(order.executed_qty)} of {qty(total)} filled"
+    if order.avg_price is not None:
+        done += f" at avg {qty(order.avg_price)}"
+    cause = decision.get("cause")
+    if row.algoStatus == FINISHED:
+        what = f"{order.kind.upper()} finished: {done}"
+        if cause:
+            what += f" (it ended before the monitor's cancel: {decision.get('reason')})"
+    elif row.algoStatus == CANCELLED and cause:
+        what = f"cancelled by the monitor ({decision.get('reason')}): {done}"
+    elif row.algoStatus == CANCELLED:
+        what = f"cancelled on the exchange, not by Pacekeeper: {done}"
+    else:
+        what = f"the exchange ended it as {row.algoStatus}: {done}"
+    event(
+        session,
+        "state",
+        what,
+        signal_id=order.signal_id,
+        order_id=order.id,
+        status=status.value,
+        algoStatus=str(row.algoStatus),
+        executed_qty=qty(order.executed_qty),
+        total=qty(total),
+    )
+    if order.signal_id is not None:
+        settle_signal(session, order, cause, str(row.algoStatus), what)
+    return True
+
+
+def settle_signal(
+    session: Session, order: Order, cause: str | None, algo_status: str, reason: str
+) -> None:
+    """Move a working signal to its end once none of its algos is still working."""
+    signal = session.get(Signal, order.signal_id)
+    if signal is None or signal.status != SignalStatus.WORKING:
+        return
+    live = session.scalar(
+        select(Order.id).where(
+            Order.signal_id == signal.id,
+            Order.kind.in_(ALGO_KINDS),
+            Order.status.not_in([s.value for s in OrderStatus if s.terminal]),
+        )
+    )
+    if live is not None:
+        return
+    if cause == "expiry":
+        status = SignalStatus.EXPIRED
+    elif order.executed_qty > 0 or algo_status == FINISHED:
+        status = SignalStatus.DONE
+    elif algo_status == EXPIRED:
+        status = SignalStatus.FAILED
+        reason += " (balance, margin or position checks failed after acceptance)"
+    else:
+        status = SignalStatus.CANCELLED
+    signal.status = status
+    signal.status_reason = reason
+    event(session, "state", f"signal {status}: {reason}", signal_id=signal.id, order_id=order.id)

@@ -1,0 +1,452 @@
+"""The monitor cycle: keep every working algo on pace, cancel laggards, protect what filled.
+
+One cycle, under the single-flight lock (``lock.py``):
+
+1. read the algos the database thinks are working (one query);
+2. ask the exchange for its time and, per market with working algos, ``openOrders`` (one
+   call each); algos missing from it are looked up in ``historicalOrders`` (one paged scan
+   per market) — only what history shows ended is ever called terminal;
+3. read ``subOrders`` (all pages) for each algo whose ``executedQty`` moved since the fills
+   we hold, and for each one history shows ended (a small thread pool shares the client);
+   record the child fills, in one transaction;
+4. judge the pace of each still-working algo with exchange time (``pace.assess``, with its
+   signal's overrides); for those behind schedule or whose signal expired, record the
+   decision and its numbers, cancel (an "already done" answer is fine), and read their final
+   state from history (one scan per market) and their children;
+5. end every algo confirmed terminal (fills, status, signal: a compare-and-set, so once)
+   and place its position's bracket through the execution layer;
+6. retry brackets whose placing failed earlier; poll open brackets (``exits.py``);
+7. record the heartbeat, unless an openOrders listing failed.
+
+Every action on the exchange first renews the lock; a cycle that lost it stops acting. One
+algo's error is recorded as an Event (``monitor_error``) and the others go on. Anything
+else fails this one job: the cron process enqueues the next cycle regardless.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+
+from app.exchange.errors import AlreadyDone
+from app.exchange.models import AlgoOrder, SubOrder
+from app.execution.brackets import protect_position
+from app.execution.context import ExecContext
+from app.execution.journal import event
+from app.execution.planning import BRACKET
+from app.execution.positions import ENTRY_LEG
+from app.healthcheck import record_monitor_cycle
+from app.models import Order, OrderStatus, Position
+from app.monitoring import algos as A
+from app.monitoring.algos import AlgoMarket
+from app.monitoring.exits import watch_brackets
+from app.monitoring.lock import MONITOR_LOCK_KEY, LockLost, SingleFlight
+from app.monitoring.pace import PacePolicy, assess
+
+log = logging.getLogger(__name__)
+
+# History is searched from a little before the earliest algo it must find.
+HISTORY_MARGIN_MS = 60_000
+R = TypeVar("R")
+
+
+@dataclass
+class CycleReport:
+    """What one cycle did, for logs and metrics."""
+
+    skipped: bool = False
+    incomplete: bool = False  # an openOrders listing failed: no heartbeat for this cycle
+    duration_s: float = 0.0
+    algos_checked: int = 0
+    sub_order_reads: int = 0
+    fills_recorded: int = 0
+    cancels: int = 0
+    finished: int = 0
+    brackets_placed: int = 0
+    brackets_checked: int = 0
+    exits: int = 0
+    errors: int = 0
+    weight: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def lock_ttl(monitor_interval: float) -> float:
+    """Longer than the cron job's timeout (``worker/cron.py``), so a live cycle keeps it."""
+    return max(60.0, monitor_interval * 4) + 30.0
+
+
+def monitor_lock(ctx: ExecContext) -> SingleFlight:
+    """The lock every cycle and reconciliation of this deployment (its queue) shares."""
+    key = f"{MONITOR_LOCK_KEY}:{ctx.settings.queue_name}"
+    return SingleFlight(ctx.redis, key, lock_ttl(ctx.settings.monitor_interval))
+
+
+def run_cycle(ctx: ExecContext, *, now_ms: Callable[[], int] | None = None) -> CycleReport:
+    """One monitor cycle, or a skipped one when another cycle holds the lock."""
+    flight = monitor_lock(ctx)
+    if not flight.acquire():
+        log.info("monitor: another cycle is running; skipped")
+        return CycleReport(skipped=True)
+    try:
+        report = Monitor(ctx, flight, now_ms=now_ms).cycle()
+    finally:
+        flight.release()
+    if ctx.redis is not None and not report.incomplete:
+        record_monitor_cycle(ctx.redis)
+    log.info("monitor cycle", extra={"cycle": report.as_dict()})
+    return report
+
+
+@dataclass(eq=False)
+class _Seen:
+    """One algo after this cycle's reads: its exchange row and, when read, its children."""
+
+    algo: A.WatchedAlgo
+    row: AlgoOrder  # from openOrders, or from historicalOrders when ``terminal``
+    terminal: bool = False
+    subs: list[SubOrder] | None = None
+
+
+class Monitor:
+    """One cycle's work; ``run_cycle`` and ``reconcile`` hold the lock around it."""
+
+    def __init__(
+        self,
+        ctx: ExecContext,
+        flight: SingleFlight,
+        *,
+        now_ms: Callable[[], int] | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.client = ctx.client
+        self.flight = flight
+        self.policy = PacePolicy.from_settings(ctx.settings)
+        self._now_ms = now_ms or (lambda: self.client.server_time("spot"))
+        self.report = CycleReport()
+        self._counts = threading.Lock()
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self._counts:
+            setattr(self.report, name, getattr(self.report, name) + n)
+
+    # ---- the cycle -----------------------------------------------------------------------
+
+    def cycle(self) -> CycleReport:
+        started = time.perf_counter()
+        spent = dict(self.client.governor.spent)
+        try:
+            self._algos()
+            self._retry_protections()
+            result = watch_brackets(self.ctx, self.flight)
+            self.report.brackets_checked = result.checked
+            self.count("exits", result.exits)
+            self.count("errors", result.errors)
+        except LockLost:
+            log.warning("monitor: lock lost mid-cycle; stopped acting")
+            self.count("errors")
+        self.report.duration_s = round(time.perf_counter() - started, 3)
+        self.report.weight = {
+            kind: used - spent.get(kind, 0)
+            for kind, used in self.client.governor.spent.items()
+            if used != spent.get(kind, 0)
+        }
+        return self.report
+
+    def _algos(self) -> None:
+        with self.ctx.sessions() as session:
+            watched = A.load_working(session)
+        self.report.algos_checked = len(watched)
+        if not watched:
+            return
+        now = A.from_ms(self._now_ms())
+        seen = self._observe(watched)
+        self._record_progress([s for s in seen if s.subs is not None and not s.terminal])
+        working = [s for s in seen if not s.terminal]
+        cancelled = self._cancel_laggards(working, now)
+        ended = [s for s in seen if s.terminal] + self._confirm(cancelled)
+        self._each(self._finish, ended, parallel=False)
+
+    def _observe(self, watched: list[A.WatchedAlgo]) -> list[_Seen]:
+        """openOrders per market, history for the missing, subOrders for what moved."""
+        seen: list[_Seen] = []
+        for market in sorted({w.market for w in watched}):
+            mine = [w for w in watched if w.market == market]
+            try:
+                live = {o.clientAlgoId: o for o in self.client.algo_open_orders(market)}
+            except Exception as exc:
+                self.report.incomplete = True
+                self._error(None, f"{market} openOrders failed: {type(exc).__name__}: {exc}")
+                continue
+            missing = [w for w in mine if w.client_id not in live]
+            ended = self._history(market, missing) if missing else {}
+            for algo in mine:
+                if algo.client_id in live:
+                    seen.append(_Seen(algo, live[algo.client_id]))
+                elif algo.client_id in ended:
+                    seen.append(_Seen(algo, ended[algo.client_id], terminal=True))
+                else:
+                    # Neither open nor in history yet (read-after-write lag): next cycle.
+                    log.info("monitor: algo %s not visible yet", algo.client_id)
+        self._each(self._read_children, [s for s in seen if _moved(s)])
+        # An algo whose children could not be read is left for the next cycle.
+        return [s for s in seen if s.subs is not None or not _moved(s)]
+
+    def _history(self, market: AlgoMarket, missing: list[A.WatchedAlgo]) -> dict[str, AlgoOrder]:
+        """The ended algos among ``missing``, from one paged scan of historicalOrders."""
+        since = min(A.to_ms(w.since) for w in missing) - HISTORY_MARGIN_MS
+        wanted = {w.client_id for w in missing}
+        found: dict[str, AlgoOrder] = {}
+        try:
+            for row in self.client.iter_algo_historical_orders(market, start_time=since):
+                if row.clientAlgoId in wanted and not row.is_working:
+                    found[row.clientAlgoId] = row
+                    if len(found) == len(wanted):
+                        break
+        except Exception as exc:
+            self._error(None, f"{market} historicalOrders failed: {type(exc).__name__}: {exc}")
+        return found
+
+    def _read_children(self, item: _Seen) -> None:
+        item.subs = list(self.client.iter_algo_sub_orders(item.algo.market, item.row.algoId))
+        self.count("sub_order_reads")
+
+    def _record_progress(self, items: list[_Seen]) -> None:
+        """Child fills of algos still working, in one transaction (a savepoint per algo)."""
+        if not items:
+            return
+        failed: list[tuple[A.WatchedAlgo, str]] = []
+        with self.ctx.sessions() as session:
+            ids = [i.algo.order_id for i in items]
+            orders = {o.id: o for o in session.scalars(select(Order).where(Order.id.in_(ids)))}
+            known = A.recorded_fill_ids(session, ids)
+            for item in items:
+                order = orders.get(item.algo.order_id)
+                if order is None or order.status != OrderStatus.WORKING or item.subs is None:
+                    continue
+                try:
+                    with session.begin_nested():
+                        new = A.apply_children(session, order, item.subs, known[order.id])
+                        A.mirror(order, item.row)
+                    self.count("fills_recorded", new)
+                except Exception as exc:
+                    failed.append((item.algo, f"{type(exc).__name__}: {exc}"))
+                    continue
+                # What the pace judgement sees next.
+                item.algo = replace(
+                    item.algo,
+                    executed_qty=order.executed_qty,
+                    last_fill_at=A.aware(order.last_fill_at),
+                )
+            session.commit()
+        for algo, why in failed:
+            self._error(algo, f"recording fills failed: {why}")
+
+    # ---- pace and cancels ----------------------------------------------------------------
+
+    def _judge(self, item: _Seen, now: datetime) -> dict[str, Any] | None:
+        """The decision to cancel (with its numbers) when the algo is behind or its signal
+        expired, else None. Pure: no I/O."""
+        algo, row = item.algo, item.row
+        verdict = assess(
+            total=row.totalQty,
+            executed=row.executedQty,
+            start=A.from_ms(row.bookTime),
+            duration=algo.duration if algo.kind == "twap" else None,
+            now=now,
+            policy=self.policy.with_overrides(algo.pace),
+            last_fill_at=algo.last_fill_at,
+        )
+        if algo.expires_at is not None and now >= algo.expires_at:
+            cause, reason = "expiry", f"signal expired at {algo.expires_at.isoformat()}"
+        elif verdict.behind:
+            cause, reason = "pace", verdict.reason
+        else:
+            return None
+        return {
+            "cause": cause,
+            "reason": reason,
+            "state": verdict.state.value,
+            "fill_fraction": str(verdict.fill_fraction),
+            "schedule": None if verdict.schedule is None else str(verdict.schedule),
+            "elapsed": int(verdict.elapsed),
+            "executed_qty": A.qty(row.executedQty),
+            "total": A.qty(row.totalQty),
+        }
+
+    def _cancel_laggards(self, working: list[_Seen], now: datetime) -> list[_Seen]:
+        """Judge every working algo; record the decisions, then send the cancels."""
+        decisions = self._each(lambda item: self._judge(item, now), working, parallel=False)
+        decided = {id(i): d for i, d in zip(working, decisions, strict=True) if d is not None}
+        if not decided:
+            return []
+        self.flight.ensure()
+        # Every decision is on record before its cancel is sent: a crash in between still
+        # leaves the reason for the cycle that ends the algo.
+        with self.ctx.sessions() as session:
+            ids = [i.algo.order_id for i in working if id(i) in decided]
+            orders = {o.id: o for o in session.scalars(select(Order).where(Order.id.in_(ids)))}
+            to_cancel = []
+            for item in working:
+                decision, order = decided.get(id(item)), orders.get(item.algo.order_id)
+                if decision is None or order is None or order.status != OrderStatus.WORKING:
+                    continue
+                order.extra = {**(order.extra or {}), "monitor_cancel": decision}
+                event(
+                    session,
+                    decision["cause"],
+                    f"cancelling: {decision['reason']}",
+                    signal_id=item.algo.signal_id,
+                    order_id=item.algo.order_id,
+                    **decision,
+                )
+                to_cancel.append(item)
+            session.commit()
+        return [c for c in self._each(self._cancel, to_cancel) if c is not None]
+
+    def _cancel(self, item: _Seen) -> _Seen:
+        self.flight.ensure()
+        try:
+            self.client.cancel_algo(item.algo.market, item.row.algoId)
+        except AlreadyDone:
+            log.info("monitor: algo %s had already ended when cancelled", item.algo.client_id)
+        self.count("cancels")
+        return item
+
+    def _confirm(self, cancelled: list[_Seen]) -> list[_Seen]:
+        """The final state of the algos just cancelled (one history scan per market), with
+        their children; those history does not show yet are ended by a later cycle."""
+        confirmed: list[_Seen] = []
+        for market in sorted({c.algo.market for c in cancelled}):
+            mine = [c.algo for c in cancelled if c.algo.market == market]
+            finals = self._history(market, mine)
+            confirmed += [
+                _Seen(a, finals[a.client_id], terminal=True) for a in mine if a.client_id in finals
+            ]
+        self._each(self._read_children, confirmed)
+        return [c for c in confirmed if c.subs is not None]
+
+    # ---- ends and brackets ---------------------------------------------------------------
+
+    def _finish(self, item: _Seen) -> None:
+        algo, row, subs = item.algo, item.row, item.subs
+        if subs is None or not A.settled(row, subs):
+            log.info("monitor: children of %s not settled yet; next cycle", algo.client_id)
+            return
+        with self.ctx.sessions() as session:
+            if not A.finish(session, algo.order_id, row, subs):
+                return  # another monitor ended it
+            session.commit()
+        self.count("finished")
+        if algo.position_id is not None:
+            self._protect(algo.position_id, f"entry {algo.kind} ended ({row.algoStatus})")
+
+    def _protect(self, position_id: int, reason: str) -> None:
+        """Place the position's pending bracket through the execution layer, once."""
+        self.flight.ensure()
+        with self.ctx.sessions() as session:
+            position = session.get(Position, position_id)
+            if position is None or position.pending_bracket is None:
+                return
+            if _live_entry(session, position_id):
+                return  # another entry order still works: protect the whole position later
+            placed = protect_position(self.ctx, session, position, reason=reason)
+            session.commit()
+        if placed is not None:
+            self.count("brackets_placed")
+
+    def _retry_protections(self) -> None:
+        """Positions whose entry ended with fills but that have no bracket and no note saying
+        why (placing it failed then): try again. A note ("too small to protect", "bracket
+        rejected") is the execution layer's final word and is left alone."""
+        with self.ctx.sessions() as session:
+            bracketed = select(Order.id).where(
+                Order.position_id == Position.id, Order.leg.startswith(BRACKET)
+            )
+            waiting = [
+                p
+                for p in session.scalars(
+                    select(Position.id).where(
+                        Position.status == "open",
+                        Position.pending_bracket.is_not(None),
+                        Position.bracket_note.is_(None),
+                        Position.quantity > 0,
+                        ~bracketed.exists(),
+                    )
+                )
+                if not _live_entry(session, p)
+            ]
+        for position_id in waiting:
+            try:
+                self._protect(position_id, "bracket of an ended entry, placed late")
+            except LockLost:
+                raise
+            except Exception as exc:
+                self._error(None, f"bracket of position {position_id}: {type(exc).__name__}: {exc}")
+
+    # ---- plumbing ------------------------------------------------------------------------
+
+    def _each(
+        self, fn: Callable[[_Seen], R], items: list[_Seen], *, parallel: bool = True
+    ) -> list[R | None]:
+        """``fn`` on every item, in the pool when there are several; an item's error is
+        recorded for its algo and the others go on."""
+
+        def safe(item: _Seen) -> R | None:
+            try:
+                return fn(item)
+            except LockLost:
+                raise
+            except Exception as exc:
+                self._error(item.algo, f"{type(exc).__name__}: {exc}")
+                return None
+
+        workers = self.ctx.settings.monitor_concurrency
+        if not parallel or len(items) <= 1 or workers <= 1:
+            return [safe(item) for item in items]
+        with ThreadPoolExecutor(min(workers, len(items))) as pool:
+            return list(pool.map(safe, items))
+
+    def _error(self, algo: A.WatchedAlgo | None, message: str) -> None:
+        self.count("errors")
+        log.warning("monitor: %s%s", f"algo {algo.client_id}: " if algo else "", message)
+        try:
+            with self.ctx.sessions() as session:
+                event(
+                    session,
+                    "monitor_error",
+                    message[:2000],
+                    signal_id=algo.signal_id if algo else None,
+                    order_id=algo.order_id if algo else None,
+                )
+                session.commit()
+        except Exception:
+            log.exception("monitor: could not record an error")
+
+
+def _moved(item: _Seen) -> bool:
+    """Ended, or executed more than the fills we hold: its children must be read."""
+    return item.terminal or item.row.executedQty != item.algo.executed_qty
+
+
+def _live_entry(session: Any, position_id: int) -> bool:
+    """Is an entry order of this position still placed, in flight or unknown?"""
+    return (
+        session.scalar(
+            select(Order.id).where(
+                Order.position_id == position_id,
+                Order.leg == ENTRY_LEG,
+                Order.status.not_in([s.value for s in OrderStatus if s.terminal]),
+            )
+        )
+        is not None
+    )

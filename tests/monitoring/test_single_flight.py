@@ -1,0 +1,123 @@
+"""One cycle at a time: overlapping monitors skip, a cycle that lost its lock stops acting,
+and one algo's error is recorded while the others are still processed."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import redis
+
+from app.execution.context import ExecContext
+from app.models import OrderStatus
+from app.monitoring.lock import SingleFlight
+from app.monitoring.service import CycleReport, Monitor, monitor_lock
+from tests.monitoring.desk import Desk
+from tests.support import wait_until
+
+SPOT_CANCEL = "/sapi/v1/algo/spot/order"
+OPEN_ORDERS = "/sapi/v1/algo/spot/openOrders"
+
+
+def test_lock_is_released_only_by_its_owner(redis_conn: redis.Redis) -> None:
+    key = "pacekeeper:test:lock"
+    first, second = SingleFlight(redis_conn, key, 30), SingleFlight(redis_conn, key, 30)
+    try:
+        assert first.acquire() and not second.acquire()
+        redis_conn.set(key, "a cycle that took over after expiry")
+        first.release()  # not its lock any more: must not free it
+        assert redis_conn.get(key) == b"a cycle that took over after expiry"
+        assert not first.renew()
+    finally:
+        redis_conn.delete(key)
+
+
+def test_two_monitors_at_once_cancel_once(desk: Desk, make_ctx: Callable[[], ExecContext]) -> None:
+    entry = desk.entry(limit_price="60000")  # never trades: behind after the grace period
+    desk.advance(10)
+    cancels = desk.count("DELETE", SPOT_CANCEL)
+    slow = desk.fault(action="latency", path=OPEN_ORDERS, delay_ms=300, count=1)
+    other = make_ctx()  # a second monitor process by mistake: own client, own engine
+    first: list[CycleReport] = []
+    thread = threading.Thread(target=lambda: first.append(desk.cycle()))
+    thread.start()
+    wait_until(lambda: desk.applied(slow) == 1)  # the first cycle is inside, holding the lock
+    second = desk.cycle(other)
+    thread.join()
+
+    assert second.skipped and not first[0].skipped and first[0].cancels == 1
+    assert desk.applied(cancels) == 1
+    assert desk.order(entry.order_id).status == OrderStatus.CANCELLED
+
+
+def test_many_monitors_racing_still_cancel_once(
+    desk: Desk, make_ctx: Callable[[], ExecContext]
+) -> None:
+    entries = [desk.entry(limit_price="60000") for _ in range(3)]
+    desk.advance(10)
+    cancels = desk.count("DELETE", SPOT_CANCEL)
+    contexts = [make_ctx() for _ in range(4)]
+    start = threading.Barrier(len(contexts))
+    reports: list[CycleReport] = []
+
+    def monitor(ctx: ExecContext) -> None:
+        start.wait()
+        for _ in range(3):
+            reports.append(desk.cycle(ctx))
+
+    threads = [threading.Thread(target=monitor, args=(c,)) for c in contexts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert desk.applied(cancels) == 3 == sum(r.cancels for r in reports)
+    assert all(desk.order(e.order_id).status == OrderStatus.CANCELLED for e in entries)
+
+
+def test_cycle_that_lost_its_lock_does_not_cancel(desk: Desk, redis_conn: redis.Redis) -> None:
+    entry = desk.entry(limit_price="60000")
+    desk.advance(10)
+    cancels = desk.count("DELETE", SPOT_CANCEL)
+    flight = monitor_lock(desk.ctx)
+    assert flight.acquire()
+    redis_conn.set(flight.key, "another cycle's token")  # ours expired; another took it
+
+    report = Monitor(desk.ctx, flight, now_ms=desk.clock.now_ms).cycle()
+
+    assert report.cancels == 0 and report.errors == 1
+    assert desk.applied(cancels) == 0
+    assert desk.order(entry.order_id).status == OrderStatus.WORKING
+    assert not desk.events("pace")  # nothing decided without the lock
+
+
+def test_error_in_one_algo_is_recorded_and_the_others_go_on(desk: Desk) -> None:
+    broken = desk.entry(pace={"grace": "not a number"})  # a corrupt row
+    lagging = desk.entry(limit_price="60000")
+    on_pace = desk.entry()
+    desk.advance(10)
+
+    report = desk.cycle()
+
+    assert report.errors == 1 and report.cancels == 1
+    (error,) = desk.events("monitor_error")
+    assert error.order_id == broken.order_id and "InvalidOperation" in error.message
+    assert desk.order(lagging.order_id).status == OrderStatus.CANCELLED
+    assert desk.order(on_pace.order_id).executed_qty > 0
+    assert desk.order(broken.order_id).executed_qty > 0  # its fills were still recorded
+
+
+def test_exchange_error_on_one_algo_is_retried_next_cycle(desk: Desk) -> None:
+    entries = [desk.entry() for _ in range(3)]
+    desk.advance(10)
+    desk.fault(
+        action="fail_before", path="/sapi/v1/algo/spot/subOrders", status=400, code=-1102, count=1
+    )
+
+    first = desk.cycle()
+    second = desk.cycle()
+
+    assert first.errors == 1 and first.sub_order_reads == 2
+    assert second.errors == 0 and second.sub_order_reads == 1
+    assert all(desk.order(e.order_id).executed_qty == desk.fills_qty(e.order_id) for e in entries)
+    assert len({desk.order(e.order_id).executed_qty for e in entries}) == 1
