@@ -214,3 +214,28 @@ def test_overlapping_sweeps_skip_while_one_holds_the_lock(
         assert not intake_queue.run_sweep(engine, queue).skipped
     finally:
         engine.dispose()
+
+
+def test_after_a_redis_failure_the_enqueuer_pauses_instead_of_stalling_every_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    attempts: list[list[str]] = []
+
+    def failing(queue: Any, signal_ids: Any, job_ids: Any = None) -> Any:
+        attempts.append(list(signal_ids))
+        return [], redis.ConnectionError("refused")
+
+    monkeypatch.setattr(intake_queue, "enqueue_signals", failing)
+    marked: list[Any] = []
+    enqueuer = intake_queue.Enqueuer(
+        None,  # type: ignore[arg-type]
+        lambda ids, **kw: marked.append(list(ids)),
+        pause=60,
+    )
+    enqueuer(["a"])
+    enqueuer(["b"])  # within the pause: left to the sweeper without touching Redis
+    assert attempts == [["a"]]
+    assert marked == [[]]
+    enqueuer._paused_until = 0.0
+    enqueuer(["c"])
+    assert attempts == [["a"], ["c"]]
