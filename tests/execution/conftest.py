@@ -4,6 +4,7 @@ database (SQLite and PostgreSQL), real Redis, and an ``ExecContext`` pointing at
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -123,7 +124,8 @@ def ctx(make_ctx: MakeContext) -> ExecContext:
 
 def submit(ctx: ExecContext, **fields: Any) -> str:
     """Store a signal as the receiver would (status ``received``); returns its id."""
-    raw = {"action": "entry", "symbol": "BTCUSDT", "side": "buy", **fields}
+    raw = {"action": "entry", "symbol": "BTCUSDT", "side": "buy", "id": uuid.uuid4().hex, **fields}
+    raw = {k: v for k, v in raw.items() if v is not None}
     prepared = prepare(
         raw,
         now=utcnow(),

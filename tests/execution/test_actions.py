@@ -8,8 +8,8 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from app.execution.context import ExecContext
 from app.exchange.ids import client_algo_id, client_order_id
+from app.execution.context import ExecContext
 from app.models import OrderStatus
 from tests.execution.conftest import (
     event_kinds,
@@ -40,9 +40,16 @@ def test_market_entry_brackets_what_it_received_net_of_base_asset_fees(
     (position,) = positions(ctx)
     # The paper exchange charges 0.1 % of what a spot order receives, in that asset.
     assert position.quantity == D("0.00999")
-    assert (oco.kind, oco.status, oco.side, oco.quantity) == ("oco", "working", "SELL", D("0.00999"))
+    assert (oco.kind, oco.status, oco.side, oco.quantity) == (
+        "oco",
+        "working",
+        "SELL",
+        D("0.00999"),
+    )
     (placed,) = ledger(control, kind="oco")
-    assert placed["quantity"] == "0.00999" and placed["client_id"] == client_order_id(sid, "bracket")
+    assert placed["quantity"] == "0.00999" and placed["client_id"] == client_order_id(
+        sid, "bracket"
+    )
     assert placed["order_type"] == "LIMIT_MAKER/STOP_LOSS_LIMIT"
     assert len(ledger(control, kind="spot_order")) == 1
     kinds = event_kinds(ctx, sid)
@@ -102,15 +109,15 @@ def test_usdm_market_entry_protects_with_close_position_conditionals(
     ctx: ExecContext, control: httpx.Client
 ) -> None:
     set_price(control, "BTCUSDT", "65000")
-    sid = submit(
-        ctx, symbol="BTCUSDT.P", quantity="0.02", take_profit="70000", stop_loss="60000"
-    )
+    sid = submit(ctx, symbol="BTCUSDT.P", quantity="0.02", take_profit="70000", stop_loss="60000")
 
     assert run(ctx, sid).status == "done"
 
     entry, tp, sl = orders(ctx, sid)
     assert entry.status == "filled"
-    assert [(o.kind, o.side, o.status) for o in (tp, sl)] == [("conditional", "SELL", "working")] * 2
+    assert [(o.kind, o.side, o.status) for o in (tp, sl)] == [
+        ("conditional", "SELL", "working")
+    ] * 2
     placed = ledger(control, kind="futures_conditional")
     assert sorted(p["order_type"] for p in placed) == ["STOP_MARKET", "TAKE_PROFIT_MARKET"]
     assert {p["client_id"] for p in placed} == {tp.client_id, sl.client_id}

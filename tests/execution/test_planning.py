@@ -91,10 +91,12 @@ def entry(market: str = "spot", **fields: Any) -> OrderIntent:
         ),
         (
             "usdm",
-            {"quantity": "0.5", "execution": {"type": "twap", "duration": 900,
-                                              "limit_price": "64000.07"}},
+            {
+                "quantity": "0.5",
+                "execution": {"type": "twap", "duration": 900, "limit_price": "64000.07"},
+            },
             {"kind": "twap", "limit_price": D("64000.0")},
-        ),  # fmt: skip
+        ),
         (
             "usdm",
             {"quantity": "0.5", "execution": {"type": "vp", "urgency": "high"}},

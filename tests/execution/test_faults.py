@@ -1,0 +1,271 @@
+"""Faults between us and the exchange: whatever happens, the paper ledger shows each order
+once (or, for a rejection, not at all) and the signal ends in a state that says why."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import update
+
+from app.controls import halt
+from app.db import session_scope
+from app.exchange.ids import client_algo_id, client_order_id
+from app.execution.context import ExecContext
+from app.execution.journal import add_orders
+from app.execution.planning import OrderIntent
+from app.models import Order
+from tests.execution.conftest import (
+    MakeContext,
+    event_kinds,
+    fault,
+    ledger,
+    orders,
+    run,
+    set_price,
+    signal_row,
+    submit,
+)
+
+D = Decimal
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    ("path", "fields", "failure"),
+    [
+        ("/api/v3/order", {"quantity": "0.01"}, {"status": 500, "code": None, "raw_body": ""}),
+        ("/api/v3/order", {"quantity": "0.01"}, {"status": 400, "code": -1007}),
+        (
+            "/sapi/v1/algo/spot/newOrderTwap",
+            {"quantity": "0.05", "execution": {"type": "twap", "duration": 600}},
+            {"status": 502, "code": -1006},
+        ),
+        ("/fapi/v1/order", {"symbol": "BTCUSDT.P", "quantity": "0.01"}, {"status": 500}),
+        (
+            "/sapi/v1/algo/futures/newOrderVp",
+            {
+                "symbol": "BTCUSDT.P",
+                "quantity": "0.5",
+                "execution": {"type": "vp", "urgency": "low"},
+            },
+            {"status": 400, "code": -1007},
+        ),
+    ],
+)
+def test_executed_then_no_answer_is_reconciled_never_placed_twice(
+    ctx: ExecContext,
+    control: httpx.Client,
+    path: str,
+    fields: dict[str, Any],
+    failure: dict[str, Any],
+) -> None:
+    fault(control, action="fail_after", path=path, method="POST", count=1, **failure)
+    sid = submit(ctx, **fields)
+
+    outcome = run(ctx, sid)
+
+    assert outcome.status in ("done", "working"), outcome.reason
+    (order,) = orders(ctx, sid)
+    assert order.venue_id is not None and order.attempts == 1
+    assert len(ledger(control, client_id=order.client_id)) == 1
+    kinds = event_kinds(ctx, sid)
+    assert kinds.index("unknown") < kinds.index("reconciled")
+
+
+def test_bracket_executed_then_500_is_one_oco(ctx: ExecContext, control: httpx.Client) -> None:
+    set_price(control, "BTCUSDT", "65000")
+    fault(control, action="fail_after", path="/api/v3/orderList/oco", method="POST", count=1)
+    sid = submit(ctx, quantity="0.01", take_profit="70000", stop_loss="60000")
+
+    assert run(ctx, sid).status == "done"
+    assert len(ledger(control, kind="oco")) == 1
+
+
+def test_lost_answer_and_read_after_write_lag_still_one_order(
+    ctx: ExecContext, control: httpx.Client
+) -> None:
+    fault(control, action="fail_after", path="/api/v3/order", method="POST", count=1,
+          status=504, code=None, raw_body="")  # fmt: skip
+    fault(control, action="read_lag", path="/api/v3/order", seconds=1.5)
+    sid = submit(ctx, quantity="0.01")
+
+    assert run(ctx, sid).status == "done"
+    assert len(ledger(control, kind="spot_order")) == 1
+    (order,) = orders(ctx, sid)
+    assert order.status == "filled"
+
+
+def _seed_sending(ctx: ExecContext, sid: str, intent: OrderIntent, sent_ago: float) -> int:
+    """A row as a worker killed mid-request leaves it: ``sending``, sent ``sent_ago`` s ago."""
+    with session_scope(ctx.sessions) as session:
+        (row,) = add_orders(session, [intent], signal_id=sid, position_id=None)
+        session.execute(
+            update(Order)
+            .where(Order.id == row.id)
+            .values(status="sending", attempts=1, extra={"sent_at": time.time() - sent_ago})
+        )
+        return row.id
+
+
+def _market_intent(sid: str) -> OrderIntent:
+    return OrderIntent(leg="exit", kind="market", market="spot", symbol="BTCUSDT", side="SELL",
+                       client_id=client_order_id(sid, "exit"), quantity=D("0.01"))  # fmt: skip
+
+
+def test_order_left_sending_and_absent_is_sent_once_after_the_horizon(
+    ctx: ExecContext, control: httpx.Client
+) -> None:
+    sid = submit(ctx, action="exit", side="sell", quantity="0.01")
+    _seed_sending(ctx, sid, _market_intent(sid), sent_ago=ctx.in_flight_horizon() + 1)
+
+    assert run(ctx, sid).status == "done"
+
+    (order,) = orders(ctx, sid)
+    assert order.status == "filled" and order.attempts == 2
+    assert len(ledger(control, client_id=order.client_id)) == 1
+    kinds = event_kinds(ctx, sid)
+    assert kinds.index("absent") < kinds.index("resent")
+
+
+def test_order_left_sending_that_did_execute_is_adopted_not_resent(
+    ctx: ExecContext, control: httpx.Client
+) -> None:
+    sid = submit(ctx, action="exit", side="sell", quantity="0.01")
+    intent = _market_intent(sid)
+    # The dead worker's request did reach the exchange: the order is there (and filled).
+    ctx.client.new_order(symbol="BTCUSDT", side="SELL", type="MARKET", quantity=D("0.01"),
+                         new_client_order_id=intent.client_id)  # fmt: skip
+    _seed_sending(ctx, sid, intent, sent_ago=0)
+
+    assert run(ctx, sid).status == "done"
+
+    (order,) = orders(ctx, sid)
+    assert order.status == "filled" and order.attempts == 1
+    assert len(ledger(control, client_id=intent.client_id)) == 1
+
+
+def test_duplicate_client_algo_id_is_adopted(ctx: ExecContext, control: httpx.Client) -> None:
+    sid = submit(ctx, quantity="0.05", execution={"type": "twap", "duration": 600})
+    ctx.client.new_spot_twap(symbol="BTCUSDT", side="BUY", quantity=D("0.05"), duration=600,
+                             client_algo_id=client_algo_id(sid, "entry"))  # fmt: skip
+
+    assert run(ctx, sid).status == "working"
+
+    (order,) = orders(ctx, sid)
+    assert order.venue_id is not None
+    assert len(ledger(control, client_id=order.client_id)) == 1
+    assert "adopted" in event_kinds(ctx, sid)
+
+
+def test_rejection_fails_the_signal_with_binances_code_and_message(
+    ctx: ExecContext, control: httpx.Client
+) -> None:
+    control.post("/balances", json={"balances": {"USDT": "1"}}).raise_for_status()
+    sid = submit(ctx, quantity="0.01", take_profit="70000")
+
+    outcome = run(ctx, sid)
+
+    assert outcome.status == "failed"
+    row = signal_row(ctx, sid)
+    (order,) = orders(ctx, sid)
+    assert order.status == "rejected" and order.error_code == -2010
+    assert row.status_reason is not None and "(code -2010)" in row.status_reason
+    assert order.error_msg and order.error_msg in row.status_reason
+    assert ledger(control) == []
+
+
+def test_temporary_error_releases_the_signal_then_the_retry_places_it_once(
+    ctx: ExecContext, control: httpx.Client
+) -> None:
+    fault(control, action="fail_before", path="/fapi/v1/order", method="POST", count=1,
+          status=503, code=-1008, msg="Service Unavailable.")  # fmt: skip
+    sid = submit(ctx, symbol="BTCUSDT.P", quantity="0.01")
+
+    first = run(ctx, sid)
+
+    assert first.status == "queued" and first.retry_in is not None and first.retry_in >= 2
+    assert signal_row(ctx, sid).status == "queued"
+    (order,) = orders(ctx, sid)
+    assert order.status == "planned"
+    second = run(ctx, sid)
+    assert second.status == "done"
+    assert len(ledger(control, kind="futures_order")) == 1
+    assert "deferred" in event_kinds(ctx, sid)
+
+
+def test_temporary_errors_end_failed_after_the_attempt_limit(
+    make_ctx: MakeContext, control: httpx.Client
+) -> None:
+    ctx = make_ctx(execution_max_attempts=2)
+    fault(control, action="fail_before", path="/fapi/v1/order", method="POST",
+          status=503, code=-1008, msg="Service Unavailable.")  # fmt: skip
+    sid = submit(ctx, symbol="BTCUSDT.P", quantity="0.01")
+
+    assert run(ctx, sid).status == "queued"
+    last = run(ctx, sid)
+
+    assert last.status == "failed" and "gave up after 2 attempts" in (last.reason or "")
+    assert ledger(control) == []
+
+
+def test_expired_signal_sends_nothing(ctx: ExecContext, control: httpx.Client) -> None:
+    sid = submit(ctx, quantity="0.01", ttl=1)
+    time.sleep(1.1)
+
+    outcome = run(ctx, sid)
+
+    assert outcome.status == "expired"
+    assert orders(ctx, sid) == [] and ledger(control) == []
+
+
+def test_halt_refuses_entries_but_lets_exits_through(
+    ctx: ExecContext, control: httpx.Client
+) -> None:
+    entry_id = submit(ctx, quantity="0.01")
+    assert run(ctx, entry_id).status == "done"
+    with session_scope(ctx.sessions) as session:
+        halt(session, reason="maintenance")
+
+    refused = run(ctx, submit(ctx, quantity="0.01", strategy="other"))
+    exit_ = run(ctx, submit(ctx, action="exit", side=None))
+
+    assert refused.status == "refused" and "halted: maintenance" in (refused.reason or "")
+    assert exit_.status == "done"
+    assert [e["side"] for e in ledger(control, kind="spot_order")] == ["BUY", "SELL"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "first", "second", "reason"),
+    [
+        ({}, {"quantity": "0.01"}, {"quantity": "0.01"}, "still live"),
+        ({"max_notional_per_signal": D("500")}, None, {"quantity": "0.01"}, "per_signal"),
+        ({"max_notional_per_symbol": D("1000")}, {"quantity": "0.01"},
+         {"quantity": "0.01", "strategy": "b"}, "per_symbol"),
+        ({"max_open_twap_spot": 1},
+         {"quantity": "0.05", "execution": {"type": "twap", "duration": 600}},
+         {"quantity": "0.05", "strategy": "b", "execution": {"type": "twap", "duration": 600}},
+         "at the maximum 1"),
+    ],
+)  # fmt: skip
+def test_guards_refuse_before_anything_is_sent(
+    make_ctx: MakeContext,
+    control: httpx.Client,
+    changes: dict[str, Any],
+    first: dict[str, Any] | None,
+    second: dict[str, Any],
+    reason: str,
+) -> None:
+    set_price(control, "BTCUSDT", "65000")
+    ctx = make_ctx(**changes)
+    if first is not None:
+        assert run(ctx, submit(ctx, **first)).status in ("done", "working")
+    placed = len(ledger(control))
+
+    outcome = run(ctx, submit(ctx, **second))
+
+    assert outcome.status == "refused" and reason in (outcome.reason or "")
+    assert len(ledger(control)) == placed
