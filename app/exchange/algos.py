@@ -168,7 +168,7 @@ class AlgoOrders(BinanceSession):
             )
             return result.orders, result.total
 
-        return self.pages(fetch, PAGE_SIZE)
+        return self.pages(fetch, PAGE_SIZE, path=f"{_base(market)}/historicalOrders")
 
     def algo_sub_orders(
         self, market: AlgoMarket, algo_id: int, *, page: int = 1, page_size: int = PAGE_SIZE
@@ -186,7 +186,7 @@ class AlgoOrders(BinanceSession):
             result = self.algo_sub_orders(market, algo_id, page=page)
             return result.subOrders, result.total
 
-        return self.pages(fetch, PAGE_SIZE)
+        return self.pages(fetch, PAGE_SIZE, path=f"{_base(market)}/subOrders")
 
     def find_algo(
         self,

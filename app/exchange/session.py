@@ -22,8 +22,10 @@ from pydantic import BaseModel, ValidationError
 from app.exchange.auth import Credentials
 from app.exchange.clock import ServerClock
 from app.exchange.errors import (
+    DEFAULT_RECV_WINDOW_MS,
     INVALID_TIMESTAMP,
     ExchangeError,
+    IncompleteListing,
     Temporary,
     UnknownOutcome,
     translate,
@@ -172,10 +174,15 @@ class BinanceSession:
         pairs = encode(params)
         base = self._fapi_url if self._venue(path) == "fapi" else self._api_url
         cost = self.governor.acquire(method, path, params, server=self._servers[base])
+        # When a request in doubt stops being able to take effect (see UnknownOutcome).
+        sent_ms: int | None = None
+        deadline_ms: int | None = None
         if signed:
             if recv_window:
                 pairs.append(("recvWindow", str(self._recv_window)))
-            pairs.append(("timestamp", str(self.clocks[self._venue(path)].now_ms())))
+            sent_ms = self.clocks[self._venue(path)].now_ms()
+            pairs.append(("timestamp", str(sent_ms)))
+            deadline_ms = sent_ms + (self._recv_window if recv_window else DEFAULT_RECV_WINDOW_MS)
         encoded = urlencode(pairs).encode()
         if method in ("GET", "DELETE"):
             request = self._http.build_request(method, httpx.URL(base + path, query=encoded))
@@ -194,7 +201,11 @@ class BinanceSession:
             self._observe(method, path, "no_answer", started)
             log.warning("%s %s outcome unknown: %s", method, path, type(exc).__name__)
             raise UnknownOutcome(
-                f"no answer: {type(exc).__name__}", method=method, path=path
+                f"no answer: {type(exc).__name__}",
+                method=method,
+                path=path,
+                sent_ms=sent_ms,
+                deadline_ms=deadline_ms,
             ) from exc
         elapsed_ms = (time.perf_counter() - started) * 1000
         self.governor.record(cost, response.status_code, response.headers)
@@ -204,7 +215,15 @@ class BinanceSession:
             body = None
         status = response.status_code
         if status >= 400 or _error_body(body):
-            error = translate(status, body, response.headers, method=method, path=path)
+            error = translate(
+                status,
+                body,
+                response.headers,
+                method=method,
+                path=path,
+                sent_ms=sent_ms,
+                deadline_ms=deadline_ms,
+            )
             self._observe(method, path, str(error.code or f"http_{status}"), started)
             log.warning("%s (%.0f ms)", error, elapsed_ms)
             raise error
@@ -212,7 +231,12 @@ class BinanceSession:
         log.debug("%s %s -> %d (%.0f ms)", method, path, status, elapsed_ms)
         if body is None:
             raise UnknownOutcome(
-                f"unreadable answer (HTTP {status})", status=status, method=method, path=path
+                f"unreadable answer (HTTP {status})",
+                status=status,
+                method=method,
+                path=path,
+                sent_ms=sent_ms,
+                deadline_ms=deadline_ms,
             )
         return body
 
@@ -224,15 +248,30 @@ class BinanceSession:
         except Exception:  # counting a call must never fail it
             log.debug("call observer failed", exc_info=True)
 
-    def pages(self, fetch: Callable[[int], tuple[list[T], int]], page_size: int) -> Iterator[T]:
-        """Every row of a paged sapi listing; ``fetch(page)`` returns (rows, total)."""
+    def pages(
+        self, fetch: Callable[[int], tuple[list[T], int]], page_size: int, *, path: str = ""
+    ) -> Iterator[T]:
+        """Every row of a paged sapi listing; ``fetch(page)`` returns (rows, total).
+
+        Stops at an empty page or once ``total`` rows were seen, never on a short page: the
+        server may cap pages below ``page_size``. Raises ``IncompleteListing`` after
+        ``MAX_PAGES`` pages rather than end early, so "not in the listing" is never concluded
+        from part of it. (``page_size`` is what was asked; kept for callers.)
+        """
         seen = 0
         for page in range(1, MAX_PAGES + 1):
             rows, total = fetch(page)
+            if not rows:
+                return
             yield from rows
             seen += len(rows)
-            if len(rows) < page_size or seen >= total:
+            if seen >= total:
                 return
+        raise IncompleteListing(
+            f"listing not finished after {MAX_PAGES} pages ({seen} rows seen)",
+            method="GET",
+            path=path,
+        )
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -8,7 +8,7 @@ One cycle, under the single-flight lock (``lock.py``):
    per market) — only what history shows ended is ever called terminal;
 3. read ``subOrders`` (all pages) for each algo whose ``executedQty`` moved since the fills
    we hold, and for each one history shows ended (a small thread pool shares the client);
-   record the child fills, in one transaction;
+   record the child fills of the working ones as the answers arrive;
 4. judge the pace of each still-working algo with exchange time (``pace.assess``, with its
    signal's overrides); for those behind schedule or whose signal expired, record the
    decision and its numbers, cancel (an "already done" answer is fine), and read their final
@@ -29,12 +29,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app.exchange.errors import AlreadyDone
 from app.exchange.models import AlgoOrder, SubOrder
@@ -55,6 +56,8 @@ log = logging.getLogger(__name__)
 
 # History is searched from a little before the earliest algo it must find.
 HISTORY_MARGIN_MS = 60_000
+# Algos whose fills one transaction records (SQLite writers queue behind it).
+RECORD_BATCH = 50
 R = TypeVar("R")
 
 
@@ -170,14 +173,16 @@ class Monitor:
             return
         now = A.from_ms(self._now_ms())
         seen = self._observe(watched)
-        self._record_progress([s for s in seen if s.subs is not None and not s.terminal])
+        self._read_and_record([s for s in seen if _moved(s)])
+        # An algo whose children could not be read is left for the next cycle.
+        seen = [s for s in seen if s.subs is not None or not _moved(s)]
         working = [s for s in seen if not s.terminal]
         cancelled = self._cancel_laggards(working, now)
         ended = [s for s in seen if s.terminal] + self._confirm(cancelled)
         self._each(self._finish, ended, parallel=False)
 
     def _observe(self, watched: list[A.WatchedAlgo]) -> list[_Seen]:
-        """openOrders per market, history for the missing, subOrders for what moved."""
+        """openOrders per market, and history for the algos missing from it."""
         seen: list[_Seen] = []
         for market in sorted({w.market for w in watched}):
             mine = [w for w in watched if w.market == market]
@@ -197,9 +202,7 @@ class Monitor:
                 else:
                     # Neither open nor in history yet (read-after-write lag): next cycle.
                     log.info("monitor: algo %s not visible yet", algo.client_id)
-        self._each(self._read_children, [s for s in seen if _moved(s)])
-        # An algo whose children could not be read is left for the next cycle.
-        return [s for s in seen if s.subs is not None or not _moved(s)]
+        return seen
 
     def _history(self, market: AlgoMarket, missing: list[A.WatchedAlgo]) -> dict[str, AlgoOrder]:
         """The ended algos among ``missing``, from one paged scan of historicalOrders."""
@@ -220,36 +223,82 @@ class Monitor:
         item.subs = list(self.client.iter_algo_sub_orders(item.algo.market, item.row.algoId))
         self.count("sub_order_reads")
 
-    def _record_progress(self, items: list[_Seen]) -> None:
-        """Child fills of algos still working, in one transaction (a savepoint per algo)."""
-        if not items:
+    def _read_and_record(self, moved: list[_Seen]) -> None:
+        """subOrders of every moved algo, read in the pool; as the answers arrive, the child
+        fills of the still-working ones are recorded here in batches of ``RECORD_BATCH``
+        (one transaction each), so database work overlaps the reads and no write lock is
+        held for long."""
+        if not moved:
             return
+
+        def read(item: _Seen) -> str | None:
+            try:
+                self._read_children(item)
+            except Exception as exc:
+                return f"{type(exc).__name__}: {exc}"
+            return None
+
         failed: list[tuple[A.WatchedAlgo, str]] = []
-        with self.ctx.sessions() as session:
-            ids = [i.algo.order_id for i in items]
+        workers = max(1, min(self.ctx.settings.monitor_concurrency, len(moved)))
+        with ThreadPoolExecutor(workers) as pool, self.ctx.sessions() as session:
+            futures = {pool.submit(read, item): item for item in moved}
+            ids = [i.algo.order_id for i in moved if not i.terminal]
             orders = {o.id: o for o in session.scalars(select(Order).where(Order.id.in_(ids)))}
             known = A.recorded_fill_ids(session, ids)
-            for item in items:
+            session.commit()  # nothing held while the first answers arrive
+            batch: list[tuple[_Seen, Order]] = []
+            for future in as_completed(futures):
+                item, why = futures[future], future.result()
                 order = orders.get(item.algo.order_id)
-                if order is None or order.status != OrderStatus.WORKING or item.subs is None:
-                    continue
+                if why is not None:
+                    failed.append((item.algo, why))
+                elif not item.terminal and order is not None:
+                    batch.append((item, order))
+                if len(batch) >= RECORD_BATCH:
+                    failed += self._record(session, batch, known)
+                    batch = []
+            failed += self._record(session, batch, known)
+        for algo, why in failed:
+            self._error(algo, f"reading or recording fills failed: {why}")
+
+    def _record(
+        self, session: Session, batch: list[tuple[_Seen, Order]], known: dict[int, set[str]]
+    ) -> list[tuple[A.WatchedAlgo, str]]:
+        """Child fills and sums of working algos in one transaction; if that fails, again
+        with a savepoint per algo, so only the failing ones are left for the next cycle."""
+
+        def apply(item: _Seen, order: Order) -> int | None:
+            if order.status != OrderStatus.WORKING or item.subs is None:
+                return None
+            new = A.apply_children(session, order, item.subs, known[order.id])
+            A.mirror(order, item.row)
+            return new
+
+        failed: list[tuple[A.WatchedAlgo, str]] = []
+        try:
+            news = [apply(item, order) for item, order in batch]
+            session.commit()
+        except Exception:
+            session.rollback()
+            news = []
+            for item, order in batch:
                 try:
                     with session.begin_nested():
-                        new = A.apply_children(session, order, item.subs, known[order.id])
-                        A.mirror(order, item.row)
-                    self.count("fills_recorded", new)
+                        news.append(apply(item, order))
                 except Exception as exc:
                     failed.append((item.algo, f"{type(exc).__name__}: {exc}"))
-                    continue
+                    news.append(None)
+            session.commit()
+        for (item, order), new in zip(batch, news, strict=True):
+            if new is not None:
+                self.count("fills_recorded", new)
                 # What the pace judgement sees next.
                 item.algo = replace(
                     item.algo,
                     executed_qty=order.executed_qty,
                     last_fill_at=A.aware(order.last_fill_at),
                 )
-            session.commit()
-        for algo, why in failed:
-            self._error(algo, f"recording fills failed: {why}")
+        return failed
 
     # ---- pace and cancels ----------------------------------------------------------------
 

@@ -280,6 +280,45 @@ def test_futures_orders_positions_and_conditional_orders(client: BinanceClient) 
     assert after is None or after.algoStatus == "CANCELED"
 
 
+def test_usd_m_order_and_conditional_placed_twice_raise_duplicate(
+    client: BinanceClient, control: httpx.Client
+) -> None:
+    """The paper exchange answers -4116 "ClientOrderId is duplicated." as USD-M does."""
+    mark = client.mark_price("BTCUSDT").markPrice
+    cid = client_order_id("sig-dup", "entry")
+
+    def place_limit() -> Any:
+        return client.new_futures_order(
+            symbol="BTCUSDT", side="BUY", type="LIMIT", quantity=D("0.01"),
+            price=(mark * D("0.8")).quantize(D("0.1")), time_in_force="GTC",
+            new_client_order_id=cid,
+        )  # fmt: skip
+
+    assert place_limit().is_open
+    with pytest.raises(Duplicate) as order_dup:
+        place_limit()
+    assert order_dup.value.code == -4116
+    assert len(ledger(control, client_id=cid)) == 1
+
+    client.new_futures_order(
+        symbol="BTCUSDT", side="BUY", type="MARKET", quantity=D("0.01"),
+        new_client_order_id=client_order_id("sig-dup", "fill"),
+    )  # fmt: skip
+    sl_id = client_order_id("sig-dup", "sl")
+
+    def place_stop() -> Any:
+        return client.new_conditional_order(
+            symbol="BTCUSDT", side="SELL", type="STOP_MARKET", close_position=True,
+            trigger_price=(mark * D("0.8")).quantize(D("0.1")), client_algo_id=sl_id,
+        )  # fmt: skip
+
+    assert place_stop().is_open
+    with pytest.raises(Duplicate) as conditional_dup:
+        place_stop()
+    assert conditional_dup.value.code == -4116
+    assert len(ledger(control, client_id=sl_id)) == 1
+
+
 @pytest.mark.parametrize(
     "failure",
     [

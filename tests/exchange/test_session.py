@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from decimal import Decimal
 
@@ -12,10 +13,12 @@ from app.exchange import (
     AlreadyDone,
     Duplicate,
     ExchangeError,
+    IncompleteListing,
     Rejected,
     Temporary,
     UnknownOutcome,
 )
+from app.exchange import session as session_module
 from app.exchange.client import BinanceClient
 from app.exchange.errors import translate
 from app.exchange.models import AlgoAccepted
@@ -159,7 +162,6 @@ def test_invalid_timestamp_twice_is_temporary_without_third_send() -> None:
             Temporary,
         ),
         (400, {"code": -1003, "msg": "Too much request weight used."}, {}, "POST", Temporary),
-        (503, {"code": -1008, "msg": "Service Unavailable."}, {}, "POST", Temporary),
         (500, None, {}, "POST", UnknownOutcome),
         (502, {"code": -1000, "msg": "An unknown error occurred."}, {}, "POST", UnknownOutcome),
         (
@@ -348,4 +350,148 @@ def test_pages_iterate_until_total_is_reached() -> None:
     fake = FakeBinance()
     client = make_client(fake)
     pages = {1: (list(range(100)), 230), 2: (list(range(100, 200)), 230), 3: ([200], 230)}
+    pages[4] = ([], 230)  # fewer rows than announced: an empty page ends the listing
     assert list(client.pages(lambda p: pages[p], 100)) == [*range(201)]
+    whole = {1: (list(range(100)), 150), 2: (list(range(100, 150)), 150)}
+    assert list(client.pages(lambda p: whole[p], 100)) == [*range(150)]  # total reached
+
+
+def test_pages_go_on_when_the_server_caps_the_page_size() -> None:
+    """Asked for 100 a page, the server sends 40: a short page is not the last page."""
+    fake = FakeBinance()
+    path = "/sapi/v1/algo/spot/historicalOrders"
+    template = json.loads(samples.SPOT_ALGO_HISTORY)["orders"][0]
+    rows = [{**template, "algoId": n, "clientAlgoId": f"{n:032d}"} for n in range(1, 231)]
+    cap = 40
+
+    def listing(request: httpx.Request) -> httpx.Response:
+        params = params_of(request)
+        page, size = int(params["page"]), min(int(params["pageSize"]), cap)
+        chosen = rows[(page - 1) * size : page * size]
+        return reply(body={"total": len(rows), "orders": chosen})
+
+    fake.set("GET", path, listing)
+    fake.set("GET", "/sapi/v1/algo/spot/openOrders", reply(body={"total": 0, "orders": []}))
+    client = make_client(fake)
+
+    assert [o.algoId for o in client.iter_algo_historical_orders("spot")] == [*range(1, 231)]
+    assert len(fake.calls("GET", path)) == 6  # 230 rows, 40 a page
+    last = client.find_algo("spot", f"{230:032d}", since_ms=0)
+    assert last is not None and last.algoId == 230
+    assert all(params_of(r)["pageSize"] == "100" for r in fake.calls("GET", path))
+
+
+def test_a_listing_that_never_ends_raises_instead_of_answering_absent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(session_module, "MAX_PAGES", 3)
+    fake = FakeBinance()
+    path = "/sapi/v1/algo/spot/historicalOrders"
+    page = json.loads(samples.SPOT_ALGO_HISTORY)
+    fake.set("GET", path, reply(body={**page, "total": 10_000}))
+    fake.set("GET", "/sapi/v1/algo/spot/openOrders", reply(body={"total": 0, "orders": []}))
+    client = make_client(fake)
+
+    with pytest.raises(IncompleteListing) as raised:
+        client.find_algo("spot", "0" * 32, since_ms=0)
+    assert isinstance(raised.value, UnknownOutcome)  # "look again later", never "absent"
+    assert raised.value.path == path
+    assert len(fake.calls("GET", path)) == 3
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/fapi/v1/order", Temporary),
+        ("/fapi/v1/algoOrder", Temporary),
+        ("/api/v3/order", UnknownOutcome),
+        ("/api/v3/orderList/oco", UnknownOutcome),
+        ("/sapi/v1/algo/spot/newOrderTwap", UnknownOutcome),
+        ("/sapi/v1/algo/futures/newOrderVp", UnknownOutcome),
+    ],
+)
+def test_503_service_unavailable_is_a_failure_only_on_usd_m(path: str, expected: type) -> None:
+    """Only the USD-M docs say "Service Unavailable." means failed; elsewhere 5XX = unknown."""
+    for body in (
+        {"code": -1008, "msg": "Service Unavailable."},
+        {"code": -1001, "msg": "Service Unavailable."},
+    ):
+        error = translate(503, body, httpx.Headers(), method="POST", path=path)
+        assert type(error) is expected, (path, body)
+    other = translate(
+        503,
+        {"code": -1000, "msg": "Unknown error, please check your request or try again later."},
+        httpx.Headers(),
+        method="POST",
+        path=path,
+    )
+    assert type(other) is UnknownOutcome
+
+
+def test_usd_m_client_order_id_duplicated_is_duplicate() -> None:
+    body = {"code": -4116, "msg": "ClientOrderId is duplicated."}
+    for path in ("/fapi/v1/order", "/fapi/v1/algoOrder"):
+        error = translate(400, body, httpx.Headers(), method="POST", path=path)
+        assert type(error) is Duplicate and error.code == -4116
+
+
+def test_algo_id_unknown_is_already_done_on_cancel_and_not_found_on_read() -> None:
+    body = {"code": -20124, "msg": "Invalid algo id or it has been completed."}
+    cancel = translate(400, body, httpx.Headers(), method="DELETE", path="/sapi/v1/algo/spot/order")
+    assert type(cancel) is AlreadyDone
+    read = translate(400, body, httpx.Headers(), method="GET", path="/sapi/v1/algo/spot/subOrders")
+    assert type(read) is Rejected and read.is_not_found
+
+    fake = FakeBinance()
+    fake.add("GET", "/sapi/v1/algo/futures/subOrders", reply(400, body))
+    with pytest.raises(Rejected) as raised:
+        make_client(fake).algo_sub_orders("usdm", 424242)
+    assert raised.value.is_not_found
+
+
+def test_unknown_outcome_carries_timestamp_and_recv_window_deadline() -> None:
+    fake = FakeBinance()
+    vp = "/sapi/v1/algo/futures/newOrderVp"
+    fake.add("POST", vp, reply(500, raw=""))
+    fake.add("POST", TWAP, reply(502, {"code": -1006, "msg": "An unexpected response."}))
+
+    def reset(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out")
+
+    fake.set("POST", "/fapi/v1/order", reset)
+    client = make_client(fake, recv_window=7000)
+
+    with pytest.raises(UnknownOutcome) as with_window:
+        client.new_futures_vp(
+            symbol="BTCUSDT", side="BUY", quantity=Decimal(1), urgency="LOW",
+            client_algo_id=ALGO_ID,
+        )  # fmt: skip
+    sent = int(params_of(fake.calls("POST", vp)[0])["timestamp"])
+    assert with_window.value.sent_ms == sent
+    assert with_window.value.deadline_ms == sent + 7000
+
+    with pytest.raises(UnknownOutcome) as without_window:
+        _place_twap(client)  # spot newOrderTwap sends no recvWindow: Binance's 5000 applies
+    twap = params_of(fake.calls("POST", TWAP)[0])
+    assert "recvWindow" not in twap
+    assert without_window.value.sent_ms == int(twap["timestamp"])
+    assert without_window.value.deadline_ms == int(twap["timestamp"]) + 5000
+
+    with pytest.raises(UnknownOutcome) as no_answer:
+        client.new_futures_order(
+            symbol="BTCUSDT", side="BUY", type="MARKET", quantity=Decimal(1),
+            new_client_order_id="pk-x",
+        )  # fmt: skip
+    order = params_of(fake.calls("POST", "/fapi/v1/order")[0])
+    assert no_answer.value.sent_ms == int(order["timestamp"])
+    assert no_answer.value.deadline_ms == int(order["timestamp"]) + 7000
+
+
+def test_unknown_outcome_of_an_unsigned_call_has_no_deadline() -> None:
+    fake = FakeBinance()
+    fake.set("GET", "/api/v3/ticker/price", reply(500, raw=""))
+    with pytest.raises(UnknownOutcome) as raised:
+        make_client(fake, exchange_read_retries=0).ticker_price("BTCUSDT")
+    assert raised.value.sent_ms is None and raised.value.deadline_ms is None
+    plain = UnknownOutcome("x")  # the old constructor still works
+    assert plain.sent_ms is None and plain.deadline_ms is None

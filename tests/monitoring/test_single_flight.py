@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
 
+import pytest
 import redis
 
 from app.execution.context import ExecContext
 from app.models import OrderStatus
+from app.monitoring import algos as A
 from app.monitoring.lock import SingleFlight
 from app.monitoring.service import CycleReport, Monitor, monitor_lock
 from tests.monitoring.desk import Desk
 from tests.support import wait_until
 
+D = Decimal
 SPOT_CANCEL = "/sapi/v1/algo/spot/order"
 OPEN_ORDERS = "/sapi/v1/algo/spot/openOrders"
 
@@ -121,3 +126,25 @@ def test_exchange_error_on_one_algo_is_retried_next_cycle(desk: Desk) -> None:
     assert second.errors == 0 and second.sub_order_reads == 1
     assert all(desk.order(e.order_id).executed_qty == desk.fills_qty(e.order_id) for e in entries)
     assert len({desk.order(e.order_id).executed_qty for e in entries}) == 1
+
+
+def test_fills_that_fail_to_record_leave_only_that_algo_behind(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good, bad = desk.entry(), desk.entry()
+    desk.advance(10)
+    apply_children = A.apply_children
+
+    def failing(session: Any, order: Any, *args: Any) -> int:
+        if order.id == bad.order_id:
+            raise RuntimeError("disk full")
+        return apply_children(session, order, *args)
+
+    monkeypatch.setattr(A, "apply_children", failing)
+    first = desk.cycle()
+    monkeypatch.setattr(A, "apply_children", apply_children)
+    second = desk.cycle()
+
+    assert first.errors == 1 and "disk full" in desk.events("monitor_error")[0].message
+    assert first.fills_recorded == 10 and second.fills_recorded == 10
+    assert desk.fills_qty(good.order_id) == desk.fills_qty(bad.order_id) == D("0.05")
