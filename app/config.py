@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     max_open_twap_spot: int = 20
     max_open_twap_usdm: int = 30
     max_open_vp: int = 10
+    # How far back find_algo searches historicalOrders when its caller gives no start time
+    # (a TWAP runs up to 24 h; an outage can add days).
+    algo_lookup_days: float = Field(7.0, ge=1, le=90, description="days")
 
     # Risk guards
     max_notional_per_signal: Decimal | None = None

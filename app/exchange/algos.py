@@ -23,8 +23,10 @@ from app.exchange.session import BinanceSession, parse
 
 AlgoMarket = Literal["spot", "usdm"]
 PAGE_SIZE = 100
-# How far back find_algo looks in historicalOrders when not told.
-DEFAULT_LOOKBACK_MS = 24 * 3600 * 1000
+DAY_MS = 24 * 3600 * 1000
+# How far back find_algo looks in historicalOrders when not told (``algo_lookup_days``
+# overrides it). A TWAP may run 24 h and an outage may last longer: a day was too short.
+DEFAULT_LOOKBACK_MS = 7 * DAY_MS
 
 
 def _base(market: AlgoMarket) -> str:
@@ -32,6 +34,10 @@ def _base(market: AlgoMarket) -> str:
 
 
 class AlgoOrders(BinanceSession):
+    @property
+    def _algo_lookback_ms(self) -> int:
+        return int(self._algo_lookup_days * DAY_MS)
+
     def new_spot_twap(
         self,
         *,
@@ -197,13 +203,20 @@ class AlgoOrders(BinanceSession):
         since_ms: int | None = None,
     ) -> AlgoOrder | None:
         """The algo placed with ``client_algo_id``: open orders first, then history since
-        ``since_ms`` (default: the last 24 h). None when absent; after an unknown outcome,
-        ask again a few times before concluding (Binance's read-after-write lag)."""
+        ``since_ms``. None when absent; after an unknown outcome, ask again a few times
+        before concluding (Binance's read-after-write lag).
+
+        Callers should pass ``since_ms`` = the order's creation time (when it was first sent)
+        minus a margin for clock skew, e.g. a minute: that is exact however long ago it was.
+        Without it the look-back is ``algo_lookup_days`` (default 7 days), which covers a
+        24 h TWAP plus a long outage but not an algo older than that. Raises
+        ``IncompleteListing`` rather than answer None from a listing it could not finish.
+        """
         for order in self.algo_open_orders(market):
             if order.clientAlgoId == client_algo_id:
                 return order
         if since_ms is None:
-            since_ms = self.clocks["api"].now_ms() - DEFAULT_LOOKBACK_MS
+            since_ms = self.clocks["api"].now_ms() - self._algo_lookback_ms
         # No endTime: "until now" by the exchange's own clock, whatever ours says.
         for order in self.iter_algo_historical_orders(market, symbol=symbol, start_time=since_ms):
             if order.clientAlgoId == client_algo_id:

@@ -104,6 +104,8 @@ class BinanceSession:
         }
         self._recv_window = settings.recv_window
         self._read_retries = settings.exchange_read_retries
+        # find_algo's look-back in historicalOrders when its caller gives no since_ms.
+        self._algo_lookup_days: float = getattr(settings, "algo_lookup_days", 7)
         self._auth = (credentials or Credentials.from_settings(settings)).auth()
         self._clock = clock
         self._sleep = sleep

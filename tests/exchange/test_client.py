@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -118,6 +119,21 @@ def test_find_algo_returns_open_order_and_none_when_absent() -> None:
 
     assert client.find_algo("usdm", "d7096549481642f8a0bb69e9e2e31f2e").algoId == 14517  # type: ignore[union-attr]
     assert client.find_algo("usdm", "0" * 32) is None
+
+
+@pytest.mark.parametrize(("overrides", "days"), [({}, 7), ({"algo_lookup_days": 10}, 10)])
+def test_find_algo_looks_back_a_week_by_default(overrides: dict[str, Any], days: int) -> None:
+    """A TWAP may run 24 h and an outage last longer: without since_ms, search 7 days."""
+    fake = FakeBinance()
+    fake.set("GET", "/sapi/v1/algo/spot/openOrders", reply(body={"total": 0, "orders": []}))
+    fake.set("GET", "/sapi/v1/algo/spot/historicalOrders", reply(body={"total": 0, "orders": []}))
+    client = make_client(fake, **overrides)
+
+    assert client.find_algo("spot", "0" * 32) is None
+
+    (request,) = fake.calls("GET", "/sapi/v1/algo/spot/historicalOrders")
+    start = int(params_of(request)["startTime"])
+    assert start == fake.server_ms() - days * 24 * 3600 * 1000
 
 
 def test_algo_placement_errors_map_to_duplicate_and_cancel_of_finished_to_already_done() -> None:
