@@ -3,19 +3,23 @@
 Pure code: values in, values out, ``Decimal`` only. Every refusal is a ``FilterViolation``
 that names the filter, the field, the value and the bound.
 
-Rounding rules (the "safe" side is the one never more aggressive than what was asked):
+Rounding rules (``purpose`` is the argument of ``round_price`` / ``price_rounding``):
 
-| value                     | BUY          | SELL       | why                                    |
-| ------------------------- | ------------ | ---------- | -------------------------------------- |
-| quantity                  | down to step | down       | never trade more than asked or held    |
-| limit / take-profit price | down to tick | up to tick | never pay more, never sell for less    |
-| stop trigger (stop-loss)  | down         | up         | triggers no later than asked, so the   |
-|                           |              |            | loss never exceeds the one accepted    |
-| stop-limit price          | down         | up         | never a worse fill than the limit set  |
+| value (purpose)                  | BUY          | SELL       | why                              |
+| -------------------------------- | ------------ | ---------- | -------------------------------- |
+| quantity                         | down to step | down       | never trade more than asked/held |
+| limit / take-profit price        | down to tick | up to tick | never pay more, never sell for   |
+| (``"limit"``, ``"take_profit"``) |              |            | less than asked                  |
+| stop trigger (``"stop"``)        | down         | up         | triggers no later than asked, so |
+|                                  |              |            | the loss never exceeds the one   |
+|                                  |              |            | accepted                         |
+| limit price of a protective      | up           | down       | the stop must get out: a limit   |
+| stop-limit (``"stop_limit"``)    |              |            | rounded the other way could be   |
+|                                  |              |            | skipped past and never fill      |
 
-So every price of a BUY order rounds down and every price of a SELL order rounds up; the
-table is the reasoning, ``price_rounding(side)`` the rule. Values go on the wire through
-``to_wire`` (plain notation, never an exponent).
+So a plain limit, take-profit or stop trigger of a BUY rounds down and of a SELL rounds up
+(the default, ``purpose="limit"``); only a stop-limit's limit price rounds the other way,
+toward filling. Values go on the wire through ``to_wire`` (plain notation, never an exponent).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from decimal import ROUND_DOWN, ROUND_UP, Decimal, localcontext
 from typing import Any, Literal
 
 Market = Literal["spot", "usdm"]
+# What a price is for; decides its rounding direction (see the module docstring).
+PricePurpose = Literal["limit", "take_profit", "stop", "stop_limit"]
 ZERO = Decimal(0)
 
 
@@ -164,9 +170,13 @@ def _to_multiple(value: Decimal, step: Decimal, rounding: str) -> Decimal:
         return (value / step).to_integral_value(rounding=rounding) * step
 
 
-def price_rounding(side: str) -> str:
-    """BUY prices round down, SELL prices round up (see the module docstring)."""
-    return ROUND_DOWN if side.upper() == "BUY" else ROUND_UP
+def price_rounding(side: str, purpose: PricePurpose = "limit") -> str:
+    """BUY prices round down, SELL prices round up, except the limit price of a stop-limit,
+    which rounds toward filling: BUY up, SELL down (see the module docstring)."""
+    buy = side.upper() == "BUY"
+    if purpose == "stop_limit":
+        return ROUND_UP if buy else ROUND_DOWN
+    return ROUND_DOWN if buy else ROUND_UP
 
 
 def round_quantity(rules: SymbolRules, quantity: Decimal, *, market_order: bool = False) -> Decimal:
@@ -195,8 +205,17 @@ def round_quantity(rules: SymbolRules, quantity: Decimal, *, market_order: bool 
     return rounded
 
 
-def round_price(rules: SymbolRules, price: Decimal, side: str, *, field: str = "price") -> Decimal:
-    """Round to tickSize toward the safe side for ``side``, then check minPrice/maxPrice."""
+def round_price(
+    rules: SymbolRules,
+    price: Decimal,
+    side: str,
+    *,
+    field: str = "price",
+    purpose: PricePurpose = "limit",
+) -> Decimal:
+    """Round to tickSize toward the safe side for ``side`` and ``purpose``, then check
+    minPrice/maxPrice. ``side`` is the side of the order the price belongs to (the closing
+    side for a stop or take-profit)."""
     if price <= 0:
         raise FilterViolation("PRICE_FILTER", field, price, "must be positive")
     rule = rules.price
@@ -204,7 +223,7 @@ def round_price(rules: SymbolRules, price: Decimal, side: str, *, field: str = "
         return price
     rounded = price
     if rule.tick_size > 0:
-        rounded = _to_multiple(price, rule.tick_size, price_rounding(side))
+        rounded = _to_multiple(price, rule.tick_size, price_rounding(side, purpose))
     if rule.min_price > 0 and rounded < rule.min_price:
         raise FilterViolation(
             "PRICE_FILTER", field, price, f"must be at least minPrice {to_wire(rule.min_price)}"
@@ -278,10 +297,11 @@ def prepare_order(
     reference_price: Decimal | None = None,
     market_order: bool = False,
     reduce_only: bool = False,
+    purpose: PricePurpose = "limit",
 ) -> OrderAmounts:
     """Round quantity and price, then check notional and percent-price with the final values."""
     qty = round_quantity(rules, quantity, market_order=market_order)
-    rounded = round_price(rules, price, side) if price is not None else None
+    rounded = round_price(rules, price, side, purpose=purpose) if price is not None else None
     basis = rounded if rounded is not None else reference_price
     if basis is not None:
         check_notional(rules, qty, basis, market_order=market_order, reduce_only=reduce_only)

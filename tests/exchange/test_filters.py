@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal
+from decimal import ROUND_DOWN, ROUND_UP, Decimal
 
 import pytest
 from hypothesis import given, settings
@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from app.exchange.filters import (
     AlgoLimits,
     FilterViolation,
+    PricePurpose,
     PriceRule,
     QuantityRule,
     SymbolRules,
@@ -21,6 +22,7 @@ from app.exchange.filters import (
     check_vp,
     parse_exchange_info,
     prepare_order,
+    price_rounding,
     round_price,
     round_quantity,
     to_wire,
@@ -87,6 +89,25 @@ def test_take_profit_sell_rounds_up_and_long_stop_rounds_up_toward_market() -> N
     assert round_price(USDM, D("70000.09"), "BUY", field="stopPrice") == D("70000.0")
     with pytest.raises(FilterViolation, match=r"stopPrice \(1\) must be at least minPrice"):
         round_price(USDM, D("1"), "BUY", field="stopPrice")
+
+
+def test_stop_limit_price_rounds_toward_filling_and_other_prices_keep_their_side() -> None:
+    # A long's protective stop-limit SELLs: its limit rounds down, so a fast market fills it.
+    assert round_price(USDM, D("59900.07"), "SELL", purpose="stop_limit") == D("59900.0")
+    # A short's protective stop-limit BUYs: its limit rounds up.
+    assert round_price(USDM, D("70100.01"), "BUY", purpose="stop_limit") == D("70100.1")
+    # Take-profit, stop trigger and plain limit prices: never worse than asked (unchanged).
+    for purpose in ("limit", "take_profit", "stop"):
+        assert round_price(USDM, D("70000.04"), "SELL", purpose=purpose) == D("70000.1")
+        assert round_price(USDM, D("70000.09"), "BUY", purpose=purpose) == D("70000.0")
+    assert round_price(USDM, D("70000.04"), "SELL") == D("70000.1")  # default: "limit"
+    assert price_rounding("SELL", "stop_limit") == ROUND_DOWN
+    assert price_rounding("buy", "stop_limit") == ROUND_UP
+    assert price_rounding("BUY") == ROUND_DOWN and price_rounding("SELL") == ROUND_UP
+    amounts = prepare_order(
+        SPOT, side="SELL", quantity=D("0.001"), price=D("50000.019"), purpose="stop_limit"
+    )
+    assert amounts.price == D("50000.01")
 
 
 def test_notional_and_percent_price_checks() -> None:
@@ -252,6 +273,28 @@ def test_rounded_price_is_a_tick_multiple_on_the_safe_side(
     assert abs(rounded - price) < tick
     assert rounded <= price if side == "BUY" else rounded >= price
     assert "E" not in to_wire(rounded)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    price=prices,
+    tick=steps,
+    side=st.sampled_from(["BUY", "SELL", "buy", "sell"]),
+    purpose=st.sampled_from(["limit", "take_profit", "stop", "stop_limit"]),
+)
+def test_rounded_price_direction_follows_side_and_purpose(
+    price: Decimal, tick: Decimal, side: str, purpose: PricePurpose
+) -> None:
+    """Stop-limit limits round toward filling (SELL down, BUY up); every other price rounds
+    to the side never worse than asked (SELL up, BUY down). Always within one tick."""
+    rules = _rules(D("0.001"), D(0), D(0), tick)
+    rounded = round_price(rules, price, side, purpose=purpose)
+    assert rounded % tick == 0 and abs(rounded - price) < tick
+    sell = side.upper() == "SELL"
+    down = sell if purpose == "stop_limit" else not sell
+    assert rounded <= price if down else rounded >= price
+    if purpose == "stop_limit":
+        assert rounded == round_price(rules, price, "BUY" if sell else "SELL")  # the mirror
 
 
 @settings(max_examples=200, deadline=None)
