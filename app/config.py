@@ -146,6 +146,9 @@ class Settings(BaseSettings):
     paper_manual_clock: bool = False
     # Answer 429 when a minute's request weight is spent (headers are sent either way).
     paper_rate_limits: bool = True
+    # When a clientAlgoId may be used again (Binance does not document it): "never" (-20132
+    # forever) or "after_end" (once the earlier algo is no longer WORKING).
+    paper_algo_id_reuse: Literal["never", "after_end"] = "never"
 
     # Receiver
     api_host: str = "127.0.0.1"

@@ -16,7 +16,11 @@ limit price allowed) or a VP has executed everything; ``CANCELLED`` (double L) a
 ``DELETE``; ``EXPIRED`` when Binance's post-acceptance checks fail at the first slice or later
 (balance or margin short, ``reduceOnly`` that would open, ``positionSide`` other than BOTH in
 one-way mode). Placing answers only ``clientAlgoId``/``success``/``code``/``msg``.
-A ``clientAlgoId`` may never be reused, even after its algo ended (-20132).
+Notional bounds: TWAP ``twap_min_notional`` to ``twap_max_notional_spot``/``_usdm``, VP
+``vp_min_notional`` to ``vp_max_notional`` (-20204 outside them).
+``clientAlgoId`` reuse follows ``paper_algo_id_reuse`` (Binance does not document it):
+``never`` (default) answers -20132 even after the first algo ended; ``after_end`` accepts the
+id again once no algo holding it is ``WORKING``.
 """
 
 from __future__ import annotations
@@ -117,17 +121,22 @@ class AlgoBook:
         client_algo_id = p.get("clientAlgoId")
         if client_algo_id is not None and not CLIENT_ALGO_ID_RE.match(client_algo_id):
             raise algo_error(-20130)
-        if client_algo_id in self.client_ids:
+        if client_algo_id is not None and self._id_taken(client_algo_id):
             raise algo_error(-20132)
         if limit is not None and limit <= 0:
             raise algo_error(-20130)
         lot = spec.spot if market == SPOT else spec.usdm
         self._check_size(lot, qty, duration, market, algo_type)
         notional = qty * engine.price(symbol)
-        low = settings.vp_min_notional if algo_type == "VP" else settings.twap_min_notional
-        high = (
-            settings.twap_max_notional_spot if market == SPOT else settings.twap_max_notional_usdm
-        )
+        if algo_type == "VP":
+            low, high = settings.vp_min_notional, settings.vp_max_notional
+        else:
+            low = settings.twap_min_notional
+            high = (
+                settings.twap_max_notional_spot
+                if market == SPOT
+                else settings.twap_max_notional_usdm
+            )
         if notional < low or notional > high:
             raise algo_error(-20204)
         self._check_open_count(market, algo_type)
@@ -167,6 +176,17 @@ class AlgoBook:
             order_type=algo_type,
         )
         return {"clientAlgoId": client_algo_id, "success": True, "code": 0, "msg": "OK"}
+
+    def _id_taken(self, client_algo_id: str) -> bool:
+        if client_algo_id not in self.client_ids:
+            return False
+        if self.engine.settings.paper_algo_id_reuse == "never":
+            return True
+        return any(
+            a.client_algo_id == client_algo_id and a.status == "WORKING"
+            for book in self.open.values()
+            for a in book.values()
+        )
 
     def _check_size(
         self, lot: Lot, qty: Decimal, duration: int, market: str, algo_type: str

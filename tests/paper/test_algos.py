@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
+from app.paper.app import create_app
 from app.paper.clock import ManualClock
 from tests.paper.binance import BinanceTestClient
+from tests.paper.conftest import paper_settings
+from tests.support import serve
 
 D = Decimal
 SPOT = "/sapi/v1/algo/spot"
@@ -334,3 +340,60 @@ def test_concurrent_duplicates_place_exactly_one(bn: BinanceTestClient) -> None:
     codes = sorted(r.json()["code"] for r in responses)
     assert codes == [-20132] * 7 + [0]
     assert len(bn.ledger(client_id="pk-race")) == 1
+
+
+@pytest.fixture(scope="module")
+def variant_clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture(scope="module")
+def variant(variant_clock: ManualClock) -> Iterator[BinanceTestClient]:
+    """An exchange whose VP and USD-M TWAP bounds differ, and that lets finished algos'
+    clientAlgoIds be used again."""
+    settings = paper_settings(
+        vp_max_notional=D(30_000),
+        twap_max_notional_usdm=D(15_000),
+        paper_algo_id_reuse="after_end",
+    )
+    with serve(create_app(settings, clock=variant_clock)) as running:
+        client = BinanceTestClient(running.url)
+        yield client
+        client.close()
+
+
+def test_vp_notional_is_bounded_by_the_vp_settings(variant: BinanceTestClient) -> None:
+    variant.control("POST", "/reset", {})
+    vp = {"symbol": "BTCUSDT", "side": "BUY", "urgency": "LOW"}
+    # 19,500 USDT: above twap_max_notional_usdm (15,000), within vp_max_notional (30,000).
+    variant.ok("POST", f"{FUT}/newOrderVp", {**vp, "quantity": "0.3", "clientAlgoId": "pk-vp-a"})
+    # 32,500 USDT: above vp_max_notional.
+    assert variant.error("POST", f"{FUT}/newOrderVp", {**vp, "quantity": "0.5"}) == (400, -20204)
+    # 6,500 USDT: below vp_min_notional (10,000).
+    assert variant.error("POST", f"{FUT}/newOrderVp", {**vp, "quantity": "0.1"}) == (400, -20204)
+    # The USD-M TWAP keeps its own bound.
+    twap_params = {"symbol": "BTCUSDT", "side": "BUY", "quantity": "0.3", "duration": 30}
+    assert variant.error("POST", f"{FUT}/newOrderTwap", twap_params) == (400, -20204)
+    assert [e["client_id"] for e in variant.ledger(kind="futures_vp")] == ["pk-vp-a"]
+
+
+def test_client_algo_id_reuse_after_end(
+    variant: BinanceTestClient, variant_clock: ManualClock
+) -> None:
+    """paper_algo_id_reuse=after_end: -20132 while the first algo works, accepted after."""
+    variant.control("POST", "/reset", {})
+    params = {
+        "symbol": "BTCUSDT", "side": "BUY", "quantity": "0.1", "duration": 10,
+        "clientAlgoId": "pk-twap-again",
+    }  # fmt: skip
+    variant.ok("POST", f"{SPOT}/newOrderTwap", params)
+    assert variant.error("POST", f"{SPOT}/newOrderTwap", params) == (400, -20132)
+    variant_clock.advance(11)
+    assert find(variant, "pk-twap-again")["algoStatus"] == "FINISHED"
+    variant.ok("POST", f"{SPOT}/newOrderTwap", params)  # the first one ended: accepted
+    assert find(variant, "pk-twap-again")["algoStatus"] == "WORKING"
+    assert variant.error("POST", f"{SPOT}/newOrderTwap", params) == (400, -20132)
+    second = find(variant, "pk-twap-again")["algoId"]
+    variant.ok("DELETE", f"{SPOT}/order", {"algoId": second})  # a cancel ends it too
+    variant.ok("POST", f"{SPOT}/newOrderTwap", params)
+    assert len(variant.ledger(client_id="pk-twap-again")) == 3
