@@ -3,6 +3,12 @@ read-after-write lag and clock offset, each scoped by path prefix, method and co
 
 Rules are matched in the order they were added; timings are real seconds (they model the
 network and Binance's servers, not the market clock).
+
+A 429 starts a Retry-After window for its scope (the rule's path prefix, or the weight
+limit's paths); a request under that scope inside the window earns a 418 ban. A ban earned
+after a ``rate_limit`` rule's 429 is an IP ban: until it ends every Binance path of this
+server answers 418. A ban earned after a spent weight budget stays within that budget's
+paths (each ``/sapi`` endpoint has its own budget, and Binance says ``/sapi`` never bans).
 """
 
 from __future__ import annotations
@@ -95,10 +101,11 @@ class Plan:
 
 @dataclass
 class Backoff:
-    scope: str
+    scope: str  # path prefix whose requests during the Retry-After window earn the ban
     retry_until: float
     banned_until: float = 0.0
     ban_seconds: int = 120
+    ip_wide: bool = False  # the ban, once earned, covers every path (an IP ban)
 
 
 class Faults:
@@ -169,7 +176,7 @@ class Faults:
                     plan.after = _error(spec)
                 else:  # rate_limit
                     self.backoffs.append(
-                        Backoff(spec.path, now + spec.retry_after, 0.0, spec.ban_seconds)
+                        Backoff(spec.path, now + spec.retry_after, 0.0, spec.ban_seconds, True)
                     )
                     plan.before = ErrorReply(
                         429,
@@ -179,21 +186,28 @@ class Faults:
         return plan
 
     def _check_backoff(self, path: str, now: float) -> ErrorReply | None:
-        """418 for a caller that keeps going during a Retry-After window or a ban."""
+        """418 for a caller that keeps going under a 429's scope during its Retry-After
+        window, and for every path while a ban lasts (bans are per IP, not per path)."""
         self.backoffs = [b for b in self.backoffs if max(b.retry_until, b.banned_until) > now]
-        for backoff in self.backoffs:
-            if not path.startswith(backoff.scope):
-                continue
-            if backoff.banned_until <= now:
-                backoff.banned_until = now + backoff.ban_seconds
-            remaining = max(1, int(backoff.banned_until - now + 0.999))
-            until_ms = int((time.time() + (backoff.banned_until - now)) * 1000)
-            return ErrorReply(
-                418,
-                {"code": -1003, "msg": BANNED.format(until=until_ms)},
-                {"Retry-After": str(remaining)},
-            )
-        return None
+        banned_until = max(
+            (b.banned_until for b in self.backoffs if b.ip_wide or path.startswith(b.scope)),
+            default=0.0,
+        )
+        if banned_until <= now:
+            for backoff in self.backoffs:
+                if path.startswith(backoff.scope):
+                    backoff.banned_until = now + backoff.ban_seconds
+                    banned_until = backoff.banned_until
+                    break
+            else:
+                return None
+        remaining = max(1, int(banned_until - now + 0.999))
+        until_ms = int((time.time() + (banned_until - now)) * 1000)
+        return ErrorReply(
+            418,
+            {"code": -1003, "msg": BANNED.format(until=until_ms)},
+            {"Retry-After": str(remaining)},
+        )
 
 
 def _error(spec: FaultSpec) -> ErrorReply:

@@ -74,8 +74,23 @@ def test_429_then_418_for_a_caller_that_ignores_retry_after(bn: BinanceTestClien
     assert first.json()["code"] == -1003
     ignored = bn.call("GET", "/api/v3/ticker/price", {"symbol": "BTCUSDT"}, signed=False)
     assert ignored.status_code == 418 and ignored.json()["code"] == -1003
-    assert bn.call("GET", "/fapi/v1/time", signed=False).status_code == 200  # other scope
+    # The ban is an IP ban: every Binance path of the server, not only the rule's prefix.
+    for path in ("/fapi/v1/time", "/sapi/v1/algo/spot/openOrders", "/api/v3/time"):
+        banned = bn.call("GET", path, signed=path.startswith("/sapi"))
+        assert banned.status_code == 418 and int(banned.headers["Retry-After"]) >= 1, path
+    assert bn.control("GET", "/faults")  # the control API is not Binance's: never banned
     wait_until(lambda: bn.call("GET", "/api/v3/time", signed=False).status_code == 200, timeout=10)
+    assert bn.call("GET", "/fapi/v1/time", signed=False).status_code == 200
+
+
+def test_a_429_outside_the_rules_prefix_is_not_a_ban(bn: BinanceTestClient) -> None:
+    """Before a ban, only requests under the 429's prefix during Retry-After earn one."""
+    fault(bn, action="rate_limit", path="/fapi/", count=1, retry_after=2, ban_seconds=2)
+    assert bn.call("GET", "/fapi/v1/time", signed=False).status_code == 429
+    assert bn.call("GET", "/api/v3/time", signed=False).status_code == 200
+    assert bn.call("GET", "/fapi/v1/time", signed=False).status_code == 418
+    assert bn.call("GET", "/api/v3/time", signed=False).status_code == 418
+    bn.control("DELETE", "/faults")  # clears the ban too
 
 
 def test_waiting_out_retry_after_is_not_punished(bn: BinanceTestClient) -> None:
