@@ -113,6 +113,16 @@ class Result:
     p50: float
     p99: float
     achieved: float
+    cpu_ms: float = 0.0  # the server's CPU time (all threads, user + system) per request
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def drive(url: str, rate: int, seconds: float, tag: str) -> Result:
@@ -178,6 +188,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
 
+    load_at_start = os.getloadavg()[0]
     redis_url = os.environ.get("PACEKEEPER_REDIS_URL", "redis://127.0.0.1:6379/9")
     queue_name = f"bench-{uuid.uuid4().hex[:8]}"
     procs: list[subprocess.Popen[bytes]] = []
@@ -206,6 +217,7 @@ def main() -> int:
                 serve("bench.webhook:bare_app", ports["bare"], env, Path(tmp) / "bare.log")
             )
             urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+            pids = {"receiver": procs[0].pid, "bare": procs[1].pid}
             for proc, url in zip(procs, urls.values(), strict=True):
                 wait_ready(url, proc)
 
@@ -215,12 +227,14 @@ def main() -> int:
                     for name in ("bare", "receiver"):
                         tag = f"{run}-{rate}-{uuid.uuid4().hex[:6]}"
                         asyncio.run(drive(urls[name], 100, args.warmup, "warm-" + tag))
+                        before = cpu_seconds(pids[name])
                         result = asyncio.run(drive(urls[name], rate, args.seconds, tag))
+                        result.cpu_ms = (cpu_seconds(pids[name]) - before) * 1000 / result.sent
                         results.setdefault((name, rate), []).append(result)
                         print(
                             f"run {run + 1} {name:8} {rate:4} req/s: p50 {result.p50:6.2f} ms  "
                             f"p99 {result.p99:6.2f} ms  ok {result.ok}/{result.sent}  "
-                            f"{result.achieved:6.1f} req/s",
+                            f"{result.achieved:6.1f} req/s  server cpu {result.cpu_ms:.2f} ms/req",
                             flush=True,
                         )
         finally:
@@ -235,11 +249,12 @@ def main() -> int:
 
     print(
         f"\nmedians of {args.runs} run(s), {args.seconds:g} s per rate; "
-        f"{removed} redis keys removed"
+        f"{removed} redis keys removed; load average {os.getloadavg()[0]:.2f} "
+        f"(at start {load_at_start:.2f}) on {os.cpu_count()} cores"
     )
     print(
         f"{'rate':>6} | {'bare p50':>9} {'bare p99':>9} {'req/s':>7} | "
-        f"{'recv p50':>9} {'recv p99':>9} {'req/s':>7} | {'p99 ratio':>9}"
+        f"{'recv p50':>9} {'recv p99':>9} {'req/s':>7} | {'p99 ratio':>9} | server cpu/req"
     )
     for rate in args.rates:
         bare, recv = results[("bare", rate)], results[("receiver", rate)]
@@ -252,7 +267,8 @@ def main() -> int:
             f"{med(rs, 'p50'):7.2f}ms {med(rs, 'p99'):7.2f}ms {med(rs, 'achieved'):7.1f}"
             for rs in (bare, recv)
         ]
-        print(f"{rate:>6} | {columns[0]} | {columns[1]} | {ratio:8.2f}x")
+        cpu = f"{med(bare, 'cpu_ms'):.2f} / {med(recv, 'cpu_ms'):.2f} ms"
+        print(f"{rate:>6} | {columns[0]} | {columns[1]} | {ratio:8.2f}x | {cpu}")
         failed = sum(r.sent - r.ok for r in recv + bare)
         if failed:
             print(f"       {failed} request(s) without a 2xx answer at {rate} req/s")
