@@ -44,6 +44,8 @@ JOB_RESULT_TTL = 86_400
 SWEEP_GRACE = timedelta(seconds=5)
 SWEEP_BATCH = 500
 SWEEP_LOCK = "pacekeeper:lock:sweep_intake"
+# How often the receiver re-adds its queue to RQ's `rq:queues` listing (one round trip).
+REGISTER_EVERY = 60.0
 # A `processing` signal whose worker made no progress for this long is given to another
 # worker (PACEKEEPER_EXECUTION_LEASE; see app/execution/claims.py).
 EXECUTION_LEASE = timedelta(seconds=60)
@@ -81,12 +83,18 @@ def job_id(signal_id: str, attempt: int = 0) -> str:
 
 
 def enqueue_signals(
-    queue: Queue, signal_ids: Sequence[str], job_ids: dict[str, str] | None = None
+    queue: Queue,
+    signal_ids: Sequence[str],
+    job_ids: dict[str, str] | None = None,
+    *,
+    register: bool = True,
 ) -> tuple[list[str], Exception | None]:
     """Enqueue ``process_signal(id)`` once per signal; returns the ids now on the queue.
 
     An id whose job already exists counts as on the queue (it was enqueued before). A
     Redis error stops the batch: the ids before it are returned with the error.
+    ``register=False`` skips adding the queue to ``rq:queues`` (a listing for monitoring
+    that workers do not need), for callers that did so recently.
     """
     done: list[str] = []
     # Each job is checked and pushed atomically by RQ's unique-enqueue script (one round
@@ -104,7 +112,10 @@ def enqueue_signals(
                         pipeline=registration,
                     )
                 done.append(signal_id)
-            registration.execute()
+            if register:
+                registration.execute()
+            else:
+                registration.reset()
         except RedisError as exc:
             return done, exc
     return done, None
@@ -132,6 +143,7 @@ class Enqueuer:
         self.clock = clock
         self.pause = pause
         self._paused_until = 0.0
+        self._registered_at = -REGISTER_EVERY
 
     def __call__(self, signal_ids: Sequence[str]) -> None:
         if not signal_ids:
@@ -139,7 +151,10 @@ class Enqueuer:
         if time.monotonic() < self._paused_until:
             return
         try:
-            done, error = enqueue_signals(self.queue, signal_ids)
+            register = time.monotonic() - self._registered_at >= REGISTER_EVERY
+            done, error = enqueue_signals(self.queue, signal_ids, register=register)
+            if register and error is None:
+                self._registered_at = time.monotonic()
             if error is not None:
                 self._paused_until = time.monotonic() + self.pause
                 log.warning(

@@ -221,7 +221,7 @@ def test_after_a_redis_failure_the_enqueuer_pauses_instead_of_stalling_every_bat
 ) -> None:
     attempts: list[list[str]] = []
 
-    def failing(queue: Any, signal_ids: Any, job_ids: Any = None) -> Any:
+    def failing(queue: Any, signal_ids: Any, job_ids: Any = None, **kwargs: Any) -> Any:
         attempts.append(list(signal_ids))
         return [], redis.ConnectionError("refused")
 
