@@ -116,7 +116,7 @@ class Settings(BaseSettings):
     sweep_interval: float = Field(10.0, gt=0)
     reconcile_interval: float = Field(300.0, gt=0)
     # Exchange reads one monitor cycle runs at once (threads sharing the HTTP client, which
-    # keeps 20 connections alive): over a 50 ms link, 1,000 reads take 900 x 50 ms / this.
+    # keeps 20 connections alive): over a 50 ms link, n reads take about n x 50 ms / this.
     monitor_concurrency: int = Field(16, ge=1, le=64)
     # Pace policy defaults (a signal's `pace` overrides them); see app/monitoring/pace.py.
     pace_grace: Decimal = Field(Decimal("0.1"), ge=0, le=1, description="fraction of duration")
