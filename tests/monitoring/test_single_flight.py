@@ -14,7 +14,7 @@ import redis
 from app.execution.context import ExecContext
 from app.models import OrderStatus
 from app.monitoring import algos as A
-from app.monitoring.lock import SingleFlight
+from app.monitoring.lock import LockLost, SingleFlight
 from app.monitoring.service import CycleReport, Monitor, monitor_lock
 from tests.monitoring.desk import Desk
 from tests.support import wait_until
@@ -29,10 +29,12 @@ def test_lock_is_released_only_by_its_owner(redis_conn: redis.Redis) -> None:
     first, second = SingleFlight(redis_conn, key, 30), SingleFlight(redis_conn, key, 30)
     try:
         assert first.acquire() and not second.acquire()
+        first.ensure()  # renewing its own lock is fine
         redis_conn.set(key, "a cycle that took over after expiry")
+        with pytest.raises(LockLost):
+            first.ensure()
         first.release()  # not its lock any more: must not free it
         assert redis_conn.get(key) == b"a cycle that took over after expiry"
-        assert not first.renew()
     finally:
         redis_conn.delete(key)
 
