@@ -89,6 +89,7 @@ def reconcile(
 class Drift:
     def __init__(self, ctx: ExecContext, report: ReconcileReport) -> None:
         self.ctx, self.client, self.report = ctx, ctx.client, report
+        self.blind: set[str] = set()  # markets with a listing that failed this run
 
     def run(self) -> None:
         open_things = self._listings()
@@ -104,6 +105,7 @@ class Drift:
             except Exception as exc:
                 # An account without USD-M access answers -2015 here: not our drift.
                 self.report.listing_errors += 1
+                self.blind.add(name.split()[0])
                 log.warning("reconcile: %s listing failed: %s", name, exc)
 
         client = self.client
@@ -194,14 +196,15 @@ class Drift:
             log.warning("reconcile: foreign order on the exchange: %s", key)
 
     def _flag_missing(self, open_ids: set[str]) -> None:
-        """Working rows the exchange lists nowhere, among those nobody else settles."""
-        if self.report.listing_errors:
-            return  # an incomplete picture would flag the wrong orders
+        """Working rows the exchange lists nowhere, among those nobody else settles (not on a
+        market whose listings failed: an incomplete picture would flag the wrong orders)."""
         cutoff = utcnow() - INVISIBLE_AFTER
         with self.ctx.sessions() as session:
             rows = session.scalars(select(Order).where(Order.status == OrderStatus.WORKING)).all()
             flagged = _flagged(session, "drift")
             for order in rows:
+                if order.market in self.blind:
+                    continue
                 if order.client_id in open_ids or f"order:{order.id}" in flagged:
                     continue
                 if order.kind in BRACKET_KINDS and order.position_id is not None:

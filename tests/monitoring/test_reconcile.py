@@ -76,9 +76,12 @@ def test_working_order_the_exchange_does_not_have_is_drift(desk: Desk) -> None:
     desk.reconcile()  # young: could still be read-after-write lag
     assert not desk.events("drift")
     desk.backdate(ghost.order_id, hours=1)
-    desk.reconcile()
+    # An account without USD-M access: those listings fail, the spot picture is still whole.
+    desk.fault(action="fail_before", path="/fapi/", status=401, code=-2015, msg="Invalid API-key")
+    report = desk.reconcile()
     desk.reconcile()
 
+    assert report.listing_errors == 2 and report.drift == [f"order:{ghost.order_id}"]
     (drift,) = desk.events("drift")
     assert drift.order_id == ghost.order_id
     assert desk.order(ghost.order_id).status == OrderStatus.WORKING  # flagged, not guessed
