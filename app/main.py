@@ -12,7 +12,7 @@ from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.logging import settings_secrets
 from app.models import utcnow
-from app.queue import Enqueuer, connect, make_queue
+from app.queue import Enqueuer, connect, connect_async, make_queue
 from app.signals.router import router as signals_router
 from app.signals.security import Authenticator
 from app.signals.writer import IntakeWriter
@@ -20,7 +20,7 @@ from app.signals.writer import IntakeWriter
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Open the database, Redis and the enqueuer thread; close them on the way out."""
+    """Open the database, Redis, the writer thread and the enqueuer; close them after."""
     settings: Settings = app.state.settings
     # A small pool: one thread writes (app.signals.writer); the rest only read.
     engine = make_engine(settings.database_url, pool_size=5, max_overflow=10)
@@ -30,14 +30,23 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.writer = writer
     redis = connect(settings.redis_url) if settings.redis_url else None
     app.state.redis = redis
+    enqueuer = None
     if redis is not None:
         app.state.queue = make_queue(redis, settings.queue_name)
         # Without Redis configured, signals wait in the database for the sweeper.
-        writer.on_commit = Enqueuer(app.state.queue, writer.mark_queued, clock=app.state.clock)
+        enqueuer = Enqueuer(
+            app.state.queue,
+            connect_async(settings.redis_url or ""),
+            writer.mark_queued,
+            clock=app.state.clock,
+        )
+        writer.on_commit = enqueuer.submit
     writer.start()
     try:
         yield
     finally:
+        if enqueuer is not None:
+            await enqueuer.close()
         writer.stop()
         if redis is not None:
             redis.close()

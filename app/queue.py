@@ -14,6 +14,7 @@ carry the signal id only.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -23,11 +24,17 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
 from redis import Redis, RedisError
+from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError
 from redis.retry import Retry
 from rq import Queue
 from rq.exceptions import DuplicateJobError
+from rq.job import Job, JobStatus
+from rq.scripts import UNIQUE_ENQUEUE_SCRIPT
 from rq.serializers import JSONSerializer
+from rq.utils import now as rq_now
 from sqlalchemy import Table, insert, select
 from sqlalchemy.engine import Engine
 
@@ -44,8 +51,9 @@ JOB_RESULT_TTL = 86_400
 SWEEP_GRACE = timedelta(seconds=5)
 SWEEP_BATCH = 500
 SWEEP_LOCK = "pacekeeper:lock:sweep_intake"
-# How often the receiver re-adds its queue to RQ's `rq:queues` listing (one round trip).
+# How often the receiver re-adds its queue to RQ's `rq:queues` listing.
 REGISTER_EVERY = 60.0
+JOB_TIMEOUT = Queue.DEFAULT_TIMEOUT
 # A `processing` signal whose worker made no progress for this long is given to another
 # worker (PACEKEEPER_EXECUTION_LEASE; see app/execution/claims.py).
 EXECUTION_LEASE = timedelta(seconds=60)
@@ -68,6 +76,17 @@ def connect(url: str) -> Redis:
         socket_connect_timeout=0.5,
         socket_timeout=2.0,
         retry=Retry(NoBackoff(), 0),
+        health_check_interval=30,
+    )
+
+
+def connect_async(url: str) -> AsyncRedis:
+    """The receiver's event-loop client, failing as fast as :func:`connect`."""
+    return AsyncRedis.from_url(
+        url,
+        socket_connect_timeout=0.5,
+        socket_timeout=2.0,
+        retry=AsyncRetry(NoBackoff(), 0),
         health_check_interval=30,
     )
 
@@ -122,51 +141,117 @@ def enqueue_signals(
 
 
 class Enqueuer:
-    """Puts freshly committed signals on the queue, and reports which made it.
+    """Puts freshly committed signals on the queue from the event loop, and marks them.
 
-    Called by the receiver's writer thread right after each commit, with the ids that
-    commit made (one when idle, many under load). After a Redis failure it stops trying
-    for ``pause`` seconds, so a Redis outage costs the webhook at most one connect
-    timeout now and then; the ids it skips stay ``received`` and the sweeper takes them.
+    The receiver's writer hands over the ids each commit made (one when idle, many under
+    load); they go to Redis with the asyncio client, so the event loop never waits on
+    Redis and no thread is woken for it. Each job is written by RQ's own unique-enqueue
+    script (check, save, push: atomic), all of a batch in one round trip, as the same hash
+    that ``Queue.enqueue_call(..., unique=True)`` writes, so the sweeper's enqueue of the
+    same id finds it and does not make a second job. After a Redis failure it stops trying
+    for ``pause`` seconds; the ids it skips stay ``received`` and the sweeper takes them.
     """
 
     def __init__(
         self,
         queue: Queue,
+        redis: AsyncRedis,
         mark_queued: MarkQueued,
         *,
         clock: Callable[[], datetime] = utcnow,
         pause: float = 5.0,
     ) -> None:
         self.queue = queue
+        self.redis = redis
         self.mark_queued = mark_queued
         self.clock = clock
         self.pause = pause
+        self._pending: list[str] = []
+        self._task: asyncio.Task[None] | None = None
         self._paused_until = 0.0
         self._registered_at = -REGISTER_EVERY
+        self._script_sha: str | None = None
 
-    def __call__(self, signal_ids: Sequence[str]) -> None:
-        if not signal_ids:
-            return
+    def submit(self, signal_ids: Sequence[str]) -> None:
+        """Called on the event loop: enqueue these soon (batched while a round trip runs)."""
         if time.monotonic() < self._paused_until:
             return
-        try:
-            register = time.monotonic() - self._registered_at >= REGISTER_EVERY
-            done, error = enqueue_signals(self.queue, signal_ids, register=register)
-            if register and error is None:
-                self._registered_at = time.monotonic()
-            if error is not None:
+        self._pending.extend(signal_ids)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._drain())
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Let the batch under way finish (bounded), then close the client."""
+        if self._task is not None and not self._task.done():
+            with suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        await self.redis.aclose()
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await self._enqueue(batch)
+            except (RedisError, OSError) as exc:
                 self._paused_until = time.monotonic() + self.pause
+                self._pending = []
                 log.warning(
                     "redis unavailable: %d signal(s) left for the sweeper (%s)",
-                    len(signal_ids) - len(done),
-                    type(error).__name__,
+                    len(batch),
+                    type(exc).__name__,
                 )
-            self.mark_queued(done, now=self.clock(), job_ids={sid: job_id(sid) for sid in done})
-        except Exception:
-            # Anything not marked is still `received` in the database, and the sweeper's
-            # unique enqueue makes a second attempt harmless.
-            log.exception("enqueue failed: %d signal(s) left for the sweeper", len(signal_ids))
+                return
+            except Exception:
+                log.exception("enqueue failed: %d signal(s) left for the sweeper", len(batch))
+                return
+            now = self.clock()
+            self.mark_queued(batch, now=now, job_ids={sid: job_id(sid) for sid in batch})
+
+    async def _enqueue(self, signal_ids: list[str]) -> None:
+        if self._script_sha is None:
+            self._script_sha = await self.redis.script_load(UNIQUE_ENQUEUE_SCRIPT)
+        register = time.monotonic() - self._registered_at >= REGISTER_EVERY
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for signal_id in signal_ids:
+                job = self._job(signal_id)
+                # Same arguments as rq.scripts.save_unique_job: push to the right, no TTL.
+                pipe.evalsha(
+                    self._script_sha, 2, job.key, self.queue.key, job.id, "R", -1, *_hset_args(job)
+                )
+            if register:
+                pipe.sadd(self.queue.redis_queues_keys, self.queue.key)
+            try:
+                await pipe.execute()
+            except NoScriptError:  # Redis restarted and forgot the script: load it again
+                self._script_sha = None
+                raise
+        if register:
+            self._registered_at = time.monotonic()
+
+    def _job(self, signal_id: str) -> Job:
+        job = Job.create(
+            PROCESS_SIGNAL,
+            args=(signal_id,),
+            id=job_id(signal_id),
+            connection=self.queue.connection,
+            serializer=self.queue.serializer,
+            result_ttl=JOB_RESULT_TTL,
+            status=JobStatus.QUEUED,
+            origin=self.queue.name,
+            timeout=JOB_TIMEOUT,
+        )
+        job.enqueued_at = rq_now()
+        return job
+
+
+def _hset_args(job: Job) -> list[Any]:
+    """The job hash as field/value pairs, as RQ's unique-enqueue script expects them."""
+    args: list[Any] = []
+    for key, value in job.to_dict().items():
+        if value is not None:
+            args.append(key)
+            args.append(value if isinstance(value, bytes | str) else str(value))
+    return args
 
 
 @dataclass

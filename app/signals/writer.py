@@ -5,9 +5,10 @@ Accepting a signal costs one durable commit (an fsync on SQLite with
 request thread queue for the lock and fsync on its own, one thread writes: it takes every
 request waiting, stores each in one transaction, commits once, and only then answers
 them. Alone, a signal is written at once; under load, one fsync acknowledges a whole
-batch (group commit). After each commit the same thread hands the new ids to the enqueuer,
-and the ``received -> queued`` changes that follow ride in the next transaction, without a
-commit of their own while signals keep coming.
+batch (group commit). After each commit the answers and the new ids go back to the event loop
+in one wake-up (the ids to the enqueuer), and the ``received -> queued`` changes that
+follow ride in the next transaction, without a commit of their own while signals keep
+coming.
 
 A request never gets its answer before the commit that holds its row.
 """
@@ -56,7 +57,11 @@ _STOP = object()
 MARK_DELAY = 0.25
 
 
-def _settle_all(settled: list[tuple[asyncio.Future[Intake], Intake | BaseException]]) -> None:
+def _settle_all(
+    settled: list[tuple[asyncio.Future[Intake], Intake | BaseException]],
+    after: Callable[[list[str]], None] | None = None,
+) -> None:
+    """On the event loop: answer a batch, then hand its new signals to ``after``."""
     for future, outcome in settled:
         if future.done():  # the request went away (client disconnect, shutdown)
             continue
@@ -64,6 +69,13 @@ def _settle_all(settled: list[tuple[asyncio.Future[Intake], Intake | BaseExcepti
             future.set_exception(outcome)
         else:
             future.set_result(outcome)
+    if after is not None:
+        fresh = [o.signal_id for _, o in settled if isinstance(o, Intake) and not o.duplicate]
+        if fresh:
+            try:
+                after(fresh)
+            except Exception:
+                log.exception("after-commit hook failed; the sweeper will enqueue")
 
 
 class IntakeWriter:
@@ -77,7 +89,7 @@ class IntakeWriter:
         max_batch: int = 200,
     ) -> None:
         self.engine = engine
-        # Called in this thread after each commit, with the new signals' ids (the enqueuer).
+        # Called on the event loop after each commit's answers, with the new signals' ids.
         self.on_commit = on_commit
         self.max_batch = max_batch
         self._inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
@@ -195,11 +207,4 @@ class IntakeWriter:
             by_loop.setdefault(item.loop, []).append((item.future, outcome))
         for loop, settled in by_loop.items():
             with suppress(RuntimeError):  # that event loop is closed
-                loop.call_soon_threadsafe(_settle_all, settled)
-        # The answers are on their way; now the committed signals go to the queue.
-        fresh = [o.signal_id for o in outcomes if isinstance(o, Intake) and not o.duplicate]
-        if fresh and self.on_commit is not None:
-            try:
-                self.on_commit(fresh)
-            except Exception:
-                log.exception("after-commit hook failed; the sweeper will enqueue")
+                loop.call_soon_threadsafe(_settle_all, settled, self.on_commit)

@@ -77,6 +77,7 @@ def job_keys(redis_conn: redis.Redis, queue_name: str) -> Iterator[Callable[[], 
     found = keys()
     if found:
         redis_conn.delete(*found)
+    redis_conn.srem("rq:queues", f"rq:queue:{queue_name}")
 
 
 def job_texts(redis_conn: redis.Redis, keys: list[bytes]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from datetime import timedelta
 from typing import Any
@@ -216,26 +217,62 @@ def test_overlapping_sweeps_skip_while_one_holds_the_lock(
         engine.dispose()
 
 
-def test_after_a_redis_failure_the_enqueuer_pauses_instead_of_stalling_every_batch(
-    monkeypatch: pytest.MonkeyPatch,
+def test_after_a_redis_failure_the_enqueuer_pauses_and_leaves_ids_to_the_sweeper(
+    queue_name: str,
 ) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/9"
     attempts: list[list[str]] = []
+    marked: list[list[str]] = []
 
-    def failing(queue: Any, signal_ids: Any, job_ids: Any = None, **kwargs: Any) -> Any:
-        attempts.append(list(signal_ids))
-        return [], redis.ConnectionError("refused")
+    async def scenario() -> None:
+        enqueuer = intake_queue.Enqueuer(
+            make_queue(intake_queue.connect(dead), queue_name),
+            intake_queue.connect_async(dead),
+            lambda ids, **kw: marked.append(list(ids)),
+            pause=60,
+        )
+        attempt = enqueuer._enqueue
 
-    monkeypatch.setattr(intake_queue, "enqueue_signals", failing)
-    marked: list[Any] = []
-    enqueuer = intake_queue.Enqueuer(
-        None,  # type: ignore[arg-type]
-        lambda ids, **kw: marked.append(list(ids)),
-        pause=60,
-    )
-    enqueuer(["a"])
-    enqueuer(["b"])  # within the pause: left to the sweeper without touching Redis
-    assert attempts == [["a"]]
-    assert marked == [[]]
-    enqueuer._paused_until = 0.0
-    enqueuer(["c"])
-    assert attempts == [["a"], ["c"]]
+        async def counting(ids: list[str]) -> None:
+            attempts.append(list(ids))
+            await attempt(ids)
+
+        enqueuer._enqueue = counting  # type: ignore[method-assign]
+        enqueuer.submit(["a"])
+        assert enqueuer._task is not None
+        await enqueuer._task
+        enqueuer.submit(["b"])  # within the pause: left to the sweeper, Redis not touched
+        await asyncio.sleep(0)
+        await enqueuer.close()
+
+    asyncio.run(scenario())
+    assert attempts == [["a"]] and marked == []
+
+
+def test_the_receivers_job_and_the_sweepers_enqueue_of_it_are_one_rq_job(
+    queue: Any, redis_url: str, redis_conn: redis.Redis, job_keys: Any
+) -> None:
+    signal_id = "0123456789abcdef0123456789abcdef"
+    marked: list[list[str]] = []
+
+    async def receiver_side() -> None:
+        enqueuer = intake_queue.Enqueuer(
+            queue, intake_queue.connect_async(redis_url), lambda ids, **kw: marked.append(list(ids))
+        )
+        for _ in range(2):
+            enqueuer.submit([signal_id])
+            assert enqueuer._task is not None
+            await enqueuer._task
+        await enqueuer.close()
+
+    asyncio.run(receiver_side())
+    done, error = enqueue_signals(queue, [signal_id])  # the sweeper, racing it
+    assert (done, error) == ([signal_id], None)
+    assert queue.job_ids == [job_id(signal_id)] and len(job_keys()) == 1
+    job = Job.fetch(job_id(signal_id), connection=redis_conn, serializer=JSONSerializer)
+    assert (job.func_name, job.args, job.kwargs) == (PROCESS_SIGNAL, [signal_id], {})
+    assert job.get_status() == "queued" and job.origin == queue.name
+    assert marked == [[signal_id], [signal_id]]
+    assert queue.name.encode() in {
+        name.rpartition(b":")[2] for name in redis_conn.smembers("rq:queues")
+    }
