@@ -414,13 +414,16 @@ class Monitor:
             self.count("brackets_placed")
 
     def _retry_protections(self) -> None:
-        """Positions whose entry ended with fills but that have no bracket and no note saying
-        why (placing it failed then): try again. A note ("too small to protect", "bracket
-        rejected") is the execution layer's final word and is left alone."""
+        """Positions whose entry ended with fills but whose bracket was never placed, or is in
+        doubt (placing it failed, or its outcome was unknown): the execution layer places or
+        reconciles it. A note ("too small to protect", "bracket rejected") is its final word,
+        and a bracket that ended (filled, or cancelled by an operator) is not placed again."""
+        in_doubt = (OrderStatus.PLANNED, OrderStatus.SENDING, OrderStatus.UNKNOWN)
         with self.ctx.sessions() as session:
-            bracketed = select(Order.id).where(
+            brackets = select(Order.id).where(
                 Order.position_id == Position.id, Order.leg.startswith(BRACKET)
             )
+            settled = brackets.where(Order.status.not_in(in_doubt))
             waiting = [
                 p
                 for p in session.scalars(
@@ -429,7 +432,7 @@ class Monitor:
                         Position.pending_bracket.is_not(None),
                         Position.bracket_note.is_(None),
                         Position.quantity > 0,
-                        ~bracketed.exists(),
+                        ~settled.exists(),
                     )
                 )
                 if not _live_entry(session, p)

@@ -85,3 +85,17 @@ def test_usdm_stop_fill_cancels_the_take_profit_and_closes(desk: Desk) -> None:
     assert position.status == "closed" and position.exit_quantity == D("0.1")
     exit_price = by_leg["bracket-sl"].avg_price
     assert position.realized_pnl == D("0.1") * (exit_price - D("65000")) < 0
+
+
+def test_bracket_that_failed_to_place_is_retried_once(desk: Desk) -> None:
+    # The price the bracket is checked against cannot be read when the entry ends.
+    desk.fault(action="fail_before", path="/api/v3/ticker/price", status=400, code=-1102, count=1)
+
+    entry = finish_entry(desk, quantity="0.3", duration=30)
+
+    (error,) = desk.events("monitor_error")
+    assert "ticker/price" in error.message
+    (row,) = desk.orders(kind="oco")  # placed by the retry pass of the same cycle
+    assert row.status == OrderStatus.WORKING and row.position_id == entry.position_id  # type: ignore[attr-defined]
+    assert desk.cycle().brackets_placed == 0
+    assert len(desk.ledger(kind="oco")) == 1
