@@ -64,6 +64,7 @@ class WatchedAlgo:
     market: AlgoMarket
     symbol: str
     client_id: str
+    venue_id: int | None
     quantity: Decimal
     duration: int | None
     executed_qty: Decimal
@@ -103,6 +104,7 @@ def load_working(session: Session) -> list[WatchedAlgo]:
                 market="usdm" if order.market == "usdm" else "spot",
                 symbol=order.symbol,
                 client_id=order.client_id,
+                venue_id=order.venue_id,
                 quantity=order.quantity or ZERO,
                 duration=order.duration,
                 executed_qty=order.executed_qty or ZERO,

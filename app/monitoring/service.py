@@ -486,8 +486,10 @@ class Monitor:
 
 
 def _moved(item: _Seen) -> bool:
-    """Ended, or executed more than the fills we hold: its children must be read."""
-    return item.terminal or item.row.executedQty != item.algo.executed_qty
+    """Ended, executed more than the fills we hold, or seen for the first time (its algoId
+    is not stored yet): its children are read and its row brought up to date."""
+    algo = item.algo
+    return item.terminal or item.row.executedQty != algo.executed_qty or algo.venue_id is None
 
 
 def _live_entry(session: Any, position_id: int) -> bool:

@@ -60,7 +60,8 @@ def test_limit_out_of_reach_is_cancelled_within_grace_plus_two_intervals(desk: D
     assert decision.data["fill_fraction"] == "0" and decision.data["schedule"] is not None
     order = desk.order(entry.order_id)
     assert order.status == OrderStatus.CANCELLED and order.venue_status == "CANCELLED"
-    assert desk.ledger(client_id=entry.client_id)[0]["status"] == "CANCELLED"
+    (placed,) = desk.ledger(client_id=entry.client_id)
+    assert placed["status"] == "CANCELLED" and order.venue_id == placed["id"]
     signal = desk.signal(entry.signal_id)
     assert signal.status == SignalStatus.CANCELLED
     assert "cancelled by the monitor (fill 0.00 < 1 × schedule 0.17" in (signal.status_reason or "")
