@@ -132,3 +132,15 @@ def test_expired_signal_cancels_its_algo(desk: Desk) -> None:
     order = desk.order(entry.order_id)
     assert order.status == OrderStatus.CANCELLED and D(0) < order.executed_qty < D("0.3")
     assert desk.signal(entry.signal_id).status == SignalStatus.EXPIRED
+
+
+def test_algo_id_is_stored_when_first_seen_before_any_fill(desk: Desk) -> None:
+    entry = desk.entry(limit_price="60000")
+    desk.advance(1)
+
+    desk.cycle()
+
+    order = desk.order(entry.order_id)
+    (placed,) = desk.ledger(client_id=entry.client_id)
+    assert order.venue_id == placed["id"] and order.venue_status == "WORKING"
+    assert order.book_time is not None and order.executed_qty == 0
