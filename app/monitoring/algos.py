@@ -9,7 +9,6 @@ two meet again once every child has ended.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,8 +23,6 @@ from app.execution.journal import event
 from app.execution.planning import ALGO_KINDS
 from app.execution.positions import apply_entry_fills, record_fills, sub_order_fills
 from app.models import Fill, Order, OrderStatus, Position, Signal, SignalStatus
-
-log = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
 AlgoMarket = Literal["spot", "usdm"]
@@ -62,10 +59,8 @@ class WatchedAlgo:
     position_id: int | None
     kind: str
     market: AlgoMarket
-    symbol: str
     client_id: str
     venue_id: int | None
-    quantity: Decimal
     duration: int | None
     executed_qty: Decimal
     last_fill_at: datetime | None
@@ -102,10 +97,8 @@ def load_working(session: Session) -> list[WatchedAlgo]:
                 position_id=order.position_id,
                 kind=order.kind,
                 market="usdm" if order.market == "usdm" else "spot",
-                symbol=order.symbol,
                 client_id=order.client_id,
                 venue_id=order.venue_id,
-                quantity=order.quantity or ZERO,
                 duration=order.duration,
                 executed_qty=order.executed_qty or ZERO,
                 last_fill_at=aware(order.last_fill_at),
