@@ -45,6 +45,7 @@ from app.execution.journal import event
 from app.execution.planning import BRACKET
 from app.execution.positions import ENTRY_LEG
 from app.healthcheck import record_monitor_cycle
+from app.metrics import MetricsRecorder
 from app.models import Order, OrderStatus, Position
 from app.monitoring import algos as A
 from app.monitoring.algos import AlgoMarket
@@ -106,6 +107,7 @@ def run_cycle(ctx: ExecContext, *, now_ms: Callable[[], int] | None = None) -> C
         flight.release()
     if ctx.redis is not None and not report.incomplete:
         record_monitor_cycle(ctx.redis)
+        MetricsRecorder.for_settings(ctx.redis, ctx.settings).monitor_cycle(report.duration_s)
     log.info("monitor cycle", extra={"cycle": report.as_dict()})
     return report
 

@@ -144,3 +144,25 @@ def test_algo_id_is_stored_when_first_seen_before_any_fill(desk: Desk) -> None:
     (placed,) = desk.ledger(client_id=entry.client_id)
     assert order.venue_id == placed["id"] and order.venue_status == "WORKING"
     assert order.book_time is not None and order.executed_qty == 0
+
+
+def test_each_completed_cycle_is_counted_in_the_cycle_time_metric(desk: Desk, ctx: object) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from app.metrics import RedisCollector
+
+    def cycles_counted() -> float:
+        registry = CollectorRegistry()
+        registry.register(RedisCollector(lambda: ctx.redis, ctx.settings))  # type: ignore[attr-defined]
+        for line in generate_latest(registry).decode().splitlines():
+            if line.startswith("pacekeeper_monitor_cycle_seconds_count"):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    before = cycles_counted()
+    desk.entry(quantity="0.3", duration=60)
+    desk.advance(INTERVAL)
+    desk.cycle()
+    desk.advance(INTERVAL)
+    desk.cycle()
+    assert cycles_counted() == before + 2
