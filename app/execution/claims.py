@@ -39,12 +39,15 @@ class Claim:
     signal_id: str
     fence: int  # signals.attempts right after the claim
     previous: str  # the status it was claimed from
+    payload: dict[str, Any] | None = None  # the stored signal, read in the claim's transaction
 
 
 def claim_signal(session: Session, signal_id: str, *, now: datetime, lease: float) -> Claim | str:
     """Take the signal, or say why not (its status). Commits nothing: the caller does."""
     row = session.execute(
-        select(SignalRow.status, SignalRow.attempts).where(SignalRow.id == signal_id)
+        select(SignalRow.status, SignalRow.attempts, SignalRow.payload).where(
+            SignalRow.id == signal_id
+        )
     ).first()
     if row is None:
         return "missing"
@@ -68,7 +71,7 @@ def claim_signal(session: Session, signal_id: str, *, now: datetime, lease: floa
     if row.status == PROCESSING:
         data["taken_over"] = True
     session.execute(insert(Event), [state_event(signal_id, row.status, PROCESSING, now, **data)])
-    return Claim(signal_id, fence, str(row.status))
+    return Claim(signal_id, fence, str(row.status), row.payload)
 
 
 def _fenced(claim: Claim) -> Any:

@@ -18,7 +18,7 @@ from app.execution.placement import place
 from app.execution.planning import Plan, Refused, plan_entry
 from app.execution.positions import apply_entry_fills
 from app.execution.result import Result
-from app.models import OrderStatus, Position, SignalStatus
+from app.models import Order, OrderStatus, Position, SignalStatus
 from app.signals.schemas import Signal, TwapExecution, VpExecution
 
 
@@ -38,15 +38,15 @@ def _notional(signal: Signal, plan: Plan, price: Decimal) -> Decimal:
     return intent.quantity * (intent.price or intent.limit_price or price)
 
 
-def run_entry(ctx: ExecContext, claim: Claim, signal: Signal) -> Result:
+def run_entry(ctx: ExecContext, claim: Claim, signal: Signal, orders: list[Order]) -> Result:
+    """``orders``: the signal's order rows, as a previous run left them (none the first time)."""
     sid = claim.signal_id
-    with session_scope(ctx.sessions) as session:
-        existing = [o for o in book.signal_orders(session, sid) if o.leg == "entry"]
-    if not existing:
-        _plan_and_write(ctx, claim, signal)
-    with session_scope(ctx.sessions) as session:
-        entry = next(o for o in book.signal_orders(session, sid) if o.leg == "entry")
-    order = place(ctx, entry.id, claim)
+    entry = next((o for o in orders if o.leg == "entry"), None)
+    if entry is None:
+        written = _plan_and_write(ctx, claim, signal)
+        order = place(ctx, written.id, claim, marked=written)
+    else:
+        order = place(ctx, entry.id, claim)
     with session_scope(ctx.sessions) as session:
         position = book.position_of(session, sid)
         assert position is not None
@@ -69,7 +69,9 @@ def _protect(ctx: ExecContext, session: Session, position: Position, claim: Clai
     return f"; bracket {bracket.kind} {bracket.status}"
 
 
-def _plan_and_write(ctx: ExecContext, claim: Claim, signal: Signal) -> None:
+def _plan_and_write(ctx: ExecContext, claim: Claim, signal: Signal) -> Order:
+    """Check the guards and write the position and the entry row, committed as ``sending``
+    in the same transaction (one commit before the request)."""
     assert signal.market is not None and signal.symbol is not None and signal.side is not None
     market, symbol = signal.market.value, signal.symbol
     rules: SymbolRules = ctx.client.symbol_rules(symbol, market)  # type: ignore[arg-type]
@@ -90,17 +92,25 @@ def _plan_and_write(ctx: ExecContext, claim: Claim, signal: Signal) -> None:
             entry=True, market=market, symbol=symbol, strategy=strategy, algo=algo,
             notional=_notional(signal, plan, price),
             halted=halt.reason if halt is not None else None, open_algos=open_count,
-            exposure=book.exposure(session, market, symbol, price, exclude=claim.signal_id),
+            exposure=(
+                book.exposure(session, market, symbol, price, exclude=claim.signal_id)
+                if ctx.settings.max_notional_per_symbol is not None
+                else Decimal(0)
+            ),
             live_entry=book.live_entry(session, strategy, market, symbol, exclude=claim.signal_id),
         )  # fmt: skip
         reason = guards.evaluate(facts, ctx.settings)
         if reason is not None:
             raise Refused(reason)
-        position = book.position_of(session, claim.signal_id) or Position(
+        # No entry row yet, so no position either: both are written in this transaction.
+        position = Position(
             strategy=strategy, market=market, symbol=symbol, side=plan.intents[0].side,
             quantity=Decimal(0), opened_by=claim.signal_id,
             pending_bracket=plan.levels.to_json() or None,
         )  # fmt: skip
         session.add(position)
         session.flush()
-        add_orders(session, plan.intents, signal_id=claim.signal_id, position_id=position.id)
+        (entry,) = add_orders(
+            session, plan.intents, signal_id=claim.signal_id, position_id=position.id, sending=True
+        )
+        return entry

@@ -7,6 +7,7 @@ order can be read back in order.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -69,9 +70,14 @@ def add_orders(
     *,
     signal_id: str | None,
     position_id: int | None,
+    sending: bool = False,
 ) -> list[Order]:
     """Write ``planned`` rows for intents whose client id is new; return the rows of every
-    intent (existing ones too: a re-run or a concurrent caller wrote them first)."""
+    intent (existing ones too: a re-run or a concurrent caller wrote them first).
+
+    ``sending``: write new rows as ``sending`` right away, for a caller that holds the claim
+    and sends them as soon as this transaction commits (``placement.place(marked=...)``);
+    one commit before the request instead of two."""
     if not intents:
         return []
     now = utcnow()
@@ -87,7 +93,7 @@ def add_orders(
             "symbol": intent.symbol,
             "side": intent.side,
             "client_id": intent.client_id,
-            "status": OrderStatus.PLANNED.value,
+            "status": (OrderStatus.SENDING if sending else OrderStatus.PLANNED).value,
             "quantity": intent.quantity,
             "quote_quantity": intent.quote_quantity,
             "price": intent.price,
@@ -98,8 +104,8 @@ def add_orders(
             "executed_qty": 0,
             "executed_amt": 0,
             "params": request_params(intent),
-            "extra": intent.extra(),
-            "attempts": 0,
+            "extra": {**intent.extra(), "sent_at": time.time()} if sending else intent.extra(),
+            "attempts": 1 if sending else 0,
             "created_at": now,
             "updated_at": now,
         }
@@ -120,6 +126,9 @@ def add_orders(
                 client_id=intent.client_id,
                 **request_params(intent),
             )
+            if sending:
+                event(session, "sent", f"sending {intent.kind} {intent.side} {intent.symbol}",
+                      signal_id=signal_id, order_id=new_id, client_id=intent.client_id)  # fmt: skip
     by_client = {
         o.client_id: o
         for o in session.scalars(

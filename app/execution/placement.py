@@ -46,6 +46,8 @@ LOOKUP_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
 ALGO_ID_LOOKUPS = (0.0, 0.1, 0.3, 0.6, 1.0, 2.0)
 # USD-M answers a taken newClientOrderId / clientAlgoId with -4116 "ClientOrderId is duplicated."
 FUTURES_DUPLICATE_ID = -4116
+# Binance accepts a timestamp up to 1 s ahead of its clock: allow that much skew.
+SKEW_MS = 1000
 IN_DOUBT = (OrderStatus.SENDING.value, OrderStatus.UNKNOWN.value)
 
 
@@ -59,14 +61,26 @@ class OrderRejected(Exception):
         self.msg = msg
 
 
-def place(ctx: ExecContext, order_id: int, claim: Claim | None = None) -> Order:
+def place(
+    ctx: ExecContext,
+    order_id: int,
+    claim: Claim | None = None,
+    *,
+    marked: Order | None = None,
+) -> Order:
     """Drive one order row until the venue's answer about it is known; return the row.
 
     Idempotent: a row already placed is returned as it is; a row in doubt is reconciled
-    before anything is sent. Raises OrderRejected, Temporary, or LeaseLost.
+    before anything is sent. ``marked`` is the row when the caller has already committed it
+    as ``sending`` (``journal.add_orders(sending=True)`` under the claim): it is sent at once.
+    Raises OrderRejected, Temporary, or LeaseLost.
     """
     resend = False
     how = "reconciled"
+    if marked is not None:
+        placed, how = _send(ctx, marked)
+        if placed is not None:
+            return placed
     while True:
         with session_scope(ctx.sessions) as session:
             order = _load(session, order_id)
@@ -109,6 +123,7 @@ def _mark_sending(
         heartbeat(session, claim)
     extra = dict(order.extra or {})
     extra["sent_at"] = time.time()
+    extra.pop("deadline_ms", None)
     result = session.execute(
         update(Order)
         .where(Order.id == order.id, Order.status.in_(expected))
@@ -165,11 +180,22 @@ def _send(ctx: ExecContext, order: Order) -> tuple[Order | None, str]:
                   order_id=order.id, retry_after=exc.retry_after)  # fmt: skip
         raise
     except UnknownOutcome as exc:
+        extra = dict(order.extra or {})
+        # timestamp + recvWindow of the request, when the client knows it: after that (by
+        # the exchange's clock) the request can no longer take effect.
+        deadline_ms = getattr(exc, "deadline_ms", None)
+        if deadline_ms is not None:
+            extra["deadline_ms"] = deadline_ms
         with session_scope(ctx.sessions) as session:
             session.execute(
                 update(Order)
                 .where(Order.id == order.id, Order.status == OrderStatus.SENDING.value)
-                .values(status=OrderStatus.UNKNOWN.value, error_msg=exc.msg, updated_at=utcnow())
+                .values(
+                    status=OrderStatus.UNKNOWN.value,
+                    error_msg=exc.msg,
+                    extra=extra,
+                    updated_at=utcnow(),
+                )
             )
             event(session, "unknown", f"outcome unknown: {exc}", signal_id=order.signal_id,
                   order_id=order.id)  # fmt: skip
@@ -228,12 +254,22 @@ def reconcile(
                       signal_id=row.signal_id, order_id=row.id, venue_id=row.venue_id,
                       lookups=lookups)  # fmt: skip
             return row
-        age = time.time() - float((order.extra or {}).get("sent_at") or 0)
-        if lookups >= MIN_LOOKUPS and age >= horizon:
+        extra = order.extra or {}
+        age = time.time() - float(extra.get("sent_at") or 0)
+        remaining = horizon - age
+        if extra.get("deadline_ms") is not None:
+            server_now = ctx.client.clocks[_venue(order)].now_ms()
+            remaining = min(remaining, (extra["deadline_ms"] + SKEW_MS - server_now) / 1000)
+        if lookups >= MIN_LOOKUPS and remaining <= 0:
             message = f"not found after {lookups} look-ups and {age:.1f} s"
             _note(ctx, order, "absent", message, lookups=lookups)
             return None
         delay = LOOKUP_DELAYS[min(lookups - 1, len(LOOKUP_DELAYS) - 1)]
-        if age < horizon:
-            delay = min(delay, max(horizon - age, 0.05))
+        if remaining > 0:
+            delay = min(delay, max(remaining, 0.05))
         time.sleep(delay)
+
+
+def _venue(order: Order) -> str:
+    """Which exchange clock judges the row's requests: USD-M orders are on /fapi."""
+    return "fapi" if order.market == "usdm" and order.kind not in ("twap", "vp") else "api"

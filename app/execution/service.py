@@ -96,11 +96,16 @@ def process_signal(ctx: ExecContext, signal_id: str, *, now: datetime | None = N
 
 
 def _run(ctx: ExecContext, claim: Claim, now: datetime) -> Result:
-    with session_scope(ctx.sessions) as session:
-        row = session.get(SignalRow, claim.signal_id)
-        assert row is not None
-        signal = Signal.from_payload(row.payload)
-        orders = book.signal_orders(session, claim.signal_id)
+    orders: list[Order] = []
+    if claim.payload is not None and claim.fence == 1:
+        # The first claim ever: no run before this one can have written an order.
+        signal = Signal.from_payload(claim.payload)
+    else:
+        with session_scope(ctx.sessions) as session:
+            row = session.get(SignalRow, claim.signal_id)
+            assert row is not None
+            signal = Signal.from_payload(row.payload)
+            orders = book.signal_orders(session, claim.signal_id)
     # Before anything else: what a previous run left in doubt is looked up by client id.
     for order in orders:
         if order.status in IN_DOUBT:
@@ -108,7 +113,7 @@ def _run(ctx: ExecContext, claim: Claim, now: datetime) -> Result:
     if not orders and _expired(signal, now):
         return Result(SignalStatus.EXPIRED, f"expired at {signal.expires_at} before it was sent")
     if signal.action is Action.ENTRY:
-        return run_entry(ctx, claim, signal)
+        return run_entry(ctx, claim, signal, orders)
     if signal.action is Action.CANCEL:
         return run_cancel(ctx, claim, signal)
     if signal.action is not Action.EXIT and isinstance(signal.execution, LimitExecution):

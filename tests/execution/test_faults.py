@@ -76,6 +76,26 @@ def test_executed_then_no_answer_is_reconciled_never_placed_twice(
     assert kinds.index("unknown") < kinds.index("reconciled")
 
 
+def test_5xx_before_executing_is_proven_absent_then_sent_once(
+    ctx: ExecContext, control: httpx.Client
+) -> None:
+    # A 500 that did not execute: the look-ups find nothing; once the request's
+    # timestamp + recvWindow has passed on the exchange's clock it can no longer execute,
+    # so the order is sent again (same client id), well before the generic horizon.
+    fault(control, action="fail_before", path="/api/v3/order", method="POST", count=1)
+    sid = submit(ctx, quantity="0.01")
+    started = time.monotonic()
+
+    assert run(ctx, sid).status == "done"
+
+    assert time.monotonic() - started < ctx.in_flight_horizon()
+    (order,) = orders(ctx, sid)
+    assert order.status == "filled" and order.attempts == 2
+    assert len(ledger(control, client_id=order.client_id)) == 1
+    kinds = event_kinds(ctx, sid)
+    assert kinds.index("unknown") < kinds.index("absent") < kinds.index("resent")
+
+
 def test_bracket_executed_then_500_is_one_oco(ctx: ExecContext, control: httpx.Client) -> None:
     set_price(control, "BTCUSDT", "65000")
     fault(control, action="fail_after", path="/api/v3/orderList/oco", method="POST", count=1)
