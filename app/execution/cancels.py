@@ -21,7 +21,7 @@ from app.execution.claims import Claim
 from app.execution.context import ExecContext
 from app.execution.journal import event
 from app.execution.placement import IN_DOUBT, reconcile
-from app.execution.positions import aggregate_fill, record_fills, sub_order_fills
+from app.execution.positions import record_fills, sub_order_fills, top_up_fill
 from app.models import TERMINAL_ORDER_STATUSES, Order, OrderStatus, utcnow
 
 log = logging.getLogger(__name__)
@@ -118,14 +118,13 @@ def _record_end(
     if isinstance(answer, m.OrderList):
         order.venue_id = answer.orderListId
         order.venue_status = answer.listOrderStatus
-        executed = Decimal(0)
-        for report in answer.orderReports:
-            if report.executedQty:
-                executed += report.executedQty
-                record_fills(session, order, aggregate_fill(
-                    report.orderId, report.executedQty, report.cummulativeQuoteQty, None,
-                    report.transactTime,
-                ))  # fmt: skip
+        # One leg of an OCO executes, the other expires: their sums are the list's.
+        executed = sum((r.executedQty or Decimal(0) for r in answer.orderReports), Decimal(0))
+        quote = sum((r.cummulativeQuoteQty or Decimal(0) for r in answer.orderReports), Decimal(0))
+        record_fills(session, order, top_up_fill(
+            session, order, ref=f"list-{answer.orderListId}", executed=executed, quote=quote,
+            when=answer.transactionTime,
+        ))  # fmt: skip
         order.executed_qty = executed
         if cancelled:
             order.status = OrderStatus.CANCELLED.value

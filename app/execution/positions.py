@@ -79,6 +79,38 @@ def aggregate_fill(
     return [FillData(f"order-{order_id}", price, executed, quote, ZERO, None, ms_time(when))]
 
 
+def top_up_fill(
+    session: Session,
+    order: Order,
+    *,
+    ref: str,
+    executed: Decimal | None,
+    quote: Decimal | None,
+    avg: Decimal | None = None,
+    when: int | None = None,
+) -> list[FillData]:
+    """The part of an order's cumulative ``executed`` not yet recorded, as one fill (for
+    answers that list no trades: an order query, a cancel answer, a USD-M RESULT).
+
+    Its id is ``<ref>@<executed>``: two readers of the same state make the same fill, and
+    a later read with more executed adds only the difference. Commission is not in these
+    answers; USD-M pays it in the margin asset, and a spot bracket is also capped by the
+    free balance.
+    """
+    if not executed:
+        return []
+    rows = session.execute(select(Fill.qty, Fill.quote_qty).where(Fill.order_id == order.id)).all()
+    done_qty = sum((r.qty for r in rows), ZERO)
+    done_quote = sum((r.quote_qty for r in rows), ZERO)
+    delta = executed - done_qty
+    if delta <= 0:
+        return []
+    delta_quote = quote - done_quote if quote else delta * (avg or ZERO)
+    price = delta_quote / delta if delta_quote > 0 else (avg or ZERO)
+    fill_id = f"{ref}@{executed.normalize():f}"
+    return [FillData(fill_id, price, delta, max(delta_quote, ZERO), ZERO, None, ms_time(when))]
+
+
 def sub_order_fills(subs: Iterable[venue.SubOrder]) -> list[FillData]:
     """The fills of a TWAP/VP from its child orders (``feeAmt`` is negative when paid)."""
     out = []

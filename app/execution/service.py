@@ -34,6 +34,7 @@ from app.execution.claims import Claim, LeaseLost, claim_signal, finish
 from app.execution.closes import run_close
 from app.execution.context import ExecContext
 from app.execution.entries import run_entry
+from app.execution.journal import event
 from app.execution.levels import run_levels
 from app.execution.placement import IN_DOUBT, OrderRejected, place
 from app.execution.planning import Refused
@@ -90,6 +91,7 @@ def process_signal(ctx: ExecContext, signal_id: str, *, now: datetime | None = N
     with session_scope(ctx.sessions) as session:
         if result.status in (SignalStatus.REFUSED, SignalStatus.FAILED, SignalStatus.EXPIRED):
             _close_empty_position(session, signal_id, result.reason or result.status.value)
+            event(session, result.status.value, result.reason or "", signal_id=signal_id)
         finish(session, claim, result.status, result.reason)
         orders = [o.client_id for o in book.signal_orders(session, signal_id)]
     return Outcome(signal_id, result.status.value, result.reason, orders=orders)

@@ -17,10 +17,10 @@ from app.exchange.client import BinanceClient
 from app.exchange.orders import OcoLeg
 from app.execution.positions import (
     FillData,
-    aggregate_fill,
     ms_time,
     record_fills,
     spot_fills,
+    top_up_fill,
 )
 from app.models import Order, OrderStatus
 
@@ -183,10 +183,11 @@ def apply(session: Session, order: Order, answer: Answer) -> None:
         order.book_time = order.book_time or ms_time(answer.transactTime or answer.time)
         fills = spot_fills(answer)
         if not fills and answer.executedQty:
-            # A look-up (GET) lists no trades: one fill for the total, commission unknown.
-            fills = aggregate_fill(
-                answer.orderId, answer.executedQty, answer.cummulativeQuoteQty, None,
-                answer.updateTime or answer.transactTime,
+            # A look-up (GET) lists no trades: what executed since the last read, as one
+            # fill whose commission is unknown.
+            fills = top_up_fill(
+                session, order, ref=f"order-{answer.orderId}", executed=answer.executedQty,
+                quote=answer.cummulativeQuoteQty, when=answer.updateTime or answer.transactTime,
             )  # fmt: skip
             extra = _extra(order)
             extra["fees_unknown"] = True
@@ -210,9 +211,9 @@ def apply(session: Session, order: Order, answer: Answer) -> None:
         order.venue_id = answer.orderId
         _set_status(order, str(answer.status))
         _amounts(order, answer.executedQty, answer.cumQuote)
-        fills = aggregate_fill(
-            answer.orderId, answer.executedQty, answer.cumQuote, answer.avgPrice,
-            answer.updateTime,
+        fills = top_up_fill(
+            session, order, ref=f"order-{answer.orderId}", executed=answer.executedQty,
+            quote=answer.cumQuote, avg=answer.avgPrice, when=answer.updateTime,
         )  # fmt: skip
     else:
         order.venue_id = answer.algoId

@@ -10,6 +10,7 @@ import pytest
 
 from app.exchange.ids import client_algo_id, client_order_id
 from app.execution.context import ExecContext
+from app.execution.resting import follow_resting_orders
 from app.models import OrderStatus
 from tests.execution.conftest import (
     event_kinds,
@@ -237,3 +238,51 @@ def test_cancel_by_symbol_and_strategy_cancels_a_queued_signal_before_it_runs(
     assert signal_row(ctx, queued).status == "cancelled"
     assert run(ctx, queued).status == "skipped"
     assert ledger(control) == []
+
+
+def test_exit_during_a_twap_entry_cancels_it_and_sells_what_it_bought(
+    ctx: ExecContext, control: httpx.Client
+) -> None:
+    set_price(control, "BTCUSDT", "65000")
+    entry_id = submit(ctx, quantity="0.06", execution={"type": "twap", "duration": 600},
+                      take_profit="70000", stop_loss="60000")  # fmt: skip
+    assert run(ctx, entry_id).status == "working"
+    control.post("/clock", json={"advance": 100}).raise_for_status()  # 10 of 60 slices
+
+    outcome = run(ctx, submit(ctx, action="exit", side=None))
+
+    assert outcome.status == "done", outcome.reason
+    (twap,) = orders(ctx, entry_id)
+    assert twap.status == "cancelled" and twap.executed_qty == D("0.01")
+    assert signal_row(ctx, entry_id).status == "cancelled"
+    (position,) = positions(ctx)
+    # Bought 0.01 in TWAP slices, 0.1 % of each taken in BTC: 0.00999 held and sold.
+    assert position.quantity == D("0.00999") and position.exit_quantity == D("0.00999")
+    assert position.status == "closed"
+    sells = [e for e in ledger(control, kind="spot_order") if e["side"] == "SELL"]
+    assert [e["quantity"] for e in sells] == ["0.00999"]
+    assert ledger(control, kind="oco") == []  # never bracketed: it was closed instead
+
+
+@pytest.mark.parametrize("market", ["spot", "usdm"])
+def test_resting_limit_entry_is_followed_until_filled_then_bracketed(
+    ctx: ExecContext, control: httpx.Client, market: str
+) -> None:
+    symbol = "BTCUSDT" if market == "spot" else "BTCUSDT.P"
+    set_price(control, "BTCUSDT", "65000")
+    sid = submit(ctx, symbol=symbol, quantity="0.01", execution={"type": "limit", "price": "64000"},
+                 take_profit="70000", stop_loss="60000")  # fmt: skip
+    assert run(ctx, sid).status == "working"
+    assert follow_resting_orders(ctx) == 0  # still resting: nothing changed
+
+    set_price(control, "BTCUSDT", "63900")
+    control.post("/clock", json={"advance": 2}).raise_for_status()
+    assert follow_resting_orders(ctx) == 1
+
+    entry, *brackets = orders(ctx, sid)
+    assert entry.status == "filled" and entry.executed_qty == D("0.01")
+    assert brackets and all(b.status == "working" for b in brackets)
+    (position,) = positions(ctx)
+    assert position.quantity > 0 and position.entry_avg_price == D("64000")
+    assert signal_row(ctx, sid).status == "done"
+    assert follow_resting_orders(ctx) == 0
