@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from app.controls import current_halt
 from app.db import session_scope
 from app.exchange.errors import Temporary
 from app.execution import book
@@ -40,7 +41,7 @@ from app.execution.placement import IN_DOUBT, OrderRejected, place
 from app.execution.planning import Refused
 from app.execution.result import Result
 from app.execution.targets import run_cancel
-from app.models import Order, Position, SignalStatus, utcnow
+from app.models import Order, OrderStatus, Position, SignalStatus, utcnow
 from app.models import Signal as SignalRow
 from app.signals.schemas import Action, LimitExecution, Signal
 
@@ -112,8 +113,21 @@ def _run(ctx: ExecContext, claim: Claim, now: datetime) -> Result:
     for order in orders:
         if order.status in IN_DOUBT:
             place(ctx, order.id, claim)
-    if not orders and _expired(signal, now):
-        return Result(SignalStatus.EXPIRED, f"expired at {signal.expires_at} before it was sent")
+    # Nothing sent yet (first run, or a retry after a temporary error): a signal that expired
+    # meanwhile, or an entry the kill switch now stops, ends without sending.
+    unsent = [o for o in orders if o.status == OrderStatus.PLANNED.value]
+    if len(unsent) == len(orders):
+        if _expired(signal, now):
+            _drop_unsent(ctx, unsent, "expired")
+            return Result(
+                SignalStatus.EXPIRED, f"expired at {signal.expires_at} before it was sent"
+            )
+        if unsent and signal.action is Action.ENTRY:
+            with session_scope(ctx.sessions) as session:
+                halted = current_halt(session)
+            if halted is not None:
+                _drop_unsent(ctx, unsent, "halted")
+                return Result(SignalStatus.REFUSED, f"trading is halted: {halted.reason}")
     if signal.action is Action.ENTRY:
         return run_entry(ctx, claim, signal, orders)
     if signal.action is Action.CANCEL:
@@ -121,6 +135,19 @@ def _run(ctx: ExecContext, claim: Claim, now: datetime) -> Result:
     if signal.action is not Action.EXIT and isinstance(signal.execution, LimitExecution):
         return run_levels(ctx, claim, signal)
     return run_close(ctx, claim, signal)
+
+
+def _drop_unsent(ctx: ExecContext, orders: list[Order], reason: str) -> None:
+    with session_scope(ctx.sessions) as session:
+        for order in orders:
+            done = session.execute(
+                update(Order)
+                .where(Order.id == order.id, Order.status == OrderStatus.PLANNED.value)
+                .values(status=OrderStatus.CANCELLED.value, updated_at=utcnow())
+            )
+            if done.rowcount:  # type: ignore[attr-defined]
+                event(session, "cancelled", f"never sent ({reason})", signal_id=order.signal_id,
+                      order_id=order.id)  # fmt: skip
 
 
 def _expired(signal: Signal, now: datetime) -> bool:

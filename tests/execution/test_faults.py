@@ -289,3 +289,25 @@ def test_guards_refuse_before_anything_is_sent(
 
     assert outcome.status == "refused" and reason in (outcome.reason or "")
     assert len(ledger(control)) == placed
+
+
+@pytest.mark.parametrize("meanwhile", ["halted", "expired"])
+def test_deferred_entry_is_not_sent_late_once_halted_or_expired(
+    ctx: ExecContext, control: httpx.Client, meanwhile: str
+) -> None:
+    fault(control, action="fail_before", path="/fapi/v1/order", method="POST", count=1,
+          status=503, code=-1008, msg="Service Unavailable.")  # fmt: skip
+    sid = submit(ctx, symbol="BTCUSDT.P", quantity="0.01", ttl=2)
+    assert run(ctx, sid).status == "queued"
+    if meanwhile == "halted":
+        with session_scope(ctx.sessions) as session:
+            halt(session, reason="drill")
+    else:
+        time.sleep(2.1)
+
+    outcome = run(ctx, sid)
+
+    assert outcome.status == ("refused" if meanwhile == "halted" else "expired")
+    (order,) = orders(ctx, sid)
+    assert order.status == "cancelled"
+    assert ledger(control) == []
