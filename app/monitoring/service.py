@@ -44,6 +44,7 @@ from app.execution.context import ExecContext
 from app.execution.journal import event
 from app.execution.planning import BRACKET
 from app.execution.positions import ENTRY_LEG
+from app.execution.resting import follow_resting_orders
 from app.healthcheck import record_monitor_cycle
 from app.metrics import MetricsRecorder
 from app.models import Order, OrderStatus, Position
@@ -77,6 +78,7 @@ class CycleReport:
     brackets_placed: int = 0
     brackets_checked: int = 0
     exits: int = 0
+    resting_orders_changed: int = 0
     errors: int = 0
     weight: dict[str, int] = field(default_factory=dict)
 
@@ -156,6 +158,9 @@ class Monitor:
             self.report.brackets_checked = result.checked
             self.count("exits", result.exits)
             self.count("errors", result.errors)
+            # Resting LIMIT entries: fills recorded, the position bracketed, the signal closed.
+            self.flight.ensure()
+            self.count("resting_orders_changed", follow_resting_orders(self.ctx))
         except LockLost:
             log.warning("monitor: lock lost mid-cycle; stopped acting")
             self.count("errors")

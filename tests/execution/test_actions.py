@@ -286,3 +286,24 @@ def test_resting_limit_entry_is_followed_until_filled_then_bracketed(
     assert position.quantity > 0 and position.entry_avg_price == D("64000")
     assert signal_row(ctx, sid).status == "done"
     assert follow_resting_orders(ctx) == 0
+
+
+def test_monitor_cycle_follows_a_resting_limit_entry(
+    ctx: ExecContext, control: httpx.Client
+) -> None:
+    from app.monitoring.service import run_cycle
+
+    set_price(control, "BTCUSDT", "65000")
+    sid = submit(ctx, quantity="0.01", execution={"type": "limit", "price": "64000"},
+                 take_profit="70000", stop_loss="60000")  # fmt: skip
+    assert run(ctx, sid).status == "working"
+    assert run_cycle(ctx).resting_orders_changed == 0
+
+    set_price(control, "BTCUSDT", "63900")
+    control.post("/clock", json={"advance": 2}).raise_for_status()
+    report = run_cycle(ctx)
+
+    assert report.resting_orders_changed == 1
+    entry, *brackets = orders(ctx, sid)
+    assert entry.status == "filled" and brackets
+    assert signal_row(ctx, sid).status == "done"
