@@ -345,7 +345,7 @@ def stop_limit_price(
     against the closing side; never on the wrong side of the stop after rounding."""
     sell = side == "SELL"
     raw = given if given is not None else stop * (1 - slippage if sell else 1 + slippage)
-    limit = round_price(rules, raw, side, field="stop_loss.limit_price")
+    limit = round_price(rules, raw, side, field="stop_loss.limit_price", purpose="stop_limit")
     return min(limit, stop) if sell else max(limit, stop)
 
 

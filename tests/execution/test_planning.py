@@ -313,3 +313,10 @@ def test_stop_limit_never_ends_on_the_wrong_side_of_the_stop() -> None:
     assert stop_limit_price(SPOT, D("60000"), "SELL", D("0"), None) == D("60000")
     assert stop_limit_price(SPOT, D("60000"), "SELL", D("0.01"), D("61000")) == D("60000")
     assert stop_limit_price(SPOT, D("60000"), "BUY", D("0.01"), None) == D("60600.00")
+
+
+def test_stop_limit_price_off_the_tick_rounds_toward_filling() -> None:
+    # A protective stop-limit must stay as likely to fill as asked: a SELL limit rounds
+    # down, a BUY limit up (the opposite of a take-profit's "never worse" rounding).
+    assert stop_limit_price(SPOT, D("60000"), "SELL", D("0"), D("59900.005")) == D("59900.00")
+    assert stop_limit_price(SPOT, D("60000"), "BUY", D("0"), D("60100.001")) == D("60100.01")
