@@ -13,7 +13,7 @@ Before each request the governor reserves the endpoint's weight (from ``WEIGHTS`
 current window, keeping ``margin`` of every budget unused, and sleeps to the next window when
 the reservation does not fit. After each response it raises its count to what the headers say
 (other programs may share the IP). A 429 blocks every call to the same server (host and port:
-``api.binance.com`` carries /api and /sapi, ``fapi.binance.com`` /fapi) for ``Retry-After``
+the spot host carries /api and /sapi, the USD-M host /fapi) for ``Retry-After``
 seconds; a 418 (IP ban) blocks every call. Blocks longer than ``max_wait`` raise ``Temporary``
 at once; shorter ones are waited out.
 

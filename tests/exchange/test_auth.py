@@ -43,7 +43,7 @@ def test_hmac_signer_matches_binance_documented_vector() -> None:
 def test_post_body_is_signed_exactly_as_sent_with_signature_last() -> None:
     request = httpx.Request(
         "POST",
-        "https://api.binance.com/api/v3/order",
+        "https://exchange.invalid/api/v3/order",
         content=DOC_PAYLOAD.encode(),
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
@@ -55,7 +55,7 @@ def test_post_body_is_signed_exactly_as_sent_with_signature_last() -> None:
 
 
 def test_get_query_is_signed_exactly_as_sent() -> None:
-    url = httpx.URL("https://api.binance.com/api/v3/order", query=DOC_PAYLOAD.encode())
+    url = httpx.URL("https://exchange.invalid/api/v3/order", query=DOC_PAYLOAD.encode())
     sent = _send(httpx.Request("GET", url), BinanceAuth("k", HmacSigner(DOC_SECRET)))
     assert sent.url.query == f"{DOC_PAYLOAD}&signature={DOC_SIGNATURE}".encode()
     assert sent.content == b""

@@ -147,8 +147,8 @@ def test_app_environment_points_at_the_compose_services() -> None:
     assert env["PACEKEEPER_BINANCE_API_URL"] == "http://paper:8100"
     assert env["PACEKEEPER_BINANCE_FAPI_URL"] == "http://paper:8100"
     # Going live is a matter of .env: the venue URLs follow it.
-    live = service_env("worker", {"PACEKEEPER_BINANCE_API_URL": "https://api.binance.com"})
-    assert live["PACEKEEPER_BINANCE_API_URL"] == "https://api.binance.com"
+    live = service_env("worker", {"PACEKEEPER_BINANCE_API_URL": "https://live-exchange.example"})
+    assert live["PACEKEEPER_BINANCE_API_URL"] == "https://live-exchange.example"
     # The values are valid settings, and the ports match the services.
     settings = Settings(
         _env_file=None, **{k.removeprefix("PACEKEEPER_").lower(): v for k, v in env.items()}
