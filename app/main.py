@@ -47,7 +47,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         if enqueuer is not None:
             await enqueuer.close()
-        writer.stop()
+        await writer.stop()
         if redis is not None:
             redis.close()
         engine.dispose()

@@ -1,14 +1,20 @@
 """The receiver's single database writer: many webhooks per durable commit.
 
 Accepting a signal costs one durable commit (an fsync on SQLite with
-``synchronous=FULL``), and SQLite takes one writer at a time. Rather than have every
-request thread queue for the lock and fsync on its own, one thread writes: it takes every
-request waiting, stores each in one transaction, commits once, and only then answers
-them. Alone, a signal is written at once; under load, one fsync acknowledges a whole
-batch (group commit). After each commit the answers and the new ids go back to the event loop
-in one wake-up (the ids to the enqueuer), and the ``received -> queued`` changes that
-follow ride in the next transaction, without a commit of their own while signals keep
-coming.
+``synchronous=FULL``), and SQLite takes one writer at a time. So requests do not each
+open a transaction: they queue their signal here and wait; the writer then stores every
+signal waiting in one transaction, commits once, and only then answers them. Alone, a
+signal is written at once; under load, one fsync acknowledges a whole batch (group
+commit). The ``received -> queued`` changes reported by the enqueuer are written together
+a few times a second.
+
+The statements run on the event loop, between requests; only the commit (the fsync) runs
+in a thread, so the loop keeps reading requests, which gather into the next batch while it
+lasts. A writer thread running the statements too looked natural but loses under load: the
+sqlite3 and psycopg drivers release the GIL around every statement, and a thread taking it
+back from a busy event loop waits up to the interpreter's switch interval (5 ms) each
+time, so the writer crawled exactly when traffic peaked. This way the GIL changes hands
+twice per batch, not twice per statement.
 
 A request never gets its answer before the commit that holds its row.
 """
@@ -17,14 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
-import threading
-import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -34,13 +37,17 @@ from app.signals.service import Intake, Prepared, mark_queued_in, store
 
 log = logging.getLogger(__name__)
 
+# `received -> queued` marks are gathered this long and written in one transaction. Nothing
+# depends on their promptness: the job is on the queue already, and a lost mark is redone by
+# the sweeper.
+MARK_DELAY = 0.25
+
 
 @dataclass
 class _Store:
     prepared: Prepared
     now: datetime
     source_ip: str | None
-    loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Intake]
 
 
@@ -51,35 +58,8 @@ class _MarkQueued:
     job_ids: dict[str, str]
 
 
-_STOP = object()
-# `received -> queued` marks wait this long for signals to share a commit with. They need no
-# commit of their own to be safe: a lost mark is redone by the sweeper.
-MARK_DELAY = 0.25
-
-
-def _settle_all(
-    settled: list[tuple[asyncio.Future[Intake], Intake | BaseException]],
-    after: Callable[[list[str]], None] | None = None,
-) -> None:
-    """On the event loop: answer a batch, then hand its new signals to ``after``."""
-    for future, outcome in settled:
-        if future.done():  # the request went away (client disconnect, shutdown)
-            continue
-        if isinstance(outcome, BaseException):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
-    if after is not None:
-        fresh = [o.signal_id for _, o in settled if isinstance(o, Intake) and not o.duplicate]
-        if fresh:
-            try:
-                after(fresh)
-            except Exception:
-                log.exception("after-commit hook failed; the sweeper will enqueue")
-
-
 class IntakeWriter:
-    """One thread that stores signals in batches; ``await record(...)`` from a request."""
+    """Stores signals in batches from the event loop; ``await record(...)`` from a request."""
 
     def __init__(
         self,
@@ -89,82 +69,91 @@ class IntakeWriter:
         max_batch: int = 200,
     ) -> None:
         self.engine = engine
-        # Called on the event loop after each commit's answers, with the new signals' ids.
+        # Called after each commit's answers, with the new signals' ids (the enqueuer).
         self.on_commit = on_commit
         self.max_batch = max_batch
-        self._inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._stores: list[_Store] = []
+        self._marks: list[_MarkQueued] = []
+        self._scheduled: asyncio.Handle | None = None
+        self._marks_timer: asyncio.Handle | None = None
+        self._marks_ready = False
+        self._batch: asyncio.Task[None] | None = None  # the batch being written, if any
         self._conn: Connection | None = None
-        self._outbox: list[_Store] = []  # touched by the event loop's thread only
-        self._thread = threading.Thread(target=self._run, name="pacekeeper-writer", daemon=True)
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="pacekeeper-commit")
+        self._open = False
 
     def start(self) -> IntakeWriter:
-        self._thread.start()
+        self._open = True
         return self
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Write what was handed over, then stop."""
-        if self._thread.is_alive():
-            self._inbox.put(_STOP)
-            self._thread.join(timeout)
+    async def stop(self) -> None:
+        """Write what is waiting, then close the connection."""
+        self._open = False
+        if self._marks_timer is not None:
+            self._marks_timer.cancel()
+        self._marks_ready = True
+        while self._batch is not None or self._stores or self._marks:
+            if self._batch is not None:
+                await self._batch
+            else:
+                self._marks_ready = True
+                self._start_batch()
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+        self._disconnect()
+        self._committer.shutdown(wait=True)
 
     async def record(self, prepared: Prepared, *, now: datetime, source_ip: str | None) -> Intake:
         """Store a signal; returns once its row (or the first copy's) is committed."""
-        if not self._thread.is_alive():
+        if not self._open:
             raise ServiceUnavailable("the receiver is shutting down; send again")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Intake] = loop.create_future()
-        # Requests handled in the same turn of the event loop reach the writer together:
-        # one wake-up of its thread per turn, not one per request.
-        if not self._outbox:
-            loop.call_soon(self._hand_over)
-        self._outbox.append(_Store(prepared, now, source_ip, loop, future))
+        future: asyncio.Future[Intake] = asyncio.get_running_loop().create_future()
+        self._stores.append(_Store(prepared, now, source_ip, future))
+        self._kick()
         return await future
-
-    def _hand_over(self) -> None:
-        batch, self._outbox = self._outbox, []
-        self._inbox.put(batch)
 
     def mark_queued(
         self, signal_ids: Sequence[str], *, now: datetime, job_ids: dict[str, str]
     ) -> None:
-        """received -> queued, written with the next batch."""
-        if signal_ids:
-            self._inbox.put(_MarkQueued(list(signal_ids), now, job_ids))
+        """received -> queued, written together every MARK_DELAY seconds."""
+        if not signal_ids:
+            return
+        self._marks.append(_MarkQueued(list(signal_ids), now, job_ids))
+        if self._marks_timer is None:
+            self._marks_timer = asyncio.get_running_loop().call_later(MARK_DELAY, self._marks_due)
 
-    def _run(self) -> None:
-        marks: list[_MarkQueued] = []  # waiting to ride along with the next signals
-        marks_since = 0.0
-        while True:
-            wait = None if not marks else max(0.0, marks_since + MARK_DELAY - time.monotonic())
-            try:
-                item = self._inbox.get(timeout=wait)
-            except queue.Empty:
-                self._write([], marks)  # no signal came along: write them on their own
-                marks = []
-                continue
-            batch: list[_Store] = []
-            stop = False
-            while True:
-                if item is _STOP:
-                    stop = True
-                elif isinstance(item, _MarkQueued):
-                    if not marks:
-                        marks_since = time.monotonic()
-                    marks.append(item)
-                elif isinstance(item, list):
-                    batch.extend(item)
-                if stop or len(batch) >= self.max_batch:
-                    break
-                try:
-                    item = self._inbox.get_nowait()
-                except queue.Empty:
-                    break
-            if batch or (stop and marks):
-                self._write(batch, marks)
-                marks = []
-            if stop:
-                self._disconnect()
-                return
+    def _marks_due(self) -> None:
+        self._marks_timer = None
+        self._marks_ready = True
+        self._kick()
+
+    def _kick(self) -> None:
+        if self._batch is None and self._scheduled is None:
+            # call_soon runs after the requests already runnable in this turn of the loop,
+            # so they join the batch.
+            self._scheduled = asyncio.get_running_loop().call_soon(self._start_batch)
+
+    def _start_batch(self) -> None:
+        self._scheduled = None
+        if self._batch is not None:
+            return
+        stores: list[_Store] = []
+        marks: list[_MarkQueued] = []
+        if self._stores:
+            stores, self._stores = self._stores[: self.max_batch], self._stores[self.max_batch :]
+        elif self._marks_ready:
+            # Marks get a transaction of their own, a few times a second: riding with every
+            # batch of signals would add two statements to each.
+            marks, self._marks, self._marks_ready = self._marks, [], False
+        else:
+            return
+        self._batch = asyncio.get_running_loop().create_task(self._write(stores, marks))
+        self._batch.add_done_callback(self._batch_done)
+
+    def _batch_done(self, _: asyncio.Task[None]) -> None:
+        self._batch = None
+        if self._stores or self._marks_ready:
+            self._kick()
 
     def _connection(self) -> Connection:
         # One connection for the writer's life: no pool checkout and reset per batch.
@@ -178,11 +167,12 @@ class IntakeWriter:
                 self._conn.close()
             self._conn = None
 
-    def _write(self, stores: list[_Store], marks: list[_MarkQueued]) -> None:
+    async def _write(self, stores: list[_Store], marks: list[_MarkQueued]) -> None:
         outcomes: list[Intake | BaseException] = []
         try:
             conn = self._connection()
-            with conn.begin():
+            transaction = conn.begin()
+            try:
                 for item in stores:
                     try:
                         outcomes.append(
@@ -192,6 +182,12 @@ class IntakeWriter:
                         outcomes.append(exc)
                 for mark in marks:
                     mark_queued_in(conn, mark.signal_ids, now=mark.now, job_ids=mark.job_ids)
+            except BaseException:
+                transaction.rollback()
+                raise
+            # The commit (an fsync) runs off the loop: requests keep arriving and gather for
+            # the next batch meanwhile. Only this batch uses the connection until it returns.
+            await asyncio.get_running_loop().run_in_executor(self._committer, transaction.commit)
         except Exception as exc:
             # Nothing of this batch was committed: every request in it gets a 503 and its
             # sender sends again; queued marks are redone by the sweeper.
@@ -201,10 +197,16 @@ class IntakeWriter:
                 log.exception("storing %d signal(s) failed", len(stores))
             outcomes = [ServiceUnavailable() for _ in stores]
             self._disconnect()
-        # One wake-up per event loop for the whole batch.
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Intake], Any]]] = {}
         for item, outcome in zip(stores, outcomes, strict=True):
-            by_loop.setdefault(item.loop, []).append((item.future, outcome))
-        for loop, settled in by_loop.items():
-            with suppress(RuntimeError):  # that event loop is closed
-                loop.call_soon_threadsafe(_settle_all, settled, self.on_commit)
+            if item.future.done():  # the request went away (client disconnect)
+                continue
+            if isinstance(outcome, BaseException):
+                item.future.set_exception(outcome)
+            else:
+                item.future.set_result(outcome)
+        fresh = [o.signal_id for o in outcomes if isinstance(o, Intake) and not o.duplicate]
+        if fresh and self.on_commit is not None:
+            try:
+                self.on_commit(fresh)
+            except Exception:
+                log.exception("after-commit hook failed; the sweeper will enqueue")
