@@ -14,7 +14,9 @@ lasts. A writer thread running the statements too looked natural but loses under
 sqlite3 and psycopg drivers release the GIL around every statement, and a thread taking it
 back from a busy event loop waits up to the interpreter's switch interval (5 ms) each
 time, so the writer crawled exactly when traffic peaked. This way the GIL changes hands
-twice per batch, not twice per statement.
+twice per batch, not twice per statement. The price: while a statement waits (a round trip
+to PostgreSQL, or SQLite's busy handler while another process holds the write lock) the
+loop waits with it; every answer waiting on the batch waits for it anyway.
 
 A request never gets its answer before the commit that holds its row.
 """
