@@ -5,6 +5,16 @@ read from the exchange, and the writes that end an algo (its state, its signal's
 far, counting only children that are done (a child still open may fill more). The monitor
 reads subOrders again whenever the exchange's ``executedQty`` differs from that sum, so the
 two meet again once every child has ended.
+
+A child's fill is stamped with the child's ``bookTime``, the only time subOrders gives for a
+child (it carries no update or trade time): ``last_fill_at``, which the stall rule reads,
+dates a fill from when its child was placed, a little before it executed, and a child still
+open counts only once it ends. A stall is therefore judged early by up to one child's
+lifetime; keep stall windows well above it.
+
+The order's leg decides what its fills do to its position: an ``entry`` leg adds to what the
+position holds (``apply_entry_fills``); an exit or close leg takes from it
+(``apply_exit_fills``), closing it with its realised result once only dust is left.
 """
 
 from __future__ import annotations
@@ -21,11 +31,19 @@ from sqlalchemy.orm import Session
 from app.exchange.models import OPEN_ORDER_STATUSES, AlgoOrder, SubOrder
 from app.execution.journal import event
 from app.execution.planning import ALGO_KINDS
-from app.execution.positions import apply_entry_fills, record_fills, sub_order_fills
+from app.execution.positions import (
+    apply_entry_fills,
+    apply_exit_fills,
+    record_fills,
+    sub_order_fills,
+)
 from app.models import Fill, Order, OrderStatus, Position, Signal, SignalStatus
 
 ZERO = Decimal(0)
 AlgoMarket = Literal["spot", "usdm"]
+
+# Legs of orders that close (part of) a position, as ``app/execution/closes.py`` names them.
+CLOSE_PREFIXES = ("exit", "close")
 
 # What the exchange's final algoStatus makes of our order.
 FINISHED, CANCELLED, EXPIRED = "FINISHED", "CANCELLED", "EXPIRED"
@@ -50,6 +68,11 @@ def qty(value: Decimal) -> str:
     return f"{value.normalize():f}"
 
 
+def closing(leg: str) -> bool:
+    """Does an order of this leg take from its position (an exit or close)?"""
+    return leg.startswith(CLOSE_PREFIXES)
+
+
 @dataclass(frozen=True)
 class WatchedAlgo:
     """What the monitor needs of one working algo row, read once per cycle."""
@@ -58,7 +81,9 @@ class WatchedAlgo:
     signal_id: str | None
     position_id: int | None
     kind: str
+    leg: str
     market: AlgoMarket
+    symbol: str
     client_id: str
     venue_id: int | None
     duration: int | None
@@ -96,7 +121,9 @@ def load_working(session: Session) -> list[WatchedAlgo]:
                 signal_id=order.signal_id,
                 position_id=order.position_id,
                 kind=order.kind,
+                leg=order.leg,
                 market="usdm" if order.market == "usdm" else "spot",
+                symbol=order.symbol,
                 client_id=order.client_id,
                 venue_id=order.venue_id,
                 duration=order.duration,
@@ -156,7 +183,9 @@ def apply_children(
     order.avg_price = (amount / executed) if executed else None
     if order.position_id is not None and new:
         position = session.get(Position, order.position_id)
-        if position is not None:
+        if position is not None and closing(order.leg):
+            apply_exit_fills(session, position)
+        elif position is not None:
             apply_entry_fills(session, position)
     return len(new)
 
@@ -169,9 +198,18 @@ def final_status(algo_status: str, executed: Decimal) -> OrderStatus:
     return OrderStatus.EXPIRED
 
 
-def finish(session: Session, order_id: int, row: AlgoOrder, subs: Sequence[SubOrder]) -> bool:
+def finish(
+    session: Session,
+    order_id: int,
+    row: AlgoOrder,
+    subs: Sequence[SubOrder],
+    *,
+    dust: Decimal = ZERO,
+) -> bool:
     """End a working algo the exchange has confirmed terminal: its fills, its state, its
-    signal. False when another monitor ended it first (the status moves only once)."""
+    signal. An exit or close leg also settles its position: closed (with its realised
+    result) when what is left is ``dust`` or less. False when another monitor ended it first
+    (the status moves only once)."""
     order = session.get(Order, order_id)
     if order is None:
         return False
@@ -187,6 +225,10 @@ def finish(session: Session, order_id: int, row: AlgoOrder, subs: Sequence[SubOr
     done = f"{qty(order.executed_qty)} of {qty(total)} filled"
     if order.avg_price is not None:
         done += f" at avg {qty(order.avg_price)}"
+    position = session.get(Position, order.position_id) if order.position_id else None
+    if position is not None and closing(order.leg):
+        left = apply_exit_fills(session, position, dust=dust)
+        done += "; position closed" if position.status == "closed" else f"; {qty(left)} left open"
     cause = decision.get("cause")
     if row.algoStatus == FINISHED:
         what = f"{order.kind.upper()} finished: {done}"

@@ -13,14 +13,19 @@ One cycle, under the single-flight lock (``lock.py``):
    signal's overrides); for those behind schedule or whose signal expired, record the
    decision and its numbers, cancel (an "already done" answer is fine), and read their final
    state from history (one scan per market) and their children;
-5. end every algo confirmed terminal (fills, status, signal: a compare-and-set, so once)
-   and place its position's bracket through the execution layer;
-6. retry brackets whose placing failed earlier; poll open brackets (``exits.py``);
-7. record the heartbeat, unless an openOrders listing failed.
+5. end every algo confirmed terminal (fills, status, signal: a compare-and-set, so once).
+   An entry's position gets its bracket through the execution layer; an exit or close
+   takes its fills from its position (closed once only dust is left), and only a
+   remainder still open is bracketed again;
+6. retry brackets whose placing failed earlier; poll open brackets (``exits.py``); follow
+   resting LIMIT orders (``app/execution/resting.py``);
+7. record the heartbeat, unless an openOrders listing failed or every working algo's
+   handling failed this cycle (the heartbeat means the monitor is doing its job).
 
 Every action on the exchange first renews the lock; a cycle that lost it stops acting. One
-algo's error is recorded as an Event (``monitor_error``) and the others go on. Anything
-else fails this one job: the cron process enqueues the next cycle regardless.
+algo's error, or a failure of the resting-order pass, is recorded as an Event
+(``monitor_error``) and the rest goes on. Anything else fails this one job: the cron
+process enqueues the next cycle regardless.
 """
 
 from __future__ import annotations
@@ -32,9 +37,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from app.exchange.errors import AlreadyDone
@@ -68,7 +74,8 @@ class CycleReport:
     """What one cycle did, for logs and metrics."""
 
     skipped: bool = False
-    incomplete: bool = False  # an openOrders listing failed: no heartbeat for this cycle
+    # No heartbeat for this cycle: an openOrders listing failed, or every algo failed.
+    incomplete: bool = False
     duration_s: float = 0.0
     algos_checked: int = 0
     sub_order_reads: int = 0
@@ -80,6 +87,7 @@ class CycleReport:
     exits: int = 0
     resting_orders_changed: int = 0
     errors: int = 0
+    algos_failed: int = 0  # working algos with an error recorded this cycle
     weight: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -141,6 +149,7 @@ class Monitor:
         self._now_ms = now_ms or (lambda: self.client.server_time("spot"))
         self.report = CycleReport()
         self._counts = threading.Lock()
+        self._failed: set[int] = set()  # order ids of the algos with an error this cycle
 
     def count(self, name: str, n: int = 1) -> None:
         with self._counts:
@@ -158,9 +167,7 @@ class Monitor:
             self.report.brackets_checked = result.checked
             self.count("exits", result.exits)
             self.count("errors", result.errors)
-            # Resting LIMIT entries: fills recorded, the position bracketed, the signal closed.
-            self.flight.ensure()
-            self.count("resting_orders_changed", follow_resting_orders(self.ctx))
+            self._follow_resting()
         except LockLost:
             log.warning("monitor: lock lost mid-cycle; stopped acting")
             self.count("errors")
@@ -172,12 +179,33 @@ class Monitor:
         }
         return self.report
 
+    def _follow_resting(self) -> None:
+        """Resting LIMIT orders: fills recorded, the position bracketed, the signal closed.
+        Its failure (a database error, an unexpected answer) is recorded and the cycle, and
+        its heartbeat, go on: the next cycle tries again."""
+        self.flight.ensure()
+        try:
+            self.count("resting_orders_changed", follow_resting_orders(self.ctx))
+        except LockLost:
+            raise
+        except Exception as exc:
+            self._error(None, f"following resting orders failed: {type(exc).__name__}: {exc}")
+
     def _algos(self) -> None:
         with self.ctx.sessions() as session:
             watched = A.load_working(session)
         self.report.algos_checked = len(watched)
         if not watched:
             return
+        try:
+            self._watch(watched)
+        finally:
+            self.report.algos_failed = len(self._failed)
+            if self._failed >= {w.order_id for w in watched}:
+                # Nothing was judged or ended this cycle: no heartbeat.
+                self.report.incomplete = True
+
+    def _watch(self, watched: list[A.WatchedAlgo]) -> None:
         now = A.from_ms(self._now_ms())
         seen = self._observe(watched)
         self._read_and_record([s for s in seen if _moved(s)])
@@ -197,6 +225,7 @@ class Monitor:
                 live = {o.clientAlgoId: o for o in self.client.algo_open_orders(market)}
             except Exception as exc:
                 self.report.incomplete = True
+                self._failed.update(w.order_id for w in mine)
                 self._error(None, f"{market} openOrders failed: {type(exc).__name__}: {exc}")
                 continue
             missing = [w for w in mine if w.client_id not in live]
@@ -223,6 +252,7 @@ class Monitor:
                     if len(found) == len(wanted):
                         break
         except Exception as exc:
+            self._failed.update(w.order_id for w in missing)
             self._error(None, f"{market} historicalOrders failed: {type(exc).__name__}: {exc}")
         return found
 
@@ -398,13 +428,26 @@ class Monitor:
         if subs is None or not A.settled(row, subs):
             log.info("monitor: children of %s not settled yet; next cycle", algo.client_id)
             return
+        closing = A.closing(algo.leg) and algo.position_id is not None
+        # What is left of a position after a close that cannot be traded: under one step.
+        dust = self._step_size(algo) if closing else A.ZERO
         with self.ctx.sessions() as session:
-            if not A.finish(session, algo.order_id, row, subs):
+            if not A.finish(session, algo.order_id, row, subs, dust=dust):
                 return  # another monitor ended it
             session.commit()
         self.count("finished")
-        if algo.position_id is not None:
+        if algo.position_id is None:
+            return
+        if closing:
+            # A closed position is never bracketed again; an open one only for what is left.
+            why = f"rest of a partial close ({algo.kind} ended {row.algoStatus})"
+            self._protect(algo.position_id, why)
+        else:
             self._protect(algo.position_id, f"entry {algo.kind} ended ({row.algoStatus})")
+
+    def _step_size(self, algo: A.WatchedAlgo) -> Decimal:
+        rules = self.client.symbol_rules(algo.symbol, algo.market)
+        return rules.lot.step_size if rules.lot is not None else A.ZERO
 
     def _protect(self, position_id: int, reason: str) -> None:
         """Place the position's pending bracket through the execution layer, once."""
@@ -413,8 +456,8 @@ class Monitor:
             position = session.get(Position, position_id)
             if position is None or position.pending_bracket is None:
                 return
-            if _live_entry(session, position_id):
-                return  # another entry order still works: protect the whole position later
+            if _live_entry(session, position_id) or _live_close(session, position_id):
+                return  # an entry still works (protect it all later), or a close is under way
             placed = protect_position(self.ctx, session, position, reason=reason)
             session.commit()
         if placed is not None:
@@ -442,7 +485,7 @@ class Monitor:
                         ~settled.exists(),
                     )
                 )
-                if not _live_entry(session, p)
+                if not _live_entry(session, p) and not _live_close(session, p)
             ]
         for position_id in waiting:
             try:
@@ -477,6 +520,9 @@ class Monitor:
 
     def _error(self, algo: A.WatchedAlgo | None, message: str) -> None:
         self.count("errors")
+        if algo is not None:
+            with self._counts:
+                self._failed.add(algo.order_id)
         log.warning("monitor: %s%s", f"algo {algo.client_id}: " if algo else "", message)
         try:
             with self.ctx.sessions() as session:
@@ -501,11 +547,21 @@ def _moved(item: _Seen) -> bool:
 
 def _live_entry(session: Any, position_id: int) -> bool:
     """Is an entry order of this position still placed, in flight or unknown?"""
+    return _live(session, position_id, Order.leg == ENTRY_LEG)
+
+
+def _live_close(session: Any, position_id: int) -> bool:
+    """Is an exit or close of this position still placed, in flight or unknown? A bracket
+    placed now would compete with it (on spot, lock the coins it sells)."""
+    return _live(session, position_id, or_(*(Order.leg.startswith(p) for p in A.CLOSE_PREFIXES)))
+
+
+def _live(session: Any, position_id: int, leg: Any) -> bool:
     return (
         session.scalar(
             select(Order.id).where(
                 Order.position_id == position_id,
-                Order.leg == ENTRY_LEG,
+                leg,
                 Order.status.not_in([s.value for s in OrderStatus if s.terminal]),
             )
         )

@@ -15,11 +15,23 @@ from sqlalchemy import select
 
 from app.exchange.ids import client_algo_id
 from app.execution.context import ExecContext
-from app.models import Event, Fill, Order, OrderStatus, Position, Signal, SignalStatus, new_id
+from app.execution.service import Outcome, process_signal
+from app.models import (
+    Event,
+    Fill,
+    Order,
+    OrderStatus,
+    Position,
+    Signal,
+    SignalStatus,
+    new_id,
+    utcnow,
+)
 from app.monitoring.algos import from_ms
 from app.monitoring.reconcile import ReconcileReport, reconcile
 from app.monitoring.service import CycleReport, run_cycle
 from app.paper.clock import ManualClock
+from app.signals.service import prepare, record
 
 D = Decimal
 
@@ -46,6 +58,25 @@ class Desk:
 
     def reconcile(self) -> ReconcileReport:
         return reconcile(self.ctx, now_ms=self.clock.now_ms, lock_wait=5)
+
+    # ---- signals through the execution layer itself ---------------------------------
+
+    def submit(self, **fields: Any) -> str:
+        """Store a signal as the receiver would (status ``received``); returns its id."""
+        raw = {"action": "entry", "symbol": "BTCUSDT", "side": "buy", "id": new_id(), **fields}
+        settings = self.ctx.settings
+        prepared = prepare(
+            {k: v for k, v in raw.items() if v is not None},
+            now=utcnow(),
+            dedupe_window=60,
+            twap_min_duration=settings.twap_min_duration,
+            twap_max_duration=settings.twap_max_duration,
+        )
+        return record(self.ctx.sessions.kw["bind"], prepared, now=utcnow()).signal_id
+
+    def run(self, signal_id: str) -> Outcome:
+        """Process a stored signal as the worker would."""
+        return process_signal(self.ctx, signal_id)
 
     # ---- placing as the execution layer does -----------------------------------------
 
@@ -195,6 +226,10 @@ class Desk:
             if order_id is not None:
                 query = query.where(Event.order_id == order_id)
             return list(session.scalars(query))
+
+    def positions(self) -> list[Position]:
+        with self.ctx.sessions() as session:
+            return list(session.scalars(select(Position).order_by(Position.id)))
 
     def orders(self, **where: Any) -> list[Order]:
         with self.ctx.sessions() as session:
