@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     # Claims of one signal (first run, retries after temporary errors, take-overs) before
     # it ends `failed` rather than being tried later still.
     execution_max_attempts: int = Field(6, ge=1, le=100)
+    # Binance's read-after-write lag: an order may answer "does not exist" for a while after
+    # it executed (20-60 s measured). After a request can no longer take effect (its
+    # timestamp + recvWindow, or the in-flight horizon) and after the first look-up, an order
+    # is looked up for this long more before it counts as absent and may be sent again.
+    reconcile_lag_window: float = Field(30.0, ge=0, description="seconds")
     # Limit of a STOP_LOSS_LIMIT when the signal gives only the stop: stop x (1 - slippage)
     # for a sell, x (1 + slippage) for a buy.
     stop_limit_slippage: Decimal = Field(Decimal("0.005"), ge=0, lt=1)

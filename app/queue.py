@@ -53,7 +53,11 @@ SWEEP_BATCH = 500
 SWEEP_LOCK = "pacekeeper:lock:sweep_intake"
 # How often the receiver re-adds its queue to RQ's `rq:queues` listing.
 REGISTER_EVERY = 60.0
-JOB_TIMEOUT = Queue.DEFAULT_TIMEOUT
+# A signal's job may reconcile several orders in doubt, each waiting up to
+# ExecContext.longest_reconcile() (about 170 s with the default settings: in-flight horizon
+# plus the read-after-write window); RQ's default of 180 s would kill it mid-wait, and every
+# re-run would start the wait again.
+JOB_TIMEOUT = 1800
 # A `processing` signal whose worker made no progress for this long is given to another
 # worker (PACEKEEPER_EXECUTION_LEASE; see app/execution/claims.py).
 EXECUTION_LEASE = timedelta(seconds=60)
@@ -127,6 +131,7 @@ def enqueue_signals(
                         args=(signal_id,),
                         job_id=(job_ids or {}).get(signal_id) or job_id(signal_id),
                         result_ttl=JOB_RESULT_TTL,
+                        timeout=JOB_TIMEOUT,
                         unique=True,
                         pipeline=registration,
                     )

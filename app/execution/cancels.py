@@ -20,37 +20,41 @@ from app.execution import venue
 from app.execution.claims import Claim
 from app.execution.context import ExecContext
 from app.execution.journal import event
-from app.execution.placement import IN_DOUBT, reconcile
+from app.execution.placement import IN_DOUBT, Absent, reconcile
 from app.execution.positions import record_fills, sub_order_fills, top_up_fill
 from app.models import TERMINAL_ORDER_STATUSES, Order, OrderStatus, utcnow
 
 log = logging.getLogger(__name__)
+
+TERMINAL = frozenset(s.value for s in TERMINAL_ORDER_STATUSES)
 
 
 def cancel_order(
     ctx: ExecContext, order_id: int, *, reason: str, claim: Claim | None = None
 ) -> Order:
     """Cancel one of our orders on the venue (if it is there) and record how it ended."""
-    with session_scope(ctx.sessions) as session:
-        order = session.get(Order, order_id, populate_existing=True)
-        assert order is not None
-        if order.status in {s.value for s in TERMINAL_ORDER_STATUSES}:
-            return order
-        if order.status == OrderStatus.PLANNED.value and _never_sent(session, order, reason):
-            return order
-    if order.status in IN_DOUBT:
+    while True:
+        with session_scope(ctx.sessions) as session:
+            order = session.get(Order, order_id, populate_existing=True)
+            assert order is not None
+            if order.status in TERMINAL:
+                return order
+            if order.status == OrderStatus.PLANNED.value:
+                if _never_sent(session, order, reason):
+                    return order
+                continue  # marked `sending` meanwhile: look at the row afresh
+        if order.status not in IN_DOUBT:
+            break
         found = reconcile(ctx, order_id, claim)
-        if found is None:
-            with session_scope(ctx.sessions) as session:
-                row = session.get(Order, order_id, populate_existing=True)
-                assert row is not None
-                row.status = OrderStatus.CANCELLED.value
-                event(session, "cancelled", f"never placed ({reason})",
-                      signal_id=row.signal_id, order_id=row.id)  # fmt: skip
-                return row
+        if isinstance(found, Absent):
+            cancelled = _never_placed(ctx, order_id, found, reason)
+            if cancelled is not None:
+                return cancelled
+            continue  # sent again meanwhile (or settled): look at the row afresh
         order = found
-        if order.status in {s.value for s in TERMINAL_ORDER_STATUSES}:
+        if order.status in TERMINAL:
             return order
+        break
     try:
         answer = _cancel(ctx, order)
         how = "cancelled"
@@ -64,6 +68,29 @@ def cancel_order(
         event(session, "cancelled", f"{how}: {reason}", signal_id=row.signal_id,
               order_id=row.id, status=row.status, executed_qty=str(row.executed_qty))  # fmt: skip
     return row
+
+
+def _never_placed(ctx: ExecContext, order_id: int, proof: Absent, reason: str) -> Order | None:
+    """Proven absent: the row ends ``cancelled``, by a compare-and-set on its status and on
+    the send the proof is about, so a concurrent resend (which bumps ``attempts``) wins."""
+    with session_scope(ctx.sessions) as session:
+        result = session.execute(
+            update(Order)
+            .where(
+                Order.id == order_id,
+                Order.status.in_(IN_DOUBT),
+                Order.attempts == proof.attempts,
+            )
+            .values(status=OrderStatus.CANCELLED.value, updated_at=utcnow())
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            session.rollback()
+            return None
+        row = session.get(Order, order_id, populate_existing=True)
+        assert row is not None
+        event(session, "cancelled", f"never placed ({reason})", signal_id=row.signal_id,
+              order_id=row.id)  # fmt: skip
+        return row
 
 
 def _never_sent(session: Session, order: Order, reason: str) -> bool:

@@ -17,6 +17,8 @@ from app.exchange.client import BinanceClient
 
 # Binance accepts a request up to 1 s ahead of its clock; allow that much skew on top.
 CLOCK_SKEW_S = 1.0
+# The longest pause between two look-ups of a reconcile (placement.LOOKUP_DELAYS).
+LOOKUP_SLACK_S = 5.0
 
 
 @dataclass
@@ -36,6 +38,12 @@ class ExecContext:
         """
         s = self.settings
         return 2 * s.rate_limit_max_wait + s.http_timeout + s.recv_window / 1000 + CLOCK_SKEW_S
+
+    def longest_reconcile(self) -> float:
+        """Seconds a reconcile that finds nothing can take, from the send to "absent": the
+        in-flight horizon, then the read-after-write window (which starts no earlier than the
+        first look-up), plus one look-up interval. The RQ job timeout must exceed it."""
+        return self.in_flight_horizon() + self.settings.reconcile_lag_window + LOOKUP_SLACK_S
 
     @staticmethod
     def now() -> float:

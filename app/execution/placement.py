@@ -15,8 +15,10 @@ the signal when there is one, so only one worker ever sends a given row. Then:
 Reconcile (for ``unknown``, and for ``sending`` rows left by a dead worker): look the order
 up by its client id, again and again; found -> adopt it. It is resent, with the same client
 id, only when it is still absent after the in-flight horizon (``ExecContext.
-in_flight_horizon``: by then the first request can no longer reach the matching engine) and
-after at least ``MIN_LOOKUPS`` look-ups (Binance's read-after-write lag). A spot client id is
+in_flight_horizon``, or the request's timestamp + recvWindow: by then the first request can
+no longer reach the matching engine), then for ``reconcile_lag_window`` seconds more
+(Binance's read-after-write lag, 20-60 s measured) and after at least ``MIN_LOOKUPS``
+look-ups. A spot client id is
 unique only among *open* orders, so a filled MARKET order could be placed twice by a blind
 resend: only that proof of absence makes the resend safe.
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import update
@@ -51,6 +54,15 @@ SKEW_MS = 1000
 IN_DOUBT = (OrderStatus.SENDING.value, OrderStatus.UNKNOWN.value)
 
 
+@dataclass(frozen=True)
+class Absent:
+    """Proof that the row's send number ``attempts`` never reached the venue. Only that send
+    is proven absent: a resend (or a cancel) is a compare-and-set on ``attempts`` too, so of
+    two callers holding the same proof only one acts on it."""
+
+    attempts: int
+
+
 class OrderRejected(Exception):
     """The exchange refused an order; ``code`` and ``msg`` are Binance's."""
 
@@ -75,7 +87,7 @@ def place(
     as ``sending`` (``journal.add_orders(sending=True)`` under the claim): it is sent at once.
     Raises OrderRejected, Temporary, or LeaseLost.
     """
-    resend = False
+    proven: Absent | None = None
     how = "reconciled"
     if marked is not None:
         placed, how = _send(ctx, marked)
@@ -87,20 +99,20 @@ def place(
             if order.status == OrderStatus.PLANNED.value:
                 expected: tuple[str, ...] | None = (OrderStatus.PLANNED.value,)
             elif order.status in IN_DOUBT:
-                expected = IN_DOUBT if resend else None
+                expected = IN_DOUBT if proven is not None else None
             else:
                 return order
             sending = expected is not None and _mark_sending(
-                session, order, claim, expected, resend=resend
+                session, order, claim, expected, proven=proven
             )
         if sending:
             placed, how = _send(ctx, order)
             if placed is not None:
                 return placed
         found = reconcile(ctx, order_id, claim, how=how)
-        if found is not None:
+        if isinstance(found, Order):
             return found
-        resend = True
+        proven = found
 
 
 def _load(session: Session, order_id: int) -> Order:
@@ -116,17 +128,22 @@ def _mark_sending(
     claim: Claim | None,
     expected: tuple[str, ...],
     *,
-    resend: bool = False,
+    proven: Absent | None = None,
 ) -> bool:
-    """CAS the row to ``sending`` (fenced by the claim); False when it was not in ``expected``."""
+    """CAS the row to ``sending`` (fenced by the claim); False when it was not in ``expected``
+    or, for a resend, when its ``attempts`` moved on since the proof of absence (another
+    caller resent it, or cancelled it, meanwhile)."""
     if claim is not None:
         heartbeat(session, claim)
     extra = dict(order.extra or {})
     extra["sent_at"] = time.time()
     extra.pop("deadline_ms", None)
+    where = [Order.id == order.id, Order.status.in_(expected)]
+    if proven is not None:
+        where.append(Order.attempts == proven.attempts)
     result = session.execute(
         update(Order)
-        .where(Order.id == order.id, Order.status.in_(expected))
+        .where(*where)
         .values(
             status=OrderStatus.SENDING.value,
             attempts=Order.attempts + 1,
@@ -137,6 +154,7 @@ def _mark_sending(
     if result.rowcount != 1:  # type: ignore[attr-defined]
         session.rollback()
         return False
+    resend = proven is not None
     kind = "resent" if resend else "sent"
     message = (
         "proven absent after the in-flight horizon; sent again with the same client id"
@@ -232,11 +250,19 @@ def _find_algo_id(ctx: ExecContext, order: Order) -> Order:
 
 def reconcile(
     ctx: ExecContext, order_id: int, claim: Claim | None = None, *, how: str = "reconciled"
-) -> Order | None:
-    """Resolve a row in doubt: the row as the venue knows it, or None once proven absent.
-    ``how`` names the event: ``adopted`` after a Duplicate answer, else ``reconciled``."""
+) -> Order | Absent:
+    """Resolve a row in doubt: the row as the venue knows it, or ``Absent`` once proven absent.
+    ``how`` names the event: ``adopted`` after a Duplicate answer, else ``reconciled``.
+
+    Absent means: not found by at least ``MIN_LOOKUPS`` look-ups, the last of them
+    ``reconcile_lag_window`` seconds after both the moment the request could no longer take
+    effect (its timestamp + recvWindow + skew when known, else the in-flight horizon) and
+    the first look-up, so Binance's read-after-write lag cannot hide an executed order.
+    While it waits, the claim's lease is kept alive (a heartbeat per look-up). If another
+    caller sends the row again meanwhile (``attempts`` moves on), the proof starts over."""
     horizon = ctx.in_flight_horizon()
-    lookups = 0
+    window = ctx.settings.reconcile_lag_window
+    seen: int | None = None
     while True:
         with session_scope(ctx.sessions) as session:
             order = _load(session, order_id)
@@ -244,6 +270,11 @@ def reconcile(
                 heartbeat(session, claim)
         if order.status not in IN_DOUBT:
             return order  # another worker settled it meanwhile
+        if order.attempts != seen:  # a (new) send to prove absent
+            seen = order.attempts
+            first_lookup = time.time()
+            passed_at: float | None = None  # local time after which it could not execute
+            lookups = 0
         found = venue.lookup(ctx.client, order)
         lookups += 1
         if found is not None:
@@ -255,18 +286,29 @@ def reconcile(
                       lookups=lookups)  # fmt: skip
             return row
         extra = order.extra or {}
-        age = time.time() - float(extra.get("sent_at") or 0)
+        now = time.time()
+        age = now - float(extra.get("sent_at") or 0)
         remaining = horizon - age
         if extra.get("deadline_ms") is not None:
             server_now = ctx.client.clocks[_venue(order)].now_ms()
             remaining = min(remaining, (extra["deadline_ms"] + SKEW_MS - server_now) / 1000)
-        if lookups >= MIN_LOOKUPS and remaining <= 0:
-            message = f"not found after {lookups} look-ups and {age:.1f} s"
-            _note(ctx, order, "absent", message, lookups=lookups)
-            return None
+        if remaining <= 0 and passed_at is None:
+            passed_at = now + remaining
         delay = LOOKUP_DELAYS[min(lookups - 1, len(LOOKUP_DELAYS) - 1)]
-        if remaining > 0:
+        if passed_at is None:
             delay = min(delay, max(remaining, 0.05))
+        else:
+            left = max(passed_at, first_lookup) + window - now
+            if lookups >= MIN_LOOKUPS and left <= 0:
+                message = (
+                    f"not found after {lookups} look-ups and {age:.1f} s "
+                    f"(read-after-write window {window:g} s)"
+                )
+                _note(ctx, order, "absent", message, lookups=lookups)
+                return Absent(seen)
+            delay = min(delay, max(left, 0.05))
+        if claim is not None:  # look (and heartbeat) often enough to keep the lease alive
+            delay = min(delay, ctx.settings.execution_lease / 3)
         time.sleep(delay)
 
 

@@ -92,6 +92,8 @@ def exec_settings(settings: Settings, paper: Paper) -> Settings:
             "rate_limit_max_wait": 2.0,
             "http_timeout": 3.0,
             "recv_window": 3000,
+            # Binance's read-after-write lag is 20-60 s; the faults here inject at most 2 s.
+            "reconcile_lag_window": 2.5,
         }
     )
 
