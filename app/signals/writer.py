@@ -14,9 +14,9 @@ lasts. A writer thread running the statements too looked natural but loses under
 sqlite3 and psycopg drivers release the GIL around every statement, and a thread taking it
 back from a busy event loop waits up to the interpreter's switch interval (5 ms) each
 time, so the writer crawled exactly when traffic peaked. This way the GIL changes hands
-twice per batch, not twice per statement. The price: while a statement waits (a round trip
-to PostgreSQL, or SQLite's busy handler while another process holds the write lock) the
-loop waits with it; every answer waiting on the batch waits for it anyway.
+twice per batch, not twice per statement. SQLite's write lock, which another process may
+hold for a while, is waited for with the loop free (_begin); what remains blocking is a
+statement's own time (a round trip, with PostgreSQL).
 
 A request never gets its answer before the commit that holds its row.
 """
@@ -31,14 +31,17 @@ from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.engine import Connection, Engine, Transaction
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from app.errors import AppError, ServiceUnavailable
 from app.signals.service import Intake, Prepared, mark_queued_in, store
 
 log = logging.getLogger(__name__)
 
+# How long a batch waits for SQLite's write lock before its signals get a 503 (as long as
+# the busy timeout of every other connection, app.db).
+BUSY_TIMEOUT = 30.0
 # `received -> queued` marks are gathered this long and written in one transaction. Nothing
 # depends on their promptness: the job is on the queue already, and a lost mark is redone by
 # the sweeper.
@@ -93,15 +96,20 @@ class IntakeWriter:
         self._open = False
         if self._marks_timer is not None:
             self._marks_timer.cancel()
-        self._marks_ready = True
-        while self._batch is not None or self._stores or self._marks:
+            self._marks_timer = None
+        while True:
             if self._batch is not None:
-                await self._batch
-            else:
+                batch = self._batch
+                await asyncio.wait([batch])
+                self._batch = None
+            elif self._stores or self._marks:
                 self._marks_ready = True
                 self._start_batch()
+            else:
+                break
         if self._scheduled is not None:
             self._scheduled.cancel()
+            self._scheduled = None
         self._disconnect()
         self._committer.shutdown(wait=True)
 
@@ -152,16 +160,44 @@ class IntakeWriter:
         self._batch = asyncio.get_running_loop().create_task(self._write(stores, marks))
         self._batch.add_done_callback(self._batch_done)
 
-    def _batch_done(self, _: asyncio.Task[None]) -> None:
-        self._batch = None
-        if self._stores or self._marks_ready:
+    def _batch_done(self, batch: asyncio.Task[None]) -> None:
+        if self._batch is batch:
+            self._batch = None
+        if self._open and (self._stores or self._marks_ready):
             self._kick()
 
     def _connection(self) -> Connection:
         # One connection for the writer's life: no pool checkout and reset per batch.
         if self._conn is None:
             self._conn = self.engine.connect()
+            if self._conn.dialect.name == "sqlite":
+                # Never sleep in SQLite's busy handler on the event loop: _begin waits instead.
+                # (On the driver's connection: a statement here would begin a transaction.)
+                cursor = self._conn.connection.cursor()
+                cursor.execute("PRAGMA busy_timeout=0")
+                cursor.close()
         return self._conn
+
+    async def _begin(self) -> tuple[Connection, Transaction]:
+        """A transaction holding SQLite's write lock, waited for without blocking the loop.
+
+        Another process (a worker, the monitor) may hold the lock for a while; the loop
+        keeps serving meanwhile, and the signals wait in this batch.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BUSY_TIMEOUT
+        pause = 0.001
+        while True:
+            conn = self._connection()
+            try:
+                return conn, conn.begin()
+            except OperationalError as exc:
+                busy = "locked" in str(exc.orig) or "busy" in str(exc.orig)
+                if not busy or loop.time() > deadline:
+                    raise
+            self._disconnect()  # a clean connection for the next try
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
 
     def _disconnect(self) -> None:
         if self._conn is not None:
@@ -172,8 +208,7 @@ class IntakeWriter:
     async def _write(self, stores: list[_Store], marks: list[_MarkQueued]) -> None:
         outcomes: list[Intake | BaseException] = []
         try:
-            conn = self._connection()
-            transaction = conn.begin()
+            conn, transaction = await self._begin()
             try:
                 for item in stores:
                     try:

@@ -307,3 +307,29 @@ def test_database_down_answers_503_so_the_sender_sends_again(
     response = http.post(f"{url}/webhook", json=entry(id="while-down"))
     assert response.status_code == 503
     assert response.json()["error"] == "unavailable"
+
+
+def test_receiver_keeps_serving_while_another_process_holds_the_sqlite_write_lock(
+    receiver: Receiver, http: httpx.Client, sqlite_settings: Settings, job_keys: Any
+) -> None:
+    import sqlite3
+    import threading
+
+    _, url = receiver(sqlite_settings)
+    path = sqlite_settings.database_url.removeprefix("sqlite:///")
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # as a worker's transaction would
+    answers: list[httpx.Response] = []
+    sender = threading.Thread(
+        target=lambda: answers.append(httpx.post(f"{url}/webhook", json=entry(id="w"), timeout=30))
+    )
+    sender.start()
+    try:
+        # The signal waits for the lock; the event loop does not.
+        wait_until(lambda: http.get(f"{url}/openapi.json").status_code == 200)
+        assert answers == []
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    sender.join(30)
+    assert [a.status_code for a in answers] == [202]
