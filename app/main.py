@@ -20,9 +20,9 @@ from app.signals.writer import IntakeWriter
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Open the database, Redis, the writer thread and the enqueuer; close them after."""
+    """Open the database, Redis, the intake writer and the enqueuer; close them after."""
     settings: Settings = app.state.settings
-    # A small pool: one thread writes (app.signals.writer); the rest only read.
+    # A small pool: the intake writer keeps one connection (app.signals.writer); the rest read.
     engine = make_engine(settings.database_url, pool_size=5, max_overflow=10)
     app.state.engine = engine
     app.state.session_factory = make_sessionmaker(engine)
