@@ -39,13 +39,16 @@ from app.signals.service import Intake, Prepared, mark_queued_in, store
 
 log = logging.getLogger(__name__)
 
+CHECKPOINT_INTERVAL = 1.0
 # How long a batch waits for SQLite's write lock before its signals get a 503 (as long as
 # the busy timeout of every other connection, app.db).
 BUSY_TIMEOUT = 30.0
-# `received -> queued` marks are gathered this long and written in one transaction. Nothing
+# `received -> queued` marks are gathered this long, then written MARK_CHUNK at a time between
+# batches of signals (a big transaction would hold up the signals behind it). Nothing
 # depends on their promptness: the job is on the queue already, and a lost mark is redone by
 # the sweeper.
 MARK_DELAY = 0.25
+MARK_CHUNK = 16
 
 
 @dataclass
@@ -58,9 +61,9 @@ class _Store:
 
 @dataclass
 class _MarkQueued:
-    signal_ids: Sequence[str]
+    signal_id: str
     now: datetime
-    job_ids: dict[str, str]
+    job_id: str
 
 
 class IntakeWriter:
@@ -84,12 +87,41 @@ class IntakeWriter:
         self._marks_ready = False
         self._batch: asyncio.Task[None] | None = None  # the batch being written, if any
         self._conn: Connection | None = None
+        self._checkpointer: asyncio.Task[None] | None = None
         self._committer = ThreadPoolExecutor(1, thread_name_prefix="pacekeeper-commit")
         self._open = False
 
     def start(self) -> IntakeWriter:
         self._open = True
+        if self.engine.dialect.name == "sqlite":
+            self._checkpointer = asyncio.get_running_loop().create_task(self._checkpoints())
         return self
+
+    async def _checkpoints(self) -> None:
+        """Checkpoint the WAL every CHECKPOINT_INTERVAL, in a thread of its own.
+
+        A PASSIVE checkpoint never waits for nor blocks a writer. Left to SQLite, the commit
+        that crosses the WAL's page threshold runs the checkpoint itself, and the signals
+        waiting on that commit wait for it too.
+        """
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(1, thread_name_prefix="pacekeeper-checkpoint") as pool:
+            while self._open:
+                await asyncio.sleep(CHECKPOINT_INTERVAL)
+                try:
+                    await loop.run_in_executor(pool, self._checkpoint)
+                except Exception as exc:
+                    log.warning("WAL checkpoint failed: %s", exc)
+
+    def _checkpoint(self) -> None:
+        # The driver's connection: through SQLAlchemy the pragma would open a transaction.
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            cursor.close()
+        finally:
+            raw.close()
 
     async def stop(self) -> None:
         """Write what is waiting, then close the connection."""
@@ -112,6 +144,10 @@ class IntakeWriter:
             self._scheduled = None
         self._disconnect()
         self._committer.shutdown(wait=True)
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._checkpointer
 
     async def record(self, prepared: Prepared, *, now: datetime, source_ip: str | None) -> Intake:
         """Store a signal; returns once its row (or the first copy's) is committed."""
@@ -128,7 +164,7 @@ class IntakeWriter:
         """received -> queued, written together every MARK_DELAY seconds."""
         if not signal_ids:
             return
-        self._marks.append(_MarkQueued(list(signal_ids), now, job_ids))
+        self._marks.extend(_MarkQueued(sid, now, job_ids[sid]) for sid in signal_ids)
         if self._marks_timer is None:
             self._marks_timer = asyncio.get_running_loop().call_later(MARK_DELAY, self._marks_due)
 
@@ -152,9 +188,11 @@ class IntakeWriter:
         if self._stores:
             stores, self._stores = self._stores[: self.max_batch], self._stores[self.max_batch :]
         elif self._marks_ready:
-            # Marks get a transaction of their own, a few times a second: riding with every
-            # batch of signals would add two statements to each.
-            marks, self._marks, self._marks_ready = self._marks, [], False
+            # Marks get transactions of their own, in the gaps between signals: riding with
+            # every batch of signals would add two statements to each.
+            # In small transactions, so that signals arriving meanwhile wait for little.
+            marks, self._marks = self._marks[:MARK_CHUNK], self._marks[MARK_CHUNK:]
+            self._marks_ready = bool(self._marks)
         else:
             return
         self._batch = asyncio.get_running_loop().create_task(self._write(stores, marks))
@@ -173,8 +211,11 @@ class IntakeWriter:
             if self._conn.dialect.name == "sqlite":
                 # Never sleep in SQLite's busy handler on the event loop: _begin waits instead.
                 # (On the driver's connection: a statement here would begin a transaction.)
+                # Checkpoints (copying the WAL into the database file, with an fsync of their
+                # own) are left to _checkpoints, off the path of any commit.
                 cursor = self._conn.connection.cursor()
                 cursor.execute("PRAGMA busy_timeout=0")
+                cursor.execute("PRAGMA wal_autocheckpoint=0")
                 cursor.close()
         return self._conn
 
@@ -217,8 +258,13 @@ class IntakeWriter:
                         )
                     except AppError as exc:  # a 409 for this one; nothing of it was written
                         outcomes.append(exc)
-                for mark in marks:
-                    mark_queued_in(conn, mark.signal_ids, now=mark.now, job_ids=mark.job_ids)
+                if marks:
+                    mark_queued_in(
+                        conn,
+                        [m.signal_id for m in marks],
+                        now=marks[-1].now,
+                        job_ids={m.signal_id: m.job_id for m in marks},
+                    )
             except BaseException:
                 transaction.rollback()
                 raise
