@@ -145,6 +145,9 @@ class Position(Base):
     # Take-profit / stop-loss levels waiting for the entry to fill: {"take_profit": {...}, ...}
     pending_bracket: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     bracket_note: Mapped[str | None] = mapped_column(Text)
+    # The latest bracket generation claimed (compare-and-set 0 -> 1 -> 2 ...): a bracket's
+    # client ids derive from (position id, generation), so of any two placers one places it.
+    bracket_gen: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     opened_by: Mapped[str | None] = mapped_column(ForeignKey("signals.id"))
     opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -3,9 +3,10 @@
 The bracket is sized to what the position actually received (fills minus base-asset
 commissions, see ``positions.apply_entry_fills``); on spot it is also capped by the free
 balance of the base asset, so it can never ask to sell coins the account does not have.
-Client ids come from the entry signal (or the tp/sl signal replacing the bracket) and the
-leg ``bracket`` (``bracket2``, ``bracket3``... after a replacement), so placing the same
-bracket twice, from the worker and the monitor at once, makes one order.
+Client ids come from the position and the bracket's generation (leg ``bracket``, then
+``bracket2``, ``bracket3``... after a replacement), the generation claimed by compare-and-set
+on ``positions.bracket_gen``: placing the same bracket from the worker, the monitor and the
+resting-order follower at once makes one order.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 from dataclasses import replace
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.execution.cancels import cancel_order
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 
 TERMINAL = frozenset(s.value for s in TERMINAL_ORDER_STATUSES)
 REJECTED_NOTE = "bracket rejected"
+# Generations another placer claimed first, in one call, before leaving it to the next pass.
+MAX_GENERATION_RACES = 5
 
 
 def bracket_orders(session: Session, position: Position) -> list[Order]:
@@ -70,6 +73,11 @@ def current_price(ctx: ExecContext, market: str, symbol: str) -> Decimal:
     return ctx.client.ticker_price(symbol)
 
 
+def bracket_key(position_id: int) -> str:
+    """What a position's bracket client ids derive from, with the leg ``bracket<gen>``."""
+    return f"position-{position_id}"
+
+
 def protect_position(
     ctx: ExecContext,
     session: Session,
@@ -81,58 +89,84 @@ def protect_position(
 ) -> Order | None:
     """Place the position's pending bracket (OCO on spot; conditional TAKE_PROFIT_MARKET/
     STOP_MARKET via /fapi/v1/algoOrder with closePosition on usdm) for the quantity it holds
-    now (rounded down to the step size), exactly once (deterministic client id from the entry
-    signal + leg), or record "too small to protect" on position.bracket_note and return None.
-    Safe to call repeatedly.
+    now (rounded down to the step size), exactly once, or record "too small to protect" on
+    position.bracket_note and return None. Safe to call repeatedly and concurrently.
+
+    A new bracket is a new generation: claimed by compare-and-set on ``positions.
+    bracket_gen`` in the transaction that writes its rows, with client ids derived from
+    (position id, generation). So the worker of a tp/sl signal, the monitor and the
+    resting-order follower, protecting the same position at once, compute the same ids and
+    only the one that claims the generation writes (and sends) it; the others place or find
+    the rows it wrote. ``signal_id`` only names who asked (the rows' signal).
 
     Commits ``session`` (an order row must be durable before it is sent, and no transaction
     is held open across a request to the exchange).
     """
-    levels = Levels.from_json(position.pending_bracket)
-    if position.status != "open" or levels.empty:
-        return None
-    history = bracket_orders(session, position)
-    live = [o for o in history if o.status not in TERMINAL]
-    session.commit()
-    for row in live:
-        if row.status not in (OrderStatus.WORKING.value, OrderStatus.FILLED.value):
-            _place(ctx, session, position, row, claim)
-    missing = _missing_legs(position, levels, live)
-    if not missing:
-        return live[0] if live else None
-    if history and not live and (position.bracket_note or "").startswith(REJECTED_NOTE):
-        return None  # a new level (tp/sl signal) clears the note and allows another try
-    levels = Levels(
-        levels.take_profit if "tp" in missing else None,
-        levels.stop_price if "sl" in missing else None,
-        levels.stop_limit if "sl" in missing else None,
-    )
-    quantity = position.quantity - (position.exit_quantity or 0)
-    if quantity <= 0:
-        return _not_protected(session, position, "too small to protect: nothing received yet")
-    rules = ctx.client.symbol_rules(position.symbol, position.market)  # type: ignore[arg-type]
-    price = current_price(ctx, position.market, position.symbol)
-    if position.market == "spot" and position.side == "BUY":
-        quantity = min(quantity, ctx.client.account().free(rules.base_asset))
-    generation = _generation(history)
-    leg = BRACKET if generation == 1 else f"{BRACKET}{generation}"
-    owner = signal_id or position.opened_by
-    assert owner is not None, "a bracket needs a signal to derive its client ids from"
-    planned = plan_bracket(
-        signal_id=owner, leg=leg, market=position.market, symbol=position.symbol,
-        rules=rules, price=price, position_side=position.side, quantity=quantity,
-        levels=levels, slippage=ctx.settings.stop_limit_slippage,
-    )  # fmt: skip
-    if isinstance(planned, NotProtected):
-        return _not_protected(session, position, planned.note)
-    intents = [replace(i, facts={**i.facts, "bracket_gen": generation}) for i in planned]
-    rows = add_orders(session, intents, signal_id=owner, position_id=position.id)
-    position.bracket_note = None
-    event(session, "bracket", f"protecting {position.symbol} ({reason})", signal_id=owner,
-          position_id=position.id, quantity=str(quantity), **levels.to_json())  # fmt: skip
-    session.commit()
-    placed = [_place(ctx, session, position, row, claim) for row in rows]
-    return next((o for o in placed if o is not None), None)
+    for _ in range(MAX_GENERATION_RACES):
+        levels = Levels.from_json(position.pending_bracket)
+        if position.status != "open" or levels.empty:
+            return None
+        seen_gen = session.execute(
+            select(Position.bracket_gen).where(Position.id == position.id)
+        ).scalar_one()
+        history = bracket_orders(session, position)
+        live = [o for o in history if o.status not in TERMINAL]
+        session.commit()
+        live = [
+            row
+            if row.status in (OrderStatus.WORKING.value, OrderStatus.FILLED.value)
+            else _place(ctx, session, position, row, claim) or row
+            for row in live
+        ]
+        missing = _missing_legs(position, levels, live)
+        if not missing:
+            return live[0] if live else None
+        if history and not live and (position.bracket_note or "").startswith(REJECTED_NOTE):
+            return None  # a new level (tp/sl signal) clears the note and allows another try
+        levels = Levels(
+            levels.take_profit if "tp" in missing else None,
+            levels.stop_price if "sl" in missing else None,
+            levels.stop_limit if "sl" in missing else None,
+        )
+        quantity = position.quantity - (position.exit_quantity or 0)
+        if quantity <= 0:
+            return _not_protected(session, position, "too small to protect: nothing received yet")
+        rules = ctx.client.symbol_rules(position.symbol, position.market)  # type: ignore[arg-type]
+        price = current_price(ctx, position.market, position.symbol)
+        if position.market == "spot" and position.side == "BUY":
+            quantity = min(quantity, ctx.client.account().free(rules.base_asset))
+        generation = max(seen_gen, _generation(history) - 1) + 1
+        leg = BRACKET if generation == 1 else f"{BRACKET}{generation}"
+        owner = signal_id or position.opened_by
+        planned = plan_bracket(
+            signal_id=bracket_key(position.id), leg=leg, market=position.market,
+            symbol=position.symbol, rules=rules, price=price, position_side=position.side,
+            quantity=quantity, levels=levels, slippage=ctx.settings.stop_limit_slippage,
+        )  # fmt: skip
+        if isinstance(planned, NotProtected):
+            return _not_protected(session, position, planned.note)
+        claimed = session.execute(
+            update(Position)
+            .where(Position.id == position.id, Position.bracket_gen == seen_gen)
+            .values(bracket_gen=generation)
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            # Another placer claimed this generation (and wrote its rows in the same
+            # transaction): start again from what it wrote.
+            session.rollback()
+            session.refresh(position)
+            continue
+        intents = [replace(i, facts={**i.facts, "bracket_gen": generation}) for i in planned]
+        rows = add_orders(session, intents, signal_id=owner, position_id=position.id)
+        position.bracket_note = None
+        event(session, "bracket", f"protecting {position.symbol} ({reason})", signal_id=owner,
+              position_id=position.id, quantity=str(quantity), generation=generation,
+              **levels.to_json())  # fmt: skip
+        session.commit()
+        placed = [_place(ctx, session, position, row, claim) for row in rows]
+        return next((o for o in placed if o is not None), None)
+    log.warning("position %s: bracket generation contended; left to the next pass", position.id)
+    return None
 
 
 def _place(

@@ -66,11 +66,13 @@ def run_levels(ctx: ExecContext, claim: Claim, signal: Signal) -> Result:
                 if market == "usdm":
                     legs = ("tp",) if signal.action is Action.TP else ("sl",)
                 reason = f"replaced by {signal.action.value} signal {sid}"
-                cancel_brackets(ctx, session, row, reason=reason, legs=legs, claim=claim)
+                # The new levels first: whoever places the next generation (this worker or
+                # the monitor, once the old bracket is gone) places these.
                 row.pending_bracket = merged.to_json()
                 row.bracket_note = None
                 heartbeat(session, claim)
                 session.commit()
+                cancel_brackets(ctx, session, row, reason=reason, legs=legs, claim=claim)
             bracket = protect_position(
                 ctx,
                 session,

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from app.exchange.ids import client_algo_id, client_order_id
+from app.execution.brackets import bracket_key
 from app.execution.context import ExecContext
 from app.execution.resting import follow_resting_orders
 from app.models import OrderStatus
@@ -49,7 +50,7 @@ def test_market_entry_brackets_what_it_received_net_of_base_asset_fees(
     )
     (placed,) = ledger(control, kind="oco")
     assert placed["quantity"] == "0.00999" and placed["client_id"] == client_order_id(
-        sid, "bracket"
+        bracket_key(position.id), "bracket"
     )
     assert placed["order_type"] == "LIMIT_MAKER/STOP_LOSS_LIMIT"
     assert len(ledger(control, kind="spot_order")) == 1
@@ -162,10 +163,12 @@ def test_tp_signal_replaces_the_spot_bracket_keeping_the_stop(
     old = next(o for o in orders(ctx, entry_id) if o.kind == "oco")
     (new,) = orders(ctx, tp_id)
     assert old.status == "cancelled" and new.status == "working" and new.kind == "oco"
-    assert new.client_id == client_order_id(tp_id, "bracket2")
+    (position,) = positions(ctx)
+    # Bracket ids derive from (position, generation), whoever places it.
+    assert new.client_id == client_order_id(bracket_key(position.id), "bracket2")
+    assert position.bracket_gen == 2
     assert new.extra is not None and new.extra["above"]["price"] == "72000"
     assert new.extra["below"]["stop_price"] == "60000"
-    (position,) = positions(ctx)
     assert position.pending_bracket == {
         "take_profit": {"price": "72000"},
         "stop_loss": {"stop_price": "60000"},
