@@ -4,51 +4,74 @@ The monitor owns TWAP/VP algos and brackets; a plain LIMIT order that did not fi
 leaves its signal ``working`` too. ``follow_resting_orders`` looks each one up by client id,
 records what executed since the last look, updates the position (and brackets an entry that
 has filled), and moves the signal to ``done`` once none of its orders is working any more
-(``expired`` when nothing at all executed). Run it periodically (each monitor cycle);
+(``expired`` when nothing at all executed), in the transaction that records the order's end.
+An order whose signal's ``expires_at`` has passed is cancelled, and the signal ends
+``expired`` (what executed before is kept: a partly filled entry is bracketed, a partly
+filled exit's remainder re-bracketed). A ``working`` signal left without any live order of
+its own (its settlement was lost) is settled too. Run it periodically (each monitor cycle);
 it is safe to run from several processes at once.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app.db import session_scope
 from app.exchange.errors import ExchangeError
 from app.execution import venue
 from app.execution.book import LIVE_ORDER
-from app.execution.brackets import protect_position
+from app.execution.brackets import BRACKET, protect_position
+from app.execution.cancels import cancel_order
 from app.execution.claims import transition
 from app.execution.context import ExecContext
 from app.execution.journal import event
 from app.execution.positions import ENTRY_LEG, apply_entry_fills, apply_exit_fills
-from app.models import TERMINAL_ORDER_STATUSES, Order, OrderStatus, Position, SignalStatus
+from app.models import TERMINAL_ORDER_STATUSES, Order, OrderStatus, Position, SignalStatus, utcnow
+from app.models import Signal as SignalRow
 
 log = logging.getLogger(__name__)
 
 TERMINAL = frozenset(s.value for s in TERMINAL_ORDER_STATUSES)
+# A `working` signal whose own orders all ended this long ago, yet is still `working`, lost
+# its settlement (a crash between the order's end and the signal's): settle it.
+SETTLE_GRACE = timedelta(seconds=60)
 
 
 def follow_resting_orders(ctx: ExecContext, *, limit: int = 200) -> int:
     """One pass over working LIMIT orders; returns how many changed."""
     with session_scope(ctx.sessions) as session:
-        ids = list(
-            session.scalars(
-                select(Order.id)
-                .where(Order.kind == "limit", Order.status == OrderStatus.WORKING.value)
-                .order_by(Order.id)
-                .limit(limit)
-            )
-        )
+        rows = session.execute(
+            select(Order.id, SignalRow.expires_at)
+            .outerjoin(SignalRow, Order.signal_id == SignalRow.id)
+            .where(Order.kind == "limit", Order.status == OrderStatus.WORKING.value)
+            .order_by(Order.id)
+            .limit(limit)
+        ).all()
     changed = 0
-    for order_id in ids:
+    now = utcnow()
+    for order_id, expires_at in rows:
         try:
-            changed += _follow(ctx, order_id)
+            if _expired(expires_at, now):
+                changed += _expire(ctx, order_id, expires_at)
+            else:
+                changed += _follow(ctx, order_id)
         except ExchangeError as exc:  # one order's trouble never stops the others
             log.warning("resting order %s: %s", order_id, exc)
-    return changed
+    # Other errors (the database) escape: the monitor records them and its next cycle retries.
+    return changed + settle_orphaned_signals(ctx, now=now, limit=limit)
+
+
+def _expired(expires_at: datetime | None, now: datetime) -> bool:
+    if expires_at is None:
+        return False
+    if expires_at.tzinfo is None:
+        expires_at = expires_at.replace(tzinfo=UTC)
+    return expires_at <= now
 
 
 def _follow(ctx: ExecContext, order_id: int) -> int:
@@ -68,35 +91,126 @@ def _follow(ctx: ExecContext, order_id: int) -> int:
         event(session, "fill" if row.status not in TERMINAL else row.status,
               f"{row.kind} {row.venue_status}: executed {row.executed_qty}",
               signal_id=row.signal_id, order_id=row.id)  # fmt: skip
-        position = session.get(Position, row.position_id) if row.position_id else None
-        if position is not None:
-            if row.leg == ENTRY_LEG:
-                apply_entry_fills(session, position)
-            else:
-                apply_exit_fills(session, position)
-        entry_done = row.leg == ENTRY_LEG and row.status in TERMINAL
-        signal_id = row.signal_id
-    if entry_done and position is not None:
-        with session_scope(ctx.sessions) as session:
-            held = session.get(Position, position.id)
-            assert held is not None
-            if held.quantity > 0:
-                protect_position(ctx, session, held, reason="limit entry filled")
-            elif held.status == "open":
-                held.status = "closed"
-                held.bracket_note = "entry ended with nothing filled"
-    if signal_id is not None:
-        _settle_signal(ctx, signal_id)
+        position = _apply_to_position(session, row)
+        ended = row.status in TERMINAL
+        if row.signal_id is not None:
+            # The order's end and its signal's, in one transaction.
+            _settle_signal(session, row.signal_id)
+    if ended and position is not None:
+        _after_end(ctx, row, position.id, reason="limit entry filled")
     return 1
 
 
-def _settle_signal(ctx: ExecContext, signal_id: str) -> None:
-    """``working`` -> ``done`` (or ``expired``) once none of the signal's orders works."""
+def _expire(ctx: ExecContext, order_id: int, expires_at: datetime | None) -> int:
+    """The signal expired while its limit order rests: cancel it, keep what it executed."""
+    stamp = expires_at.isoformat() if expires_at is not None else "?"
+    reason = f"signal expired at {stamp}"
+    row = cancel_order(ctx, order_id, reason=reason)
+    if row.status not in TERMINAL:
+        return 0  # not confirmed yet: the next pass tries again
     with session_scope(ctx.sessions) as session:
-        orders = list(session.scalars(select(Order).where(Order.signal_id == signal_id)))
-        if any(o.status in LIVE_ORDER and not o.leg.startswith("bracket") for o in orders):
-            return
-        executed = sum((o.executed_qty or Decimal(0) for o in orders), Decimal(0))
-        status = SignalStatus.DONE if executed else SignalStatus.EXPIRED
-        reason = f"executed {executed}" if executed else "ended with nothing executed"
-        transition(session, signal_id, (SignalStatus.WORKING.value,), status, reason)
+        fresh = session.get(Order, order_id, populate_existing=True)
+        assert fresh is not None
+        row = fresh
+        position = _apply_to_position(session, row)
+        if row.signal_id is not None:
+            executed = row.executed_qty or Decimal(0)
+            note = f"{reason}; resting {row.kind} {row.status}, executed {executed}"
+            ended = _settle_signal(session, row.signal_id, expired=note)
+            if ended:
+                event(session, "expired", note, signal_id=row.signal_id, order_id=row.id)
+    if position is not None:
+        _after_end(ctx, row, position.id, reason=reason)
+    return 1
+
+
+def _apply_to_position(session: Session, row: Order) -> Position | None:
+    position = session.get(Position, row.position_id) if row.position_id else None
+    if position is not None:
+        if row.leg == ENTRY_LEG:
+            apply_entry_fills(session, position)
+        else:
+            apply_exit_fills(session, position)
+    return position
+
+
+def _after_end(ctx: ExecContext, row: Order, position_id: int, *, reason: str) -> None:
+    """An entry that ended brackets what it received (or closes an empty position); an exit
+    that ended with the position still open re-brackets the remainder."""
+    with session_scope(ctx.sessions) as session:
+        held = session.get(Position, position_id)
+        assert held is not None
+        if row.leg == ENTRY_LEG:
+            if held.quantity > 0:
+                protect_position(ctx, session, held, reason=reason)
+            elif held.status == "open":
+                held.status = "closed"
+                held.bracket_note = "entry ended with nothing filled"
+        elif held.status == "open":
+            protect_position(ctx, session, held, reason=f"rest of a limit exit ({reason})")
+
+
+def _settle_signal(session: Session, signal_id: str, *, expired: str | None = None) -> bool:
+    """``working`` -> ``done`` (or ``expired``) once none of the signal's orders works; in
+    the caller's transaction. ``expired``: end it ``expired`` with that reason."""
+    orders = list(session.scalars(select(Order).where(Order.signal_id == signal_id)))
+    if any(o.status in LIVE_ORDER and not o.leg.startswith(BRACKET) for o in orders):
+        return False
+    executed = sum((o.executed_qty or Decimal(0) for o in orders), Decimal(0))
+    if expired is not None:
+        status, reason = SignalStatus.EXPIRED, expired
+    elif executed:
+        status, reason = SignalStatus.DONE, f"executed {executed}"
+    else:
+        status, reason = SignalStatus.EXPIRED, "ended with nothing executed"
+    return transition(session, signal_id, (SignalStatus.WORKING.value,), status, reason)
+
+
+def settle_orphaned_signals(ctx: ExecContext, *, now: datetime, limit: int = 200) -> int:
+    """Settle ``working`` signals with resting limit orders, none of them live any more for
+    ``SETTLE_GRACE``: their settlement was lost (a crash after the order's end was recorded)."""
+    cutoff = now - SETTLE_GRACE
+    with session_scope(ctx.sessions) as session:
+        candidates = list(
+            session.scalars(
+                select(SignalRow.id)
+                .join(Order, Order.signal_id == SignalRow.id)
+                .where(
+                    SignalRow.status == SignalStatus.WORKING.value,
+                    Order.kind == "limit",
+                    Order.status.in_(TERMINAL),
+                    Order.updated_at <= cutoff,
+                )
+                .distinct()
+                .limit(limit)
+            )
+        )
+    settled = 0
+    for signal_id in candidates:
+        with session_scope(ctx.sessions) as session:
+            mine = [
+                o
+                for o in session.scalars(select(Order).where(Order.signal_id == signal_id))
+                if not o.leg.startswith(BRACKET)
+            ]
+            if any(o.kind in ("twap", "vp") for o in mine):
+                continue  # the monitor settles algo signals
+            if any(_aware(o.updated_at) > cutoff for o in mine):
+                continue
+            if not _settle_signal(session, signal_id):
+                continue
+            event(session, "settled", "its orders had ended; the signal was still working",
+                  signal_id=signal_id)  # fmt: skip
+            settled += 1
+            for order in mine:
+                position = _apply_to_position(session, order)
+                if order.leg == ENTRY_LEG and position is not None and not position.quantity:
+                    # As _after_end: an entry that ended empty leaves no open position (one
+                    # that received something is bracketed by the monitor's retry pass).
+                    position.status = "closed"
+                    position.bracket_note = "entry ended with nothing filled"
+    return settled
+
+
+def _aware(when: datetime) -> datetime:
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
