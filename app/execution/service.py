@@ -38,7 +38,7 @@ from app.execution.entries import run_entry
 from app.execution.journal import event
 from app.execution.levels import run_levels
 from app.execution.placement import IN_DOUBT, OrderRejected, place
-from app.execution.planning import Refused
+from app.execution.planning import BRACKET, Refused
 from app.execution.result import Result
 from app.execution.targets import run_cancel
 from app.models import Order, OrderStatus, Position, SignalStatus, utcnow
@@ -168,14 +168,53 @@ def _defer(ctx: ExecContext, claim: Claim, exc: Temporary) -> Outcome:
             select(Order.id).where(Order.signal_id == claim.signal_id, Order.status.in_(IN_DOUBT))
         ).first()
         if claim.fence >= ctx.settings.execution_max_attempts and in_doubt is None:
-            reason = f"gave up after {claim.fence} attempts: {exc.msg}"
-            _close_empty_position(session, claim.signal_id, reason)
-            finish(session, claim, SignalStatus.FAILED, reason)
-            return Outcome(claim.signal_id, SignalStatus.FAILED.value, reason)
+            return _give_up(session, claim, exc)
         reason = f"temporary: {exc.msg}; retry in {retry_in:.0f} s"
         finish(session, claim, SignalStatus.QUEUED, reason, retry_in=retry_in)
     log.info("signal %s deferred: %s", claim.signal_id, reason)
     return Outcome(claim.signal_id, SignalStatus.QUEUED.value, reason, retry_in=retry_in)
+
+
+def _give_up(session: Any, claim: Claim, exc: Temporary) -> Outcome:
+    """Too many temporary failures. Rows never sent are dropped (a ``planned`` entry counts
+    as exposure, and as a live entry, for ever otherwise). What already executed stands: an
+    entry that filled ends ``done``, its unsent bracket left ``planned`` for the monitor
+    (which places the bracket of an open position still in doubt); an order still working
+    ends the signal ``working``; nothing executed: ``failed``."""
+    sid = claim.signal_id
+    orders = book.signal_orders(session, sid)
+    mine = [o for o in orders if not o.leg.startswith(BRACKET)]
+    executed = any(o.executed_qty for o in mine)
+    dropped = []
+    for order in orders:
+        if order.status != OrderStatus.PLANNED.value:
+            continue
+        if executed and order.leg.startswith(BRACKET):
+            continue  # the monitor places it
+        done = session.execute(
+            update(Order)
+            .where(Order.id == order.id, Order.status == OrderStatus.PLANNED.value)
+            .values(status=OrderStatus.CANCELLED.value, updated_at=utcnow())
+        )
+        if done.rowcount:
+            dropped.append(order.leg)
+            event(session, "cancelled", f"never sent (gave up: {exc.msg})", signal_id=sid,
+                  order_id=order.id)  # fmt: skip
+    reason = f"gave up after {claim.fence} attempts: {exc.msg}"
+    if dropped:
+        reason += f" (not sent: {', '.join(dropped)})"
+    if any(o.status == OrderStatus.WORKING.value for o in mine):
+        status = SignalStatus.WORKING
+        reason += "; its working order is followed by the monitor"
+    elif executed:
+        status = SignalStatus.DONE
+        reason += "; what executed stands, the monitor places the bracket"
+    else:
+        status = SignalStatus.FAILED
+        _close_empty_position(session, sid, reason)
+    event(session, "gave_up", reason, signal_id=sid)
+    finish(session, claim, status, reason)
+    return Outcome(sid, status.value, reason)
 
 
 def _release_after_crash(ctx: ExecContext, claim: Claim) -> None:
