@@ -61,10 +61,13 @@ def cancel_order(
     except AlreadyDone:
         answer = venue.lookup(ctx.client, order)
         how = "already done"
+    # Every read from the exchange before the transaction: an open session holds SQLite's
+    # write lock (BEGIN IMMEDIATE), and the receiver's inserts wait on it.
+    final, subs = _read_end(ctx, order, answer)
     with session_scope(ctx.sessions) as session:
         row = session.get(Order, order_id, populate_existing=True)
         assert row is not None
-        _record_end(ctx, session, row, answer, cancelled=how == "cancelled")
+        _record_end(session, row, answer, final, subs, cancelled=how == "cancelled")
         event(session, "cancelled", f"{how}: {reason}", signal_id=row.signal_id,
               order_id=row.id, status=row.status, executed_qty=str(row.executed_qty))  # fmt: skip
     return row
@@ -126,19 +129,37 @@ def _cancel(ctx: ExecContext, order: Order) -> object:
     return client.cancel_futures_order(order.symbol, orig_client_order_id=order.client_id)
 
 
+def _read_end(
+    ctx: ExecContext, order: Order, answer: object
+) -> tuple[object | None, list[m.SubOrder]]:
+    """What ``_record_end`` needs from the exchange besides the answer: a TWAP/VP's final
+    state and its sub-orders (their fills)."""
+    if not (isinstance(answer, m.AlgoCancelled) or order.kind in ("twap", "vp")):
+        return None, []
+    final = venue.lookup(ctx.client, order)
+    if not isinstance(final, m.AlgoOrder):
+        return final, []
+    subs = ctx.client.iter_algo_sub_orders(
+        "spot" if order.market == "spot" else "usdm", final.algoId
+    )
+    return final, list(subs)
+
+
 def _record_end(
-    ctx: ExecContext, session: Session, order: Order, answer: object, *, cancelled: bool
+    session: Session,
+    order: Order,
+    answer: object,
+    final: object | None,
+    subs: list[m.SubOrder],
+    *,
+    cancelled: bool,
 ) -> None:
-    """Set the row's final state from a cancel answer (or a look-up after "already done")."""
+    """Set the row's final state from a cancel answer (or a look-up after "already done"),
+    and for a TWAP/VP its final state and sub-orders read before (``_read_end``)."""
     if isinstance(answer, m.AlgoCancelled) or order.kind in ("twap", "vp"):
-        final = venue.lookup(ctx.client, order)
         if isinstance(final, m.AlgoOrder):
             venue.apply(session, order, final)
-            record_fills(session, order, sub_order_fills(
-                ctx.client.iter_algo_sub_orders(
-                    "spot" if order.market == "spot" else "usdm", final.algoId
-                )
-            ))  # fmt: skip
+            record_fills(session, order, sub_order_fills(subs))
         done = order.executed_qty and order.quantity and order.executed_qty >= order.quantity
         order.status = (OrderStatus.FILLED if done else OrderStatus.CANCELLED).value
         return

@@ -108,10 +108,12 @@ def clear_the_way(ctx: ExecContext, claim: Claim, position: Position, *, reason:
         apply_entry_fills(session, row)
 
 
-def _quantity(ctx: ExecContext, signal: Signal, position: Position, base_asset: str) -> Decimal:
+def _quantity(signal: Signal, position: Position, free: Decimal | None) -> Decimal:
+    """What to close: the signal's quantity or what the position holds; a spot long no more
+    than the free balance of its base asset (``free``, read before the transaction)."""
     quantity = signal.quantity or position.quantity - (position.exit_quantity or 0)
-    if position.market == "spot" and position.side == "BUY":
-        quantity = min(quantity, ctx.client.account().free(base_asset))
+    if position.market == "spot" and position.side == "BUY" and free is not None:
+        quantity = min(quantity, free)
     return quantity
 
 
@@ -133,6 +135,8 @@ def _plan(ctx: ExecContext, claim: Claim, signal: Signal, position_ids: list[int
         )  # fmt: skip
         if refusal is not None:
             raise Refused(refusal)
+    # Read the balance before the transaction: an open session holds SQLite's write lock.
+    free = ctx.client.account().free(rules.base_asset) if market == "spot" else None
     with session_scope(ctx.sessions) as session:
         positions = [p for p in (session.get(Position, i) for i in position_ids) if p is not None]
         intents: list[tuple[OrderIntent, int | None]] = []
@@ -140,7 +144,7 @@ def _plan(ctx: ExecContext, claim: Claim, signal: Signal, position_ids: list[int
             side = closing_side(position.side)
             if signal.side is not None and signal.side.value.upper() != side:
                 raise Refused(f"side {signal.side.value} does not close a {position.side} position")
-            quantity = _quantity(ctx, signal, position, rules.base_asset)
+            quantity = _quantity(signal, position, free)
             if quantity <= 0:
                 continue
             leg = base if len(positions) == 1 else f"{base}-{n}"

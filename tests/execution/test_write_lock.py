@@ -1,0 +1,79 @@
+"""No exchange request is made while a transaction is open: on SQLite an open transaction
+holds the database's write lock (BEGIN IMMEDIATE), and the receiver's INSERT of a new
+signal would wait on it (for as long as a rate-limit wait, past the busy timeout)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+
+from app.execution.context import ExecContext
+from tests.execution.conftest import orders, run, set_price, signal_row, submit
+
+pytestmark = pytest.mark.slow
+
+
+def _probing(ctx: ExecContext, names: list[str]) -> list[str]:
+    """Wrap these client methods: each call first checks that another connection can take
+    the write lock at once; returns the list of calls that found it held."""
+    url = make_url(ctx.settings.database_url)
+    if url.get_backend_name() != "sqlite":
+        pytest.skip("the write lock is SQLite's")
+    path = url.database
+    assert path is not None
+    held: list[str] = []
+
+    def wrap(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        def probe(*args: Any, **kwargs: Any) -> Any:
+            conn = sqlite3.connect(path, timeout=0.05, isolation_level=None)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("ROLLBACK")
+            except sqlite3.OperationalError:
+                held.append(name)
+            finally:
+                conn.close()
+            return real(*args, **kwargs)
+
+        return probe
+
+    for name in names:
+        setattr(ctx.client, name, wrap(name, getattr(ctx.client, name)))
+    return held
+
+
+def test_closing_a_spot_long_reads_the_balance_outside_a_transaction(
+    ctx: ExecContext, control: httpx.Client
+) -> None:
+    set_price(control, "BTCUSDT", "65000")
+    assert run(ctx, submit(ctx, quantity="0.01")).status == "done"
+    held = _probing(ctx, ["account"])
+
+    exit_id = submit(ctx, action="exit", side=None)
+    assert run(ctx, exit_id).status == "done"
+
+    assert held == []
+    (close,) = orders(ctx, exit_id)
+    assert close.status == "filled"
+
+
+def test_cancelling_a_twap_reads_its_end_outside_a_transaction(
+    ctx: ExecContext, control: httpx.Client
+) -> None:
+    set_price(control, "BTCUSDT", "65000")
+    entry_id = submit(ctx, quantity="0.06", execution={"type": "twap", "duration": 600})
+    assert run(ctx, entry_id).status == "working"
+    control.post("/clock", json={"advance": 100}).raise_for_status()
+    held = _probing(ctx, ["find_algo", "algo_sub_orders", "account"])
+
+    assert run(ctx, submit(ctx, action="exit", side=None)).status == "done"
+
+    assert held == []
+    (twap,) = orders(ctx, entry_id)
+    assert twap.status == "cancelled" and twap.executed_qty
+    assert signal_row(ctx, entry_id).status == "cancelled"
