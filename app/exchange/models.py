@@ -155,6 +155,21 @@ class Fill(BinanceModel):
     tradeId: int | None = None
 
 
+class Trade(BinanceModel):
+    """One trade of a spot order (``GET /api/v3/myTrades``), with the commission paid."""
+
+    id: int
+    orderId: int
+    price: Decimal
+    qty: Decimal
+    quoteQty: Decimal
+    commission: Decimal
+    commissionAsset: str
+    time: int | None = None
+    isBuyer: bool | None = None
+    isMaker: bool | None = None
+
+
 class Order(BinanceModel):
     """A spot order (new, query or cancel answer; also an OCO ``orderReports`` entry)."""
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from app.exchange.errors import Rejected
-from app.exchange.models import Order, OrderList
+from app.exchange.models import Order, OrderList, Trade
 from app.exchange.session import BinanceSession, parse, parse_list
 
 
@@ -96,6 +96,13 @@ class SpotOrders(BinanceSession):
         path = "/api/v3/openOrders"
         body = self.call("GET", path, {"symbol": symbol}, signed=True)
         return parse_list(Order, body, method="GET", path=path)
+
+    def my_trades(self, symbol: str, order_id: int) -> list[Trade]:
+        """GET /api/v3/myTrades?orderId= (weight 20): the trades of one order, each with its
+        price, quantity, quote quantity and the commission charged (asset included)."""
+        path = "/api/v3/myTrades"
+        body = self.call("GET", path, {"symbol": symbol, "orderId": order_id}, signed=True)
+        return parse_list(Trade, body, method="GET", path=path)
 
     def find_order(self, symbol: str, client_order_id: str) -> Order | None:
         """The order placed with ``client_order_id``, or None when Binance does not know it."""

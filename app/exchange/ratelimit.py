@@ -60,6 +60,7 @@ WEIGHTS: dict[tuple[str, str], int] = {
     ("GET", "/api/v3/order"): 4,
     ("DELETE", "/api/v3/order"): 1,
     ("GET", "/api/v3/openOrders"): 6,  # 80 without a symbol
+    ("GET", "/api/v3/myTrades"): 20,  # with orderId
     ("POST", "/api/v3/orderList/oco"): 1,
     ("GET", "/api/v3/orderList"): 4,
     ("GET", "/api/v3/openOrderList"): 6,

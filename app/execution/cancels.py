@@ -63,6 +63,7 @@ def cancel_order(
         how = "already done"
     # Every read from the exchange before the transaction: an open session holds SQLite's
     # write lock (BEGIN IMMEDIATE), and the receiver's inserts wait on it.
+    answer = venue.with_trades(ctx.client, answer)  # a spot order's fills, with commissions
     final, subs = _read_end(ctx, order, answer)
     with session_scope(ctx.sessions) as session:
         row = session.get(Order, order_id, populate_existing=True)

@@ -7,13 +7,16 @@ rebuilt from it, so a resend after a crash sends the same parameters with the sa
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.exchange import models as m
 from app.exchange.client import BinanceClient
+from app.exchange.errors import ExchangeError
 from app.exchange.orders import OcoLeg
 from app.execution.positions import (
     FillData,
@@ -22,7 +25,9 @@ from app.execution.positions import (
     spot_fills,
     top_up_fill,
 )
-from app.models import Order, OrderStatus
+from app.models import Fill, Order, OrderStatus
+
+log = logging.getLogger(__name__)
 
 Answer = m.Order | m.OrderList | m.AlgoAccepted | m.AlgoOrder | m.FuturesOrder | m.ConditionalOrder
 SPOT_TYPES = {
@@ -147,10 +152,31 @@ def lookup(client: BinanceClient, order: Order) -> Answer | None:
     if order.market == "spot":
         if order.kind == "oco":
             return client.find_order_list(order.client_id)
-        return client.find_order(order.symbol, order.client_id)
+        return with_trades(client, client.find_order(order.symbol, order.client_id))
     if order.kind == "conditional":
         return client.find_conditional_order(order.client_id)
     return client.find_futures_order(order.symbol, order.client_id)
+
+
+def with_trades(client: BinanceClient, answer: Any) -> Any:
+    """A spot order answer that lists no trades (a query, a cancel answer) but executed
+    something, with its trades from ``GET /api/v3/myTrades?orderId=``: fills with their real
+    commissions, keyed by trade id like the fills of a FULL answer. Unchanged when the
+    trades cannot be read (the fills are then recorded without commission, ``fees_unknown``)."""
+    if not isinstance(answer, m.Order) or answer.fills or not answer.executedQty:
+        return answer
+    try:
+        trades = client.my_trades(answer.symbol, answer.orderId)
+    except ExchangeError as exc:
+        log.warning("myTrades of order %s: %s", answer.orderId, exc)
+        return answer
+    fills = [
+        m.Fill(price=t.price, qty=t.qty, commission=t.commission,
+               commissionAsset=t.commissionAsset, tradeId=t.id)
+        for t in trades
+        if t.orderId == answer.orderId
+    ]  # fmt: skip
+    return answer.model_copy(update={"fills": fills}) if fills else answer
 
 
 def _set_status(order: Order, venue_status: str | None) -> None:
@@ -173,6 +199,14 @@ def _amounts(order: Order, executed: Decimal | None, quote: Decimal | None) -> N
         order.avg_price = quote / executed
 
 
+def _topped_up(session: Session, order: Order) -> bool:
+    """Whether the row has fills recorded as increments (``top_up_fill``), not per trade."""
+    if order.id is None:
+        return False
+    ids = session.scalars(select(Fill.venue_fill_id).where(Fill.order_id == order.id))
+    return any(i.startswith("order-") for i in ids)
+
+
 def apply(session: Session, order: Order, answer: Answer) -> None:
     """Update the row from an answer or a look-up, and record any fills it carries."""
     fills: list[FillData] = []
@@ -182,6 +216,8 @@ def apply(session: Session, order: Order, answer: Answer) -> None:
         _amounts(order, answer.executedQty, answer.cummulativeQuoteQty)
         order.book_time = order.book_time or ms_time(answer.transactTime or answer.time)
         fills = spot_fills(answer)
+        if fills and _topped_up(session, order):
+            fills = []  # recorded as increments before: go on that way (no double count)
         if not fills and answer.executedQty:
             # A look-up (GET) lists no trades: what executed since the last read, as one
             # fill whose commission is unknown.

@@ -34,6 +34,8 @@ class SpotOrder:
     working_time: int = -1
     list_id: int = -1
     fills: list[dict[str, object]] = field(default_factory=list)
+    # The same executions as GET /api/v3/myTrades shows them (with time, maker, quoteQty).
+    trades: list[dict[str, object]] = field(default_factory=list)
     reservation: Reservation | None = None
     expiry_reason: str | None = None
     created_mono: float = field(default_factory=monotonic)

@@ -32,6 +32,7 @@ WEIGHTS: dict[tuple[str, str], tuple[str, Weight]] = {
     ("GET", "/api/v3/order"): ("ip", 4),
     ("DELETE", "/api/v3/order"): ("ip", 1),
     ("GET", "/api/v3/openOrders"): ("ip", _by_symbol(6, 80)),
+    ("GET", "/api/v3/myTrades"): ("ip", 20),
     ("POST", "/api/v3/orderList/oco"): ("ip", 1),
     ("GET", "/api/v3/orderList"): ("ip", 4),
     ("DELETE", "/api/v3/orderList"): ("ip", 1),

@@ -122,6 +122,12 @@ def query_order(p: Signed, paper: Paper) -> Response:
         return ok(engine.spot.query(p))
 
 
+@router.get("/api/v3/myTrades")
+def my_trades(p: Signed, paper: Paper) -> Response:
+    with paper.engine.session() as engine:
+        return ok(engine.spot.my_trades(p))
+
+
 @router.delete("/api/v3/order")
 def cancel_order(p: Signed, paper: Paper) -> Response:
     with paper.engine.session() as engine:
