@@ -114,8 +114,11 @@ def enqueue_signals(
 ) -> tuple[list[str], Exception | None]:
     """Enqueue ``process_signal(id)`` once per signal; returns the ids now on the queue.
 
-    An id whose job already exists counts as on the queue (it was enqueued before). A
-    Redis error stops the batch: the ids before it are returned with the error.
+    An id whose job already exists counts as on the queue (it was enqueued before) while
+    that job can still run; a job that has ended (finished, failed, stopped, canceled: e.g.
+    a recovery run that found the lease refreshed and skipped) is deleted and enqueued
+    again, since RQ would otherwise keep refusing the id for ``JOB_RESULT_TTL``. A Redis
+    error stops the batch: the ids before it are returned with the error.
     ``register=False`` skips adding the queue to ``rq:queues`` (a listing for monitoring
     that workers do not need), for callers that did so recently.
     """
@@ -125,16 +128,22 @@ def enqueue_signals(
     with queue.connection.pipeline() as registration:
         try:
             for signal_id in signal_ids:
-                with suppress(DuplicateJobError):
-                    queue.enqueue_call(
-                        PROCESS_SIGNAL,
-                        args=(signal_id,),
-                        job_id=(job_ids or {}).get(signal_id) or job_id(signal_id),
-                        result_ttl=JOB_RESULT_TTL,
-                        timeout=JOB_TIMEOUT,
-                        unique=True,
-                        pipeline=registration,
-                    )
+                jid = (job_ids or {}).get(signal_id) or job_id(signal_id)
+                for _ in range(2):
+                    try:
+                        queue.enqueue_call(
+                            PROCESS_SIGNAL,
+                            args=(signal_id,),
+                            job_id=jid,
+                            result_ttl=JOB_RESULT_TTL,
+                            timeout=JOB_TIMEOUT,
+                            unique=True,
+                            pipeline=registration,
+                        )
+                        break
+                    except DuplicateJobError:
+                        if not _drop_ended_job(queue, jid):
+                            break  # a job that will still run has it
                 done.append(signal_id)
             if register:
                 registration.execute()
@@ -143,6 +152,18 @@ def enqueue_signals(
         except RedisError as exc:
             return done, exc
     return done, None
+
+
+def _drop_ended_job(queue: Queue, jid: str) -> bool:
+    """Delete the job ``jid`` if it has ended (it will never run again); True if deleted."""
+    key = queue.job_class.key_for(jid)
+    raw = queue.connection.hget(key, "status")
+    status = raw.decode() if isinstance(raw, bytes) else raw
+    if status is None or status not in ENDED_JOB_STATES:
+        return False
+    log.warning("job %s had ended (%s); enqueued again under the same id", jid, status)
+    queue.connection.delete(key, f"{key}:dependents")
+    return True
 
 
 class Enqueuer:
