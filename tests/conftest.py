@@ -135,8 +135,20 @@ def queue_name(redis_conn: redis.Redis) -> Iterator[str]:
     name = f"pk-test-{uuid.uuid4().hex[:10]}"
     yield name
     keys = list(redis_conn.scan_iter(match=f"rq:*{name}*", count=500))
+    keys += list(redis_conn.scan_iter(match=f"pacekeeper:*{name}*", count=500))
+    # Job hashes do not carry the queue's name: find them through the queue and registries.
+    job_ids: set[bytes] = set()
+    for key in keys:
+        kind = redis_conn.type(key)
+        if kind == b"list":
+            job_ids.update(redis_conn.lrange(key, 0, -1))  # type: ignore[arg-type]
+        elif kind == b"zset":
+            members = redis_conn.zrange(key, 0, -1)
+            job_ids.update(m.split(b":")[0] for m in members)  # type: ignore[union-attr]
+    keys += [prefix + job_id for job_id in job_ids for prefix in (b"rq:job:", b"rq:results:")]
     if keys:
         redis_conn.delete(*keys)
+    redis_conn.srem("rq:queues", f"rq:queue:{name}")
 
 
 @pytest.fixture
