@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Table, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -155,15 +155,24 @@ def record_fills(session: Session, order: Order, fills: Iterable[FillData]) -> l
     ]
     if not rows:
         return []
-    insert = _insert_ignore(session)(cast(Table, Fill.__table__))
-    new_ids: list[int] = []
+    # Fills already stored are skipped with one read; the rest go in one multi-row INSERT
+    # whose statement is the same every time (compiled once), and ON CONFLICT DO NOTHING
+    # keeps a concurrent writer's copies out: RETURNING names only the rows this call added.
+    known = set(session.scalars(select(Fill.venue_fill_id).where(Fill.order_id == order.id)))
+    fresh: dict[str, dict[str, Any]] = {}
     for row in rows:
-        stmt = insert.values(row).on_conflict_do_nothing(
-            index_elements=["order_id", "venue_fill_id"]
-        )
-        inserted = session.execute(stmt.returning(Fill.__table__.c.id)).scalar()
-        if inserted is not None:
-            new_ids.append(inserted)
+        key = str(row["venue_fill_id"])
+        if key not in known:
+            fresh.setdefault(key, row)
+    if not fresh:
+        return []
+    table = cast(Table, Fill.__table__)
+    stmt = (
+        _insert_ignore(session)(table)
+        .on_conflict_do_nothing(index_elements=["order_id", "venue_fill_id"])
+        .returning(table.c.id)
+    )
+    new_ids = list(session.execute(stmt, list(fresh.values())).scalars())
     if not new_ids:
         return []
     latest = max((f.time for f in fills if f.time is not None), default=None)
