@@ -7,6 +7,7 @@ names, and delete only the keys they made.
 
 from __future__ import annotations
 
+import io
 import os
 import uuid
 from collections.abc import Iterator
@@ -108,6 +109,20 @@ def engine(db_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return make_sessionmaker(engine)
+
+
+@pytest.fixture(scope="module")
+def private_redis_url() -> Iterator[str]:
+    """A redis-server of the test module's own, on a free port: tests may flush it."""
+    from app.devstack import PrivateRedis, Supervisor
+
+    supervisor = Supervisor(out=io.StringIO(), stop_timeout=5)
+    private = PrivateRedis()
+    try:
+        yield private.start(supervisor)
+    finally:
+        supervisor.stop()
+        private.cleanup()
 
 
 @pytest.fixture

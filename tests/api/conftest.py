@@ -6,7 +6,6 @@ so these tests run against their own redis-server, emptied before each test.
 
 from __future__ import annotations
 
-import io
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -22,7 +21,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker
-from app.devstack import PrivateRedis, Supervisor
 from app.main import create_app
 from app.models import Order, Signal, new_id, utcnow
 from app.paper.app import create_app as create_paper_app
@@ -32,17 +30,6 @@ from tests.support import ThreadedServer, serve
 
 D = Decimal
 AUTH = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
-
-
-@pytest.fixture(scope="module")
-def private_redis_url() -> Iterator[str]:
-    supervisor = Supervisor(out=io.StringIO(), stop_timeout=5)
-    private = PrivateRedis()
-    try:
-        yield private.start(supervisor)
-    finally:
-        supervisor.stop()
-        private.cleanup()
 
 
 @pytest.fixture

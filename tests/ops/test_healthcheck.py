@@ -26,7 +26,6 @@ from rq.cron import CronScheduler
 
 from app import healthcheck
 from app.config import Settings
-from app.devstack import PrivateRedis, Supervisor
 from app.healthcheck import (
     MONITOR_HEARTBEAT_KEY,
     check_monitor_cycle,
@@ -39,17 +38,6 @@ from tests.support import ThreadedServer, free_port, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = socket.gethostname()
-
-
-@pytest.fixture(scope="module")
-def private_redis_url() -> Iterator[str]:
-    supervisor = Supervisor(out=io.StringIO(), stop_timeout=5)
-    private = PrivateRedis()
-    try:
-        yield private.start(supervisor)
-    finally:
-        supervisor.stop()
-        private.cleanup()
 
 
 @pytest.fixture
