@@ -167,7 +167,7 @@ class Order(Base):
     signal_id: Mapped[str | None] = mapped_column(ForeignKey("signals.id"), index=True)
     position_id: Mapped[int | None] = mapped_column(ForeignKey("positions.id"), index=True)
     leg: Mapped[str] = mapped_column(String(24))  # entry, bracket, tp, sl, exit, ...
-    # market, limit, twap, vp, oco, take_profit_limit, stop_loss_limit, conditional
+    # market, limit, twap, vp, oco, take_profit_limit, stop_loss_limit, stop_loss, conditional
     kind: Mapped[str] = mapped_column(String(24))
     market: Mapped[str] = mapped_column(String(8))
     symbol: Mapped[str] = mapped_column(String(32))

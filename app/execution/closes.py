@@ -15,7 +15,7 @@ from app.db import session_scope
 from app.exchange.errors import Temporary
 from app.exchange.filters import AlgoLimits
 from app.execution import book, guards
-from app.execution.brackets import cancel_brackets, current_price, protect_position
+from app.execution.brackets import cancel_brackets, current_price
 from app.execution.cancels import cancel_order
 from app.execution.claims import Claim, heartbeat, transition
 from app.execution.context import ExecContext
@@ -24,6 +24,7 @@ from app.execution.journal import add_orders
 from app.execution.placement import place
 from app.execution.planning import OrderIntent, Refused, closing_side, plan_close
 from app.execution.positions import apply_entry_fills, apply_exit_fills
+from app.execution.protection import protect_position
 from app.execution.result import Result
 from app.models import Order, OrderStatus, Position, SignalStatus
 from app.models import Signal as SignalRow

@@ -10,13 +10,14 @@ from app.controls import current_halt
 from app.db import session_scope
 from app.exchange.filters import AlgoLimits, SymbolRules
 from app.execution import book, guards
-from app.execution.brackets import current_price, protect_position
+from app.execution.brackets import current_price
 from app.execution.claims import Claim, heartbeat
 from app.execution.context import ExecContext
 from app.execution.journal import add_orders
 from app.execution.placement import place
 from app.execution.planning import Plan, Refused, plan_entry
 from app.execution.positions import apply_entry_fills
+from app.execution.protection import protect_position
 from app.execution.result import Result
 from app.models import Order, OrderStatus, Position, SignalStatus
 from app.signals.schemas import Signal, TwapExecution, VpExecution

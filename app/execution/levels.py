@@ -1,10 +1,13 @@
 """A stand-alone tp or sl that sets a level (``execution.price``): replace the bracket.
 
 With an open position the new level is merged with the position's other one (a tp keeps the
-stop, an sl keeps the take-profit) and the bracket is replaced: on spot the live OCO (or
-single order) is cancelled and a new one placed for what the position holds; on USD-M only
-the conditional order of the same leg is replaced. The new levels are checked against the
-market before anything is cancelled, so an impossible level never leaves a position bare.
+stop, an sl keeps the take-profit) and the bracket is replaced (``protection.py``): on spot
+the live OCO (or single order) is cancelled and a new one placed for what the position holds;
+on USD-M the new reduce-only orders go out before the old ones are cancelled. The new levels
+are checked against the market and the filters before anything is cancelled, so an impossible
+level never leaves a position bare; one the exchange refuses anyway brings the old levels
+back in the same job. A stop the market already crossed stops the position out (its
+``if_crossed`` permitting).
 Without a position, the signal's own side and quantity get one order.
 """
 
@@ -14,22 +17,26 @@ from decimal import Decimal
 
 from app.db import session_scope
 from app.execution import book
-from app.execution.brackets import BRACKET, cancel_brackets, current_price, protect_position
+from app.execution.brackets import BRACKET, current_price
 from app.execution.claims import Claim, heartbeat
 from app.execution.context import ExecContext
 from app.execution.journal import add_orders
 from app.execution.placement import place
 from app.execution.planning import (
+    Crossed,
     Levels,
     NotProtected,
+    OrderIntent,
     Refused,
     closing_side,
+    crossing,
     plan_bracket,
     signal_levels,
 )
+from app.execution.protection import held, protect_position, stop_out
 from app.execution.result import Result
 from app.models import Position, SignalStatus
-from app.signals.schemas import Action, Signal
+from app.signals.schemas import Signal
 
 
 def run_levels(ctx: ExecContext, claim: Claim, signal: Signal) -> Result:
@@ -48,41 +55,51 @@ def run_levels(ctx: ExecContext, claim: Claim, signal: Signal) -> Result:
         with session_scope(ctx.sessions) as session:
             row = session.get(Position, position.id)
             assert row is not None
-            mine = [
-                o
-                for o in book.signal_orders(session, sid)
-                if o.position_id == row.id and o.leg.startswith(BRACKET)
-            ]
-            if not mine:
-                merged = Levels.from_json(row.pending_bracket).merged(new)
-                check = plan_bracket(
+            old = Levels.from_json(row.pending_bracket)
+            merged = old.merged(new)
+            holding = held(row)
+            check: list[OrderIntent] | NotProtected | None = (
+                plan_bracket(
                     signal_id=sid, leg=BRACKET, market=market, symbol=symbol, rules=rules,
-                    price=price, position_side=row.side, quantity=row.quantity, levels=merged,
+                    price=price, position_side=row.side, quantity=holding, levels=merged,
                     slippage=ctx.settings.stop_limit_slippage,
-                )  # fmt: skip
-                if isinstance(check, NotProtected):
-                    raise Refused(check.note)
-                legs: tuple[str, ...] = ("tp", "sl", "both")
-                if market == "usdm":
-                    legs = ("tp",) if signal.action is Action.TP else ("sl",)
-                reason = f"replaced by {signal.action.value} signal {sid}"
-                # The new levels first: whoever places the next generation (this worker or
-                # the monitor, once the old bracket is gone) places these.
-                row.pending_bracket = merged.to_json()
-                row.bracket_note = None
-                heartbeat(session, claim)
-                session.commit()
-                cancel_brackets(ctx, session, row, reason=reason, legs=legs, claim=claim)
+                )
+                if holding > 0
+                else crossing(merged.take_profit, merged.stop_price,
+                              side=closing_side(row.side), price=price)
+            )  # fmt: skip
+            if isinstance(check, NotProtected) and not (
+                isinstance(check, Crossed) and merged.exit_when_crossed
+            ):
+                raise Refused(check.note)  # nothing cancelled: the old bracket stays
+            # The new levels first: whoever places the next generation (this worker or the
+            # monitor) places these. The old bracket goes only once the new one can go out
+            # (USD-M: after it is placed; spot, whose coins it locks: just before).
+            row.pending_bracket = merged.to_json()
+            heartbeat(session, claim)
+            session.commit()
+            if holding <= 0 and check is None:
+                replaced.append(f"levels set for position {row.id}: its entry has filled nothing")
+                continue
+            if isinstance(check, Crossed):
+                stop_out(ctx, session, row, reason=f"{check.note} ({signal.action.value} {sid})",
+                         claim=claim)  # fmt: skip
+                replaced.append(f"position {row.id} stopped out: {check.note}")
+                continue
             bracket = protect_position(
-                ctx,
-                session,
-                row,
-                reason=f"{signal.action.value} signal",
-                signal_id=sid,
+                ctx, session, row, reason=f"{signal.action.value} signal", signal_id=sid,
                 claim=claim,
-            )
-            if bracket is None:
-                raise Refused(row.bracket_note or "the bracket could not be placed")
+            )  # fmt: skip
+            levels = (bracket.extra or {}).get("levels") if bracket is not None else None
+            if bracket is None or Levels.from_json(levels) != merged:
+                # Refused by the exchange: the old levels stand again (restored if the
+                # replacement had already taken the old bracket away).
+                why = row.bracket_note or "the bracket could not be placed"
+                row.pending_bracket = old.to_json()
+                session.commit()
+                protect_position(ctx, session, row, reason="restored after a refused level",
+                                 claim=claim)  # fmt: skip
+                raise Refused(f"{why}; the previous levels stay")
             replaced.append(f"{bracket.kind} {bracket.status} for position {row.id}")
     return Result(SignalStatus.DONE, "; ".join(replaced))
 

@@ -41,6 +41,7 @@ from app.exchange.filters import (
     FilterViolation,
     SymbolRules,
     check_notional,
+    check_percent_price,
     check_twap,
     check_vp,
     round_price,
@@ -67,23 +68,40 @@ class Refused(Exception):
 
 @dataclass(frozen=True)
 class Levels:
-    """A bracket's levels: take-profit price, stop trigger and optional stop-limit price."""
+    """A bracket's levels: take-profit price, stop trigger, optional stop-limit price, the
+    stop's type (``market``: spot STOP_LOSS; ``limit``: STOP_LOSS_LIMIT) and what a stop the
+    market already crossed means (``exit``: close now; ``alert``: tell a human)."""
 
     take_profit: Decimal | None = None
     stop_price: Decimal | None = None
     stop_limit: Decimal | None = None
+    stop_type: str | None = None  # None: "limit" with a stop_limit, else "market"
+    if_crossed: str | None = None  # None: "exit"
 
     @property
     def empty(self) -> bool:
         return self.take_profit is None and self.stop_price is None
 
+    @property
+    def stop_kind(self) -> str:
+        if self.stop_type is not None:
+            return self.stop_type
+        return "limit" if self.stop_limit is not None else "market"
+
+    @property
+    def exit_when_crossed(self) -> bool:
+        return (self.if_crossed or "exit") == "exit"
+
     def merged(self, newer: Levels) -> Levels:
-        """These levels with every level ``newer`` sets replacing ours."""
+        """These levels with every level ``newer`` sets replacing ours (a new stop keeps our
+        stop's type and crossed rule unless it names its own)."""
         stop_changed = newer.stop_price is not None
         return Levels(
             take_profit=newer.take_profit or self.take_profit,
             stop_price=newer.stop_price or self.stop_price,
             stop_limit=newer.stop_limit if stop_changed else self.stop_limit,
+            stop_type=(newer.stop_type if stop_changed else None) or self.stop_type,
+            if_crossed=newer.if_crossed or self.if_crossed,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -91,9 +109,13 @@ class Levels:
         if self.take_profit is not None:
             out["take_profit"] = {"price": to_wire(self.take_profit)}
         if self.stop_price is not None:
-            stop = {"stop_price": to_wire(self.stop_price)}
+            stop: dict[str, Any] = {"stop_price": to_wire(self.stop_price)}
             if self.stop_limit is not None:
                 stop["limit_price"] = to_wire(self.stop_limit)
+            if self.stop_type is not None:
+                stop["type"] = self.stop_type
+            if self.if_crossed is not None:
+                stop["if_crossed"] = self.if_crossed
             out["stop_loss"] = stop
         return out
 
@@ -105,7 +127,13 @@ class Levels:
         def dec(value: Any) -> Decimal | None:
             return Decimal(str(value)) if value not in (None, "") else None
 
-        return cls(dec(tp.get("price")), dec(sl.get("stop_price")), dec(sl.get("limit_price")))
+        return cls(
+            dec(tp.get("price")),
+            dec(sl.get("stop_price")),
+            dec(sl.get("limit_price")),
+            sl.get("type"),
+            sl.get("if_crossed"),
+        )
 
     @classmethod
     def of_entry(cls, signal: Signal) -> Levels:
@@ -114,12 +142,14 @@ class Levels:
             tp.price if tp else None,
             sl.stop_price if sl else None,
             sl.limit_price if sl else None,
+            sl.stop_type.value if sl else None,
+            sl.if_crossed.value if sl else None,
         )
 
 
 @dataclass(frozen=True)
 class OcoLegIntent:
-    type: str  # LIMIT_MAKER or STOP_LOSS_LIMIT
+    type: str  # LIMIT_MAKER, STOP_LOSS or STOP_LOSS_LIMIT
     client_id: str
     price: Decimal | None = None
     stop_price: Decimal | None = None
@@ -183,9 +213,18 @@ class Plan:
 
 @dataclass(frozen=True)
 class NotProtected:
-    """Why a bracket was not placed (too small, levels already crossed); not a failure."""
+    """Why a bracket was not placed (too small, a price outside the filters)."""
 
     note: str
+
+
+@dataclass(frozen=True)
+class Crossed(NotProtected):
+    """The market is already past the stop (or the take-profit): a stop order would trigger,
+    a take-profit LIMIT_MAKER would take, at once. The position is closed now (``exit``) or a
+    human is told (``alert``), per the level's ``if_crossed``."""
+
+    level: str = "stop"  # "stop" or "take_profit"
 
 
 def closing_side(position_side: str) -> str:
@@ -328,6 +367,32 @@ def plan_close(
         raise _refuse(exc) from None
 
 
+def plan_market_close(
+    *,
+    key: str,
+    leg: str,
+    market: str,
+    symbol: str,
+    side: str,
+    quantity: Decimal,
+    rules: SymbolRules,
+    price: Decimal,
+) -> OrderIntent | NotProtected:
+    """A MARKET order closing ``quantity`` of a position now (reduce-only on USD-M), with a
+    client id from ``key`` and ``leg``; or why it cannot be sent."""
+    usdm = market == "usdm"
+    try:
+        amount = round_quantity(rules, quantity, market_order=True)
+        check_notional(rules, amount, price, market_order=True, reduce_only=usdm)
+    except FilterViolation as exc:
+        return NotProtected(str(exc))
+    return OrderIntent(
+        leg=leg, kind="market", market=market, symbol=symbol, side=side,
+        client_id=client_order_id(key, leg), quantity=amount, reduce_only=usdm,
+        facts={"base_asset": rules.base_asset, "quote_asset": rules.quote_asset},
+    )  # fmt: skip
+
+
 def signal_levels(signal: Signal) -> Levels:
     """The level a stand-alone tp or sl sets: ``execution.price`` (limit execution)."""
     execution = signal.execution
@@ -349,6 +414,26 @@ def stop_limit_price(
     return min(limit, stop) if sell else max(limit, stop)
 
 
+def crossing(
+    tp: Decimal | None, stop: Decimal | None, *, side: str, price: Decimal
+) -> Crossed | None:
+    """The level ``price`` already passed for a bracket closing on ``side``, if any.
+    SELL (a long): take-profit > last > stop; BUY (a short): take-profit < last < stop."""
+    sell = side == "SELL"
+    if stop is not None and (stop >= price if sell else stop <= price):
+        where = "below" if sell else "above"
+        return Crossed(
+            f"stop {to_wire(stop)} is not {where} the last price {to_wire(price)}", "stop"
+        )
+    if tp is not None and (tp <= price if sell else tp >= price):
+        where = "above" if sell else "below"
+        return Crossed(
+            f"take-profit {to_wire(tp)} is not {where} the last price {to_wire(price)}",
+            "take_profit",
+        )
+    return None
+
+
 def plan_bracket(
     *,
     signal_id: str,
@@ -364,10 +449,15 @@ def plan_bracket(
 ) -> list[OrderIntent] | NotProtected:
     """Orders protecting ``quantity`` of a position at ``levels``, or why there are none.
 
-    ``price`` is the last spot price (or USD-M mark price) the levels must straddle.
-    Spot: an OCO for both levels, else one TAKE_PROFIT_LIMIT or STOP_LOSS_LIMIT, for the
-    quantity rounded down to the step size. USD-M: TAKE_PROFIT_MARKET / STOP_MARKET with
-    closePosition, which close whatever the position holds when they trigger.
+    ``price`` is the last spot price (or USD-M mark price) the levels must straddle; a level
+    the market already passed is :class:`Crossed` (its order could never rest). Spot: an OCO
+    for both levels (take-profit LIMIT_MAKER, stop STOP_LOSS or STOP_LOSS_LIMIT), else one
+    TAKE_PROFIT_LIMIT / STOP_LOSS / STOP_LOSS_LIMIT, for the quantity rounded down to the
+    step size. A take-profit or stop-limit price outside PERCENT_PRICE_BY_SIDE would be
+    refused: the bracket then goes out without the take-profit, or with a market stop, and
+    says so. USD-M: TAKE_PROFIT_MARKET / STOP_MARKET with ``quantity`` and ``reduceOnly``
+    (never ``closePosition``, which closes every share of the symbol and allows one order
+    per direction), so each position keeps its own protection.
     """
     if levels.empty:
         return NotProtected("no take-profit or stop-loss level")
@@ -382,54 +472,68 @@ def plan_bracket(
         )
     except FilterViolation as exc:
         return NotProtected(f"not protected: {exc}")
-    # SELL: take-profit > last > stop; BUY: take-profit < last < stop.
-    if tp is not None and (tp <= price if sell else tp >= price):
-        where = "above" if sell else "below"
-        return NotProtected(
-            f"not protected: take-profit {to_wire(tp)} is not {where} the last price "
-            f"{to_wire(price)}"
-        )
-    if stop is not None and (stop >= price if sell else stop <= price):
-        where = "below" if sell else "above"
-        return NotProtected(
-            f"not protected: stop {to_wire(stop)} is not {where} the last price {to_wire(price)}"
-        )
+    passed = crossing(tp, stop, side=side, price=price)
+    if passed is not None:
+        return passed
     base = OrderIntent(
         leg=leg, kind="oco", market=market, symbol=symbol, side=side,
-        client_id=client_order_id(signal_id, leg),
+        client_id=client_order_id(signal_id, leg), facts={"levels": levels.to_json()},
     )  # fmt: skip
     if market == "usdm":
-        return _conditional_bracket(base, signal_id, tp, stop, quantity)
+        return _conditional_bracket(base, signal_id, rules, tp, stop, quantity)
+    notes: list[str] = []
+    stop_kind = levels.stop_kind
+    limit = None
+    if stop is not None and stop_kind == "limit":
+        try:
+            limit = stop_limit_price(rules, stop, side, slippage, levels.stop_limit)
+            check_percent_price(rules, limit, side, price)
+        except FilterViolation as exc:
+            notes.append(f"stop-limit price refused ({exc}): a market stop instead")
+            stop_kind, limit = "market", None
+    if tp is not None:
+        try:
+            check_percent_price(rules, tp, side, price)
+        except FilterViolation as exc:
+            if stop is None:
+                return NotProtected(f"not protected: take-profit {exc}")
+            notes.append(f"take-profit left out ({exc})")
+            tp = None
     try:
         amount = round_quantity(rules, quantity)
-        limit = (
-            stop_limit_price(rules, stop, side, slippage, levels.stop_limit)
-            if stop is not None
-            else None
-        )
-        lowest = min(p for p in (tp, limit) if p is not None)
+        lowest = min(p for p in (tp, limit if limit is not None else stop) if p is not None)
         check_notional(rules, amount, lowest)
     except FilterViolation as exc:
         return NotProtected(f"too small to protect: {exc}")
+    facts = {**base.facts, "notes": notes} if notes else base.facts
     tp_id, sl_id = client_order_id(signal_id, f"{leg}-tp"), client_order_id(signal_id, f"{leg}-sl")
     if tp is not None and stop is not None:
         profit = OcoLegIntent("LIMIT_MAKER", tp_id, price=tp)
-        loss = OcoLegIntent("STOP_LOSS_LIMIT", sl_id, limit, stop, "GTC")
+        loss = (
+            OcoLegIntent("STOP_LOSS_LIMIT", sl_id, limit, stop, "GTC")
+            if stop_kind == "limit"
+            else OcoLegIntent("STOP_LOSS", sl_id, stop_price=stop)
+        )
         above, below = (profit, loss) if sell else (loss, profit)
         return [
-            replace(base, quantity=amount, above=above, below=below, facts={"bracket_leg": "both"})
-        ]
+            replace(
+                base, quantity=amount, above=above, below=below,
+                facts={**facts, "bracket_leg": "both"},
+            )
+        ]  # fmt: skip
     if tp is not None:
         return [
             replace(
                 base, leg=f"{leg}-tp", kind="take_profit_limit", client_id=tp_id,
-                quantity=amount, price=tp, stop_price=tp, facts={"bracket_leg": "tp"},
+                quantity=amount, price=tp, stop_price=tp, facts={**facts, "bracket_leg": "tp"},
             )
         ]  # fmt: skip
+    assert stop is not None
+    kind = "stop_loss_limit" if stop_kind == "limit" else "stop_loss"
     return [
         replace(
-            base, leg=f"{leg}-sl", kind="stop_loss_limit", client_id=sl_id,
-            quantity=amount, price=limit, stop_price=stop,
+            base, leg=f"{leg}-sl", kind=kind, client_id=sl_id,
+            quantity=amount, price=limit, stop_price=stop, facts={**facts, "bracket_leg": "sl"},
         )
     ]  # fmt: skip
 
@@ -437,12 +541,15 @@ def plan_bracket(
 def _conditional_bracket(
     base: OrderIntent,
     signal_id: str,
+    rules: SymbolRules,
     tp: Decimal | None,
     stop: Decimal | None,
     quantity: Decimal,
 ) -> list[OrderIntent] | NotProtected:
-    if quantity <= 0:
-        return NotProtected("too small to protect: the position holds nothing")
+    try:
+        amount = round_quantity(rules, quantity)
+    except FilterViolation as exc:
+        return NotProtected(f"too small to protect: {exc}")
     out = []
     for name, level, order_type in (
         ("tp", tp, "TAKE_PROFIT_MARKET"),
@@ -454,8 +561,8 @@ def _conditional_bracket(
         out.append(
             replace(
                 base, leg=leg, kind="conditional", client_id=client_order_id(signal_id, leg),
-                stop_price=level, order_type=order_type, close_position=True,
-                facts={"bracket_leg": name},
+                quantity=amount, stop_price=level, order_type=order_type, reduce_only=True,
+                facts={**base.facts, "bracket_leg": name},
             )
         )  # fmt: skip
     return out

@@ -35,6 +35,7 @@ SPOT_TYPES = {
     "limit": "LIMIT",
     "take_profit_limit": "TAKE_PROFIT_LIMIT",
     "stop_loss_limit": "STOP_LOSS_LIMIT",
+    "stop_loss": "STOP_LOSS",
 }
 # Venue status -> our order status.
 STATUS = {
@@ -91,7 +92,8 @@ def submit(client: BinanceClient, order: Order) -> Answer:
                 above=_leg(extra["above"]), below=_leg(extra["below"]),
                 list_client_order_id=order.client_id,
             )  # fmt: skip
-        resting = order.kind != "market"
+        # GTC for what rests at a price; STOP_LOSS (market once triggered) takes none.
+        resting = order.kind not in ("market", "stop_loss")
         return client.new_order(
             symbol=order.symbol, side=order.side, type=SPOT_TYPES[order.kind],
             new_client_order_id=order.client_id, quantity=order.quantity,
@@ -106,6 +108,7 @@ def submit(client: BinanceClient, order: Order) -> Answer:
             trigger_price=order.stop_price, client_algo_id=order.client_id,
             close_position=True if extra.get("close_position") else None,
             quantity=None if extra.get("close_position") else order.quantity,
+            reduce_only=True if extra.get("reduce_only") and order.quantity else None,
             working_type="MARK_PRICE", price_protect=True,
         )  # fmt: skip
     assert order.quantity is not None

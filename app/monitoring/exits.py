@@ -39,7 +39,7 @@ from app.monitoring.lock import LockLost, SingleFlight
 log = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
-SPOT_LEG_KINDS = ("take_profit_limit", "stop_loss_limit")
+SPOT_LEG_KINDS = ("take_profit_limit", "stop_loss_limit", "stop_loss")
 BRACKET_KINDS = ("oco", "conditional", *SPOT_LEG_KINDS)
 OPEN_CONDITIONAL = ("NEW", "TRIGGERING")
 # One openOrders call for every symbol costs as much as this many single-symbol calls.

@@ -14,11 +14,10 @@ One cycle, under the single-flight lock (``lock.py``):
    decision and its numbers, cancel (an "already done" answer is fine), and read their final
    state from history (one scan per market) and their children;
 5. end every algo confirmed terminal (fills, status, signal: a compare-and-set, so once).
-   An entry's position gets its bracket through the execution layer; an exit or close
-   takes its fills from its position (closed once only dust is left), and only a
-   remainder still open is bracketed again;
-6. retry brackets whose placing failed earlier; poll open brackets (``exits.py``); follow
-   resting LIMIT orders (``app/execution/resting.py``);
+   An exit or close takes its fills from its position (closed once only dust is left);
+6. poll open brackets (``exits.py``); follow resting orders (``app/execution/resting.py``);
+   then the protection pass (``protection.py``): every open position's bracket placed,
+   resized as its entry fills, restored when it was lost, or the position stopped out;
 7. record the heartbeat, unless an openOrders listing failed or every working algo's
    handling failed this cycle (the heartbeat means the monitor is doing its job).
 
@@ -40,25 +39,23 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.exchange.errors import AlreadyDone
 from app.exchange.models import AlgoOrder, SubOrder
-from app.execution.brackets import protect_position
 from app.execution.context import ExecContext
 from app.execution.journal import event
-from app.execution.planning import BRACKET
-from app.execution.positions import ENTRY_LEG
 from app.execution.resting import follow_resting_orders
 from app.healthcheck import record_monitor_cycle
 from app.metrics import MetricsRecorder
-from app.models import Order, OrderStatus, Position
+from app.models import Order, OrderStatus
 from app.monitoring import algos as A
 from app.monitoring.algos import AlgoMarket
 from app.monitoring.exits import watch_brackets
 from app.monitoring.lock import MONITOR_LOCK_KEY, LockLost, SingleFlight
 from app.monitoring.pace import PacePolicy, assess
+from app.monitoring.protection import protect_positions
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +79,8 @@ class CycleReport:
     fills_recorded: int = 0
     cancels: int = 0
     finished: int = 0
-    brackets_placed: int = 0
+    brackets_placed: int = 0  # placed, resized or restored
+    stop_outs: int = 0
     brackets_checked: int = 0
     exits: int = 0
     resting_orders_changed: int = 0
@@ -162,12 +160,12 @@ class Monitor:
         spent = dict(self.client.governor.spent)
         try:
             self._algos()
-            self._retry_protections()
             result = watch_brackets(self.ctx, self.flight)
             self.report.brackets_checked = result.checked
             self.count("exits", result.exits)
             self.count("errors", result.errors)
             self._follow_resting()
+            self._protect_positions()
         except LockLost:
             log.warning("monitor: lock lost mid-cycle; stopped acting")
             self.count("errors")
@@ -436,64 +434,21 @@ class Monitor:
                 return  # another monitor ended it
             session.commit()
         self.count("finished")
-        if algo.position_id is None:
-            return
-        if closing:
-            # A closed position is never bracketed again; an open one only for what is left.
-            why = f"rest of a partial close ({algo.kind} ended {row.algoStatus})"
-            self._protect(algo.position_id, why)
-        else:
-            self._protect(algo.position_id, f"entry {algo.kind} ended ({row.algoStatus})")
+        # The protection pass at the end of this cycle brackets what an entry received
+        # (or closes its empty position), and re-brackets what a close left open.
 
     def _step_size(self, algo: A.WatchedAlgo) -> Decimal:
         rules = self.client.symbol_rules(algo.symbol, algo.market)
         return rules.lot.step_size if rules.lot is not None else A.ZERO
 
-    def _protect(self, position_id: int, reason: str) -> None:
-        """Place the position's pending bracket through the execution layer, once."""
+    def _protect_positions(self) -> None:
+        """Every open position against its bracket (``protection.py``)."""
         self.flight.ensure()
-        with self.ctx.sessions() as session:
-            position = session.get(Position, position_id)
-            if position is None or position.pending_bracket is None:
-                return
-            if _live_entry(session, position_id) or _live_close(session, position_id):
-                return  # an entry still works (protect it all later), or a close is under way
-            placed = protect_position(self.ctx, session, position, reason=reason)
-            session.commit()
-        if placed is not None:
-            self.count("brackets_placed")
-
-    def _retry_protections(self) -> None:
-        """Positions whose entry ended with fills but whose bracket was never placed, or is in
-        doubt (placing it failed, or its outcome was unknown): the execution layer places or
-        reconciles it. A note ("too small to protect", "bracket rejected") is its final word,
-        and a bracket that ended (filled, or cancelled by an operator) is not placed again."""
-        in_doubt = (OrderStatus.PLANNED, OrderStatus.SENDING, OrderStatus.UNKNOWN)
-        with self.ctx.sessions() as session:
-            brackets = select(Order.id).where(
-                Order.position_id == Position.id, Order.leg.startswith(BRACKET)
-            )
-            settled = brackets.where(Order.status.not_in(in_doubt))
-            waiting = [
-                p
-                for p in session.scalars(
-                    select(Position.id).where(
-                        Position.status == "open",
-                        Position.pending_bracket.is_not(None),
-                        Position.bracket_note.is_(None),
-                        Position.quantity > 0,
-                        ~settled.exists(),
-                    )
-                )
-                if not _live_entry(session, p) and not _live_close(session, p)
-            ]
-        for position_id in waiting:
-            try:
-                self._protect(position_id, "bracket of an ended entry, placed late")
-            except LockLost:
-                raise
-            except Exception as exc:
-                self._error(None, f"bracket of position {position_id}: {type(exc).__name__}: {exc}")
+        result = protect_positions(
+            self.ctx, self.flight, on_error=lambda message: self._error(None, message)
+        )
+        self.count("brackets_placed", result.placed)
+        self.count("stop_outs", result.stop_outs)
 
     # ---- plumbing ------------------------------------------------------------------------
 
@@ -543,27 +498,3 @@ def _moved(item: _Seen) -> bool:
     is not stored yet): its children are read and its row brought up to date."""
     algo = item.algo
     return item.terminal or item.row.executedQty != algo.executed_qty or algo.venue_id is None
-
-
-def _live_entry(session: Any, position_id: int) -> bool:
-    """Is an entry order of this position still placed, in flight or unknown?"""
-    return _live(session, position_id, Order.leg == ENTRY_LEG)
-
-
-def _live_close(session: Any, position_id: int) -> bool:
-    """Is an exit or close of this position still placed, in flight or unknown? A bracket
-    placed now would compete with it (on spot, lock the coins it sells)."""
-    return _live(session, position_id, or_(*(Order.leg.startswith(p) for p in A.CLOSE_PREFIXES)))
-
-
-def _live(session: Any, position_id: int, leg: Any) -> bool:
-    return (
-        session.scalar(
-            select(Order.id).where(
-                Order.position_id == position_id,
-                leg,
-                Order.status.not_in([s.value for s in OrderStatus if s.terminal]),
-            )
-        )
-        is not None
-    )

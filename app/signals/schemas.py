@@ -317,9 +317,28 @@ class TakeProfit(_Strict):
     price: Positive
 
 
+class StopType(enum.StrEnum):
+    MARKET = "market"  # spot STOP_LOSS: sells at market once triggered, even after a gap
+    LIMIT = "limit"  # spot STOP_LOSS_LIMIT: rests unfilled when the price gaps past its limit
+
+
+class IfCrossed(enum.StrEnum):
+    EXIT = "exit"  # a stop the price already crossed closes the position at market
+    ALERT = "alert"  # ... or only records an "unprotected" event for a human
+
+
 class StopLoss(_Strict):
     stop_price: Positive
-    limit_price: Positive | None = None  # a stop-limit; without it the worker picks one
+    limit_price: Positive | None = None  # only with type "limit"; else the worker picks one
+    # None: "limit" when limit_price is given, else "market" (``stop_type``).
+    type: Annotated[StopType, _choice(StopType)] | None = None
+    if_crossed: Annotated[IfCrossed, _choice(IfCrossed)] = IfCrossed.EXIT
+
+    @property
+    def stop_type(self) -> StopType:
+        if self.type is not None:
+            return self.type
+        return StopType.LIMIT if self.limit_price is not None else StopType.MARKET
 
 
 def _price_shorthand(key: str) -> Any:
@@ -564,6 +583,18 @@ def _check_levels(
                 "take_profit.price",
                 str(tp),
                 f"must be {above} stop_loss.stop_price ({sl}) for a {side}",
+            )
+        )
+    if (
+        stop_loss is not None
+        and stop_loss.limit_price is not None
+        and stop_loss.type is StopType.MARKET
+    ):
+        errors.append(
+            FieldError(
+                "stop_loss.limit_price",
+                str(stop_loss.limit_price),
+                'only a stop of type "limit" takes a limit price',
             )
         )
     if stop_loss is not None and stop_loss.limit_price is not None:

@@ -7,12 +7,14 @@ from decimal import Decimal
 
 import httpx
 import pytest
+from sqlalchemy import select
 
+from app.db import session_scope
 from app.exchange.ids import client_algo_id, client_order_id
 from app.execution.brackets import bracket_key
 from app.execution.context import ExecContext
 from app.execution.resting import follow_resting_orders
-from app.models import OrderStatus
+from app.models import Event, OrderStatus
 from tests.execution.conftest import (
     event_kinds,
     ledger,
@@ -52,7 +54,8 @@ def test_market_entry_brackets_what_it_received_net_of_base_asset_fees(
     assert placed["quantity"] == "0.00999" and placed["client_id"] == client_order_id(
         bracket_key(position.id), "bracket"
     )
-    assert placed["order_type"] == "LIMIT_MAKER/STOP_LOSS_LIMIT"
+    # The stop is a STOP_LOSS (market once triggered) unless the signal asks for a limit.
+    assert placed["order_type"] == "LIMIT_MAKER/STOP_LOSS"
     assert len(ledger(control, kind="spot_order")) == 1
     kinds = event_kinds(ctx, sid)
     for kind in ("planned", "sent", "accepted", "bracket"):
@@ -77,8 +80,10 @@ def test_spot_twap_entry_with_levels_is_working_with_a_pending_bracket(
     (position,) = positions(ctx)
     assert position.quantity == 0 and position.pending_bracket == {
         "take_profit": {"price": "70000"},
-        "stop_loss": {"stop_price": "60000", "limit_price": "59900"},
-    }
+        "stop_loss": {
+            "stop_price": "60000", "limit_price": "59900", "type": "limit", "if_crossed": "exit"
+        },
+    }  # fmt: skip
     (placed,) = ledger(control, kind="spot_twap")
     assert placed["id"] == twap.venue_id and placed["client_id"] == twap.client_id
 
@@ -171,12 +176,14 @@ def test_tp_signal_replaces_the_spot_bracket_keeping_the_stop(
     assert new.extra["below"]["stop_price"] == "60000"
     assert position.pending_bracket == {
         "take_profit": {"price": "72000"},
-        "stop_loss": {"stop_price": "60000"},
+        "stop_loss": {"stop_price": "60000", "type": "market", "if_crossed": "exit"},
     }
     assert [e["status"] for e in ledger(control, kind="oco")] == ["ALL_DONE", "EXECUTING"]
 
 
-def test_sl_signal_replaces_only_the_usdm_stop(ctx: ExecContext, control: httpx.Client) -> None:
+def test_sl_signal_on_usdm_places_the_new_bracket_before_cancelling_the_old(
+    ctx: ExecContext, control: httpx.Client
+) -> None:
     set_price(control, "BTCUSDT", "65000")
     entry_id = submit(ctx, symbol="BTCUSDT.P", quantity="0.02", take_profit="70000",
                       stop_loss="60000")  # fmt: skip
@@ -187,9 +194,21 @@ def test_sl_signal_replaces_only_the_usdm_stop(ctx: ExecContext, control: httpx.
     assert run(ctx, sl_id).status == "done"
 
     by_leg = {o.leg: o.status for o in orders(ctx, entry_id)}
-    assert by_leg == {"entry": "filled", "bracket-tp": "working", "bracket-sl": "cancelled"}
-    (new,) = orders(ctx, sl_id)
-    assert (new.kind, new.stop_price, new.status) == ("conditional", D("62000"), "working")
+    assert by_leg == {"entry": "filled", "bracket-tp": "cancelled", "bracket-sl": "cancelled"}
+    new = {o.leg: o for o in orders(ctx, sl_id)}
+    assert {leg: (o.stop_price, o.status, o.quantity) for leg, o in new.items()} == {
+        "bracket2-tp": (D("70000"), "working", D("0.02")),
+        "bracket2-sl": (D("62000"), "working", D("0.02")),
+    }
+    # Reduce-only orders for the position's own quantity, the new ones accepted before the
+    # old ones were cancelled: never a moment without a stop.
+    with session_scope(ctx.sessions) as session:
+        history = list(session.scalars(select(Event).order_by(Event.id)))
+    old_ids = {o.id for o in orders(ctx, entry_id) if o.leg.startswith("bracket")}
+    new_ids = {o.id for o in new.values()}
+    accepted = [e.id for e in history if e.kind == "accepted" and e.order_id in new_ids]
+    cancelled = [e.id for e in history if e.kind == "cancelled" and e.order_id in old_ids]
+    assert len(accepted) == 2 and len(cancelled) == 2 and max(accepted) < min(cancelled)
 
 
 def test_standalone_tp_without_position_places_a_take_profit_limit(

@@ -16,12 +16,13 @@ from sqlalchemy import select, update
 
 from app.db import session_scope
 from app.exchange.ids import client_order_id
-from app.execution.brackets import bracket_key, cancel_brackets, protect_position
+from app.execution.brackets import bracket_key, cancel_brackets
 from app.execution.cancels import cancel_order
 from app.execution.context import ExecContext
 from app.execution.journal import add_orders
 from app.execution.placement import place
 from app.execution.planning import OrderIntent
+from app.execution.protection import protect_position
 from app.models import Order, Position
 from tests.execution.conftest import MakeContext, fault, ledger, orders, run, set_price, submit
 

@@ -10,7 +10,7 @@ import pytest
 
 from app.db import session_scope
 from app.execution import book
-from app.execution.brackets import protect_position
+from app.execution.protection import protect_position
 from app.models import Position
 from tests.execution.conftest import (
     MakeContext,

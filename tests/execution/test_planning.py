@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -12,12 +13,14 @@ import pytest
 from app.exchange.filters import (
     AlgoLimits,
     NotionalRule,
+    PercentPriceRule,
     PriceRule,
     QuantityRule,
     SymbolRules,
 )
 from app.exchange.ids import CLIENT_ALGO_ID, CLIENT_ORDER_ID, client_algo_id, client_order_id
 from app.execution.planning import (
+    Crossed,
     Levels,
     NotProtected,
     OrderIntent,
@@ -155,7 +158,7 @@ def test_entry_with_levels_records_them_as_the_pending_bracket() -> None:
         signal(quantity="0.01", take_profit="70000", stop_loss={"stop_price": "60000"}),
         SID, rules=SPOT, price=PRICE, limits=LIMITS,
     )  # fmt: skip
-    assert plan.levels == Levels(D("70000"), D("60000"), None)
+    assert plan.levels == Levels(D("70000"), D("60000"), None, "market", "exit")
     assert Levels.from_json(plan.levels.to_json()) == plan.levels
     assert Levels(D("70000"), D("60000"), D("59000")).merged(Levels(take_profit=D("71000"))) == (
         Levels(D("71000"), D("60000"), D("59000"))
@@ -175,8 +178,23 @@ def bracket(**overrides: Any) -> list[OrderIntent] | NotProtected:
     return plan_bracket(**values)
 
 
-def test_long_spot_bracket_is_a_sell_oco_with_take_profit_above_and_stop_below() -> None:
+def test_long_spot_bracket_is_a_sell_oco_with_take_profit_above_and_a_market_stop_below() -> None:
     result = bracket()
+    assert isinstance(result, list)
+    (oco,) = result
+    assert (oco.kind, oco.side, oco.quantity) == ("oco", "SELL", D("0.0099"))
+    assert oco.above is not None and oco.below is not None
+    assert (oco.above.type, oco.above.price) == ("LIMIT_MAKER", D("70000"))
+    # The default stop is STOP_LOSS: a market sell once triggered, so a gap cannot leave it
+    # resting unfilled.
+    assert (oco.below.type, oco.below.stop_price, oco.below.price) == (
+        "STOP_LOSS", D("60000"), None,
+    )  # fmt: skip
+    assert oco.below.time_in_force is None
+
+
+def test_stop_limit_bracket_when_the_signal_asks_for_one() -> None:
+    result = bracket(levels=Levels(D("70000"), D("60000"), stop_type="limit"))
     assert isinstance(result, list)
     (oco,) = result
     assert (oco.kind, oco.side, oco.quantity) == ("oco", "SELL", D("0.0099"))
@@ -209,11 +227,16 @@ def test_short_spot_bracket_is_a_buy_oco_mirrored() -> None:
     ("levels", "kind", "order_type_fields"),
     [
         (Levels(take_profit=D("70000")), "take_profit_limit", (D("70000"), D("70000"))),
-        (Levels(stop_price=D("60000")), "stop_loss_limit", (D("59700.00"), D("60000"))),
+        (Levels(stop_price=D("60000")), "stop_loss", (None, D("60000"))),
+        (
+            Levels(stop_price=D("60000"), stop_type="limit"),
+            "stop_loss_limit",
+            (D("59700.00"), D("60000")),
+        ),
     ],
 )
 def test_one_known_level_gives_a_single_spot_order(
-    levels: Levels, kind: str, order_type_fields: tuple[Decimal, Decimal]
+    levels: Levels, kind: str, order_type_fields: tuple[Decimal | None, Decimal]
 ) -> None:
     result = bracket(levels=levels)
     assert isinstance(result, list)
@@ -230,6 +253,7 @@ def test_one_known_level_gives_a_single_spot_order(
         ({"quantity": D("0.000004")}, "too small to protect"),  # below minQty
         ({"price": D("71000")}, "take-profit 70000 is not above the last price"),
         ({"price": D("59000")}, "stop 60000 is not below the last price"),
+        ({"market": "usdm", "rules": USDM, "quantity": D("0.0009")}, "too small to protect"),
         ({"levels": Levels()}, "no take-profit"),
     ],
 )
@@ -238,19 +262,67 @@ def test_brackets_that_cannot_be_placed_say_why(overrides: dict[str, Any], note:
     assert isinstance(result, NotProtected) and note in result.note
 
 
-def test_usdm_bracket_is_two_conditional_orders_closing_the_position() -> None:
+@pytest.mark.parametrize(
+    ("overrides", "level"),
+    [
+        ({"price": D("59000")}, "stop"),  # a long's stop at or above the market
+        ({"price": D("60000")}, "stop"),
+        ({"price": D("71000")}, "take_profit"),
+        (
+            {
+                "position_side": "SELL",
+                "levels": Levels(D("60000"), D("70000")),
+                "price": D("70500"),
+            },
+            "stop",
+        ),
+        ({"market": "usdm", "rules": None, "price": D("59000")}, "stop"),
+    ],
+)
+def test_a_level_the_market_already_passed_is_crossed(
+    overrides: dict[str, Any], level: str
+) -> None:
+    if overrides.get("rules", SPOT) is None:
+        overrides["rules"] = USDM
+    result = bracket(**overrides)
+    assert isinstance(result, Crossed) and result.level == level
+
+
+def test_prices_outside_percent_price_by_side_fall_back_to_what_can_rest() -> None:
+    # Asks may be at most 5x the reference: a take-profit at 400,000 would be refused.
+    rules = replace(SPOT, percent_price=PercentPriceRule(D("5"), D("0.2"), D("5"), D("0.2")))
+    result = bracket(rules=rules, levels=Levels(D("400000"), D("60000")))
+    assert isinstance(result, list)
+    (stop,) = result
+    assert (stop.kind, stop.stop_price) == ("stop_loss", D("60000"))
+    assert "take-profit left out" in stop.facts["notes"][0]
+    # A stop-limit whose limit is below 0.2x the reference goes out as a market stop.
+    low = bracket(
+        rules=rules, price=D("300000"),
+        levels=Levels(D("400000"), D("61000"), D("50000"), stop_type="limit"),
+    )  # fmt: skip
+    assert isinstance(low, list)
+    (oco,) = low
+    assert oco.below is not None and oco.below.type == "STOP_LOSS"
+    # A take-profit alone that cannot rest protects nothing: said so.
+    alone = bracket(rules=rules, levels=Levels(take_profit=D("400000")))
+    assert isinstance(alone, NotProtected) and "PERCENT_PRICE_BY_SIDE" in alone.note
+
+
+def test_usdm_bracket_is_two_reduce_only_orders_for_the_quantity_held() -> None:
     result = bracket(market="usdm", rules=USDM, levels=Levels(D("70000.04"), D("60000.01")))
     assert isinstance(result, list)
     tp, sl = result
-    assert (tp.kind, tp.order_type, tp.side, tp.close_position) == (
-        "conditional", "TAKE_PROFIT_MARKET", "SELL", True,
+    assert (tp.kind, tp.order_type, tp.side, tp.close_position, tp.reduce_only) == (
+        "conditional", "TAKE_PROFIT_MARKET", "SELL", False, True,
     )  # fmt: skip
     assert (sl.order_type, sl.stop_price) == ("STOP_MARKET", D("60000.1"))  # SELL rounds up
     assert tp.stop_price == D("70000.1")
     for order in (tp, sl):
-        assert order.quantity is None
+        # Never closePosition: it closes every share of the symbol and allows one per side.
+        assert order.quantity == D("0.009") and "close_position" not in order.extra()
+        assert order.extra()["reduce_only"] is True
         assert re.match(FUTURES_ID, order.client_id)
-        assert order.extra()["close_position"] is True
     assert tp.client_id != sl.client_id
 
 

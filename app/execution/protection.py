@@ -1,0 +1,480 @@
+"""Never naked: keep every position covered by live protective orders for what it holds.
+
+``protect_position`` is declarative. The desired state is the position's levels
+(``pending_bracket``) for what it holds now (fills net of base-asset fees, minus what exits
+closed); the actual state is its live bracket rows, each recording the levels and the holding
+it was sized for (``extra.levels`` / ``extra.sized_for``). When they differ a new generation
+is placed:
+
+* no live bracket, or one whose levels changed: place one;
+* the holding grew by a resize step (one tradable order: the lot step, minQty and the
+  minimum notional at the entry price, while the entry still fills; one lot step after it):
+  resize, so a TWAP entry is protected as it fills, not when it ends;
+* the bracket is larger than the holding (an exit took part of it): shrink, so no order can
+  sell or close more than the position holds.
+
+Spot locks the coins an OCO sells, so the old bracket is cancelled before the new one is
+placed (a naked window of one request); USD-M reduce-only orders carry their own quantity,
+so the new generation is placed first and the old one cancelled after (no window). A spot
+replacement the exchange rejects is undone in the same call: the old levels and quantity go
+out again.
+
+A level the market already passed (:class:`~app.execution.planning.Crossed`) can never
+rest: with ``stop_loss.if_crossed`` ``exit`` (the default) the position is stopped out now
+(its working entry cancelled, its bracket cancelled, what it holds closed at market,
+reduce-only on USD-M); with ``alert`` an ``unprotected`` event is recorded. A permanent
+failure to protect is an ``unprotected`` event too, and the position's ``bracket_note``
+starts with ``unprotected:`` while it lasts (``/health/ready`` reads it).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from decimal import ROUND_CEILING, Decimal
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.exchange.filters import SymbolRules
+from app.execution.brackets import (
+    MAX_GENERATION_RACES,
+    TERMINAL,
+    UNPROTECTED,
+    bracket_key,
+    bracket_orders,
+    current_price,
+    place_bracket_row,
+)
+from app.execution.cancels import cancel_order
+from app.execution.claims import Claim
+from app.execution.context import ExecContext
+from app.execution.journal import add_orders, event
+from app.execution.placement import OrderRejected, place
+from app.execution.planning import (
+    BRACKET,
+    Crossed,
+    Levels,
+    NotProtected,
+    OrderIntent,
+    closing_side,
+    plan_bracket,
+    plan_market_close,
+)
+from app.execution.positions import ENTRY_LEG, apply_exit_fills
+from app.models import Order, OrderStatus, Position
+
+log = logging.getLogger(__name__)
+
+ZERO = Decimal(0)
+STOP_OUT_LEG = "close-stop"
+LIVE = (
+    OrderStatus.PLANNED.value,
+    OrderStatus.SENDING.value,
+    OrderStatus.UNKNOWN.value,
+    OrderStatus.WORKING.value,
+)
+
+
+def held(position: Position) -> Decimal:
+    """What the position holds now: received by its entries, less what exits closed."""
+    return max((position.quantity or ZERO) - (position.exit_quantity or ZERO), ZERO)
+
+
+def resize_step(rules: SymbolRules, reference: Decimal | None) -> Decimal:
+    """The smallest growth worth a new bracket: one order's worth (lot step, minQty, and the
+    minimum notional at ``reference``, rounded up to the step)."""
+    step = rules.lot.step_size if rules.lot is not None else ZERO
+    out = max(step, rules.lot.min_qty if rules.lot is not None else ZERO)
+    if rules.notional is not None and rules.notional.min_notional > 0 and reference:
+        raw = rules.notional.min_notional / reference
+        out = max(out, (raw / step).to_integral_value(ROUND_CEILING) * step if step else raw)
+    return out
+
+
+def live_orders(session: Session, position_id: int, prefix: str) -> list[Order]:
+    return list(
+        session.scalars(
+            select(Order).where(
+                Order.position_id == position_id,
+                Order.leg.startswith(prefix),
+                Order.status.in_(LIVE),
+            )
+        )
+    )
+
+
+def entry_live(session: Session, position_id: int) -> bool:
+    return bool(
+        session.scalar(
+            select(Order.id).where(
+                Order.position_id == position_id,
+                Order.leg == ENTRY_LEG,
+                Order.status.in_(LIVE),
+            )
+        )
+    )
+
+
+def close_live(session: Session, position_id: int) -> bool:
+    return bool(
+        live_orders(session, position_id, "exit") or live_orders(session, position_id, "close")
+    )
+
+
+def _sized_for(order: Order) -> Decimal | None:
+    raw = (order.extra or {}).get("sized_for")
+    return Decimal(str(raw)) if raw is not None else None
+
+
+def _row_levels(order: Order) -> Levels | None:
+    raw = (order.extra or {}).get("levels")
+    return Levels.from_json(raw) if raw is not None else None
+
+
+def _covered_legs(live: list[Order]) -> set[str]:
+    out: set[str] = set()
+    for order in live:
+        leg = (order.extra or {}).get("bracket_leg", "both")
+        out |= {"tp", "sl"} if leg == "both" else {leg}
+    return out
+
+
+def why_replace(
+    position: Position,
+    levels: Levels,
+    live: list[Order],
+    holding: Decimal,
+    *,
+    step: Decimal,
+    grow_step: Decimal,
+) -> str | None:
+    """Why the live bracket does not match what the position needs, or None. Pure."""
+    if not live:
+        return "no live bracket"
+    if any((lv := _row_levels(o)) is not None and lv != levels for o in live):
+        return "levels changed"
+    if position.market != "spot":
+        needed = {n for n, v in (("tp", levels.take_profit), ("sl", levels.stop_price)) if v}
+        if needed - _covered_legs(live):
+            return "a leg is missing"
+    quantities = [o.quantity for o in live if o.quantity is not None]
+    if quantities and max(quantities) > holding:
+        return f"bracket {max(quantities)} exceeds the holding {holding}"
+    sized = [s for s in (_sized_for(o) for o in live) if s is not None]
+    if sized and holding - min(sized) >= max(grow_step, step):
+        return f"holding grew to {holding} (bracket sized for {min(sized)})"
+    return None
+
+
+def _rejected_before(history: list[Order], levels: Levels, holding: Decimal) -> bool:
+    """The exchange already refused a bracket at these levels for this holding: the same
+    request would be refused again. A new level or a new holding tries again."""
+    return any(
+        o.status == OrderStatus.REJECTED.value
+        and _row_levels(o) == levels
+        and _sized_for(o) == holding
+        for o in history
+    )
+
+
+def protect_position(
+    ctx: ExecContext,
+    session: Session,
+    position: Position,
+    *,
+    reason: str,
+    signal_id: str | None = None,
+    claim: Claim | None = None,
+) -> Order | None:
+    """Bring the position's protection in line with its levels and holding (see the module
+    docstring); returns a live bracket order, or None (nothing to protect, too small, not
+    possible: ``bracket_note`` says why). Safe to call repeatedly and concurrently: a new
+    generation is claimed by compare-and-set on ``positions.bracket_gen`` in the transaction
+    that writes its rows, and client ids derive from (position id, generation).
+
+    Commits ``session`` (a row is durable before it is sent; no transaction is held across a
+    request)."""
+    for _ in range(MAX_GENERATION_RACES):
+        levels = Levels.from_json(position.pending_bracket)
+        if position.status != "open" or levels.empty:
+            return None
+        seen_gen = session.execute(
+            select(Position.bracket_gen).where(Position.id == position.id)
+        ).scalar_one()
+        history = bracket_orders(session, position)
+        live = [o for o in history if o.status not in TERMINAL]
+        filling = entry_live(session, position.id)
+        session.commit()
+        live = [
+            row
+            if row.status == OrderStatus.WORKING.value
+            else place_bracket_row(ctx, session, position, row, claim) or row
+            for row in live
+        ]
+        live = [o for o in live if o.status not in TERMINAL]
+        holding = held(position)
+        if holding <= 0:
+            return live[0] if live else None
+        rules = ctx.client.symbol_rules(position.symbol, position.market)  # type: ignore[arg-type]
+        step = rules.lot.step_size if rules.lot is not None else ZERO
+        grow = resize_step(rules, position.entry_avg_price) if filling else step
+        why = why_replace(position, levels, live, holding, step=step, grow_step=grow)
+        if why is None:
+            return live[0] if live else None
+        if _rejected_before(history, levels, holding):
+            return None
+        price = current_price(ctx, position.market, position.symbol)
+        quantity = holding
+        if position.market == "spot" and position.side == "BUY":
+            # The old bracket's coins are locked until it is cancelled.
+            locked = sum((o.quantity or ZERO for o in live), ZERO)
+            free = ctx.client.account().free(rules.base_asset) + locked
+            quantity = min(quantity, free)
+        generation = max(seen_gen, _generation(history) - 1) + 1
+        leg = BRACKET if generation == 1 else f"{BRACKET}{generation}"
+        owner = signal_id or position.opened_by
+        planned = plan_bracket(
+            signal_id=bracket_key(position.id), leg=leg, market=position.market,
+            symbol=position.symbol, rules=rules, price=price, position_side=position.side,
+            quantity=quantity, levels=levels, slippage=ctx.settings.stop_limit_slippage,
+        )  # fmt: skip
+        if isinstance(planned, Crossed):
+            return crossed(ctx, session, position, planned, levels, claim=claim)
+        if isinstance(planned, NotProtected):
+            note(session, position, planned.note, unprotected=not live)
+            return live[0] if live else None
+        if not _claim_generation(session, position, seen_gen, generation):
+            session.refresh(position)
+            continue
+        facts = {"bracket_gen": generation, "sized_for": str(holding)}
+        intents = [replace(i, facts={**i.facts, **facts}) for i in planned]
+        rows = add_orders(session, intents, signal_id=owner, position_id=position.id)
+        position.bracket_note = None
+        event(session, "bracket", f"protecting {position.symbol} ({reason}; {why})",
+              signal_id=owner, position_id=position.id, quantity=str(quantity),
+              generation=generation, **levels.to_json())  # fmt: skip
+        session.commit()
+        return _swap(ctx, session, position, live, rows, claim=claim, reason=reason)
+    log.warning("position %s: bracket generation contended; left to the next pass", position.id)
+    return None
+
+
+def _generation(orders: list[Order]) -> int:
+    return max((int((o.extra or {}).get("bracket_gen", 1)) for o in orders), default=0) + 1
+
+
+def _claim_generation(session: Session, position: Position, seen: int, generation: int) -> bool:
+    claimed = session.execute(
+        update(Position)
+        .where(Position.id == position.id, Position.bracket_gen == seen)
+        .values(bracket_gen=generation)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        # Another placer claimed it (and wrote its rows in the same transaction).
+        session.rollback()
+        return False
+    return True
+
+
+def _swap(
+    ctx: ExecContext,
+    session: Session,
+    position: Position,
+    old: list[Order],
+    new: list[Order],
+    *,
+    claim: Claim | None,
+    reason: str,
+) -> Order | None:
+    """Replace ``old`` by ``new`` on the exchange: USD-M places first, spot cancels first."""
+    why = f"replaced ({reason})"
+    if position.market == "spot":
+        before = held(position)
+        ended = [cancel_order(ctx, order.id, reason=why, claim=claim) for order in old]
+        if any(o.executed_qty for o in ended):
+            # A leg executed before the cancel reached it: the holding changed, so the new
+            # rows (sized for the old one) never go out; the next pass sizes them again.
+            session.refresh(position)
+            apply_exit_fills(session, position)
+            session.commit()
+            if held(position) != before:
+                for row in new:
+                    cancel_order(ctx, row.id, reason="the holding changed", claim=claim)
+                return None
+        spot = [place_bracket_row(ctx, session, position, row, claim) for row in new]
+        if any(p is None for p in spot) and old:
+            return _restore(ctx, session, position, old, claim=claim)
+        return next((p for p in spot if p is not None), None)
+    placed = [place_bracket_row(ctx, session, position, row, claim) for row in new]
+    if any(p is None for p in placed):
+        # The new generation was refused: the old one stays; cancel what did go out of it.
+        for sent in placed:
+            if sent is not None:
+                cancel_order(ctx, sent.id, reason="its generation was refused", claim=claim)
+        return old[0] if old else None
+    for order in old:
+        cancel_order(ctx, order.id, reason=why, claim=claim)
+    return placed[0]
+
+
+def _restore(
+    ctx: ExecContext, session: Session, position: Position, old: list[Order], *, claim: Claim | None
+) -> Order | None:
+    """A spot replacement was refused after the old bracket was cancelled: place the old
+    bracket's orders again (its levels and quantity) as a new generation."""
+    session.refresh(position)
+    generation = (position.bracket_gen or 0) + 1
+    if not _claim_generation(session, position, position.bracket_gen or 0, generation):
+        return None  # another placer is protecting it right now
+    leg = f"{BRACKET}{generation}"
+    intents = [_again(o, bracket_key(position.id), leg, generation) for o in old]
+    rows = add_orders(session, intents, signal_id=position.opened_by, position_id=position.id)
+    refused = position.bracket_note
+    event(session, "bracket", f"previous bracket restored ({refused})",
+          signal_id=position.opened_by, position_id=position.id)  # fmt: skip
+    session.commit()
+    placed = [place_bracket_row(ctx, session, position, row, claim) for row in rows]
+    if any(p is None for p in placed):
+        note(session, position, f"restoring the bracket failed: {position.bracket_note}",
+             unprotected=True)  # fmt: skip
+        return None
+    position.bracket_note = refused
+    session.commit()
+    return placed[0]
+
+
+def _again(order: Order, key: str, leg: str, generation: int) -> OrderIntent:
+    """An intent that re-places ``order`` as it was, under a new generation's client ids."""
+    from app.exchange.ids import client_order_id
+    from app.execution.planning import OcoLegIntent
+
+    extra = dict(order.extra or {})
+
+    def dec(value: object) -> Decimal | None:
+        return Decimal(str(value)) if value not in (None, "") else None
+
+    def leg_of(name: str) -> OcoLegIntent | None:
+        raw = extra.get(name)
+        if not raw:
+            return None
+        suffix = "tp" if raw["type"] == "LIMIT_MAKER" else "sl"
+        return OcoLegIntent(
+            raw["type"], client_order_id(key, f"{leg}-{suffix}"), dec(raw.get("price")),
+            dec(raw.get("stop_price")), raw.get("time_in_force"),
+        )  # fmt: skip
+
+    bracket_leg = extra.get("bracket_leg", "both")
+    name = leg if bracket_leg == "both" else f"{leg}-{bracket_leg}"
+    keep = {k: v for k, v in extra.items() if k not in ("above", "below", "sent_at", "algoId")}
+    return OrderIntent(
+        leg=name, kind=order.kind, market=order.market, symbol=order.symbol, side=order.side,
+        client_id=client_order_id(key, name), quantity=order.quantity, price=order.price,
+        stop_price=order.stop_price, limit_price=order.limit_price,
+        reduce_only=bool(extra.get("reduce_only")), order_type=extra.get("order_type"),
+        above=leg_of("above"), below=leg_of("below"),
+        facts={**keep, "bracket_gen": generation},
+    )  # fmt: skip
+
+
+def note(session: Session, position: Position, text: str, *, unprotected: bool) -> None:
+    """Record why the position is not (fully) protected, once per change of reason; an
+    ``unprotected`` note is also an ``unprotected`` event."""
+    text = f"{UNPROTECTED} {text}" if unprotected and not text.startswith(UNPROTECTED) else text
+    if position.bracket_note != text:
+        position.bracket_note = text
+        event(session, "unprotected" if unprotected else "bracket", text,
+              signal_id=position.opened_by, position_id=position.id,
+              held=str(held(position)))  # fmt: skip
+    session.commit()
+
+
+def crossed(
+    ctx: ExecContext,
+    session: Session,
+    position: Position,
+    why: Crossed,
+    levels: Levels,
+    *,
+    claim: Claim | None = None,
+) -> Order | None:
+    """A level the market already passed: stop out (``exit``) or tell (``alert``)."""
+    if not levels.exit_when_crossed:
+        note(session, position, f"{why.note} (if_crossed: alert)", unprotected=True)
+        return None
+    stop_out(ctx, session, position, reason=why.note, claim=claim)
+    return None
+
+
+def stop_out(
+    ctx: ExecContext,
+    session: Session,
+    position: Position,
+    *,
+    reason: str,
+    claim: Claim | None = None,
+) -> Order | None:
+    """Close the position now: cancel its working entry (its later fills are closed by the
+    next pass), cancel its bracket (on spot it locks the coins), sell or buy back what it
+    holds at market (reduce-only on USD-M). Returns the closing order."""
+    session.refresh(position)
+    if position.status != "open":
+        return None
+    why = f"stop-out: {reason}"
+    entries = live_orders(session, position.id, ENTRY_LEG)
+    brackets = [o for o in bracket_orders(session, position) if o.status not in TERMINAL]
+    closes = live_orders(session, position.id, "close") + live_orders(session, position.id, "exit")
+    session.commit()
+    if closes:
+        return closes[0]  # already being closed
+    ended = [cancel_order(ctx, order.id, reason=why, claim=claim) for order in entries]
+    if any(o.status not in TERMINAL for o in ended):
+        # Its final fills are not known yet: the bracket keeps protecting what it covers,
+        # and the next pass, with the entry ended, stops out the whole holding.
+        return None
+    for order in brackets:
+        cancel_order(ctx, order.id, reason=why, claim=claim)
+    from app.execution.positions import apply_entry_fills
+
+    session.refresh(position)
+    apply_entry_fills(session, position)
+    apply_exit_fills(session, position)
+    holding = held(position)
+    session.commit()
+    if holding <= 0:
+        event(session, "stop_out", f"{why}; nothing held", signal_id=position.opened_by,
+              position_id=position.id)  # fmt: skip
+        session.commit()
+        return None
+    rules = ctx.client.symbol_rules(position.symbol, position.market)  # type: ignore[arg-type]
+    price = current_price(ctx, position.market, position.symbol)
+    quantity = holding
+    if position.market == "spot" and position.side == "BUY":
+        quantity = min(quantity, ctx.client.account().free(rules.base_asset))
+    seen = position.bracket_gen or 0
+    generation = seen + 1
+    intent = plan_market_close(
+        key=bracket_key(position.id), leg=f"{STOP_OUT_LEG}{generation}", market=position.market,
+        symbol=position.symbol, side=closing_side(position.side), quantity=quantity,
+        rules=rules, price=price,
+    )  # fmt: skip
+    if isinstance(intent, NotProtected):
+        note(session, position, f"{why}; cannot close: {intent.note}", unprotected=True)
+        return None
+    if not _claim_generation(session, position, seen, generation):
+        return None  # another placer acts on this position right now; the next pass looks
+    (row,) = add_orders(session, [intent], signal_id=position.opened_by, position_id=position.id)
+    event(session, "stop_out", why, signal_id=position.opened_by, position_id=position.id,
+          quantity=str(intent.quantity))  # fmt: skip
+    session.commit()
+    try:
+        placed = place(ctx, row.id, claim)
+    except OrderRejected as exc:
+        note(session, position, f"{why}; the close was rejected: {exc.msg} (code {exc.code})",
+             unprotected=True)  # fmt: skip
+        return None
+    session.refresh(position)
+    dust = rules.lot.step_size if rules.lot is not None else ZERO
+    apply_exit_fills(session, position, dust=dust)
+    session.commit()
+    return placed
