@@ -12,6 +12,7 @@ USD-M conditional algo service end ``CANCELED``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
@@ -111,6 +112,17 @@ class AlgoOrder(BinanceModel):
     @property
     def is_working(self) -> bool:
         return self.algoStatus == AlgoStatus.WORKING
+
+
+def algo_settled(row: AlgoOrder, subs: Sequence[SubOrder]) -> bool:
+    """The algo has ended and its children agree: none still open, and what they executed
+    adds up to the algo's ``executedQty``. Only then are its fills final."""
+    ended = [s for s in subs if s.orderStatus not in OPEN_ORDER_STATUSES]
+    return (
+        not row.is_working
+        and len(ended) == len(subs)
+        and sum((s.executedQty for s in ended), Decimal(0)) == row.executedQty
+    )
 
 
 class AlgoOrderPage(BinanceModel):

@@ -2,7 +2,9 @@
 
 A cancel of something already finished answers "already done" (-20124, -2011 Unknown order):
 then the order is looked up and its final state recorded. Whatever a cancelled order had
-executed is recorded as fills, so the position it fed stays exact.
+executed is recorded as fills, so the position it fed stays exact. A TWAP/VP is ended only
+from its final state (not working, every child ended and adding up to it); until that is
+visible the row stays ``working`` and the caller waits for it.
 """
 
 from __future__ import annotations
@@ -159,8 +161,15 @@ def _record_end(
     and for a TWAP/VP its final state and sub-orders read before (``_read_end``)."""
     if isinstance(answer, m.AlgoCancelled) or order.kind in ("twap", "vp"):
         if isinstance(final, m.AlgoOrder):
-            venue.apply(session, order, final)
             record_fills(session, order, sub_order_fills(subs))
+        if not isinstance(final, m.AlgoOrder) or not m.algo_settled(final, subs):
+            # Cancelled, but its end is not visible yet (not found, still reads working, a
+            # child still open, or children that do not add up to it): its last fills may
+            # still come. The row stays working; the monitor ends it from its final state,
+            # as it ends every algo, and a caller that needs the fills waits.
+            order.extra = {**(order.extra or {}), "cancel_requested": True}
+            return
+        venue.apply(session, order, final)
         done = order.executed_qty and order.quantity and order.executed_qty >= order.quantity
         order.status = (OrderStatus.FILLED if done else OrderStatus.CANCELLED).value
         return

@@ -1,8 +1,18 @@
 """Closing a position: an exit, or a tp/sl executed now (market, TWAP, or a limit order).
 
-First clear the way: cancel what the position still has working (an entry TWAP, a resting
-entry limit, the bracket, whose locked coins a spot close needs), recording whatever those
-had filled; then close what the position holds, or the signal's quantity.
+Never naked, never oversold:
+
+1. a working entry is cancelled first and its *final* fills awaited (the job is retried
+   until the algo's end is visible), so the close is sized from what the position really
+   holds; an entry that filled nothing leaves "nothing to close";
+2. the close is planned and validated (filters, the TWAP minimum, the open-algo guard)
+   before the bracket is touched: a refused close leaves the protection as it was;
+3. it closes at most what the position holds net of fees (spot: also at most the free
+   balance plus what our own bracket locks); with no position it is refused and touches
+   nothing: Pacekeeper never sells coins no signal of its bought;
+4. spot cancels the bracket (whose coins the close sells) and then places the close; USD-M
+   places the reduce-only close first and cancels the bracket after. A close the exchange
+   rejects brings the bracket back in the same job.
 """
 
 from __future__ import annotations
@@ -15,22 +25,23 @@ from app.db import session_scope
 from app.exchange.errors import Temporary
 from app.exchange.filters import AlgoLimits
 from app.execution import book, guards
-from app.execution.brackets import cancel_brackets, current_price
+from app.execution.brackets import cancel_brackets, current_price, live_brackets
 from app.execution.cancels import cancel_order
 from app.execution.claims import Claim, heartbeat, transition
 from app.execution.context import ExecContext
 from app.execution.entries import open_algos
 from app.execution.journal import add_orders
-from app.execution.placement import place
+from app.execution.placement import OrderRejected, place
 from app.execution.planning import OrderIntent, Refused, closing_side, plan_close
 from app.execution.positions import apply_entry_fills, apply_exit_fills
-from app.execution.protection import protect_position
+from app.execution.protection import held, protect_position
 from app.execution.result import Result
-from app.models import Order, OrderStatus, Position, SignalStatus
+from app.models import TERMINAL_ORDER_STATUSES, Order, OrderStatus, Position, SignalStatus
 from app.models import Signal as SignalRow
 from app.signals.schemas import Action, Signal, TwapExecution, VpExecution
 
 CLOSE_PREFIXES = ("exit", "close")
+TERMINAL = frozenset(s.value for s in TERMINAL_ORDER_STATUSES)
 
 
 def _closing(order: Order) -> bool:
@@ -42,34 +53,48 @@ def run_close(ctx: ExecContext, claim: Claim, signal: Signal) -> Result:
     sid = claim.signal_id
     market, symbol = signal.market.value, signal.symbol
     strategy = book.strategy_of(signal.strategy)
+    reason = f"{signal.action.value} signal {sid}"
     with session_scope(ctx.sessions) as session:
         planned = [o for o in book.signal_orders(session, sid) if _closing(o)]
         positions = book.open_positions(session, strategy, market, symbol)
     if not planned:
-        if not positions and (signal.quantity is None or signal.side is None):
+        if not positions:
             raise Refused(
-                f"no open position for strategy {strategy} on {symbol} ({market}), and the "
-                "signal gives no side and quantity to close"
+                f"nothing to close: no open position for strategy {strategy} on {symbol} ({market})"
             )
+        ids = [p.id for p in positions]
+        _plan(ctx, claim, signal, ids, write=False)  # refused here: nothing was touched
         for position in positions:
-            clear_the_way(ctx, claim, position, reason=f"{signal.action.value} signal {sid}")
-        _plan(ctx, claim, signal, [p.id for p in positions])
+            stop_entries(ctx, claim, position, reason=reason)
+        _plan(ctx, claim, signal, ids, write=True)
         with session_scope(ctx.sessions) as session:
             planned = [o for o in book.signal_orders(session, sid) if _closing(o)]
-    placed = [place(ctx, o.id, claim) for o in planned]
+        if not planned:
+            return Result(
+                SignalStatus.DONE, f"nothing to close: the entry on {symbol} filled nothing"
+            )
+    position_ids = sorted({o.position_id for o in planned if o.position_id is not None})
+    if market == "spot":
+        _cancel_brackets(ctx, claim, position_ids, reason=reason)
+    try:
+        placed = [place(ctx, o.id, claim) for o in planned]
+    except OrderRejected:
+        _restore(ctx, claim, position_ids)
+        raise
+    if market != "spot":
+        _cancel_brackets(ctx, claim, position_ids, reason=reason)
     rules = ctx.client.symbol_rules(symbol, market)  # type: ignore[arg-type]
     dust = rules.lot.step_size if rules.lot is not None else Decimal(0)
     notes = []
     with session_scope(ctx.sessions) as session:
         for order in placed:
-            held = session.get(Position, order.position_id) if order.position_id else None
-            if held is None:
+            row = session.get(Position, order.position_id) if order.position_id else None
+            if row is None:
                 continue
-            position = held
-            left = apply_exit_fills(session, position, dust=dust)
-            if position.status == "open" and order.status != OrderStatus.WORKING.value:
+            left = apply_exit_fills(session, row, dust=dust)
+            if row.status == "open" and order.status != OrderStatus.WORKING.value:
                 bracket = protect_position(
-                    ctx, session, position, reason="rest of a partial close", claim=claim
+                    ctx, session, row, reason="rest of a partial close", claim=claim
                 )
                 notes.append(
                     f"{left} left" + (f", re-bracketed ({bracket.kind})" if bracket else "")
@@ -80,24 +105,45 @@ def run_close(ctx: ExecContext, claim: Claim, signal: Signal) -> Result:
     return Result(SignalStatus.DONE, f"closed {closed} {symbol}" + "".join(f"; {n}" for n in notes))
 
 
-def clear_the_way(ctx: ExecContext, claim: Claim, position: Position, *, reason: str) -> None:
-    """Cancel the position's working entry orders and its bracket; record what they filled."""
+def _cancel_brackets(
+    ctx: ExecContext, claim: Claim, position_ids: list[int], *, reason: str
+) -> None:
     with session_scope(ctx.sessions) as session:
-        entries = [
-            o
-            for o in session.query(Order).filter(
+        for position_id in position_ids:
+            row = session.get(Position, position_id)
+            if row is not None:
+                cancel_brackets(ctx, session, row, reason=reason, claim=claim)
+
+
+def _restore(ctx: ExecContext, claim: Claim, position_ids: list[int]) -> None:
+    """The close was rejected: every position it was for gets its protection back now."""
+    with session_scope(ctx.sessions) as session:
+        for position_id in position_ids:
+            row = session.get(Position, position_id)
+            if row is not None and row.status == "open":
+                protect_position(ctx, session, row, reason="the close was rejected", claim=claim)
+
+
+def stop_entries(ctx: ExecContext, claim: Claim, position: Position, *, reason: str) -> None:
+    """Cancel the position's working entry orders and record their final fills. A cancelled
+    algo whose end is not visible yet (its last children may still fill) makes the job wait
+    (``Temporary``): the close is sized only from final fills."""
+    with session_scope(ctx.sessions) as session:
+        entries = list(
+            session.query(Order).filter(
                 Order.position_id == position.id,
                 Order.leg == "entry",
                 Order.status.in_(book.LIVE_ORDER),
             )
-        ]
+        )
         for order in entries:
             if order.signal_id is not None:
                 owner = session.get(SignalRow, order.signal_id)
                 if owner is not None and owner.status == SignalStatus.PROCESSING.value:
                     raise Temporary(f"signal {owner.id} is still being placed", retry_after=2)
-    for order in entries:
-        cancel_order(ctx, order.id, reason=reason, claim=claim)
+    ended = [cancel_order(ctx, order.id, reason=reason, claim=claim) for order in entries]
+    if any(o.status not in TERMINAL for o in ended):
+        raise Temporary("waiting for the cancelled entry's final fills", retry_after=2)
     with session_scope(ctx.sessions) as session:
         for order in entries:
             if order.signal_id is not None:
@@ -105,20 +151,26 @@ def clear_the_way(ctx: ExecContext, claim: Claim, position: Position, *, reason:
                            SignalStatus.CANCELLED, reason)  # fmt: skip
         row = session.get(Position, position.id)
         assert row is not None
-        cancel_brackets(ctx, session, row, reason=reason, claim=claim)
         apply_entry_fills(session, row)
+        if entries and not row.quantity and not row.exit_quantity:
+            row.status = "closed"
+            row.bracket_note = "entry cancelled before anything filled"
 
 
 def _quantity(signal: Signal, position: Position, free: Decimal | None) -> Decimal:
-    """What to close: the signal's quantity or what the position holds; a spot long no more
-    than the free balance of its base asset (``free``, read before the transaction)."""
-    quantity = signal.quantity or position.quantity - (position.exit_quantity or 0)
+    """What to close: the signal's quantity, never more than the position holds; a spot long
+    no more than ``free`` (its free balance plus what our own bracket locks)."""
+    holding = held(position)
+    quantity = min(signal.quantity, holding) if signal.quantity else holding
     if position.market == "spot" and position.side == "BUY" and free is not None:
         quantity = min(quantity, free)
     return quantity
 
 
-def _plan(ctx: ExecContext, claim: Claim, signal: Signal, position_ids: list[int]) -> None:
+def _plan(
+    ctx: ExecContext, claim: Claim, signal: Signal, position_ids: list[int], *, write: bool
+) -> None:
+    """Plan the close of each position (refused: ``Refused``); ``write``: store the rows."""
     assert signal.market is not None and signal.symbol is not None
     market, symbol = signal.market.value, signal.symbol
     rules = ctx.client.symbol_rules(symbol, market)  # type: ignore[arg-type]
@@ -145,21 +197,17 @@ def _plan(ctx: ExecContext, claim: Claim, signal: Signal, position_ids: list[int
             side = closing_side(position.side)
             if signal.side is not None and signal.side.value.upper() != side:
                 raise Refused(f"side {signal.side.value} does not close a {position.side} position")
-            quantity = _quantity(signal, position, free)
+            locked = sum((o.quantity or Decimal(0) for o in live_brackets(session, position)),
+                         Decimal(0))  # fmt: skip
+            quantity = _quantity(signal, position, None if free is None else free + locked)
             if quantity <= 0:
                 continue
             leg = base if len(positions) == 1 else f"{base}-{n}"
             intent = plan_close(signal, claim.signal_id, leg=leg, rules=rules, price=price,
                                 quantity=quantity, side=side, limits=limits)  # fmt: skip
             intents.append((intent, position.id))
-        if not positions:
-            assert signal.side is not None and signal.quantity is not None
-            intent = plan_close(signal, claim.signal_id, leg=base, rules=rules, price=price,
-                                quantity=signal.quantity, side=signal.side.value.upper(),
-                                limits=limits)  # fmt: skip
-            intents.append((intent, None))
-        if not intents:
-            raise Refused(f"nothing to close: the position on {symbol} holds nothing")
+        if not write:
+            return
         _write(session, claim, intents)
 
 

@@ -23,10 +23,11 @@ from app.execution.planning import Refused
 from app.execution.positions import apply_entry_fills, apply_exit_fills
 from app.execution.protection import protect_position
 from app.execution.result import Result
-from app.models import Order, Position, SignalStatus
+from app.models import TERMINAL_ORDER_STATUSES, Order, Position, SignalStatus
 from app.models import Signal as SignalRow
 from app.signals.schemas import Signal
 
+TERMINAL = frozenset(s.value for s in TERMINAL_ORDER_STATUSES)
 NOT_STARTED = (SignalStatus.RECEIVED.value, SignalStatus.QUEUED.value)
 UNFINISHED = (*NOT_STARTED, SignalStatus.PROCESSING.value, SignalStatus.WORKING.value)
 
@@ -89,8 +90,10 @@ def _cancel_working(ctx: ExecContext, claim: Claim, target_id: str, reason: str)
                 )
             )
         ]
-    for order in orders:
-        cancel_order(ctx, order.id, reason=reason, claim=claim)
+    ended = [cancel_order(ctx, order.id, reason=reason, claim=claim) for order in orders]
+    if any(o.status not in TERMINAL for o in ended):
+        # The position is settled only from the algo's final fills: wait for its end.
+        raise Temporary("waiting for the cancelled order's final fills", retry_after=2)
     position_ids = {o.position_id for o in orders if o.position_id is not None}
     with session_scope(ctx.sessions) as session:
         for position_id in position_ids:

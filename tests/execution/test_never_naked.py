@@ -1,0 +1,157 @@
+"""Exits and tp/sl signals never leave a position bare, and never sell what no signal bought."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import httpx
+
+from app.execution.context import ExecContext
+from app.execution.protection import held
+from tests.execution.conftest import (
+    Paper,
+    fault,
+    ledger,
+    orders,
+    positions,
+    run,
+    set_price,
+    signal_row,
+    submit,
+)
+
+D = Decimal
+
+
+def enter(ctx: ExecContext, control: httpx.Client, **fields: object) -> str:
+    set_price(control, "BTCUSDT", "65000")
+    sid = submit(ctx, quantity="0.01", take_profit="70000", stop_loss="60000", **fields)
+    outcome = run(ctx, sid)
+    assert outcome.status == "done", outcome.reason
+    return sid
+
+
+def working_brackets(ctx: ExecContext) -> list:  # type: ignore[type-arg]
+    return [o for o in orders(ctx) if o.leg.startswith("bracket") and o.status == "working"]
+
+
+def test_an_exit_refused_by_planning_leaves_the_bracket_in_place(
+    ctx: ExecContext, control: httpx.Client
+) -> None:
+    enter(ctx, control)
+    (oco,) = working_brackets(ctx)
+
+    # 0.00999 BTC at 65,000 is far below the TWAP minimum of 1,000 USDT.
+    sl = submit(ctx, action="sl", side=None, execution={"type": "twap", "duration": 600})
+    outcome = run(ctx, sl)
+
+    assert outcome.status == "refused" and "at least 1000" in (outcome.reason or "")
+    assert [o.id for o in working_brackets(ctx)] == [oco.id]
+    assert [e["status"] for e in ledger(control, kind="oco")] == ["EXECUTING"]
+
+
+def test_an_exit_the_exchange_rejects_restores_the_bracket_in_the_same_job(
+    ctx: ExecContext, control: httpx.Client
+) -> None:
+    enter(ctx, control)
+    (oco,) = working_brackets(ctx)
+    refusal = "Account has insufficient balance for requested action."
+    fault(control, action="fail_before", path="/api/v3/order", method="POST", status=400,
+          code=-2010, msg=refusal, count=1)  # fmt: skip
+
+    outcome = run(ctx, submit(ctx, action="exit", side=None))
+
+    assert outcome.status == "failed" and "-2010" in (outcome.reason or "")
+    (position,) = positions(ctx)
+    assert position.status == "open"
+    (restored,) = working_brackets(ctx)
+    assert restored.id != oco.id and restored.quantity == oco.quantity == held(position)
+    assert [e["status"] for e in ledger(control, kind="oco")] == ["ALL_DONE", "EXECUTING"]
+
+
+def test_an_exit_with_no_position_is_refused_and_sells_nothing(
+    ctx: ExecContext, control: httpx.Client
+) -> None:
+    set_price(control, "BTCUSDT", "65000")
+    sid = submit(ctx, action="exit", side="sell", quantity="0.01")
+
+    outcome = run(ctx, sid)
+
+    assert outcome.status == "refused"
+    assert "nothing to close" in (outcome.reason or "")
+    assert orders(ctx, sid) == []
+    assert ledger(control, kind="spot_order") == []
+
+
+def test_an_exit_never_sells_more_than_the_position_holds(
+    ctx: ExecContext, control: httpx.Client
+) -> None:
+    enter(ctx, control)
+    (position,) = positions(ctx)
+
+    outcome = run(ctx, submit(ctx, action="exit", side=None, quantity="5"))
+
+    assert outcome.status == "done", outcome.reason
+    (sold,) = ledger(control, kind="spot_order")[1:]
+    assert D(sold["quantity"]) == held(position) == D("0.00999")
+    (closed,) = positions(ctx)
+    assert closed.status == "closed"
+    assert signal_row(ctx, closed.opened_by or "").status == "done"
+
+
+def test_two_strategies_on_one_usdm_symbol_each_keep_their_own_stop(
+    ctx: ExecContext, control: httpx.Client
+) -> None:
+    set_price(control, "BTCUSDT", "65000")
+    for strategy, quantity in (("alpha", "0.02"), ("beta", "0.05")):
+        sid = submit(ctx, symbol="BTCUSDT.P", quantity=quantity, strategy=strategy,
+                     take_profit="70000", stop_loss="60000")  # fmt: skip
+        assert run(ctx, sid).status == "done"
+
+    legs = working_brackets(ctx)
+    by_position: dict[int | None, set[tuple[str, Decimal | None]]] = {}
+    for leg in legs:
+        by_position.setdefault(leg.position_id, set()).add((leg.leg, leg.quantity))
+    assert sorted(by_position.values(), key=str) == sorted(
+        [
+            {("bracket-tp", D("0.02")), ("bracket-sl", D("0.02"))},
+            {("bracket-tp", D("0.05")), ("bracket-sl", D("0.05"))},
+        ],
+        key=str,
+    )
+    sent = ledger(control, kind="futures_conditional")
+    assert len(sent) == 4 and all(e["status"] == "NEW" for e in sent)
+
+
+def test_an_exit_waits_for_the_cancelled_entry_algos_final_fills(
+    ctx: ExecContext, control: httpx.Client, paper: Paper
+) -> None:
+    set_price(control, "BTCUSDT", "65000")
+    entry = submit(ctx, quantity="0.05", execution={"type": "twap", "duration": 600},
+                   take_profit="70000", stop_loss="60000")  # fmt: skip
+    assert run(ctx, entry).status == "working"
+    paper.clock.advance(120)  # a fifth of it executes
+    # The algo's listings lag: after the cancel nobody can see how it ended.
+    fault(control, action="read_lag", path="/sapi/v1/algo", seconds=3600)
+
+    exit_id = submit(ctx, action="exit", side=None)
+    waiting = run(ctx, exit_id)
+
+    assert waiting.status == "queued" and "final fills" in (waiting.reason or "")
+    (twap,) = orders(ctx, entry)
+    assert twap.status == "working" and (twap.extra or {}).get("cancel_requested") is True
+    assert [o for o in orders(ctx, exit_id)] == []  # nothing sold on a guess
+    (position,) = positions(ctx)
+    assert position.status == "open"
+
+    control.delete("/faults").raise_for_status()
+    done = run(ctx, exit_id)
+
+    assert done.status in ("done", "refused"), done.reason
+    (twap,) = orders(ctx, entry)
+    assert twap.status in ("cancelled", "filled")
+    (position,) = positions(ctx)
+    # Closed from the algo's final fills: everything it bought, nothing more.
+    assert D("0.005") < position.quantity < D("0.05")
+    assert position.exit_quantity == position.quantity
+    assert position.status == "closed"

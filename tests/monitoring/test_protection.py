@@ -1,0 +1,144 @@
+"""Never naked, as the monitor keeps it: a TWAP entry is protected as it fills, a bracket lost
+outside Pacekeeper comes back, a stop crossed while the entry buys stops the position out,
+and an entry that filled nothing leaves no position behind."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from app.execution.protection import held
+from app.models import OrderStatus
+from tests.monitoring.desk import Desk
+
+D = Decimal
+BRACKET = {"take_profit": {"price": "70000"}, "stop_loss": {"stop_price": "60000"}}
+INTERVAL = 5.0
+
+
+def live(desk: Desk, kind: str) -> list:  # type: ignore[type-arg]
+    return [
+        o
+        for o in desk.orders(kind=kind)
+        if o.status in (OrderStatus.WORKING, OrderStatus.PLANNED, OrderStatus.SENDING)
+    ]
+
+
+def test_a_twap_entry_is_protected_as_it_fills_never_beyond_what_it_holds(desk: Desk) -> None:
+    entry = desk.entry(quantity="0.3", duration=60, bracket=BRACKET)
+    covered_each_cycle = []
+    for _ in range(16):
+        desk.advance(INTERVAL)
+        desk.cycle()
+        position = desk.position(entry.position_id)
+        ocos = live(desk, "oco")
+        assert len(ocos) <= 1
+        covered = ocos[0].quantity if ocos else D(0)
+        # Never more than held (it could not be sold), never more than a step short.
+        assert covered <= held(position)
+        if held(position) > 0:
+            assert held(position) - covered < D("0.00001")
+        covered_each_cycle.append(covered)
+        if desk.order(entry.order_id).status != OrderStatus.WORKING:
+            break
+    # Protected from the first cycle with fills, and resized as the fills arrived.
+    assert covered_each_cycle[0] > 0
+    assert len({c for c in covered_each_cycle}) >= 3
+    assert covered_each_cycle == sorted(covered_each_cycle)
+    assert desk.position(entry.position_id).quantity == covered_each_cycle[-1]
+
+
+def test_usdm_entry_is_protected_as_it_fills_with_reduce_only_legs(desk: Desk) -> None:
+    entry = desk.entry(market="usdm", quantity="0.3", duration=60, bracket=BRACKET)
+    desk.advance(INTERVAL * 2)
+    desk.cycle()
+    desk.advance(INTERVAL * 2)
+    desk.cycle()
+    position = desk.position(entry.position_id)
+    legs = live(desk, "conditional")
+    assert sorted(o.leg.rsplit("-", 1)[1] for o in legs) == ["sl", "tp"]
+    for leg in legs:
+        assert leg.quantity is not None and D(0) < leg.quantity <= held(position)
+        assert leg.params is not None and leg.params.get("reduce_only") is not False
+    placed = {e["client_id"]: e for e in desk.ledger(kind="futures_conditional")}
+    for leg in legs:
+        assert placed[leg.client_id]["status"] == "NEW"
+
+
+def test_a_bracket_cancelled_outside_is_placed_again_next_cycle(desk: Desk) -> None:
+    entry = desk.entry(quantity="0.03", duration=30, bracket=BRACKET)
+    for _ in range(10):
+        desk.advance(INTERVAL)
+        desk.cycle()
+        if desk.order(entry.order_id).status != OrderStatus.WORKING:
+            break
+    (oco,) = live(desk, "oco")
+    # A human cancels it in Binance's app.
+    desk.ctx.client.cancel_order_list("BTCUSDT", list_client_order_id=oco.client_id)
+
+    report = desk.cycle()
+
+    assert desk.order(oco.id).status == OrderStatus.CANCELLED
+    (again,) = live(desk, "oco")
+    assert again.id != oco.id and again.status == OrderStatus.WORKING
+    assert again.quantity == oco.quantity
+    assert report.brackets_placed == 1
+    assert [e["status"] for e in desk.ledger(kind="oco")][-1] == "EXECUTING"
+
+
+def test_a_stop_crossed_while_the_entry_buys_cancels_it_and_closes_what_filled(
+    desk: Desk,
+) -> None:
+    entry = desk.entry(quantity="0.3", duration=60, bracket=BRACKET)
+    desk.advance(INTERVAL * 2)
+    desk.cycle()
+    bought = desk.fills_qty(entry.order_id)
+    assert bought > 0
+
+    desk.set_price("BTCUSDT", "59000")  # through the stop while the TWAP still buys
+    report = desk.cycle()
+
+    # The exchange's stop sold what it covered; the entry would go on buying below the stop:
+    # the same cycle cancels it and closes whatever it bought since.
+    assert report.stop_outs == 1
+    assert desk.order(entry.order_id).status == OrderStatus.CANCELLED
+    desk.advance(INTERVAL * 4)
+    desk.cycle()
+    position = desk.position(entry.position_id)
+    assert position.status == "closed" and held(position) == 0
+    assert position.exit_quantity == position.quantity >= bought * D("0.999")
+    (event,) = desk.events("stop_out")
+    assert "crossed the stop" in event.message
+
+
+def test_an_alert_only_stop_crossed_records_an_unprotected_event_and_sends_nothing(
+    desk: Desk,
+) -> None:
+    levels = {**BRACKET, "stop_loss": {"stop_price": "60000", "if_crossed": "alert"}}
+    entry = desk.entry(quantity="0.3", duration=60, bracket=levels)
+    desk.advance(INTERVAL * 2)
+    desk.cycle()
+    desk.set_price("BTCUSDT", "59000")
+    desk.cycle()
+
+    assert desk.order(entry.order_id).status == OrderStatus.WORKING
+    assert not desk.orders(kind="market")
+    (event,) = desk.events("unprotected")
+    assert "if_crossed: alert" in event.message
+
+
+def test_an_entry_that_fills_nothing_closes_its_position(desk: Desk) -> None:
+    entry = desk.entry(quantity="0.3", duration=60, bracket=BRACKET)
+    desk.fill_ratio(entry.client_id, "0")
+    for _ in range(20):
+        desk.advance(INTERVAL)
+        desk.cycle()
+        if desk.order(entry.order_id).status != OrderStatus.WORKING:
+            break
+    desk.cycle()
+    position = desk.position(entry.position_id)
+    assert position.status == "closed" and position.quantity == 0
+    assert position.bracket_note == "entry ended with nothing filled"
+    assert not desk.orders(kind="oco")
+    # ... so the strategy's next entry on the symbol is not refused by a stale position.
+    again = desk.submit(quantity="0.01")
+    assert desk.run(again).status == "done"
