@@ -13,6 +13,7 @@ import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import uuid
@@ -324,6 +325,11 @@ def test_worker_service_command_passes_its_healthcheck(
         lambda: health("worker", env).returncode == 0 or child.proc.poll() is not None, timeout=60
     )
     assert child.proc.poll() is None, out.getvalue()
+    # `docker stop` (SIGTERM) ends an idle worker cleanly and at once: its pub/sub listener
+    # used to hold it for up to 60 s, as long as compose's stop_grace_period (worker/main.py).
+    child.proc.send_signal(signal.SIGTERM)
+    assert child.proc.wait(timeout=30) == 0, out.getvalue()
+    assert "unsubscribing" in out.getvalue()
 
 
 @pytest.mark.slow
