@@ -1,6 +1,7 @@
-"""With CI=true nothing skips: a missing service or a module that no longer imports fails.
+"""CI: lint and types before the tests, and with CI=true nothing skips: a missing service
+or a module that no longer imports fails.
 
-Each case runs a small test file in its own pytest process with this suite's conftest.
+Each skip case runs a small test file in its own pytest process with this suite's conftest.
 """
 
 from __future__ import annotations
@@ -43,6 +44,18 @@ def test_expected_to_fail():
 def test_passes():
     pass
 """
+
+
+def test_ci_lints_and_type_checks_before_the_readmes_test_command() -> None:
+    steps = [
+        line.strip()
+        for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith(("#", "echo"))
+    ]
+    assert "export CI=true" in steps
+    assert steps.index("export CI=true") < steps.index("make test")
+    assert steps.index("make lint") < steps.index("make typecheck") < steps.index("make test")
+    assert steps.index("make .venv/bin/pacekeeper") < steps.index("make lint")
 
 
 def run_probe(tmp_path: Path, source: str, *, ci: bool) -> subprocess.CompletedProcess[str]:
