@@ -8,10 +8,11 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /opt/pacekeeper
-# Dependencies first, so a code change does not reinstall them.
-COPY pyproject.toml README.md ./
+# Dependencies first, so a code change does not reinstall them: the runtime ones only, at the
+# versions requirements.lock pins (the lock also pins the dev tools, which the image leaves out).
+COPY pyproject.toml README.md requirements.lock ./
 RUN mkdir app worker && touch app/__init__.py worker/__init__.py \
-    && pip install --no-cache-dir . \
+    && pip install --no-cache-dir --constraint requirements.lock . \
     && pip uninstall -y pacekeeper
 COPY app ./app
 COPY worker ./worker

@@ -1,14 +1,19 @@
 # The two set-up commands: `make dev` runs everything, `make test` runs the tests.
+# Both install from requirements.lock (exact versions, dev tools included); `make lock`
+# refreshes it from pyproject.toml's ranges.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+LOCK := requirements.lock
 
-.PHONY: dev test lint typecheck check bench clean
+.PHONY: dev test lint typecheck check lock bench clean
 
-$(BIN)/pacekeeper: pyproject.toml
+# A changed lock or pyproject.toml reinstalls: pip-sync also removes what the lock dropped.
+$(BIN)/pacekeeper: $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -r $(LOCK)
+	$(BIN)/pip-sync -q $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps -e .
 	@touch $@
 
 dev: $(BIN)/pacekeeper
@@ -26,6 +31,16 @@ typecheck: $(BIN)/pacekeeper
 	$(BIN)/mypy
 
 check: lint typecheck test
+
+# Re-resolve the lock after a change to pyproject.toml's dependencies, keeping every pin that
+# still fits; `make lock UPGRADE=1` moves every pin to the newest version the ranges allow.
+# An unchanged result leaves the file (and so the installed .venv) alone.
+lock: $(BIN)/pacekeeper
+	cp $(LOCK) $(LOCK).new
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile -q $(if $(UPGRADE),--upgrade) \
+		--extra dev --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links \
+		--output-file $(LOCK).new pyproject.toml
+	if cmp -s $(LOCK).new $(LOCK); then rm $(LOCK).new; else mv $(LOCK).new $(LOCK); fi
 
 clean:
 	rm -rf $(VENV) var/*.db var/*.db-* .pytest_cache .mypy_cache .ruff_cache

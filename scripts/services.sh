@@ -16,4 +16,10 @@ if ! pg_ok && command -v pg_ctlcluster >/dev/null 2>&1; then
   for _ in $(seq 100); do pg_ok && break; sleep 0.1; done
 fi
 redis_ok && echo "services: redis ok" || { echo "services: redis is not answering"; exit 1; }
-pg_ok && echo "services: postgresql ok" || echo "services: postgresql is not answering; its tests will be skipped"
+if pg_ok; then
+  echo "services: postgresql ok"
+elif [ "${CI:-}" = "true" ]; then
+  echo "services: postgresql is not answering (CI=true: its tests would fail)"; exit 1
+else
+  echo "services: postgresql is not answering; its tests will be skipped"
+fi

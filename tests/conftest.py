@@ -3,6 +3,10 @@
 Each test session creates its own PostgreSQL database and drops it at the end; Redis tests
 use their own database number (``PACEKEEPER_TEST_REDIS_DB``, default 9) and unique queue
 names, and delete only the keys they made.
+
+Away from CI a missing Redis or PostgreSQL skips the tests that need it. With ``CI=true``
+(``.ci/run`` sets it) nothing may skip: CI starts every service the suite needs, so a skip
+there would hide a missing service or a module that no longer imports; it fails instead.
 """
 
 from __future__ import annotations
@@ -10,7 +14,8 @@ from __future__ import annotations
 import io
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from typing import NoReturn
 
 import pytest
 import redis
@@ -29,6 +34,40 @@ REDIS_DB = int(os.environ.get("PACEKEEPER_TEST_REDIS_DB", "9"))
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 TEST_WEBHOOK_SECRET = "test-webhook-secret-0123456789abcdef"
 TEST_ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def service_missing(reason: str) -> NoReturn:
+    """Skip a test whose service is not running; in CI, fail it."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: CI starts it with scripts/services.sh)", pytrace=False)
+    pytest.skip(reason)
+
+
+def _failed_in_ci(report: pytest.CollectReport | pytest.TestReport) -> None:
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        reason = str(reason).removeprefix("Skipped: ")
+        report.outcome = "failed"
+        report.longrepr = f"skipped, and CI=true allows no skip: {reason}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    _failed_in_ci(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    report = yield
+    _failed_in_ci(report)  # a module-level skip (importorskip) skips the whole module
+    return report
 
 
 def _pg_available() -> bool:
@@ -46,7 +85,7 @@ def _pg_available() -> bool:
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, migrated to head."""
     if not _pg_available():
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+        service_missing("PostgreSQL is not reachable on 127.0.0.1:5432")
     name = f"pk_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -131,7 +170,7 @@ def redis_url() -> str:
     try:
         conn.ping()
     except redis.RedisError:
-        pytest.skip("Redis is not reachable on 127.0.0.1:6379")
+        service_missing("Redis is not reachable on 127.0.0.1:6379")
     finally:
         conn.close()
     return REDIS_URL

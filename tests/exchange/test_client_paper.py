@@ -28,9 +28,8 @@ from app.exchange.ids import client_algo_id, client_order_id
 from app.exchange.models import AlgoStatus, OrderStatus
 from app.exchange.orders import OcoLeg
 from app.exchange.ratelimit import RateGovernor
+from app.paper import app as paper_app
 from tests.support import ThreadedServer, serve, wait_until
-
-paper_app = pytest.importorskip("app.paper.app", reason="the paper exchange is not there yet")
 
 pytestmark = pytest.mark.slow
 D = Decimal

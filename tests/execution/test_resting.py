@@ -4,7 +4,6 @@ transaction as its order, and an expired signal's resting order is cancelled."""
 from __future__ import annotations
 
 import contextlib
-import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -17,6 +16,7 @@ from app.execution import resting
 from app.execution.context import ExecContext
 from app.execution.resting import follow_resting_orders
 from app.models import Order, utcnow
+from app.models import Signal as SignalRow
 from tests.execution.conftest import (
     event_kinds,
     ledger,
@@ -89,11 +89,18 @@ def test_an_expired_signal_cancels_its_resting_limit(
 ) -> None:
     symbol = "BTCUSDT" if market == "spot" else "BTCUSDT.P"
     set_price(control, "BTCUSDT", "65000")
-    sid = submit(ctx, symbol=symbol, quantity="0.01", ttl=2,
+    sid = submit(ctx, symbol=symbol, quantity="0.01", ttl=600,
                  execution={"type": "limit", "price": "64000"})  # fmt: skip
     assert run(ctx, sid).status == "working"
     assert follow_resting_orders(ctx) == 0  # not expired yet
-    time.sleep(2.1)
+    # Its expiry comes: moved into the past rather than waited for, so a slow run above
+    # cannot make it expire early.
+    with session_scope(ctx.sessions) as session:
+        session.execute(
+            update(SignalRow)
+            .where(SignalRow.id == sid)
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
 
     assert follow_resting_orders(ctx) == 1
 

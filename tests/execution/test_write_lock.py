@@ -18,12 +18,17 @@ from tests.execution.conftest import orders, run, set_price, signal_row, submit
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture
+def db_url(sqlite_only_url: str) -> str:
+    """The write lock is SQLite's: these tests run on SQLite only."""
+    return sqlite_only_url
+
+
 def _probing(ctx: ExecContext, names: list[str]) -> list[str]:
     """Wrap these client methods: each call first checks that another connection can take
     the write lock at once; returns the list of calls that found it held."""
     url = make_url(ctx.settings.database_url)
-    if url.get_backend_name() != "sqlite":
-        pytest.skip("the write lock is SQLite's")
+    assert url.get_backend_name() == "sqlite"
     path = url.database
     assert path is not None
     held: list[str] = []

@@ -4,6 +4,7 @@ and one algo's error is recorded while the others are still processed."""
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -25,7 +26,7 @@ OPEN_ORDERS = "/sapi/v1/algo/spot/openOrders"
 
 
 def test_lock_is_released_only_by_its_owner(redis_conn: redis.Redis) -> None:
-    key = "pacekeeper:test:lock"
+    key = f"pacekeeper:test:lock:{uuid.uuid4().hex}"  # Redis db 9 is shared between runs
     first, second = SingleFlight(redis_conn, key, 30), SingleFlight(redis_conn, key, 30)
     try:
         assert first.acquire() and not second.acquire()

@@ -8,11 +8,11 @@ receiver once they exist.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import uuid
@@ -251,10 +251,10 @@ def test_migrate_command_upgrades_a_fresh_sqlite_database(tmp_path: Path) -> Non
 
 
 def test_migrate_command_upgrades_postgresql_like_compose() -> None:
-    from tests.conftest import PG_ADMIN_URL, _pg_available
+    from tests.conftest import PG_ADMIN_URL, _pg_available, service_missing
 
     if not _pg_available():
-        pytest.skip("PostgreSQL is not reachable")
+        service_missing("PostgreSQL is not reachable")
     name = f"pk_compose_{uuid.uuid4().hex[:10]}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -324,6 +324,11 @@ def test_worker_service_command_passes_its_healthcheck(
         lambda: health("worker", env).returncode == 0 or child.proc.poll() is not None, timeout=60
     )
     assert child.proc.poll() is None, out.getvalue()
+    # `docker stop` (SIGTERM) ends an idle worker cleanly and at once: its pub/sub listener
+    # used to hold it for up to 60 s, as long as compose's stop_grace_period (worker/main.py).
+    child.proc.send_signal(signal.SIGTERM)
+    assert child.proc.wait(timeout=30) == 0, out.getvalue()
+    assert "unsubscribing" in out.getvalue()
 
 
 @pytest.mark.slow
@@ -343,10 +348,6 @@ def test_monitor_service_command_registers_its_scheduler(
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    importlib.util.find_spec("app.paper.app") is None,
-    reason="the paper exchange app is not built yet",
-)
 def test_paper_service_command_passes_its_healthcheck(
     stack_env: tuple[Supervisor, dict[str, str], io.StringIO],
 ) -> None:

@@ -13,6 +13,7 @@ from app.config import Settings
 from app.devstack import example_signal
 from app.healthcheck import MONITOR_HEARTBEAT_KEY
 from app.sender import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from app.signals import schemas
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -54,7 +55,6 @@ def test_there_are_tradingview_templates_with_a_secret_placeholder() -> None:
 
 @pytest.mark.parametrize("index", [0, 1])
 def test_tradingview_templates_are_valid_signals(index: int) -> None:
-    schemas = pytest.importorskip("app.signals.schemas")
     body = fill(tradingview_templates()[index])
     body.pop("secret")
     signal = schemas.parse_signal(
@@ -64,7 +64,6 @@ def test_tradingview_templates_are_valid_signals(index: int) -> None:
 
 
 def test_the_dev_example_signal_is_valid() -> None:
-    schemas = pytest.importorskip("app.signals.schemas")
     schemas.parse_signal(example_signal(), now=datetime.now(UTC))
 
 
