@@ -15,6 +15,9 @@ components:
   from the shared rate-limit governor; failing when unreachable or banned;
 - ``kill_switch``: ``running`` or ``halted`` (with reason and time). A halt is an operator's
   decision, not a fault, so it never fails readiness; it only shows.
+- ``protection``: open positions Pacekeeper could not protect (a bracket the exchange refused
+  for good, a stop crossed with ``if_crossed: alert``). The stack still takes traffic, so it
+  never fails readiness: the answer stays 200 with ``status: degraded`` while one lasts.
 
 This is a whole-system check for operators, monitoring and docker-compose. Do not use it to
 gate webhook traffic at a load balancer: the receiver accepts and stores signals while a
@@ -32,7 +35,7 @@ import anyio
 import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from app.config import Settings
 from app.controls import current_halt
@@ -63,9 +66,11 @@ async def health() -> dict[str, str]:
 async def ready(request: Request) -> JSONResponse:
     checks = await anyio.to_thread.run_sync(run_checks, request.app.state)
     failing = [check.name for check in checks if not check.ok]
+    degraded = [check.name for check in checks if check.ok and check.figures.get("degraded")]
     body = {
-        "status": "unready" if failing else "ready",
+        "status": "unready" if failing else "degraded" if degraded else "ready",
         "failing": failing,
+        "degraded": degraded,
         "components": {
             check.name: {"ok": check.ok, "detail": check.detail, "figures": check.figures}
             for check in checks
@@ -90,6 +95,7 @@ def run_checks(state: Any, *, deadline: float = READY_DEADLINE) -> list[Check]:
         ),
         "exchange": lambda: check_exchange(settings, redis),
         "kill_switch": lambda: check_kill_switch(state.session_factory),
+        "protection": lambda: check_protection(state.session_factory),
     }
     futures = {name: _executor.submit(_guarded, name, check) for name, check in checks.items()}
     wait(futures.values(), timeout=deadline)
@@ -209,3 +215,25 @@ def check_kill_switch(session_factory: Any) -> Check:
     return Check(
         "kill_switch", True, f"halted since {halt.since.isoformat()}: {halt.reason}", figures
     )
+
+
+def check_protection(session_factory: Any) -> Check:
+    """Open positions marked unprotected (``app.execution.protection``): degraded, not down."""
+    from app.execution.brackets import UNPROTECTED
+    from app.models import Position
+
+    with session_factory() as session:
+        rows = session.execute(
+            select(Position.id, Position.symbol, Position.bracket_note).where(
+                Position.status == "open", Position.bracket_note.startswith(UNPROTECTED)
+            )
+        ).all()
+    if not rows:
+        return Check("protection", True, "every open position is protected", {"degraded": False})
+    figures = {
+        "degraded": True,
+        "unprotected": [
+            {"position": r.id, "symbol": r.symbol, "note": r.bracket_note} for r in rows
+        ],
+    }
+    return Check("protection", True, f"{len(rows)} open position(s) unprotected", figures)

@@ -221,6 +221,11 @@ def protect_position(
         grow = resize_step(rules, position.entry_avg_price) if filling else step
         why = why_replace(position, levels, live, holding, step=step, grow_step=grow)
         if why is None:
+            if (position.bracket_note or "").startswith(UNPROTECTED):
+                position.bracket_note = None  # a live bracket covers it again
+                event(session, "protected", "the position is protected again",
+                      signal_id=position.opened_by, position_id=position.id)  # fmt: skip
+                session.commit()
             return live[0] if live else None
         if _rejected_before(history, levels, holding):
             return None
@@ -339,7 +344,8 @@ def _restore(
         note(session, position, f"restoring the bracket failed: {position.bracket_note}",
              unprotected=True)  # fmt: skip
         return None
-    position.bracket_note = refused
+    # Protected again, by the old bracket: the refusal stays on record, not as "unprotected".
+    position.bracket_note = f"restored after: {(refused or '').removeprefix(UNPROTECTED).strip()}"
     session.commit()
     return placed[0]
 

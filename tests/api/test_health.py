@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 import redis
@@ -19,10 +20,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from app import controls
 from app.config import Settings
 from app.healthcheck import record_monitor_cycle
+from app.models import Position
 from tests.api.conftest import make_settings
 from tests.support import free_port
 
-COMPONENTS = {"database", "redis", "queue", "workers", "monitor", "exchange", "kill_switch"}
+COMPONENTS = {
+    "database", "redis", "queue", "workers", "monitor", "exchange", "kill_switch", "protection",
+}  # fmt: skip
 
 
 @pytest.fixture
@@ -125,6 +129,35 @@ def test_a_halt_is_reported_but_does_not_fail_readiness(
     assert switch["ok"] is True
     assert switch["figures"]["state"] == "halted"
     assert switch["figures"]["reason"] == "maintenance window"
+
+
+def test_an_unprotected_position_degrades_readiness_without_failing_it(
+    api: TestClient,
+    rconn: redis.Redis,
+    live_worker: SimpleWorker,
+    sessions: sessionmaker[Session],
+) -> None:
+    record_monitor_cycle(rconn)
+    assert ready(api)[1]["status"] == "ready"
+    with sessions() as session:
+        position = Position(
+            market="spot", symbol="BTCUSDT", side="BUY", quantity=Decimal("0.01"),
+            bracket_note="unprotected: bracket rejected: Filter failure (code -1013)",
+        )  # fmt: skip
+        session.add(position)
+        session.commit()
+        position_id = position.id
+    status, body = ready(api)
+    assert status == 200 and body["status"] == "degraded"
+    assert body["degraded"] == ["protection"] and body["failing"] == []
+    (unprotected,) = body["components"]["protection"]["figures"]["unprotected"]
+    assert unprotected["position"] == position_id and "-1013" in unprotected["note"]
+    with sessions() as session:
+        row = session.get(Position, position_id)
+        assert row is not None
+        row.bracket_note = None  # protected again
+        session.commit()
+    assert ready(api)[1]["status"] == "ready"
 
 
 def test_an_unreachable_exchange_is_named(

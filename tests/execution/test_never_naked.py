@@ -5,9 +5,12 @@ from __future__ import annotations
 from decimal import Decimal
 
 import httpx
+from sqlalchemy import select
 
+from app.db import session_scope
 from app.execution.context import ExecContext
-from app.execution.protection import held
+from app.execution.protection import held, protect_position
+from app.models import Event, Position
 from tests.execution.conftest import (
     Paper,
     fault,
@@ -29,6 +32,11 @@ def enter(ctx: ExecContext, control: httpx.Client, **fields: object) -> str:
     outcome = run(ctx, sid)
     assert outcome.status == "done", outcome.reason
     return sid
+
+
+def events(ctx: ExecContext) -> list[Event]:
+    with session_scope(ctx.sessions) as session:
+        return list(session.scalars(select(Event).order_by(Event.id)))
 
 
 def working_brackets(ctx: ExecContext) -> list:  # type: ignore[type-arg]
@@ -155,3 +163,33 @@ def test_an_exit_waits_for_the_cancelled_entry_algos_final_fills(
     assert D("0.005") < position.quantity < D("0.05")
     assert position.exit_quantity == position.quantity
     assert position.status == "closed"
+
+
+def test_a_bracket_refused_for_good_is_an_unprotected_event_and_not_resent_as_is(
+    ctx: ExecContext, control: httpx.Client
+) -> None:
+    set_price(control, "BTCUSDT", "65000")
+    fault(control, action="fail_before", path="/api/v3/orderList/oco", method="POST", status=400,
+          code=-1013, msg="Filter failure: MAX_NUM_ALGO_ORDERS", count=1)  # fmt: skip
+    sid = submit(ctx, quantity="0.01", take_profit="70000", stop_loss="60000")
+
+    outcome = run(ctx, sid)
+
+    assert outcome.status == "done"
+    (position,) = positions(ctx)
+    assert (position.bracket_note or "").startswith("unprotected: bracket rejected")
+    assert "-1013" in (position.bracket_note or "")
+    assert any(e.kind == "unprotected" for e in events(ctx))
+    assert working_brackets(ctx) == []
+    # The same bracket for the same holding would be refused again: not resent ...
+    with session_scope(ctx.sessions) as session:
+        row = session.get(Position, position.id)
+        assert row is not None
+        assert protect_position(ctx, session, row, reason="test") is None
+    assert len(ledger(control, kind="oco")) == 0
+    # ... but a new level is tried, and clears the note once it is live.
+    tp = submit(ctx, action="tp", side=None, execution={"type": "limit", "price": "72000"})
+    assert run(ctx, tp).status == "done"
+    (oco,) = working_brackets(ctx)
+    (position,) = positions(ctx)
+    assert position.bracket_note is None and oco.quantity == held(position)
