@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.db import session_scope
 from app.exchange import models as m
-from app.exchange.errors import AlreadyDone
+from app.exchange.errors import AlreadyDone, Temporary, UnknownOutcome
 from app.execution import venue
 from app.execution.claims import Claim
 from app.execution.context import ExecContext
@@ -63,6 +63,13 @@ def cancel_order(
     except AlreadyDone:
         answer = venue.lookup(ctx.client, order)
         how = "already done"
+    except UnknownOutcome as exc:
+        # Sending a cancel again is always safe (a second one answers "already done"), so an
+        # unknown outcome is only a reason to try later, never a crash.
+        raise Temporary(
+            f"cancel of {order.client_id}: {exc.msg}", retry_after=2, code=exc.code,
+            status=exc.status, method=exc.method, path=exc.path,
+        ) from exc  # fmt: skip
     # Every read from the exchange before the transaction: an open session holds SQLite's
     # write lock (BEGIN IMMEDIATE), and the receiver's inserts wait on it.
     answer = venue.with_trades(ctx.client, answer)  # a spot order's fills, with commissions

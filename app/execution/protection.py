@@ -212,7 +212,7 @@ def protect_position(
             else place_bracket_row(ctx, session, position, row, claim) or row
             for row in live
         ]
-        live = [o for o in live if o.status not in TERMINAL]
+        live = _drop_superseded(ctx, [o for o in live if o.status not in TERMINAL], claim)
         holding = held(position)
         if holding <= 0:
             return live[0] if live else None
@@ -263,6 +263,25 @@ def protect_position(
         return _swap(ctx, session, position, live, rows, claim=claim, reason=reason)
     log.warning("position %s: bracket generation contended; left to the next pass", position.id)
     return None
+
+
+def _gen(order: Order) -> int:
+    return int((order.extra or {}).get("bracket_gen", 1))
+
+
+def _drop_superseded(ctx: ExecContext, live: list[Order], claim: Claim | None) -> list[Order]:
+    """A replacement interrupted between placing the new generation and cancelling the old
+    one (a crash, a temporary error) leaves both live: once the newest is working, the older
+    ones are cancelled, so the position is never covered twice over."""
+    if len({_gen(o) for o in live}) < 2:
+        return live
+    newest = max(_gen(o) for o in live)
+    if any(_gen(o) == newest and o.status != OrderStatus.WORKING.value for o in live):
+        return live
+    for order in live:
+        if _gen(order) != newest:
+            cancel_order(ctx, order.id, reason="superseded by a newer bracket", claim=claim)
+    return [o for o in live if _gen(o) == newest]
 
 
 def _generation(orders: list[Order]) -> int:

@@ -1,4 +1,5 @@
-"""Resting limit orders (a GTC limit entry, a limit exit): follow them until they end.
+"""Resting limit orders (a GTC limit entry, a limit exit), and market orders answered NEW:
+follow them until they end.
 
 The monitor owns TWAP/VP algos and brackets; a plain LIMIT order that did not fill at once
 leaves its signal ``working`` too. ``follow_resting_orders`` looks each one up by client id,
@@ -38,6 +39,9 @@ from app.models import Signal as SignalRow
 log = logging.getLogger(__name__)
 
 TERMINAL = frozenset(s.value for s in TERMINAL_ORDER_STATUSES)
+# A resting LIMIT, and a MARKET order the exchange answered NEW (USD-M can, under load):
+# both are followed until they end, and an entry is bracketed for what it received.
+FOLLOWED = ("limit", "market")
 # A `working` signal whose own orders all ended this long ago, yet is still `working`, lost
 # its settlement (a crash between the order's end and the signal's): settle it.
 SETTLE_GRACE = timedelta(seconds=60)
@@ -49,7 +53,7 @@ def follow_resting_orders(ctx: ExecContext, *, limit: int = 200) -> int:
         rows = session.execute(
             select(Order.id, SignalRow.expires_at)
             .outerjoin(SignalRow, Order.signal_id == SignalRow.id)
-            .where(Order.kind == "limit", Order.status == OrderStatus.WORKING.value)
+            .where(Order.kind.in_(FOLLOWED), Order.status == OrderStatus.WORKING.value)
             .order_by(Order.id)
             .limit(limit)
         ).all()
@@ -178,7 +182,7 @@ def settle_orphaned_signals(ctx: ExecContext, *, now: datetime, limit: int = 200
                 .join(Order, Order.signal_id == SignalRow.id)
                 .where(
                     SignalRow.status == SignalStatus.WORKING.value,
-                    Order.kind == "limit",
+                    Order.kind.in_(FOLLOWED),
                     Order.status.in_(TERMINAL),
                     Order.updated_at <= cutoff,
                 )

@@ -193,3 +193,36 @@ def test_a_bracket_refused_for_good_is_an_unprotected_event_and_not_resent_as_is
     (oco,) = working_brackets(ctx)
     (position,) = positions(ctx)
     assert position.bracket_note is None and oco.quantity == held(position)
+
+
+def test_a_usdm_replacement_cut_short_cancels_the_superseded_bracket_next_pass(
+    ctx: ExecContext, control: httpx.Client
+) -> None:
+    set_price(control, "BTCUSDT", "65000")
+    sid = submit(ctx, symbol="BTCUSDT.P", quantity="0.02", take_profit="70000",
+                 stop_loss="60000")  # fmt: skip
+    assert run(ctx, sid).status == "done"
+    # The new generation goes out, then cancelling the old one fails for a while.
+    fault(control, action="fail_before", path="/fapi/v1/algoOrder", method="DELETE",
+          status=503, code=-1001, count=20)  # fmt: skip
+    sl = submit(ctx, action="sl", symbol="BTCUSDT.P", side=None,
+                execution={"type": "limit", "price": "62000"})  # fmt: skip
+    deferred = run(ctx, sl)
+    assert deferred.status == "queued"  # a cancel in doubt is retried, never a crash
+    assert len(working_brackets(ctx)) == 4  # both generations live: covered twice over
+    control.delete("/faults").raise_for_status()
+
+    (position,) = positions(ctx)
+    with session_scope(ctx.sessions) as session:
+        row = session.get(Position, position.id)
+        assert row is not None
+        protect_position(ctx, session, row, reason="monitor")
+
+    live = working_brackets(ctx)
+    assert sorted((o.leg, o.stop_price) for o in live) == [
+        ("bracket2-sl", D("62000")), ("bracket2-tp", D("70000")),
+    ]  # fmt: skip
+    assert [e for e in ledger(control, kind="futures_conditional") if e["status"] == "NEW"] == [
+        e for e in ledger(control, kind="futures_conditional") if e["client_id"] in
+        {o.client_id for o in live}
+    ]  # fmt: skip
