@@ -14,13 +14,15 @@ from app.paper.errors import (
     BAD_PRICE_RELATIONSHIP,
     DUPLICATE_ORDER,
     BinanceError,
+    filter_failure,
     mandatory,
     rejected,
 )
 from app.paper.ledger import OCO
 from app.paper.numbers import ZERO
-from app.paper.orders import SpotOrder, render_cancel, render_report
+from app.paper.orders import STOP_TYPES, SpotOrder, render_cancel, render_report
 from app.paper.params import Params
+from app.paper.symbols import MAX_NUM_ORDER_LISTS
 from app.paper.wallet import Reservation
 
 if TYPE_CHECKING:
@@ -92,8 +94,13 @@ class OcoBook:
         if not ok:
             raise rejected(BAD_PRICE_RELATIONSHIP)
         for leg in (below, above):
-            spot.check_filters(spec, leg.type, side, qty, leg.price, leg.stop, last)
-        spot.check_counts(spec.symbol, 1, new_orders=2)
+            spot.check_filters(spec, leg.type, side, qty, leg.price, leg.stop)
+        # Every stop or take-profit leg counts against MAX_NUM_ALGO_ORDERS, a LIMIT_MAKER does not.
+        stop_legs = sum(1 for leg in (above, below) if leg.type in STOP_TYPES)
+        spot.check_counts(spec.symbol, stop_legs, new_orders=2)
+        open_lists = sum(1 for o in self.open_lists.values() if o.symbol == spec.symbol)
+        if open_lists >= MAX_NUM_ORDER_LISTS:
+            raise filter_failure("MAX_NUM_ORDER_LISTS")
         list_client_id = p.get("listClientOrderId") or engine.random_id()
         existing = self.by_client.get(list_client_id)
         if existing is not None and self.lists[existing].is_open:

@@ -84,7 +84,7 @@ class SpotBook:
             assert quote_qty is not None
             qty = round_down(quote_qty / last, spec.spot.step)
         assert qty is not None
-        self.check_filters(spec, order_type, side, qty, limit, stop, last)
+        self.check_filters(spec, order_type, side, qty, limit, stop)
         self.check_counts(spec.symbol, 1 if order_type in STOP_TYPES else 0)
         if order_type in STOP_TYPES:
             assert stop is not None
@@ -194,7 +194,6 @@ class SpotBook:
         qty: Decimal,
         limit: Decimal | None,
         stop: Decimal | None,
-        last: Decimal,
     ) -> None:
         lot = spec.spot
         for name, value in (("quantity", qty), ("price", limit), ("stopPrice", stop)):
@@ -218,15 +217,17 @@ class SpotBook:
                 or not is_multiple(value - lot.min_price, lot.tick)
             ):
                 raise filter_failure("PRICE_FILTER")
+        average = self.engine.avg_price(spec.symbol)
         if limit is not None:
+            # Against the 5-minute average, not the last price: after a gap the two differ.
             up, down = (
                 (PERCENT_BID_UP, PERCENT_BID_DOWN)
                 if side == "BUY"
                 else (PERCENT_ASK_UP, PERCENT_ASK_DOWN)
             )
-            if not last * down <= limit <= last * up:
+            if not average * down <= limit <= average * up:
                 raise filter_failure("PERCENT_PRICE_BY_SIDE")
-        reference = limit or stop or last
+        reference = limit or stop or average
         if qty * reference < lot.min_notional:
             raise filter_failure("NOTIONAL")
 

@@ -103,6 +103,7 @@ FUTURES_RATE_LIMITS = [
 PERCENT_BID_UP, PERCENT_BID_DOWN = D(5), D("0.2")
 PERCENT_ASK_UP, PERCENT_ASK_DOWN = D(5), D("0.2")
 MAX_NUM_ORDERS = 200
+MAX_NUM_ORDER_LISTS = 20
 
 
 def spot_symbol_info(spec: SymbolSpec, max_algo_orders: int) -> dict[str, object]:
@@ -174,6 +175,7 @@ def spot_symbol_info(spec: SymbolSpec, max_algo_orders: int) -> dict[str, object
             },
             {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": MAX_NUM_ORDERS},
             {"filterType": "MAX_NUM_ALGO_ORDERS", "maxNumAlgoOrders": max_algo_orders},
+            {"filterType": "MAX_NUM_ORDER_LISTS", "maxNumOrderLists": MAX_NUM_ORDER_LISTS},
         ],
         "permissions": [],
         "permissionSets": [["SPOT"]],
