@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.paper import gaps
 from app.paper.clock import ManualClock
 from app.paper.deps import Paper, default_restrictions
 from app.paper.faults import FaultSpec
@@ -29,6 +30,12 @@ class Strict(BaseModel):
 class PriceBody(Strict):
     symbol: str
     price: Decimal = Field(gt=0)
+
+
+class GapBody(Strict):
+    symbol: str
+    to: Decimal = Field(gt=0)
+    start: Decimal | None = Field(None, gt=0, alias="from")
 
 
 class VolatilityBody(Strict):
@@ -116,6 +123,14 @@ def set_price(body: PriceBody, paper: Paper) -> Response:
         symbol = _symbol(paper, body.symbol)
         engine.set_price(symbol, body.price)
         return JSONResponse({"symbol": symbol, "price": fmt8(engine.price(symbol))})
+
+
+@router.post("/gap")
+def gap(body: GapBody, paper: Paper) -> Response:
+    """Jump straight to ``to`` (from ``from`` when given): nothing trades in between."""
+    with paper.engine.session() as engine:
+        symbol = _symbol(paper, body.symbol)
+        return JSONResponse(gaps.jump(engine, symbol, body.to, body.start))
 
 
 @router.post("/volatility")

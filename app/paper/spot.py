@@ -306,6 +306,7 @@ class SpotBook:
             order.working_time = engine.now
         if not order.is_open:
             self.open[order.symbol].pop(order.order_id, None)
+            self.oco.on_leg_done(order)
 
     def on_price(self, symbol: str, price: Decimal) -> None:
         for order in list(self.open[symbol].values()):
@@ -327,6 +328,16 @@ class SpotBook:
                 # A limit that was already resting fills at its price (maker); one that has
                 # just been triggered into a crossed market takes the current price.
                 self.fill_or_expire(order, price if just_triggered else order.price)
+            elif just_triggered and order.time_in_force in ("IOC", "FOK"):
+                # The market gapped past the limit: an IOC/FOK stop-limit cannot rest.
+                reason = (
+                    "UNFILLED_IOC_QUANTITY_EXPIRED"
+                    if order.time_in_force == "IOC"
+                    else "UNFILLED_FOK_ORDER_EXPIRED"
+                )
+                self.end(order, "EXPIRED", reason)
+            # Otherwise a stop-limit triggered past its limit rests as a limit order: NEW,
+            # isWorking, and no longer a stop; the position is unprotected.
 
     def fill_or_expire(self, order: SpotOrder, price: Decimal) -> None:
         try:
@@ -341,6 +352,7 @@ class SpotBook:
         order.expiry_reason = reason
         order.update_time = self.engine.now
         self.open[order.symbol].pop(order.order_id, None)
+        self.oco.on_leg_done(order)
 
     # queries and cancels ------------------------------------------------------------------
 
