@@ -144,6 +144,7 @@ class FuturesBook:
             qty * price * self.engine.settings.paper_futures_fee_rate, Decimal("0.00000001")
         )
         self.engine.futures_wallet.credit("USDT", realized - fee)
+        self.conditional.on_position(symbol)
         return fee
 
     # /fapi/v1/order -----------------------------------------------------------------------

@@ -178,6 +178,7 @@ def set_position(body: PositionBody, paper: Paper) -> Response:
         position.amt = body.positionAmt
         position.entry = ZERO if not body.positionAmt else (body.entryPrice or engine.price(symbol))
         position.update_time = engine.now
+        engine.futures.conditional.on_position(symbol)
         return JSONResponse(render_position(engine.futures, position, 2))
 
 

@@ -233,7 +233,13 @@ def test_buy_stop_on_a_short_and_cancel(bn: BinanceTestClient, clock: ManualCloc
     drop = bn.ok(
         "POST",
         ALGO,
-        {**common, "triggerPrice": "3400", "closePosition": "true", "clientAlgoId": "drop"},
+        {
+            **common,
+            "triggerPrice": "3400",
+            "quantity": "1",
+            "reduceOnly": "true",
+            "clientAlgoId": "drop",
+        },
     )
     assert bn.ok("DELETE", ALGO, {"clientAlgoId": "drop"}) == {
         "algoId": drop["algoId"],
