@@ -1,6 +1,6 @@
 """USD-M protective orders as harsh as Binance: one closePosition order per direction
 (-4130), none without a position (-4509), reduce-only orders that never close more than the
-position, stops already crossed (-2021), and the cap on open conditional orders."""
+position, stops already crossed (-2021), the conditional and open-order caps, PERCENT_PRICE."""
 
 from __future__ import annotations
 
@@ -204,3 +204,20 @@ def test_conditional_orders_are_capped_at_200_per_account(bn: BinanceTestClient)
     assert refusal(bn, ALGO, other) == {"code": -4045, "msg": "Reach max stop order limit."}
     bn.ok("DELETE", ALGO, {"clientAlgoId": "sl-0"})
     bn.ok("POST", ALGO, other)
+
+
+def test_limit_orders_outside_percent_price_and_beyond_200_open(bn: BinanceTestClient) -> None:
+    limit = {"symbol": "BTCUSDT", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.002"}
+    assert refusal(bn, ORDER, {**limit, "side": "BUY", "price": "68250.1"}) == {
+        "code": -4016,
+        "msg": "Limit price can't be higher than 68250.",
+    }
+    assert refusal(bn, ORDER, {**limit, "side": "SELL", "price": "61749.9"}) == {
+        "code": -4024,
+        "msg": "Limit price can't be lower than 61750.",
+    }
+    resting = {**limit, "side": "BUY", "price": "61750", "newOrderRespType": "ACK"}
+    for _ in range(200):
+        bn.ok("POST", ORDER, resting)
+    assert refusal(bn, ORDER, resting) == {"code": -2025, "msg": "Reach max open order limit."}
+    assert len(bn.ok("GET", "/fapi/v1/openOrders", {"symbol": "BTCUSDT"})) == 200
