@@ -6,7 +6,9 @@ On trigger a real ``/fapi/v1/order`` is placed (``actualOrderId``): MARKET for t
 types, LIMIT at ``price`` otherwise. Statuses: ``NEW`` -> ``TRIGGERED`` (the actual order is
 resting) -> ``FINISHED`` (it filled, or ended in the engine); ``CANCELED`` after ``DELETE``;
 ``EXPIRED`` when a ``closePosition`` / ``reduceOnly`` order triggers with no position left to
-reduce; ``REJECTED`` when margin is short at trigger time.
+reduce; ``REJECTED`` when margin is short at trigger time. A triggered STOP / TAKE_PROFIT
+whose limit order cannot rest (IOC/FOK the market gapped past, GTX that would take) places
+its actual order ``EXPIRED`` with nothing filled.
 
 ``closePosition`` orders are Binance's "GTE" orders (timeInForce ``GTE_GTC``, reduce-only):
 they need a position to close (-4509 without one), there is at most one open per symbol and
@@ -221,8 +223,12 @@ class ConditionalBook:
         cond.actual_order_id = order.order_id
         futures.store(order)
         crossed = price <= order.price if cond.side == "BUY" else price >= order.price
-        if market or crossed:
+        if market or (crossed and cond.time_in_force != "GTX"):
             futures.fill(order, price)
+        elif crossed or cond.time_in_force in ("IOC", "FOK"):
+            # Neither can rest: a post-only (GTX) limit that would take, an IOC/FOK limit
+            # the market has gapped past.
+            futures.end(order, "EXPIRED")
 
     def on_position(self, symbol: str) -> None:
         """The position changed: closePosition orders with nothing left to close expire."""

@@ -164,3 +164,23 @@ def test_usdm_gap_fills_stop_market_and_rests_a_stop_limit(bn: BinanceTestClient
     assert D(market["actualPrice"]) == D("58000")
     (row,) = bn.ok("GET", "/fapi/v2/positionRisk", {"symbol": "BTCUSDT"})
     assert row["positionAmt"] == "0.100"  # half closed at 58000, half waits at 59900
+
+
+def test_usdm_triggered_limits_that_cannot_rest_expire(bn: BinanceTestClient) -> None:
+    bn.control("POST", "/positions", {"symbol": "BTCUSDT", "positionAmt": "0.2"})
+    common = {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL", "quantity": "0.1"}
+    ioc_stop = {"type": "STOP", "triggerPrice": "60000", "price": "59900", "timeInForce": "IOC"}
+    bn.ok("POST", ALGO, {**common, **ioc_stop, "reduceOnly": "true", "clientAlgoId": "ioc"})
+    post_only = {"type": "TAKE_PROFIT", "triggerPrice": "66000", "price": "65900"}
+    bn.ok("POST", ALGO, {**common, **post_only, "timeInForce": "GTX", "clientAlgoId": "gtx"})
+    gap(bn, "58000")
+    gap(bn, "66100")
+    for client_algo_id in ("ioc", "gtx"):
+        done = bn.ok("GET", ALGO, {"clientAlgoId": client_algo_id})
+        assert done["algoStatus"] == "FINISHED", client_algo_id
+        actual = bn.ok(
+            "GET", "/fapi/v1/order", {"symbol": "BTCUSDT", "orderId": int(done["actualOrderId"])}
+        )
+        assert actual["status"] == "EXPIRED" and actual["executedQty"] == "0.000"
+    (row,) = bn.ok("GET", "/fapi/v2/positionRisk", {"symbol": "BTCUSDT"})
+    assert row["positionAmt"] == "0.200"
