@@ -1,7 +1,8 @@
 """``/paper/...``: what Binance does not have. No signature; bind the server to localhost.
 
-The ledger (the judge for exactly-once tests), prices, volatility, balances, positions, fault
-switches, per-algo fill pace, the API key's restrictions, the manual clock, and a reset.
+The ledger (the judge for exactly-once tests), prices and price gaps, volatility, balances,
+positions, fault switches, per-algo fill pace, the API key's restrictions, the manual clock,
+and a reset.
 """
 
 from __future__ import annotations
