@@ -6,7 +6,17 @@ On trigger a real ``/fapi/v1/order`` is placed (``actualOrderId``): MARKET for t
 types, LIMIT at ``price`` otherwise. Statuses: ``NEW`` -> ``TRIGGERED`` (the actual order is
 resting) -> ``FINISHED`` (it filled, or ended in the engine); ``CANCELED`` after ``DELETE``;
 ``EXPIRED`` when a ``closePosition`` / ``reduceOnly`` order triggers with no position left to
-reduce; ``REJECTED`` when margin is short at trigger time.
+reduce; ``REJECTED`` when margin is short at trigger time. A triggered STOP / TAKE_PROFIT
+whose limit order cannot rest (IOC/FOK the market gapped past, GTX that would take) places
+its actual order ``EXPIRED`` with nothing filled.
+
+``closePosition`` orders are Binance's "GTE" orders (timeInForce ``GTE_GTC``, reduce-only):
+they need a position to close (-4509 without one), there is at most one open per symbol and
+direction (-4130, whatever its type: reference §9 and a production report say a TAKE_PROFIT
+collides with a STOP), they close every share when they fire, and they expire as soon as
+the position they close is gone. Several ``quantity`` + ``reduceOnly`` orders may share a
+position; each closes at most its quantity and never more than is left. At most
+``MAX_CONDITIONAL`` (200) conditional orders are open per account (-4045).
 """
 
 from __future__ import annotations
@@ -25,6 +35,17 @@ if TYPE_CHECKING:
     from app.paper.futures import FuturesBook, FuturesOrder
 
 TYPES = ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET")
+MAX_CONDITIONAL = 200  # change log 2025-12-29: "The conditional order limits is 200"
+GTE_NEEDS_POSITION = BinanceError(
+    -4509,
+    "Time in Force (TIF) GTE can only be used with open positions. "
+    "Please ensure that positions are available.",
+)
+CLOSE_POSITION_EXISTS = BinanceError(
+    -4130,
+    "An open stop or take profit order with GTE and closePosition in the direction is existing.",
+)
+MAX_STOP_ORDERS = BinanceError(-4045, "Reach max stop order limit.")
 
 
 @dataclass
@@ -112,6 +133,13 @@ class ConditionalBook:
             futures.check_filters(lot, qty, price, trigger, reduce_only)
         if reduce_only and futures.reducible(spec.symbol, side) <= 0:
             raise BinanceError(-2022, "ReduceOnly Order is rejected.")
+        if close_position:
+            if futures.reducible(spec.symbol, side) <= 0:
+                raise GTE_NEEDS_POSITION
+            if any(c.close_position and c.side == side for c in self.open[spec.symbol].values()):
+                raise CLOSE_POSITION_EXISTS
+        if sum(len(book) for book in self.open.values()) >= MAX_CONDITIONAL:
+            raise MAX_STOP_ORDERS
         if fires(order_type, side, trigger, last):
             raise BinanceError(-2021, "Order would immediately trigger.")
         cond = Conditional(
@@ -120,7 +148,7 @@ class ConditionalBook:
             order_type=order_type,
             symbol=spec.symbol,
             side=side,
-            time_in_force=tif,
+            time_in_force="GTE_GTC" if close_position else tif,
             qty=qty or ZERO,
             trigger_price=trigger,
             price=price or ZERO,
@@ -150,7 +178,10 @@ class ConditionalBook:
 
     def on_price(self, symbol: str, price: Decimal) -> None:
         for cond in list(self.open[symbol].values()):
-            if fires(cond.order_type, cond.side, cond.trigger_price, price):
+            # An earlier trigger may have closed the position and expired this one.
+            if cond.status == "NEW" and fires(
+                cond.order_type, cond.side, cond.trigger_price, price
+            ):
                 self.trigger(cond, price)
 
     def trigger(self, cond: Conditional, price: Decimal) -> None:
@@ -192,8 +223,20 @@ class ConditionalBook:
         cond.actual_order_id = order.order_id
         futures.store(order)
         crossed = price <= order.price if cond.side == "BUY" else price >= order.price
-        if market or crossed:
+        if market or (crossed and cond.time_in_force != "GTX"):
             futures.fill(order, price)
+        elif crossed or cond.time_in_force in ("IOC", "FOK"):
+            # Neither can rest: a post-only (GTX) limit that would take, an IOC/FOK limit
+            # the market has gapped past.
+            futures.end(order, "EXPIRED")
+
+    def on_position(self, symbol: str) -> None:
+        """The position changed: closePosition orders with nothing left to close expire."""
+        for cond in list(self.open[symbol].values()):
+            if cond.close_position and self.futures.reducible(symbol, cond.side) <= 0:
+                self.open[symbol].pop(cond.algo_id)
+                cond.status = "EXPIRED"
+                cond.update_time = self.engine.now
 
     def on_actual_filled(self, order: FuturesOrder) -> None:
         cond = self.conditionals[order.algo_id or 0]
@@ -309,7 +352,7 @@ class ConditionalBook:
                 "priceMatch": "NONE",
                 "closePosition": cond.close_position,
                 "priceProtect": cond.price_protect,
-                "reduceOnly": cond.reduce_only,
+                "reduceOnly": cond.reduce_only or cond.close_position,
             }
         )
         if not query:

@@ -20,6 +20,7 @@ from decimal import Decimal
 
 from app.config import Settings
 from app.paper.algos import AlgoBook
+from app.paper.average import AveragePrice
 from app.paper.clock import Clock
 from app.paper.errors import invalid_symbol
 from app.paper.futures import FuturesBook
@@ -88,6 +89,7 @@ class Engine:
                 volatility=self.settings.paper_volatility,
                 replay=self.replay,
             )
+            self.averages = {s: AveragePrice(self.market.price(s), self.now) for s in self.specs}
             self.ledger = Ledger()
             self.ids = Ids()
             self._events: list[tuple[int, int, int]] = []
@@ -153,6 +155,10 @@ class Engine:
     def price(self, symbol: str) -> Decimal:
         return self.market.price(symbol)
 
+    def avg_price(self, symbol: str) -> Decimal:
+        """What ``GET /api/v3/avgPrice`` answers: the reference of the percent-price filter."""
+        return self.averages[symbol].value(self.now)
+
     def set_price(self, symbol: str, price: Decimal) -> None:
         self.spec(symbol)
         self.market.paths[symbol].set(price)
@@ -160,6 +166,7 @@ class Engine:
 
     def on_price(self, symbol: str) -> None:
         price = self.market.price(symbol)
+        self.averages[symbol].record(self.now, price)
         self.spot.on_price(symbol, price)
         self.futures.on_price(symbol, price)
 

@@ -4,6 +4,11 @@ account views. Conditional TP/SL orders (``/fapi/v1/algoOrder``) live in ``condi
 Cross margin in USDT at ``paper_leverage``: an order that grows exposure needs
 ``sum(|positionAmt| * price) / leverage <= walletBalance + unrealized PnL``; commission is
 ``paper_futures_fee_rate`` of the notional, in USDT. Mark price = last price.
+
+Orders that can never rest are refused as Binance refuses them: a LIMIT priced outside
+PERCENT_PRICE (1.05 / 0.95 of the mark price: -4016 / -4024), a GTX that would take (-5022),
+a reduce-only order with nothing to reduce (-2022), and any order beyond the 200 open per
+symbol (MAX_NUM_ORDERS, -2025).
 """
 
 from __future__ import annotations
@@ -17,9 +22,9 @@ from typing import TYPE_CHECKING
 from app.paper.conditional import ConditionalBook
 from app.paper.errors import BinanceError, mandatory, no_such_order, unknown_order
 from app.paper.ledger import FUTURES_ORDER
-from app.paper.numbers import ZERO, fmt, is_multiple, plain, round_down
+from app.paper.numbers import ZERO, fmt, is_multiple, plain, round_down, round_up
 from app.paper.params import Params
-from app.paper.symbols import Lot
+from app.paper.symbols import FUTURES_PERCENT_DOWN, FUTURES_PERCENT_UP, MAX_NUM_ORDERS, Lot
 
 if TYPE_CHECKING:
     from app.paper.engine import Engine
@@ -144,6 +149,7 @@ class FuturesBook:
             qty * price * self.engine.settings.paper_futures_fee_rate, Decimal("0.00000001")
         )
         self.engine.futures_wallet.credit("USDT", realized - fee)
+        self.conditional.on_position(symbol)
         return fee
 
     # /fapi/v1/order -----------------------------------------------------------------------
@@ -178,6 +184,11 @@ class FuturesBook:
         client_id = self.client_id(spec.symbol, p.get("newClientOrderId"))
         last = engine.price(spec.symbol)
         self.check_filters(spec.usdm, qty, price, last, reduce_only)
+        if order_type == "LIMIT":
+            assert price is not None
+            self.check_percent_price(spec.usdm, price, last)
+        if len(self.open[spec.symbol]) >= MAX_NUM_ORDERS:
+            raise BinanceError(-2025, "Reach max open order limit.")
         if reduce_only and self.reducible(spec.symbol, side) <= 0:
             raise REDUCE_ONLY_REJECTED
         fill_now = order_type == "MARKET" or (
@@ -255,6 +266,16 @@ class FuturesBook:
                 f"Order's notional must be no smaller than {plain(lot.min_notional)} "
                 "(unless you choose reduce only).",
             )
+
+    @staticmethod
+    def check_percent_price(lot: Lot, price: Decimal, mark: Decimal) -> None:
+        """PERCENT_PRICE: a LIMIT price far from the mark price can never rest."""
+        cap = round_down(mark * FUTURES_PERCENT_UP, lot.tick)
+        if price > cap:
+            raise BinanceError(-4016, f"Limit price can't be higher than {plain(cap)}.")
+        floor = round_up(mark * FUTURES_PERCENT_DOWN, lot.tick)
+        if price < floor:
+            raise BinanceError(-4024, f"Limit price can't be lower than {plain(floor)}.")
 
     @staticmethod
     def check_price(lot: Lot, price: Decimal) -> None:

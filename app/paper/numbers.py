@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Decimal
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -20,6 +20,13 @@ def round_down(value: Decimal, step: Decimal) -> Decimal:
     if step <= 0:
         return value
     return (value / step).to_integral_value(rounding=ROUND_DOWN) * step
+
+
+def round_up(value: Decimal, step: Decimal) -> Decimal:
+    """Smallest multiple of ``step`` not below ``value`` (for non-negative values)."""
+    if step <= 0:
+        return value
+    return (value / step).to_integral_value(rounding=ROUND_UP) * step
 
 
 def is_multiple(value: Decimal, step: Decimal) -> bool:

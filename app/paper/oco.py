@@ -1,6 +1,9 @@
 """OCO order lists (``POST /api/v3/orderList/oco``): an above and a below leg sharing one
-reservation. When a leg triggers or fills, the other leg ends ``EXPIRED`` (expiryReason
-``OCO_TRIGGER``) and the list is ``ALL_DONE``.
+reservation. When a leg triggers or starts to fill, the other leg ends ``EXPIRED``
+(expiryReason ``OCO_TRIGGER``). The list is ``ALL_DONE`` only once no leg is open: a
+stop-limit leg that a gap triggered past its limit rests unfilled as a working limit order,
+and until it fills or is cancelled the list still reads ``EXECUTING`` (reference §9),
+although nothing protects the position at the stop any more.
 """
 
 from __future__ import annotations
@@ -14,13 +17,16 @@ from app.paper.errors import (
     BAD_PRICE_RELATIONSHIP,
     DUPLICATE_ORDER,
     BinanceError,
+    filter_failure,
     mandatory,
+    not_required,
     rejected,
 )
 from app.paper.ledger import OCO
 from app.paper.numbers import ZERO
-from app.paper.orders import SpotOrder, render_cancel, render_report
+from app.paper.orders import STOP_TYPES, SpotOrder, render_cancel, render_report
 from app.paper.params import Params
+from app.paper.symbols import MAX_NUM_ORDER_LISTS
 from app.paper.wallet import Reservation
 
 if TYPE_CHECKING:
@@ -92,8 +98,13 @@ class OcoBook:
         if not ok:
             raise rejected(BAD_PRICE_RELATIONSHIP)
         for leg in (below, above):
-            spot.check_filters(spec, leg.type, side, qty, leg.price, leg.stop, last)
-        spot.check_counts(spec.symbol, 1, new_orders=2)
+            spot.check_filters(spec, leg.type, side, qty, leg.price, leg.stop)
+        # Every stop or take-profit leg counts against MAX_NUM_ALGO_ORDERS, a LIMIT_MAKER does not.
+        stop_legs = sum(1 for leg in (above, below) if leg.type in STOP_TYPES)
+        spot.check_counts(spec.symbol, stop_legs, new_orders=2)
+        open_lists = sum(1 for o in self.open_lists.values() if o.symbol == spec.symbol)
+        if open_lists >= MAX_NUM_ORDER_LISTS:
+            raise filter_failure("MAX_NUM_ORDER_LISTS")
         list_client_id = p.get("listClientOrderId") or engine.random_id()
         existing = self.by_client.get(list_client_id)
         if existing is not None and self.lists[existing].is_open:
@@ -173,27 +184,35 @@ class OcoBook:
         for name, value in needs:
             if value is None:
                 raise mandatory(name)
-        if leg_type in ("STOP_LOSS", "TAKE_PROFIT"):
-            leg.price = None
-        if leg_type == "LIMIT_MAKER":
-            leg.stop = None
+        if leg_type in ("STOP_LOSS", "TAKE_PROFIT") and leg.price is not None:
+            raise not_required(f"{prefix}Price")
+        if leg_type == "LIMIT_MAKER" and leg.stop is not None:
+            raise not_required(f"{prefix}StopPrice")
         return leg
 
     # events -------------------------------------------------------------------------------
 
     def on_leg_event(self, order: SpotOrder) -> None:
-        """A leg triggered or is about to fill: the other leg expires, the list is done."""
+        """A leg triggered or is about to fill: the other leg expires and the list's
+        reservation passes to this leg (the list itself ends when this leg does)."""
         if order.list_id < 0:
             return
         order_list = self.lists[order.list_id]
-        if not order_list.is_open:
+        if not order_list.is_open or order_list.reservation is None:
             return
+        order.reservation, order_list.reservation = order_list.reservation, None
         for leg_id in order_list.leg_ids:
             other = self.spot.orders[leg_id]
             if other is not order and other.is_open:
                 self.spot.end(other, "EXPIRED", "OCO_TRIGGER")
-        order.reservation, order_list.reservation = order_list.reservation, None
-        self._finish(order_list)
+
+    def on_leg_done(self, order: SpotOrder) -> None:
+        """A leg filled, was cancelled or expired: the list is done once no leg is open."""
+        if order.list_id < 0:
+            return
+        order_list = self.lists[order.list_id]
+        if order_list.is_open and not any(self.spot.orders[i].is_open for i in order_list.leg_ids):
+            self._finish(order_list)
 
     def _finish(self, order_list: OrderList) -> None:
         order_list.list_status_type = "ALL_DONE"

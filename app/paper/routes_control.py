@@ -1,7 +1,8 @@
 """``/paper/...``: what Binance does not have. No signature; bind the server to localhost.
 
-The ledger (the judge for exactly-once tests), prices, volatility, balances, positions, fault
-switches, per-algo fill pace, the API key's restrictions, the manual clock, and a reset.
+The ledger (the judge for exactly-once tests), prices and price gaps, volatility, balances,
+positions, fault switches, per-algo fill pace, the API key's restrictions, the manual clock,
+and a reset.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.paper import gaps
 from app.paper.clock import ManualClock
 from app.paper.deps import Paper, default_restrictions
 from app.paper.faults import FaultSpec
@@ -29,6 +31,12 @@ class Strict(BaseModel):
 class PriceBody(Strict):
     symbol: str
     price: Decimal = Field(gt=0)
+
+
+class GapBody(Strict):
+    symbol: str
+    to: Decimal = Field(gt=0)
+    start: Decimal | None = Field(None, gt=0, alias="from")
 
 
 class VolatilityBody(Strict):
@@ -118,6 +126,14 @@ def set_price(body: PriceBody, paper: Paper) -> Response:
         return JSONResponse({"symbol": symbol, "price": fmt8(engine.price(symbol))})
 
 
+@router.post("/gap")
+def gap(body: GapBody, paper: Paper) -> Response:
+    """Jump straight to ``to`` (from ``from`` when given): nothing trades in between."""
+    with paper.engine.session() as engine:
+        symbol = _symbol(paper, body.symbol)
+        return JSONResponse(gaps.jump(engine, symbol, body.to, body.start))
+
+
 @router.post("/volatility")
 def set_volatility(body: VolatilityBody, paper: Paper) -> Response:
     with paper.engine.session() as engine:
@@ -163,6 +179,7 @@ def set_position(body: PositionBody, paper: Paper) -> Response:
         position.amt = body.positionAmt
         position.entry = ZERO if not body.positionAmt else (body.entryPrice or engine.price(symbol))
         position.update_time = engine.now
+        engine.futures.conditional.on_position(symbol)
         return JSONResponse(render_position(engine.futures, position, 2))
 
 

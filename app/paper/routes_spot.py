@@ -7,6 +7,7 @@ import json
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
+from app.paper.average import AVG_PRICE_MINS
 from app.paper.deps import Paper, Public, Signed
 from app.paper.errors import BinanceError, invalid_symbol
 from app.paper.numbers import fmt8
@@ -69,7 +70,8 @@ def ticker_price(p: Public, paper: Paper) -> Response:
 def avg_price(p: Public, paper: Paper) -> Response:
     with paper.engine.session() as engine:
         symbol = engine.spec(p.text("symbol")).symbol
-        return ok({"mins": 5, "price": fmt8(engine.price(symbol)), "closeTime": engine.now})
+        price = fmt8(engine.avg_price(symbol))
+        return ok({"mins": AVG_PRICE_MINS, "price": price, "closeTime": engine.now})
 
 
 @router.get("/api/v3/account")

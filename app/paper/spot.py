@@ -84,7 +84,7 @@ class SpotBook:
             assert quote_qty is not None
             qty = round_down(quote_qty / last, spec.spot.step)
         assert qty is not None
-        self.check_filters(spec, order_type, side, qty, limit, stop, last)
+        self.check_filters(spec, order_type, side, qty, limit, stop)
         self.check_counts(spec.symbol, 1 if order_type in STOP_TYPES else 0)
         if order_type in STOP_TYPES:
             assert stop is not None
@@ -194,7 +194,6 @@ class SpotBook:
         qty: Decimal,
         limit: Decimal | None,
         stop: Decimal | None,
-        last: Decimal,
     ) -> None:
         lot = spec.spot
         for name, value in (("quantity", qty), ("price", limit), ("stopPrice", stop)):
@@ -218,15 +217,17 @@ class SpotBook:
                 or not is_multiple(value - lot.min_price, lot.tick)
             ):
                 raise filter_failure("PRICE_FILTER")
+        average = self.engine.avg_price(spec.symbol)
         if limit is not None:
+            # Against the 5-minute average, not the last price: after a gap the two differ.
             up, down = (
                 (PERCENT_BID_UP, PERCENT_BID_DOWN)
                 if side == "BUY"
                 else (PERCENT_ASK_UP, PERCENT_ASK_DOWN)
             )
-            if not last * down <= limit <= last * up:
+            if not average * down <= limit <= average * up:
                 raise filter_failure("PERCENT_PRICE_BY_SIDE")
-        reference = limit or stop or last
+        reference = limit or stop or average
         if qty * reference < lot.min_notional:
             raise filter_failure("NOTIONAL")
 
@@ -305,6 +306,7 @@ class SpotBook:
             order.working_time = engine.now
         if not order.is_open:
             self.open[order.symbol].pop(order.order_id, None)
+            self.oco.on_leg_done(order)
 
     def on_price(self, symbol: str, price: Decimal) -> None:
         for order in list(self.open[symbol].values()):
@@ -326,6 +328,16 @@ class SpotBook:
                 # A limit that was already resting fills at its price (maker); one that has
                 # just been triggered into a crossed market takes the current price.
                 self.fill_or_expire(order, price if just_triggered else order.price)
+            elif just_triggered and order.time_in_force in ("IOC", "FOK"):
+                # The market gapped past the limit: an IOC/FOK stop-limit cannot rest.
+                reason = (
+                    "UNFILLED_IOC_QUANTITY_EXPIRED"
+                    if order.time_in_force == "IOC"
+                    else "UNFILLED_FOK_ORDER_EXPIRED"
+                )
+                self.end(order, "EXPIRED", reason)
+            # Otherwise a stop-limit triggered past its limit rests as a limit order: NEW,
+            # isWorking, and no longer a stop; the position is unprotected.
 
     def fill_or_expire(self, order: SpotOrder, price: Decimal) -> None:
         try:
@@ -340,6 +352,7 @@ class SpotBook:
         order.expiry_reason = reason
         order.update_time = self.engine.now
         self.open[order.symbol].pop(order.order_id, None)
+        self.oco.on_leg_done(order)
 
     # queries and cancels ------------------------------------------------------------------
 

@@ -103,6 +103,9 @@ FUTURES_RATE_LIMITS = [
 PERCENT_BID_UP, PERCENT_BID_DOWN = D(5), D("0.2")
 PERCENT_ASK_UP, PERCENT_ASK_DOWN = D(5), D("0.2")
 MAX_NUM_ORDERS = 200
+# USD-M PERCENT_PRICE: a LIMIT price must stay within these multiples of the mark price.
+FUTURES_PERCENT_UP, FUTURES_PERCENT_DOWN = D("1.0500"), D("0.9500")
+MAX_NUM_ORDER_LISTS = 20
 
 
 def spot_symbol_info(spec: SymbolSpec, max_algo_orders: int) -> dict[str, object]:
@@ -174,6 +177,7 @@ def spot_symbol_info(spec: SymbolSpec, max_algo_orders: int) -> dict[str, object
             },
             {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": MAX_NUM_ORDERS},
             {"filterType": "MAX_NUM_ALGO_ORDERS", "maxNumAlgoOrders": max_algo_orders},
+            {"filterType": "MAX_NUM_ORDER_LISTS", "maxNumOrderLists": MAX_NUM_ORDER_LISTS},
         ],
         "permissions": [],
         "permissionSets": [["SPOT"]],
@@ -238,12 +242,12 @@ def futures_symbol_info(spec: SymbolSpec) -> dict[str, object]:
                 "maxQty": plain(lot.market_max_qty),
                 "stepSize": plain(lot.step),
             },
-            {"filterType": "MAX_NUM_ORDERS", "limit": 200},
+            {"filterType": "MAX_NUM_ORDERS", "limit": MAX_NUM_ORDERS},
             {"filterType": "MIN_NOTIONAL", "notional": plain(lot.min_notional)},
             {
                 "filterType": "PERCENT_PRICE",
-                "multiplierUp": "1.0500",
-                "multiplierDown": "0.9500",
+                "multiplierUp": f"{FUTURES_PERCENT_UP:f}",
+                "multiplierDown": f"{FUTURES_PERCENT_DOWN:f}",
                 "multiplierDecimal": "4",
             },
         ],

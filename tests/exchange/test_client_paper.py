@@ -23,7 +23,12 @@ from app.exchange import (
     Temporary,
     UnknownOutcome,
 )
-from app.exchange.filters import prepare_order
+from app.exchange.filters import (
+    FilterViolation,
+    PercentPriceRule,
+    check_percent_price,
+    prepare_order,
+)
 from app.exchange.ids import client_algo_id, client_order_id
 from app.exchange.models import AlgoStatus, OrderStatus
 from app.exchange.orders import OcoLeg
@@ -179,6 +184,25 @@ def test_oco_bracket_places_triggers_and_finishes(
         client.cancel_order_list("BTCUSDT", list_client_order_id=list_id)
 
 
+def test_percent_price_rule_and_average_agree_with_the_paper_after_a_gap(
+    client: BinanceClient, control: httpx.Client
+) -> None:
+    rules = client.symbol_rules("BTCUSDT")  # parsed next to MAX_NUM_ORDER_LISTS & co.
+    assert rules.percent_price == PercentPriceRule(D(5), D("0.2"), D(5), D("0.2"))
+    advance(control, 300)
+    set_price(control, "BTCUSDT", "12000")  # a gap: the 5-minute average still says 65000
+    average = client.avg_price("BTCUSDT").price
+    assert average == D(65000)
+    with pytest.raises(FilterViolation, match="PERCENT_PRICE_BY_SIDE"):
+        check_percent_price(rules, D(12500), "SELL", average)
+    with pytest.raises(Rejected) as caught:
+        client.new_order(
+            symbol="BTCUSDT", side="SELL", type="LIMIT_MAKER", quantity=D("0.01"),
+            price=D(12500), new_client_order_id=client_order_id("sig-pp", "tp"),
+        )  # fmt: skip
+    assert caught.value.code == -1013 and "PERCENT_PRICE_BY_SIDE" in caught.value.msg
+
+
 def test_oco_cancel(client: BinanceClient) -> None:
     list_id = client_order_id("sig-4", "oco")
     client.new_oco(
@@ -252,7 +276,7 @@ def test_futures_orders_positions_and_conditional_orders(client: BinanceClient) 
     tp_id = client_order_id("sig-8", "tp")
     tp = client.new_futures_order(
         symbol="BTCUSDT", side="SELL", type="LIMIT", quantity=D("0.01"),
-        price=(mark * D("1.2")).quantize(D("0.1")), time_in_force="GTC", reduce_only=True,
+        price=(mark * D("1.04")).quantize(D("0.1")), time_in_force="GTC", reduce_only=True,
         new_client_order_id=tp_id,
     )  # fmt: skip
     assert tp.is_open and tp.reduceOnly
@@ -289,7 +313,7 @@ def test_usd_m_order_and_conditional_placed_twice_raise_duplicate(
     def place_limit() -> Any:
         return client.new_futures_order(
             symbol="BTCUSDT", side="BUY", type="LIMIT", quantity=D("0.01"),
-            price=(mark * D("0.8")).quantize(D("0.1")), time_in_force="GTC",
+            price=(mark * D("0.96")).quantize(D("0.1")), time_in_force="GTC",
             new_client_order_id=cid,
         )  # fmt: skip
 

@@ -154,10 +154,10 @@ def test_order_filters(bn: BinanceTestClient) -> None:
     )
     assert bn.error("POST", ORDER, {**base, "quantity": "0.001", "price": "60000"}) == (400, -4164)
     placed = bn.ok(
-        "POST", ORDER, {**base, "quantity": "0.01", "price": "60000", "newClientOrderId": "same"}
+        "POST", ORDER, {**base, "quantity": "0.01", "price": "62000", "newClientOrderId": "same"}
     )
     again = bn.call(
-        "POST", ORDER, {**base, "quantity": "0.01", "price": "60000", "newClientOrderId": "same"}
+        "POST", ORDER, {**base, "quantity": "0.01", "price": "62000", "newClientOrderId": "same"}
     )
     assert again.json()["code"] == -4116
     cancelled = bn.ok("DELETE", ORDER, {"symbol": "BTCUSDT", "orderId": placed["orderId"]})
@@ -233,7 +233,13 @@ def test_buy_stop_on_a_short_and_cancel(bn: BinanceTestClient, clock: ManualCloc
     drop = bn.ok(
         "POST",
         ALGO,
-        {**common, "triggerPrice": "3400", "closePosition": "true", "clientAlgoId": "drop"},
+        {
+            **common,
+            "triggerPrice": "3400",
+            "quantity": "1",
+            "reduceOnly": "true",
+            "clientAlgoId": "drop",
+        },
     )
     assert bn.ok("DELETE", ALGO, {"clientAlgoId": "drop"}) == {
         "algoId": drop["algoId"],

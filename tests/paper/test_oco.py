@@ -109,6 +109,7 @@ def test_price_relationship_and_type_rules(bn: BinanceTestClient) -> None:
     }
     assert bn.error("POST", OCO, sell_bracket("pk-bad", belowStopPrice="66000")) == (400, -2010)
     both_limits = sell_bracket("pk-bad", belowType="LIMIT_MAKER", belowPrice="60000")
+    del both_limits["belowStopPrice"], both_limits["belowTimeInForce"]
     assert bn.error("POST", OCO, both_limits) == (400, -1168)
     missing = sell_bracket("pk-bad")
     del missing["belowTimeInForce"]
