@@ -269,6 +269,7 @@ def plan_entry(
             limit = round_price(rules, execution.price, side)
             quantity = _sized(signal, rules, limit, market_order=False)
             check_notional(rules, quantity, limit)
+            check_percent_price(rules, limit, side, price)  # else the exchange refuses it
             intent = replace(base, kind="limit", quantity=quantity, price=limit)
         else:
             intent = _algo(

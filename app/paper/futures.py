@@ -88,6 +88,10 @@ class FuturesBook:
         self.open: dict[str, dict[int, FuturesOrder]] = {s: {} for s in engine.specs}
         self.by_client: dict[tuple[str, str], int] = {}
         self.conditional = ConditionalBook(self)
+        # Binance may answer a MARKET order NEW, executed 0, under load, and fill it a moment
+        # later; with this on (``POST /paper/futures-busy``) every MARKET order does: it is
+        # accepted NEW and fills at the next price move.
+        self.market_rests = False
 
     # accounting ---------------------------------------------------------------------------
 
@@ -191,7 +195,7 @@ class FuturesBook:
             raise BinanceError(-2025, "Reach max open order limit.")
         if reduce_only and self.reducible(spec.symbol, side) <= 0:
             raise REDUCE_ONLY_REJECTED
-        fill_now = order_type == "MARKET" or (
+        fill_now = (order_type == "MARKET" and not self.market_rests) or (
             price is not None and (last <= price if side == "BUY" else last >= price)
         )
         if order_type == "LIMIT" and tif == "GTX" and fill_now:
@@ -327,7 +331,9 @@ class FuturesBook:
 
     def on_price(self, symbol: str, price: Decimal) -> None:
         for order in list(self.open[symbol].values()):
-            if order.is_open and (
+            if order.is_open and order.type == "MARKET":
+                self.fill(order, price)  # a MARKET order accepted while busy
+            elif order.is_open and (
                 price <= order.price if order.side == "BUY" else price >= order.price
             ):
                 self.fill(order, order.price)

@@ -39,6 +39,10 @@ class GapBody(Strict):
     start: Decimal | None = Field(None, gt=0, alias="from")
 
 
+class BusyBody(Strict):
+    on: bool
+
+
 class VolatilityBody(Strict):
     symbol: str | None = None
     volatility: Decimal = Field(ge=0)
@@ -132,6 +136,14 @@ def gap(body: GapBody, paper: Paper) -> Response:
     with paper.engine.session() as engine:
         symbol = _symbol(paper, body.symbol)
         return JSONResponse(gaps.jump(engine, symbol, body.to, body.start))
+
+
+@router.post("/futures-busy")
+def set_futures_busy(body: BusyBody, paper: Paper) -> Response:
+    """USD-M MARKET orders answered NEW (executed 0) and filled at the next price move."""
+    with paper.engine.session() as engine:
+        engine.futures.market_rests = body.on
+        return JSONResponse({"busy": body.on})
 
 
 @router.post("/volatility")

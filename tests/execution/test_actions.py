@@ -92,7 +92,7 @@ def test_spot_twap_entry_with_levels_is_working_with_a_pending_bracket(
     ("execution", "kind", "ledger_kind"),
     [
         ({"type": "market"}, "market", "futures_order"),
-        ({"type": "limit", "price": "60000"}, "limit", "futures_order"),
+        ({"type": "limit", "price": "63000"}, "limit", "futures_order"),
         ({"type": "twap", "duration": 600}, "twap", "futures_twap"),
         ({"type": "vp", "urgency": "medium"}, "vp", "futures_vp"),
     ],

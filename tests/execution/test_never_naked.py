@@ -10,6 +10,7 @@ from sqlalchemy import select
 from app.db import session_scope
 from app.execution.context import ExecContext
 from app.execution.protection import held, protect_position
+from app.execution.resting import follow_resting_orders
 from app.models import Event, Position
 from tests.execution.conftest import (
     Paper,
@@ -226,3 +227,30 @@ def test_a_usdm_replacement_cut_short_cancels_the_superseded_bracket_next_pass(
         e for e in ledger(control, kind="futures_conditional") if e["client_id"] in
         {o.client_id for o in live}
     ]  # fmt: skip
+
+
+def test_a_usdm_market_entry_answered_new_is_followed_until_filled_then_protected(
+    ctx: ExecContext, control: httpx.Client
+) -> None:
+    set_price(control, "BTCUSDT", "65000")
+    control.post("/futures-busy", json={"on": True}).raise_for_status()
+    sid = submit(ctx, symbol="BTCUSDT.P", quantity="0.02", take_profit="70000",
+                 stop_loss="60000")  # fmt: skip
+
+    outcome = run(ctx, sid)
+
+    assert outcome.status == "working", outcome.reason
+    (entry,) = orders(ctx, sid)
+    assert (entry.kind, entry.status, entry.executed_qty) == ("market", "working", D(0))
+    assert working_brackets(ctx) == []
+
+    set_price(control, "BTCUSDT", "65010")  # the exchange gets to it
+    assert follow_resting_orders(ctx) >= 1
+
+    entry = next(o for o in orders(ctx, sid) if o.leg == "entry")
+    assert (entry.status, entry.executed_qty) == ("filled", D("0.02"))
+    legs = working_brackets(ctx)
+    assert sorted((o.leg, o.quantity) for o in legs) == [
+        ("bracket-sl", D("0.02")), ("bracket-tp", D("0.02")),
+    ]  # fmt: skip
+    assert signal_row(ctx, sid).status == "done"

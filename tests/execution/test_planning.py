@@ -392,3 +392,14 @@ def test_stop_limit_price_off_the_tick_rounds_toward_filling() -> None:
     # down, a BUY limit up (the opposite of a take-profit's "never worse" rounding).
     assert stop_limit_price(SPOT, D("60000"), "SELL", D("0"), D("59900.005")) == D("59900.00")
     assert stop_limit_price(SPOT, D("60000"), "BUY", D("0"), D("60100.001")) == D("60100.01")
+
+
+def test_a_limit_entry_outside_percent_price_is_refused_before_sending() -> None:
+    rules = replace(USDM, percent_price=PercentPriceRule(D("1.05"), D("0.95"), D("1.05"), D("0.95"),
+                                                          "PERCENT_PRICE"))  # fmt: skip
+    far = signal(market="usdm", quantity="0.01", execution={"type": "limit", "price": "60000"})
+    with pytest.raises(Refused, match="PERCENT_PRICE"):
+        plan_entry(far, SID, rules=rules, price=PRICE, limits=LIMITS)
+    near = signal(market="usdm", quantity="0.01", execution={"type": "limit", "price": "63000"})
+    (intent,) = plan_entry(near, SID, rules=rules, price=PRICE, limits=LIMITS).intents
+    assert (intent.kind, intent.price) == ("limit", D("63000"))

@@ -142,3 +142,32 @@ def test_an_entry_that_fills_nothing_closes_its_position(desk: Desk) -> None:
     # ... so the strategy's next entry on the symbol is not refused by a stale position.
     again = desk.submit(quantity="0.01")
     assert desk.run(again).status == "done"
+
+
+def test_a_stop_limit_the_price_gapped_past_is_stopped_out_at_market(desk: Desk) -> None:
+    levels = {
+        "take_profit": {"price": "70000"},
+        "stop_loss": {"stop_price": "60000", "limit_price": "59700", "type": "limit"},
+    }
+    entry = desk.entry(quantity="0.03", duration=30, bracket=levels)
+    for _ in range(10):
+        desk.advance(INTERVAL)
+        desk.cycle()
+        if desk.order(entry.order_id).status != OrderStatus.WORKING:
+            break
+    (oco,) = live(desk, "oco")
+    assert oco.extra is not None and oco.extra["below"]["type"] == "STOP_LOSS_LIMIT"
+
+    # The market jumps from above the stop to below its limit: the stop triggers, its
+    # limit sell rests unfilled, and the list still reads EXECUTING.
+    desk.paper("POST", "/gap", {"symbol": "BTCUSDT", "from": "60500", "to": "58000"})
+    report = desk.cycle()
+
+    assert report.stop_outs == 1
+    position = desk.position(entry.position_id)
+    assert position.status == "closed" and held(position) == 0
+    (close,) = desk.orders(kind="market")
+    assert close.leg.startswith("close-stop") and close.status == OrderStatus.FILLED
+    assert desk.order(oco.id).status == OrderStatus.CANCELLED
+    (event,) = desk.events("stop_out")
+    assert "gapped past the stop-limit" in event.message

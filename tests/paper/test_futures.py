@@ -265,3 +265,20 @@ def test_conditional_parameter_rules(bn: BinanceTestClient) -> None:
         "POST", ALGO, {**common, "triggerPrice": "60000", "quantity": "0.1", "algoType": "X"}
     ) == (400, -1100)
     assert bn.ledger(kind="futures_conditional") == []
+
+
+def test_a_busy_exchange_answers_market_orders_new_and_fills_them_at_the_next_move(
+    bn: BinanceTestClient,
+) -> None:
+    bn.control("POST", "/futures-busy", {"on": True})
+    params = {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.05",
+              "newOrderRespType": "RESULT"}  # fmt: skip
+    answer = bn.ok("POST", ORDER, params)
+    assert (answer["status"], answer["executedQty"]) == ("NEW", "0.000")
+    bn.set_price("BTCUSDT", "65100")
+    queried = bn.ok("GET", ORDER, {"symbol": "BTCUSDT", "orderId": answer["orderId"]})
+    assert (queried["status"], queried["executedQty"], queried["avgPrice"]) == (
+        "FILLED", "0.050", "65100.00",
+    )  # fmt: skip
+    bn.control("POST", "/futures-busy", {"on": False})
+    assert bn.ok("POST", ORDER, params)["status"] == "FILLED"
