@@ -47,7 +47,7 @@ from app.execution.brackets import (
     place_bracket_row,
 )
 from app.execution.cancels import cancel_order
-from app.execution.claims import Claim
+from app.execution.claims import Claim, transition
 from app.execution.context import ExecContext
 from app.execution.journal import add_orders, event
 from app.execution.placement import OrderRejected, place
@@ -62,7 +62,7 @@ from app.execution.planning import (
     plan_market_close,
 )
 from app.execution.positions import ENTRY_LEG, apply_exit_fills
-from app.models import Order, OrderStatus, Position
+from app.models import Order, OrderStatus, Position, SignalStatus
 
 log = logging.getLogger(__name__)
 
@@ -432,21 +432,33 @@ def stop_out(
         # Its final fills are not known yet: the bracket keeps protecting what it covers,
         # and the next pass, with the entry ended, stops out the whole holding.
         return None
+    # The entry's signal ends with it (the monitor, which ends the signals of the algos it
+    # sees end, no longer sees a cancelled row): a signal left ``working`` would refuse the
+    # strategy's next entry on the symbol as "still live".
+    for order in ended:
+        if order.signal_id is not None:
+            transition(session, order.signal_id, (SignalStatus.WORKING.value,),
+                       SignalStatus.CANCELLED, why)  # fmt: skip
+    session.commit()
     for order in brackets:
         cancel_order(ctx, order.id, reason=why, claim=claim)
     from app.execution.positions import apply_entry_fills
 
+    rules = ctx.client.symbol_rules(position.symbol, position.market)  # type: ignore[arg-type]
+    dust = rules.lot.step_size if rules.lot is not None else ZERO
     session.refresh(position)
     apply_entry_fills(session, position)
-    apply_exit_fills(session, position)
+    # Less than a lot left after exits (a stop that sold what it covered while the entry
+    # still bought): no order can sell it, so it is dust and the position closes.
+    apply_exit_fills(session, position, dust=dust)
     holding = held(position)
     session.commit()
-    if holding <= 0:
-        event(session, "stop_out", f"{why}; nothing held", signal_id=position.opened_by,
+    if holding <= 0 or position.status != "open":
+        left = f"; dust {holding} left" if holding > 0 else "; nothing held"
+        event(session, "stop_out", f"{why}{left}", signal_id=position.opened_by,
               position_id=position.id)  # fmt: skip
         session.commit()
         return None
-    rules = ctx.client.symbol_rules(position.symbol, position.market)  # type: ignore[arg-type]
     price = current_price(ctx, position.market, position.symbol)
     quantity = holding
     if position.market == "spot" and position.side == "BUY":
@@ -474,7 +486,6 @@ def stop_out(
              unprotected=True)  # fmt: skip
         return None
     session.refresh(position)
-    dust = rules.lot.step_size if rules.lot is not None else ZERO
     apply_exit_fills(session, position, dust=dust)
     session.commit()
     return placed

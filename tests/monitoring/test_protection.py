@@ -142,3 +142,66 @@ def test_an_entry_that_fills_nothing_closes_its_position(desk: Desk) -> None:
     # ... so the strategy's next entry on the symbol is not refused by a stale position.
     again = desk.submit(quantity="0.01")
     assert desk.run(again).status == "done"
+
+
+def test_a_stop_out_ends_the_entry_signal_so_the_next_entry_is_not_refused(desk: Desk) -> None:
+    entry = desk.entry(quantity="0.3", duration=60, bracket=BRACKET)
+    desk.advance(INTERVAL * 2)
+    desk.cycle()
+    desk.set_price("BTCUSDT", "59000")
+    desk.cycle()
+    assert desk.order(entry.order_id).status == OrderStatus.CANCELLED
+
+    signal = desk.signal(entry.signal_id)
+    assert signal.status == "cancelled"
+    assert "stop-out" in (signal.status_reason or "")
+    desk.advance(INTERVAL)
+    desk.cycle()
+    assert desk.position(entry.position_id).status == "closed"
+    again = desk.submit(quantity="0.01")
+    assert desk.run(again).status == "done"
+
+
+def test_less_than_a_lot_left_by_the_exchanges_stop_while_the_entry_bought_closes_it(
+    desk: Desk,
+) -> None:
+    # Children of 0.25/60 BTC less the 0.1 % fee: the holding has digits below the lot step,
+    # the bracket covers it rounded down, and the stop sells exactly that.
+    entry = desk.entry(quantity="0.25", duration=60, bracket=BRACKET)
+    desk.advance(INTERVAL * 4)
+    desk.cycle()
+    desk.set_price("BTCUSDT", "59000")  # the OCO's stop sells what it covers, now
+    desk.cycle()  # records that exit, then stops the entry out: only dust is left
+
+    position = desk.position(entry.position_id)
+    assert position.status == "closed"
+    assert D(0) < held(position) < D("0.00001")
+    assert not desk.events("unprotected")
+    assert desk.signal(entry.signal_id).status == "cancelled"
+    again = desk.submit(quantity="0.01")
+    assert desk.run(again).status == "done"
+
+
+def test_dust_left_after_an_exit_closes_the_position_once_its_entry_ends(desk: Desk) -> None:
+    # An entry the pace policy never cancels, so it ends after the exit was recorded.
+    entry = desk.entry(quantity="0.25", duration=60, bracket=BRACKET, pace={"min_ratio": 0})
+    desk.advance(INTERVAL * 4)
+    desk.cycle()
+    desk.fill_ratio(entry.client_id, "0")  # the entry buys nothing more
+    desk.set_price("BTCUSDT", "59000")  # the OCO's stop sells what it covers ...
+    desk.set_price("BTCUSDT", "65000")  # ... and the price is back before the next cycle
+    desk.cycle()
+    assert desk.position(entry.position_id).status == "open"  # the entry may still buy
+    for _ in range(20):
+        desk.advance(INTERVAL)
+        desk.cycle()
+        if desk.order(entry.order_id).status != OrderStatus.WORKING:
+            break
+    desk.cycle()
+
+    assert desk.signal(entry.signal_id).status == "done"
+    position = desk.position(entry.position_id)
+    assert position.status == "closed"
+    assert D(0) < held(position) < D("0.00001")
+    again = desk.submit(quantity="0.01")
+    assert desk.run(again).status == "done"
