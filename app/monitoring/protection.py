@@ -11,7 +11,8 @@ followed resting orders, so what it reads is this cycle's truth. For each open p
   strategy and symbol is not refused by a stale one;
 * a stop the market crossed while the entry still buys (the exchange's stop protects only
   what was filled when it triggered), or a spot stop-limit the price gapped past (it rests
-  unfilled while its list reads "executing"), applies the crossed-stop rule;
+  unfilled: its OCO list is done, the leg is not, and the bracket row stays working),
+  applies the crossed-stop rule;
 * otherwise ``protect_position`` places, grows, shrinks or restores its bracket (cancelled
   outside Pacekeeper, expired, rejected earlier with other inputs).
 

@@ -205,3 +205,34 @@ def test_dust_left_after_an_exit_closes_the_position_once_its_entry_ends(desk: D
     assert D(0) < held(position) < D("0.00001")
     again = desk.submit(quantity="0.01")
     assert desk.run(again).status == "done"
+
+
+def test_a_gap_past_a_stop_limit_stops_out_and_cancels_the_resting_leg(desk: Desk) -> None:
+    levels = {**BRACKET, "stop_loss": {"stop_price": "60000", "limit_price": "59900"}}
+    entry = desk.entry(quantity="0.03", duration=30, bracket=levels)
+    for _ in range(10):
+        desk.advance(INTERVAL)
+        desk.cycle()
+        if desk.order(entry.order_id).status != OrderStatus.WORKING:
+            break
+    desk.cycle()
+    (oco,) = live(desk, "oco")
+    start = D(desk.paper("GET", "/balances")["spot"]["BTC"]["free"]) + oco.quantity
+
+    # One jump past the stop and its limit: the stop leg triggers, its OCO list is done,
+    # and the leg rests as a limit sell above the market.
+    desk.set_price("BTCUSDT", "59000")
+    report = desk.cycle()
+
+    assert report.stop_outs == 1
+    assert desk.ctx.client.open_orders("BTCUSDT") == []  # the resting leg was cancelled
+    position = desk.position(entry.position_id)
+    assert position.status == "closed" and position.exit_quantity == oco.quantity
+    (close,) = desk.orders(kind="market")
+    assert close.executed_qty == oco.quantity
+    # The price comes back through the old limit: nothing else sells.
+    desk.set_price("BTCUSDT", "65000")
+    desk.advance(INTERVAL)
+    desk.cycle()
+    btc = desk.paper("GET", "/balances")["spot"]["BTC"]
+    assert D(btc["free"]) + D(btc["locked"]) == start - oco.quantity
