@@ -236,3 +236,24 @@ def test_a_gap_past_a_stop_limit_stops_out_and_cancels_the_resting_leg(desk: Des
     desk.cycle()
     btc = desk.paper("GET", "/balances")["spot"]["BTC"]
     assert D(btc["free"]) + D(btc["locked"]) == start - oco.quantity
+
+
+def test_cancelling_a_bracket_whose_leg_already_filled_records_the_exit(desk: Desk) -> None:
+    from app.execution.cancels import cancel_order
+
+    entry = desk.entry(quantity="0.03", duration=30, bracket=BRACKET)
+    for _ in range(10):
+        desk.advance(INTERVAL)
+        desk.cycle()
+        if desk.order(entry.order_id).status != OrderStatus.WORKING:
+            break
+    desk.cycle()
+    (oco,) = live(desk, "oco")
+    desk.set_price("BTCUSDT", "71000")  # the take-profit fills before the monitor looks
+
+    # A replacement (or a close) cancels it first: the list is done, the exit is not lost.
+    ended = cancel_order(desk.ctx, oco.id, reason="replaced")
+
+    assert ended.status == OrderStatus.FILLED
+    assert ended.executed_qty == oco.quantity
+    assert desk.fills_qty(oco.id) == oco.quantity
