@@ -257,3 +257,22 @@ def test_cancelling_a_bracket_whose_leg_already_filled_records_the_exit(desk: De
     assert ended.status == OrderStatus.FILLED
     assert ended.executed_qty == oco.quantity
     assert desk.fills_qty(oco.id) == oco.quantity
+
+
+def test_a_small_usdm_entry_is_protected_lot_by_lot_as_it_fills(desk: Desk) -> None:
+    # 0.02 BTC over 10 minutes: each interval adds a lot (0.001 BTC, 65 USDT) at most, less
+    # than USD-M's minimum notional of 100 USDT. The replacement sells the whole holding, so
+    # each lot is covered by the end of the interval it arrived in.
+    entry = desk.entry(
+        market="usdm", quantity="0.02", duration=600, bracket=BRACKET, pace={"min_ratio": 0}
+    )
+    seen = set()
+    for _ in range(40):
+        desk.advance(INTERVAL)
+        desk.cycle()
+        holding = held(desk.position(entry.position_id))
+        stops = [o for o in live(desk, "conditional") if o.leg.endswith("-sl")]
+        covered = sum((o.quantity or D(0) for o in stops), D(0))
+        assert covered == holding
+        seen.add(holding)
+    assert len(seen) >= 3
