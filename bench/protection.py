@@ -575,6 +575,15 @@ def twap_entry(run: Run, case: Case) -> None:
     run.finish([(case.market, case.strategy)])
 
 
+def small_entry(run: Run, case: Case) -> None:
+    """A TWAP entry near the minimum notional (0.02 BTC, 1,300 USDT): each interval's fills
+    are smaller than one order's worth (USD-M: 100 USDT, 0.002 BTC), then an exit."""
+    sid = run.entry(case.market, case.strategy, D("0.02"), duration=case.duration).signal_id
+    run.until(lambda: not run.working(sid), limit=case.cycles(run.interval) + 10)
+    run.step(2)
+    run.finish([(case.market, case.strategy)])
+
+
 def exit_refused(run: Run, case: Case) -> None:
     """Half-way through the entry, an exit the planner refuses (a TWAP below the minimum
     notional): nothing may be touched. Then a real exit."""
@@ -605,6 +614,33 @@ def exit_rejected(run: Run, case: Case) -> None:
         run.figures.note(f"the rejected exit was {status}")
     run.paper("DELETE", "/faults")
     run.step(4)
+    run.finish([(case.market, case.strategy)])
+
+
+def cancelled_entry(run: Run, case: Case) -> None:
+    """Half-way through the entry, a cancel signal for the strategy on the symbol: the
+    position keeps what the entry bought, protected."""
+    run.entry(case.market, case.strategy, quantity(case), duration=case.duration)
+    run.step(case.cycles(run.interval, 0.5))
+    cancel = run.signal(action="cancel", market=case.market, strategy=case.strategy)
+    run.until(lambda: cancel.signal_id not in run.pending, limit=10)
+    run.step(4)
+    run.finish([(case.market, case.strategy)])
+
+
+def twap_exit(run: Run, case: Case) -> None:
+    """A filled position closed by a TWAP exit that fills half of each slice: it falls
+    behind, the monitor cancels it, and what it left is protected again; then an exit."""
+    sid = run.entry(case.market, case.strategy, quantity(case), duration=case.duration).signal_id
+    run.until(lambda: not run.working(sid), limit=case.cycles(run.interval) + 10)
+    run.step()
+    run.paper("POST", "/algo-fill", {"ratio": "0.5"})
+    exit_id = run.exit(
+        case.market, case.strategy, execution={"type": "twap", "duration": case.duration}
+    ).signal_id
+    run.until(lambda: not run.working(exit_id), limit=case.cycles(run.interval) + 10)
+    run.paper("POST", "/algo-fill", {"ratio": "1"})
+    run.step(3)
     run.finish([(case.market, case.strategy)])
 
 
@@ -673,8 +709,11 @@ def exit_without_entry(run: Run, case: Case) -> None:
 Scenario = Callable[[Run, Case], None]
 SCENARIOS: dict[str, tuple[Scenario, tuple[str, ...]]] = {
     "twap-entry": (twap_entry, ("spot", "usdm")),
+    "small-entry": (small_entry, ("spot", "usdm")),
     "exit-refused": (exit_refused, ("spot", "usdm")),
     "exit-rejected": (exit_rejected, ("spot", "usdm")),
+    "cancelled-entry": (cancelled_entry, ("spot", "usdm")),
+    "twap-exit": (twap_exit, ("spot", "usdm")),
     "crossed-stop": (crossed_stop, ("spot", "usdm")),
     "gap": (gap, ("spot", "usdm")),
     "two-strategies": (two_strategies, ("usdm",)),
