@@ -6,13 +6,16 @@
     .venv/bin/python bench/protection.py --database-url postgresql+psycopg://postgres@127.0.0.1/db
 
 Scenarios (``SCENARIOS``), spot and USD-M unless noted: a TWAP entry whose fills arrive over
-its duration, then an exit; an exit the planner refuses half-way through the entry; an exit
-the exchange rejects half-way through it; the price falling through the stop while the entry
-buys; a gap past a stop-limit's limit (one ``POST /paper/price`` jump) after the entry filled,
-and back; two strategies on one USD-M symbol, one exiting while the other buys (USD-M); an
-entry that fills nothing; an exit with no entry. Each ends by closing what is left and probing
-a new entry for the same strategy and symbol. Cases: each seed on each market, the durations
-(``--durations``) in turn, or all of them (``--every-duration``).
+its duration, then an exit; a small one (fills below one order's worth an interval); an exit
+the planner refuses half-way through the entry; an exit the exchange rejects half-way through
+it; a cancel signal half-way through it; a TWAP exit that falls behind and is cancelled; the
+price falling through the stop while the entry buys; a gap past a stop-limit's limit (one
+``POST /paper/price`` jump) after the entry filled, and back; two strategies on one USD-M
+symbol, one exiting while the other buys (USD-M); an entry that fills nothing; an exit with no
+entry. On request only (``--scenarios``): two strategies on opposite sides of one USD-M symbol,
+a known limit. Each run ends by closing what is left and probing a new entry for the same
+strategy and symbol. Cases: each seed on each market, the durations (``--durations``) in turn,
+or all of them (``--every-duration``).
 
 The paper exchange runs in this process (uvicorn on 127.0.0.1, its own thread) on a manual
 clock, without its per-minute weight limits (nor has the client any: ten minutes of exchange
@@ -686,6 +689,18 @@ def two_strategies(run: Run, case: Case) -> None:
     run.finish([(case.market, alpha), (case.market, beta)])
 
 
+def opposite_strategies(run: Run, case: Case) -> None:
+    """Two strategies on opposite sides of one USD-M symbol. Not in the default battery: in
+    one-way mode the exchange nets them into one position, so the smaller side's reduce-only
+    bracket is rejected (-2022) and the exits close each other's share (a known limit)."""
+    alpha, beta = f"{case.strategy}-alpha", f"{case.strategy}-beta"
+    run.entry(case.market, alpha, quantity(case), duration=case.duration)
+    run.step(case.cycles(run.interval, 0.25))
+    run.entry(case.market, beta, quantity(case) / 2, duration=case.duration, side="sell")
+    run.step(case.cycles(run.interval) + 2)
+    run.finish([(case.market, alpha), (case.market, beta)])
+
+
 def zero_fill(run: Run, case: Case) -> None:
     """A TWAP entry that fills nothing (every child stalls): the monitor cancels it as
     behind, its position closes empty, and the next entry is not refused."""
@@ -719,7 +734,10 @@ SCENARIOS: dict[str, tuple[Scenario, tuple[str, ...]]] = {
     "two-strategies": (two_strategies, ("usdm",)),
     "zero-fill": (zero_fill, ("spot", "usdm")),
     "exit-no-entry": (exit_without_entry, ("spot", "usdm")),
+    "opposite-strategies": (opposite_strategies, ("usdm",)),
 }
+# Run by default; the others on request (--scenarios): they show known limits.
+DEFAULT = tuple(name for name in SCENARIOS if name != "opposite-strategies")
 # A scenario whose duration does not matter runs with the first one only.
 ONE_DURATION = ("exit-no-entry",)
 
@@ -736,7 +754,7 @@ def cases(
     in turn (so two seeds on two markets see four durations), or ``every_duration``."""
     seeds, durations, markets = list(seeds), list(durations), list(markets)
     out = []
-    for k, name in enumerate(scenarios or SCENARIOS):
+    for k, name in enumerate(scenarios or DEFAULT):
         _, allowed = SCENARIOS[name]
         for m, market in enumerate(x for x in allowed if x in markets):
             for n, seed in enumerate(seeds):
@@ -797,7 +815,7 @@ def longest(figures: Figures, interval: float) -> str:
 
 def table(totals: dict[tuple[str, str], Figures], interval: float) -> str:
     head = (
-        f"{'scenario':<15} {'market':<6} {'runs':>4} {'samples':>7} {'filled q·s':>11} "
+        f"{'scenario':<19} {'market':<6} {'runs':>4} {'samples':>7} {'filled q·s':>11} "
         f"{'naked q·s':>10} {'share':>8} {'longest naked':>13} {'oversold':>8} {'stale':>5} "
         f"{'over-cover':>10} {'drift':>8}"
     )
@@ -806,7 +824,7 @@ def table(totals: dict[tuple[str, str], Figures], interval: float) -> str:
 
     def line(name: str, market: str, f: Figures) -> str:
         return (
-            f"{name:<15} {market:<6} {f.runs:>4} {f.samples:>7} {f.filled_qs:>11.2f} "
+            f"{name:<19} {market:<6} {f.runs:>4} {f.samples:>7} {f.filled_qs:>11.2f} "
             f"{f.naked_qs:>10.4f} {f.share * 100:>7.3f}% {longest(f, interval):>13} "
             f"{f.oversold.normalize():>8f} {f.stale:>5} {f.over_cover:>10} "
             f"{f.drift.normalize():>8f}"
@@ -860,7 +878,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--every-duration", action="store_true", help="each case with every duration"
     )
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--scenarios", default=",".join(DEFAULT), help=f"of {', '.join(SCENARIOS)}")
     parser.add_argument("--markets", default="spot,usdm")
     parser.add_argument("--interval", type=float, default=5.0, help="monitor interval, s")
     parser.add_argument("--volatility", default="0.0002", help="paper price volatility per s")
@@ -903,7 +921,7 @@ def main(argv: list[str] | None = None) -> int:
             def progress(case: Case, figures: Figures, seconds: float) -> None:
                 if args.verbose:
                     print(
-                        f"{case.scenario:<15} {case.market:<5} D={case.duration:<4} "
+                        f"{case.scenario:<19} {case.market:<5} D={case.duration:<4} "
                         f"seed={case.seed} samples={figures.samples:<4} "
                         f"share={figures.share * 100:.3f}% naked-run={figures.longest_run} "
                         f"oversold={figures.oversold} stale={figures.stale} ({seconds:.1f} s)",
