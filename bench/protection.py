@@ -96,8 +96,6 @@ D = Decimal
 ZERO = D(0)
 SYMBOL = "BTCUSDT"
 START_PRICE = D("65000")
-# A USD-M lot is 0.001 BTC, a spot lot 0.00001: less than this is dust, not a holding.
-LOT = {"spot": D("0.00001"), "usdm": D("0.001")}
 STOP_TYPES = ("STOP_LOSS", "STOP_LOSS_LIMIT", "STOP", "STOP_MARKET")
 LIVE = ("NEW", "PARTIALLY_FILLED", "WORKING", "EXECUTING")
 SIGNAL_PENDING = ("received", "queued", "processing", "working")
@@ -166,6 +164,11 @@ class Checker:
         spot = self._get("/balances")["spot"]
         return {asset: D(b["free"]) + D(b["locked"]) for asset, b in spot.items()}
 
+    def _lot(self, market: str, symbol: str) -> Decimal:
+        """The symbol's lot step: less than this is dust no order can sell, not a holding."""
+        rules = self.ctx.client.symbol_rules(symbol, market)  # type: ignore[arg-type]
+        return rules.lot.step_size if rules.lot is not None else ZERO
+
     def _read(self) -> tuple[list[Position], dict[int, list[Order]]]:
         with self.ctx.sessions() as session:
             positions = list(session.scalars(select(Position).order_by(Position.id)))
@@ -210,7 +213,7 @@ class Checker:
                 figures.note(f"{key} holds {holding}, live orders could sell {selling}")
             if position.status != "open":
                 left = (position.quantity or ZERO) - (position.exit_quantity or ZERO)
-                if left >= LOT[position.market]:
+                if left >= self._lot(position.market, position.symbol):
                     # Closed in our books while the account still holds it: nothing protects it.
                     filled += left
                     naked[key] = left
@@ -226,7 +229,7 @@ class Checker:
                 for o in mine
             )
             # Less than one lot (the fee remainder of a spot buy) cannot be sold by any order.
-            if not closing and holding - covered >= LOT[position.market]:
+            if not closing and holding - covered >= self._lot(position.market, position.symbol):
                 naked[key] = holding - covered
         for key, quantity in self._accounts(positions, state, sample=True).items():
             filled += quantity
@@ -332,7 +335,7 @@ class Checker:
             if sample:
                 self.figures.drift = max(self.figures.drift, abs(exchange - book))
                 beyond = max(beyond, -drift)
-                if drift >= LOT[market]:
+                if drift >= self._lot(market, symbol):
                     self.figures.note(f"{market} {symbol}: exchange {exchange}, positions {book}")
                     out[f"{market} {symbol} held by no position"] = drift
             self._sold(f"{market} {symbol}", beyond)
