@@ -1,7 +1,8 @@
 """Cancelling what we placed, and reading how it ended.
 
 A cancel of something already finished answers "already done" (-20124, -2011 Unknown order):
-then the order is looked up and its final state recorded. Whatever a cancelled order had
+then the order is looked up and its final state recorded (an OCO list's from its legs, and a
+leg the ended list left working, a gapped stop-limit, is cancelled). Whatever a cancelled order had
 executed is recorded as fills, so the position it fed stays exact. A TWAP/VP is ended only
 from its final state (not working, every child ended and adding up to it); until that is
 visible the row stays ``working`` and the caller waits for it.
@@ -70,6 +71,8 @@ def cancel_order(
             f"cancel of {order.client_id}: {exc.msg}", retry_after=2, code=exc.code,
             status=exc.status, method=exc.method, path=exc.path,
         ) from exc  # fmt: skip
+    if isinstance(answer, m.OrderList) and not answer.orderReports:
+        answer = _ended_legs(ctx, order, answer)
     # Every read from the exchange before the transaction: an open session holds SQLite's
     # write lock (BEGIN IMMEDIATE), and the receiver's inserts wait on it.
     answer = venue.with_trades(ctx.client, answer)  # a spot order's fills, with commissions
@@ -81,6 +84,23 @@ def cancel_order(
         event(session, "cancelled", f"{how}: {reason}", signal_id=row.signal_id,
               order_id=row.id, status=row.status, executed_qty=str(row.executed_qty))  # fmt: skip
     return row
+
+
+def _ended_legs(ctx: ExecContext, order: Order, answer: m.OrderList) -> m.OrderList:
+    """An OCO list that ended before our cancel (a look-up carries no leg reports): its legs
+    as they ended, so what a leg executed is recorded. A leg the list left working (a
+    stop-limit triggered by a gap, resting past its limit: the list is ALL_DONE, the leg is
+    not) is cancelled here, or it would still sell what the position no longer holds."""
+    legs = []
+    for ref in answer.orders:
+        leg = ctx.client.get_order(order.symbol, order_id=ref.orderId)
+        if leg.is_open:
+            try:
+                leg = ctx.client.cancel_order(order.symbol, order_id=ref.orderId)
+            except AlreadyDone:
+                leg = ctx.client.get_order(order.symbol, order_id=ref.orderId)
+        legs.append(leg)
+    return answer.model_copy(update={"orderReports": legs})
 
 
 def _never_placed(ctx: ExecContext, order_id: int, proof: Absent, reason: str) -> Order | None:

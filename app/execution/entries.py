@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.controls import current_halt
@@ -70,6 +71,26 @@ def _protect(ctx: ExecContext, session: Session, position: Position, claim: Clai
     return f"; bracket {bracket.kind} {bracket.status}"
 
 
+def _opposite(session: Session, symbol: str, side: str) -> str | None:
+    """USD-M in one-way mode nets every share of a symbol into one position: a long of one
+    strategy and a short of another would cancel out on the exchange, and neither could be
+    protected or closed as ours. So an entry against an open position is refused."""
+    other = session.scalars(
+        select(Position).where(
+            Position.market == "usdm",
+            Position.symbol == symbol,
+            Position.status == "open",
+            Position.side != side,
+        )
+    ).first()
+    if other is None:
+        return None
+    return (
+        f"strategy {other.strategy} holds a {other.side} position on {symbol} (usdm): one-way "
+        f"mode nets an opposite {side} entry into it, so it is refused"
+    )
+
+
 def _plan_and_write(ctx: ExecContext, claim: Claim, signal: Signal) -> Order:
     """Check the guards and write the position and the entry row, committed as ``sending``
     in the same transaction (one commit before the request)."""
@@ -101,6 +122,8 @@ def _plan_and_write(ctx: ExecContext, claim: Claim, signal: Signal) -> Order:
             live_entry=book.live_entry(session, strategy, market, symbol, exclude=claim.signal_id),
         )  # fmt: skip
         reason = guards.evaluate(facts, ctx.settings)
+        if reason is None and market == "usdm":
+            reason = _opposite(session, symbol, plan.intents[0].side)
         if reason is not None:
             raise Refused(reason)
         # No entry row yet, so no position either: both are written in this transaction.

@@ -7,9 +7,11 @@ it was sized for (``extra.levels`` / ``extra.sized_for``). When they differ a ne
 is placed:
 
 * no live bracket, or one whose levels changed: place one;
-* the holding grew by a resize step (one tradable order: the lot step, minQty and the
-  minimum notional at the entry price, while the entry still fills; one lot step after it):
-  resize, so a TWAP entry is protected as it fills, not when it ends;
+* the holding grew by a lot step or more: resize, so a TWAP entry is protected as it fills,
+  not when it ends. The new generation sells the whole holding, so the growth need not be an
+  order's worth (a minimum notional of its own): a threshold of one order's worth would
+  leave up to 100 USDT of a USD-M entry naked for as many intervals as its fills take to
+  reach it;
 * the bracket is larger than the holding (an exit took part of it): shrink, so no order can
   sell or close more than the position holds.
 
@@ -31,12 +33,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.exchange.filters import SymbolRules
 from app.execution.brackets import (
     MAX_GENERATION_RACES,
     TERMINAL,
@@ -47,7 +48,7 @@ from app.execution.brackets import (
     place_bracket_row,
 )
 from app.execution.cancels import cancel_order
-from app.execution.claims import Claim
+from app.execution.claims import Claim, transition
 from app.execution.context import ExecContext
 from app.execution.journal import add_orders, event
 from app.execution.placement import OrderRejected, place
@@ -62,7 +63,7 @@ from app.execution.planning import (
     plan_market_close,
 )
 from app.execution.positions import ENTRY_LEG, apply_exit_fills
-from app.models import Order, OrderStatus, Position
+from app.models import Order, OrderStatus, Position, SignalStatus
 
 log = logging.getLogger(__name__)
 
@@ -79,17 +80,6 @@ LIVE = (
 def held(position: Position) -> Decimal:
     """What the position holds now: received by its entries, less what exits closed."""
     return max((position.quantity or ZERO) - (position.exit_quantity or ZERO), ZERO)
-
-
-def resize_step(rules: SymbolRules, reference: Decimal | None) -> Decimal:
-    """The smallest growth worth a new bracket: one order's worth (lot step, minQty, and the
-    minimum notional at ``reference``, rounded up to the step)."""
-    step = rules.lot.step_size if rules.lot is not None else ZERO
-    out = max(step, rules.lot.min_qty if rules.lot is not None else ZERO)
-    if rules.notional is not None and rules.notional.min_notional > 0 and reference:
-        raw = rules.notional.min_notional / reference
-        out = max(out, (raw / step).to_integral_value(ROUND_CEILING) * step if step else raw)
-    return out
 
 
 def live_orders(session: Session, position_id: int, prefix: str) -> list[Order]:
@@ -147,7 +137,6 @@ def why_replace(
     holding: Decimal,
     *,
     step: Decimal,
-    grow_step: Decimal,
 ) -> str | None:
     """Why the live bracket does not match what the position needs, or None. Pure."""
     if not live:
@@ -162,7 +151,7 @@ def why_replace(
     if quantities and max(quantities) > holding:
         return f"bracket {max(quantities)} exceeds the holding {holding}"
     sized = [s for s in (_sized_for(o) for o in live) if s is not None]
-    if sized and holding - min(sized) >= max(grow_step, step):
+    if sized and holding - min(sized) >= step and holding > min(sized):
         return f"holding grew to {holding} (bracket sized for {min(sized)})"
     return None
 
@@ -204,7 +193,6 @@ def protect_position(
         ).scalar_one()
         history = bracket_orders(session, position)
         live = [o for o in history if o.status not in TERMINAL]
-        filling = entry_live(session, position.id)
         session.commit()
         live = [
             row
@@ -218,8 +206,7 @@ def protect_position(
             return live[0] if live else None
         rules = ctx.client.symbol_rules(position.symbol, position.market)  # type: ignore[arg-type]
         step = rules.lot.step_size if rules.lot is not None else ZERO
-        grow = resize_step(rules, position.entry_avg_price) if filling else step
-        why = why_replace(position, levels, live, holding, step=step, grow_step=grow)
+        why = why_replace(position, levels, live, holding, step=step)
         if why is None:
             if (position.bracket_note or "").startswith(UNPROTECTED):
                 position.bracket_note = None  # a live bracket covers it again
@@ -457,21 +444,33 @@ def stop_out(
         # Its final fills are not known yet: the bracket keeps protecting what it covers,
         # and the next pass, with the entry ended, stops out the whole holding.
         return None
+    # The entry's signal ends with it (the monitor, which ends the signals of the algos it
+    # sees end, no longer sees a cancelled row): a signal left ``working`` would refuse the
+    # strategy's next entry on the symbol as "still live".
+    for order in ended:
+        if order.signal_id is not None:
+            transition(session, order.signal_id, (SignalStatus.WORKING.value,),
+                       SignalStatus.CANCELLED, why)  # fmt: skip
+    session.commit()
     for order in brackets:
         cancel_order(ctx, order.id, reason=why, claim=claim)
     from app.execution.positions import apply_entry_fills
 
+    rules = ctx.client.symbol_rules(position.symbol, position.market)  # type: ignore[arg-type]
+    dust = rules.lot.step_size if rules.lot is not None else ZERO
     session.refresh(position)
     apply_entry_fills(session, position)
-    apply_exit_fills(session, position)
+    # Less than a lot left after exits (a stop that sold what it covered while the entry
+    # still bought): no order can sell it, so it is dust and the position closes.
+    apply_exit_fills(session, position, dust=dust)
     holding = held(position)
     session.commit()
-    if holding <= 0:
-        event(session, "stop_out", f"{why}; nothing held", signal_id=position.opened_by,
+    if holding <= 0 or position.status != "open":
+        left = f"; dust {holding} left" if holding > 0 else "; nothing held"
+        event(session, "stop_out", f"{why}{left}", signal_id=position.opened_by,
               position_id=position.id)  # fmt: skip
         session.commit()
         return None
-    rules = ctx.client.symbol_rules(position.symbol, position.market)  # type: ignore[arg-type]
     price = current_price(ctx, position.market, position.symbol)
     quantity = holding
     if position.market == "spot" and position.side == "BUY":
@@ -499,7 +498,6 @@ def stop_out(
              unprotected=True)  # fmt: skip
         return None
     session.refresh(position)
-    dust = rules.lot.step_size if rules.lot is not None else ZERO
     apply_exit_fills(session, position, dust=dust)
     session.commit()
     return placed

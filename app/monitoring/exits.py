@@ -153,6 +153,11 @@ class _Watcher:
         legs = [
             self.client.get_order(bracket.symbol, order_id=o.orderId) for o in order_list.orders
         ]
+        if any(leg.is_open for leg in legs):
+            # A triggered leg still works after its list ended: a stop-limit the price gapped
+            # past rests unfilled (the protection pass stops the position out and cancels
+            # it), or a leg still filling. Not ended: it can still sell.
+            return
         exits = [_spot_exit(leg) for leg in legs if (leg.executedQty or ZERO) > 0]
         status = _spot_status(legs, exits)
         views = [

@@ -4,12 +4,15 @@ Runs after the cycle has recorded algo fills, settled brackets that left the exc
 followed resting orders, so what it reads is this cycle's truth. For each open position:
 
 * refresh what it holds from its fills (an entry TWAP's children recorded this cycle count);
+  a position whose exits left less than one lot, with its entry ended, closes (dust no
+  order can sell);
 * a position being closed (an exit or a stop-out works) is left to its close;
 * an entry that ended with nothing filled closes its position, so the next entry for the
   strategy and symbol is not refused by a stale one;
 * a stop the market crossed while the entry still buys (the exchange's stop protects only
   what was filled when it triggered), or a spot stop-limit the price gapped past (it rests
-  unfilled while its list reads "executing"), applies the crossed-stop rule;
+  unfilled: its OCO list is done, the leg is not, and the bracket row stays working),
+  applies the crossed-stop rule;
 * otherwise ``protect_position`` places, grows, shrinks or restores its bracket (cancelled
   outside Pacekeeper, expired, rejected earlier with other inputs).
 
@@ -99,10 +102,15 @@ def _one(
         if position is None or position.status != "open":
             return
         apply_entry_fills(session, position)
-        apply_exit_fills(session, position)
+        closing = close_live(session, position_id)
+        # What exits left below one lot cannot be sold by any order: once the entry has
+        # ended, the position closes (no bracket could protect it, no close could end it).
+        rules = ctx.client.symbol_rules(position.symbol, position.market)  # type: ignore[arg-type]
+        dust = rules.lot.step_size if rules.lot is not None and not closing else ZERO
+        apply_exit_fills(session, position, dust=dust)
         session.commit()
-        if close_live(session, position_id):
-            return  # being closed: the close owns it
+        if closing or position.status != "open":
+            return  # being closed (the close owns it), or closed
         filling = entry_live(session, position_id)
         live = [o for o in bracket_orders(session, position) if o.status not in TERMINAL]
         if not filling and held(position) <= 0:

@@ -254,3 +254,23 @@ def test_a_usdm_market_entry_answered_new_is_followed_until_filled_then_protecte
         ("bracket-sl", D("0.02")), ("bracket-tp", D("0.02")),
     ]  # fmt: skip
     assert signal_row(ctx, sid).status == "done"
+
+
+def test_an_opposite_usdm_entry_of_another_strategy_is_refused_in_one_way_mode(
+    ctx: ExecContext, control: httpx.Client
+) -> None:
+    set_price(control, "BTCUSDT", "65000")
+    long = submit(ctx, symbol="BTCUSDT.P", quantity="0.02", strategy="alpha",
+                  take_profit="70000", stop_loss="60000")  # fmt: skip
+    assert run(ctx, long).status == "done"
+
+    short = submit(ctx, symbol="BTCUSDT.P", side="sell", quantity="0.01", strategy="beta",
+                   take_profit="60000", stop_loss="70000")  # fmt: skip
+    outcome = run(ctx, short)
+
+    assert outcome.status == "refused" and "one-way mode" in (outcome.reason or "")
+    assert orders(ctx, short) == []
+    # The same side for another strategy is fine: each keeps its own reduce-only bracket.
+    same = submit(ctx, symbol="BTCUSDT.P", quantity="0.01", strategy="beta",
+                  take_profit="70000", stop_loss="60000")  # fmt: skip
+    assert run(ctx, same).status == "done"

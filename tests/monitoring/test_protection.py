@@ -171,3 +171,137 @@ def test_a_stop_limit_the_price_gapped_past_is_stopped_out_at_market(desk: Desk)
     assert desk.order(oco.id).status == OrderStatus.CANCELLED
     (event,) = desk.events("stop_out")
     assert "gapped past the stop-limit" in event.message
+
+
+def test_a_stop_out_ends_the_entry_signal_so_the_next_entry_is_not_refused(desk: Desk) -> None:
+    entry = desk.entry(quantity="0.3", duration=60, bracket=BRACKET)
+    desk.advance(INTERVAL * 2)
+    desk.cycle()
+    desk.set_price("BTCUSDT", "59000")
+    desk.cycle()
+    assert desk.order(entry.order_id).status == OrderStatus.CANCELLED
+
+    signal = desk.signal(entry.signal_id)
+    assert signal.status == "cancelled"
+    assert "stop-out" in (signal.status_reason or "")
+    desk.advance(INTERVAL)
+    desk.cycle()
+    assert desk.position(entry.position_id).status == "closed"
+    again = desk.submit(quantity="0.01")
+    assert desk.run(again).status == "done"
+
+
+def test_less_than_a_lot_left_by_the_exchanges_stop_while_the_entry_bought_closes_it(
+    desk: Desk,
+) -> None:
+    # Children of 0.25/60 BTC less the 0.1 % fee: the holding has digits below the lot step,
+    # the bracket covers it rounded down, and the stop sells exactly that.
+    entry = desk.entry(quantity="0.25", duration=60, bracket=BRACKET)
+    desk.advance(INTERVAL * 4)
+    desk.cycle()
+    desk.set_price("BTCUSDT", "59000")  # the OCO's stop sells what it covers, now
+    desk.cycle()  # records that exit, then stops the entry out: only dust is left
+
+    position = desk.position(entry.position_id)
+    assert position.status == "closed"
+    assert D(0) < held(position) < D("0.00001")
+    assert not desk.events("unprotected")
+    assert desk.signal(entry.signal_id).status == "cancelled"
+    again = desk.submit(quantity="0.01")
+    assert desk.run(again).status == "done"
+
+
+def test_dust_left_after_an_exit_closes_the_position_once_its_entry_ends(desk: Desk) -> None:
+    # An entry the pace policy never cancels, so it ends after the exit was recorded.
+    entry = desk.entry(quantity="0.25", duration=60, bracket=BRACKET, pace={"min_ratio": 0})
+    desk.advance(INTERVAL * 4)
+    desk.cycle()
+    desk.fill_ratio(entry.client_id, "0")  # the entry buys nothing more
+    desk.set_price("BTCUSDT", "59000")  # the OCO's stop sells what it covers ...
+    desk.set_price("BTCUSDT", "65000")  # ... and the price is back before the next cycle
+    desk.cycle()
+    assert desk.position(entry.position_id).status == "open"  # the entry may still buy
+    for _ in range(20):
+        desk.advance(INTERVAL)
+        desk.cycle()
+        if desk.order(entry.order_id).status != OrderStatus.WORKING:
+            break
+    desk.cycle()
+
+    assert desk.signal(entry.signal_id).status == "done"
+    position = desk.position(entry.position_id)
+    assert position.status == "closed"
+    assert D(0) < held(position) < D("0.00001")
+    again = desk.submit(quantity="0.01")
+    assert desk.run(again).status == "done"
+
+
+def test_a_gap_past_a_stop_limit_stops_out_and_cancels_the_resting_leg(desk: Desk) -> None:
+    levels = {**BRACKET, "stop_loss": {"stop_price": "60000", "limit_price": "59900"}}
+    entry = desk.entry(quantity="0.03", duration=30, bracket=levels)
+    for _ in range(10):
+        desk.advance(INTERVAL)
+        desk.cycle()
+        if desk.order(entry.order_id).status != OrderStatus.WORKING:
+            break
+    desk.cycle()
+    (oco,) = live(desk, "oco")
+    start = D(desk.paper("GET", "/balances")["spot"]["BTC"]["free"]) + oco.quantity
+
+    # One jump past the stop and its limit: the stop leg triggers, its OCO list is done,
+    # and the leg rests as a limit sell above the market.
+    desk.set_price("BTCUSDT", "59000")
+    report = desk.cycle()
+
+    assert report.stop_outs == 1
+    assert desk.ctx.client.open_orders("BTCUSDT") == []  # the resting leg was cancelled
+    position = desk.position(entry.position_id)
+    assert position.status == "closed" and position.exit_quantity == oco.quantity
+    (close,) = desk.orders(kind="market")
+    assert close.executed_qty == oco.quantity
+    # The price comes back through the old limit: nothing else sells.
+    desk.set_price("BTCUSDT", "65000")
+    desk.advance(INTERVAL)
+    desk.cycle()
+    btc = desk.paper("GET", "/balances")["spot"]["BTC"]
+    assert D(btc["free"]) + D(btc["locked"]) == start - oco.quantity
+
+
+def test_cancelling_a_bracket_whose_leg_already_filled_records_the_exit(desk: Desk) -> None:
+    from app.execution.cancels import cancel_order
+
+    entry = desk.entry(quantity="0.03", duration=30, bracket=BRACKET)
+    for _ in range(10):
+        desk.advance(INTERVAL)
+        desk.cycle()
+        if desk.order(entry.order_id).status != OrderStatus.WORKING:
+            break
+    desk.cycle()
+    (oco,) = live(desk, "oco")
+    desk.set_price("BTCUSDT", "71000")  # the take-profit fills before the monitor looks
+
+    # A replacement (or a close) cancels it first: the list is done, the exit is not lost.
+    ended = cancel_order(desk.ctx, oco.id, reason="replaced")
+
+    assert ended.status == OrderStatus.FILLED
+    assert ended.executed_qty == oco.quantity
+    assert desk.fills_qty(oco.id) == oco.quantity
+
+
+def test_a_small_usdm_entry_is_protected_lot_by_lot_as_it_fills(desk: Desk) -> None:
+    # 0.02 BTC over 10 minutes: each interval adds a lot (0.001 BTC, 65 USDT) at most, less
+    # than USD-M's minimum notional of 100 USDT. The replacement sells the whole holding, so
+    # each lot is covered by the end of the interval it arrived in.
+    entry = desk.entry(
+        market="usdm", quantity="0.02", duration=600, bracket=BRACKET, pace={"min_ratio": 0}
+    )
+    seen = set()
+    for _ in range(40):
+        desk.advance(INTERVAL)
+        desk.cycle()
+        holding = held(desk.position(entry.position_id))
+        stops = [o for o in live(desk, "conditional") if o.leg.endswith("-sl")]
+        covered = sum((o.quantity or D(0) for o in stops), D(0))
+        assert covered == holding
+        seen.add(holding)
+    assert len(seen) >= 3
