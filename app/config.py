@@ -125,10 +125,13 @@ class Settings(BaseSettings):
     monitor_concurrency: int = Field(16, ge=1, le=64)
     # Pace policy defaults (a signal's `pace` overrides them); see app/monitoring/pace.py.
     pace_grace: Decimal = Field(Decimal("0.1"), ge=0, le=1, description="fraction of duration")
-    pace_min_ratio: Decimal = Field(Decimal("1.0"), ge=0, le=1)
+    pace_min_ratio: Decimal = Field(Decimal("0.5"), ge=0, le=1)
     pace_slack: Decimal = Field(Decimal("0.02"), ge=0, le=1)
     pace_stall_seconds: Decimal | None = Field(
-        None, ge=0, description="unset: a quarter of the duration; 0 disables the stall rule"
+        None,
+        ge=0,
+        description="how long a visible stall is tolerated; unset: the grace period (TWAP), "
+        "PACE_VP_STALL_SECONDS without a fill (VP); 0 disables the stall rule",
     )
     pace_vp_stall_seconds: Decimal = Field(Decimal("600"), gt=0)
 
@@ -145,8 +148,14 @@ class Settings(BaseSettings):
     paper_fee_rate: Decimal = Field(Decimal("0.001"), ge=0)
     paper_futures_fee_rate: Decimal = Field(Decimal("0.0004"), ge=0)
     paper_leverage: int = Field(20, ge=1, le=125)
-    # A TWAP is cut into at most this many child orders, at least one second apart.
+    # When TWAP/VP children go out (app/paper/cadence.py): "binance" (about one a minute,
+    # jittered time and size, as Binance hints) or "fine" (even slices, for fast tests).
+    paper_algo_cadence: Literal["binance", "fine"] = "binance"
+    # The fine cadence cuts a TWAP into at most this many children, at least one second apart.
     paper_twap_slices: int = Field(60, ge=1)
+    # A working spot algo shows nothing executed in openOrders until it ends (Binance's FAQ:
+    # "Transaction details won't be available until all TWAP orders are filled").
+    paper_spot_algo_lag: bool = True
     paper_max_num_algo_orders: int = Field(5, ge=1, description="spot MAX_NUM_ALGO_ORDERS filter")
     # Run `pacekeeper paper` on a manual clock stepped with POST /paper/clock.
     paper_manual_clock: bool = False

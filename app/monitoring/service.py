@@ -6,14 +6,18 @@ One cycle, under the single-flight lock (``lock.py``):
 2. ask the exchange for its time and, per market with working algos, ``openOrders`` (one
    call each); algos missing from it are looked up in ``historicalOrders`` (one paged scan
    per market) — only what history shows ended is ever called terminal;
-3. read ``subOrders`` (all pages) for each algo whose ``executedQty`` moved since the fills
-   we hold, and for each one history shows ended (a small thread pool shares the client);
+3. read ``subOrders`` (all pages) of every algo, working or ended (a small thread pool
+   shares the client): pace is judged on the children, never on the algo's
+   ``executedQty``, which a working spot algo does not show until it ends (Binance's FAQ);
    record the child fills of the working ones as the answers arrive;
-4. judge the pace of each still-working algo with exchange time (``pace.assess``, with its
-   signal's overrides); for those behind schedule or whose signal expired, record the
+4. judge the pace of each still-working algo with exchange time (``pace.judge`` on its
+   children, with its signal's overrides) and publish the verdicts for the other readers
+   (``verdicts.py``); for those behind schedule or whose signal expired, record the
    decision and its numbers, cancel (an "already done" answer is fine), and read their final
    state from history (one scan per market) and their children;
 5. end every algo confirmed terminal (fills, status, signal: a compare-and-set, so once).
+   What a monitor's or an expiry's cancel (or the algo's own end) left unexecuted is handled
+   by the signal's remainder policy (``remainder.py``) before anything is bracketed.
    An entry's position gets its bracket through the execution layer; an exit or close
    takes its fills from its position (closed once only dust is left), and only a
    remainder still open is bracketed again;
@@ -35,7 +39,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -55,10 +59,11 @@ from app.healthcheck import record_monitor_cycle
 from app.metrics import MetricsRecorder
 from app.models import Order, OrderStatus, Position
 from app.monitoring import algos as A
+from app.monitoring import verdicts
 from app.monitoring.algos import AlgoMarket
 from app.monitoring.exits import watch_brackets
 from app.monitoring.lock import MONITOR_LOCK_KEY, LockLost, SingleFlight
-from app.monitoring.pace import PacePolicy, assess
+from app.monitoring.pace import Child, PacePolicy, judge, progress_of
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +155,8 @@ class Monitor:
         self.report = CycleReport()
         self._counts = threading.Lock()
         self._failed: set[int] = set()  # order ids of the algos with an error this cycle
+        self._verdicts: dict[int, verdicts.Published] = {}  # this cycle's, by order id
+        self._ended: list[int] = []  # order ids of the algos ended this cycle
 
     def count(self, name: str, n: int = 1) -> None:
         with self._counts:
@@ -208,13 +215,28 @@ class Monitor:
     def _watch(self, watched: list[A.WatchedAlgo]) -> None:
         now = A.from_ms(self._now_ms())
         seen = self._observe(watched)
-        self._read_and_record([s for s in seen if _moved(s)])
+        self._read_and_record(seen)
         # An algo whose children could not be read is left for the next cycle.
-        seen = [s for s in seen if s.subs is not None or not _moved(s)]
+        seen = [s for s in seen if s.subs is not None]
         working = [s for s in seen if not s.terminal]
-        cancelled = self._cancel_laggards(working, now)
-        ended = [s for s in seen if s.terminal] + self._confirm(cancelled)
-        self._each(self._finish, ended, parallel=False)
+        try:
+            cancelled = self._cancel_laggards(working, now)
+            ended = [s for s in seen if s.terminal] + self._confirm(cancelled)
+            self._each(self._finish, ended, parallel=False)
+        finally:
+            self._publish()
+
+    def _publish(self) -> None:
+        """This cycle's verdicts, for the API, the dashboard and ``pacekeeper status``."""
+        if self.ctx.redis is None:
+            return
+        try:
+            verdicts.publish(
+                self.ctx.redis, self.ctx.settings.queue_name, self._verdicts,
+                ended=self._ended, expire=verdicts.ttl(self.ctx.settings.monitor_interval),
+            )  # fmt: skip
+        except Exception as exc:
+            log.warning("monitor: pace verdicts not published: %s", exc)
 
     def _observe(self, watched: list[A.WatchedAlgo]) -> list[_Seen]:
         """openOrders per market, and history for the algos missing from it."""
@@ -261,7 +283,7 @@ class Monitor:
         self.count("sub_order_reads")
 
     def _read_and_record(self, moved: list[_Seen]) -> None:
-        """subOrders of every moved algo, read in the pool; as the answers arrive, the child
+        """subOrders of every algo seen, read in the pool; as the answers arrive, the child
         fills of the still-working ones are recorded here in batches of ``RECORD_BATCH``
         (one transaction each), so database work overlaps the reads and no write lock is
         held for long."""
@@ -326,32 +348,30 @@ class Monitor:
                     failed.append((item.algo, f"{type(exc).__name__}: {exc}"))
                     news.append(None)
             session.commit()
-        for (item, order), new in zip(batch, news, strict=True):
+        for new in news:
             if new is not None:
                 self.count("fills_recorded", new)
-                # What the pace judgement sees next.
-                item.algo = replace(
-                    item.algo,
-                    executed_qty=order.executed_qty,
-                    last_fill_at=A.aware(order.last_fill_at),
-                )
         return failed
 
     # ---- pace and cancels ----------------------------------------------------------------
 
     def _judge(self, item: _Seen, now: datetime) -> dict[str, Any] | None:
         """The decision to cancel (with its numbers) when the algo is behind or its signal
-        expired, else None. Pure: no I/O."""
+        expired, else None; the verdict is kept for publishing. No I/O."""
         algo, row = item.algo, item.row
-        verdict = assess(
+        progress = progress_of(
+            Child(A.from_ms(s.bookTime), s.origQty or s.executedQty, s.executedQty)
+            for s in item.subs or ()
+        )
+        verdict = judge(
             total=row.totalQty,
-            executed=row.executedQty,
+            progress=progress,
             start=A.from_ms(row.bookTime),
             duration=algo.duration if algo.kind == "twap" else None,
             now=now,
             policy=self.policy.with_overrides(algo.pace),
-            last_fill_at=algo.last_fill_at,
         )
+        self._verdicts[algo.order_id] = verdicts.Published(verdict, now)
         if algo.expires_at is not None and now >= algo.expires_at:
             cause, reason = "expiry", f"signal expired at {algo.expires_at.isoformat()}"
         elif verdict.behind:
@@ -364,8 +384,9 @@ class Monitor:
             "state": verdict.state.value,
             "fill_fraction": str(verdict.fill_fraction),
             "schedule": None if verdict.schedule is None else str(verdict.schedule),
+            "required": None if verdict.required is None else str(verdict.required),
             "elapsed": int(verdict.elapsed),
-            "executed_qty": A.qty(row.executedQty),
+            "executed_qty": A.qty(progress.executed),
             "total": A.qty(row.totalQty),
         }
 
@@ -436,6 +457,8 @@ class Monitor:
                 return  # another monitor ended it
             session.commit()
         self.count("finished")
+        with self._counts:
+            self._ended.append(algo.order_id)
         if algo.position_id is None:
             return
         if closing:
@@ -536,13 +559,6 @@ class Monitor:
                 session.commit()
         except Exception:
             log.exception("monitor: could not record an error")
-
-
-def _moved(item: _Seen) -> bool:
-    """Ended, executed more than the fills we hold, or seen for the first time (its algoId
-    is not stored yet): its children are read and its row brought up to date."""
-    algo = item.algo
-    return item.terminal or item.row.executedQty != algo.executed_qty or algo.venue_id is None
 
 
 def _live_entry(session: Any, position_id: int) -> bool:
