@@ -6,6 +6,7 @@ import ipaddress
 from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -24,6 +25,20 @@ PLACEHOLDER_SECRETS = frozenset(
     {"", "changeme", "change-me", "secret", "password", "token", "replace-me", "xxx", "your-secret"}
 )
 MIN_SECRET_LENGTH = 16
+# The shortest TWAP Binance runs (spot clamps shorter ones to it, futures refuses them).
+BINANCE_MIN_TWAP_DURATION = 300
+
+
+def is_paper_url(url: str, paper_host: str = "127.0.0.1") -> bool:
+    """Is ``url`` a paper exchange: a loopback host, the compose service ``paper`` or
+    ``paper_host``? Anything else (Binance, a proxy to it) is treated as the real exchange."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host in ("localhost", "paper", paper_host.lower()):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _split_csv(value: object) -> object:
@@ -199,7 +214,23 @@ class Settings(BaseSettings):
     def _check_bounds(self) -> Settings:
         if self.twap_min_duration > self.twap_max_duration:
             raise ValueError("twap_min_duration must not exceed twap_max_duration")
+        if self.twap_min_duration < BINANCE_MIN_TWAP_DURATION and not self.uses_paper_exchange():
+            # Binance clamps (spot) or refuses (futures) a shorter TWAP: accepting one here
+            # would promise a schedule the exchange does not keep.
+            raise ValueError(
+                f"twap_min_duration ({self.twap_min_duration}) must be at least "
+                f"{BINANCE_MIN_TWAP_DURATION} s, Binance's minimum, unless both exchange URLs "
+                f"are the paper exchange (not {self.binance_api_url} / {self.binance_fapi_url})"
+            )
         return self
+
+    def uses_paper_exchange(self) -> bool:
+        """Do both exchange URLs point at a paper exchange: this machine (where `pacekeeper
+        paper` and `dev` run it), the docker-compose service `paper`, or PAPER_HOST?"""
+        return all(
+            is_paper_url(url, self.paper_host)
+            for url in (self.binance_api_url, self.binance_fapi_url)
+        )
 
     def webhook_secrets(self) -> list[bytes]:
         """The secrets accepted now (current first, then the one being rotated out)."""
