@@ -21,7 +21,8 @@ One cycle, under the single-flight lock (``lock.py``):
    An entry's position gets its bracket through the execution layer; an exit or close
    takes its fills from its position (closed once only dust is left), and only a
    remainder still open is bracketed again;
-6. retry brackets whose placing failed earlier; poll open brackets (``exits.py``); follow
+6. take up remainders not done yet (a limit remainder resting, a step a crash interrupted);
+   retry brackets whose placing failed earlier; poll open brackets (``exits.py``); follow
    resting LIMIT orders (``app/execution/resting.py``);
 7. record the heartbeat, unless an openOrders listing failed or every working algo's
    handling failed this cycle (the heartbeat means the monitor is doing its job).
@@ -59,11 +60,12 @@ from app.healthcheck import record_monitor_cycle
 from app.metrics import MetricsRecorder
 from app.models import Order, OrderStatus, Position
 from app.monitoring import algos as A
-from app.monitoring import verdicts
+from app.monitoring import remainders, verdicts
 from app.monitoring.algos import AlgoMarket
 from app.monitoring.exits import watch_brackets
 from app.monitoring.lock import MONITOR_LOCK_KEY, LockLost, SingleFlight
 from app.monitoring.pace import Child, PacePolicy, judge, progress_of
+from app.signals.schemas import Remainder
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,7 @@ class CycleReport:
     brackets_placed: int = 0
     brackets_checked: int = 0
     exits: int = 0
+    remainders: int = 0  # remainder steps taken (order placed, followed, settled)
     resting_orders_changed: int = 0
     errors: int = 0
     algos_failed: int = 0  # working algos with an error recorded this cycle
@@ -169,6 +172,7 @@ class Monitor:
         spent = dict(self.client.governor.spent)
         try:
             self._algos()
+            self._remainders()
             self._retry_protections()
             result = watch_brackets(self.ctx, self.flight)
             self.report.brackets_checked = result.checked
@@ -450,15 +454,22 @@ class Monitor:
             log.info("monitor: children of %s not settled yet; next cycle", algo.client_id)
             return
         closing = A.closing(algo.leg) and algo.position_id is not None
-        # What is left of a position after a close that cannot be traded: under one step.
-        dust = self._step_size(algo) if closing else A.ZERO
+        acting = algo.remainder is not Remainder.CANCEL
+        # What cannot be traded, of a position after a close or of an algo's rest: a step.
+        step = self._step_size(algo) if closing or acting else A.ZERO
+        dust = step if closing else A.ZERO
         with self.ctx.sessions() as session:
-            if not A.finish(session, algo.order_id, row, subs, dust=dust):
+            if not A.finish(
+                session, algo.order_id, row, subs, dust=dust, remainder=algo.remainder, step=step
+            ):
                 return  # another monitor ended it
             session.commit()
         self.count("finished")
         with self._counts:
             self._ended.append(algo.order_id)
+        if acting:
+            # What it left goes out by the signal's policy before anything is bracketed.
+            self._carry_out(algo.order_id)
         if algo.position_id is None:
             return
         if closing:
@@ -467,6 +478,28 @@ class Monitor:
             self._protect(algo.position_id, why)
         else:
             self._protect(algo.position_id, f"entry {algo.kind} ended ({row.algoStatus})")
+
+    def _remainders(self) -> None:
+        """Remainders not done yet (a limit resting, a step a crash interrupted)."""
+        self.flight.ensure()
+        try:
+            pending = remainders.pending_algos(self.ctx)
+        except Exception as exc:
+            self._error(None, f"reading remainders failed: {type(exc).__name__}: {exc}")
+            return
+        for order_id in pending:
+            self._carry_out(order_id)
+
+    def _carry_out(self, order_id: int) -> None:
+        self.flight.ensure()
+        try:
+            now = A.from_ms(self._now_ms())
+            if remainders.carry_out(self.ctx, order_id, now=now):
+                self.count("remainders")
+        except LockLost:
+            raise
+        except Exception as exc:
+            self._error(None, f"remainder of order {order_id}: {type(exc).__name__}: {exc}")
 
     def _step_size(self, algo: A.WatchedAlgo) -> Decimal:
         rules = self.client.symbol_rules(algo.symbol, algo.market)
