@@ -178,7 +178,7 @@ def _place_next(ctx: ExecContext, algo: _Algo, how: str) -> bool:
             position = session.get(Position, algo.position_id)
             if position is not None and live_brackets(session, position):
                 # Spot: the bracket locks the coins the close sells. Cancelled first.
-                cancel_brackets(ctx, session, position, reason="closing the rest at market")
+                cancel_brackets(ctx, session, position, reason=f"closing the rest ({how})")
         if algo.market == "spot" and algo.side == "SELL":
             left = min(left, ctx.client.account().free(rules.base_asset))
     if left <= 0 or (step and left < step):
