@@ -211,9 +211,11 @@ def learn_cadence(
     n = Decimal(progress.count)
     # Child k goes out about k - 1/2 intervals after the start (somewhere in its slot): a
     # good estimate from two children on, a poor one from the first alone (anywhere in its
-    # slot), which its size corrects. Only the first child's size: a later one may carry
-    # what earlier ones could not execute (the limit held them back).
+    # slot), which its size and the assumed interval bound. Only the first child's size: a
+    # later one may carry what earlier ones could not execute (the limit held them back).
     by_time = max(ZERO, _seconds(progress.last_child, start)) / (n - HALF)
+    if progress.count < 2:
+        by_time = max(by_time, fallback)  # one child says little: no faster than assumed
     size = progress.first_qty / total if total > 0 else ZERO
     interval = max(by_time, size * span) if span else by_time
     return Cadence(interval, min(ONE, size), True)

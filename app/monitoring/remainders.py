@@ -148,7 +148,9 @@ def _load(ctx: ExecContext, algo_id: int) -> _Algo | None:
 
 def _rest_orders(session: Session, algo: _Algo) -> list[Order]:
     ids = algo.state.get("orders") or []
-    return list(session.scalars(select(Order).where(Order.id.in_(ids)))) if ids else []
+    if not ids:
+        return []
+    return list(session.scalars(select(Order).where(Order.id.in_(ids)).order_by(Order.id)))
 
 
 def _left(ctx: ExecContext, algo: _Algo) -> Decimal:

@@ -17,7 +17,7 @@ One cycle, under the single-flight lock (``lock.py``):
    state from history (one scan per market) and their children;
 5. end every algo confirmed terminal (fills, status, signal: a compare-and-set, so once).
    What a monitor's or an expiry's cancel (or the algo's own end) left unexecuted is handled
-   by the signal's remainder policy (``remainder.py``) before anything is bracketed.
+   by the signal's remainder policy (``remainders.py``) before anything is bracketed.
    An entry's position gets its bracket through the execution layer; an exit or close
    takes its fills from its position (closed once only dust is left), and only a
    remainder still open is bracketed again;
@@ -286,12 +286,12 @@ class Monitor:
         item.subs = list(self.client.iter_algo_sub_orders(item.algo.market, item.row.algoId))
         self.count("sub_order_reads")
 
-    def _read_and_record(self, moved: list[_Seen]) -> None:
+    def _read_and_record(self, seen: list[_Seen]) -> None:
         """subOrders of every algo seen, read in the pool; as the answers arrive, the child
         fills of the still-working ones are recorded here in batches of ``RECORD_BATCH``
         (one transaction each), so database work overlaps the reads and no write lock is
         held for long."""
-        if not moved:
+        if not seen:
             return
 
         def read(item: _Seen) -> str | None:
@@ -302,10 +302,10 @@ class Monitor:
             return None
 
         failed: list[tuple[A.WatchedAlgo, str]] = []
-        workers = max(1, min(self.ctx.settings.monitor_concurrency, len(moved)))
+        workers = max(1, min(self.ctx.settings.monitor_concurrency, len(seen)))
         with ThreadPoolExecutor(workers) as pool, self.ctx.sessions() as session:
-            futures = {pool.submit(read, item): item for item in moved}
-            ids = [i.algo.order_id for i in moved if not i.terminal]
+            futures = {pool.submit(read, item): item for item in seen}
+            ids = [i.algo.order_id for i in seen if not i.terminal]
             orders = {o.id: o for o in session.scalars(select(Order).where(Order.id.in_(ids)))}
             known = A.recorded_fill_ids(session, ids)
             session.commit()  # nothing held while the first answers arrive

@@ -167,15 +167,21 @@ def test_signal_overrides_replace_only_what_they_name() -> None:
 fractions = st.decimals(min_value=0, max_value=1, places=4)
 
 
-@given(executed=fractions, elapsed=st.integers(0, 600), extra=fractions)
-def test_more_fill_never_makes_an_algo_behind(executed: D, elapsed: int, extra: D) -> None:
-    def state(qty: D) -> PaceState:
-        progress = progress_of([Child(at(10), max(qty, D("0.01")), qty)]) if qty else Progress()
-        return judge(total=D(1), progress=progress, start=T0, duration=300, now=at(elapsed),
-                     policy=PacePolicy(stall_seconds=D(0))).state  # fmt: skip
+@given(
+    fills=st.lists(fractions, min_size=1, max_size=4),
+    elapsed=st.integers(0, 600),
+    extra=fractions,
+)
+def test_more_fill_never_makes_an_algo_behind(fills: list[D], elapsed: int, extra: D) -> None:
+    # The same children (a fifth each, a minute apart), one of them executing more.
+    def state(executed: list[D]) -> PaceState:
+        children = [Child(at(30 + 60 * k), D("0.2"), e * D("0.2")) for k, e in enumerate(executed)]
+        return judge(total=D(1), progress=progress_of(children), start=T0, duration=300,
+                     now=at(elapsed), policy=PacePolicy(stall_seconds=D(0))).state  # fmt: skip
 
-    if state(executed) is not PaceState.BEHIND_SCHEDULE:
-        assert state(min(D(1), executed + extra)) is not PaceState.BEHIND_SCHEDULE
+    if state(fills) is not PaceState.BEHIND_SCHEDULE:
+        more = [*fills[:-1], min(D(1), fills[-1] + extra)]
+        assert state(more) is not PaceState.BEHIND_SCHEDULE
 
 
 @given(elapsed=st.integers(0, 86_400), duration=st.integers(300, 86_400))
