@@ -6,6 +6,7 @@ import ipaddress
 from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -24,6 +25,20 @@ PLACEHOLDER_SECRETS = frozenset(
     {"", "changeme", "change-me", "secret", "password", "token", "replace-me", "xxx", "your-secret"}
 )
 MIN_SECRET_LENGTH = 16
+# The shortest TWAP Binance runs (spot clamps shorter ones to it, futures refuses them).
+BINANCE_MIN_TWAP_DURATION = 300
+
+
+def is_paper_url(url: str, paper_host: str = "127.0.0.1") -> bool:
+    """Is ``url`` a paper exchange: a loopback host, the compose service ``paper`` or
+    ``paper_host``? Anything else (Binance, a proxy to it) is treated as the real exchange."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host in ("localhost", "paper", paper_host.lower()):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _split_csv(value: object) -> object:
@@ -125,10 +140,13 @@ class Settings(BaseSettings):
     monitor_concurrency: int = Field(16, ge=1, le=64)
     # Pace policy defaults (a signal's `pace` overrides them); see app/monitoring/pace.py.
     pace_grace: Decimal = Field(Decimal("0.1"), ge=0, le=1, description="fraction of duration")
-    pace_min_ratio: Decimal = Field(Decimal("1.0"), ge=0, le=1)
+    pace_min_ratio: Decimal = Field(Decimal("0.5"), ge=0, le=1)
     pace_slack: Decimal = Field(Decimal("0.02"), ge=0, le=1)
     pace_stall_seconds: Decimal | None = Field(
-        None, ge=0, description="unset: a quarter of the duration; 0 disables the stall rule"
+        None,
+        ge=0,
+        description="how long a visible stall is tolerated; unset: the grace period (TWAP), "
+        "PACE_VP_STALL_SECONDS without a fill (VP); 0 disables the stall rule",
     )
     pace_vp_stall_seconds: Decimal = Field(Decimal("600"), gt=0)
 
@@ -145,8 +163,14 @@ class Settings(BaseSettings):
     paper_fee_rate: Decimal = Field(Decimal("0.001"), ge=0)
     paper_futures_fee_rate: Decimal = Field(Decimal("0.0004"), ge=0)
     paper_leverage: int = Field(20, ge=1, le=125)
-    # A TWAP is cut into at most this many child orders, at least one second apart.
+    # When TWAP/VP children go out (app/paper/cadence.py): "binance" (about one a minute,
+    # jittered time and size, as Binance hints) or "fine" (even slices, for fast tests).
+    paper_algo_cadence: Literal["binance", "fine"] = "binance"
+    # The fine cadence cuts a TWAP into at most this many children, at least one second apart.
     paper_twap_slices: int = Field(60, ge=1)
+    # A working spot algo shows nothing executed in openOrders until it ends (Binance's FAQ:
+    # "Transaction details won't be available until all TWAP orders are filled").
+    paper_spot_algo_lag: bool = True
     paper_max_num_algo_orders: int = Field(5, ge=1, description="spot MAX_NUM_ALGO_ORDERS filter")
     # Run `pacekeeper paper` on a manual clock stepped with POST /paper/clock.
     paper_manual_clock: bool = False
@@ -190,7 +214,23 @@ class Settings(BaseSettings):
     def _check_bounds(self) -> Settings:
         if self.twap_min_duration > self.twap_max_duration:
             raise ValueError("twap_min_duration must not exceed twap_max_duration")
+        if self.twap_min_duration < BINANCE_MIN_TWAP_DURATION and not self.uses_paper_exchange():
+            # Binance clamps (spot) or refuses (futures) a shorter TWAP: accepting one here
+            # would promise a schedule the exchange does not keep.
+            raise ValueError(
+                f"twap_min_duration ({self.twap_min_duration}) must be at least "
+                f"{BINANCE_MIN_TWAP_DURATION} s, Binance's minimum, unless both exchange URLs "
+                f"are the paper exchange (not {self.binance_api_url} / {self.binance_fapi_url})"
+            )
         return self
+
+    def uses_paper_exchange(self) -> bool:
+        """Do both exchange URLs point at a paper exchange: this machine (where `pacekeeper
+        paper` and `dev` run it), the docker-compose service `paper`, or PAPER_HOST?"""
+        return all(
+            is_paper_url(url, self.paper_host)
+            for url in (self.binance_api_url, self.binance_fapi_url)
+        )
 
     def webhook_secrets(self) -> list[bytes]:
         """The secrets accepted now (current first, then the one being rotated out)."""

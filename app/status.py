@@ -1,15 +1,18 @@
-"""Working algos and their pace, for ``pacekeeper status`` and the admin API.
+"""Working algos and their pace, for ``pacekeeper status``, the admin API and the dashboard.
 
-Pace is judged with :func:`app.monitoring.pace.assess` and the signal's own overrides, at
-``now`` on this machine's clock. The monitor judges with the exchange's clock; the two differ by
-the clock offset (milliseconds on a synchronised host), which does not matter for a display.
+The verdict shown is the monitor's own (``app.monitoring.verdicts``): reached with
+``pace.judge`` on the sub-orders it had just read, at exchange time, and published with that
+time (``as_of``). So every reader shows what the monitor acts on. An algo the monitor has not
+judged yet (just placed, or no monitor running) is judged here with the same function from
+the fills in the database at ``now`` on this machine's clock, and marked ``source:
+"database"``: those fills can be up to a cycle old, and unfilled children are not in them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -21,7 +24,10 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.metrics import ALGO_KINDS
 from app.models import Order, OrderStatus, Signal
-from app.monitoring.pace import PacePolicy, PaceVerdict, assess
+from app.monitoring.pace import Child, PacePolicy, PaceVerdict, judge, progress_of
+from app.monitoring.verdicts import Published
+
+MONITOR, DATABASE = "monitor", "database"
 
 
 def aware(value: datetime | None) -> datetime | None:
@@ -33,13 +39,15 @@ def aware(value: datetime | None) -> datetime | None:
 
 @dataclass(frozen=True)
 class AlgoPace:
-    """One working algo order with its signal and the pace verdict at ``now``."""
+    """One working algo order with its signal and its pace verdict as of ``as_of``."""
 
     order: Order
     signal: Signal | None
     start: datetime
     policy: PacePolicy
     verdict: PaceVerdict | None  # None when the order has no base quantity to measure against
+    as_of: datetime | None = None
+    source: str = DATABASE  # "monitor": the monitor's verdict; "database": judged here
 
 
 def policy_for(settings: Settings, signal: Signal | None) -> PacePolicy:
@@ -49,32 +57,62 @@ def policy_for(settings: Settings, signal: Signal | None) -> PacePolicy:
     return policy.with_overrides(overrides if isinstance(overrides, dict) else None)
 
 
-def pace_of(order: Order, signal: Signal | None, settings: Settings, now: datetime) -> AlgoPace:
+def pace_of(
+    order: Order,
+    signal: Signal | None,
+    settings: Settings,
+    now: datetime,
+    published: Published | None = None,
+) -> AlgoPace:
     start = aware(order.book_time) or aware(order.created_at) or now
     policy = policy_for(settings, signal)
+    if published is not None:
+        return AlgoPace(order, signal, start, policy, published.verdict, published.as_of, MONITOR)
     verdict = None
     if order.quantity:
-        verdict = assess(
+        verdict = judge(
             total=order.quantity,
-            executed=order.executed_qty or Decimal(0),
+            progress=progress_of(
+                Child(aware(f.time) or start, f.qty, f.qty) for f in order.fills if f.qty > 0
+            ),
             start=start,
             duration=order.duration,
             now=now,
             policy=policy,
-            last_fill_at=aware(order.last_fill_at),
         )
-    return AlgoPace(order, signal, start, policy, verdict)
+    return AlgoPace(order, signal, start, policy, verdict, now, DATABASE)
 
 
-def working_algos(session: Session, settings: Settings, *, now: datetime) -> list[AlgoPace]:
-    """Every TWAP/VP order working on the venue, oldest first, with its pace at ``now``."""
+def working_algos(
+    session: Session,
+    settings: Settings,
+    *,
+    now: datetime,
+    published: Mapping[int, Published] | None = None,
+) -> list[AlgoPace]:
+    """Every TWAP/VP order working on the venue, oldest first, with the monitor's verdict
+    (``published``, by order id) or, without one, a verdict judged here at ``now``."""
     rows = session.execute(
         select(Order, Signal)
         .outerjoin(Signal, Order.signal_id == Signal.id)
         .where(Order.kind.in_(ALGO_KINDS), Order.status == OrderStatus.WORKING.value)
         .order_by(Order.id)
     ).all()
-    return [pace_of(order, signal, settings, now) for order, signal in rows]
+    published = published or {}
+    return [
+        pace_of(order, signal, settings, now, published.get(order.id)) for order, signal in rows
+    ]
+
+
+def working_ids(session: Session) -> list[int]:
+    """The ids of the working TWAP/VP orders (whose published verdicts to fetch)."""
+    return list(
+        session.scalars(
+            select(Order.id).where(
+                Order.kind.in_(ALGO_KINDS), Order.status == OrderStatus.WORKING.value
+            )
+        )
+    )
 
 
 # ---- pacekeeper status ---------------------------------------------------------------------
@@ -112,7 +150,21 @@ def as_dict(algo: AlgoPace) -> dict[str, Any]:
         "fill_fraction": None if verdict is None else str(verdict.fill_fraction),
         "elapsed": None if verdict is None else int(verdict.elapsed),
         "reason": verdict.reason if verdict else None,
+        "required": None if verdict is None or verdict.required is None else str(verdict.required),
+        "child_interval": None
+        if verdict is None or verdict.cadence is None
+        else str(int(verdict.cadence.interval)),
+        "children": None if verdict is None else verdict.children,
+        "as_of": None if algo.as_of is None else algo.as_of.isoformat(),
+        "source": algo.source,
     }
+
+
+def _judged(algo: AlgoPace) -> str:
+    """When and by whom the verdict was reached: ``12:00:05 monitor``."""
+    if algo.as_of is None:
+        return "-"
+    return f"{algo.as_of.astimezone(UTC):%H:%M:%S} {algo.source}"
 
 
 def render(algos: Sequence[AlgoPace], *, halted: str | None = None) -> str:
@@ -123,7 +175,10 @@ def render(algos: Sequence[AlgoPace], *, halted: str | None = None) -> str:
     if not algos:
         lines.append("no working algos")
         return "\n".join(lines)
-    header = ("ORDER", "SYMBOL", "SIDE", "KIND", "EXECUTED/TOTAL", "FILL", "SCHEDULE", "ELAPSED")
+    header = (
+        "ORDER", "SYMBOL", "SIDE", "KIND", "EXECUTED/TOTAL", "FILL", "SCHEDULE", "ELAPSED",
+        "JUDGED",
+    )  # fmt: skip
     rows = [(*header, "VERDICT")]
     for algo in algos:
         order, verdict = algo.order, algo.verdict
@@ -138,6 +193,7 @@ def render(algos: Sequence[AlgoPace], *, halted: str | None = None) -> str:
                 _pct(verdict.fill_fraction if verdict else None),
                 _pct(verdict.schedule if verdict else None),
                 _duration(verdict.elapsed) if verdict else "-",
+                _judged(algo),
                 f"{verdict.state.value}: {verdict.reason}" if verdict else "unknown quantity",
             )
         )
@@ -148,8 +204,23 @@ def render(algos: Sequence[AlgoPace], *, halted: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def _published(settings: Settings, order_ids: list[int]) -> dict[int, Published]:
+    """The monitor's verdicts, read from Redis when it is configured and answers."""
+    from redis import Redis
+
+    from app.monitoring.verdicts import fetch
+
+    if not settings.redis_url or not order_ids:
+        return {}
+    redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        return fetch(redis, settings.queue_name, order_ids)
+    finally:
+        redis.close()
+
+
 def status_main(args: argparse.Namespace, settings: Settings | None = None) -> int:
-    """``pacekeeper status [--json]``: read the database and print the working algos."""
+    """``pacekeeper status [--json]``: print the working algos with the monitor's verdicts."""
     from app.config import get_settings
     from app.controls import current_halt
     from app.db import make_engine, make_sessionmaker
@@ -159,7 +230,8 @@ def status_main(args: argparse.Namespace, settings: Settings | None = None) -> i
     try:
         with make_sessionmaker(engine)() as session:
             now = datetime.now(UTC)
-            algos = working_algos(session, settings, now=now)
+            published = _published(settings, working_ids(session))
+            algos = working_algos(session, settings, now=now, published=published)
             halt = current_halt(session)
     finally:
         engine.dispose()

@@ -10,12 +10,14 @@ set-up); the monitor runs here with a normal rate governor, which counts what ea
 sends. The database is a fresh SQLite file (or ``--database-url``, migrated; its tables are
 emptied between runs). Bounded: four cycles per N.
 
-For each N, spot TWAPs of one hour (60 children, one a minute each) written as the execution
-layer leaves them, a tenth of them limited out of reach; then, in exchange time:
+For each N, spot TWAPs of one hour (60 children, about one a minute each, on the paper's
+default Binance-like cadence) written as the execution layer leaves them, a tenth of them
+limited out of reach; then, in exchange time:
 
     first     +60 s: every algo has a new child, so N subOrders reads and N fills
-    quiet     at once: nothing moved; openOrders only
-    moved     +60 s: every algo moved again (the worst steady-state cycle)
+    quiet     at once: nothing new, yet N subOrders reads: pace is judged on the children
+              (a working spot algo's executedQty shows nothing until it ends)
+    moved     +60 s: every algo has a new child again (the worst steady-state cycle)
     laggards  +300 s, past the 10% grace: N subOrders reads and N/10 cancels
 """
 
@@ -224,13 +226,12 @@ def main() -> int:
                 for name, advance in CYCLES:
                     bench.advance(advance)
                     print(row(n, name, *bench.cycle()))
-                # Each algo moves once a minute (60 children an hour), so a minute of cycles
-                # reads subOrders n times and openOrders once a cycle; each endpoint has its
-                # own 12,000 a minute.
+                # Every cycle reads every algo's subOrders (one page each for an hour's
+                # 60 children) and openOrders once; each endpoint has its own 12,000 a minute.
                 cycles = 60 / args.interval
                 print(
-                    f"{'':>6} set-up {placed:.1f} s; per minute in steady state: subOrders {n},"
-                    f" openOrders {cycles:.0f}, /api/v3/time {cycles:.0f}"
+                    f"{'':>6} set-up {placed:.1f} s; per minute in steady state: subOrders"
+                    f" {n * cycles:.0f}, openOrders {cycles:.0f}, /api/v3/time {cycles:.0f}"
                 )
         finally:
             bench.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -46,7 +47,8 @@ from app.exchange import AlreadyDone, BinanceClient, ExchangeError
 from app.exchange.algos import AlgoMarket
 from app.metrics import ALGO_KINDS
 from app.models import Event, Order, OrderStatus, Signal, SignalStatus, utcnow
-from app.status import AlgoPace, working_algos
+from app.monitoring import verdicts
+from app.status import MONITOR, AlgoPace, working_algos, working_ids
 
 log = logging.getLogger(__name__)
 
@@ -196,20 +198,28 @@ def _algo_out(algo: AlgoPace) -> AlgoOut:
         else PaceOut(
             state=verdict.state.value,
             schedule=verdict.schedule,
+            required=verdict.required,
             fill_fraction=verdict.fill_fraction,
             elapsed=int(verdict.elapsed),
             behind=verdict.behind,
             reason=verdict.reason,
+            child_interval=verdict.cadence.interval.quantize(Decimal(1))
+            if verdict.cadence
+            else None,
+            children=verdict.children,
+            as_of=algo.as_of,
+            source="monitor" if algo.source == MONITOR else "database",
         ),
     )
 
 
 @router.get("/algos", response_model=AlgoList, summary="Working algos with schedule vs fill")
-def list_algos(session: SessionDep, settings: SettingsDep) -> AlgoList:
+def list_algos(session: SessionDep, settings: SettingsDep, redis: RedisDep) -> AlgoList:
+    """The monitor's own pace verdicts (see ``app/status.py``)."""
     now = utcnow()
-    return AlgoList(
-        now=now, items=[_algo_out(a) for a in working_algos(session, settings, now=now)]
-    )
+    published = verdicts.fetch(redis, settings.queue_name, working_ids(session))
+    algos = working_algos(session, settings, now=now, published=published)
+    return AlgoList(now=now, items=[_algo_out(a) for a in algos])
 
 
 # ---- acting --------------------------------------------------------------------------------

@@ -133,11 +133,20 @@ class PolicyOut(BaseModel):
 
 class PaceOut(BaseModel):
     state: str
-    schedule: DecimalStr | None = Field(description="share that should have executed by now")
-    fill_fraction: DecimalStr = Field(description="share executed")
-    elapsed: int = Field(description="seconds since the algo started")
+    schedule: DecimalStr | None = Field(description="share a linear schedule has due")
+    required: DecimalStr | None = Field(
+        None, description="share the pace rule asks for (min_ratio x schedule one child earlier)"
+    )
+    fill_fraction: DecimalStr = Field(description="share executed, from the child orders")
+    elapsed: int = Field(description="seconds since the algo started, at as_of")
     behind: bool
     reason: str
+    child_interval: DecimalStr | None = Field(None, description="seconds, learned or assumed")
+    children: int = Field(0, description="child orders seen")
+    as_of: Time | None = Field(None, description="when the verdict was reached")
+    source: Literal["monitor", "database"] = Field(
+        "monitor", description="monitor: its own verdict; database: judged from stored fills"
+    )
 
 
 class AlgoOut(BaseModel):
@@ -149,7 +158,7 @@ class AlgoOut(BaseModel):
 
 
 class AlgoList(BaseModel):
-    now: Time = Field(description="the receiver's clock, at which pace was judged")
+    now: Time = Field(description="the receiver's clock when it answered")
     items: list[AlgoOut]
 
 

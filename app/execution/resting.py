@@ -51,7 +51,7 @@ def follow_resting_orders(ctx: ExecContext, *, limit: int = 200) -> int:
     """One pass over working LIMIT orders; returns how many changed."""
     with session_scope(ctx.sessions) as session:
         rows = session.execute(
-            select(Order.id, SignalRow.expires_at)
+            select(Order.id, SignalRow.expires_at, Order.extra)
             .outerjoin(SignalRow, Order.signal_id == SignalRow.id)
             .where(Order.kind.in_(FOLLOWED), Order.status == OrderStatus.WORKING.value)
             .order_by(Order.id)
@@ -59,7 +59,9 @@ def follow_resting_orders(ctx: ExecContext, *, limit: int = 200) -> int:
         ).all()
     changed = 0
     now = utcnow()
-    for order_id, expires_at in rows:
+    for order_id, expires_at, extra in rows:
+        if (extra or {}).get("remainder_of"):
+            continue  # an algo's remainder: app/monitoring/remainders.py follows it
         try:
             if _expired(expires_at, now):
                 changed += _expire(ctx, order_id, expires_at)

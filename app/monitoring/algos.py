@@ -15,6 +15,10 @@ lifetime; keep stall windows well above it.
 The order's leg decides what its fills do to its position: an ``entry`` leg adds to what the
 position holds (``apply_entry_fills``); an exit or close leg takes from it
 (``apply_exit_fills``), closing it with its realised result once only dust is left.
+
+An algo ended with quantity left that its signal's remainder policy acts on
+(``remainder_policy.py``) is marked for ``remainders.py`` in the transaction that ends it,
+and its signal stays ``working`` until that is done.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from app.execution.positions import (
     sub_order_fills,
 )
 from app.models import Fill, Order, OrderStatus, Position, Signal, SignalStatus
+from app.monitoring import remainder_policy
+from app.signals.schemas import Remainder
 
 ZERO = Decimal(0)
 AlgoMarket = Literal["spot", "usdm"]
@@ -92,6 +98,7 @@ class WatchedAlgo:
     since: datetime  # bookTime when known, else when we wrote the row
     pace: dict[str, Any] | None
     expires_at: datetime | None
+    remainder: Remainder = Remainder.CANCEL  # the signal's policy for what it leaves
 
 
 def compare_and_set(session: Session, stmt: Update) -> bool:
@@ -132,6 +139,7 @@ def load_working(session: Session) -> list[WatchedAlgo]:
                 since=since,
                 pace=payload.get("pace"),
                 expires_at=aware(expires_at),
+                remainder=remainder_policy.policy_of(payload, order.leg),
             )
         )
     return out
@@ -205,11 +213,14 @@ def finish(
     subs: Sequence[SubOrder],
     *,
     dust: Decimal = ZERO,
+    remainder: Remainder = Remainder.CANCEL,
+    step: Decimal = ZERO,
 ) -> bool:
     """End a working algo the exchange has confirmed terminal: its fills, its state, its
     signal. An exit or close leg also settles its position: closed (with its realised
-    result) when what is left is ``dust`` or less. False when another monitor ended it first
-    (the status moves only once)."""
+    result) when what is left is ``dust`` or less. When the signal's ``remainder`` policy
+    acts on what is left (a step or more), the algo is marked for it and the signal left
+    working. False when another monitor ended it first (the status moves only once)."""
     order = session.get(Order, order_id)
     if order is None:
         return False
@@ -251,7 +262,21 @@ def finish(
         executed_qty=qty(order.executed_qty),
         total=qty(total),
     )
-    if order.signal_id is not None:
+    pending = order.signal_id is not None and remainder_policy.due(
+        remainder, cause=cause, algo_status=str(row.algoStatus),
+        executed=order.executed_qty, total=total, dust=step,
+    )  # fmt: skip
+    if pending:
+        left = total - order.executed_qty
+        order.extra = {
+            **(order.extra or {}),
+            "remainder": {"policy": remainder.value, "state": "pending", "orders": [],
+                          "what": what, "cause": cause},
+        }  # fmt: skip
+        event(session, "remainder", f"{qty(left)} left: {remainder.value} to follow",
+              signal_id=order.signal_id, order_id=order.id, policy=remainder.value,
+              left=qty(left))  # fmt: skip
+    elif order.signal_id is not None:
         settle_signal(session, order, cause, str(row.algoStatus), what)
     return True
 

@@ -6,16 +6,21 @@ One cycle, under the single-flight lock (``lock.py``):
 2. ask the exchange for its time and, per market with working algos, ``openOrders`` (one
    call each); algos missing from it are looked up in ``historicalOrders`` (one paged scan
    per market) — only what history shows ended is ever called terminal;
-3. read ``subOrders`` (all pages) for each algo whose ``executedQty`` moved since the fills
-   we hold, and for each one history shows ended (a small thread pool shares the client);
+3. read ``subOrders`` (all pages) of every algo, working or ended (a small thread pool
+   shares the client): pace is judged on the children, never on the algo's
+   ``executedQty``, which a working spot algo does not show until it ends (Binance's FAQ);
    record the child fills of the working ones as the answers arrive;
-4. judge the pace of each still-working algo with exchange time (``pace.assess``, with its
-   signal's overrides); for those behind schedule or whose signal expired, record the
+4. judge the pace of each still-working algo with exchange time (``pace.judge`` on its
+   children, with its signal's overrides) and publish the verdicts for the other readers
+   (``verdicts.py``); for those behind schedule or whose signal expired, record the
    decision and its numbers, cancel (an "already done" answer is fine), and read their final
    state from history (one scan per market) and their children;
 5. end every algo confirmed terminal (fills, status, signal: a compare-and-set, so once).
-   An exit or close takes its fills from its position (closed once only dust is left);
-6. poll open brackets (``exits.py``); follow resting orders (``app/execution/resting.py``);
+   What a monitor's or an expiry's cancel (or the algo's own end) left unexecuted is handled
+   by the signal's remainder policy (``remainders.py``); an exit or close takes its fills
+   from its position (closed once only dust is left);
+6. take up remainders not done yet (a limit remainder resting, a step a crash interrupted);
+   poll open brackets (``exits.py``); follow resting orders (``app/execution/resting.py``);
    then the protection pass (``protection.py``): every open position's bracket placed,
    resized as its entry fills, restored when it was lost, or the position stopped out;
 7. record the heartbeat, unless an openOrders listing failed or every working algo's
@@ -34,7 +39,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -51,11 +56,13 @@ from app.healthcheck import record_monitor_cycle
 from app.metrics import MetricsRecorder
 from app.models import Order, OrderStatus
 from app.monitoring import algos as A
+from app.monitoring import remainders, verdicts
 from app.monitoring.algos import AlgoMarket
 from app.monitoring.exits import watch_brackets
 from app.monitoring.lock import MONITOR_LOCK_KEY, LockLost, SingleFlight
-from app.monitoring.pace import PacePolicy, assess
+from app.monitoring.pace import Child, PacePolicy, judge, progress_of
 from app.monitoring.protection import protect_positions
+from app.signals.schemas import Remainder
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +90,7 @@ class CycleReport:
     stop_outs: int = 0
     brackets_checked: int = 0
     exits: int = 0
+    remainders: int = 0  # remainder steps taken (order placed, followed, settled)
     resting_orders_changed: int = 0
     errors: int = 0
     algos_failed: int = 0  # working algos with an error recorded this cycle
@@ -148,6 +156,8 @@ class Monitor:
         self.report = CycleReport()
         self._counts = threading.Lock()
         self._failed: set[int] = set()  # order ids of the algos with an error this cycle
+        self._verdicts: dict[int, verdicts.Published] = {}  # this cycle's, by order id
+        self._ended: list[int] = []  # order ids of the algos ended this cycle
 
     def count(self, name: str, n: int = 1) -> None:
         with self._counts:
@@ -160,6 +170,7 @@ class Monitor:
         spent = dict(self.client.governor.spent)
         try:
             self._algos()
+            self._remainders()
             result = watch_brackets(self.ctx, self.flight)
             self.report.brackets_checked = result.checked
             self.count("exits", result.exits)
@@ -206,13 +217,28 @@ class Monitor:
     def _watch(self, watched: list[A.WatchedAlgo]) -> None:
         now = A.from_ms(self._now_ms())
         seen = self._observe(watched)
-        self._read_and_record([s for s in seen if _moved(s)])
+        self._read_and_record(seen)
         # An algo whose children could not be read is left for the next cycle.
-        seen = [s for s in seen if s.subs is not None or not _moved(s)]
+        seen = [s for s in seen if s.subs is not None]
         working = [s for s in seen if not s.terminal]
-        cancelled = self._cancel_laggards(working, now)
-        ended = [s for s in seen if s.terminal] + self._confirm(cancelled)
-        self._each(self._finish, ended, parallel=False)
+        try:
+            cancelled = self._cancel_laggards(working, now)
+            ended = [s for s in seen if s.terminal] + self._confirm(cancelled)
+            self._each(self._finish, ended, parallel=False)
+        finally:
+            self._publish()
+
+    def _publish(self) -> None:
+        """This cycle's verdicts, for the API, the dashboard and ``pacekeeper status``."""
+        if self.ctx.redis is None:
+            return
+        try:
+            verdicts.publish(
+                self.ctx.redis, self.ctx.settings.queue_name, self._verdicts,
+                ended=self._ended, expire=verdicts.ttl(self.ctx.settings.monitor_interval),
+            )  # fmt: skip
+        except Exception as exc:
+            log.warning("monitor: pace verdicts not published: %s", exc)
 
     def _observe(self, watched: list[A.WatchedAlgo]) -> list[_Seen]:
         """openOrders per market, and history for the algos missing from it."""
@@ -258,12 +284,12 @@ class Monitor:
         item.subs = list(self.client.iter_algo_sub_orders(item.algo.market, item.row.algoId))
         self.count("sub_order_reads")
 
-    def _read_and_record(self, moved: list[_Seen]) -> None:
-        """subOrders of every moved algo, read in the pool; as the answers arrive, the child
+    def _read_and_record(self, seen: list[_Seen]) -> None:
+        """subOrders of every algo seen, read in the pool; as the answers arrive, the child
         fills of the still-working ones are recorded here in batches of ``RECORD_BATCH``
         (one transaction each), so database work overlaps the reads and no write lock is
         held for long."""
-        if not moved:
+        if not seen:
             return
 
         def read(item: _Seen) -> str | None:
@@ -274,10 +300,10 @@ class Monitor:
             return None
 
         failed: list[tuple[A.WatchedAlgo, str]] = []
-        workers = max(1, min(self.ctx.settings.monitor_concurrency, len(moved)))
+        workers = max(1, min(self.ctx.settings.monitor_concurrency, len(seen)))
         with ThreadPoolExecutor(workers) as pool, self.ctx.sessions() as session:
-            futures = {pool.submit(read, item): item for item in moved}
-            ids = [i.algo.order_id for i in moved if not i.terminal]
+            futures = {pool.submit(read, item): item for item in seen}
+            ids = [i.algo.order_id for i in seen if not i.terminal]
             orders = {o.id: o for o in session.scalars(select(Order).where(Order.id.in_(ids)))}
             known = A.recorded_fill_ids(session, ids)
             session.commit()  # nothing held while the first answers arrive
@@ -324,32 +350,30 @@ class Monitor:
                     failed.append((item.algo, f"{type(exc).__name__}: {exc}"))
                     news.append(None)
             session.commit()
-        for (item, order), new in zip(batch, news, strict=True):
+        for new in news:
             if new is not None:
                 self.count("fills_recorded", new)
-                # What the pace judgement sees next.
-                item.algo = replace(
-                    item.algo,
-                    executed_qty=order.executed_qty,
-                    last_fill_at=A.aware(order.last_fill_at),
-                )
         return failed
 
     # ---- pace and cancels ----------------------------------------------------------------
 
     def _judge(self, item: _Seen, now: datetime) -> dict[str, Any] | None:
         """The decision to cancel (with its numbers) when the algo is behind or its signal
-        expired, else None. Pure: no I/O."""
+        expired, else None; the verdict is kept for publishing. No I/O."""
         algo, row = item.algo, item.row
-        verdict = assess(
+        progress = progress_of(
+            Child(A.from_ms(s.bookTime), s.origQty or s.executedQty, s.executedQty)
+            for s in item.subs or ()
+        )
+        verdict = judge(
             total=row.totalQty,
-            executed=row.executedQty,
+            progress=progress,
             start=A.from_ms(row.bookTime),
             duration=algo.duration if algo.kind == "twap" else None,
             now=now,
             policy=self.policy.with_overrides(algo.pace),
-            last_fill_at=algo.last_fill_at,
         )
+        self._verdicts[algo.order_id] = verdicts.Published(verdict, now)
         if algo.expires_at is not None and now >= algo.expires_at:
             cause, reason = "expiry", f"signal expired at {algo.expires_at.isoformat()}"
         elif verdict.behind:
@@ -362,8 +386,9 @@ class Monitor:
             "state": verdict.state.value,
             "fill_fraction": str(verdict.fill_fraction),
             "schedule": None if verdict.schedule is None else str(verdict.schedule),
+            "required": None if verdict.required is None else str(verdict.required),
             "elapsed": int(verdict.elapsed),
-            "executed_qty": A.qty(row.executedQty),
+            "executed_qty": A.qty(progress.executed),
             "total": A.qty(row.totalQty),
         }
 
@@ -427,15 +452,45 @@ class Monitor:
             log.info("monitor: children of %s not settled yet; next cycle", algo.client_id)
             return
         closing = A.closing(algo.leg) and algo.position_id is not None
-        # What is left of a position after a close that cannot be traded: under one step.
-        dust = self._step_size(algo) if closing else A.ZERO
+        acting = algo.remainder is not Remainder.CANCEL
+        # What cannot be traded, of a position after a close or of an algo's rest: a step.
+        step = self._step_size(algo) if closing or acting else A.ZERO
+        dust = step if closing else A.ZERO
         with self.ctx.sessions() as session:
-            if not A.finish(session, algo.order_id, row, subs, dust=dust):
+            if not A.finish(
+                session, algo.order_id, row, subs, dust=dust, remainder=algo.remainder, step=step
+            ):
                 return  # another monitor ended it
             session.commit()
         self.count("finished")
-        # The protection pass at the end of this cycle brackets what an entry received
-        # (or closes its empty position), and re-brackets what a close left open.
+        with self._counts:
+            self._ended.append(algo.order_id)
+        if acting:
+            # What it left goes out by the signal's policy; the protection pass at the end of
+            # this cycle brackets what the position then holds (or closes an empty one).
+            self._carry_out(algo.order_id)
+
+    def _remainders(self) -> None:
+        """Remainders not done yet (a limit resting, a step a crash interrupted)."""
+        self.flight.ensure()
+        try:
+            pending = remainders.pending_algos(self.ctx)
+        except Exception as exc:
+            self._error(None, f"reading remainders failed: {type(exc).__name__}: {exc}")
+            return
+        for order_id in pending:
+            self._carry_out(order_id)
+
+    def _carry_out(self, order_id: int) -> None:
+        self.flight.ensure()
+        try:
+            now = A.from_ms(self._now_ms())
+            if remainders.carry_out(self.ctx, order_id, now=now):
+                self.count("remainders")
+        except LockLost:
+            raise
+        except Exception as exc:
+            self._error(None, f"remainder of order {order_id}: {type(exc).__name__}: {exc}")
 
     def _step_size(self, algo: A.WatchedAlgo) -> Decimal:
         rules = self.client.symbol_rules(algo.symbol, algo.market)
@@ -491,10 +546,3 @@ class Monitor:
                 session.commit()
         except Exception:
             log.exception("monitor: could not record an error")
-
-
-def _moved(item: _Seen) -> bool:
-    """Ended, executed more than the fills we hold, or seen for the first time (its algoId
-    is not stored yet): its children are read and its row brought up to date."""
-    algo = item.algo
-    return item.terminal or item.row.executedQty != algo.executed_qty or algo.venue_id is None

@@ -1,19 +1,30 @@
 """TWAP and VP algo orders (``/sapi/v1/algo/spot/*`` and ``/sapi/v1/algo/futures/*``).
 
-A TWAP of duration D is cut into N = ceil(D / interval) child orders, one every
-``interval = max(1 s, D / paper_twap_slices)``; child k brings the executed schedule to
-``k / N`` of the quantity. A child only trades when the price is within ``limitPrice``
-(BUY: price <= limit, SELL: price >= limit); a skipped slice is caught up by the next one that
-trades. A VP child trades every second at its urgency's share of the symbol's volume
-(LOW 2 %, MEDIUM 5 %, HIGH 10 %) until the whole quantity is executed.
+When children go out and how big they are is ``cadence.py`` (shared with ``bench/pace.py``),
+chosen by ``paper_algo_cadence``: ``binance`` (default) about one child a minute at a
+jittered second, sizes jittered about ±30 % and adding up to the total; ``fine`` the even
+slicing of fast tests, ``ceil(D / interval)`` children at ``interval = max(1 s, D /
+paper_twap_slices)``. Child k sends what brings the algo to its cumulative target. A child
+only trades when the price is within ``limitPrice`` (BUY: price <= limit, SELL: price >=
+limit); one that could not is shown as Binance shows an immediate-or-cancel order that found
+nothing, ``EXPIRED`` with nothing executed, and its quantity is caught up by the next child
+that trades. A VP child takes its urgency's share (LOW 2 %, MEDIUM 5 %, HIGH 10 %) of the
+symbol's volume since the previous child: every 5 to 15 s, the share jittered ±30 %, on the
+``binance`` cadence; every second, exactly, on the ``fine`` one; until the whole quantity is
+executed.
 
 Children are immediate-or-cancel: with a fill ratio below 1 (``POST /paper/algo-fill``) each
 child executes only that share and ends ``EXPIRED`` (partially or not filled), the rest of its
 quantity is not retried by a TWAP.
 
-Statuses: ``WORKING``; ``FINISHED`` when a TWAP reaches its end time (all executed, or what the
-limit price allowed) or a VP has executed everything; ``CANCELLED`` (double L) after
-``DELETE``; ``EXPIRED`` when Binance's post-acceptance checks fail at the first slice or later
+Spot visibility (``paper_spot_algo_lag``, on by default): Binance's spot algo FAQ says
+"Transaction details won't be available until all TWAP orders are filled". A working spot
+algo in ``openOrders`` shows nothing executed (``executedQty``, ``executedAmt`` and
+``avgPrice`` 0) until it ends; ``subOrders`` (its children and its totals) are current.
+
+Statuses: ``WORKING``; ``FINISHED`` once a TWAP's last child went out (all executed, or what
+the limit price allowed) or a VP has executed everything; ``CANCELLED`` (double L) after
+``DELETE``; ``EXPIRED`` when Binance's post-acceptance checks fail at the first child or later
 (balance or margin short, ``reduceOnly`` that would open, ``positionSide`` other than BOTH in
 one-way mode). Placing answers only ``clientAlgoId``/``success``/``code``/``msg``.
 Notional bounds: TWAP ``twap_min_notional`` to ``twap_max_notional_spot``/``_usdm``, VP
@@ -25,13 +36,14 @@ id again once no algo holding it is ``WORKING``.
 
 from __future__ import annotations
 
-import math
+import random
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from time import monotonic
 from typing import TYPE_CHECKING
 
+from app.paper.cadence import ChildPlan, algo_rng, twap_plan, vp_gap_ms, vp_share
 from app.paper.errors import BinanceError, algo_error
 from app.paper.ledger import FUTURES_TWAP, FUTURES_VP, SPOT_TWAP
 from app.paper.numbers import ONE, ZERO, fmt, fmt8, round_down
@@ -43,7 +55,6 @@ if TYPE_CHECKING:
 
 SPOT, USDM = "spot", "usdm"
 URGENCY_RATES = {"LOW": Decimal("0.02"), "MEDIUM": Decimal("0.05"), "HIGH": Decimal("0.10")}
-VP_INTERVAL_MS = 1000
 CLIENT_ALGO_ID_RE = re.compile(r"^[A-Za-z0-9_\-]{1,32}$")
 HEX = "0123456789abcdef"
 
@@ -74,8 +85,7 @@ class Algo:
     book_time: int
     limit_price: Decimal | None = None
     duration_ms: int = 0
-    slices: int = 0
-    interval_ms: int = VP_INTERVAL_MS
+    plan: list[ChildPlan] = field(default_factory=list)  # TWAP: its children, in time order
     urgency: str | None = None
     position_side: str = "BOTH"
     reduce_only: bool = False
@@ -84,8 +94,10 @@ class Algo:
     executed: Decimal = ZERO
     executed_amt: Decimal = ZERO
     sent: Decimal = ZERO  # TWAP: quantity handed to children so far (schedule progress)
-    next_slice: int = 1
+    next_child: int = 0
     vp_budget: Decimal = ZERO
+    last_child_ms: int = 0  # VP: when the previous child went out (its volume window)
+    rng: random.Random = field(default_factory=random.Random)
     checked: bool = False  # the post-acceptance checks ran (at the first slice)
     subs: list[SubOrder] = field(default_factory=list)
     created_mono: float = field(default_factory=monotonic)
@@ -156,14 +168,22 @@ class AlgoBook:
             position_side=position_side,
             reduce_only=reduce_only,
         )
+        algo.rng = algo_rng(engine.seed, algo.algo_id)
+        algo.last_child_ms = algo.book_time
+        cadence = settings.paper_algo_cadence
         if algo_type == "TWAP":
             algo.duration_ms = duration * 1000
-            algo.interval_ms = max(1000, math.ceil(algo.duration_ms / settings.paper_twap_slices))
-            algo.slices = math.ceil(algo.duration_ms / algo.interval_ms)
+            algo.plan = twap_plan(
+                qty, duration, lot.step, algo.rng, cadence=cadence,
+                slices=settings.paper_twap_slices,
+            )  # fmt: skip
+            first = algo.book_time + algo.plan[0].offset_ms
+        else:
+            first = algo.book_time + vp_gap_ms(algo.rng, cadence=cadence)
         self.algos[algo.algo_id] = algo
         self.open[market][algo.algo_id] = algo
         self.client_ids.add(client_algo_id)
-        engine.schedule(algo.book_time + algo.interval_ms, algo.algo_id)
+        engine.schedule(first, algo.algo_id)
         kind = SPOT_TWAP if market == SPOT else FUTURES_TWAP if algo_type == "TWAP" else FUTURES_VP
         engine.ledger.record(
             time=engine.now,
@@ -235,27 +255,25 @@ class AlgoBook:
         in_limit = algo.limit_price is None or (
             price <= algo.limit_price if algo.side == "BUY" else price >= algo.limit_price
         )
+        cadence = self.engine.settings.paper_algo_cadence
         if algo.algo_type == "TWAP":
-            k = algo.next_slice
-            target = (
-                algo.total_qty
-                if k >= algo.slices
-                else round_down(algo.total_qty * k / algo.slices, lot.step)
-            )
-            qty = target - algo.sent
-            if in_limit and qty > 0:
+            qty = algo.plan[algo.next_child].target - algo.sent
+            if qty > 0 and in_limit:
                 if not self._child(algo, spec, lot, qty, price, due):
                     return None
                 algo.sent += qty
-            algo.next_slice += 1
-            if algo.next_slice > algo.slices:
+            elif qty > 0:
+                self._record_child(algo, qty, ZERO, ZERO, ZERO, spec.quote, due, ZERO)
+            algo.next_child += 1
+            if algo.next_child >= len(algo.plan):
                 self._end(algo, "FINISHED")
                 return None
-            return algo.book_time + min(algo.next_slice * algo.interval_ms, algo.duration_ms)
+            return algo.book_time + algo.plan[algo.next_child].offset_ms
         remaining = algo.total_qty - algo.executed
         if in_limit:
             rate = URGENCY_RATES[algo.urgency or "LOW"]
-            algo.vp_budget += rate * spec.volume * Decimal(algo.interval_ms) / 1000
+            gap = max(0, due - algo.last_child_ms)
+            algo.vp_budget += vp_share(rate, spec.volume, gap, algo.rng, cadence=cadence)
             qty = min(round_down(algo.vp_budget, lot.step), remaining)
             if algo.vp_budget >= remaining:
                 qty = remaining
@@ -263,10 +281,11 @@ class AlgoBook:
                 algo.vp_budget -= qty
                 if not self._child(algo, spec, lot, qty, price, due):
                     return None
+        algo.last_child_ms = due
         if algo.executed >= algo.total_qty:
             self._end(algo, "FINISHED")
             return None
-        return due + algo.interval_ms
+        return due + vp_gap_ms(algo.rng, cadence=cadence)
 
     def fill_ratio(self, algo: Algo) -> Decimal:
         for key in (str(algo.algo_id), algo.client_algo_id):
@@ -312,9 +331,23 @@ class AlgoBook:
         amount = executed * price
         algo.executed += executed
         algo.executed_amt += amount
+        self._record_child(algo, qty, executed, amount, fee, fee_asset, due, price)
+        return True
+
+    def _record_child(
+        self,
+        algo: Algo,
+        qty: Decimal,
+        executed: Decimal,
+        amount: Decimal,
+        fee: Decimal,
+        fee_asset: str,
+        due: int,
+        price: Decimal,
+    ) -> None:
         algo.subs.append(
             SubOrder(
-                order_id=engine.ids.next("child"),
+                order_id=self.engine.ids.next("child"),
                 sub_id=len(algo.subs) + 1,
                 status="FILLED" if executed == qty else "EXPIRED",
                 orig_qty=qty,
@@ -326,7 +359,6 @@ class AlgoBook:
                 price=price if executed > 0 else ZERO,
             )
         )
-        return True
 
     def _spot_trade(
         self, algo: Algo, spec: SymbolSpec, qty: Decimal, price: Decimal
@@ -403,13 +435,24 @@ class AlgoBook:
             "subOrders": [self._render_sub(algo, lot, s) for s in chosen],
         }
 
+    def _lagging(self, algo: Algo) -> bool:
+        """A working spot algo shows no transaction details until it ends (Binance's FAQ)."""
+        return (
+            algo.market == SPOT
+            and algo.status == "WORKING"
+            and self.engine.settings.paper_spot_algo_lag
+        )
+
     def _lot(self, algo: Algo) -> Lot:
         spec = self.engine.specs[algo.symbol]
         return spec.spot if algo.market == SPOT else spec.usdm
 
     def render(self, algo: Algo) -> dict[str, object]:
         lot = self._lot(algo)
-        avg = algo.executed_amt / algo.executed if algo.executed else ZERO
+        executed, amount = algo.executed, algo.executed_amt
+        if self._lagging(algo):
+            executed = amount = ZERO
+        avg = amount / executed if executed else ZERO
         out: dict[str, object] = {
             "algoId": algo.algo_id,
             "symbol": algo.symbol,
@@ -420,8 +463,8 @@ class AlgoBook:
         out.update(
             {
                 "totalQty": fmt(algo.total_qty, lot.qty_places),
-                "executedQty": fmt(algo.executed, lot.qty_places),
-                "executedAmt": fmt8(algo.executed_amt),
+                "executedQty": fmt(executed, lot.qty_places),
+                "executedAmt": fmt8(amount),
                 "avgPrice": fmt(avg, lot.price_places),
                 "clientAlgoId": algo.client_algo_id,
                 "bookTime": algo.book_time,

@@ -69,6 +69,14 @@ class Urgency(enum.StrEnum):
     HIGH = "HIGH"
 
 
+class Remainder(enum.StrEnum):
+    """What happens to what a TWAP/VP leaves unexecuted (app/monitoring/remainder_policy.py)."""
+
+    CANCEL = "cancel"
+    MARKET = "market"
+    LIMIT = "limit"
+
+
 # -- value parsers (pure, reused by the tests) ------------------------------------------------
 
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,4})?")
@@ -166,6 +174,17 @@ def _symbol(value: object) -> str:
     return f"{name}.P" if perpetual else name
 
 
+MAX_SLIPPAGE_BPS = Decimal(5000)
+
+
+def _slippage_bps(number: Decimal) -> Decimal:
+    if not 0 < number <= MAX_SLIPPAGE_BPS:
+        raise PydanticCustomError(
+            "slippage", "must be above 0 and at most {max} (basis points)", {"max": 5000}
+        )
+    return number
+
+
 def _ttl(seconds: int) -> int:
     if not 1 <= seconds <= MAX_TTL:
         raise PydanticCustomError("ttl", "must be between 1 and {max} seconds", {"max": MAX_TTL})
@@ -237,6 +256,9 @@ SenderId = Annotated[str, PlainValidator(_sender_id)]
 TextId = Annotated[str, PlainValidator(_text_id)]
 Strategy = Annotated[str, PlainValidator(_strategy)]
 Timestamp = Annotated[datetime, BeforeValidator(_timestamp), AfterValidator(_aware)]
+SlippageBps = Annotated[
+    Decimal, PlainValidator(parse_decimal), AfterValidator(_slippage_bps), _as_text
+]
 
 
 def _lower(value: object) -> object:
@@ -263,6 +285,9 @@ class TwapExecution(_Strict):
     type: Annotated[Literal["twap"], BeforeValidator(_lower)]
     duration: Integer  # seconds, within PACEKEEPER_TWAP_MIN_DURATION..TWAP_MAX_DURATION
     limit_price: Positive | None = None
+    # Unset: cancel for entries, market for what reduces a position.
+    remainder: Annotated[Remainder, _choice(Remainder)] | None = None
+    max_slippage_bps: SlippageBps | None = None  # the band of a limit remainder
 
     @field_validator("duration")
     @classmethod
@@ -279,6 +304,8 @@ class VpExecution(_Strict):
     type: Annotated[Literal["vp"], BeforeValidator(_lower)]
     urgency: Annotated[Urgency, _choice(Urgency)]
     limit_price: Positive | None = None
+    remainder: Annotated[Remainder, _choice(Remainder)] | None = None
+    max_slippage_bps: SlippageBps | None = None
 
 
 EXECUTION_TYPES = ("market", "limit", "twap", "vp")
@@ -542,9 +569,43 @@ def cross_check(sig: SignalIn) -> list[FieldError]:
         bad("execution.type", "vp", "vp (volume participation) is for usdm futures only")
     if sig.pace is not None and not isinstance(execution, TwapExecution | VpExecution):
         bad("pace", _dump(sig.pace), "pace applies to twap and vp executions only")
+    if isinstance(execution, TwapExecution | VpExecution):
+        errors.extend(
+            _check_remainder(execution, sig.ttl is not None or sig.expires_at is not None)
+        )
 
     if sig.action is Action.ENTRY and sig.side is not None:
         errors.extend(_check_levels(sig.side, execution, sig.take_profit, sig.stop_loss))
+    return errors
+
+
+def _check_remainder(
+    execution: TwapExecution | VpExecution, has_deadline: bool
+) -> list[FieldError]:
+    """A limit remainder needs its band and a deadline (then the rest goes out at market)."""
+    errors: list[FieldError] = []
+    limit = execution.remainder is Remainder.LIMIT
+    if limit and execution.max_slippage_bps is None:
+        errors.append(
+            FieldError("execution.max_slippage_bps", None, "required with remainder limit")
+        )
+    if not limit and execution.max_slippage_bps is not None:
+        errors.append(
+            FieldError(
+                "execution.max_slippage_bps",
+                format(execution.max_slippage_bps, "f"),
+                "only with remainder limit",
+            )
+        )
+    if limit and not has_deadline:
+        errors.append(
+            FieldError(
+                "execution.remainder",
+                "limit",
+                "limit needs ttl or expires_at: what the limit has not filled by then goes "
+                "out at market",
+            )
+        )
     return errors
 
 

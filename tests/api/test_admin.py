@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import httpx
 import pytest
+import redis
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import select
@@ -20,6 +21,8 @@ from app.exchange.ids import client_algo_id
 from app.exchange.models import AlgoStatus
 from app.exchange.ratelimit import RateGovernor
 from app.models import Event, Fill, Order, utcnow
+from app.monitoring import verdicts
+from app.monitoring.pace import Cadence, PaceState, PaceVerdict
 from tests.api.conftest import AUTH, add_order, add_signal, make_settings
 from tests.support import ThreadedServer, free_port
 
@@ -225,6 +228,7 @@ def test_orders_are_listed_filtered_and_paged(
 def test_working_algos_show_schedule_against_fill_with_the_signals_overrides(
     api: TestClient, sessions: sessionmaker[Session]
 ) -> None:
+    # Not judged by the monitor yet: judged from the fills stored, with the same judge.
     started = utcnow() - timedelta(seconds=600)
     with sessions() as session:
         strict = add_signal(session, status="working", strategy="strict")
@@ -235,8 +239,12 @@ def test_working_algos_show_schedule_against_fill_with_the_signals_overrides(
             payload={"action": "entry", "pace": {"min_ratio": "0.1", "stall_seconds": "0"}},
         )
         for signal in (strict, lenient):
-            add_order(session, signal_id=signal.id, quantity=D("1"), executed_qty=D("0.1"),
-                      duration=1200, book_time=started, last_fill_at=utcnow())  # fmt: skip
+            order = add_order(session, signal_id=signal.id, quantity=D("1"), executed_qty=D("0.1"),
+                              duration=1200, book_time=started, last_fill_at=utcnow())  # fmt: skip
+            for n, after in enumerate((30, 90)):  # two children of a minute's worth each
+                session.add(Fill(order_id=order.id, venue_fill_id=f"child-{n}", price=D(65000),
+                                 qty=D("0.05"), quote_qty=D(3250),
+                                 time=started + timedelta(seconds=after)))  # fmt: skip
         add_order(session, kind="twap", status="filled")  # not working: not listed
         session.commit()
 
@@ -246,14 +254,46 @@ def test_working_algos_show_schedule_against_fill_with_the_signals_overrides(
     assert set(items) == {"strict", "lenient"}
     behind = items["strict"]["pace"]
     assert behind["state"] == "behind_schedule" and behind["behind"] is True
+    assert behind["source"] == "database" and behind["children"] == 2
     assert D(behind["schedule"]) == pytest.approx(D("0.5"), abs=D("0.01"))
-    assert D(behind["fill_fraction"]) == D("0.1")
+    # Half the schedule one child (60 s) earlier, less the slack: 0.5 x 0.45 - 0.02.
+    assert D(behind["required"]) == pytest.approx(D("0.205"), abs=D("0.01"))
+    assert D(behind["fill_fraction"]) == D("0.1") and behind["child_interval"] == "60"
     assert 600 <= behind["elapsed"] < 660
-    assert items["strict"]["policy"]["min_ratio"] == "1.0"
+    assert items["strict"]["policy"]["min_ratio"] == "0.5"
     on_pace = items["lenient"]["pace"]
     assert on_pace["state"] == "on_schedule" and on_pace["behind"] is False
     assert items["lenient"]["policy"]["min_ratio"] == "0.1"
     assert items["lenient"]["policy"]["stall_seconds"] is None  # 0 turns the stall rule off
+
+
+def test_working_algos_show_the_monitors_own_verdict(
+    api: TestClient, api_settings: Settings, sessions: sessionmaker[Session], rconn: redis.Redis
+) -> None:
+    # The database alone says behind (nothing filled after 600 s); the monitor, which read
+    # the sub-orders 3 s ago, judged it on pace: that verdict, and its time, is what shows.
+    with sessions() as session:
+        order = add_order(session, book_time=utcnow() - timedelta(seconds=600))
+        session.commit()
+        order_id = order.id
+    as_of = utcnow() - timedelta(seconds=3)
+    seen = PaceVerdict(
+        PaceState.ON_SCHEDULE, D("0.5"), D("0.45"), D(597), "on pace after 597 s",
+        required=D("0.2"), cadence=Cadence(D(60), D("0.05"), True), children=9,
+    )  # fmt: skip
+    published = {order_id: verdicts.Published(seen, as_of)}
+    verdicts.publish(rconn, api_settings.queue_name, published, expire=60)
+
+    (item,) = api.get("/api/algos", headers=AUTH).json()["items"]
+
+    pace = item["pace"]
+    assert (pace["state"], pace["source"], pace["reason"]) == (
+        "on_schedule",
+        "monitor",
+        "on pace after 597 s",
+    )
+    assert pace["fill_fraction"] == "0.45" and pace["children"] == 9 and pace["elapsed"] == 597
+    assert datetime.fromisoformat(pace["as_of"]) == as_of
 
 
 # ---- cancel --------------------------------------------------------------------------------

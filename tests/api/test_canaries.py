@@ -83,7 +83,8 @@ def canary_settings(db_url: str, redis_url: str, exchange_url: str) -> Settings:
 @pytest.fixture
 def canary_paper(private_redis_url: str) -> Iterator[ThreadedServer]:
     """A paper exchange that accepts the canary key and secret (and nothing else)."""
-    settings = canary_settings("sqlite://", private_redis_url, "http://unused")
+    # Its own exchange URLs are not used; loopback, as a paper exchange's short TWAPs need.
+    settings = canary_settings("sqlite://", private_redis_url, "http://127.0.0.1:1")
     with serve(create_paper_app(settings, clock=ManualClock())) as server:
         yield server
 

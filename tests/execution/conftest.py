@@ -66,6 +66,7 @@ def paper() -> Iterator[Paper]:
         twap_min_duration=10,
         paper_volatility=D(0),
         paper_seed=11,
+        paper_algo_cadence="fine",  # even slices: tests count them as the clock steps
     )
     app = create_app(settings, clock=clock)
     log = RequestLog(app)

@@ -29,14 +29,23 @@ def clock() -> ManualClock:
     return ManualClock()
 
 
+# The cadences a test module's paper exchange slices algos with (``app/paper/cadence.py``):
+# most monitor tests script exact paces on the fine one (even slices, current executedQty);
+# a module sets ``PAPER_CADENCE = BINANCE`` to run on Binance's own.
+FINE: dict[str, object] = {"paper_algo_cadence": "fine", "paper_spot_algo_lag": False}
+BINANCE: dict[str, object] = {"paper_algo_cadence": "binance", "paper_spot_algo_lag": True}
+
+
 @pytest.fixture(scope="module")
-def paper(clock: ManualClock) -> Iterator[ThreadedServer]:
+def paper(clock: ManualClock, request: pytest.FixtureRequest) -> Iterator[ThreadedServer]:
+    cadence = getattr(request.module, "PAPER_CADENCE", FINE)
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         env="test",
         twap_min_duration=10,
         paper_volatility=Decimal(0),
         paper_seed=11,
+        **cadence,  # type: ignore[arg-type]
     )
     with serve(create_app(settings, clock=clock)) as server:
         yield server

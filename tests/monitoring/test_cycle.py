@@ -1,5 +1,7 @@
 """The monitor cycle on the paper exchange over real HTTP, with scripted paces on its manual
-clock: on schedule, out-of-reach limit, stalled, finished, cancel racing completion, expiry."""
+clock: on schedule, out-of-reach limit, stalled, finished, cancel racing completion, expiry.
+The paper slices on the fine cadence here (even slices, a second apart), so paces are exact;
+``test_pace_e2e.py`` runs on Binance's cadence."""
 
 from __future__ import annotations
 
@@ -56,7 +58,10 @@ def test_limit_out_of_reach_is_cancelled_within_grace_plus_two_intervals(desk: D
     assert cycles * INTERVAL <= grace + 2 * D(str(INTERVAL))
     assert desk.applied(cancels) == 1
     (decision,) = desk.events("pace", order_id=entry.order_id)
-    assert decision.message == "cancelling: fill 0.00 < 1 × schedule 0.17 after 10 s"
+    # Even slices, a second apart, each an expired IOC: behind once past the grace period.
+    assert decision.message == (
+        "cancelling: fill 0.00 < 0.5 × schedule 0.15 one child (1 s) earlier, after 10 s"
+    )
     assert decision.data["fill_fraction"] == "0" and decision.data["schedule"] is not None
     order = desk.order(entry.order_id)
     assert order.status == OrderStatus.CANCELLED and order.venue_status == "CANCELLED"
@@ -64,7 +69,9 @@ def test_limit_out_of_reach_is_cancelled_within_grace_plus_two_intervals(desk: D
     assert placed["status"] == "CANCELLED" and order.venue_id == placed["id"]
     signal = desk.signal(entry.signal_id)
     assert signal.status == SignalStatus.CANCELLED
-    assert "cancelled by the monitor (fill 0.00 < 1 × schedule 0.17" in (signal.status_reason or "")
+    assert "cancelled by the monitor (fill 0.00 < 0.5 × schedule 0.15" in (
+        signal.status_reason or ""
+    )
 
 
 def test_stalled_algo_is_cancelled_and_what_filled_is_kept(desk: Desk) -> None:
@@ -79,7 +86,8 @@ def test_stalled_algo_is_cancelled_and_what_filled_is_kept(desk: Desk) -> None:
 
     (decision,) = desk.events("pace", order_id=entry.order_id)
     assert decision.data["state"] == "stalled"
-    assert "no new fill for" in decision.message and "(stall window 20 s)" in decision.message
+    assert "no new fill for" in decision.message and "(stall grace 20 s)" in decision.message
+    assert "children unfilled since" in decision.message
     order = desk.order(entry.order_id)
     assert order.status == OrderStatus.CANCELLED
     assert order.executed_qty == sum(f.qty for f in desk.fills(entry.order_id)) > 0

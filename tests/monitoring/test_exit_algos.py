@@ -1,6 +1,8 @@
 """Exits and closes executed as a TWAP: when the algo ends, the monitor takes its fills from
 the position (closing it with its realised result) and never brackets what is closed; only a
-remainder still open is protected again. Signals go through the execution layer itself."""
+remainder still open is protected again (with ``execution.remainder`` ``cancel``; the default
+for exits, ``market``, is in ``test_remainders.py``). Signals go through the execution layer
+itself."""
 
 from __future__ import annotations
 
@@ -73,9 +75,12 @@ def test_exit_twap_that_ends_closes_the_position_and_brackets_nothing(
     assert outcome.status == "done", outcome.reason
 
 
-def test_exit_twap_cancelled_part_way_brackets_only_the_remainder(desk: Desk) -> None:
+def test_exit_twap_cancelled_part_way_with_remainder_cancel_brackets_only_the_rest(
+    desk: Desk,
+) -> None:
     enter(desk, "spot")
-    exit_id = desk.submit(action="exit", side=None, execution={"type": "twap", "duration": 600})
+    execution = {"type": "twap", "duration": 600, "remainder": "cancel"}
+    exit_id = desk.submit(action="exit", side=None, execution=execution)
     assert desk.run(exit_id).status == "working"
     (exit_order,) = desk.orders(signal_id=exit_id)
 

@@ -1,4 +1,8 @@
-"""TWAP and VP algos: slicing on the manual clock, limit gating, statuses, ids and limits."""
+"""TWAP and VP algos: slicing on the manual clock, limit gating, statuses, ids and limits.
+
+These run on the ``fine`` cadence (even slices, a VP child every second) with current
+``executedQty`` on working spot algos, so quantities are exact at any step of the clock; the
+``binance`` cadence and the spot lag are in ``test_algo_cadence.py``."""
 
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ ALGO_FIELDS = {
     "algoType",
     "urgency",
 }
+FINE = {"paper_algo_cadence": "fine", "paper_spot_algo_lag": False}
 SUB_FIELDS = {
     "algoId",
     "orderId",
@@ -50,6 +55,12 @@ SUB_FIELDS = {
     "timeInForce",
     "origQty",
 }
+
+
+@pytest.fixture(scope="module")
+def server(clock: ManualClock) -> Iterator[str]:
+    with serve(create_app(paper_settings(**FINE), clock=clock)) as running:
+        yield running.url
 
 
 def twap(bn: BinanceTestClient, client_id: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -128,12 +139,16 @@ def test_limit_price_gates_children_and_catches_up(
     twap(bn, "pk-twap-limit", limitPrice="64000")
     algo_id = find(bn, "pk-twap-limit")["algoId"]
     clock.advance(5)
-    assert children(bn, algo_id)["total"] == 0  # 65,000 is above the BUY limit
+    missed = children(bn, algo_id)  # 65,000 is above the BUY limit: expired IOCs
+    assert missed["total"] == 5 and missed["executedQty"] == "0.00000"
+    assert [s["orderStatus"] for s in missed["subOrders"]] == ["EXPIRED"] * 5
+    assert [s["origQty"] for s in missed["subOrders"]][:2] == ["0.01000", "0.02000"]
     bn.set_price("BTCUSDT", "63500")
     clock.advance(1)
     page = children(bn, algo_id)
-    assert page["total"] == 1 and page["subOrders"][0]["origQty"] == "0.06000"
-    assert page["subOrders"][0]["avgPrice"] == "63500.00"
+    assert page["total"] == 6 and page["subOrders"][5]["origQty"] == "0.06000"
+    assert page["subOrders"][5]["avgPrice"] == "63500.00"
+    assert page["subOrders"][5]["orderStatus"] == "FILLED"
     bn.set_price("BTCUSDT", "64500")
     clock.advance(30)
     done = find(bn, "pk-twap-limit")
@@ -355,6 +370,7 @@ def variant(variant_clock: ManualClock) -> Iterator[BinanceTestClient]:
         vp_max_notional=D(30_000),
         twap_max_notional_usdm=D(15_000),
         paper_algo_id_reuse="after_end",
+        **FINE,
     )
     with serve(create_app(settings, clock=variant_clock)) as running:
         client = BinanceTestClient(running.url)

@@ -372,3 +372,45 @@ def test_non_finite_huge_or_odd_numbers_are_refused(value: str) -> None:
 
 def test_a_float_from_python_is_read_by_its_shortest_repr_not_its_binary_value() -> None:
     assert parse_decimal(0.1) == Decimal("0.1")
+
+
+# -- what an algo leaves ---------------------------------------------------------------------
+
+
+def test_remainder_policy_is_kept_with_its_slippage_band() -> None:
+    twap = {"type": "TWAP", "duration": 600, "remainder": "LIMIT", "max_slippage_bps": "25"}
+    signal = parse(base(action="exit", side=None, quantity=None, execution=twap, ttl=900))
+    assert signal.payload()["execution"] == {
+        "type": "twap", "duration": 600, "remainder": "limit", "max_slippage_bps": "25",
+    }  # fmt: skip
+    assert Signal.from_payload(signal.payload()) == signal
+    vp = {"type": "vp", "urgency": "low", "remainder": "market"}
+    assert parse(base(symbol="BTCUSDT.P", execution=vp)).payload()["execution"]["remainder"] == (
+        "market"
+    )
+
+
+@pytest.mark.parametrize(
+    ("execution", "extra", "field", "fragment"),
+    [
+        ({"remainder": "later"}, {}, "execution.remainder", "must be one of: cancel, market"),
+        ({"remainder": "limit"}, {"ttl": 60}, "execution.max_slippage_bps", "required with"),
+        ({"remainder": "limit", "max_slippage_bps": 10}, {}, "execution.remainder", "needs ttl"),
+        ({"max_slippage_bps": 10}, {}, "execution.max_slippage_bps", "only with remainder limit"),
+        ({"remainder": "limit", "max_slippage_bps": 0}, {"ttl": 60},
+         "execution.max_slippage_bps", "must be above 0"),
+        ({"remainder": "limit", "max_slippage_bps": 5001}, {"ttl": 60},
+         "execution.max_slippage_bps", "at most 5000"),
+    ],
+)  # fmt: skip
+def test_a_remainder_that_cannot_be_carried_out_is_refused_naming_it(
+    execution: dict[str, Any], extra: dict[str, Any], field: str, fragment: str
+) -> None:
+    twap = {"type": "twap", "duration": 600, **execution}
+    found = problems(base(execution=twap, **extra))
+    assert fragment in found[field], found
+
+
+def test_only_algos_leave_a_remainder() -> None:
+    found = problems(base(execution={"type": "limit", "price": "1", "remainder": "market"}))
+    assert found == {"execution.remainder": "unknown field"}
