@@ -29,9 +29,10 @@ from sqlalchemy import Update, select, update
 from sqlalchemy.orm import Session
 
 from app.exchange.models import OPEN_ORDER_STATUSES, AlgoOrder, SubOrder
-from app.execution.journal import event
+from app.execution.journal import entry_filled, event, exit_filled
 from app.execution.planning import ALGO_KINDS
 from app.execution.positions import (
+    ENTRY_LEG,
     apply_entry_fills,
     apply_exit_fills,
     record_fills,
@@ -250,7 +251,12 @@ def finish(
         algoStatus=str(row.algoStatus),
         executed_qty=qty(order.executed_qty),
         total=qty(total),
+        cause=cause,
     )
+    if position is not None and closing(order.leg):
+        exit_filled(session, order, position)
+    elif order.leg == ENTRY_LEG:
+        entry_filled(session, order, position)
     if order.signal_id is not None:
         settle_signal(session, order, cause, str(row.algoStatus), what)
     return True
@@ -284,3 +290,5 @@ def settle_signal(
     signal.status = status
     signal.status_reason = reason
     event(session, "state", f"signal {status}: {reason}", signal_id=signal.id, order_id=order.id)
+    if status is SignalStatus.FAILED:
+        event(session, "failed", reason, signal_id=signal.id, order_id=order.id)
