@@ -226,7 +226,13 @@ def _claim(session: Session, now: datetime, scrub: Redactor) -> list[_Claimed]:
 
 
 def _facts(kind: str, ev: Event, signal: SignalRow | None, order: Order | None) -> Facts:
+    """What the message is built from: the event, then its order, then its signal."""
     data = ev.data or {}
+
+    def first(field: str) -> str | None:
+        values = (getattr(order, field, None), data.get(field), getattr(signal, field, None))
+        return next((v for v in values if v), None)  # a cancel's signal has market ""
+
     return Facts(
         kind=kind,
         message=ev.message,
@@ -235,15 +241,9 @@ def _facts(kind: str, ev: Event, signal: SignalRow | None, order: Order | None) 
         signal_ref=(signal.source_id or signal.id) if signal is not None else None,
         action=signal.action if signal is not None else None,
         strategy=signal.strategy if signal is not None else None,
-        symbol=(order.symbol if order is not None else None)
-        or data.get("symbol")
-        or (signal.symbol if signal is not None else None),
-        side=(order.side if order is not None else None)
-        or data.get("side")
-        or (signal.side if signal is not None else None),
-        market=(order.market if order is not None else None)
-        or (signal.market if signal is not None else None)
-        or None,
+        symbol=first("symbol"),
+        side=first("side"),
+        market=first("market"),
         order_kind=order.kind if order is not None else None,
     )
 
