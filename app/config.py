@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated, Literal
@@ -10,6 +11,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.notify.kinds import NOTIFY_KINDS, parse_kinds
 
 # TradingView's documented webhook senders; `PACEKEEPER_WEBHOOK_ALLOWED_IPS=tradingview` adds them.
 TRADINGVIEW_IPS = ("52.89.214.238", "34.212.75.30", "54.218.53.128", "52.32.178.7")
@@ -180,6 +183,18 @@ class Settings(BaseSettings):
     # forever) or "after_end" (once the earlier algo is no longer WORKING).
     paper_algo_id_reuse: Literal["never", "after_end"] = "never"
 
+    # Notifications (app/notify): Apprise URLs, comma-separated. URLs carry tokens, so the
+    # whole value is a secret: never logged, never in a message.
+    notify_urls: SecretStr = SecretStr("")
+    # Which notifications are sent (app.notify.kinds.NOTIFY_KINDS, or `all`); empty: none.
+    notify_events: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(NOTIFY_KINDS)
+    )
+    notify_interval: float = Field(5.0, gt=0, description="seconds between delivery runs")
+    notify_max_attempts: int = Field(10, ge=1, le=100)
+    # Seconds between two looks at the components of /health/ready (component_down/_up).
+    component_check_interval: float = Field(30.0, gt=0)
+
     # Receiver
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -190,6 +205,13 @@ class Settings(BaseSettings):
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("notify_events", mode="before")
+    @classmethod
+    def _notify_kinds(cls, value: object) -> object:
+        if isinstance(value, str | list | tuple):
+            return parse_kinds(value)
+        return value
 
     @field_validator("webhook_allowed_ips")
     @classmethod
@@ -238,6 +260,15 @@ class Settings(BaseSettings):
         if self.webhook_secret_previous is not None:
             secrets.append(self.webhook_secret_previous.get_secret_value())
         return [s.encode() for s in secrets if s]
+
+    @property
+    def notify_queue_name(self) -> str:
+        """The queue of the notification jobs, which workers take after ``queue_name``'s."""
+        return f"{self.queue_name}-notify"
+
+    def notify_url_list(self) -> list[str]:
+        """``PACEKEEPER_NOTIFY_URLS`` as a list (commas or whitespace between URLs)."""
+        return [part for part in re.split(r"[,\s]+", self.notify_urls.get_secret_value()) if part]
 
     def check_webhook_secret(self) -> None:
         """Refuse to serve webhooks guarded by an empty or placeholder secret."""

@@ -5,7 +5,8 @@ through :class:`RedactingFilter` first. The filter renders the message with its 
 redacts it, redacts the ``extra`` fields and renders and redacts the traceback, so no
 formatter or handler downstream ever sees a raw secret. Redaction has two layers:
 
-- known values: the webhook secrets, the admin token and the Binance credentials from
+- known values: the webhook secrets, the admin token, the Binance credentials and the
+  notification URLs (with the tokens inside them) from
   :class:`~app.config.Settings` (plus anything passed to :func:`register_secret`), and
   their URL- and JSON-escaped forms;
 - patterns, for secrets we were never told about: ``signature=...`` query parameters,
@@ -28,6 +29,7 @@ from typing import Any, TextIO
 from urllib.parse import quote, quote_plus
 
 from app.config import Settings
+from app.notify.targets import secret_parts
 
 REDACTED = "[REDACTED]"
 
@@ -239,7 +241,9 @@ def settings_secrets(settings: Settings) -> list[str]:
         settings.binance_api_secret,
         settings.binance_ed25519_private_key,
     ]
-    return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+    out = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+    # Notification URLs carry their services' tokens (PACEKEEPER_NOTIFY_URLS).
+    return out + [part for url in settings.notify_url_list() for part in secret_parts(url)]
 
 
 def register_secret(*values: str | None) -> None:

@@ -1,4 +1,4 @@
-"""ORM rows: signals, orders, fills, positions, events and operator controls.
+"""ORM rows: signals, orders, fills, positions, events, notifications and operator controls.
 
 Columns mirrored from Binance keep Binance's names (``clientAlgoId`` becomes ``client_id``
 on an order of any kind, with ``venue_id`` for ``algoId`` / ``orderId`` / ``orderListId``).
@@ -25,9 +25,11 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import event as orm_events
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from app.db import Base, Money
+from app.notify.kinds import notification_kind
 
 
 def utcnow() -> datetime:
@@ -256,3 +258,49 @@ class Control(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
+
+
+class NotificationStatus(enum.StrEnum):
+    PENDING = "pending"  # waiting for its (next) delivery attempt, at ``due_at``
+    SENDING = "sending"  # claimed by a delivery run until ``lease_until``
+    SENT = "sent"  # every configured target accepted it
+    FAILED = "failed"  # out of attempts; ``last_error`` says why
+    SKIPPED = "skipped"  # not notified: its kind is filtered out, or no target is configured
+
+
+class Notification(Base):
+    """The outbox of notifications: one row per notifiable event, written in the event's
+    transaction (see :func:`_add_notifications`), delivered by ``app.notify.service``."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), unique=True)
+    # A name of app.notify.kinds.NOTIFY_KINDS (what PACEKEEPER_NOTIFY_EVENTS filters on).
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default=NotificationStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Ids of the targets (app.notify.targets) that accepted it: a retry skips them.
+    delivered: Mapped[list[str] | None] = mapped_column(JSON)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    event: Mapped[Event] = relationship()
+
+    __table_args__ = (Index("ix_notifications_status_due_at", "status", "due_at"),)
+
+
+@orm_events.listens_for(Session, "before_flush")
+def _add_notifications(session: Session, _context: Any, _instances: Any) -> None:
+    """Every notifiable ``Event`` added through the ORM (``journal.event``, ``session.add``)
+    gets its outbox row in the same flush, so in the same transaction: a notification exists
+    exactly when its event was committed, and writing it costs execution one INSERT, never a
+    request. (Bulk ``insert(Event)`` rows, the signals' ``state`` history, are not notified.)"""
+    for obj in list(session.new):
+        if isinstance(obj, Event):
+            kind = notification_kind(obj.kind, obj.data, order_id=obj.order_id)
+            if kind is not None:
+                session.add(Notification(event=obj, kind=kind))

@@ -60,13 +60,25 @@ class JsonCronScheduler(CronScheduler):
         return cron_job
 
 
+# Jobs on the notification queue, which workers take only when the signals' queue is empty:
+# a slow or failing notifier can never make a signal wait in the queue behind it.
+NOTIFY_JOBS = frozenset({"worker.jobs.deliver_notifications", "worker.jobs.watch_components"})
+
+
 def periodic_jobs(settings: Settings) -> list[tuple[str, float]]:
     """(job function path, interval in seconds) for every periodic job."""
     return [
         ("worker.jobs.monitor_algos", settings.monitor_interval),
         ("worker.jobs.sweep_intake", settings.sweep_interval),
         ("worker.jobs.reconcile", settings.reconcile_interval),
+        ("worker.jobs.deliver_notifications", settings.notify_interval),
+        ("worker.jobs.watch_components", settings.component_check_interval),
     ]
+
+
+def queue_of(path: str, settings: Settings) -> str:
+    """The queue a periodic job is enqueued on."""
+    return settings.notify_queue_name if path in NOTIFY_JOBS else settings.queue_name
 
 
 def build_scheduler(settings: Settings, connection: Redis) -> JsonCronScheduler:
@@ -81,7 +93,7 @@ def build_scheduler(settings: Settings, connection: Redis) -> JsonCronScheduler:
             continue
         seconds = max(1, round(interval))
         scheduler.register(
-            func, settings.queue_name, interval=seconds, job_timeout=max(60, seconds * 4)
+            func, queue_of(path, settings), interval=seconds, job_timeout=max(60, seconds * 4)
         )
     return scheduler
 

@@ -63,3 +63,29 @@ def reconcile() -> dict[str, Any]:
     from worker.resources import resources
 
     return reconcile_with_exchange(resources().exec_context()).as_dict()
+
+
+def deliver_notifications() -> dict[str, Any]:
+    """Periodic: send the notifications that are due (``app.notify.service``)."""
+    from app.notify.service import deliver
+    from worker.resources import resources
+
+    res = resources()
+    return deliver(res.sessions, res.settings).as_dict()
+
+
+def watch_components() -> dict[str, Any]:
+    """Periodic: read the components of /health/ready; a confirmed change is a notification."""
+    from types import SimpleNamespace
+
+    from app.api.health import run_checks
+    from app.models import utcnow
+    from app.notify.components import watch
+    from worker.resources import resources
+
+    res = resources()
+    state = SimpleNamespace(
+        settings=res.settings, engine=res.engine, redis=res.redis, session_factory=res.sessions
+    )
+    changes = watch(res.sessions, run_checks(state), now=utcnow())
+    return {"changes": [f"{c.component} {'up' if c.ok else 'down'}" for c in changes]}

@@ -1,4 +1,4 @@
-"""``pacekeeper worker``: an RQ worker that runs signal and monitor jobs.
+"""``pacekeeper worker``: an RQ worker that runs signal and monitor jobs, then notifications.
 
 The worker class is :class:`rq.SimpleWorker`: jobs run in the worker process itself, with
 no ``fork()`` per job. A fork costs milliseconds on every signal and throws away the
@@ -62,9 +62,13 @@ class PacekeeperWorker(SimpleWorker):
 def build_worker(
     settings: Settings, connection: Redis, *, name: str | None = None
 ) -> PacekeeperWorker:
-    queue = Queue(settings.queue_name, connection=connection, serializer=JSONSerializer)
+    # In priority order: signals and the monitor first, notifications when they are idle.
+    queues = [
+        Queue(name, connection=connection, serializer=JSONSerializer)
+        for name in (settings.queue_name, settings.notify_queue_name)
+    ]
     return PacekeeperWorker(
-        [queue],
+        queues,
         connection=connection,
         serializer=JSONSerializer,
         name=name,

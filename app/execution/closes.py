@@ -30,7 +30,7 @@ from app.execution.cancels import cancel_order
 from app.execution.claims import Claim, heartbeat, transition
 from app.execution.context import ExecContext
 from app.execution.entries import open_algos
-from app.execution.journal import add_orders
+from app.execution.journal import add_orders, exit_filled
 from app.execution.placement import OrderRejected, place
 from app.execution.planning import OrderIntent, Refused, closing_side, plan_close
 from app.execution.positions import apply_entry_fills, apply_exit_fills
@@ -92,6 +92,8 @@ def run_close(ctx: ExecContext, claim: Claim, signal: Signal) -> Result:
             if row is None:
                 continue
             left = apply_exit_fills(session, row, dust=dust)
+            if order.status != OrderStatus.WORKING.value:
+                exit_filled(session, order, row)
             if row.status == "open" and order.status != OrderStatus.WORKING.value:
                 bracket = protect_position(
                     ctx, session, row, reason="rest of a partial close", claim=claim

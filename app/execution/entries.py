@@ -14,7 +14,7 @@ from app.execution import book, guards
 from app.execution.brackets import current_price
 from app.execution.claims import Claim, heartbeat
 from app.execution.context import ExecContext
-from app.execution.journal import add_orders
+from app.execution.journal import add_orders, entry_filled
 from app.execution.placement import place
 from app.execution.planning import Plan, Refused, plan_entry
 from app.execution.positions import apply_entry_fills
@@ -58,6 +58,7 @@ def run_entry(ctx: ExecContext, claim: Claim, signal: Signal, orders: list[Order
         if not received:
             position.status = "closed"
             return Result(SignalStatus.DONE, f"entry ended {order.status} with nothing filled")
+        entry_filled(session, order, position)
         note = _protect(ctx, session, position, claim)
         return Result(SignalStatus.DONE, f"entered {received} {position.symbol}{note}")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from app.exchange.filters import to_wire
 from app.execution.planning import OrderIntent
-from app.models import Event, Order, OrderStatus, utcnow
+from app.models import Event, Order, OrderStatus, Position, utcnow
 
 
 def event(
@@ -41,6 +42,56 @@ def event(
             created_at=utcnow(),
         )
     )
+
+
+def _num(value: Decimal | None) -> str | None:
+    return None if value is None else f"{value.normalize():f}"
+
+
+def entry_filled(session: Session, order: Order, position: Position | None) -> bool:
+    """Record that an entry order ended having executed something (an ``entry_filled`` event,
+    which is a notification); False when it executed nothing. Call it once, where the order's
+    end is recorded."""
+    executed = order.executed_qty or Decimal(0)
+    if executed <= 0:
+        return False
+    avg = order.avg_price or (position.entry_avg_price if position is not None else None)
+    of = f" of {_num(order.quantity)}" if order.quantity and order.quantity != executed else ""
+    text = f"{order.side} {_num(executed)}{of} {order.symbol} ({order.kind})"
+    if avg:
+        text += f" at avg {_num(avg)}"
+    held = position.quantity if position is not None else None
+    if held is not None and held != executed:
+        text += f"; holding {_num(held)} net of fees"
+    event(session, "entry_filled", text, signal_id=order.signal_id, order_id=order.id,
+          position_id=position.id if position is not None else None, side=order.side,
+          symbol=order.symbol, market=order.market, executed_qty=_num(executed),
+          quantity=_num(order.quantity), avg_price=_num(avg), held=_num(held))  # fmt: skip
+    return True
+
+
+def exit_filled(session: Session, order: Order, position: Position, **data: Any) -> bool:
+    """Record that an order closing (part of) ``position`` executed, after its fills were
+    applied to the position: an ``exit`` event with the position's realised PnL so far (a
+    notification); False when it executed nothing."""
+    executed = order.executed_qty or Decimal(0)
+    if executed <= 0:
+        return False
+    left = max(
+        (position.quantity or Decimal(0)) - (position.exit_quantity or Decimal(0)), Decimal(0)
+    )
+    pnl = position.realized_pnl or Decimal(0)
+    closed = position.status == "closed"
+    text = (
+        f"{order.kind} exit: {_num(executed)} at {_num(order.avg_price or Decimal(0))}"
+        f"; realised PnL {_num(pnl)}; "
+        + ("position closed" if closed else f"{_num(left)} left open")
+    )
+    event(session, "exit", text, signal_id=order.signal_id, order_id=order.id,
+          position_id=position.id, side=order.side, symbol=order.symbol, market=order.market,
+          executed_qty=_num(executed), avg_price=_num(order.avg_price), realized_pnl=_num(pnl),
+          left=_num(left), closed=closed, **data)  # fmt: skip
+    return True
 
 
 def _wire(value: Any) -> Any:

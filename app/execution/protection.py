@@ -50,7 +50,7 @@ from app.execution.brackets import (
 from app.execution.cancels import cancel_order
 from app.execution.claims import Claim, transition
 from app.execution.context import ExecContext
-from app.execution.journal import add_orders, event
+from app.execution.journal import add_orders, event, exit_filled
 from app.execution.placement import OrderRejected, place
 from app.execution.planning import (
     BRACKET,
@@ -247,7 +247,10 @@ def protect_position(
               signal_id=owner, position_id=position.id, quantity=str(quantity),
               generation=generation, **levels.to_json())  # fmt: skip
         session.commit()
-        return _swap(ctx, session, position, live, rows, claim=claim, reason=reason)
+        # A first bracket, or new levels, is news; a resize as the holding changes is not
+        # (a TWAP entry is re-bracketed at every step it fills).
+        news = not live or any(_row_levels(o) != levels for o in live)
+        return _swap(ctx, session, position, live, rows, claim=claim, reason=reason, news=news)
     log.warning("position %s: bracket generation contended; left to the next pass", position.id)
     return None
 
@@ -297,8 +300,10 @@ def _swap(
     *,
     claim: Claim | None,
     reason: str,
+    news: bool = True,
 ) -> Order | None:
-    """Replace ``old`` by ``new`` on the exchange: USD-M places first, spot cancels first."""
+    """Replace ``old`` by ``new`` on the exchange: USD-M places first, spot cancels first.
+    ``news``: announce the new bracket once it is live (``bracket_placed``)."""
     why = f"replaced ({reason})"
     if position.market == "spot":
         before = held(position)
@@ -316,6 +321,8 @@ def _swap(
         spot = [place_bracket_row(ctx, session, position, row, claim) for row in new]
         if any(p is None for p in spot) and old:
             return _restore(ctx, session, position, old, claim=claim)
+        if news:
+            _announce(session, position, [p for p in spot if p is not None], reason)
         return next((p for p in spot if p is not None), None)
     placed = [place_bracket_row(ctx, session, position, row, claim) for row in new]
     if any(p is None for p in placed):
@@ -326,7 +333,31 @@ def _swap(
         return old[0] if old else None
     for order in old:
         cancel_order(ctx, order.id, reason=why, claim=claim)
+    if news:
+        _announce(session, position, [p for p in placed if p is not None], reason)
     return placed[0]
+
+
+def _announce(session: Session, position: Position, placed: list[Order], reason: str) -> None:
+    """A bracket is live on the exchange: a ``bracket_placed`` event (a notification)."""
+    if not placed:
+        return
+    levels = Levels.from_json(position.pending_bracket)
+    quantity = max((o.quantity or ZERO for o in placed), default=ZERO)
+    kinds = "/".join(sorted({o.kind for o in placed}))
+    covers = [
+        f"{name} {value.normalize():f}"
+        for name, value in (("take-profit", levels.take_profit), ("stop", levels.stop_price))
+        if value is not None
+    ]
+    text = (
+        f"{kinds} {placed[0].side} {quantity.normalize():f} {position.symbol}: "
+        f"{', '.join(covers) or 'no level'} ({reason})"
+    )
+    event(session, "bracket_placed", text, signal_id=position.opened_by,
+          order_id=placed[0].id, position_id=position.id, side=placed[0].side,
+          quantity=f"{quantity.normalize():f}", **levels.to_json())  # fmt: skip
+    session.commit()
 
 
 def _restore(
@@ -353,6 +384,7 @@ def _restore(
     # Protected again, by the old bracket: the refusal stays on record, not as "unprotected".
     position.bracket_note = f"restored after: {(refused or '').removeprefix(UNPROTECTED).strip()}"
     session.commit()
+    _announce(session, position, [p for p in placed if p is not None], "previous bracket restored")
     return placed[0]
 
 
@@ -499,5 +531,7 @@ def stop_out(
         return None
     session.refresh(position)
     apply_exit_fills(session, position, dust=dust)
+    if placed.status != OrderStatus.WORKING.value:  # a working close is followed until it ends
+        exit_filled(session, placed, position)
     session.commit()
     return placed

@@ -30,7 +30,7 @@ from app.execution.brackets import BRACKET
 from app.execution.cancels import cancel_order
 from app.execution.claims import transition
 from app.execution.context import ExecContext
-from app.execution.journal import event
+from app.execution.journal import entry_filled, event, exit_filled
 from app.execution.positions import ENTRY_LEG, apply_entry_fills, apply_exit_fills
 from app.execution.protection import protect_position
 from app.models import TERMINAL_ORDER_STATUSES, Order, OrderStatus, Position, SignalStatus, utcnow
@@ -100,6 +100,8 @@ def _follow(ctx: ExecContext, order_id: int) -> int:
               signal_id=row.signal_id, order_id=row.id)  # fmt: skip
         position = _apply_to_position(session, row)
         ended = row.status in TERMINAL
+        if ended and position is not None:
+            _record_end(session, row, position)
         if row.signal_id is not None:
             # The order's end and its signal's, in one transaction.
             _settle_signal(session, row.signal_id)
@@ -120,12 +122,15 @@ def _expire(ctx: ExecContext, order_id: int, expires_at: datetime | None) -> int
         assert fresh is not None
         row = fresh
         position = _apply_to_position(session, row)
+        ended = True
         if row.signal_id is not None:
             executed = row.executed_qty or Decimal(0)
             note = f"{reason}; resting {row.kind} {row.status}, executed {executed}"
             ended = _settle_signal(session, row.signal_id, expired=note)
             if ended:
                 event(session, "expired", note, signal_id=row.signal_id, order_id=row.id)
+        if ended and position is not None:  # once: the signal's end is a compare-and-set
+            _record_end(session, row, position)
     if position is not None:
         _after_end(ctx, row, position.id, reason=reason)
     return 1
@@ -139,6 +144,14 @@ def _apply_to_position(session: Session, row: Order) -> Position | None:
         else:
             apply_exit_fills(session, position)
     return position
+
+
+def _record_end(session: Session, row: Order, position: Position) -> None:
+    """What an ended order executed, as its position's history tells it (notifications)."""
+    if row.leg == ENTRY_LEG:
+        entry_filled(session, row, position)
+    else:
+        exit_filled(session, row, position)
 
 
 def _after_end(ctx: ExecContext, row: Order, position_id: int, *, reason: str) -> None:

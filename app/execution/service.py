@@ -212,6 +212,7 @@ def _give_up(session: Any, claim: Claim, exc: Temporary) -> Outcome:
     else:
         status = SignalStatus.FAILED
         _close_empty_position(session, sid, reason)
+        event(session, "failed", reason, signal_id=sid)
     event(session, "gave_up", reason, signal_id=sid)
     finish(session, claim, status, reason)
     return Outcome(sid, status.value, reason)

@@ -33,9 +33,10 @@ from sqlalchemy import Update, select, update
 from sqlalchemy.orm import Session
 
 from app.exchange.models import OPEN_ORDER_STATUSES, AlgoOrder, SubOrder
-from app.execution.journal import event
+from app.execution.journal import entry_filled, event, exit_filled
 from app.execution.planning import ALGO_KINDS
 from app.execution.positions import (
+    ENTRY_LEG,
     apply_entry_fills,
     apply_exit_fills,
     record_fills,
@@ -261,7 +262,12 @@ def finish(
         algoStatus=str(row.algoStatus),
         executed_qty=qty(order.executed_qty),
         total=qty(total),
+        cause=cause,
     )
+    if position is not None and closing(order.leg):
+        exit_filled(session, order, position)
+    elif order.leg == ENTRY_LEG:
+        entry_filled(session, order, position)
     pending = order.signal_id is not None and remainder_policy.due(
         remainder, cause=cause, algo_status=str(row.algoStatus),
         executed=order.executed_qty, total=total, dust=step,
@@ -309,3 +315,5 @@ def settle_signal(
     signal.status = status
     signal.status_reason = reason
     event(session, "state", f"signal {status}: {reason}", signal_id=signal.id, order_id=order.id)
+    if status is SignalStatus.FAILED:
+        event(session, "failed", reason, signal_id=signal.id, order_id=order.id)

@@ -30,7 +30,7 @@ from sqlalchemy import select, update
 from app.exchange.errors import AlreadyDone
 from app.exchange.models import Order as VenueOrder
 from app.execution.context import ExecContext
-from app.execution.journal import event
+from app.execution.journal import event, exit_filled
 from app.execution.positions import aggregate_fill, apply_exit_fills, record_fills
 from app.models import Order, OrderStatus, Position
 from app.monitoring.algos import compare_and_set, qty
@@ -305,29 +305,20 @@ class _Watcher:
             if exits and position is not None:
                 # What the bracket could not cover (the quantity rounded down to the step).
                 dust = max(position.quantity - order.quantity, ZERO) if order.quantity else ZERO
-                left = apply_exit_fills(session, position, dust=dust)
-                price = qty(order.avg_price or ZERO)
-                message = (
-                    f"{order.kind} exit: {qty(order.executed_qty)} at {price}"
-                    f"; realised PnL {qty(position.realized_pnl or ZERO)}; "
-                    + (
-                        "position closed"
-                        if position.status == "closed"
-                        else f"{qty(left)} left open"
-                    )
-                )
+                apply_exit_fills(session, position, dust=dust)
+                exit_filled(session, order, position, status=status.value,
+                            venue_status=venue_status)  # fmt: skip
                 self.result.exits += 1
             else:
-                message = f"bracket ended unfilled ({venue_status}); the position is unprotected"
-            event(
-                session,
-                "exit" if exits else "state",
-                message,
-                signal_id=bracket.signal_id,
-                order_id=bracket.order_id,
-                status=status.value,
-                venue_status=venue_status,
-            )
+                event(
+                    session,
+                    "state",
+                    f"bracket ended unfilled ({venue_status}); the position is unprotected",
+                    signal_id=bracket.signal_id,
+                    order_id=bracket.order_id,
+                    status=status.value,
+                    venue_status=venue_status,
+                )
             session.commit()
         return True
 
