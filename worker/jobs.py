@@ -14,7 +14,8 @@ from sqlalchemy.engine import Engine
 
 from app.config import get_settings
 from app.db import make_engine
-from app.queue import connect, make_queue, run_sweep
+from app.queue import connect, make_queue
+from app.signals.sweeper import run_sweep
 
 # RQ's own cap on re-runs of one job; the signal's attempt limit ends it sooner.
 EXECUTION_RETRIES = 100
