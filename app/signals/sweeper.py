@@ -9,9 +9,11 @@ nothing). The database, not Redis, says what still has to run, so every few seco
 
 - ``received`` (never reached the queue): enqueued;
 - ``queued`` whose jobs will none of them run (every job id the signal has had is gone,
-  ``finished``/``failed``/``stopped``/``canceled``, or ``started`` by a worker that is no
-  longer alive: its entry left RQ's started registry or expired there), whatever its
-  attempt count: enqueued again under ``job_id(id, attempts)``;
+  ``finished``/``failed``/``stopped``/``canceled``, or abandoned: ``started`` by a worker
+  that is no longer alive), whatever its attempt count: enqueued again under
+  ``job_id(id, attempts)``. A job claims its signal first thing, so one ``started`` longer
+  than the execution lease while its signal is still ``queued`` lost its worker (RQ would
+  say so only after the job's timeout: half an hour for a signal job, see app/queue.py);
 - ``processing`` whose lease went stale (its worker died mid-job): enqueued again; the
   next run reconciles its orders by client id before sending anything.
 
@@ -33,6 +35,7 @@ from typing import Any, cast
 
 from redis import RedisError
 from rq import Queue
+from rq.utils import utcparse
 from sqlalchemy import Table, insert, select
 from sqlalchemy.engine import Engine
 
@@ -149,7 +152,7 @@ def recover_stalled(
             )
             if _aware(row.enqueued_at) <= now - recovery_delay(row.attempts, grace)
         ]
-    fates = job_fates(queue, [(r.id, r.attempts) for r in waiting], now=now)
+    fates = job_fates(queue, [(r.id, r.attempts) for r in waiting], now=now, lease=lease)
     lost = {r.id: r.attempts for r in waiting if fates[r.id] is not None}
     fresh = {sid: job_id(sid, attempts) for sid, attempts in lost.items()}
     fresh.update({r.id: job_id(r.id, r.attempts) for r in stale})
@@ -173,12 +176,17 @@ def recover_stalled(
 
 
 def job_fates(
-    queue: Queue, wanted: Sequence[tuple[str, int]], *, now: datetime
+    queue: Queue,
+    wanted: Sequence[tuple[str, int]],
+    *,
+    now: datetime,
+    lease: timedelta = EXECUTION_LEASE,
 ) -> dict[str, str | None]:
-    """For each (signal id, attempts): None while one of its job ids may still run, else
-    why none will: ``gone`` (no job hash left), ``failed``/``stopped``/... (the last ended
-    state seen) or ``abandoned`` (``started`` by a worker that stopped heartbeating; such a
-    job is marked failed here, as RQ's own clean-up would, so it can be enqueued again)."""
+    """For each ``queued`` signal (id, attempts): None while one of its job ids may still
+    run, else why none will: ``gone`` (no job hash left), ``failed``/``stopped``/... (the
+    last ended state seen) or ``abandoned`` (``started`` by a worker that stopped
+    heartbeating, or longer ago than ``lease`` without claiming the signal). An abandoned
+    job is marked failed here, as RQ's own clean-up would, so it can be enqueued again."""
     if not wanted:
         return {}
     conn = queue.connection
@@ -187,7 +195,7 @@ def job_fates(
         pipe.zrange(registry, 0, -1, withscores=True)
         for sid, attempts in wanted:
             for attempt in range(attempts + 1):
-                pipe.hget(queue.job_class.key_for(job_id(sid, attempt)), "status")
+                pipe.hmget(queue.job_class.key_for(job_id(sid, attempt)), "status", "started_at")
         answers = iter(pipe.execute())
     # Entries are "<job id>:<execution id>", scored with the time their heartbeat expires.
     running: dict[str, list[tuple[bytes, float]]] = {}
@@ -195,16 +203,20 @@ def job_fates(
         jid = member.decode().rpartition(":")[0]
         running.setdefault(jid, []).append((member, float(score)))
     clock = _aware(now).timestamp()
+    claim_by = _aware(now) - lease
     fates: dict[str, str | None] = {}
     abandoned: list[str] = []
     for sid, attempts in wanted:
         fate: str | None = "gone"
         for attempt in range(attempts + 1):
-            raw = next(answers)
+            raw, started_at = next(answers)
             if raw is None:
                 continue
             jid, status = job_id(sid, attempt), raw.decode()
-            if status == "started" and all(s < clock for _, s in running.get(jid, [])):
+            if status == "started" and (
+                all(score < clock for _, score in running.get(jid, []))
+                or (started_at is not None and utcparse(started_at.decode()) < claim_by)
+            ):
                 status = "abandoned"
                 abandoned.append(jid)
             if status not in ENDED_JOB_STATES and status != "abandoned":

@@ -12,6 +12,7 @@ import redis
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
+from rq.utils import utcformat
 from sqlalchemy import text
 
 from app.db import make_engine
@@ -89,26 +90,35 @@ def test_a_queued_signal_whose_job_ended_is_run_again_even_with_no_attempt(
     assert sweep(db_url, queue).recovered == 0
 
 
+@pytest.mark.parametrize("death", ["heartbeat lapsed", "never claimed"])
 def test_a_job_started_by_a_worker_that_died_is_abandoned_and_run_again(
-    db_url: str, queue: Any, redis_conn: redis.Redis, job_keys: Any
+    db_url: str, queue: Any, redis_conn: redis.Redis, job_keys: Any, death: str
 ) -> None:
-    sid = queued_signal(db_url, queue, "abandoned")
+    sid = queued_signal(db_url, queue, f"abandoned-{death}")
     job = take(queue, redis_conn, sid)
     job.set_status(JobStatus.STARTED)
     registry = StartedJobRegistry(queue.name, connection=redis_conn)
     member = f"{job.id}:execution-1"
-    # While the worker's heartbeat holds its entry, the job counts as running.
-    redis_conn.zadd(registry.key, {member: time.time() + 60})
+    # While the worker's heartbeat holds its entry, a job just started counts as running.
+    redis_conn.zadd(registry.key, {member: time.time() + 1800})
+    redis_conn.hset(job.key, "started_at", utcformat(utcnow()))
     try:
         assert sweep(db_url, queue).recovered == 0
-        # The heartbeat lapsed: the worker is gone, and RQ has not cleaned up yet.
-        redis_conn.zadd(registry.key, {member: time.time() - 1})
+        if death == "heartbeat lapsed":
+            redis_conn.zadd(registry.key, {member: time.time() - 1})
+        else:
+            # A job claims its signal first thing: started two minutes ago and the signal
+            # still `queued` means its worker died (the registry entry of a SimpleWorker's
+            # job outlives it by the job timeout, half an hour).
+            redis_conn.hset(job.key, "started_at", utcformat(utcnow() - timedelta(minutes=2)))
         report = sweep(db_url, queue)
+        left_in_registry = redis_conn.zcard(registry.key)
     finally:
         redis_conn.delete(registry.key)
 
     assert report.recovered == 1
     assert queue.job_ids == [job_id(sid)]
+    assert left_in_registry == 0  # RQ's clean-up will not fail the job enqueued again
     (note,) = rows(db_url, "SELECT message FROM events WHERE kind = 'requeued'")
     assert "its job abandoned" in note.message
 
