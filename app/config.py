@@ -26,6 +26,10 @@ PLACEHOLDER_SECRETS = frozenset(
 MIN_SECRET_LENGTH = 16
 
 
+class ConfigError(ValueError):
+    """A setting is missing or unusable: the process cannot run until it is fixed."""
+
+
 def _split_csv(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
@@ -209,7 +213,7 @@ class Settings(BaseSettings):
                 continue
             value = secret.get_secret_value() if secret is not None else ""
             if value.strip().lower() in PLACEHOLDER_SECRETS or len(value) < MIN_SECRET_LENGTH:
-                raise ValueError(
+                raise ConfigError(
                     f"{name} is empty, a placeholder or shorter than {MIN_SECRET_LENGTH} "
                     "characters; set a long random value (e.g. `openssl rand -hex 32`)"
                 )

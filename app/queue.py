@@ -37,6 +37,7 @@ from rq.serializers import JSONSerializer
 from rq.utils import now as rq_now
 
 from app.models import utcnow
+from app.outages import Component
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +185,7 @@ class Enqueuer:
         self._paused_until = 0.0
         self._registered_at = -REGISTER_EVERY
         self._script_sha: str | None = None
+        self.redis_state = Component("redis", log)
 
     def submit(self, signal_ids: Sequence[str]) -> None:
         """Called on the event loop: enqueue these soon (batched while a round trip runs)."""
@@ -208,15 +210,16 @@ class Enqueuer:
             except (RedisError, OSError) as exc:
                 self._paused_until = time.monotonic() + self.pause
                 self._pending = []
-                log.warning(
-                    "redis unavailable: %d signal(s) left for the sweeper (%s)",
-                    len(batch),
-                    type(exc).__name__,
-                )
+                self.redis_state.failed(exc)
+                log.info("%d signal(s) left for the sweeper while redis is down", len(batch))
+                # Its pooled connections died with the server: the next try opens new ones.
+                with suppress(Exception):
+                    await self.redis.connection_pool.disconnect()
                 return
             except Exception:
                 log.exception("enqueue failed: %d signal(s) left for the sweeper", len(batch))
                 return
+            self.redis_state.answered()
             now = self.clock()
             self.mark_queued(batch, now=now, job_ids={sid: job_id(sid) for sid in batch})
 
