@@ -36,11 +36,15 @@ log = logging.getLogger(__name__)
 
 
 class JsonCronJob(CronJob):
+    """Enqueued at the front of the queue: a monitor cycle (and a sweep) waiting behind a
+    backlog of signals would leave fills unprotected and the monitor stale for as long as
+    the backlog lasts; it runs as soon as a worker is free instead."""
+
     def enqueue(self, connection: Redis) -> Job:
         if self.func is None:  # pragma: no cover - only for monitoring-only instances
             raise ValueError("cron job has no function")
         queue = Queue(self.queue_name, connection=connection, serializer=JSONSerializer)
-        job = queue.enqueue(self.func, *self.args, **self.kwargs, **self.job_options)
+        job = queue.enqueue(self.func, *self.args, **self.kwargs, **self.job_options, at_front=True)
         log.debug("enqueued %s on %s", self.func_name, self.queue_name)
         return job
 
