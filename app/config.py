@@ -54,6 +54,8 @@ class Settings(BaseSettings):
         300, ge=1, description="seconds, for header signatures"
     )
     dedupe_window: int = Field(86_400, ge=1, description="seconds a body digest counts as a repeat")
+    # Refuse (422) a symbol the exchange's exchangeInfo does not list (accept when unknown).
+    webhook_check_symbols: bool = True
     webhook_allowed_ips: Annotated[list[str], NoDecode] = Field(default_factory=list)
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     admin_token: SecretStr = SecretStr("")

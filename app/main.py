@@ -15,6 +15,7 @@ from app.models import utcnow
 from app.queue import Enqueuer, connect, connect_async, make_queue
 from app.signals.router import router as signals_router
 from app.signals.security import Authenticator
+from app.signals.symbols import SymbolDirectory
 from app.signals.writer import IntakeWriter
 
 
@@ -42,9 +43,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
         writer.on_commit = enqueuer.submit
     writer.start()
+    symbols = None
+    if settings.webhook_check_symbols:
+        symbols = SymbolDirectory.from_settings(settings, redis).start()
+    app.state.symbols = symbols
     try:
         yield
     finally:
+        if symbols is not None:
+            await symbols.close()
         if enqueuer is not None:
             await enqueuer.close()
         await writer.stop()

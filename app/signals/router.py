@@ -3,7 +3,8 @@
 Order of checks, cheapest and least revealing first: source address (401), content type
 (415), size while the bytes arrive (413), header signature if one is sent (401), JSON
 (422, without echoing the body), body secret (401), then the signal itself (422, every
-problem). Only an authenticated sender learns what is wrong with its signal. Bad input
+problem), then its symbol against the exchange's listing (422, ``app.signals.symbols``).
+Only an authenticated sender learns what is wrong with its signal. Bad input
 and repeats are never answered with a 5xx: TradingView resends on 5xx.
 """
 
@@ -20,8 +21,9 @@ from starlette.requests import ClientDisconnect
 
 from app.errors import FieldError, InvalidInput, PayloadTooLarge, Unauthorized, UnsupportedMediaType
 from app.signals import service
-from app.signals.schemas import InvalidSignal
+from app.signals.schemas import InvalidSignal, Signal
 from app.signals.security import SIGNATURE_HEADER, TIMESTAMP_HEADER, Authenticator, Verdict
+from app.signals.symbols import SymbolDirectory
 
 log = logging.getLogger("pacekeeper.signals")
 
@@ -91,6 +93,16 @@ def parse_json(body: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InvalidInput([FieldError("body", None, "must be a JSON object")])
     return data
+
+
+def _check_listed(symbols: SymbolDirectory | None, signal: Signal, given: Any) -> None:
+    """422 for a symbol the exchange's recent listing does not have (never when unknown)."""
+    if symbols is None or signal.symbol is None or signal.market is None:
+        return
+    if symbols.listed(signal.market.value, signal.symbol) is False:
+        where = "USD-M futures" if signal.market.value == "usdm" else "spot"
+        message = f"{signal.symbol} is not listed on the exchange ({where})"
+        raise InvalidInput([FieldError("symbol", given, message)])
 
 
 def _require(verdict: Verdict, source: str | None) -> None:
@@ -165,6 +177,7 @@ async def receive_signal(request: Request) -> JSONResponse:
             extra={"source_ip": source},
         )
         raise InvalidInput(exc.errors) from None
+    _check_listed(getattr(state, "symbols", None), prepared.signal, raw.get("symbol"))
 
     result = await state.writer.record(prepared, now=now, source_ip=source)
     if result.duplicate:
