@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     dedupe_window: int = Field(86_400, ge=1, description="seconds a body digest counts as a repeat")
     # Refuse (422) a symbol the exchange's exchangeInfo does not list (accept when unknown).
     webhook_check_symbols: bool = True
+    # Per sender: requests a second, and the burst allowed above it (429 beyond; rate 0: off).
+    webhook_rate_limit: float = Field(20.0, ge=0, description="requests per second per sender")
+    webhook_rate_burst: int = Field(100, ge=1)
+    # Seconds a request's body may take to arrive after its headers (408 after that).
+    body_timeout: float = Field(10.0, gt=0)
     webhook_allowed_ips: Annotated[list[str], NoDecode] = Field(default_factory=list)
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     admin_token: SecretStr = SecretStr("")

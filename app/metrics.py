@@ -218,6 +218,7 @@ class WebhookMetrics:
         200: ("duplicate", ""),
         400: ("rejected", "bad_request"),
         401: ("rejected", "unauthorized"),
+        408: ("rejected", "body_too_slow"),
         409: ("rejected", "conflict"),
         413: ("rejected", "payload_too_large"),
         415: ("rejected", "unsupported_media_type"),
