@@ -443,13 +443,13 @@ class RedisCollector(Collector):
         yield _source_up("redis", True)
 
     def _families(self, redis: Redis) -> list[Metric]:
-        from app.healthcheck import MONITOR_HEARTBEAT_KEY
+        from app.healthcheck import monitor_heartbeat_key
 
         with redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self._prefix + EXCHANGE_REQUESTS)
             pipe.hgetall(self._prefix + EXCHANGE_LATENCY)
             pipe.hgetall(self._prefix + MONITOR_CYCLE)
-            pipe.get(MONITOR_HEARTBEAT_KEY)
+            pipe.get(monitor_heartbeat_key(self._settings.queue_name))
             pipe.hgetall(self._prefix + OUTAGES)
             requests, latency, cycles, last_cycle, outages = pipe.execute()
 

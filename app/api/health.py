@@ -94,7 +94,9 @@ def run_checks(state: Any, *, deadline: float = READY_DEADLINE) -> list[Check]:
             redis, "workers", lambda r: check_workers(r, settings.queue_name)
         ),
         "monitor": lambda: _with_redis(
-            redis, "monitor", lambda r: check_monitor_cycle(r, settings.monitor_interval)
+            redis,
+            "monitor",
+            lambda r: check_monitor_cycle(r, settings.monitor_interval, settings.queue_name),
         ),
         "exchange": lambda: check_exchange(settings, redis),
         "kill_switch": lambda: check_kill_switch(state.session_factory),

@@ -163,7 +163,7 @@ def test_monitor_cycles_queue_and_workers_come_from_redis(
     recorder = MetricsRecorder.for_settings(rconn, api_settings)
     recorder.monitor_cycle(0.3)
     recorder.monitor_cycle(7.0)
-    record_monitor_cycle(rconn, now=1_700_000_000.5)
+    record_monitor_cycle(rconn, api_settings.queue_name, now=1_700_000_000.5)
     Queue(api_settings.queue_name, connection=rconn, serializer=JSONSerializer).enqueue_call(
         "worker.jobs.sweep_intake"
     )
