@@ -123,15 +123,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command not in ("send",):
-        from app.config import get_settings
-        from app.logging import configure_logging
+    """Run a sub-command; a configuration error exits with ``CONFIG_ERROR`` (78), which
+    ``pacekeeper dev`` and a supervisor should not answer by starting it again."""
+    from pydantic import ValidationError
 
-        configure_logging(get_settings())
-    if args.command == "db" and args.revision is None:
-        args.revision = "head" if args.db_command == "upgrade" else "-1"
-    result: int = args.func(args)
+    from app.config import ConfigError
+    from app.outages import CONFIG_ERROR
+
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command not in ("send",):
+            from app.config import get_settings
+            from app.logging import configure_logging
+
+            configure_logging(get_settings())
+        if args.command == "db" and args.revision is None:
+            args.revision = "head" if args.db_command == "upgrade" else "-1"
+        result: int = args.func(args)
+    except (ConfigError, ValidationError) as exc:
+        print(f"pacekeeper {args.command}: configuration error: {exc}", file=sys.stderr)
+        return CONFIG_ERROR
     return result
 
 

@@ -44,6 +44,10 @@ def is_paper_url(url: str, paper_host: str = "127.0.0.1") -> bool:
         return False
 
 
+class ConfigError(ValueError):
+    """A setting is missing or unusable: the process cannot run until it is fixed."""
+
+
 def _split_csv(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
@@ -68,6 +72,13 @@ class Settings(BaseSettings):
         300, ge=1, description="seconds, for header signatures"
     )
     dedupe_window: int = Field(86_400, ge=1, description="seconds a body digest counts as a repeat")
+    # Refuse (422) a symbol the exchange's exchangeInfo does not list (accept when unknown).
+    webhook_check_symbols: bool = True
+    # Per sender: requests a second, and the burst allowed above it (429 beyond; rate 0: off).
+    webhook_rate_limit: float = Field(20.0, ge=0, description="requests per second per sender")
+    webhook_rate_burst: int = Field(100, ge=1)
+    # Seconds a request's body may take to arrive after its headers (408 after that).
+    body_timeout: float = Field(10.0, gt=0)
     webhook_allowed_ips: Annotated[list[str], NoDecode] = Field(default_factory=list)
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     admin_token: SecretStr = SecretStr("")
@@ -280,7 +291,7 @@ class Settings(BaseSettings):
                 continue
             value = secret.get_secret_value() if secret is not None else ""
             if value.strip().lower() in PLACEHOLDER_SECRETS or len(value) < MIN_SECRET_LENGTH:
-                raise ValueError(
+                raise ConfigError(
                     f"{name} is empty, a placeholder or shorter than {MIN_SECRET_LENGTH} "
                     "characters; set a long random value (e.g. `openssl rand -hex 32`)"
                 )

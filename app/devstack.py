@@ -1,10 +1,13 @@
 """``pacekeeper dev``: paper exchange, receiver, worker and monitor on one machine.
 
 :class:`Supervisor` runs child processes with their output prefixed by name, stops them
-in reverse order of start (SIGTERM, then SIGKILL after a timeout) and reports the first
-one that dies. :class:`PrivateRedis` is a throw-away redis-server on a free port in a
-temporary directory, with no persistence, for when no Redis is configured or running.
-:func:`run_dev` puts them together.
+in reverse order of start (SIGTERM, then SIGKILL after a timeout), starts a child that
+dies again when its spec says so (after a pause doubling up to 30 s; never one that
+exited with the configuration-error code, ``app.outages.CONFIG_ERROR``) and reports the
+first one that dies for good. :class:`PrivateRedis` is a throw-away redis-server on a free
+port in a temporary directory, with no persistence, for when no Redis is configured or
+running. :func:`run_dev` puts them together: one dead part no longer stops the stack (the
+others ride out its absence, ``app.outages``), it is started again.
 """
 
 from __future__ import annotations
@@ -32,9 +35,15 @@ import redis
 
 from app.config import Settings, get_settings
 from app.logging import redact
+from app.outages import CONFIG_ERROR
 
 STOP_TIMEOUT = 10.0
 READY_TIMEOUT = 30.0
+# A child that dies is started again after RESTART_PAUSE, doubling to RESTART_MAX_PAUSE;
+# one that ran longer than RESTART_RESET before dying starts from the short pause again.
+RESTART_PAUSE = 0.5
+RESTART_MAX_PAUSE = 30.0
+RESTART_RESET = 60.0
 
 
 @dataclass
@@ -44,6 +53,8 @@ class ChildSpec:
     name: str
     argv: Sequence[str]
     env: Mapping[str, str] | None = None
+    # Start it again when it dies (not when it exits with CONFIG_ERROR).
+    restart: bool = False
 
 
 @dataclass
@@ -51,6 +62,7 @@ class Child:
     spec: ChildSpec
     proc: subprocess.Popen[str]
     reader: threading.Thread = field(repr=False)
+    started: float = field(default_factory=time.monotonic)
 
     @property
     def name(self) -> str:
@@ -58,7 +70,8 @@ class Child:
 
 
 class Supervisor:
-    """Runs children, prefixes their output, and stops them all when one dies or on request."""
+    """Runs children, prefixes their output, restarts those that may be, and stops them all
+    when one dies for good or on request."""
 
     def __init__(
         self, *, out: TextIO | None = None, stop_timeout: float = STOP_TIMEOUT, width: int = 8
@@ -68,6 +81,9 @@ class Supervisor:
         self.width = width
         self.layers: list[list[Child]] = []
         self.failed: Child | None = None
+        self.restarts: dict[str, int] = {}  # name -> how many times it was started again
+        self._due: dict[int, float] = {}  # id(dead child) -> when to start it again
+        self._pauses: dict[str, float] = {}  # name -> the pause before its next restart
         self._stop_requested = threading.Event()
         self._force = False
         self._lock = threading.Lock()
@@ -91,24 +107,27 @@ class Supervisor:
         layer: list[Child] = []
         self.layers.append(layer)
         for spec in specs:
-            proc = subprocess.Popen(
-                list(spec.argv),
-                env=dict(spec.env) if spec.env is not None else None,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                errors="replace",
-                bufsize=1,
-                # Its own process group: Ctrl-C reaches the supervisor only, which then
-                # stops the children in order instead of all at once.
-                process_group=0,
-            )
-            assert proc.stdout is not None
-            reader = threading.Thread(target=self._pump, args=(spec.name, proc.stdout), daemon=True)
-            reader.start()
-            layer.append(Child(spec, proc, reader))
+            layer.append(self._spawn(spec))
         return layer
+
+    def _spawn(self, spec: ChildSpec) -> Child:
+        proc = subprocess.Popen(
+            list(spec.argv),
+            env=dict(spec.env) if spec.env is not None else None,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            bufsize=1,
+            # Its own process group: Ctrl-C reaches the supervisor only, which then
+            # stops the children in order instead of all at once.
+            process_group=0,
+        )
+        assert proc.stdout is not None
+        reader = threading.Thread(target=self._pump, args=(spec.name, proc.stdout), daemon=True)
+        reader.start()
+        return Child(spec, proc, reader)
 
     @property
     def children(self) -> list[Child]:
@@ -141,10 +160,35 @@ class Supervisor:
         self.layers = [layer for layer in self.layers if layer]
 
     def check(self) -> Child | None:
-        """The first child that has exited, if any."""
-        if self.failed is None:
-            self.failed = next((c for c in self.children if c.proc.poll() is not None), None)
-        return self.failed
+        """The first child that has exited and will not be restarted, if any; a child that
+        will be is started again once its pause is over."""
+        if self.failed is not None or self.stopping:
+            return self.failed
+        for layer in self.layers:
+            for index, child in enumerate(layer):
+                code = child.proc.poll()
+                if code is None:
+                    continue
+                if not child.spec.restart or code == CONFIG_ERROR:
+                    self.failed = child
+                    return child
+                due = self._due.get(id(child))
+                if due is None:
+                    self._schedule(child, code)
+                elif time.monotonic() >= due:
+                    del self._due[id(child)]
+                    layer[index] = self._spawn(child.spec)
+                    self.restarts[child.name] = self.restarts.get(child.name, 0) + 1
+        return None
+
+    def _schedule(self, child: Child, code: int) -> None:
+        if time.monotonic() - child.started > RESTART_RESET:
+            self._pauses.pop(child.name, None)  # it ran a good while: a short pause again
+        pause = self._pauses.get(child.name, RESTART_PAUSE)
+        self._pauses[child.name] = min(RESTART_MAX_PAUSE, pause * 2)
+        self._due[id(child)] = time.monotonic() + pause
+        child.reader.join(timeout=2)  # its last lines first
+        self.say(f"{child.name} exited with code {code}; starting it again in {pause:g} s")
 
     def wait(self, poll_interval: float = 0.1) -> int:
         """Block until a stop is requested (0) or a child exits (non-zero)."""
@@ -216,10 +260,14 @@ def redis_answers(url: str, timeout: float = 1.0) -> bool:
 
 
 class PrivateRedis:
-    """A redis-server for this run only: 127.0.0.1, a free port, no RDB or AOF, a temp dir."""
+    """A redis-server for this run only: 127.0.0.1, a free port, a temp dir; no RDB, and no
+    AOF unless ``appendonly`` (``appendfsync everysec``: a crash of the server loses about
+    nothing, see the reliability notes). :meth:`restart` brings it back on the same port
+    and directory, as a supervisor restarting a crashed server would."""
 
-    def __init__(self, binary: str = "redis-server") -> None:
+    def __init__(self, binary: str = "redis-server", *, appendonly: bool = False) -> None:
         self.binary = binary
+        self.appendonly = appendonly
         self.port = 0
         self.dir: str | None = None
         self.child: Child | None = None
@@ -236,12 +284,13 @@ class PrivateRedis:
             "--port", str(self.port),
             "--dir", self.dir,
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", "everysec",
             "--protected-mode", "yes",
             "--daemonize", "no",
             "--loglevel", "warning",
         ]  # fmt: skip
-        return ChildSpec("redis", argv)
+        return ChildSpec("redis", argv, restart=True)
 
     def start(self, supervisor: Supervisor, timeout: float = 10.0, attempts: int = 3) -> str:
         """Start it under ``supervisor`` and wait until it answers; returns its URL."""
@@ -262,6 +311,25 @@ class PrivateRedis:
             supervisor.discard(self.child)
         self.cleanup()
         raise RuntimeError("the private redis-server did not start")
+
+    def kill(self) -> None:
+        """SIGKILL the server (a crash) and reap it."""
+        if self.child is not None and self.child.proc.poll() is None:
+            self.child.proc.kill()
+            self.child.proc.wait()
+
+    def restart(self, supervisor: Supervisor, timeout: float = 10.0) -> str:
+        """Start it again on the same port and directory (after :meth:`kill` or a crash)."""
+        if self.child is not None:
+            self.kill()
+            supervisor.discard(self.child)
+        (self.child,) = supervisor.start(self.spec())
+        deadline = time.monotonic() + timeout
+        while self.child.proc.poll() is None and time.monotonic() < deadline:
+            if redis_answers(self.url, timeout=0.5):
+                return self.url
+            time.sleep(0.05)
+        raise RuntimeError("the private redis-server did not start again")
 
     def cleanup(self) -> None:
         """Remove its directory (after it has stopped)."""
@@ -343,8 +411,12 @@ class DevStack:
             code = self._prepare()
             if code:
                 return code
+            # A part that dies is started again; only a configuration error stops the stack.
             self.supervisor.start(
-                *(ChildSpec(name, argv, self.env) for name, argv in self.commands.items())
+                *(
+                    ChildSpec(name, argv, self.env, restart=True)
+                    for name, argv in self.commands.items()
+                )
             )
             if not self._wait_ready():
                 return self.supervisor.wait()
@@ -506,7 +578,7 @@ class DevStack:
 
 
 def run_dev(settings: Settings | None = None) -> int:
-    """``pacekeeper dev``: run the whole stack until Ctrl-C or until a part of it dies."""
+    """``pacekeeper dev``: run the whole stack until Ctrl-C (or a configuration error)."""
     stack = DevStack(settings or get_settings())
     if threading.current_thread() is threading.main_thread():
         stack.supervisor.install_signal_handlers()

@@ -5,10 +5,12 @@
     AppError                 500  something we did not expect (never for bad input)
     ├── Unauthorized         401  bad secret, bad or stale signature, source not allowed
     ├── NotFound             404
+    ├── RequestTimeout       408  the body did not arrive within PACEKEEPER_BODY_TIMEOUT
     ├── Conflict             409  the same signal id with a different body
     ├── PayloadTooLarge      413  body over PACEKEEPER_WEBHOOK_MAX_BODY_BYTES
     ├── UnsupportedMediaType 415  neither application/json nor text/plain
     ├── InvalidInput         422  every problem as {"field", "value", "message"}
+    ├── TooManyRequests      429  this sender is over its rate; Retry-After says when to resume
     └── ServiceUnavailable   503  the database is down: nothing was accepted, send again
 
 Every error body is ``{"error": <code>, "message": <text>}``, except 422, whose body is
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -58,6 +61,7 @@ class AppError(Exception):
     def __init__(self, message: str | None = None, **extra: Any) -> None:
         self.message = message or self.default_message
         self.extra = extra
+        self.headers: dict[str, str] = {}
         super().__init__(self.message)
 
     def body(self) -> dict[str, Any]:
@@ -84,6 +88,23 @@ class NotFound(AppError):
     status_code = 404
     code = "not_found"
     default_message = "not found"
+
+
+class RequestTimeout(AppError):
+    status_code = 408
+    code = "request_timeout"
+    default_message = "the request body did not arrive in time"
+
+
+class TooManyRequests(AppError):
+    status_code = 429
+    code = "too_many_requests"
+    default_message = "too many requests from this sender; slow down"
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__()
+        seconds = max(1, math.ceil(retry_after))
+        self.headers = {"Retry-After": str(seconds)}
 
 
 class Conflict(AppError):
@@ -164,7 +185,7 @@ async def handle_app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
     if exc.status_code >= 500:
         log.error("%s %s: %s", request.method, request.url.path, exc.message)
-    return JSONResponse(exc.body(), status_code=exc.status_code)
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers or None)
 
 
 def install(app: FastAPI) -> None:

@@ -32,8 +32,9 @@ from redis import Redis, RedisError
 
 from app.config import Settings, get_settings
 
-# Written by the monitor job after every successful cycle: Unix time in seconds, as a
-# decimal string ("1732190000.123"), no expiry. Read by this module and /health/ready.
+# Written by the monitor job after every successful cycle, as MONITOR_HEARTBEAT_KEY:<queue>:
+# Unix time in seconds, as a decimal string ("1732190000.123"), no expiry. Read by this
+# module, /health/ready and /metrics.
 MONITOR_HEARTBEAT_KEY = "pacekeeper:monitor:last_cycle"
 
 # The monitor counts as stale after this many intervals without a successful cycle
@@ -62,9 +63,15 @@ class Check:
         return f"{'ok' if self.ok else 'FAIL'} {self.name}: {self.detail}"
 
 
-def record_monitor_cycle(connection: Redis, *, now: float | None = None) -> None:
+def monitor_heartbeat_key(queue_name: str) -> str:
+    """The Redis key holding the time of the last successful cycle of this deployment."""
+    return f"{MONITOR_HEARTBEAT_KEY}:{queue_name}"
+
+
+def record_monitor_cycle(connection: Redis, queue_name: str, *, now: float | None = None) -> None:
     """Record a successful monitor cycle (called by the monitor job when a cycle ends)."""
-    connection.set(MONITOR_HEARTBEAT_KEY, f"{time.time() if now is None else now:.3f}")
+    stamp = f"{time.time() if now is None else now:.3f}"
+    connection.set(monitor_heartbeat_key(queue_name), stamp)
 
 
 def monitor_stale_after(interval: float) -> float:
@@ -72,18 +79,21 @@ def monitor_stale_after(interval: float) -> float:
     return max(MONITOR_STALE_INTERVALS * interval, MONITOR_MIN_STALE_SECONDS)
 
 
-def check_monitor_cycle(connection: Redis, interval: float, *, now: float | None = None) -> Check:
+def check_monitor_cycle(
+    connection: Redis, interval: float, queue_name: str, *, now: float | None = None
+) -> Check:
     """Is the monitor's last successful cycle recent enough for its interval?"""
     now = time.time() if now is None else now
     stale_after = monitor_stale_after(interval)
     figures: dict[str, Any] = {"interval": interval, "stale_after": stale_after}
-    raw = connection.get(MONITOR_HEARTBEAT_KEY)
+    key = monitor_heartbeat_key(queue_name)
+    raw = connection.get(key)
     if raw is None:
         return Check("monitor", False, "no monitor cycle recorded yet", figures)
     try:
         last = float(raw)
     except ValueError:
-        return Check("monitor", False, f"{MONITOR_HEARTBEAT_KEY} is not a timestamp", figures)
+        return Check("monitor", False, f"{key} is not a timestamp", figures)
     age = max(0.0, now - last)
     figures.update(last_cycle=last, last_cycle_age=round(age, 3))
     if age > stale_after:
@@ -187,7 +197,7 @@ def run_check(role: str, settings: Settings, args: argparse.Namespace) -> list[C
                 return [check_workers(connection, settings.queue_name, hostname=hostname)]
             return [
                 check_cron_scheduler(connection, hostname=hostname),
-                check_monitor_cycle(connection, settings.monitor_interval),
+                check_monitor_cycle(connection, settings.monitor_interval, settings.queue_name),
             ]
         finally:
             connection.close()

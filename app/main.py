@@ -15,6 +15,8 @@ from app.models import utcnow
 from app.queue import Enqueuer, connect, connect_async, make_queue
 from app.signals.router import router as signals_router
 from app.signals.security import Authenticator
+from app.signals.symbols import SymbolDirectory
+from app.signals.throttle import BodyDeadline, SenderThrottle
 from app.signals.writer import IntakeWriter
 
 
@@ -42,9 +44,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
         writer.on_commit = enqueuer.submit
     writer.start()
+    symbols = None
+    if settings.webhook_check_symbols:
+        symbols = SymbolDirectory.from_settings(settings, redis).start()
+    app.state.symbols = symbols
     try:
         yield
     finally:
+        if symbols is not None:
+            await symbols.close()
         if enqueuer is not None:
             await enqueuer.close()
         await writer.stop()
@@ -75,6 +83,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.authenticator = Authenticator.from_settings(settings)
     # Every configured secret (not only the webhook's) is redacted from stored signals and echoes.
     app.state.secret_values = settings_secrets(settings)
+    app.state.throttle = (
+        SenderThrottle(settings.webhook_rate_limit, settings.webhook_rate_burst)
+        if settings.webhook_rate_limit > 0
+        else None
+    )
+    app.add_middleware(BodyDeadline, timeout=settings.body_timeout)
     errors.install(app)
     app.include_router(signals_router)
     api.install(app)  # /health, /metrics, /api, the dashboard

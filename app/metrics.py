@@ -40,6 +40,10 @@ Metric names (counters get ``_total``)::
     pacekeeper_queue_oldest_job_age_seconds             age of the oldest waiting job
     pacekeeper_workers                                  live RQ workers for the queue
     pacekeeper_metrics_source_up{source}                0 when a source could not be read
+                                                        (what this receiver sees down now)
+    pacekeeper_outages_total{process,component}         outages of redis or the database a
+                                                        worker or the monitor rode out
+    pacekeeper_outage_seconds_total{process,component}  their length, summed
 
 Redis counters are cumulative since the keys were made (they survive restarts; Prometheus's
 ``rate()`` copes with any reset). They are namespaced by the queue name, so deployments that
@@ -101,6 +105,7 @@ MAX_REASON_CHARS = 40
 EXCHANGE_REQUESTS = "exchange_requests"
 EXCHANGE_LATENCY = "exchange_latency"
 MONITOR_CYCLE = "monitor_cycle"
+OUTAGES = "outages"
 
 
 def key_prefix(settings: Settings) -> str:
@@ -173,6 +178,11 @@ class MetricsRecorder:
         """One monitor cycle and how long it took."""
         self._write(self._histogram(MONITOR_CYCLE, "", seconds, MONITOR_BUCKETS))
 
+    def outage(self, process: str, component: str, seconds: float) -> None:
+        """An outage of ``component`` that ``process`` waited out (written once it is over)."""
+        label = f"{process}|{component}"
+        self._write([(OUTAGES, f"{label}|count", 1), (OUTAGES, f"{label}|sum", seconds)])
+
     @staticmethod
     def _histogram(
         key: str, label: str, seconds: float, buckets: Sequence[float]
@@ -208,6 +218,7 @@ class WebhookMetrics:
         200: ("duplicate", ""),
         400: ("rejected", "bad_request"),
         401: ("rejected", "unauthorized"),
+        408: ("rejected", "body_too_slow"),
         409: ("rejected", "conflict"),
         413: ("rejected", "payload_too_large"),
         415: ("rejected", "unsupported_media_type"),
@@ -236,6 +247,26 @@ class WebhookMetrics:
         )
         self.requests.labels(outcome, reason).inc()
         self.ack_seconds.observe(seconds)
+
+
+def _outages(raw: dict[Any, Any]) -> list[Metric]:
+    count = CounterMetricFamily(
+        "pacekeeper_outages",
+        "Outages of a component that a worker or the monitor waited out",
+        labels=["process", "component"],
+    )
+    length = CounterMetricFamily(
+        "pacekeeper_outage_seconds",
+        "Time spent waiting for a component to answer again",
+        labels=["process", "component"],
+    )
+    for field, value in sorted(raw.items()):
+        process, component, kind = _decode(field).split("|")
+        if kind == "count":
+            count.add_metric([process, component], int(value))
+        else:
+            length.add_metric([process, component], float(value))
+    return [count, length]
 
 
 def _source_up(source: str, up: bool) -> GaugeMetricFamily:
@@ -412,14 +443,15 @@ class RedisCollector(Collector):
         yield _source_up("redis", True)
 
     def _families(self, redis: Redis) -> list[Metric]:
-        from app.healthcheck import MONITOR_HEARTBEAT_KEY
+        from app.healthcheck import monitor_heartbeat_key
 
         with redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self._prefix + EXCHANGE_REQUESTS)
             pipe.hgetall(self._prefix + EXCHANGE_LATENCY)
             pipe.hgetall(self._prefix + MONITOR_CYCLE)
-            pipe.get(MONITOR_HEARTBEAT_KEY)
-            requests, latency, cycles, last_cycle = pipe.execute()
+            pipe.get(monitor_heartbeat_key(self._settings.queue_name))
+            pipe.hgetall(self._prefix + OUTAGES)
+            requests, latency, cycles, last_cycle, outages = pipe.execute()
 
         out: list[Metric] = []
         calls = CounterMetricFamily(
@@ -456,6 +488,7 @@ class RedisCollector(Collector):
             )
             gauge.add_metric([], float(last_cycle))
             out.append(gauge)
+        out.extend(_outages(outages))
         out.extend(self._weight(redis))
         out.extend(self._queue(queue_figures(redis, self._settings.queue_name)))
         return out

@@ -145,7 +145,8 @@ class Position(Base):
     exit_proceeds: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
     realized_pnl: Mapped[Decimal | None] = mapped_column(Money)
     # Take-profit / stop-loss levels waiting for the entry to fill: {"take_profit": {...}, ...}
-    pending_bracket: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # None is SQL NULL (not JSON null), so "has a pending bracket" is `IS NOT NULL`.
+    pending_bracket: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     bracket_note: Mapped[str | None] = mapped_column(Text)
     # The latest bracket generation claimed (compare-and-set 0 -> 1 -> 2 ...): a bracket's
     # client ids derive from (position id, generation), so of any two placers one places it.

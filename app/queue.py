@@ -1,11 +1,12 @@
-"""Redis and RQ: the connection, enqueue-after-commit, and the intake sweeper.
+"""Redis and RQ: the connection, and enqueue-after-commit.
 
 A signal reaches the queue by one of two roads, and only ever once:
 
 - right after its row is committed, the receiver's :class:`Enqueuer` puts it on the queue
   (in batches under load) and marks it ``queued``;
-- whatever that missed (Redis down, the receiver stopped, a job lost with Redis's data)
-  the periodic :func:`sweep_intake` job finds in the database and enqueues.
+- whatever that missed (Redis down, the receiver stopped, a job lost with Redis's data or
+  failed with its worker) the intake sweeper (``app.signals.sweeper``) finds in the
+  database and enqueues with :func:`enqueue_signals`.
 
 Both enqueue with RQ's ``unique=True`` (an atomic check-and-push) under a job id derived
 from the signal id, so two roads taken at once still make one job. Jobs are JSON and
@@ -19,9 +20,8 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
-from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
-from typing import Any, Protocol, cast
+from datetime import datetime
+from typing import Any, Protocol
 
 from redis import Redis, RedisError
 from redis.asyncio import Redis as AsyncRedis
@@ -35,22 +35,15 @@ from rq.job import Job, JobStatus
 from rq.scripts import UNIQUE_ENQUEUE_SCRIPT
 from rq.serializers import JSONSerializer
 from rq.utils import now as rq_now
-from sqlalchemy import Table, insert, select
-from sqlalchemy.engine import Engine
 
-from app.models import Event, SignalStatus, utcnow
-from app.models import Signal as SignalRow
-from app.signals.service import mark_queued, record_requeued
+from app.models import utcnow
+from app.outages import Component
 
 log = logging.getLogger(__name__)
 
 PROCESS_SIGNAL = "worker.jobs.process_signal"
 # Finished jobs are kept a day: while a job id exists, the same signal cannot be queued again.
 JOB_RESULT_TTL = 86_400
-# The sweeper leaves younger rows to the receiver's own enqueuer.
-SWEEP_GRACE = timedelta(seconds=5)
-SWEEP_BATCH = 500
-SWEEP_LOCK = "pacekeeper:lock:sweep_intake"
 # How often the receiver re-adds its queue to RQ's `rq:queues` listing.
 REGISTER_EVERY = 60.0
 # A signal's job may reconcile several orders in doubt, each waiting up to
@@ -58,13 +51,8 @@ REGISTER_EVERY = 60.0
 # plus the read-after-write window); RQ's default of 180 s would kill it mid-wait, and every
 # re-run would start the wait again.
 JOB_TIMEOUT = 1800
-# A `processing` signal whose worker made no progress for this long is given to another
-# worker (PACEKEEPER_EXECUTION_LEASE; see app/execution/claims.py).
-EXECUTION_LEASE = timedelta(seconds=60)
 # RQ job states after which a job will never run again.
 ENDED_JOB_STATES = frozenset({"finished", "failed", "stopped", "canceled"})
-
-signals = cast(Table, SignalRow.__table__)
 
 
 class MarkQueued(Protocol):
@@ -101,7 +89,7 @@ def make_queue(connection: Redis, name: str) -> Queue:
 
 def job_id(signal_id: str, attempt: int = 0) -> str:
     """The RQ job id of a signal's ``process_signal`` job; a re-run after its first job ended
-    or died (see :func:`sweep_intake`) gets a fresh id from the signal's attempt count."""
+    or died (see ``app.signals.sweeper``) gets a fresh id from the signal's attempt count."""
     return f"signal-{signal_id}" if not attempt else f"signal-{signal_id}-{attempt}"
 
 
@@ -197,6 +185,7 @@ class Enqueuer:
         self._paused_until = 0.0
         self._registered_at = -REGISTER_EVERY
         self._script_sha: str | None = None
+        self.redis_state = Component("redis", log)
 
     def submit(self, signal_ids: Sequence[str]) -> None:
         """Called on the event loop: enqueue these soon (batched while a round trip runs)."""
@@ -221,15 +210,16 @@ class Enqueuer:
             except (RedisError, OSError) as exc:
                 self._paused_until = time.monotonic() + self.pause
                 self._pending = []
-                log.warning(
-                    "redis unavailable: %d signal(s) left for the sweeper (%s)",
-                    len(batch),
-                    type(exc).__name__,
-                )
+                self.redis_state.failed(exc)
+                log.info("%d signal(s) left for the sweeper while redis is down", len(batch))
+                # Its pooled connections died with the server: the next try opens new ones.
+                with suppress(Exception):
+                    await self.redis.connection_pool.disconnect()
                 return
             except Exception:
                 log.exception("enqueue failed: %d signal(s) left for the sweeper", len(batch))
                 return
+            self.redis_state.answered()
             now = self.clock()
             self.mark_queued(batch, now=now, job_ids={sid: job_id(sid) for sid in batch})
 
@@ -278,185 +268,3 @@ def _hset_args(job: Job) -> list[Any]:
             args.append(key)
             args.append(value if isinstance(value, bytes | str) else str(value))
     return args
-
-
-@dataclass
-class SweepReport:
-    enqueued: int = 0  # `received` signals put on the queue
-    requeued: int = 0  # `queued` signals whose job had vanished, put on the queue again
-    recovered: int = 0  # `processing`/`queued` signals whose job died or ended, run again
-    left: int = 0  # signals it could not move (Redis down): the next sweep tries again
-    skipped: bool = False  # another sweep held the lock
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def sweep_intake(
-    engine: Engine,
-    queue: Queue,
-    *,
-    now: datetime,
-    grace: timedelta = SWEEP_GRACE,
-    limit: int = SWEEP_BATCH,
-    lease: timedelta = EXECUTION_LEASE,
-) -> SweepReport:
-    """Enqueue every signal that never reached the queue, and any queued one whose job is
-    gone; then :func:`recover_stalled` signals whose job died or ended without finishing."""
-    report = SweepReport()
-    cutoff = now - grace
-    with engine.connect() as conn:
-        received = list(
-            conn.execute(
-                select(signals.c.id)
-                .where(
-                    signals.c.status == SignalStatus.RECEIVED.value,
-                    signals.c.received_at <= cutoff,
-                )
-                .order_by(signals.c.received_at)
-                .limit(limit)
-            ).scalars()
-        )
-        queued = list(
-            conn.execute(
-                select(signals.c.id)
-                .where(
-                    signals.c.status == SignalStatus.QUEUED.value,
-                    signals.c.enqueued_at <= cutoff,
-                )
-                .order_by(signals.c.enqueued_at)
-                .limit(limit)
-            ).scalars()
-        )
-
-    if received:
-        done, error = enqueue_signals(queue, received)
-        mark_queued(engine, done, now=now, job_ids={s: job_id(s) for s in done})
-        report.enqueued = len(done)
-        report.left += len(received) - len(done)
-        if error is not None:
-            log.warning("sweeper: redis unavailable (%s)", type(error).__name__)
-            return report
-
-    if queued:
-        with queue.connection.pipeline(transaction=False) as pipe:
-            for sid in queued:
-                pipe.exists(queue.job_class.key_for(job_id(sid)))
-            present = pipe.execute()
-        missing = [sid for sid, exists in zip(queued, present, strict=True) if not exists]
-        if missing:
-            done, error = enqueue_signals(queue, missing)
-            record_requeued(engine, done, now=now, job_ids={s: job_id(s) for s in done})
-            report.requeued = len(done)
-            report.left += len(missing) - len(done)
-            for sid in done:
-                log.warning(
-                    "sweeper: signal %s was queued but its job was gone; enqueued again", sid
-                )
-    if report.enqueued:
-        log.info("sweeper: enqueued %d signal(s) that never reached the queue", report.enqueued)
-    report.recovered = recover_stalled(engine, queue, now=now, grace=grace, lease=lease)
-    return report
-
-
-def recover_stalled(
-    engine: Engine,
-    queue: Queue,
-    *,
-    now: datetime,
-    grace: timedelta = SWEEP_GRACE,
-    lease: timedelta = EXECUTION_LEASE,
-    limit: int = SWEEP_BATCH,
-) -> int:
-    """Run again, under a fresh job id (``job_id(id, attempts)``), every signal that no job
-    will finish: ``processing`` with a lease older than ``lease`` (its worker was killed
-    mid-job; the next run reconciles its orders by client id before sending anything), and
-    ``queued`` whose jobs all ended (a job that died before claiming it, or whose retries
-    ran out). Two sweeps at once derive the same job id, so they make one job."""
-    with engine.connect() as conn:
-        stale = conn.execute(
-            select(signals.c.id, signals.c.attempts)
-            .where(
-                signals.c.status == SignalStatus.PROCESSING.value,
-                signals.c.updated_at <= now - lease,
-            )
-            .limit(limit)
-        ).all()
-        waiting = conn.execute(
-            select(signals.c.id, signals.c.attempts)
-            .where(
-                signals.c.status == SignalStatus.QUEUED.value,
-                signals.c.enqueued_at <= now - grace,
-                signals.c.attempts > 0,
-            )
-            .limit(limit)
-        ).all()
-    fresh = {r.id: job_id(r.id, r.attempts) for r in [*stale, *waiting]}
-    if waiting:
-        # Every job id the signal has had: job_id(id, 0..attempts).
-        with queue.connection.pipeline(transaction=False) as pipe:
-            for row in waiting:
-                for attempt in range(row.attempts + 1):
-                    pipe.hget(queue.job_class.key_for(job_id(row.id, attempt)), "status")
-            states = iter(pipe.execute())
-        for row in waiting:
-            mine = [next(states) for _ in range(row.attempts + 1)]
-            if any(s is not None and s.decode() not in ENDED_JOB_STATES for s in mine):
-                fresh.pop(row.id)  # a job will still run it
-    if not fresh:
-        return 0
-    ids = list(fresh)
-    done, error = enqueue_signals(queue, ids, fresh)
-    if error is not None:
-        log.warning("sweeper: redis unavailable (%s)", type(error).__name__)
-    stale_ids = {r.id for r in stale}
-    # A stale lease must stay stale for the next run to take the signal over: only an event.
-    record_requeued(engine, [s for s in done if s not in stale_ids], now=now, job_ids=fresh)
-    _note_taken_over(engine, [s for s in done if s in stale_ids], now=now, job_ids=fresh)
-    for sid in done:
-        log.warning("sweeper: signal %s stalled (job %s); enqueued again", sid, fresh[sid])
-    return len(done)
-
-
-def _note_taken_over(
-    engine: Engine, signal_ids: Sequence[str], *, now: datetime, job_ids: dict[str, str]
-) -> None:
-    if not signal_ids:
-        return
-    with engine.begin() as conn:
-        conn.execute(
-            insert(cast(Table, Event.__table__)),
-            [
-                {
-                    "signal_id": sid,
-                    "order_id": None,
-                    "kind": "requeued",
-                    "message": "its worker stopped mid-job (lease expired); enqueued again",
-                    "data": {"job_id": job_ids[sid]},
-                    "created_at": now,
-                }
-                for sid in signal_ids
-            ],
-        )
-
-
-def run_sweep(
-    engine: Engine,
-    queue: Queue,
-    *,
-    now: datetime | None = None,
-    lease: timedelta = EXECUTION_LEASE,
-) -> SweepReport:
-    """One sweep under a Redis lock, so overlapping cron runs do not sweep twice at once."""
-    lock = queue.connection.lock(f"{SWEEP_LOCK}:{queue.name}", timeout=120, blocking=False)
-    try:
-        if not lock.acquire(blocking=False):
-            return SweepReport(skipped=True)
-    except RedisError as exc:
-        log.warning("sweeper: redis unavailable (%s)", type(exc).__name__)
-        return SweepReport(skipped=True)
-    try:
-        return sweep_intake(engine, queue, now=now or utcnow(), lease=lease)
-    finally:
-        with suppress(RedisError):  # it expires by itself
-            lock.release()

@@ -9,26 +9,42 @@ takes its own single-flight lock in Redis.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from redis import Redis
 from rq import Queue
 from rq.cron import CronJob, CronScheduler
+from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from app.config import Settings, get_settings
+from app.outages import (
+    CONFIG_ERROR,
+    Backoff,
+    Component,
+    StopFlag,
+    is_redis_outage,
+    outage_recorder,
+    redis_probe,
+    wait_for,
+)
 
 log = logging.getLogger(__name__)
 
 
 class JsonCronJob(CronJob):
+    """Enqueued at the front of the queue: a monitor cycle (and a sweep) waiting behind a
+    backlog of signals would leave fills unprotected and the monitor stale for as long as
+    the backlog lasts; it runs as soon as a worker is free instead."""
+
     def enqueue(self, connection: Redis) -> Job:
         if self.func is None:  # pragma: no cover - only for monitoring-only instances
             raise ValueError("cron job has no function")
         queue = Queue(self.queue_name, connection=connection, serializer=JSONSerializer)
-        job = queue.enqueue(self.func, *self.args, **self.kwargs, **self.job_options)
+        job = queue.enqueue(self.func, *self.args, **self.kwargs, **self.job_options, at_front=True)
         log.debug("enqueued %s on %s", self.func_name, self.queue_name)
         return job
 
@@ -99,14 +115,44 @@ def build_scheduler(settings: Settings, connection: Redis) -> JsonCronScheduler:
 
 
 def run_cron(settings: Settings | None = None) -> int:
+    """Enqueue the periodic jobs until SIGTERM/SIGINT, through Redis outages."""
     settings = settings or get_settings()
     from app.logging import configure_logging
 
     configure_logging(settings)
     if not settings.redis_url:
         log.error("PACEKEEPER_REDIS_URL is not set: the monitor needs Redis")
-        return 2
-    connection = Redis.from_url(settings.redis_url)
-    scheduler = build_scheduler(settings, connection)
-    scheduler.start()
+        return CONFIG_ERROR
+    stop = StopFlag().install()
+    redis_state = Component("redis", log, on_answered=outage_recorder(settings, "monitor"))
+    probe = redis_probe(settings.redis_url)
+    backoff = Backoff()
+    try:
+        while not stop:
+            if not wait_for(redis_state, probe, stop=stop):
+                break
+            connection = Redis.from_url(
+                settings.redis_url, socket_connect_timeout=2.0, socket_timeout=5.0
+            )
+            started = time.monotonic()
+            try:
+                # Its own handlers raise StopRequested; it returns when stopped so.
+                build_scheduler(settings, connection).start()
+                return 0
+            except StopRequested:
+                return 0
+            except Exception as exc:
+                if is_redis_outage(exc):
+                    redis_state.failed(exc)
+                else:
+                    log.exception("cron scheduler stopped on an unexpected error; restarting")
+            finally:
+                stop.install()
+                connection.close()
+            if time.monotonic() - started > 60:
+                backoff.reset()
+            if stop.pause(backoff.next()):
+                break
+    except (StopRequested, KeyboardInterrupt):
+        pass
     return 0

@@ -14,7 +14,8 @@ from sqlalchemy.engine import Engine
 
 from app.config import get_settings
 from app.db import make_engine
-from app.queue import connect, make_queue, run_sweep
+from app.queue import connect, make_queue
+from app.signals.sweeper import run_sweep
 
 # RQ's own cap on re-runs of one job; the signal's attempt limit ends it sooner.
 EXECUTION_RETRIES = 100
@@ -31,11 +32,20 @@ def _intake_resources() -> tuple[Engine, Queue]:
 
 
 def process_signal(signal_id: str) -> dict[str, Any] | Retry:
-    """A queued signal: place its orders exactly once (``app.execution.service``)."""
+    """A queued signal: place its orders exactly once (``app.execution.service``); one the
+    exchange refuses for good ends refused at once (``app.signals.refusals``)."""
+    from app.exchange.errors import Rejected
     from app.execution.service import process_signal as execute
+    from app.signals.refusals import refuse_rejected, rejection_reason
     from worker.resources import resources
 
-    outcome = execute(resources().exec_context(), signal_id)
+    ctx = resources().exec_context()
+    try:
+        outcome = execute(ctx, signal_id)
+    except Rejected as exc:
+        if not refuse_rejected(ctx.sessions, signal_id, exc):
+            raise
+        return {"signal_id": signal_id, "status": "refused", "reason": rejection_reason(exc)}
     if outcome.retry_in is not None:
         # Released to `queued`; the attempt limit is the signal's own (execution_max_attempts).
         return Retry(max=EXECUTION_RETRIES, interval=max(1, round(outcome.retry_in)))

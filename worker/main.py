@@ -1,4 +1,5 @@
-"""``pacekeeper worker``: an RQ worker that runs signal and monitor jobs, then notifications.
+"""``pacekeeper worker``: an RQ worker that runs signal and monitor jobs, then notifications,
+through outages.
 
 The worker class is :class:`rq.SimpleWorker`: jobs run in the worker process itself, with
 no ``fork()`` per job. A fork costs milliseconds on every signal and throws away the
@@ -8,6 +9,13 @@ which kills the process kills the worker; the job is then recovered like any aba
 (RQ's StartedJobRegistry cleanup, and the intake sweeper for its signal), and its orders
 are protected by client-id reconciliation, so nothing is placed twice.
 
+RQ's own work loop gives up ("quitting") on most Redis errors: one after a job when Redis
+has gone. :func:`run_worker` does not: it waits for Redis (capped backoff, one log line
+per change, ``app.outages``) and starts a fresh worker. A job that failed because the
+database was unreachable makes the worker wait for the database before it takes the next
+one, rather than fail every job on the queue in turn. Only SIGTERM/SIGINT end it (warm:
+the job under way finishes first), or a missing setting (exit code 78).
+
 :class:`PacekeeperWorker` also stops its pub/sub listener (``rq`` commands such as
 ``send_shutdown_command``) at once: see :meth:`PacekeeperWorker.unsubscribe`.
 """
@@ -15,22 +23,84 @@ are protected by client-id reconciliation, so nothing is placed twice.
 from __future__ import annotations
 
 import logging
+import time
+from contextlib import suppress
+from types import FrameType, TracebackType
+from typing import Any
 
 from redis import Redis, RedisError
 from rq import Queue, SimpleWorker
+from rq.exceptions import StopRequested
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from app.config import Settings, get_settings
+from app.outages import (
+    BACKOFF_CAP,
+    CONFIG_ERROR,
+    Backoff,
+    Component,
+    StopFlag,
+    database_probe,
+    is_database_outage,
+    is_redis_outage,
+    outage_recorder,
+    redis_probe,
+    wait_for,
+)
 
 log = logging.getLogger(__name__)
 
 # How long a stopping worker waits for its pub/sub thread when Redis does not answer (the
-# thread then sleeps out its 2 s reconnect pause); with Redis up it ends in milliseconds.
+# thread then sleeps out its reconnect pause); with Redis up it ends in milliseconds.
 LISTENER_STOP_WAIT = 5.0
+# Seconds the pub/sub thread (RQ's commands to a worker) blocks reading at a time.
+PUBSUB_WAKE = 1.0
+# A worker that ran this long before its loop ended starts again after the shortest pause.
+STEADY_SECONDS = 60.0
+# RQ logs each failed attempt to reach Redis while it waits for a job; Component logs the
+# outage once instead.
+_RQ_RETRY_LINE = "could not connect to Redis instance"
+
+
+class _QuietRetries(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _RQ_RETRY_LINE not in str(record.msg)
 
 
 class PacekeeperWorker(SimpleWorker):
-    """RQ's SimpleWorker, whose pub/sub listener ends as soon as the worker stops."""
+    """SimpleWorker that reports Redis outages once, survives a stop asked while Redis is
+    down, and waits for the database after a job met a database outage."""
+
+    max_connection_wait_time = BACKOFF_CAP
+
+    def __init__(
+        self,
+        *args: Any,
+        stop: StopFlag | None = None,
+        redis_state: Component | None = None,
+        database_state: Component | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.stop = stop if stop is not None else StopFlag()
+        self.redis_state = redis_state or Component("redis", log)
+        self.database_state = database_state or Component("database", log)
+        self._database_down = False
+        self.push_exc_handler(self._note_outage)
+        if not any(isinstance(f, _QuietRetries) for f in self.log.filters):
+            self.log.addFilter(_QuietRetries())
+
+    def subscribe(self) -> None:
+        """RQ's, with the pub/sub thread waking every second instead of every minute:
+        redis-py waits for that thread when it is stopped, so a stop (SIGTERM, or a new
+        worker after an outage) took up to a minute."""
+        self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(  # type: ignore[assignment]
+            sleep_time=PUBSUB_WAKE, daemon=True, exception_handler=self._pubsub_exception_handler
+        )
 
     def unsubscribe(self) -> None:
         """Stop the pub/sub thread, then unsubscribe: the reply that wakes it also ends it.
@@ -58,10 +128,61 @@ class PacekeeperWorker(SimpleWorker):
         thread.join(timeout=LISTENER_STOP_WAIT)
         pubsub.close()
 
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        try:
+            super().heartbeat(timeout, pipeline)
+        except Exception as exc:
+            if pipeline is None and is_redis_outage(exc):
+                self.redis_state.failed(exc)
+            raise
+        if pipeline is None:
+            self.redis_state.answered()
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stop.set()
+        try:
+            super().request_stop(signum, frame)
+        except Exception as exc:
+            if not is_redis_outage(exc):
+                raise
+            # Redis is down, so RQ cannot tell whether a job runs; none does between jobs.
+            raise StopRequested() from None
+
+    def _note_outage(
+        self, job: Job, exc_type: type[BaseException], exc: BaseException, tb: TracebackType
+    ) -> bool:
+        if is_database_outage(exc):
+            self._database_down = True
+        return True
+
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> tuple[Job, Queue] | None:
+        if self._database_down:
+            self._wait_for_database()
+        return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+
+    def _wait_for_database(self) -> None:
+        from worker.resources import resources
+
+        self._database_down = False
+        probe = database_probe(resources().engine)
+        # Still alive to RQ meanwhile: heartbeats keep it registered while it waits.
+        if not wait_for(self.database_state, probe, stop=self.stop, between=self.heartbeat):
+            raise StopRequested()
+
 
 def build_worker(
-    settings: Settings, connection: Redis, *, name: str | None = None
+    settings: Settings,
+    connection: Redis,
+    *,
+    name: str | None = None,
+    stop: StopFlag | None = None,
+    states: tuple[Component, Component] | None = None,
 ) -> PacekeeperWorker:
+    """A worker for the queue; ``states`` (redis, database) are shared by the workers one
+    process runs in turn, so an outage is logged once whichever of them sees it."""
+    redis_state, database_state = states or (None, None)
     # In priority order: signals and the monitor first, notifications when they are idle.
     queues = [
         Queue(name, connection=connection, serializer=JSONSerializer)
@@ -74,20 +195,62 @@ def build_worker(
         name=name,
         maintenance_interval=settings.worker_maintenance_interval,
         worker_ttl=settings.worker_ttl,
+        stop=stop,
+        redis_state=redis_state,
+        database_state=database_state,
     )
 
 
 def run_worker(*, burst: bool = False, settings: Settings | None = None) -> int:
+    """Work until SIGTERM/SIGINT, starting a fresh RQ worker after each Redis outage."""
     settings = settings or get_settings()
     from app.logging import configure_logging
 
     configure_logging(settings)
     if not settings.redis_url:
         log.error("PACEKEEPER_REDIS_URL is not set: a worker needs Redis")
-        return 2
-    connection = Redis.from_url(settings.redis_url)
-    worker = build_worker(settings, connection)
-    # The scheduler enqueues retries a job asked for with RQ's Retry(interval=...) (an
-    # exchange rate limit or outage); only one worker per queue runs it at a time.
-    worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
+        return CONFIG_ERROR
+    stop = StopFlag().install()
+    recorder = outage_recorder(settings, "worker")
+    redis_state = Component("redis", log, on_answered=recorder)
+    states = (redis_state, Component("database", log, on_answered=recorder))
+    backoff = Backoff()
+    probe = redis_probe(settings.redis_url)
+    while not stop:
+        if not wait_for(redis_state, probe, stop=stop):
+            break
+        connection = Redis.from_url(settings.redis_url, socket_connect_timeout=2.0)
+        worker: PacekeeperWorker | None = None
+        started = time.monotonic()
+        try:
+            worker = build_worker(settings, connection, stop=stop, states=states)
+            # The scheduler enqueues retries a job asked for with RQ's Retry(interval=...)
+            # (an exchange rate limit or outage); only one worker per queue runs it at once.
+            worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
+        except StopRequested:
+            stop.set()
+        except Exception as exc:
+            if is_redis_outage(exc):
+                redis_state.failed(exc)
+            else:
+                log.exception("worker stopped on an unexpected error; starting a new one")
+        finally:
+            stop.install()  # RQ's handlers need Redis; ours only set the flag
+            _forget(worker, connection)
+        if burst or stop:
+            break
+        # RQ's loop quits on a Redis error (or an unexpected one): wait for Redis (at the
+        # top), then a new worker; one that quits at once again is restarted more slowly.
+        if time.monotonic() - started > STEADY_SECONDS:
+            backoff.reset()
+        if stop.pause(backoff.next()):
+            break
     return 0
+
+
+def _forget(worker: PacekeeperWorker | None, connection: Redis) -> None:
+    """Stop what a worker left running after its loop ended (its pub/sub thread)."""
+    if worker is not None:
+        with suppress(Exception):  # Redis is down: the thread dies with its connection
+            worker.unsubscribe()
+    connection.close()

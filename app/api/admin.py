@@ -14,17 +14,21 @@ answers ``already_done``; an exchange failure answers 502 and can simply be retr
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
+from pydantic import AfterValidator, BeforeValidator
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from app import controls
 from app.api.deps import Admin, RedisDep, SessionDep, SettingsDep
 from app.api.schemas import (
+    MAX_ROW_ID,
+    NO_NUL,
     AlgoList,
     AlgoOut,
     CancelIn,
@@ -48,6 +52,7 @@ from app.exchange.algos import AlgoMarket
 from app.metrics import ALGO_KINDS
 from app.models import Event, Order, OrderStatus, Signal, SignalStatus, utcnow
 from app.monitoring import verdicts
+from app.signals.schemas import Action, Market
 from app.status import MONITOR, AlgoPace, working_algos, working_ids
 
 log = logging.getLogger(__name__)
@@ -69,13 +74,30 @@ class ExchangeFailed(AppError):
     default_message = "the exchange did not confirm the cancel; try again"
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+def _iso_only(value: object) -> object:
+    # pydantic reads "0.5" as a Unix time; the schema promises an ISO 8601 date-time.
+    if isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+(\.\d*)?\s*", value):
+        raise ValueError("must be an ISO 8601 date-time, e.g. 2026-12-01T00:00:00Z")
+    return value
+
+
+def _in_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range") from None
 
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+Time = Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(_in_utc)]
+# Free-text filters: bounded, and never a NUL (which PostgreSQL refuses with an error).
+Text = Annotated[str, Query(min_length=1, max_length=128, pattern=NO_NUL)]
+SymbolFilter = Annotated[str, Query(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._:/-]+$")]
+KindFilter = Annotated[str, Query(min_length=1, max_length=24, pattern=r"^[a-z_]+$")]
+SignalId = Annotated[str, Query(pattern=SIGNAL_CURSOR)]
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 
 # ---- reading -------------------------------------------------------------------------------
@@ -85,12 +107,12 @@ Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 def list_signals(
     session: SessionDep,
     status: Annotated[list[SignalStatus] | None, Query()] = None,
-    symbol: str | None = None,
-    strategy: str | None = None,
-    action: str | None = None,
-    market: str | None = None,
-    since: Annotated[datetime | None, Query(description="received at or after")] = None,
-    until: Annotated[datetime | None, Query(description="received before")] = None,
+    symbol: SymbolFilter | None = None,
+    strategy: Text | None = None,
+    action: Action | None = None,
+    market: Market | None = None,
+    since: Annotated[Time | None, Query(description="received at or after")] = None,
+    until: Annotated[Time | None, Query(description="received before")] = None,
     limit: Limit = 50,
     cursor: Annotated[str | None, Query(pattern=SIGNAL_CURSOR)] = None,
 ) -> dict[str, Any]:
@@ -106,9 +128,9 @@ def list_signals(
         if value:
             query = query.where(column == value)
     if since is not None:
-        query = query.where(Signal.received_at >= _utc(since))
+        query = query.where(Signal.received_at >= since)
     if until is not None:
-        query = query.where(Signal.received_at < _utc(until))
+        query = query.where(Signal.received_at < until)
     if cursor is not None:
         query = query.where(Signal.id < cursor)
     rows = list(session.scalars(query))
@@ -118,7 +140,9 @@ def list_signals(
 
 
 @router.get("/signals/{signal_id}", response_model=SignalDetail, summary="One signal, in full")
-def get_signal(signal_id: str, session: SessionDep) -> dict[str, Any]:
+def get_signal(
+    signal_id: Annotated[str, Path(pattern=SIGNAL_CURSOR)], session: SessionDep
+) -> dict[str, Any]:
     signal = session.get(Signal, signal_id)
     if signal is None:
         raise NotFound(f"no signal {signal_id}")
@@ -149,12 +173,12 @@ def get_signal(signal_id: str, session: SessionDep) -> dict[str, Any]:
 def list_orders(
     session: SessionDep,
     status: Annotated[list[OrderStatus] | None, Query()] = None,
-    kind: str | None = None,
-    market: str | None = None,
-    symbol: str | None = None,
-    signal_id: str | None = None,
-    since: Annotated[datetime | None, Query(description="created at or after")] = None,
-    until: Annotated[datetime | None, Query(description="created before")] = None,
+    kind: KindFilter | None = None,
+    market: Market | None = None,
+    symbol: SymbolFilter | None = None,
+    signal_id: SignalId | None = None,
+    since: Annotated[Time | None, Query(description="created at or after")] = None,
+    until: Annotated[Time | None, Query(description="created before")] = None,
     limit: Limit = 50,
     cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")] = None,
 ) -> dict[str, Any]:
@@ -170,10 +194,10 @@ def list_orders(
         if value:
             query = query.where(column == value)
     if since is not None:
-        query = query.where(Order.created_at >= _utc(since))
+        query = query.where(Order.created_at >= since)
     if until is not None:
-        query = query.where(Order.created_at < _utc(until))
-    if cursor is not None:
+        query = query.where(Order.created_at < until)
+    if cursor is not None and int(cursor) <= MAX_ROW_ID:  # a larger one is past every id
         query = query.where(Order.id < int(cursor))
     rows = list(session.scalars(query))
     more = len(rows) > limit
@@ -282,7 +306,7 @@ def cancel_algo(
 
 @router.post("/algos/{order_id}/cancel", response_model=CancelOut, summary="Cancel a working algo")
 def cancel(
-    order_id: int,
+    order_id: RowId,
     session: SessionDep,
     settings: SettingsDep,
     redis: RedisDep,

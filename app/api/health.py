@@ -1,18 +1,26 @@
 """``GET /health`` (the process lives) and ``GET /health/ready`` (every component, with figures).
 
-Readiness runs its checks side by side in threads and answers within ``READY_DEADLINE``
-seconds whatever is down: a check that has not finished by then is reported as failing. The
-components:
+Readiness says whether the deployment can take traffic: its components are reachable and the
+monitor is doing its job. It never says how busy the workers are: a readiness that fails
+under load gets a healthy stack restarted by its orchestrator, exactly when it is needed
+most. So a backlog is a figure (and a metric, ``pacekeeper_queue_*``), never a failure.
+
+The checks run side by side in threads and the answer comes within ``READY_DEADLINE``
+seconds whatever is down: a check that has not finished by then is reported as failing.
+The components:
 
 - ``database``: ``SELECT 1`` and its latency;
 - ``redis``: ``PING`` and its latency;
-- ``queue``: jobs waiting and the age of the oldest; failing when it is older than
-  ``QUEUE_MAX_AGE`` (the workers are not keeping up, or none is running);
+- ``queue``: jobs waiting and the age of the oldest; a ``backlog`` when the oldest has waited
+  over ``QUEUE_BACKLOG_AGE``. Shown, never failing;
 - ``workers``: live RQ workers for the queue (RQ's worker registry); failing when none;
 - ``monitor``: the monitor's last successful cycle against its interval
-  (``app.healthcheck.check_monitor_cycle``);
+  (``app.healthcheck.check_monitor_cycle``); its jobs go to the front of the queue
+  (``worker/cron.py``), so a backlog does not make it stale;
 - ``exchange``: ``GET /api/v3/time`` answered, the clock offset, the used weight and any ban
-  from the shared rate-limit governor; failing when unreachable or banned;
+  from the shared rate-limit governor; failing when unreachable or banned. When the workers
+  have spent the weight budget, the exchange is answering them: it is not asked again (that
+  would have to wait) and counts as reachable;
 - ``kill_switch``: ``running`` or ``halted`` (with reason and time). A halt is an operator's
   decision, not a fault, so it never fails readiness; it only shows.
 - ``protection``: open positions Pacekeeper could not protect (a bracket the exchange refused
@@ -46,7 +54,7 @@ router = APIRouter(tags=["operations"])
 
 READY_DEADLINE = 1.5  # seconds for every check together
 EXCHANGE_TIMEOUT = 1.0  # seconds for the exchange's answer
-QUEUE_MAX_AGE = 120.0  # seconds the oldest waiting job may wait
+QUEUE_BACKLOG_AGE = 120.0  # seconds the oldest waiting job has waited when it is a backlog
 
 # A few threads shared by every readiness request; a check stuck past the deadline keeps its
 # thread only until its own socket timeout.
@@ -91,7 +99,9 @@ def run_checks(state: Any, *, deadline: float = READY_DEADLINE) -> list[Check]:
             redis, "workers", lambda r: check_workers(r, settings.queue_name)
         ),
         "monitor": lambda: _with_redis(
-            redis, "monitor", lambda r: check_monitor_cycle(r, settings.monitor_interval)
+            redis,
+            "monitor",
+            lambda r: check_monitor_cycle(r, settings.monitor_interval, settings.queue_name),
         ),
         "exchange": lambda: check_exchange(settings, redis),
         "kill_switch": lambda: check_kill_switch(state.session_factory),
@@ -145,16 +155,16 @@ def check_redis(redis: Any) -> Check:
 
 
 def check_queue(redis: Any, queue_name: str) -> Check:
+    """The backlog, as figures: busy workers are not a fault, so this never fails."""
     figures = {"queue": queue_name, **queue_figures(redis, queue_name)}
     figures.pop("workers")  # reported by the workers check
     age = figures["oldest_job_age"]
+    figures["backlog"] = age is not None and age > QUEUE_BACKLOG_AGE
     detail = f"{figures['depth']} job(s) waiting"
-    if age is not None and age > QUEUE_MAX_AGE:
-        return Check(
-            "queue", False, f"{detail}, the oldest for {age:.0f}s (> {QUEUE_MAX_AGE:.0f}s)", figures
-        )
     if age is not None:
         detail += f", the oldest for {age:.1f}s"
+    if figures["backlog"]:
+        detail = f"backlog: {detail} (the workers are behind; not a failure)"
     return Check("queue", True, detail, figures)
 
 
@@ -173,8 +183,10 @@ def check_exchange(settings: Settings, redis: Any) -> Check:
 
     quick = settings.model_copy(update={"exchange_read_retries": 0, "rate_limit_max_wait": 0.0})
     store = RedisRateStore(redis, settings.rate_limit_prefix) if redis is not None else None
+    # Every wait the governor would ask for (a spent budget, a Retry-After, a ban) reaches
+    # _refuse_to_wait, which raises: a health check never waits.
     governor = RateGovernor(
-        store, margin=settings.rate_limit_margin, max_wait=0.0, sleep=_refuse_to_wait
+        store, margin=settings.rate_limit_margin, max_wait=float("inf"), sleep=_refuse_to_wait
     )
     with httpx.Client(timeout=EXCHANGE_TIMEOUT) as http:
         client = BinanceClient(http, quick, governor=governor, sleep=_refuse_to_wait)
@@ -188,8 +200,17 @@ def check_exchange(settings: Settings, redis: Any) -> Check:
             offset = client.clocks["api"].sync()
             figures.update(latency_ms=_ms(started), clock_offset_ms=offset)
             ok, detail = True, f"reachable, clock offset {offset} ms"
-        except (ExchangeError, _WouldWait) as exc:
-            ok, detail = False, f"unreachable: {_short(exc)}"
+        except _WouldWait:
+            # The budget is spent or the exchange asked us to slow down: it is answering
+            # the workers. Busy, not down (a ban is judged below).
+            ok, detail = True, "not asked: the request weight budget is in use (busy, not down)"
+            figures["busy"] = True
+        except ExchangeError as exc:
+            if exc.status == 429:
+                ok, detail = True, "answered 429: asked to slow down (busy, not down)"
+                figures["busy"] = True
+            else:
+                ok, detail = False, f"unreachable: {_short(exc)}"
         snapshot = governor.snapshot()
     figures["used_weight"] = {
         bucket: f"{b['used']}/{b['limit']}" for bucket, b in snapshot["buckets"].items()

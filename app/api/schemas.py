@@ -17,6 +17,12 @@ def _as_utc(value: Any) -> Any:
     return value
 
 
+# PostgreSQL text cannot hold a NUL character: a string with one is refused where it is
+# parsed (422), not by the database (500).
+NO_NUL = r"^[^\x00]*$"
+# Row ids are 32-bit integers in the database; a larger one can name nothing.
+MAX_ROW_ID = 2**31 - 1
+
 DecimalStr = Annotated[Decimal, PlainSerializer(lambda v: format(v, "f"), return_type=str)]
 IdStr = Annotated[int, PlainSerializer(str, return_type=str)]
 Time = Annotated[datetime, BeforeValidator(_as_utc)]
@@ -27,7 +33,8 @@ class _Out(BaseModel):
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: `"cancel_working": 0` is not a boolean.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class SignalOut(_Out):
@@ -163,7 +170,7 @@ class AlgoList(BaseModel):
 
 
 class CancelIn(_In):
-    reason: str = Field("cancelled by an operator", max_length=500)
+    reason: str = Field("cancelled by an operator", max_length=500, pattern=NO_NUL)
 
 
 class CancelOut(BaseModel):
@@ -173,7 +180,7 @@ class CancelOut(BaseModel):
 
 
 class HaltIn(_In):
-    reason: str = Field("halted by an operator", min_length=1, max_length=500)
+    reason: str = Field("halted by an operator", min_length=1, max_length=500, pattern=NO_NUL)
     cancel_working: bool = Field(False, description="also cancel every working algo")
 
 

@@ -26,6 +26,7 @@ import httpx
 
 from app.exchange.algos import AlgoOrders
 from app.exchange.auth import Credentials
+from app.exchange.errors import INVALID_SYMBOL, Rejected
 from app.exchange.filters import Market, SymbolRules, parse_exchange_info
 from app.exchange.futures import FuturesOrders
 from app.exchange.models import Account, ApiRestrictions, AvgPrice, MarkPrice, TickerPrice
@@ -97,7 +98,13 @@ class BinanceClient(SpotOrders, AlgoOrders, FuturesOrders):
             self.exchange_info(market, symbol)
             cached = self._rules.get((market, symbol))
         if cached is None:
-            raise KeyError(f"symbol ({symbol}) is not listed on {market}")
+            # What Binance answers for an unknown symbol on spot: a rejection, never retried.
+            raise Rejected(
+                f"symbol ({symbol}) is not listed on {market}",
+                code=INVALID_SYMBOL,
+                method="GET",
+                path="/fapi/v1/exchangeInfo" if market == "usdm" else "/api/v3/exchangeInfo",
+            )
         return cached[1]
 
     def ticker_price(self, symbol: str) -> Decimal:

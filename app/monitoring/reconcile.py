@@ -81,7 +81,7 @@ def reconcile(
     finally:
         flight.release()
     if ctx.redis is not None and not report.cycle.incomplete:
-        record_monitor_cycle(ctx.redis)
+        record_monitor_cycle(ctx.redis, ctx.settings.queue_name)
     log.info("reconcile", extra={"reconcile": report.as_dict()})
     return report
 

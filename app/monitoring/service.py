@@ -122,7 +122,7 @@ def run_cycle(ctx: ExecContext, *, now_ms: Callable[[], int] | None = None) -> C
     finally:
         flight.release()
     if ctx.redis is not None and not report.incomplete:
-        record_monitor_cycle(ctx.redis)
+        record_monitor_cycle(ctx.redis, ctx.settings.queue_name)
         MetricsRecorder.for_settings(ctx.redis, ctx.settings).monitor_cycle(report.duration_s)
     log.info("monitor cycle", extra={"cycle": report.as_dict()})
     return report

@@ -1,9 +1,11 @@
 """``POST /webhook``: the front door for signals.
 
-Order of checks, cheapest and least revealing first: source address (401), content type
-(415), size while the bytes arrive (413), header signature if one is sent (401), JSON
+Order of checks, cheapest and least revealing first: source address (401), the sender's
+rate (429 with Retry-After, ``app.signals.throttle``), content type (415), size while the
+bytes arrive (413) within the body deadline (408), header signature if one is sent (401), JSON
 (422, without echoing the body), body secret (401), then the signal itself (422, every
-problem). Only an authenticated sender learns what is wrong with its signal. Bad input
+problem), then its symbol against the exchange's listing (422, ``app.signals.symbols``).
+Only an authenticated sender learns what is wrong with its signal. Bad input
 and repeats are never answered with a 5xx: TradingView resends on 5xx.
 """
 
@@ -18,10 +20,19 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
-from app.errors import FieldError, InvalidInput, PayloadTooLarge, Unauthorized, UnsupportedMediaType
+from app.errors import (
+    FieldError,
+    InvalidInput,
+    PayloadTooLarge,
+    TooManyRequests,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from app.signals import service
-from app.signals.schemas import InvalidSignal
+from app.signals.schemas import InvalidSignal, Signal
 from app.signals.security import SIGNATURE_HEADER, TIMESTAMP_HEADER, Authenticator, Verdict
+from app.signals.symbols import SymbolDirectory
+from app.signals.throttle import SenderThrottle
 
 log = logging.getLogger("pacekeeper.signals")
 
@@ -93,6 +104,16 @@ def parse_json(body: bytes) -> dict[str, Any]:
     return data
 
 
+def _check_listed(symbols: SymbolDirectory | None, signal: Signal, given: Any) -> None:
+    """422 for a symbol the exchange's recent listing does not have (never when unknown)."""
+    if symbols is None or signal.symbol is None or signal.market is None:
+        return
+    if symbols.listed(signal.market.value, signal.symbol) is False:
+        where = "USD-M futures" if signal.market.value == "usdm" else "spot"
+        message = f"{signal.symbol} is not listed on the exchange ({where})"
+        raise InvalidInput([FieldError("symbol", given, message)])
+
+
 def _require(verdict: Verdict, source: str | None) -> None:
     if not verdict.ok:
         log.warning("webhook refused: %s", verdict.reason, extra={"source_ip": source})
@@ -107,17 +128,23 @@ def _require(verdict: Verdict, source: str | None) -> None:
         200: {"description": "A repeat of a signal already accepted (`duplicate: true`)"},
         202: {"description": "Accepted: stored, and queued for execution"},
         401: {"description": "Bad secret or signature, or a source outside the allow-list"},
+        408: {"description": "The body did not arrive within the body deadline"},
         409: {"description": "This signal id was already used for a different signal"},
         413: {"description": "Body too large"},
         415: {"description": "Not application/json or text/plain"},
         422: {"description": 'Invalid: `{"errors": [{"field", "value", "message"}]}`'},
+        429: {"description": "Over this sender's rate; `Retry-After` says when to resume"},
     },
     openapi_extra={
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"example": _EXAMPLE},
-                "text/plain": {"example": json.dumps(_EXAMPLE)},
+                "application/json": {"schema": {"type": "object"}, "example": _EXAMPLE},
+                # TradingView sends JSON as text/plain when a placeholder breaks strict JSON.
+                "text/plain": {
+                    "schema": {"type": "string", "pattern": r"^\s*\{[\s\S]*\}\s*$"},
+                    "example": json.dumps(_EXAMPLE),
+                },
             },
         }
     },
@@ -130,6 +157,11 @@ async def receive_signal(request: Request) -> JSONResponse:
     peer = request.client.host if request.client else None
     source = auth.source(peer, request.headers.get("x-forwarded-for"))
     _require(auth.source_allowed(source), source)
+    throttle: SenderThrottle | None = getattr(state, "throttle", None)
+    if throttle is not None:
+        wait = throttle.take(source or "")
+        if wait > 0:
+            raise TooManyRequests(wait)
 
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type not in MEDIA_TYPES:
@@ -165,6 +197,7 @@ async def receive_signal(request: Request) -> JSONResponse:
             extra={"source_ip": source},
         )
         raise InvalidInput(exc.errors) from None
+    _check_listed(getattr(state, "symbols", None), prepared.signal, raw.get("symbol"))
 
     result = await state.writer.record(prepared, now=now, source_ip=source)
     if result.duplicate:

@@ -413,9 +413,9 @@ class SignalIn(_Strict):
 
     @field_validator("expires_at")
     @classmethod
-    def _in_the_future(cls, value: datetime, info: ValidationInfo) -> datetime:
+    def _in_the_future(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
         now = (info.context or {}).get("now")
-        if now is not None and value <= now:
+        if value is not None and now is not None and value <= now:
             raise PydanticCustomError("expired", "must be in the future")
         return value
 

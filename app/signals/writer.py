@@ -35,6 +35,7 @@ from sqlalchemy.engine import Connection, Engine, Transaction
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from app.errors import AppError, ServiceUnavailable
+from app.outages import Component, is_database_outage
 from app.signals.service import Intake, Prepared, mark_queued_in, store
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,8 @@ class IntakeWriter:
         self._checkpointer: asyncio.Task[None] | None = None
         self._committer = ThreadPoolExecutor(1, thread_name_prefix="pacekeeper-commit")
         self._open = False
+        # An outage is logged when it starts and when it ends, not for every batch it fails.
+        self.database = Component("database", log)
 
     def start(self) -> IntakeWriter:
         self._open = True
@@ -271,11 +274,12 @@ class IntakeWriter:
             # The commit (an fsync) runs off the loop: requests keep arriving and gather for
             # the next batch meanwhile. Only this batch uses the connection until it returns.
             await asyncio.get_running_loop().run_in_executor(self._committer, transaction.commit)
+            self.database.answered()
         except Exception as exc:
             # Nothing of this batch was committed: every request in it gets a 503 and its
             # sender sends again; queued marks are redone by the sweeper.
-            if isinstance(exc, DBAPIError):
-                log.error("database unavailable while storing signals: %s", type(exc.orig).__name__)
+            if isinstance(exc, DBAPIError) and is_database_outage(exc):
+                self.database.failed(exc)
             else:
                 log.exception("storing %d signal(s) failed", len(stores))
             outcomes = [ServiceUnavailable() for _ in stores]

@@ -59,6 +59,7 @@ def paper_control(paper: ThreadedServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=f"{paper.url}/paper", timeout=10) as http:
         http.post("/reset").raise_for_status()
         yield http
+        http.delete("/faults")  # a Retry-After window left open would ban the next test
 
 
 def make_settings(

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import httpx
 import pytest
 import redis
 from fastapi.testclient import TestClient
@@ -58,7 +59,7 @@ def test_liveness_answers_even_when_everything_else_is_down(
 def test_ready_reports_every_component_with_its_figures(
     api: TestClient, rconn: redis.Redis, live_worker: SimpleWorker
 ) -> None:
-    record_monitor_cycle(rconn)
+    record_monitor_cycle(rconn, api.app.state.settings.queue_name)
     status, body = ready(api)
     assert status == 200, body
     assert body["status"] == "ready" and body["failing"] == []
@@ -89,28 +90,51 @@ def test_missing_worker_and_monitor_make_it_unready_by_name(api: TestClient) -> 
 def test_a_stale_monitor_cycle_is_unready(
     api: TestClient, rconn: redis.Redis, live_worker: SimpleWorker
 ) -> None:
-    record_monitor_cycle(rconn, now=time.time() - 3600)
+    record_monitor_cycle(rconn, api.app.state.settings.queue_name, now=time.time() - 3600)
     status, body = ready(api)
     assert status == 503 and body["failing"] == ["monitor"]
     assert body["components"]["monitor"]["figures"]["last_cycle_age"] >= 3600
 
 
-def test_a_job_waiting_too_long_makes_the_queue_unready(
+def test_a_backlog_is_reported_but_never_fails_readiness(
     api: TestClient, api_settings: Settings, rconn: redis.Redis, live_worker: SimpleWorker
 ) -> None:
-    record_monitor_cycle(rconn)
+    record_monitor_cycle(rconn, api_settings.queue_name)
     queue = Queue(api_settings.queue_name, connection=rconn, serializer=JSONSerializer)
     job = queue.enqueue_call("worker.jobs.sweep_intake")
     queue.enqueue_call("worker.jobs.sweep_intake")
     status, body = ready(api)
     assert status == 200 and body["components"]["queue"]["figures"]["depth"] == 2
+    assert body["components"]["queue"]["figures"]["backlog"] is False
 
+    # The workers are busy: the oldest job has waited ten minutes. The stack can still take
+    # traffic; restarting it would only make things worse.
     old = datetime.now(UTC) - timedelta(minutes=10)
     job.enqueued_at = old
     job.save()
     status, body = ready(api)
-    assert status == 503 and body["failing"] == ["queue"]
-    assert body["components"]["queue"]["figures"]["oldest_job_age"] >= 600
+    assert status == 200 and body["failing"] == []
+    queue_check = body["components"]["queue"]
+    assert queue_check["ok"] is True and queue_check["figures"]["backlog"] is True
+    assert queue_check["figures"]["oldest_job_age"] >= 600
+    assert queue_check["detail"].startswith("backlog: 2 job(s) waiting")
+
+
+def test_an_exchange_asking_busy_workers_to_slow_down_is_not_unreachable(
+    api: TestClient, rconn: redis.Redis, live_worker: SimpleWorker, paper_control: httpx.Client
+) -> None:
+    record_monitor_cycle(rconn, api.app.state.settings.queue_name)
+    # The workers' traffic has the exchange answering 429 with a Retry-After.
+    paper_control.post(
+        "/faults",
+        json={"action": "rate_limit", "path": "/api/v3/time", "retry_after": 60, "count": 1},
+    ).raise_for_status()
+    for _ in range(2):  # the 429 itself, then the Retry-After it started
+        status, body = ready(api)
+        assert status == 200, body
+        exchange = body["components"]["exchange"]
+        assert exchange["ok"] is True and exchange["figures"]["busy"] is True
+        assert "busy, not down" in exchange["detail"]
 
 
 def test_a_halt_is_reported_but_does_not_fail_readiness(
@@ -119,7 +143,7 @@ def test_a_halt_is_reported_but_does_not_fail_readiness(
     live_worker: SimpleWorker,
     sessions: sessionmaker[Session],
 ) -> None:
-    record_monitor_cycle(rconn)
+    record_monitor_cycle(rconn, api.app.state.settings.queue_name)
     with sessions() as session:
         controls.halt(session, reason="maintenance window", by="test")
         session.commit()
@@ -170,7 +194,7 @@ def test_an_unreachable_exchange_is_named(
     queue = Queue(settings.queue_name, connection=rconn, serializer=JSONSerializer)
     worker = SimpleWorker([queue], connection=rconn, serializer=JSONSerializer)
     worker.register_birth()
-    record_monitor_cycle(rconn)
+    record_monitor_cycle(rconn, settings.queue_name)
     try:
         status, body = ready(open_app(settings))
     finally:
@@ -182,7 +206,7 @@ def test_an_unreachable_exchange_is_named(
 def test_an_ip_ban_makes_the_exchange_unready(
     api: TestClient, api_settings: Settings, rconn: redis.Redis, live_worker: SimpleWorker
 ) -> None:
-    record_monitor_cycle(rconn)
+    record_monitor_cycle(rconn, api_settings.queue_name)
     rconn.set(f"{api_settings.rate_limit_prefix}ban", "1", px=120_000)
     status, body = ready(api)
     assert status == 503 and body["failing"] == ["exchange"]

@@ -163,7 +163,7 @@ def test_monitor_cycles_queue_and_workers_come_from_redis(
     recorder = MetricsRecorder.for_settings(rconn, api_settings)
     recorder.monitor_cycle(0.3)
     recorder.monitor_cycle(7.0)
-    record_monitor_cycle(rconn, now=1_700_000_000.5)
+    record_monitor_cycle(rconn, api_settings.queue_name, now=1_700_000_000.5)
     Queue(api_settings.queue_name, connection=rconn, serializer=JSONSerializer).enqueue_call(
         "worker.jobs.sweep_intake"
     )
@@ -179,6 +179,23 @@ def test_monitor_cycles_queue_and_workers_come_from_redis(
     assert value(samples, "pacekeeper_queue_jobs") == 1
     assert value(samples, "pacekeeper_workers") == 0
     assert value(samples, "pacekeeper_metrics_source_up", source="redis") == 1
+
+
+def test_outages_that_workers_and_the_monitor_waited_out_are_counted(
+    api: TestClient, api_settings: Settings, rconn: redis.Redis
+) -> None:
+    recorder = MetricsRecorder.for_settings(rconn, api_settings)
+    recorder.outage("worker", "redis", 2.5)
+    recorder.outage("worker", "redis", 1.0)
+    recorder.outage("monitor", "redis", 3.0)
+    recorder.outage("worker", "database", 10.0)
+
+    samples = scrape(api)
+    outages, seconds = "pacekeeper_outages_total", "pacekeeper_outage_seconds_total"
+    assert value(samples, outages, process="worker", component="redis") == 2
+    assert value(samples, seconds, process="worker", component="redis") == pytest.approx(3.5)
+    assert value(samples, outages, process="monitor", component="redis") == 1
+    assert value(samples, outages, process="worker", component="database") == 1
 
 
 def test_a_redis_outage_neither_breaks_the_scrape_nor_the_caller(

@@ -312,8 +312,9 @@ def test_exchange_info_is_cached_until_its_ttl_expires() -> None:
 
     futures = client.symbol_rules("BTCUSDT", "usdm")
     assert futures.market == "usdm" and futures.notional.min_notional == 100  # type: ignore[union-attr]
-    with pytest.raises(KeyError, match="NOPE"):
+    with pytest.raises(Rejected, match="NOPE") as rejected:
         client.symbol_rules("NOPE", "usdm")
+    assert rejected.value.code == -1121
 
 
 def test_futures_orders_conditional_orders_and_lookups() -> None:

@@ -21,8 +21,9 @@ from rq.serializers import JSONSerializer
 from app.execution.context import ExecContext
 from app.execution.service import Outcome
 from app.models import utcnow
-from app.queue import enqueue_signals, job_id, make_queue, sweep_intake
+from app.queue import enqueue_signals, job_id, make_queue
 from app.signals.service import mark_queued
+from app.signals.sweeper import sweep_intake
 from tests.execution.conftest import (
     MakeContext,
     Paper,

@@ -5,17 +5,24 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import httpx
 import redis
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from sqlalchemy import update
 
+from app.config import Settings
 from app.db import session_scope
 from app.execution.context import ExecContext
 from app.models import Signal as SignalRow
 from app.models import utcnow
-from app.queue import enqueue_signals, job_id, make_queue, recover_stalled
-from tests.execution.conftest import submit
+from app.queue import enqueue_signals, job_id, make_queue
+from app.signals.service import mark_queued
+from app.signals.sweeper import recover_stalled, sweep_intake
+from tests.execution.conftest import ledger, orders, signal_row, submit
+from tests.support import free_port
+from worker import resources as worker_resources
+from worker.main import build_worker
 
 
 def test_recovery_reenqueues_over_a_job_id_that_already_ended(
@@ -40,7 +47,10 @@ def test_recovery_reenqueues_over_a_job_id_that_already_ended(
     job.set_status(JobStatus.FINISHED)
     assert spent not in queue.job_ids
 
-    assert recover_stalled(engine, queue, now=utcnow(), lease=timedelta(seconds=60)) == 1
+    requeued, recovered, left = recover_stalled(
+        engine, queue, now=utcnow(), lease=timedelta(seconds=60)
+    )
+    assert (requeued, recovered, left) == (0, 1, 0)
 
     assert spent in queue.job_ids  # a worker will run it again
     again = Job.fetch(spent, connection=redis_conn, serializer=JSONSerializer)
@@ -57,3 +67,44 @@ def test_a_job_that_will_still_run_is_not_replaced(
 
     assert first == second == [sid]
     assert queue.job_ids == [job_id(sid)]  # one job, still queued
+
+
+def _work_once(settings: Settings, redis_conn: redis.Redis) -> None:
+    """A worker process's life, in this one: build its resources, drain the queue."""
+    previous = worker_resources.install(worker_resources.build(settings))
+    try:
+        build_worker(settings, redis_conn).work(burst=True)
+    finally:
+        installed = worker_resources.install(previous)
+        assert installed is not None
+        installed.close()
+
+
+def test_a_signal_whose_job_failed_before_its_claim_is_placed_once(
+    ctx: ExecContext, control: httpx.Client, redis_conn: redis.Redis, queue_name: str
+) -> None:
+    """The lost signal of issue 11: its job was taken, its worker could not even claim it
+    (here: the database unreachable from that worker), RQ failed the job and the signal
+    stayed ``queued`` with no attempt. The sweeper runs it again, and it is placed once."""
+    queue = make_queue(redis_conn, queue_name)
+    engine = ctx.sessions.kw["bind"]
+    sid = submit(ctx, quantity="0.01")
+    done, _ = enqueue_signals(queue, [sid])
+    mark_queued(engine, done, now=utcnow(), job_ids={sid: job_id(sid)})
+
+    unreachable = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/gone"
+    _work_once(ctx.settings.model_copy(update={"database_url": unreachable}), redis_conn)
+    job = Job.fetch(job_id(sid), connection=redis_conn, serializer=JSONSerializer)
+    assert job.get_status() == JobStatus.FAILED
+    row = signal_row(ctx, sid)
+    assert (row.status, row.attempts) == ("queued", 0)
+
+    later = utcnow() + timedelta(seconds=10)
+    assert sweep_intake(engine, queue, now=later).recovered == 1
+    _work_once(ctx.settings, redis_conn)
+
+    assert signal_row(ctx, sid).status == "done"
+    (order,) = orders(ctx, sid)
+    assert len(ledger(control, client_id=order.client_id)) == 1
+    for key in redis_conn.scan_iter(match=f"rq:job:{job_id(sid)}*"):
+        redis_conn.delete(key)

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import httpx
 
-from app.healthcheck import MONITOR_HEARTBEAT_KEY
+from app.healthcheck import monitor_heartbeat_key
 from app.models import OrderStatus, SignalStatus
 from tests.monitoring.desk import Desk
 
@@ -44,7 +44,7 @@ def test_algo_on_schedule_is_never_cancelled_and_finishes(desk: Desk, redis_conn
     signal = desk.signal(entry.signal_id)
     assert signal.status == SignalStatus.DONE
     assert signal.status_reason == "TWAP finished: 0.3 of 0.3 filled at avg 65000"
-    assert redis_conn.get(MONITOR_HEARTBEAT_KEY)  # type: ignore[attr-defined]
+    assert redis_conn.get(monitor_heartbeat_key(desk.ctx.settings.queue_name))  # type: ignore[attr-defined]
 
 
 def test_limit_out_of_reach_is_cancelled_within_grace_plus_two_intervals(desk: Desk) -> None:

@@ -10,7 +10,7 @@ import redis
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from app.healthcheck import MONITOR_HEARTBEAT_KEY
+from app.healthcheck import monitor_heartbeat_key
 from app.models import OrderStatus
 from tests.monitoring.desk import Desk
 
@@ -58,12 +58,12 @@ def test_resting_orders_failing_is_recorded_and_the_cycle_goes_on(
     desk.advance(2)
 
     with limit_order_writes_fail(desk.ctx.sessions.kw["bind"]):
-        redis_conn.delete(MONITOR_HEARTBEAT_KEY)
+        redis_conn.delete(monitor_heartbeat_key(desk.ctx.settings.queue_name))
         report = desk.cycle()  # before the fix: the database error escaped the cycle
 
         assert not report.incomplete and report.errors >= 1
         assert [e for e in desk.events("monitor_error") if "injected" in e.message]
-        assert redis_conn.get(MONITOR_HEARTBEAT_KEY)
+        assert redis_conn.get(monitor_heartbeat_key(desk.ctx.settings.queue_name))
         assert desk.order(entry.id).status == OrderStatus.WORKING
 
     desk.advance(5)
@@ -80,11 +80,14 @@ def test_no_heartbeat_when_every_working_algo_failed(desk: Desk, redis_conn: red
     first, second = desk.entry(), desk.entry(symbol="ETHUSDT", quantity="1")
     desk.advance(5)
     rule = desk.fault(action="fail_before", path=SUB_ORDERS, status=400, code=-1102)
-    redis_conn.delete(MONITOR_HEARTBEAT_KEY)
+    redis_conn.delete(monitor_heartbeat_key(desk.ctx.settings.queue_name))
 
     report = desk.cycle()
 
-    assert redis_conn.get(MONITOR_HEARTBEAT_KEY) is None and report.incomplete
+    assert (
+        redis_conn.get(monitor_heartbeat_key(desk.ctx.settings.queue_name)) is None
+        and report.incomplete
+    )
     assert report.algos_checked == 2 and report.algos_failed == 2
     assert {e.order_id for e in desk.events("monitor_error")} == {first.order_id, second.order_id}
 
@@ -93,7 +96,7 @@ def test_no_heartbeat_when_every_working_algo_failed(desk: Desk, redis_conn: red
     report = desk.cycle()
 
     assert report.algos_failed == 0 and not report.incomplete
-    assert redis_conn.get(MONITOR_HEARTBEAT_KEY)
+    assert redis_conn.get(monitor_heartbeat_key(desk.ctx.settings.queue_name))
 
 
 def test_heartbeat_when_only_some_algos_failed(desk: Desk, redis_conn: redis.Redis) -> None:
@@ -101,9 +104,12 @@ def test_heartbeat_when_only_some_algos_failed(desk: Desk, redis_conn: redis.Red
     desk.entry(symbol="ETHUSDT", quantity="1")
     desk.advance(5)
     desk.fault(action="fail_before", path=SUB_ORDERS, status=400, code=-1102, count=1)
-    redis_conn.delete(MONITOR_HEARTBEAT_KEY)
+    redis_conn.delete(monitor_heartbeat_key(desk.ctx.settings.queue_name))
 
     report = desk.cycle()
 
-    assert redis_conn.get(MONITOR_HEARTBEAT_KEY) and not report.incomplete
+    assert (
+        redis_conn.get(monitor_heartbeat_key(desk.ctx.settings.queue_name))
+        and not report.incomplete
+    )
     assert report.algos_failed == 1 and report.errors == 1

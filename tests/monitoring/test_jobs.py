@@ -12,7 +12,7 @@ from rq.serializers import JSONSerializer
 
 from app.config import Settings
 from app.execution.context import ExecContext
-from app.healthcheck import MONITOR_HEARTBEAT_KEY
+from app.healthcheck import monitor_heartbeat_key
 from app.models import OrderStatus, Signal
 from app.monitoring.service import run_cycle
 from tests.monitoring.desk import Desk
@@ -49,7 +49,7 @@ def test_monitor_job_runs_on_the_worker_and_outlives_an_exception(
     desk.advance(10)
     # The exchange's clock is its market's: /time answers the manual clock's time from now on.
     desk.fault(action="clock_offset", offset_ms=desk.clock.now_ms() - int(time.time() * 1000))
-    redis_conn.delete(MONITOR_HEARTBEAT_KEY)
+    redis_conn.delete(monitor_heartbeat_key(desk.ctx.settings.queue_name))
     queue = Queue(desk.ctx.settings.queue_name, connection=redis_conn, serializer=JSONSerializer)
     failed = queue.enqueue("worker.jobs.monitor_algos")
     ran = queue.enqueue("worker.jobs.monitor_algos")
@@ -63,7 +63,7 @@ def test_monitor_job_runs_on_the_worker_and_outlives_an_exception(
     result: dict[str, Any] = ran.latest_result().return_value  # type: ignore[union-attr]
     assert ran.get_status(refresh=True) == "finished" and result["cancels"] == 1
     assert desk.order(entry.order_id).status == OrderStatus.CANCELLED
-    assert redis_conn.get(MONITOR_HEARTBEAT_KEY)
+    assert redis_conn.get(monitor_heartbeat_key(desk.ctx.settings.queue_name))
 
 
 def test_pace_uses_the_exchange_clock(desk: Desk) -> None:
@@ -85,10 +85,10 @@ def test_pace_uses_the_exchange_clock(desk: Desk) -> None:
 
 def test_no_heartbeat_when_the_exchange_listing_failed(desk: Desk, redis_conn: redis.Redis) -> None:
     desk.entry()
-    redis_conn.delete(MONITOR_HEARTBEAT_KEY)
+    redis_conn.delete(monitor_heartbeat_key(desk.ctx.settings.queue_name))
     desk.fault(action="fail_before", path="/sapi/v1/algo/spot/openOrders", status=400, code=-1102)
 
     report = desk.cycle()
 
     assert report.incomplete and report.errors == 1
-    assert redis_conn.get(MONITOR_HEARTBEAT_KEY) is None
+    assert redis_conn.get(monitor_heartbeat_key(desk.ctx.settings.queue_name)) is None

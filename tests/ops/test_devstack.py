@@ -118,6 +118,42 @@ def test_a_dying_child_stops_the_rest_and_the_exit_code_says_so(
     assert not alive(long_lived.proc.pid)
 
 
+def test_a_child_that_may_be_restarted_is_started_again_when_it_dies(
+    supervisor: Supervisor, out: io.StringIO, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran-once"
+    code = f"""
+        import pathlib, sys, time
+        marker = pathlib.Path({str(marker)!r})
+        if not marker.exists():
+            marker.touch()
+            print('dying', flush=True)
+            sys.exit(3)
+        print('back', flush=True)
+        time.sleep(60)
+    """
+    supervisor.start(ChildSpec("api", SLEEPER), ChildSpec("worker", py(code), restart=True))
+
+    def restarted() -> bool:
+        assert supervisor.check() is None  # nothing has died for good
+        return "worker  | back" in out.getvalue()
+
+    wait_until(restarted, timeout=30)
+    assert "worker exited with code 3; starting it again in 0.5 s" in out.getvalue()
+    assert supervisor.restarts == {"worker": 1}
+    assert all(child.proc.poll() is None for child in supervisor.children)
+
+
+def test_a_configuration_error_is_not_restarted_and_stops_the_rest(
+    supervisor: Supervisor, out: io.StringIO
+) -> None:
+    supervisor.start(ChildSpec("api", SLEEPER))
+    supervisor.start(ChildSpec("worker", py("raise SystemExit(78)"), restart=True))
+    assert supervisor.wait() == 78
+    assert "worker exited with code 78; stopping the others" in out.getvalue()
+    assert supervisor.restarts == {}
+
+
 def test_a_child_exiting_zero_is_still_a_failure(supervisor: Supervisor) -> None:
     supervisor.start(ChildSpec("api", SLEEPER), ChildSpec("monitor", py("pass")))
     assert supervisor.wait() == 1
@@ -324,14 +360,54 @@ def test_dev_stack_runs_everything_and_its_example_signal_is_accepted(tmp_path: 
         engine.dispose()
 
 
-def test_dev_stack_exits_non_zero_and_stops_everything_when_a_child_dies(tmp_path: Path) -> None:
+def test_dev_stack_restarts_a_part_that_dies_and_its_private_redis(tmp_path: Path) -> None:
     out = io.StringIO()
-    commands = stub_commands(worker=py("import time; time.sleep(0.5); raise SystemExit(5)"))
+    marker = tmp_path / "worker-ran"
+    worker = py(
+        f"""
+        import pathlib, sys, time
+        marker = pathlib.Path({str(marker)!r})
+        if not marker.exists():
+            marker.touch()
+            sys.exit(5)
+        print('worker is back', flush=True)
+        time.sleep(60)
+        """
+    )
+    stack = DevStack(
+        dev_settings(tmp_path),
+        out=out,
+        commands=stub_commands(worker=worker),
+        env=child_env(),
+        stop_timeout=5,
+    )
+    thread, result = run_in_thread(stack)
+    try:
+        wait_for_banner(out, thread)
+        wait_until(lambda: "worker  | worker is back" in out.getvalue(), timeout=30)
+        assert "worker exited with code 5; starting it again" in out.getvalue()
+        # The private redis-server crashes: it comes back on the same port.
+        assert stack.redis is not None
+        url = stack.redis.url
+        stack.redis.kill()
+        wait_until(lambda: stack.supervisor.restarts.get("redis") == 1, timeout=30)
+        wait_until(lambda: redis_answers(url, timeout=0.5), timeout=30)
+        assert thread.is_alive()
+    finally:
+        stack.request_stop()
+        thread.join(timeout=60)
+    assert result == [0]
+    assert all(child.proc.returncode is not None for child in stack.supervisor.children)
+
+
+def test_dev_stack_stops_everything_on_a_configuration_error(tmp_path: Path) -> None:
+    out = io.StringIO()
+    commands = stub_commands(worker=py("import time; time.sleep(0.5); raise SystemExit(78)"))
     stack = DevStack(
         dev_settings(tmp_path), out=out, commands=commands, env=child_env(), stop_timeout=5
     )
-    assert stack.run() == 5
-    assert "worker exited with code 5; stopping the others" in out.getvalue()
+    assert stack.run() == 78
+    assert "worker exited with code 78; stopping the others" in out.getvalue()
     assert all(child.proc.returncode is not None for child in stack.supervisor.children)
     assert stack.redis is not None and stack.redis.dir is None
     assert not redis_answers(stack.redis.url, timeout=0.5)

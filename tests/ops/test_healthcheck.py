@@ -27,9 +27,9 @@ from rq.cron import CronScheduler
 from app import healthcheck
 from app.config import Settings
 from app.healthcheck import (
-    MONITOR_HEARTBEAT_KEY,
     check_monitor_cycle,
     main,
+    monitor_heartbeat_key,
     record_monitor_cycle,
     role_from_cmdline,
 )
@@ -189,12 +189,12 @@ def test_monitor_needs_a_live_scheduler_and_a_recent_cycle(
     start_scheduler(conn)
     assert run(["monitor"], settings)[0] == 1  # alive, but no cycle has completed
 
-    record_monitor_cycle(conn)
+    record_monitor_cycle(conn, settings.queue_name)
     code, output = run(["monitor"], settings)
     assert code == 0, output
-    assert conn.get(MONITOR_HEARTBEAT_KEY) is not None
+    assert conn.get(monitor_heartbeat_key(settings.queue_name)) is not None
 
-    record_monitor_cycle(conn, now=time.time() - 3600)
+    record_monitor_cycle(conn, settings.queue_name, now=time.time() - 3600)
     code, output = run(["monitor"], settings)
     assert code == 1
     assert "stale after 30s" in output
@@ -204,7 +204,7 @@ def test_monitor_on_another_host_counts_only_with_any_host(
     conn: redis.Redis, settings: Settings
 ) -> None:
     start_scheduler(conn, hostname="monitor-container")
-    record_monitor_cycle(conn)
+    record_monitor_cycle(conn, settings.queue_name)
     assert run(["monitor"], settings)[0] == 1
     assert run(["monitor", "--any-host"], settings)[0] == 0
 
@@ -212,15 +212,16 @@ def test_monitor_on_another_host_counts_only_with_any_host(
 def test_monitor_cycle_is_stale_after_three_intervals_and_at_least_thirty_seconds(
     conn: redis.Redis,
 ) -> None:
-    record_monitor_cycle(conn, now=1000.0)
-    assert check_monitor_cycle(conn, 5, now=1029.0).ok
-    assert not check_monitor_cycle(conn, 5, now=1031.0).ok
-    assert check_monitor_cycle(conn, 60, now=1179.0).ok
-    assert not check_monitor_cycle(conn, 60, now=1181.0).ok
-    figures = check_monitor_cycle(conn, 60, now=1100.0).figures
+    record_monitor_cycle(conn, "q", now=1000.0)
+    assert check_monitor_cycle(conn, 5, "q", now=1029.0).ok
+    assert not check_monitor_cycle(conn, 5, "q", now=1031.0).ok
+    assert check_monitor_cycle(conn, 60, "q", now=1179.0).ok
+    assert not check_monitor_cycle(conn, 60, "q", now=1181.0).ok
+    figures = check_monitor_cycle(conn, 60, "q", now=1100.0).figures
     assert figures["last_cycle_age"] == 100.0 and figures["stale_after"] == 180.0
-    conn.set(MONITOR_HEARTBEAT_KEY, "not-a-number")
-    assert not check_monitor_cycle(conn, 5).ok
+    assert not check_monitor_cycle(conn, 5, "another-queue", now=1001.0).ok  # not its cycle
+    conn.set(monitor_heartbeat_key("q"), "not-a-number")
+    assert not check_monitor_cycle(conn, 5, "q").ok
 
 
 def test_unreachable_redis_is_reported(settings: Settings) -> None:

@@ -18,8 +18,9 @@ from app import queue as intake_queue
 from app.config import Settings
 from app.db import make_engine
 from app.models import utcnow
-from app.queue import PROCESS_SIGNAL, enqueue_signals, job_id, make_queue, sweep_intake
-from app.signals import service
+from app.queue import PROCESS_SIGNAL, enqueue_signals, job_id, make_queue
+from app.signals import service, sweeper
+from app.signals.sweeper import sweep_intake
 from tests.signals.conftest import Receiver, configured, entry
 from tests.support import free_port, wait_until
 
@@ -207,12 +208,12 @@ def test_overlapping_sweeps_skip_while_one_holds_the_lock(
     sqlite_only_url: str, queue: Any, redis_conn: redis.Redis
 ) -> None:
     engine = make_engine(sqlite_only_url)
-    held = redis_conn.lock(f"{intake_queue.SWEEP_LOCK}:{queue.name}", timeout=10)
+    held = redis_conn.lock(f"{sweeper.SWEEP_LOCK}:{queue.name}", timeout=10)
     try:
         assert held.acquire(blocking=False)
-        assert intake_queue.run_sweep(engine, queue).skipped
+        assert sweeper.run_sweep(engine, queue).skipped
         held.release()
-        assert not intake_queue.run_sweep(engine, queue).skipped
+        assert not sweeper.run_sweep(engine, queue).skipped
     finally:
         engine.dispose()
 
