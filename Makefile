@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: dev test lint typecheck check bench clean
+.PHONY: dev test faults lint typecheck check bench clean
 
 $(BIN)/pacekeeper: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,12 @@ dev: $(BIN)/pacekeeper
 test: $(BIN)/pacekeeper
 	bash scripts/services.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The fault battery alone, at full size: `make faults N=1000` (CI runs it with the suite, N=100).
+N ?= 1000
+faults: $(BIN)/pacekeeper
+	bash scripts/services.sh
+	PACEKEEPER_FAULTS_N=$(N) $(BIN)/python -m pytest -m fault -p no:randomly $(PYTEST_ARGS) tests/faults
 
 lint: $(BIN)/pacekeeper
 	$(BIN)/ruff check .
