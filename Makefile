@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 LOCK := requirements.lock
 
-.PHONY: dev test lint typecheck check lock bench clean
+.PHONY: dev test faults lint typecheck check lock bench clean
 
 # A changed lock or pyproject.toml reinstalls: pip-sync also removes what the lock dropped.
 $(BIN)/pacekeeper: $(LOCK) pyproject.toml
@@ -22,6 +22,12 @@ dev: $(BIN)/pacekeeper
 test: $(BIN)/pacekeeper
 	bash scripts/services.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The fault battery (marker `fault`, left out of `make test`): `make faults N=1000`, or N=100.
+N ?= 1000
+faults: $(BIN)/pacekeeper
+	bash scripts/services.sh
+	PACEKEEPER_FAULTS_N=$(N) $(BIN)/python -m pytest -m fault -p no:randomly $(PYTEST_ARGS) tests/faults
 
 lint: $(BIN)/pacekeeper
 	$(BIN)/ruff check .

@@ -92,7 +92,8 @@ class Supervisor:
     def say(self, line: str, name: str | None = "dev") -> None:
         """Write one line with a name prefix (none if None), never inside a child's line."""
         prefix = "" if name is None else f"{name:<{self.width}}| "
-        with self._lock:
+        # A child's last lines may come after its output was closed: they have nowhere to go.
+        with self._lock, contextlib.suppress(ValueError):
             self.out.write(f"{prefix}{line.rstrip()}\n")
             self.out.flush()
 

@@ -87,6 +87,7 @@ class PacekeeperWorker(SimpleWorker):
         self.redis_state = redis_state or Component("redis", log)
         self.database_state = database_state or Component("database", log)
         self._database_down = False
+        self._burst = False
         self.push_exc_handler(self._note_outage)
         if not any(isinstance(f, _QuietRetries) for f in self.log.filters):
             self.log.addFilter(_QuietRetries())
@@ -155,10 +156,15 @@ class PacekeeperWorker(SimpleWorker):
             self._database_down = True
         return True
 
+    def work(self, burst: bool = False, *args: Any, **kwargs: Any) -> bool:
+        self._burst = burst
+        return super().work(burst, *args, **kwargs)
+
     def dequeue_job_and_maintain_ttl(
         self, timeout: int | None, max_idle_time: int | None = None
     ) -> tuple[Job, Queue] | None:
-        if self._database_down:
+        # A burst worker drains what it can and ends; the jobs it fails are recovered.
+        if self._database_down and not self._burst:
             self._wait_for_database()
         return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
 

@@ -9,11 +9,13 @@ nothing). The database, not Redis, says what still has to run, so every few seco
 
 - ``received`` (never reached the queue): enqueued;
 - ``queued`` whose jobs will none of them run (every job id the signal has had is gone,
-  ``finished``/``failed``/``stopped``/``canceled``, or abandoned: ``started`` by a worker
-  that is no longer alive), whatever its attempt count: enqueued again under
-  ``job_id(id, attempts)``. A job claims its signal first thing, so one ``started`` longer
-  than the execution lease while its signal is still ``queued`` lost its worker (RQ would
-  say so only after the job's timeout: half an hour for a signal job, see app/queue.py);
+  ``finished``/``failed``/``stopped``/``canceled``, or abandoned by a worker that died),
+  whatever its attempt count: enqueued again under ``job_id(id, attempts)``. A job claims
+  its signal first thing, so one ``started`` longer than the execution lease while its
+  signal is still ``queued`` lost its worker (RQ would say so only after the job's timeout:
+  half an hour for a signal job, see app/queue.py); so did one ``queued`` that has been on
+  no queue for as long (taken off it by a worker that died before starting it; RQ fails
+  those a minute or more later);
 - ``processing`` whose lease went stale (its worker died mid-job): enqueued again; the
   next run reconciles its orders by client id before sending anything.
 
@@ -184,9 +186,11 @@ def job_fates(
 ) -> dict[str, str | None]:
     """For each ``queued`` signal (id, attempts): None while one of its job ids may still
     run, else why none will: ``gone`` (no job hash left), ``failed``/``stopped``/... (the
-    last ended state seen) or ``abandoned`` (``started`` by a worker that stopped
-    heartbeating, or longer ago than ``lease`` without claiming the signal). An abandoned
-    job is marked failed here, as RQ's own clean-up would, so it can be enqueued again."""
+    last ended state seen) or ``abandoned``: ``started`` by a worker that stopped
+    heartbeating or longer ago than ``lease`` without claiming the signal, or ``queued`` but
+    on no queue for longer than ``lease`` (taken off it by a worker that died before
+    starting it: RQ fails such a job only a minute or more later). An abandoned job is
+    marked failed here, as RQ's own clean-up would, so it can be enqueued again."""
     if not wanted:
         return {}
     conn = queue.connection
@@ -204,10 +208,9 @@ def job_fates(
         running.setdefault(jid, []).append((member, float(score)))
     clock = _aware(now).timestamp()
     claim_by = _aware(now) - lease
-    fates: dict[str, str | None] = {}
-    abandoned: list[str] = []
+    statuses: dict[str, list[tuple[str, str]]] = {}  # signal -> [(job id, status)]
     for sid, attempts in wanted:
-        fate: str | None = "gone"
+        mine = statuses[sid] = []
         for attempt in range(attempts + 1):
             raw, started_at = next(answers)
             if raw is None:
@@ -218,21 +221,63 @@ def job_fates(
                 or (started_at is not None and utcparse(started_at.decode()) < claim_by)
             ):
                 status = "abandoned"
+            mine.append((jid, status))
+    off_queue = _off_queue(
+        queue, [j for jobs in statuses.values() for j, s in jobs if s == "queued"], clock, lease
+    )
+    fates: dict[str, str | None] = {}
+    abandoned: list[str] = []
+    for sid, jobs in statuses.items():
+        fate: str | None = "gone"
+        for jid, status in jobs:
+            if jid in off_queue:
+                status = "abandoned"
+            if status == "abandoned":
                 abandoned.append(jid)
-            if status not in ENDED_JOB_STATES and status != "abandoned":
+            elif status not in ENDED_JOB_STATES:
                 fate = None  # this one will still run
                 break
             if fate == "gone" or status != "finished":
                 fate = status
         fates[sid] = fate
     if abandoned:
+        intermediate = queue.intermediate_queue_key
         with conn.pipeline(transaction=False) as pipe:
             for jid in abandoned:
                 for member, _ in running.get(jid, []):
                     pipe.zrem(registry, member)  # RQ's clean-up must not fail the new job
+                pipe.lrem(intermediate, 0, jid)
+                pipe.delete(_first_seen_key(queue, jid))
                 pipe.hset(queue.job_class.key_for(jid), "status", "failed")
             pipe.execute()
     return fates
+
+
+def _first_seen_key(queue: Queue, jid: str) -> str:
+    # The key RQ's own intermediate-queue clean-up uses, with the same meaning.
+    return f"{queue.intermediate_queue_key}:first_seen:{jid}"
+
+
+def _off_queue(queue: Queue, job_ids: list[str], clock: float, lease: timedelta) -> set[str]:
+    """The ``queued`` jobs that have been on no queue for longer than ``lease``: a worker
+    moved them to its intermediate list and died, or their push was lost."""
+    if not job_ids:
+        return set()
+    conn = queue.connection
+    with conn.pipeline(transaction=False) as pipe:
+        for jid in job_ids:
+            pipe.lpos(queue.key, jid)
+        positions = pipe.execute()
+    missing = [jid for jid, at in zip(job_ids, positions, strict=True) if at is None]
+    if not missing:
+        return set()
+    with conn.pipeline(transaction=False) as pipe:
+        for jid in missing:
+            pipe.set(_first_seen_key(queue, jid), clock, nx=True, ex=86_400)
+            pipe.get(_first_seen_key(queue, jid))
+        answers = pipe.execute()
+    seen = [float(raw) for raw in answers[1::2]]
+    return {jid for jid, t in zip(missing, seen, strict=True) if clock - t > lease.total_seconds()}
 
 
 def _aware(value: datetime) -> datetime:

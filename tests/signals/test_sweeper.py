@@ -175,3 +175,25 @@ def test_a_queued_job_still_waiting_is_left_alone(
     report = sweep(db_url, queue)
     assert (report.recovered, report.requeued, report.enqueued) == (0, 0, 0)
     assert queue.job_ids == [job_id(sid)]
+
+
+def test_a_job_taken_off_the_queue_by_a_worker_that_died_is_run_again(
+    db_url: str, queue: Any, redis_conn: redis.Redis, job_keys: Any
+) -> None:
+    sid = queued_signal(db_url, queue, "intermediate")
+    # A worker moved the job to its intermediate list (RQ's BLMOVE) and died before it
+    # started it: the job still says `queued`, but it is on no queue.
+    jid = job_id(sid)
+    redis_conn.lmove(queue.key, queue.intermediate_queue_key, "LEFT", "RIGHT")
+    engine = make_engine(db_url)
+    try:
+        assert sweep_intake(engine, queue, now=utcnow()).recovered == 0  # seen: maybe starting
+        later = utcnow() + timedelta(seconds=61)
+        assert sweep_intake(engine, queue, now=later).recovered == 1
+    finally:
+        engine.dispose()
+    assert queue.job_ids == [jid]
+    assert redis_conn.lrange(queue.intermediate_queue_key, 0, -1) == []
+    (note,) = rows(db_url, "SELECT message FROM events WHERE kind = 'requeued'")
+    assert "its job abandoned" in note.message
+    redis_conn.delete(f"{queue.intermediate_queue_key}:first_seen:{jid}")
