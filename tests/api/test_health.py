@@ -161,7 +161,7 @@ def test_an_unprotected_position_degrades_readiness_without_failing_it(
     live_worker: SimpleWorker,
     sessions: sessionmaker[Session],
 ) -> None:
-    record_monitor_cycle(rconn)
+    record_monitor_cycle(rconn, api.app.state.settings.queue_name)
     assert ready(api)[1]["status"] == "ready"
     with sessions() as session:
         position = Position(
