@@ -72,8 +72,19 @@ def _sqlite_begin_immediate(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine with the pragmas and pool settings this project relies on."""
+def _sqlite_query_only(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA query_only=ON")
+    cur.close()
+
+
+def make_engine(url: str, *, read_only: bool = False, **kwargs: Any) -> Engine:
+    """Create an engine with the pragmas and pool settings this project relies on.
+
+    ``read_only`` (SQLite): an engine for reads that must never wait for the write lock
+    (health checks, metrics): its statements run without ``BEGIN IMMEDIATE``, each its own
+    snapshot, and it cannot write (``query_only``). WAL readers never wait for a writer.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
@@ -82,7 +93,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         connect_args = {"check_same_thread": False, "timeout": 30, "isolation_level": None}
         engine = create_engine(url, connect_args=connect_args, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        if read_only:
+            event.listen(engine, "connect", _sqlite_query_only)
+        else:
+            event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     # A server that does not answer (a network outage) fails a connect after 5 s instead of

@@ -28,6 +28,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = make_engine(settings.database_url, pool_size=5, max_overflow=10)
     app.state.engine = engine
     app.state.session_factory = make_sessionmaker(engine)
+    # Health checks and metrics read through their own engine: on SQLite they must not
+    # queue for the write lock behind the intake and the workers (busy is not unready).
+    app.state.read_engine = make_engine(
+        settings.database_url, read_only=True, pool_size=2, max_overflow=4
+    )
+    app.state.read_sessions = make_sessionmaker(app.state.read_engine)
     writer = IntakeWriter(engine)
     app.state.writer = writer
     redis = connect(settings.redis_url) if settings.redis_url else None
@@ -58,6 +64,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await writer.stop()
         if redis is not None:
             redis.close()
+        app.state.read_engine.dispose()
         engine.dispose()
 
 

@@ -23,7 +23,11 @@ def install(app: FastAPI) -> None:
     settings = app.state.settings
     registry = CollectorRegistry(auto_describe=False)
     webhook_metrics = WebhookMetrics(registry)
-    registry.register(DatabaseCollector(lambda: getattr(app.state, "engine", None)))
+    registry.register(
+        DatabaseCollector(
+            lambda: getattr(app.state, "read_engine", None) or getattr(app.state, "engine", None)
+        )
+    )
     registry.register(RedisCollector(lambda: getattr(app.state, "redis", None), settings))
     app.state.metrics_registry = registry
     app.add_middleware(metrics.WebhookTimer, metrics=webhook_metrics)

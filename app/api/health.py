@@ -92,7 +92,7 @@ def run_checks(state: Any, *, deadline: float = READY_DEADLINE) -> list[Check]:
     settings: Settings = state.settings
     redis = getattr(state, "redis", None)
     checks: dict[str, Callable[[], Check]] = {
-        "database": lambda: check_database(state.engine),
+        "database": lambda: check_database(getattr(state, "read_engine", state.engine)),
         "redis": lambda: _with_redis(redis, "redis", check_redis),
         "queue": lambda: _with_redis(redis, "queue", lambda r: check_queue(r, settings.queue_name)),
         "workers": lambda: _with_redis(
@@ -104,8 +104,12 @@ def run_checks(state: Any, *, deadline: float = READY_DEADLINE) -> list[Check]:
             lambda r: check_monitor_cycle(r, settings.monitor_interval, settings.queue_name),
         ),
         "exchange": lambda: check_exchange(settings, redis),
-        "kill_switch": lambda: check_kill_switch(state.session_factory),
-        "protection": lambda: check_protection(state.session_factory),
+        "kill_switch": lambda: check_kill_switch(
+            getattr(state, "read_sessions", state.session_factory)
+        ),
+        "protection": lambda: check_protection(
+            getattr(state, "read_sessions", state.session_factory)
+        ),
     }
     futures = {name: _executor.submit(_guarded, name, check) for name, check in checks.items()}
     wait(futures.values(), timeout=deadline)

@@ -55,6 +55,8 @@ SWEEP_LOCK = "pacekeeper:lock:sweep_intake"
 # A `processing` signal whose worker made no progress for this long is given to another
 # worker (PACEKEEPER_EXECUTION_LEASE; see app/execution/claims.py).
 EXECUTION_LEASE = timedelta(seconds=60)
+# A queue longer than this is not read to find jobs a dead worker took off it.
+MAX_QUEUE_SCAN = 50_000
 # The longest pause before a signal whose jobs keep ending without settling it runs again.
 MAX_RECOVERY_DELAY = timedelta(minutes=5)
 
@@ -254,8 +256,8 @@ def job_fates(
 
 
 def _first_seen_key(queue: Queue, jid: str) -> str:
-    # The key RQ's own intermediate-queue clean-up uses, with the same meaning.
-    return f"{queue.intermediate_queue_key}:first_seen:{jid}"
+    """When the sweeper first saw this ``queued`` job on no queue."""
+    return f"pacekeeper:sweep:{queue.name}:off_queue:{jid}"
 
 
 def _off_queue(queue: Queue, job_ids: list[str], clock: float, lease: timedelta) -> set[str]:
@@ -264,16 +266,19 @@ def _off_queue(queue: Queue, job_ids: list[str], clock: float, lease: timedelta)
     if not job_ids:
         return set()
     conn = queue.connection
-    with conn.pipeline(transaction=False) as pipe:
-        for jid in job_ids:
-            pipe.lpos(queue.key, jid)
-        positions = pipe.execute()
-    missing = [jid for jid, at in zip(job_ids, positions, strict=True) if at is None]
+    if conn.llen(queue.key) > MAX_QUEUE_SCAN:
+        return set()  # too long to read every sweep: RQ's own clean-up fails such jobs
+    listed = set(conn.lrange(queue.key, 0, -1))
+    missing = [jid for jid in job_ids if jid.encode() not in listed]
     if not missing:
         return set()
     with conn.pipeline(transaction=False) as pipe:
         for jid in missing:
-            pipe.set(_first_seen_key(queue, jid), clock, nx=True, ex=86_400)
+            # It expires: a mark left by a job that did start is not held against a later
+            # job of the same id (a stuck job is seen every sweep, well within this).
+            pipe.set(
+                _first_seen_key(queue, jid), clock, nx=True, ex=int(lease.total_seconds() * 4) + 60
+            )
             pipe.get(_first_seen_key(queue, jid))
         answers = pipe.execute()
     seen = [float(raw) for raw in answers[1::2]]

@@ -246,6 +246,9 @@ class IntakeWriter:
     def _disconnect(self) -> None:
         if self._conn is not None:
             with suppress(Exception):
+                # Not back to the pool: on SQLite it carries busy_timeout=0, which would
+                # make the next reader of that pooled connection fail at once on a lock.
+                self._conn.invalidate()
                 self._conn.close()
             self._conn = None
 

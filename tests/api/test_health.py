@@ -251,3 +251,32 @@ def test_a_hung_redis_is_reported_within_the_deadline_not_waited_for(
     # What does not need Redis is still judged on its own.
     assert body["components"]["database"]["ok"] is True
     assert body["components"]["kill_switch"]["ok"] is True
+
+
+def test_a_busy_sqlite_writer_does_not_make_the_stack_unready(
+    sqlite_only_url: str,
+    private_redis_url: str,
+    rconn: redis.Redis,
+    paper: object,
+    open_app: Callable[[Settings], TestClient],
+) -> None:
+    """Workers and the intake hold SQLite's write lock in turn under load: the readiness
+    reads (database, kill switch) must not queue behind it."""
+    import sqlite3
+
+    settings = make_settings(sqlite_only_url, private_redis_url, paper.url)  # type: ignore[attr-defined]
+    api = open_app(settings)
+    queue = Queue(settings.queue_name, connection=rconn, serializer=JSONSerializer)
+    worker = SimpleWorker([queue], connection=rconn, serializer=JSONSerializer)
+    worker.register_birth()
+    record_monitor_cycle(rconn, settings.queue_name)
+    writer = sqlite3.connect(sqlite_only_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # a long write transaction, elsewhere
+        status, body = ready(api)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+        worker.register_death()
+    assert status == 200, body
+    assert body["components"]["database"]["ok"] and body["components"]["kill_switch"]["ok"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,8 +72,24 @@ def checked(verdict: Verdict, report: Any, stack: Stack) -> None:
 
 
 def test_baseline(stack: Stack, report: Any) -> None:
-    sent = Load(stack.api_url, rate=RATE).run(signals("base"))
+    """No fault; /health/ready is polled meanwhile (a figure: busy is not unready)."""
+    polls: list[int] = []
+    done = threading.Event()
+
+    def poll() -> None:
+        with httpx.Client(timeout=10) as http:
+            while not done.wait(0.25):
+                polls.append(http.get(f"{stack.api_url}/health/ready").status_code)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    try:
+        sent = Load(stack.api_url, rate=RATE).run(signals("base"))
+    finally:
+        done.set()
+        poller.join(timeout=15)
     verdict = judge("baseline", stack, sent, timeout=DRAIN)
+    verdict.extra = {"ready_polls": len(polls), "unready": sum(1 for c in polls if c != 200)}
     checked(verdict, report, stack)
     assert verdict.rejected == 0 and verdict.placed == N
 

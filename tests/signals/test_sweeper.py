@@ -196,4 +196,4 @@ def test_a_job_taken_off_the_queue_by_a_worker_that_died_is_run_again(
     assert redis_conn.lrange(queue.intermediate_queue_key, 0, -1) == []
     (note,) = rows(db_url, "SELECT message FROM events WHERE kind = 'requeued'")
     assert "its job abandoned" in note.message
-    redis_conn.delete(f"{queue.intermediate_queue_key}:first_seen:{jid}")
+    assert not redis_conn.exists(f"pacekeeper:sweep:{queue.name}:off_queue:{jid}")
