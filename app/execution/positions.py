@@ -271,19 +271,21 @@ def apply_exit_fills(session: Session, position: Position, *, dust: Decimal = ZE
         # Long: sold for proceeds what cost avg each; short: the reverse.
         cost = closed * position.entry_avg_price
         position.realized_pnl = proceeds - cost if position.side == "BUY" else cost - proceeds
-    if closed and left <= dust and position.status == "open" and not _entry_live(session, position):
+    ends = closed and left <= dust and position.status == "open"
+    if ends and not entry_live(session, position.id):
         # While an entry still buys, more is coming: the position stays open (and protected).
         position.status = "closed"
         position.closed_at = utcnow()
     return max(left, ZERO)
 
 
-def _entry_live(session: Session, position: Position) -> bool:
+def entry_live(session: Session, position_id: int) -> bool:
+    """Is an entry order of the position still planned, in flight, unknown or working?"""
     ended = ("filled", "cancelled", "expired", "rejected")
     return (
         session.scalar(
             select(Order.id).where(
-                Order.position_id == position.id,
+                Order.position_id == position_id,
                 Order.leg == ENTRY_LEG,
                 Order.status.not_in(ended),
             )

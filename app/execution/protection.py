@@ -94,18 +94,6 @@ def live_orders(session: Session, position_id: int, prefix: str) -> list[Order]:
     )
 
 
-def entry_live(session: Session, position_id: int) -> bool:
-    return bool(
-        session.scalar(
-            select(Order.id).where(
-                Order.position_id == position_id,
-                Order.leg == ENTRY_LEG,
-                Order.status.in_(LIVE),
-            )
-        )
-    )
-
-
 def close_live(session: Session, position_id: int) -> bool:
     return bool(
         live_orders(session, position_id, "exit") or live_orders(session, position_id, "close")

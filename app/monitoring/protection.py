@@ -33,11 +33,10 @@ from app.execution.brackets import TERMINAL, bracket_orders, current_price
 from app.execution.context import ExecContext
 from app.execution.journal import event
 from app.execution.planning import Crossed, Levels, closing_side
-from app.execution.positions import apply_entry_fills, apply_exit_fills
+from app.execution.positions import apply_entry_fills, apply_exit_fills, entry_live
 from app.execution.protection import (
     close_live,
     crossed,
-    entry_live,
     held,
     protect_position,
     stop_out,
