@@ -39,7 +39,9 @@ def process_signal(signal_id: str) -> dict[str, Any] | Retry:
     from app.signals.refusals import refuse_rejected, rejection_reason
     from worker.resources import resources
 
-    ctx = resources().exec_context()
+    res = resources()
+    # An order in doubt is parked, not waited for: this thread is free for the next signal.
+    ctx = res.exec_context(doubt_patience=res.settings.doubt_patience)
     try:
         outcome = execute(ctx, signal_id)
     except Rejected as exc:
