@@ -14,7 +14,9 @@
     └── ServiceUnavailable   503  the database is down: nothing was accepted, send again
 
 Every error body is ``{"error": <code>, "message": <text>}``, except 422, whose body is
-``{"errors": [{"field", "value", "message"}, ...]}``.
+``{"errors": [{"field", "value", "message"}, ...]}``. A path no route has (404) or a method it
+does not take (405, with an ``Allow`` header listing every method the path takes) answers in
+the same shape.
 """
 
 from __future__ import annotations
@@ -26,11 +28,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +177,13 @@ def from_pydantic(errors: Iterable[dict[str, Any]], *, skip: int = 0) -> list[Fi
     out = []
     for err in errors:
         loc = [str(part) for part in err.get("loc", ())][skip:]
+        if err.get("type") == "json_invalid":
+            # FastAPI puts the character position where the field goes, and the body itself
+            # (which may hold a secret) in the input: name the body, echo nothing.
+            detail = (err.get("ctx") or {}).get("error", "")
+            where = f" (character {loc[0]})" if loc else ""
+            out.append(FieldError("body", None, f"not valid JSON: {detail}{where}"))
+            continue
         out.append(FieldError(".".join(loc) or "body", err.get("input"), err.get("msg", "")))
     return out
 
@@ -188,6 +200,39 @@ async def handle_app_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers or None)
 
 
+# The methods a 405 looks for; the routes say which of them the path takes.
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes at this path (Starlette's own 405 names one route's)."""
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
+
+
+async def handle_http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own answers (no such path, method not allowed) in the shape of ours."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+        # FastAPI's 400 for a JSON body that is not UTF-8: invalid input like any other.
+        invalid = InvalidInput([FieldError("body", None, "not valid JSON: not UTF-8")])
+        return await handle_app_error(request, invalid)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    try:
+        code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
+    except ValueError:
+        code = "error"
+    body = {"error": code, "message": str(exc.detail).lower()}
+    return JSONResponse(body, status_code=exc.status_code, headers=headers or None)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(AppError, handle_app_error)
     app.add_exception_handler(RequestValidationError, handle_app_error)
+    app.add_exception_handler(HTTPException, handle_http_error)
