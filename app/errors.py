@@ -14,9 +14,9 @@
     └── ServiceUnavailable   503  the database is down: nothing was accepted, send again
 
 Every error body is ``{"error": <code>, "message": <text>}``, except 422, whose body is
-``{"errors": [{"field", "value", "message"}, ...]}``. A path no route has (404) or a method it
-does not take (405, with an ``Allow`` header listing every method the path takes) answers in
-the same shape.
+``{"errors": [{"field", "value", "message"}, ...]}``. The OpenAPI document declares them with
+:func:`responses`; a path no route has (404) or a method it does not take (405, with an
+``Allow`` header listing every method the path takes) answers in the same shape.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
@@ -236,3 +237,65 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(AppError, handle_app_error)
     app.add_exception_handler(RequestValidationError, handle_app_error)
     app.add_exception_handler(HTTPException, handle_http_error)
+
+
+# ---- the error bodies, for the OpenAPI document ------------------------------------------
+
+
+class ErrorBody(BaseModel):
+    """Every error but 422; a 409 on the webhook also names the first signal (``signal_id``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    error: str = Field(description="a stable code, e.g. not_found")
+    message: str
+
+
+class FieldErrorBody(BaseModel):
+    field: str = Field(min_length=1, description="dotted path of the offending field, or body")
+    value: JsonValue = Field(description="the offending value, cut to 200 characters")
+    message: str
+
+
+class InvalidBody(BaseModel):
+    """422: every problem found, each naming its field."""
+
+    errors: list[FieldErrorBody] = Field(min_length=1)
+
+
+_DESCRIPTIONS = {
+    401: "Authentication failed (the answer does not say which check)",
+    404: "Not found",
+    408: "The body did not arrive within the body deadline",
+    409: "Conflict",
+    413: "Body too large",
+    415: "Not application/json or text/plain",
+    422: 'Invalid input: `{"errors": [{"field", "value", "message"}]}`, every problem found',
+    429: "Over this sender's rate; `Retry-After` says when to resume",
+    502: "The exchange did not confirm; nothing changed here, so retrying is safe",
+    503: "Temporarily unavailable; nothing was accepted, send again",
+}
+
+
+def responses(
+    *codes: int, descriptions: dict[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error codes, each with its body's schema; ``descriptions``
+    replaces the generic text of some codes."""
+    texts = {**_DESCRIPTIONS, **(descriptions or {})}
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        entry: dict[str, Any] = {
+            "model": InvalidBody if code == 422 else ErrorBody,
+            "description": texts[code],
+        }
+        if code == 429:
+            entry["headers"] = {
+                "Retry-After": {
+                    "description": "seconds to wait before sending again",
+                    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                    "required": True,
+                }
+            }
+        out[code] = entry
+    return out
