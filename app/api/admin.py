@@ -46,7 +46,7 @@ from app.api.schemas import (
     SignalPage,
 )
 from app.config import Settings
-from app.errors import AppError, Conflict, NotFound
+from app.errors import AppError, Conflict, NotFound, responses
 from app.exchange import AlreadyDone, BinanceClient, ExchangeError
 from app.exchange.algos import AlgoMarket
 from app.metrics import ALGO_KINDS
@@ -57,7 +57,9 @@ from app.status import MONITOR, AlgoPace, working_algos, working_ids
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/api", tags=["admin"], dependencies=[Admin])
+router = APIRouter(
+    prefix="/api", tags=["admin"], dependencies=[Admin], responses=responses(401, 422)
+)
 
 MAX_PAGE = 200
 SIGNAL_CURSOR = r"^[0-9a-f]{32}$"
@@ -139,7 +141,12 @@ def list_signals(
     return {"items": rows, "next_cursor": rows[-1].id if more else None}
 
 
-@router.get("/signals/{signal_id}", response_model=SignalDetail, summary="One signal, in full")
+@router.get(
+    "/signals/{signal_id}",
+    response_model=SignalDetail,
+    summary="One signal, in full",
+    responses=responses(404),
+)
 def get_signal(
     signal_id: Annotated[str, Path(pattern=SIGNAL_CURSOR)], session: SessionDep
 ) -> dict[str, Any]:
@@ -304,7 +311,17 @@ def cancel_algo(
     )
 
 
-@router.post("/algos/{order_id}/cancel", response_model=CancelOut, summary="Cancel a working algo")
+@router.post(
+    "/algos/{order_id}/cancel",
+    response_model=CancelOut,
+    summary="Cancel a working algo",
+    responses=responses(
+        404,
+        409,
+        502,
+        descriptions={409: "Not a TWAP or VP algo, or not on the exchange yet"},
+    ),
+)
 def cancel(
     order_id: RowId,
     session: SessionDep,

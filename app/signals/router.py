@@ -18,6 +18,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.requests import ClientDisconnect
 
 from app.errors import (
@@ -27,6 +28,7 @@ from app.errors import (
     TooManyRequests,
     Unauthorized,
     UnsupportedMediaType,
+    responses,
 )
 from app.signals import service
 from app.signals.schemas import InvalidSignal, Signal
@@ -37,6 +39,13 @@ from app.signals.throttle import SenderThrottle
 log = logging.getLogger("pacekeeper.signals")
 
 router = APIRouter(tags=["signals"])
+
+
+class IntakeOut(BaseModel):
+    signal_id: str
+    status: str
+    duplicate: bool = Field(description="true: a repeat of a signal already accepted")
+
 
 MEDIA_TYPES = ("application/json", "text/plain")
 
@@ -125,15 +134,23 @@ def _require(verdict: Verdict, source: str | None) -> None:
     status_code=202,
     summary="Post a signal",
     responses={
-        200: {"description": "A repeat of a signal already accepted (`duplicate: true`)"},
-        202: {"description": "Accepted: stored, and queued for execution"},
-        401: {"description": "Bad secret or signature, or a source outside the allow-list"},
-        408: {"description": "The body did not arrive within the body deadline"},
-        409: {"description": "This signal id was already used for a different signal"},
-        413: {"description": "Body too large"},
-        415: {"description": "Not application/json or text/plain"},
-        422: {"description": 'Invalid: `{"errors": [{"field", "value", "message"}]}`'},
-        429: {"description": "Over this sender's rate; `Retry-After` says when to resume"},
+        200: {"model": IntakeOut, "description": "A repeat of a signal already accepted"},
+        202: {"model": IntakeOut, "description": "Accepted: stored, and queued for execution"},
+        **responses(
+            401,
+            408,
+            409,
+            413,
+            415,
+            422,
+            429,
+            503,
+            descriptions={
+                401: "Bad secret or signature, or a source outside the allow-list",
+                409: "This signal id was already used for a different signal (`signal_id`)",
+                503: "The database is down: nothing was accepted, send again",
+            },
+        ),
     },
     openapi_extra={
         "requestBody": {
