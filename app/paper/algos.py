@@ -128,7 +128,7 @@ class AlgoBook:
         if market == USDM:
             position_side = p.enum("positionSide", ("BOTH", "LONG", "SHORT")) or "BOTH"
         spec = engine.specs.get(symbol)
-        if spec is None:
+        if spec is None or (market == USDM and not spec.futures):
             raise algo_error(-20121)
         client_algo_id = p.get("clientAlgoId")
         if client_algo_id is not None and not CLIENT_ALGO_ID_RE.match(client_algo_id):

@@ -83,7 +83,7 @@ class ConditionalBook:
         self.futures = futures
         self.engine = futures.engine
         self.conditionals: dict[int, Conditional] = {}
-        self.open: dict[str, dict[int, Conditional]] = {s: {} for s in self.engine.specs}
+        self.open: dict[str, dict[int, Conditional]] = {s: {} for s in self.engine.usdm_symbols}
         self.by_client: dict[str, int] = {}
 
     def place(self, p: Params) -> dict[str, object]:
@@ -91,7 +91,7 @@ class ConditionalBook:
 
         engine, futures = self.engine, self.futures
         p.req_enum("algoType", ("CONDITIONAL",))
-        spec = engine.spec(p.text("symbol"))
+        spec = engine.usdm_spec(p.text("symbol"))
         side = p.side()
         if (p.enum("positionSide", ("BOTH", "LONG", "SHORT")) or "BOTH") != "BOTH":
             raise BinanceError(-4061, "Order's position side does not match user's setting.")
@@ -287,7 +287,7 @@ class ConditionalBook:
         self.open[cond.symbol].pop(cond.algo_id, None)
 
     def cancel_all(self, p: Params) -> dict[str, object]:
-        symbol = self.engine.spec(p.text("symbol")).symbol
+        symbol = self.engine.usdm_spec(p.text("symbol")).symbol
         for cond in list(self.open[symbol].values()):
             self._cancel(cond)
         return {"code": 200, "msg": "The operation of cancel all open order is done."}
@@ -296,7 +296,11 @@ class ConditionalBook:
         symbol = p.get("symbol")
         algo_id = p.integer("algoId")
         p.enum("algoType", ("CONDITIONAL",))
-        books = [self.open[self.engine.spec(symbol).symbol]] if symbol else list(self.open.values())
+        books = (
+            [self.open[self.engine.usdm_spec(symbol).symbol]]
+            if symbol
+            else list(self.open.values())
+        )
         rows = sorted(
             (
                 c

@@ -26,6 +26,7 @@ from app.paper.errors import invalid_symbol
 from app.paper.futures import FuturesBook
 from app.paper.ledger import Entry, Ledger
 from app.paper.market import Market, load_klines
+from app.paper.marketdata import Candles
 from app.paper.spot import SpotBook
 from app.paper.symbols import DEFAULT_SYMBOLS, SymbolSpec
 from app.paper.wallet import Wallet
@@ -56,6 +57,7 @@ class Ids:
             "algo": 10_001,
             "child": 8_389_765_519_993_900_001,
             "futures_order": 4_000_000_001,
+            "futures_trade": 700_001,
             "conditional": 2_146_001,
         }
 
@@ -90,6 +92,7 @@ class Engine:
                 replay=self.replay,
             )
             self.averages = {s: AveragePrice(self.market.price(s), self.now) for s in self.specs}
+            self.candles = {s: Candles(self.market.price(s), self.now) for s in self.specs}
             self.ledger = Ledger()
             self.ids = Ids()
             self._events: list[tuple[int, int, int]] = []
@@ -152,6 +155,17 @@ class Engine:
             raise invalid_symbol()
         return spec
 
+    def usdm_spec(self, symbol: str) -> SymbolSpec:
+        """A symbol listed on USD-M (spot-only symbols such as ETHBTC are invalid there)."""
+        spec = self.spec(symbol)
+        if not spec.futures:
+            raise invalid_symbol()
+        return spec
+
+    @property
+    def usdm_symbols(self) -> list[str]:
+        return [s for s, spec in self.specs.items() if spec.futures]
+
     def price(self, symbol: str) -> Decimal:
         return self.market.price(symbol)
 
@@ -167,8 +181,10 @@ class Engine:
     def on_price(self, symbol: str) -> None:
         price = self.market.price(symbol)
         self.averages[symbol].record(self.now, price)
+        self.candles[symbol].record(price, self.now)
         self.spot.on_price(symbol, price)
-        self.futures.on_price(symbol, price)
+        if self.specs[symbol].futures:
+            self.futures.on_price(symbol, price)
 
     # helpers shared by the books ----------------------------------------------------------
 

@@ -83,10 +83,11 @@ class FuturesOrder:
 class FuturesBook:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.positions = {s: Position(s) for s in engine.specs}
+        self.positions = {s: Position(s) for s in engine.usdm_symbols}
         self.orders: dict[int, FuturesOrder] = {}
-        self.open: dict[str, dict[int, FuturesOrder]] = {s: {} for s in engine.specs}
+        self.open: dict[str, dict[int, FuturesOrder]] = {s: {} for s in engine.usdm_symbols}
         self.by_client: dict[tuple[str, str], int] = {}
+        self.trades: list[dict[str, object]] = []  # GET /fapi/v1/userTrades, oldest first
         self.conditional = ConditionalBook(self)
         # Binance may answer a MARKET order NEW, executed 0, under load, and fill it a moment
         # later; with this on (``POST /paper/futures-busy``) every MARKET order does: it is
@@ -96,7 +97,7 @@ class FuturesBook:
     # accounting ---------------------------------------------------------------------------
 
     def lot(self, symbol: str) -> Lot:
-        return self.engine.spec(symbol).usdm
+        return self.engine.usdm_spec(symbol).usdm
 
     def reducible(self, symbol: str, side: str) -> Decimal:
         """How much a reduce-only order on ``side`` may trade now."""
@@ -126,9 +127,17 @@ class FuturesBook:
         return required <= self.engine.futures_wallet.free("USDT") + pnl
 
     def execute(
-        self, symbol: str, side: str, qty: Decimal, price: Decimal, *, reduce_only: bool
+        self,
+        symbol: str,
+        side: str,
+        qty: Decimal,
+        price: Decimal,
+        *,
+        reduce_only: bool,
+        order: FuturesOrder | None = None,
     ) -> Decimal:
-        """Trade ``qty`` at ``price`` against the position; returns the commission (USDT)."""
+        """Trade ``qty`` at ``price`` against the position; returns the commission (USDT).
+        With ``order`` the trade is kept for ``GET /fapi/v1/userTrades``."""
         if reduce_only and qty > self.reducible(symbol, side):
             raise REDUCE_ONLY_REJECTED
         if not reduce_only and not self.margin_ok(symbol, side, qty, price):
@@ -153,14 +162,77 @@ class FuturesBook:
             qty * price * self.engine.settings.paper_futures_fee_rate, Decimal("0.00000001")
         )
         self.engine.futures_wallet.credit("USDT", realized - fee)
+        if order is not None:
+            self.record_trade(order, qty, price, fee, realized)
         self.conditional.on_position(symbol)
         return fee
+
+    def record_trade(
+        self, order: FuturesOrder, qty: Decimal, price: Decimal, fee: Decimal, realized: Decimal
+    ) -> None:
+        lot = self.lot(order.symbol)
+        self.trades.append(
+            {
+                "buyer": order.side == "BUY",
+                "commission": fmt(fee, 8),
+                "commissionAsset": "USDT",
+                "id": self.engine.ids.next("futures_trade"),
+                "maker": order.type == "LIMIT" and order.time != self.engine.now,
+                "orderId": order.order_id,
+                "price": fmt(price, lot.price_places),
+                "qty": fmt(qty, lot.qty_places),
+                "quoteQty": fmt(qty * price, lot.price_places + lot.qty_places),
+                "realizedPnl": fmt(realized, 8),
+                "side": order.side,
+                "positionSide": "BOTH",
+                "symbol": order.symbol,
+                "time": self.engine.now,
+            }
+        )
+
+    def user_trades(self, p: Params) -> list[dict[str, object]]:
+        """GET /fapi/v1/userTrades: one symbol's trades, by order, time span or from an id."""
+        symbol = self.engine.usdm_spec(p.text("symbol")).symbol
+        order_id = p.integer("orderId")
+        start, end = p.integer("startTime"), p.integer("endTime")
+        from_id = p.integer("fromId")
+        limit = p.integer("limit") or 500
+        if not 1 <= limit <= 1000:
+            raise BinanceError(-1130, "Data sent for parameter 'limit' is not valid.")
+        if from_id is not None and (start is not None or end is not None):
+            raise BinanceError(-4133, "fromId cannot be sent with startTime or endTime.")
+        if start is not None and end is not None and end - start > 7 * 86_400_000:
+            raise BinanceError(
+                -4181, "The time between startTime and endTime can't be more than 7 days."
+            )
+        if start is None and end is None and from_id is None:
+            start = self.engine.now - 7 * 86_400_000
+        rows = []
+        for trade in self.trades:
+            ident, at = int(str(trade["id"])), int(str(trade["time"]))
+            if trade["symbol"] != symbol:
+                continue
+            if order_id is not None and trade["orderId"] != order_id:
+                continue
+            order = self.orders.get(int(str(trade["orderId"])))
+            if order is not None and not self.engine.visible(order.created_mono, p.lag_s):
+                continue
+            if from_id is not None and ident < from_id:
+                continue
+            if start is not None and at < start:
+                continue
+            if end is not None and at > end:
+                continue
+            rows.append(trade)
+        if from_id is None and start is None and end is not None:
+            return rows[-limit:]
+        return rows[:limit]
 
     # /fapi/v1/order -----------------------------------------------------------------------
 
     def place(self, p: Params) -> dict[str, object]:
         engine = self.engine
-        spec = engine.spec(p.text("symbol"))
+        spec = engine.usdm_spec(p.text("symbol"))
         side = p.side()
         order_type = p.req_enum(
             "type",
@@ -310,6 +382,7 @@ class FuturesBook:
                 qty,
                 price,
                 reduce_only=order.reduce_only or order.close_position,
+                order=order,
             )
         except BinanceError:
             self.end(order, "EXPIRED")
@@ -340,7 +413,7 @@ class FuturesBook:
         self.conditional.on_price(symbol, price)
 
     def find(self, p: Params) -> FuturesOrder:
-        symbol = self.engine.spec(p.text("symbol")).symbol
+        symbol = self.engine.usdm_spec(p.text("symbol")).symbol
         order_id = p.integer("orderId")
         client_id = p.get("origClientOrderId")
         if order_id is None and client_id is None:
@@ -374,7 +447,11 @@ class FuturesBook:
 
     def open_orders(self, p: Params) -> list[dict[str, object]]:
         symbol = p.get("symbol")
-        books = [self.open[self.engine.spec(symbol).symbol]] if symbol else list(self.open.values())
+        books = (
+            [self.open[self.engine.usdm_spec(symbol).symbol]]
+            if symbol
+            else list(self.open.values())
+        )
         return [
             render_order(o, self.lot(o.symbol), resp="QUERY")
             for book in books

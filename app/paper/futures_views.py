@@ -12,7 +12,7 @@ from app.paper.params import Params
 def position_rows(book: FuturesBook, p: Params, version: int) -> list[dict[str, object]]:
     symbol = p.get("symbol")
     chosen = (
-        [book.positions[book.engine.spec(symbol).symbol]]
+        [book.positions[book.engine.usdm_spec(symbol).symbol]]
         if symbol
         else list(book.positions.values())
     )

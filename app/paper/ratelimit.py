@@ -21,12 +21,29 @@ def _by_symbol(single: int, every: int) -> Weight:
     return lambda q: single if q.get("symbol") else every
 
 
+def _by_limit(default: int, steps: tuple[tuple[int, int], ...]) -> Weight:
+    """Weight by the ``limit`` parameter: the first (up to, weight) step it fits."""
+
+    def weight(q: Mapping[str, str]) -> int:
+        raw = q.get("limit", "")
+        limit = int(raw) if raw.isdigit() else default
+        return next((w for most, w in steps if limit <= most), steps[-1][1])
+
+    return weight
+
+
 # (method, path) -> (limit kind, weight); kind "ip" or "uid" matters for /sapi only.
 WEIGHTS: dict[tuple[str, str], tuple[str, Weight]] = {
     ("GET", "/api/v3/time"): ("ip", 1),
     ("GET", "/api/v3/exchangeInfo"): ("ip", 20),
     ("GET", "/api/v3/ticker/price"): ("ip", _by_symbol(2, 4)),
     ("GET", "/api/v3/avgPrice"): ("ip", 2),
+    ("GET", "/api/v3/depth"): (
+        "ip",
+        _by_limit(100, ((100, 5), (500, 25), (1000, 50), (5000, 250))),
+    ),
+    ("GET", "/api/v3/klines"): ("ip", 2),
+    ("GET", "/api/v3/ticker/24hr"): ("ip", _by_symbol(2, 80)),
     ("GET", "/api/v3/account"): ("ip", 20),
     ("POST", "/api/v3/order"): ("ip", 1),
     ("GET", "/api/v3/order"): ("ip", 4),
@@ -44,6 +61,10 @@ WEIGHTS: dict[tuple[str, str], tuple[str, Weight]] = {
     ("GET", "/fapi/v1/exchangeInfo"): ("ip", 1),
     ("GET", "/fapi/v1/ticker/price"): ("ip", _by_symbol(1, 2)),
     ("GET", "/fapi/v1/premiumIndex"): ("ip", _by_symbol(1, 10)),
+    ("GET", "/fapi/v1/depth"): ("ip", _by_limit(500, ((50, 2), (100, 5), (500, 10), (1000, 20)))),
+    ("GET", "/fapi/v1/klines"): ("ip", _by_limit(500, ((99, 1), (499, 2), (1000, 5), (1500, 10)))),
+    ("GET", "/fapi/v1/ticker/24hr"): ("ip", _by_symbol(1, 40)),
+    ("GET", "/fapi/v1/userTrades"): ("ip", 5),
     ("POST", "/fapi/v1/order"): ("ip", 0),
     ("GET", "/fapi/v1/order"): ("ip", 1),
     ("DELETE", "/fapi/v1/order"): ("ip", 1),

@@ -186,7 +186,7 @@ def set_balances(body: BalancesBody, paper: Paper) -> Response:
 def set_position(body: PositionBody, paper: Paper) -> Response:
     """Set a USD-M position directly (entry defaults to the current price)."""
     with paper.engine.session() as engine:
-        symbol = _symbol(paper, body.symbol)
+        symbol = engine.usdm_spec(_symbol(paper, body.symbol)).symbol
         position = engine.futures.positions[symbol]
         position.amt = body.positionAmt
         position.entry = ZERO if not body.positionAmt else (body.entryPrice or engine.price(symbol))

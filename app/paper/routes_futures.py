@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from app.paper import futures_views
+from app.paper import futures_views, marketdata
 from app.paper.deps import Paper, Public, Signed
+from app.paper.errors import BinanceError
 from app.paper.numbers import fmt, fmt8
 from app.paper.symbols import futures_exchange_info
 
@@ -21,7 +22,7 @@ def server_time(paper: Paper) -> Response:
 
 @router.get("/fapi/v1/exchangeInfo")
 def exchange_info(paper: Paper) -> Response:
-    specs = list(paper.engine.specs.values())
+    specs = [paper.engine.specs[s] for s in paper.engine.usdm_symbols]
     return JSONResponse(futures_exchange_info(specs, paper.server_ms()))
 
 
@@ -29,7 +30,7 @@ def exchange_info(paper: Paper) -> Response:
 def ticker_price(p: Public, paper: Paper) -> Response:
     with paper.engine.session() as engine:
         symbol = p.get("symbol")
-        names = [engine.spec(symbol).symbol] if symbol else list(engine.specs)
+        names = [engine.usdm_spec(symbol).symbol] if symbol else engine.usdm_symbols
         rows = [
             {
                 "symbol": name,
@@ -42,11 +43,79 @@ def ticker_price(p: Public, paper: Paper) -> Response:
         return JSONResponse(rows[0] if symbol else rows)
 
 
+FUTURES_DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
+
+
+@router.get("/fapi/v1/depth")
+def depth(p: Public, paper: Paper) -> Response:
+    limit = p.integer("limit") or 500
+    if limit not in FUTURES_DEPTH_LIMITS:
+        raise BinanceError(-1130, "Data sent for parameter 'limit' is not valid.")
+    with paper.engine.session() as engine:
+        spec = engine.usdm_spec(p.text("symbol"))
+        lot = spec.usdm
+        bids, asks = marketdata.book_levels(
+            spec,
+            engine.price(spec.symbol),
+            lot.tick,
+            limit,
+            price_places=lot.price_places,
+            qty_places=lot.qty_places,
+        )
+        return JSONResponse(
+            {
+                "lastUpdateId": engine.now,
+                "E": engine.now,
+                "T": engine.now,
+                "bids": bids,
+                "asks": asks,
+            }
+        )
+
+
+@router.get("/fapi/v1/klines")
+def klines(p: Public, paper: Paper) -> Response:
+    limit = p.integer("limit") or 500
+    if not 1 <= limit <= 1500:
+        raise BinanceError(-1130, "Data sent for parameter 'limit' is not valid.")
+    with paper.engine.session() as engine:
+        spec = engine.usdm_spec(p.text("symbol"))
+        rows = marketdata.klines(
+            spec,
+            engine.candles[spec.symbol],
+            engine.now,
+            interval=p.text("interval"),
+            start=p.integer("startTime"),
+            end=p.integer("endTime"),
+            limit=limit,
+            price_places=spec.spot.price_places,
+        )
+        return JSONResponse(rows)
+
+
+@router.get("/fapi/v1/ticker/24hr")
+def ticker_24hr(p: Public, paper: Paper) -> Response:
+    with paper.engine.session() as engine:
+        symbol = p.get("symbol")
+        names = [engine.usdm_spec(symbol).symbol] if symbol else engine.usdm_symbols
+        rows = [
+            marketdata.ticker_24hr(
+                engine.specs[name],
+                engine.candles[name],
+                engine.now,
+                engine.price(name),
+                engine.specs[name].spot.price_places,
+            )
+            for name in names
+        ]
+        return JSONResponse(rows[0] if symbol else rows)
+
+
 @router.get("/fapi/v1/premiumIndex")
 def premium_index(p: Public, paper: Paper) -> Response:
     with paper.engine.session() as engine:
         symbol = p.get("symbol")
-        names = [engine.spec(symbol).symbol] if symbol else list(engine.specs)
+        names = [engine.usdm_spec(symbol).symbol] if symbol else engine.usdm_symbols
         next_funding = (engine.now // FUNDING_PERIOD_MS + 1) * FUNDING_PERIOD_MS
         rows = [
             {
@@ -86,6 +155,12 @@ def cancel_order(p: Signed, paper: Paper) -> Response:
 def open_orders(p: Signed, paper: Paper) -> Response:
     with paper.engine.session() as engine:
         return JSONResponse(engine.futures.open_orders(p))
+
+
+@router.get("/fapi/v1/userTrades")
+def user_trades(p: Signed, paper: Paper) -> Response:
+    with paper.engine.session() as engine:
+        return JSONResponse(engine.futures.user_trades(p))
 
 
 @router.post("/fapi/v1/algoOrder")

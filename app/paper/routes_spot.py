@@ -7,6 +7,7 @@ import json
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
+from app.paper import marketdata
 from app.paper.average import AVG_PRICE_MINS
 from app.paper.deps import Paper, Public, Signed
 from app.paper.errors import BinanceError, invalid_symbol
@@ -72,6 +73,113 @@ def avg_price(p: Public, paper: Paper) -> Response:
         symbol = engine.spec(p.text("symbol")).symbol
         price = fmt8(engine.avg_price(symbol))
         return ok({"mins": AVG_PRICE_MINS, "price": price, "closeTime": engine.now})
+
+
+def _limit(p: Public, default: int, most: int) -> int:
+    limit = p.integer("limit")
+    if limit is None:
+        return default
+    if limit < 1:
+        raise BinanceError(-1130, "Data sent for parameter 'limit' is not valid.")
+    return min(limit, most)
+
+
+@router.get("/api/v3/depth")
+def depth(p: Public, paper: Paper) -> Response:
+    with paper.engine.session() as engine:
+        spec = engine.spec(p.text("symbol"))
+        bids, asks = marketdata.book_levels(
+            spec,
+            engine.price(spec.symbol),
+            spec.spot.tick,
+            _limit(p, 100, 5000),
+            price_places=8,
+            qty_places=8,
+        )
+        return ok({"lastUpdateId": engine.now, "bids": bids, "asks": asks})
+
+
+@router.get("/api/v3/klines")
+def klines(p: Public, paper: Paper) -> Response:
+    with paper.engine.session() as engine:
+        spec = engine.spec(p.text("symbol"))
+        rows = marketdata.klines(
+            spec,
+            engine.candles[spec.symbol],
+            engine.now,
+            interval=p.text("interval"),
+            start=p.integer("startTime"),
+            end=p.integer("endTime"),
+            limit=_limit(p, 500, 1000),
+            price_places=8,
+        )
+        return ok(rows)
+
+
+@router.get("/api/v3/ticker/24hr")
+def ticker_24hr(p: Public, paper: Paper) -> Response:
+    kind = p.enum("type", ("FULL", "MINI")) or "FULL"
+    with paper.engine.session() as engine:
+        names = _symbols(p, dict(engine.specs))
+        rows = []
+        for name in names or list(engine.specs):
+            spec = engine.specs[name]
+            price = engine.price(name)
+            stats = marketdata.ticker_24hr(spec, engine.candles[name], engine.now, price, 8)
+            bids, asks = marketdata.book_levels(
+                spec, price, spec.spot.tick, 1, price_places=8, qty_places=8
+            )
+            if kind == "MINI":
+                keep = (
+                    "symbol",
+                    "openPrice",
+                    "highPrice",
+                    "lowPrice",
+                    "lastPrice",
+                    "volume",
+                    "quoteVolume",
+                    "openTime",
+                    "closeTime",
+                    "firstId",
+                    "lastId",
+                    "count",
+                )
+                rows.append({k: stats[k] for k in keep})
+                continue
+            full = {k: v for k, v in stats.items() if k not in ("lastQty", "openPrice")}
+            rows.append(
+                {
+                    **{
+                        k: full[k]
+                        for k in ("symbol", "priceChange", "priceChangePercent", "weightedAvgPrice")
+                    },
+                    "prevClosePrice": stats["openPrice"],
+                    "lastPrice": stats["lastPrice"],
+                    "lastQty": stats["lastQty"],
+                    "bidPrice": bids[0][0],
+                    "bidQty": bids[0][1],
+                    "askPrice": asks[0][0],
+                    "askQty": asks[0][1],
+                    **{
+                        k: stats[k]
+                        for k in (
+                            "openPrice",
+                            "highPrice",
+                            "lowPrice",
+                            "volume",
+                            "quoteVolume",
+                            "openTime",
+                            "closeTime",
+                            "firstId",
+                            "lastId",
+                            "count",
+                        )
+                    },
+                }
+            )
+    if p.has("symbol"):
+        return ok(rows[0])
+    return ok(rows)
 
 
 @router.get("/api/v3/account")

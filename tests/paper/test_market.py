@@ -6,7 +6,8 @@ from decimal import Decimal
 
 from tests.paper.binance import BinanceTestClient
 
-SYMBOLS = {"BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT"}
+SYMBOLS = {"BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT"}  # USD-M
+SPOT_SYMBOLS = SYMBOLS | {"ETHBTC"}
 
 
 def test_server_time_on_both_bases(bn: BinanceTestClient) -> None:
@@ -17,7 +18,7 @@ def test_server_time_on_both_bases(bn: BinanceTestClient) -> None:
 def test_spot_exchange_info_has_realistic_filters(bn: BinanceTestClient) -> None:
     info = bn.ok("GET", "/api/v3/exchangeInfo", signed=False)
     assert {"timezone", "serverTime", "rateLimits", "exchangeFilters", "symbols"} <= set(info)
-    assert {s["symbol"] for s in info["symbols"]} == SYMBOLS
+    assert {s["symbol"] for s in info["symbols"]} == SPOT_SYMBOLS
     btc = next(s for s in info["symbols"] if s["symbol"] == "BTCUSDT")
     assert btc["ocoAllowed"] is True and btc["quoteOrderQtyMarketAllowed"] is True
     filters = {f["filterType"]: f for f in btc["filters"]}
@@ -40,6 +41,38 @@ def test_spot_exchange_info_has_realistic_filters(bn: BinanceTestClient) -> None
     assert bn.error("GET", "/api/v3/exchangeInfo", {"symbol": "XYZ"}, signed=False) == (400, -1121)
 
 
+def test_ethbtc_is_a_spot_symbol_quoted_in_btc(bn: BinanceTestClient) -> None:
+    info = bn.ok("GET", "/api/v3/exchangeInfo", {"symbol": "ETHBTC"}, signed=False)
+    (eth,) = info["symbols"]
+    assert (eth["baseAsset"], eth["quoteAsset"]) == ("ETH", "BTC")
+    filters = {f["filterType"]: f for f in eth["filters"]}
+    assert filters["PRICE_FILTER"]["tickSize"] == "0.00001000"
+    assert filters["LOT_SIZE"]["stepSize"] == "0.00010000"
+    assert filters["NOTIONAL"]["minNotional"] == "0.00010000"  # in BTC
+    price = bn.ok("GET", "/api/v3/ticker/price", {"symbol": "ETHBTC"}, signed=False)
+    assert price == {"symbol": "ETHBTC", "price": "0.04900000"}
+    # a market buy pays BTC and receives ETH net of the fee
+    before = {b["asset"]: Decimal(b["free"]) for b in bn.ok("GET", "/api/v3/account")["balances"]}
+    order = bn.ok(
+        "POST",
+        "/api/v3/order",
+        {"symbol": "ETHBTC", "side": "BUY", "type": "MARKET", "quantity": "1"},
+    )
+    assert order["status"] == "FILLED" and order["cummulativeQuoteQty"] == "0.04900000"
+    after = {b["asset"]: Decimal(b["free"]) for b in bn.ok("GET", "/api/v3/account")["balances"]}
+    assert before["BTC"] - after["BTC"] == Decimal("0.049")
+    assert after["ETH"] - before["ETH"] == Decimal("0.999")
+    # not listed on USD-M
+    futures = bn.ok("GET", "/fapi/v1/exchangeInfo", signed=False)
+    assert {s["symbol"] for s in futures["symbols"]} == SYMBOLS
+    assert bn.error("GET", "/fapi/v1/ticker/price", {"symbol": "ETHBTC"}, signed=False) == (
+        400,
+        -1121,
+    )
+    order_params = {"symbol": "ETHBTC", "side": "BUY", "type": "MARKET", "quantity": "1"}
+    assert bn.error("POST", "/fapi/v1/order", order_params) == (400, -1121)
+
+
 def test_futures_exchange_info_uses_futures_filter_shapes(bn: BinanceTestClient) -> None:
     info = bn.ok("GET", "/fapi/v1/exchangeInfo", signed=False)
     btc = next(s for s in info["symbols"] if s["symbol"] == "BTCUSDT")
@@ -58,7 +91,7 @@ def test_prices(bn: BinanceTestClient) -> None:
         "price": "64123.45000000",
     }
     every = bn.ok("GET", "/api/v3/ticker/price", signed=False)
-    assert {row["symbol"] for row in every} == SYMBOLS
+    assert {row["symbol"] for row in every} == SPOT_SYMBOLS
     avg = bn.ok("GET", "/api/v3/avgPrice", {"symbol": "BTCUSDT"}, signed=False)
     assert set(avg) == {"mins", "price", "closeTime"} and avg["mins"] == 5
     fut = bn.ok("GET", "/fapi/v1/ticker/price", {"symbol": "BTCUSDT"}, signed=False)
