@@ -24,7 +24,6 @@ def position_rows(book: FuturesBook, p: Params, version: int) -> list[dict[str, 
 def render_position(book: FuturesBook, pos: Position, version: int) -> dict[str, object]:
     lot = book.lot(pos.symbol)
     mark = book.engine.price(pos.symbol)
-    leverage = Decimal(book.engine.settings.paper_leverage)
     notional = pos.amt * mark
     common: dict[str, object] = {
         "symbol": pos.symbol,
@@ -41,12 +40,12 @@ def render_position(book: FuturesBook, pos: Position, version: int) -> dict[str,
         "updateTime": pos.update_time,
     }
     if version >= 3:
-        margin = abs(notional) / leverage
+        margin, maint = margins(book, pos)
         common.update(
             {
                 "marginAsset": "USDT",
                 "initialMargin": fmt8(margin),
-                "maintMargin": fmt8(abs(notional) * Decimal("0.004")),
+                "maintMargin": fmt8(maint),
                 "positionInitialMargin": fmt8(margin),
                 "openOrderInitialMargin": "0",
                 "adl": 0,
@@ -96,38 +95,100 @@ def balances(book: FuturesBook) -> list[dict[str, object]]:
     return rows
 
 
-def account(book: FuturesBook) -> dict[str, object]:
+MAINT_MARGIN_RATE = Decimal("0.004")
+
+
+def margins(book: FuturesBook, pos: Position) -> tuple[Decimal, Decimal]:
+    """(initial, maintenance) margin of a position at the mark price, as positionRisk v3."""
+    notional = abs(pos.amt * book.engine.price(pos.symbol))
+    return notional / Decimal(book.engine.settings.paper_leverage), notional * MAINT_MARGIN_RATE
+
+
+def account(book: FuturesBook, version: int = 3) -> dict[str, object]:
+    """``GET /fapi/v2/account`` (every symbol's position, leverage, fee tier) or ``v3``
+    (positions held only). Margins are the positions' at the mark price, the same figures
+    ``positionRisk`` v3 shows; open orders reserve no margin on the paper exchange."""
     rows = balances(book)
     usdt = next((r for r in rows if r["asset"] == "USDT"), None)
-    wallet = str(usdt["balance"]) if usdt else "0.00000000"
-    pnl = str(usdt["crossUnPnl"]) if usdt else "0.00000000"
+    wallet = Decimal(str(usdt["balance"])) if usdt else ZERO
+    pnl = Decimal(str(usdt["crossUnPnl"])) if usdt else ZERO
     available = str(usdt["availableBalance"]) if usdt else "0.00000000"
-    return {
-        "totalInitialMargin": "0.00000000",
-        "totalMaintMargin": "0.00000000",
-        "totalWalletBalance": wallet,
-        "totalUnrealizedProfit": pnl,
-        "totalMarginBalance": fmt8(Decimal(wallet) + Decimal(pnl)),
-        "totalPositionInitialMargin": "0.00000000",
+    per_position = {pos.symbol: margins(book, pos) for pos in book.positions.values()}
+    initial = sum((m[0] for m in per_position.values()), ZERO)
+    maint = sum((m[1] for m in per_position.values()), ZERO)
+    totals: dict[str, object] = {
+        "totalInitialMargin": fmt8(initial),
+        "totalMaintMargin": fmt8(maint),
+        "totalWalletBalance": fmt8(wallet),
+        "totalUnrealizedProfit": fmt8(pnl),
+        "totalMarginBalance": fmt8(wallet + pnl),
+        "totalPositionInitialMargin": fmt8(initial),
         "totalOpenOrderInitialMargin": "0.00000000",
-        "totalCrossWalletBalance": wallet,
-        "totalCrossUnPnl": pnl,
+        "totalCrossWalletBalance": fmt8(wallet),
+        "totalCrossUnPnl": fmt8(pnl),
         "availableBalance": available,
         "maxWithdrawAmount": available,
-        "assets": [
+    }
+    assets = []
+    for r in rows:
+        usdt_row = r["asset"] == "USDT"
+        asset: dict[str, object] = {
+            "asset": r["asset"],
+            "walletBalance": r["balance"],
+            "unrealizedProfit": r["crossUnPnl"],
+            "marginBalance": fmt8(Decimal(str(r["balance"])) + Decimal(str(r["crossUnPnl"]))),
+            "maintMargin": fmt8(maint if usdt_row else ZERO),
+            "initialMargin": fmt8(initial if usdt_row else ZERO),
+            "positionInitialMargin": fmt8(initial if usdt_row else ZERO),
+            "openOrderInitialMargin": "0.00000000",
+            "crossWalletBalance": r["crossWalletBalance"],
+            "crossUnPnl": r["crossUnPnl"],
+            "availableBalance": r["availableBalance"],
+            "maxWithdrawAmount": r["maxWithdrawAmount"],
+        }
+        if version == 2:
+            asset["marginAvailable"] = True
+        asset["updateTime"] = r["updateTime"]
+        assets.append(asset)
+    if version == 2:
+        leverage = str(book.engine.settings.paper_leverage)
+        positions = [
             {
-                "asset": r["asset"],
-                "walletBalance": r["balance"],
-                "unrealizedProfit": r["crossUnPnl"],
-                "marginBalance": r["balance"],
-                "availableBalance": r["availableBalance"],
-                "crossWalletBalance": r["crossWalletBalance"],
-                "crossUnPnl": r["crossUnPnl"],
-                "maxWithdrawAmount": r["maxWithdrawAmount"],
-                "updateTime": r["updateTime"],
+                "symbol": pos.symbol,
+                "initialMargin": fmt8(per_position[pos.symbol][0]),
+                "maintMargin": fmt8(per_position[pos.symbol][1]),
+                "unrealizedProfit": fmt8(book.unrealized(pos)),
+                "positionInitialMargin": fmt8(per_position[pos.symbol][0]),
+                "openOrderInitialMargin": "0",
+                "leverage": leverage,
+                "isolated": False,
+                "entryPrice": fmt(pos.entry, book.lot(pos.symbol).price_places + 1),
+                "breakEvenPrice": fmt(pos.entry, book.lot(pos.symbol).price_places + 1),
+                "maxNotional": "20000000",
+                "bidNotional": "0",
+                "askNotional": "0",
+                "positionSide": "BOTH",
+                "positionAmt": fmt(pos.amt, book.lot(pos.symbol).qty_places),
+                "updateTime": pos.update_time,
             }
-            for r in rows
-        ],
+            for pos in book.positions.values()
+        ]
+        return {
+            "feeTier": 0,
+            "feeBurn": False,
+            "canTrade": True,
+            "canDeposit": True,
+            "canWithdraw": True,
+            "updateTime": 0,
+            "multiAssetsMargin": False,
+            "tradeGroupId": -1,
+            **totals,
+            "assets": assets,
+            "positions": positions,
+        }
+    return {
+        **totals,
+        "assets": assets,
         "positions": [
             {
                 "symbol": pos.symbol,
@@ -137,8 +198,8 @@ def account(book: FuturesBook) -> dict[str, object]:
                 "isolatedMargin": "0",
                 "notional": fmt8(pos.amt * book.engine.price(pos.symbol)),
                 "isolatedWallet": "0",
-                "initialMargin": "0",
-                "maintMargin": "0",
+                "initialMargin": fmt8(per_position[pos.symbol][0]),
+                "maintMargin": fmt8(per_position[pos.symbol][1]),
                 "updateTime": pos.update_time,
             }
             for pos in book.positions.values()

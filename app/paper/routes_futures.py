@@ -213,7 +213,12 @@ def balance(p: Signed, paper: Paper) -> Response:
 
 
 @router.get("/fapi/v2/account")
-@router.get("/fapi/v3/account")
-def account(p: Signed, paper: Paper) -> Response:
+def account_v2(p: Signed, paper: Paper) -> Response:
     with paper.engine.session() as engine:
-        return JSONResponse(futures_views.account(engine.futures))
+        return JSONResponse(futures_views.account(engine.futures, 2))
+
+
+@router.get("/fapi/v3/account")
+def account_v3(p: Signed, paper: Paper) -> Response:
+    with paper.engine.session() as engine:
+        return JSONResponse(futures_views.account(engine.futures, 3))
