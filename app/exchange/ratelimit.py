@@ -17,6 +17,12 @@ the spot host carries /api and /sapi, the USD-M host /fapi) for ``Retry-After``
 seconds; a 418 (IP ban) blocks every call. Blocks longer than ``max_wait`` raise ``Temporary``
 at once; shorter ones are waited out.
 
+Order placements also count against the account's order limits, reported after each one as
+``X-MBX-ORDER-COUNT-10S`` / ``-1D`` (spot: 100 and 200,000) and ``-10S`` / ``-1M`` (USD-M: 300
+and 1,200). A count within ``margin`` of its limit holds back further placements on that
+server until the count's window ends (a 10-second wait; the daily one raises ``Temporary``);
+other requests go on.
+
 State lives in Redis under a prefix (``pk:rl:`` by default) so every worker and the monitor
 share one budget; ``MemoryRateStore`` keeps it in the process for tests and single processes.
 """
@@ -106,6 +112,20 @@ UID_LIMITED = {
     "/sapi/v1/algo/futures/newOrderVp",
 }
 BAN = "ban"
+# Order-count limits per interval header suffix, by limit kind (from exchangeInfo rateLimits).
+ORDER_LIMITS: dict[str, dict[str, int]] = {
+    "api": {"10s": 100, "1d": 200_000},
+    "fapi": {"10s": 300, "1m": 1_200},
+}
+ORDER_WINDOWS = {"10s": 10, "1m": 60, "1d": 86_400}
+PLACES_ORDER = {
+    ("POST", "/api/v3/order"),
+    ("POST", "/api/v3/order/oco"),
+    ("POST", "/api/v3/orderList/oco"),
+    ("POST", "/fapi/v1/order"),
+    ("POST", "/fapi/v1/batchOrders"),
+    ("POST", "/fapi/v1/algoOrder"),
+}
 
 
 @dataclass(frozen=True)
@@ -116,6 +136,7 @@ class Cost:
     bucket: str
     kind: str  # a key of LIMITS
     weight: int
+    places_order: bool = False  # counted on the order-count limits too
 
 
 def family_of(path: str) -> str:
@@ -131,11 +152,12 @@ def cost_of(
     if key in WITHOUT_SYMBOL and not (params and params.get("symbol")):
         weight = WITHOUT_SYMBOL[key]
     family = family_of(path)
+    places = key in PLACES_ORDER
     if family == "sapi":
         kind = "sapi-uid" if path in UID_LIMITED else "sapi-ip"
         return Cost(server or family, f"{kind}:{path}", kind, weight)
     kind = "fapi" if family == "fapi" else "api"
-    return Cost(server or kind, kind, kind, weight)
+    return Cost(server or kind, kind, kind, weight, places)
 
 
 # What stopped a reservation: a block key and its remaining seconds, or FULL.
@@ -339,7 +361,9 @@ class RateGovernor:
         cost = cost_of(method, path, params, server)
         self._buckets[cost.bucket] = cost.kind
         self._servers.add(cost.server)
-        blocks = (BAN, f"backoff:{cost.server}")
+        blocks: tuple[str, ...] = (BAN, f"backoff:{cost.server}")
+        if cost.places_order:
+            blocks = (*blocks, f"orders:{cost.server}")
         while True:
             refusal = self.store.reserve(
                 self._window_key(cost.bucket), cost.weight, self.budget(cost.kind), blocks
@@ -350,7 +374,13 @@ class RateGovernor:
                 return cost
             if refusal != FULL:
                 block, remaining = refusal
-                why = "IP banned (418)" if block == BAN else f"Retry-After from {cost.server}"
+                why = (
+                    "IP banned (418)"
+                    if block == BAN
+                    else f"order count near its limit on {cost.server}"
+                    if block.startswith("orders:")
+                    else f"Retry-After from {cost.server}"
+                )
                 self._wait(remaining, why, method, path)
                 continue
             # At most a minute, so always waited: waiting is the point of the governor.
@@ -363,12 +393,28 @@ class RateGovernor:
         reported = headers.get(HEADERS[cost.kind])
         if reported is not None and reported.strip().isdigit():
             self.store.observe(self._window_key(cost.bucket), int(reported))
+        self._record_order_counts(cost, headers)
         if status in (418, 429):
             retry_after = retry_after_seconds(headers)
             if status == 418:
                 self.store.block(BAN, retry_after or DEFAULT_BAN_SECONDS)
             else:
                 self.store.block(f"backoff:{cost.server}", retry_after or DEFAULT_BACKOFF_SECONDS)
+
+    def _record_order_counts(self, cost: Cost, headers: Mapping[str, str]) -> None:
+        """Hold back placements on this server while an order count is near its limit."""
+        for interval, limit in ORDER_LIMITS.get(cost.kind, {}).items():
+            reported = headers.get(f"x-mbx-order-count-{interval}")
+            if reported is None or not reported.strip().isdigit():
+                continue
+            if int(reported) >= int(limit * (1 - self.margin)):
+                window = ORDER_WINDOWS[interval]
+                remaining = window - self._clock() % window
+                log.warning(
+                    "order count %s/%s per %s on %s: holding placements %.1fs",
+                    reported, limit, interval, cost.server, remaining,
+                )  # fmt: skip
+                self.store.block(f"orders:{cost.server}", remaining)
 
     def snapshot(self) -> dict[str, Any]:
         """Used weight per bucket in the current window, and any ban or back-off in force."""

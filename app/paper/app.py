@@ -111,9 +111,17 @@ async def _gateway(
             {"Retry-After": str(charge.retry_after)},
         )
         return _reply(reply, charge.headers)
+    order_headers, order_limit, window_left = paper.weights.count_orders(request.method, path)
+    if order_limit is not None and paper.settings.paper_rate_limits:
+        reply = ErrorReply(
+            429,
+            {"code": -1015, "msg": f"Too many new orders; current limit is {order_limit}."},
+            {"Retry-After": str(window_left)},
+        )
+        return _reply(reply, {**charge.headers, **order_headers})
     request.state.lag_s = plan.lag_s
     response = await call_next(request)
     if plan.after is not None:
-        return _reply(plan.after, charge.headers)
-    response.headers.update(charge.headers)
+        return _reply(plan.after, {**charge.headers, **order_headers})
+    response.headers.update({**charge.headers, **order_headers})
     return response
