@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from app.config import Settings, get_settings
-from app.paper import routes_algo, routes_control, routes_futures, routes_spot
+from app.paper import routes_algo, routes_control, routes_futures, routes_spot, routes_wallet
 from app.paper.auth import Verifier
 from app.paper.clock import Clock, ManualClock, SystemClock
 from app.paper.deps import PaperState
@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.state.paper = paper
     app.add_exception_handler(BinanceError, _binance_error)  # type: ignore[arg-type]
     app.middleware("http")(_gateway)
-    for module in (routes_spot, routes_algo, routes_futures, routes_control):
+    for module in (routes_spot, routes_algo, routes_futures, routes_wallet, routes_control):
         app.include_router(module.router)
     return app
 

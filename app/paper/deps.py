@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from app.config import Settings
-from app.paper.auth import Verifier
+from app.paper.auth import BAD_KEY_FORMAT, INVALID_KEY, Verifier
 from app.paper.clock import Clock, wall_ms
 from app.paper.engine import Engine
 from app.paper.faults import Faults
@@ -92,6 +93,18 @@ async def signed_params(request: Request) -> Params:
     return params
 
 
+async def keyed_params(request: Request) -> Params:
+    """MARKET_DATA endpoints: an API key, no signature."""
+    _, _, params = await read_params(request)
+    key = request.headers.get("X-MBX-APIKEY")
+    if not key:
+        raise BAD_KEY_FORMAT
+    if not hmac.compare_digest(key.encode(), get_paper(request).verifier.api_key.encode()):
+        raise INVALID_KEY
+    return params
+
+
 Paper = Annotated[PaperState, Depends(get_paper)]
+Keyed = Annotated[Params, Depends(keyed_params)]
 Public = Annotated[Params, Depends(public_params)]
 Signed = Annotated[Params, Depends(signed_params)]
