@@ -84,10 +84,17 @@ WEIGHTS: dict[tuple[str, str], tuple[str, Weight]] = {
     ("GET", "/fapi/v3/balance"): ("ip", 5),
 }
 LIMITS = {"/api": 6000, "/fapi": 2400, "ip": 12_000, "uid": 180_000}
-# Spot order placements (orders each request places) and the account's order-count limits,
-# as exchangeInfo's ORDERS rate limits state them: (header suffix, window seconds, limit).
-ORDER_PLACEMENTS = {("POST", "/api/v3/order"): 1, ("POST", "/api/v3/orderList/oco"): 2}
-SPOT_ORDER_LIMITS = (("10S", 10, 100, "10 SECOND"), ("1D", 86_400, 200_000, "1 DAY"))
+# Order placements (orders each request places) and the account's order-count limits per
+# family, as exchangeInfo's ORDERS rate limits state them: (header suffix, window s, limit).
+ORDER_PLACEMENTS = {
+    ("POST", "/api/v3/order"): 1,
+    ("POST", "/api/v3/orderList/oco"): 2,
+    ("POST", "/fapi/v1/order"): 1,
+}
+ORDER_LIMITS = {
+    "/api": (("10S", 10, 100, "10 SECOND"), ("1D", 86_400, 200_000, "1 DAY")),
+    "/fapi": (("10S", 10, 300, "10 SECOND"), ("1M", 60, 1_200, "1 MINUTE")),
+}
 
 
 @dataclass(frozen=True)
@@ -117,27 +124,28 @@ class WeightCounter:
             self._orders.clear()
 
     def count_orders(self, method: str, path: str) -> tuple[dict[str, str], str | None, int]:
-        """Count a spot order placement: its ``X-MBX-ORDER-COUNT-*`` headers, and the limit
+        """Count an order placement: its ``X-MBX-ORDER-COUNT-*`` headers, and the limit
         it would cross (``"100 orders per 10 SECOND"``) with the seconds left in that window;
         an order over a limit is refused and not counted."""
         orders = ORDER_PLACEMENTS.get((method, path), 0)
         if not orders:
             return {}, None, 0
         now = time.time()
+        fam = family(path)
         with self._lock:
             counts = {}
-            for name, seconds, limit, label in SPOT_ORDER_LIMITS:
+            for name, seconds, limit, label in ORDER_LIMITS[fam]:
                 window = int(now // seconds)
-                last_window, used = self._orders.get(name, (window, 0))
+                last_window, used = self._orders.get(f"{fam}:{name}", (window, 0))
                 counts[name] = (window, 0 if last_window != window else used)
                 if counts[name][1] + orders > limit:
                     headers = {f"X-MBX-ORDER-COUNT-{n}": str(c[1]) for n, c in counts.items()}
                     left = max(1, int(seconds - now % seconds))
                     return headers, f"{limit} orders per {label}", left
             for name, (window, used) in counts.items():
-                self._orders[name] = (window, used + orders)
+                self._orders[f"{fam}:{name}"] = (window, used + orders)
             return (
-                {f"X-MBX-ORDER-COUNT-{n}": str(self._orders[n][1]) for n in counts},
+                {f"X-MBX-ORDER-COUNT-{n}": str(c[1] + orders) for n, c in counts.items()},
                 None,
                 0,
             )

@@ -104,3 +104,18 @@ def test_client_waits_out_the_order_count_before_placing() -> None:
     second = fake.sent_at[-1]
     assert second > first and second // 10 > first // 10  # sent in the next window
     assert len(fake.calls("POST", ORDER)) == 2
+
+
+def test_futures_orders_report_their_order_count(fresh: BinanceTestClient) -> None:
+    fresh.set_price("BTCUSDT", "64000")
+    placed = fresh.call(
+        "POST",
+        "/fapi/v1/order",
+        {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01"},
+    )
+    assert placed.status_code == 200
+    assert placed.headers["X-MBX-ORDER-COUNT-10S"] == "1"
+    assert placed.headers["X-MBX-ORDER-COUNT-1M"] == "1"
+    assert "X-MBX-ORDER-COUNT-1D" not in placed.headers  # spot's daily count is its own
+    spot = fresh.call("POST", ORDER, LIMIT)
+    assert spot.headers["X-MBX-ORDER-COUNT-10S"] == "1"  # counted apart from USD-M's
