@@ -329,6 +329,7 @@ class RateGovernor:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         limits: Mapping[str, int] = LIMITS,
+        order_limits: Mapping[str, Mapping[str, int]] = ORDER_LIMITS,
     ) -> None:
         self.store: RateStore = store if store is not None else MemoryRateStore(clock)
         self.margin = margin
@@ -336,6 +337,7 @@ class RateGovernor:
         self._clock = clock
         self._sleep = sleep
         self._limits = dict(limits)
+        self._order_limits = {kind: dict(v) for kind, v in order_limits.items()}
         self._buckets: dict[str, str] = {"api": "api", "fapi": "fapi"}  # bucket -> kind
         self._servers: set[str] = set()
         # Weight this process has sent, per limit kind, since it started (for per-run figures).
@@ -403,7 +405,7 @@ class RateGovernor:
 
     def _record_order_counts(self, cost: Cost, headers: Mapping[str, str]) -> None:
         """Hold back placements on this server while an order count is near its limit."""
-        for interval, limit in ORDER_LIMITS.get(cost.kind, {}).items():
+        for interval, limit in self._order_limits.get(cost.kind, {}).items():
             reported = headers.get(f"x-mbx-order-count-{interval}")
             if reported is None or not reported.strip().isdigit():
                 continue

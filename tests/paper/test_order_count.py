@@ -119,3 +119,11 @@ def test_futures_orders_report_their_order_count(fresh: BinanceTestClient) -> No
     assert "X-MBX-ORDER-COUNT-1D" not in placed.headers  # spot's daily count is its own
     spot = fresh.call("POST", ORDER, LIMIT)
     assert spot.headers["X-MBX-ORDER-COUNT-10S"] == "1"  # counted apart from USD-M's
+
+
+def test_a_governor_without_order_limits_never_holds_placements() -> None:
+    clock = FakeTime(start=1_000_003.0)
+    gov = RateGovernor(MemoryRateStore(clock), clock=clock, sleep=clock.sleep, order_limits={})
+    gov.record(cost_of("POST", ORDER), 200, httpx.Headers({"X-MBX-ORDER-COUNT-10S": "100"}))
+    gov.acquire("POST", ORDER)
+    assert clock.sleeps == []
