@@ -9,6 +9,9 @@ limit's paths); a request under that scope inside the window earns a 418 ban. A 
 after a ``rate_limit`` rule's 429 is an IP ban: until it ends every Binance path of this
 server answers 418. A ban earned after a spent weight budget stays within that budget's
 paths (each ``/sapi`` endpoint has its own budget, and Binance says ``/sapi`` never bans).
+
+``served`` counts the 429 and 418 answers given since the last clear, so a test can show a
+client never earned a ban.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -115,6 +119,7 @@ class Faults:
         self._next_id = 1
         self.rules: list[Rule] = []
         self.backoffs: list[Backoff] = []
+        self.served: Counter[int] = Counter()  # status (429, 418) -> answers given
 
     def add(self, spec: FaultSpec) -> Rule:
         with self._lock:
@@ -133,10 +138,15 @@ class Faults:
         with self._lock:
             self.rules.clear()
             self.backoffs.clear()
+            self.served.clear()
 
     def views(self) -> list[dict[str, object]]:
         with self._lock:
             return [r.view() for r in self.rules]
+
+    def served_counts(self) -> dict[str, int]:
+        with self._lock:
+            return {str(status): self.served[status] for status in (429, 418)}
 
     @property
     def clock_offset_ms(self) -> int:
@@ -145,6 +155,7 @@ class Faults:
 
     def start_backoff(self, scope: str, retry_after: int, ban_seconds: int = 120) -> None:
         with self._lock:
+            self.served[429] += 1
             self.backoffs.append(Backoff(scope, time.monotonic() + retry_after, 0.0, ban_seconds))
 
     def plan(self, method: str, path: str) -> Plan:
@@ -175,6 +186,7 @@ class Faults:
                 elif spec.action == "fail_after":
                     plan.after = _error(spec)
                 else:  # rate_limit
+                    self.served[429] += 1
                     self.backoffs.append(
                         Backoff(spec.path, now + spec.retry_after, 0.0, spec.ban_seconds, True)
                     )
@@ -201,6 +213,7 @@ class Faults:
                     break
             else:
                 return None
+        self.served[418] += 1
         remaining = max(1, int(banned_until - now + 0.999))
         until_ms = int((time.time() + (banned_until - now)) * 1000)
         return ErrorReply(

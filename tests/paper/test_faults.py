@@ -83,6 +83,17 @@ def test_429_then_418_for_a_caller_that_ignores_retry_after(bn: BinanceTestClien
     assert bn.call("GET", "/fapi/v1/time", signed=False).status_code == 200
 
 
+def test_the_429_and_418_answers_are_counted_until_a_clear(bn: BinanceTestClient) -> None:
+    fault(bn, action="rate_limit", path="/api/", count=1, retry_after=1, ban_seconds=1)
+    assert bn.control("GET", "/faults")["served"] == {"429": 0, "418": 0}
+    assert bn.call("GET", "/api/v3/time", signed=False).status_code == 429
+    assert bn.call("GET", "/api/v3/time", signed=False).status_code == 418
+    assert bn.call("GET", "/fapi/v1/time", signed=False).status_code == 418
+    assert bn.control("GET", "/faults")["served"] == {"429": 1, "418": 2}
+    assert bn.control("DELETE", "/faults") == {"faults": []}
+    assert bn.control("GET", "/faults")["served"] == {"429": 0, "418": 0}
+
+
 def test_a_429_outside_the_rules_prefix_is_not_a_ban(bn: BinanceTestClient) -> None:
     """Before a ban, only requests under the 429's prefix during Retry-After earn one."""
     fault(bn, action="rate_limit", path="/fapi/", count=1, retry_after=2, ban_seconds=2)
