@@ -218,6 +218,29 @@ def test_overlapping_sweeps_skip_while_one_holds_the_lock(
         engine.dispose()
 
 
+def test_the_sweep_lock_outlives_a_dead_sweeper_by_one_short_ttl_only(
+    sqlite_only_url: str, queue: Any, redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweeper that cannot release its lock (SIGKILLed, or its Redis crashed and came back
+    from the AOF with the lock in it) held off every sweep for two minutes: the lock now
+    lives SWEEP_LOCK_TTL at most past its holder, kept alive only while the sweep runs."""
+    key = f"{sweeper.SWEEP_LOCK}:{queue.name}"
+    seen: list[int] = []
+
+    def sweep(*args: Any, **kwargs: Any) -> sweeper.SweepReport:
+        seen.append(redis_conn.pttl(key))
+        return sweeper.SweepReport()
+
+    monkeypatch.setattr(sweeper, "sweep_intake", sweep)
+    engine = make_engine(sqlite_only_url)
+    try:
+        assert not sweeper.run_sweep(engine, queue).skipped
+    finally:
+        engine.dispose()
+    assert len(seen) == 1 and 0 < seen[0] <= sweeper.SWEEP_LOCK_TTL * 1000
+    assert redis_conn.exists(key) == 0  # released after the sweep
+
+
 def test_after_a_redis_failure_the_enqueuer_pauses_and_leaves_ids_to_the_sweeper(
     queue_name: str,
 ) -> None:
