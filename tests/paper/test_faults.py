@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import time
 
+import httpx
+import pytest
+
 from tests.paper.binance import BinanceTestClient
 from tests.support import wait_until
 
@@ -32,6 +35,22 @@ def test_fail_before_executing_places_nothing(bn: BinanceTestClient) -> None:
     assert bn.ledger(client_id="pk-before") == []
     bn.ok("POST", "/api/v3/order", {**MARKET, "newClientOrderId": "pk-before"})  # count spent
     assert len(bn.ledger(client_id="pk-before")) == 1
+
+
+@pytest.mark.parametrize("in_body", [False, True])
+def test_a_held_order_executes_even_when_its_client_gave_up(
+    bn: BinanceTestClient, in_body: bool
+) -> None:
+    """As on Binance, a request the server received executes whether or not the caller
+    still waits for the answer: the client's timeout leaves the order in doubt, not absent."""
+    fault(bn, action="latency", path="/api/v3/order", method="POST", delay_ms=800, count=1)
+    cid = f"pk-held-{int(in_body)}"
+    with pytest.raises(httpx.ReadTimeout):
+        bn.call("POST", "/api/v3/order", {**MARKET, "newClientOrderId": cid},
+                in_body=in_body, timeout=0.2)  # fmt: skip
+    wait_until(lambda: len(bn.ledger(client_id=cid)) == 1, timeout=10, interval=0.05)
+    (entry,) = bn.ledger(client_id=cid)
+    assert entry["status"] == "FILLED"
 
 
 def test_fail_after_executing_hides_a_placed_order(bn: BinanceTestClient) -> None:
