@@ -161,6 +161,31 @@ def lookup(client: BinanceClient, order: Order) -> Answer | None:
     return client.find_futures_order(order.symbol, order.client_id)
 
 
+def not_ours(order: Order, answer: Answer) -> str | None:
+    """Why an order found under the row's client id is not the row's order (its symbol,
+    side, type, quantity or price differ), or None when it may be. A spot client id is
+    unique among open orders only, so an order placed by someone else (another bot, a
+    person, a previous deployment) can hold the id this row was about to use; adopting it
+    would take a stranger's order for ours. Checked for spot and USD-M orders."""
+    if not isinstance(answer, m.Order | m.FuturesOrder):
+        return None
+    wanted = SPOT_TYPES.get(order.kind) if order.market == "spot" else order.kind.upper()
+    differences = []
+    if answer.symbol != order.symbol:
+        differences.append(f"symbol {answer.symbol}")
+    if answer.side and answer.side.upper() != order.side.upper():
+        differences.append(f"side {answer.side}")
+    if answer.type and wanted and answer.type != wanted:
+        differences.append(f"type {answer.type}")
+    if order.quantity is not None and answer.origQty and answer.origQty != order.quantity:
+        differences.append(f"quantity {answer.origQty}")
+    if order.price is not None and answer.price and answer.price != order.price:
+        differences.append(f"price {answer.price}")
+    if not differences:
+        return None
+    return f"order {answer.orderId}: {', '.join(differences)}"
+
+
 def with_trades(client: BinanceClient, answer: Any) -> Any:
     """A spot order answer that lists no trades (a query, a cancel answer) but executed
     something, with its trades from ``GET /api/v3/myTrades?orderId=``: fills with their real

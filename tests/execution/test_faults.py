@@ -181,6 +181,54 @@ def test_duplicate_client_algo_id_is_adopted(ctx: ExecContext, control: httpx.Cl
     assert "adopted" in event_kinds(ctx, sid)
 
 
+def test_an_open_order_of_someone_else_holding_our_client_id_is_never_adopted(
+    ctx: ExecContext, control: httpx.Client
+) -> None:
+    """A spot client id is unique among open orders only: a stranger's resting LIMIT order
+    holds the id our market entry is about to use. The exchange answers "Duplicate order
+    sent."; the order found under the id is not ours, so the entry fails with the reason
+    and the stranger's order is neither adopted nor cancelled."""
+    sid = submit(ctx, quantity="0.01")
+    cid = client_order_id(sid, "entry")
+    theirs = ctx.client.new_order(symbol="BTCUSDT", side="BUY", type="LIMIT", quantity=D("0.02"),
+                                  price=D("40000"), time_in_force="GTC",
+                                  new_client_order_id=cid)  # fmt: skip
+
+    outcome = run(ctx, sid)
+
+    assert outcome.status == "failed"
+    assert outcome.reason is not None and f"order {theirs.orderId}" in outcome.reason
+    (order,) = orders(ctx, sid)
+    assert order.status == "rejected" and order.venue_id is None and order.error_code == -2010
+    (entry,) = ledger(control, client_id=cid)
+    assert entry["id"] == theirs.orderId and entry["status"] == "NEW"
+
+
+def test_after_no_answer_a_strangers_order_under_our_id_is_not_taken_for_ours(
+    ctx: ExecContext, control: httpx.Client
+) -> None:
+    """Our request died before executing (503 before the engine) and a stranger's filled
+    order carries our client id: the look-up finds theirs, which is not ours, so ours is
+    proven absent and sent again (the id is free: theirs is not open)."""
+    sid = submit(ctx, quantity="0.01")
+    cid = client_order_id(sid, "entry")
+    theirs = ctx.client.new_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity=D("0.03"),
+                                  new_client_order_id=cid)  # fmt: skip
+    fault(control, action="fail_before", path="/api/v3/order", method="POST", count=1,
+          status=503, code=None, raw_body="")  # fmt: skip
+
+    assert run(ctx, sid).status == "done"
+
+    (order,) = orders(ctx, sid)
+    assert order.status == "filled" and order.venue_id not in (None, theirs.orderId)
+    assert order.executed_qty == D("0.01")
+    assert sorted(e["id"] for e in ledger(control, client_id=cid)) == sorted(
+        [theirs.orderId, order.venue_id]
+    )
+    kinds = event_kinds(ctx, sid)
+    assert kinds.index("not_ours") < kinds.index("absent") < kinds.index("resent")
+
+
 def test_rejection_fails_the_signal_with_binances_code_and_message(
     ctx: ExecContext, control: httpx.Client
 ) -> None:
