@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from app.exchange.ids import client_order_id
 from tests.faults.conftest import (
@@ -64,6 +65,14 @@ def test_baseline(stack: Stack, report: Any) -> None:
     verdict.extra = {"ready_polls": len(polls), "unready": sum(1 for c in polls if c != 200)}
     checked(verdict, report, stack)
     assert verdict.rejected == 0 and verdict.placed == N
+    # The canary search can fail: a secret put where it must never be is found.
+    leak = redis.Redis.from_url(stack.redis.url)
+    try:
+        leak.set("faults:leak", f"token={stack.canaries['BINANCE_API_SECRET']}")
+        assert stack.canary_hits()["redis"] >= 1
+    finally:
+        leak.delete("faults:leak")
+        leak.close()
 
 
 def test_duplicate_storm(stack: Stack, report: Any) -> None:
