@@ -9,9 +9,11 @@ one (SIGSTOP), or stop some and start them again later (:meth:`Stack.hold`). The
 exchange's ledger is the oracle: it is never killed.
 
 Settings are those of production except where a test would otherwise wait minutes for a
-timer: a 5 s execution lease, 1 s monitor and sweep intervals, 5 s RQ maintenance, and a
-5 s read-after-write window before an order in doubt counts as absent (30 s in production,
-for Binance's lag; the paper exchange has none unless a test asks for it). The secrets
+timer: a 5 s execution lease, 1 s monitor and sweep intervals, 5 s RQ maintenance, a 5 s
+read-after-write window before an order in doubt counts as absent (30 s in production, for
+Binance's lag; the paper exchange has none unless a test asks for it) and a 5 s longest wait
+for the rate limiter (60 s), which bounds how long an order left ``sending`` by a dead worker
+stays in doubt. The secrets
 (webhook secret, admin token, API key and secret) are fresh canary values for every stack:
 :meth:`Stack.canary_hits` looks for them in the logs, the database and Redis.
 """
@@ -163,6 +165,11 @@ class Stack:
             WORKER_MAINTENANCE_INTERVAL="5",
             WORKER_TTL="15",
             RECONCILE_LAG_WINDOW="5",
+            # An order whose worker died while it was `sending` may be resent only after the
+            # in-flight horizon (ExecContext.in_flight_horizon), twice this wait plus the
+            # HTTP timeout: 136 s in production, 26 s here. No test needs longer waits (the
+            # rate-limit test's Retry-After is 2 s).
+            RATE_LIMIT_MAX_WAIT="5",
             # The load comes from one address, and the exchange's limits are not under test.
             WEBHOOK_RATE_LIMIT="0",
             PAPER_RATE_LIMITS="false",
