@@ -25,7 +25,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from app import controls
-from app.api.deps import Admin, RedisDep, SessionDep, SettingsDep
+from app.api.deps import Admin, ReadSessionDep, RedisDep, SessionDep, SettingsDep
 from app.api.schemas import (
     MAX_ROW_ID,
     NO_NUL,
@@ -107,7 +107,7 @@ RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 @router.get("/signals", response_model=SignalPage, summary="Signals, newest first")
 def list_signals(
-    session: SessionDep,
+    session: ReadSessionDep,
     status: Annotated[list[SignalStatus] | None, Query()] = None,
     symbol: SymbolFilter | None = None,
     strategy: Text | None = None,
@@ -148,7 +148,7 @@ def list_signals(
     responses=responses(404),
 )
 def get_signal(
-    signal_id: Annotated[str, Path(pattern=SIGNAL_CURSOR)], session: SessionDep
+    signal_id: Annotated[str, Path(pattern=SIGNAL_CURSOR)], session: ReadSessionDep
 ) -> dict[str, Any]:
     signal = session.get(Signal, signal_id)
     if signal is None:
@@ -178,7 +178,7 @@ def get_signal(
 
 @router.get("/orders", response_model=OrderPage, summary="Orders, newest first")
 def list_orders(
-    session: SessionDep,
+    session: ReadSessionDep,
     status: Annotated[list[OrderStatus] | None, Query()] = None,
     kind: KindFilter | None = None,
     market: Market | None = None,
@@ -245,7 +245,7 @@ def _algo_out(algo: AlgoPace) -> AlgoOut:
 
 
 @router.get("/algos", response_model=AlgoList, summary="Working algos with schedule vs fill")
-def list_algos(session: SessionDep, settings: SettingsDep, redis: RedisDep) -> AlgoList:
+def list_algos(session: ReadSessionDep, settings: SettingsDep, redis: RedisDep) -> AlgoList:
     """The monitor's own pace verdicts (see ``app/status.py``)."""
     now = utcnow()
     published = verdicts.fetch(redis, settings.queue_name, working_ids(session))
@@ -345,7 +345,7 @@ def _halt_out(halt: controls.Halt | None, **extra: Any) -> HaltOut:
 
 
 @router.get("/halt", response_model=HaltOut, summary="The kill switch")
-def get_halt(session: SessionDep) -> HaltOut:
+def get_halt(session: ReadSessionDep) -> HaltOut:
     return _halt_out(controls.current_halt(session))
 
 
