@@ -49,6 +49,7 @@ from app.config import Settings
 from app.errors import AppError, Conflict, NotFound, responses
 from app.exchange import AlreadyDone, BinanceClient, ExchangeError
 from app.exchange.algos import AlgoMarket
+from app.execution.quality import measure
 from app.metrics import ALGO_KINDS
 from app.models import Event, Order, OrderStatus, Signal, SignalStatus, utcnow
 from app.monitoring import verdicts
@@ -173,6 +174,7 @@ def get_signal(
         "payload": signal.payload,
         "orders": [OrderWithFills.model_validate(order) for order in orders],
         "events": [EventOut.model_validate(event) for event in events],
+        "quality": (quality.as_json() if (quality := measure(session, signal_id)) else None),
     }
 
 

@@ -114,11 +114,30 @@ class EventOut(_Out):
     created_at: Time
 
 
+class QualityOut(BaseModel):
+    """Execution quality (``app.execution.quality``): prices as strings, slippage in basis
+    points (positive is a cost), delays in seconds from receipt."""
+
+    side: str | None
+    arrival_price: DecimalStr | None
+    avg_price: DecimalStr | None
+    filled_qty: DecimalStr
+    fees_quote: DecimalStr | None
+    fees_other: dict[str, DecimalStr]
+    slippage_arrival_bps: DecimalStr | None
+    vwap: DecimalStr | None = Field(description="the market's VWAP over the execution window")
+    slippage_vwap_bps: DecimalStr | None
+    delays: dict[str, float | None] = Field(
+        description="seconds from receipt to: queued, first_order, first_fill, last_fill"
+    )
+
+
 class SignalDetail(SignalOut):
     source_ip: str | None
     payload: dict[str, Any]
     orders: list[OrderWithFills]
     events: list[EventOut]
+    quality: QualityOut | None
 
 
 class SignalPage(BaseModel):

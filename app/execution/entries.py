@@ -19,6 +19,7 @@ from app.execution.placement import place
 from app.execution.planning import Plan, Refused, plan_entry
 from app.execution.positions import apply_entry_fills
 from app.execution.protection import protect_position
+from app.execution.quality import record_arrival
 from app.execution.result import Result
 from app.models import Order, OrderStatus, Position, SignalStatus
 from app.signals.schemas import Signal, TwapExecution, VpExecution
@@ -135,6 +136,7 @@ def _plan_and_write(ctx: ExecContext, claim: Claim, signal: Signal) -> Order:
         )  # fmt: skip
         session.add(position)
         session.flush()
+        record_arrival(session, claim.signal_id, price, "mark" if market == "usdm" else "last")
         (entry,) = add_orders(
             session, plan.intents, signal_id=claim.signal_id, position_id=position.id, sending=True
         )
