@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -34,6 +34,7 @@ from app.api.schemas import (
     CancelIn,
     CancelOut,
     EventOut,
+    FillPoint,
     HaltIn,
     HaltOut,
     OrderOut,
@@ -54,7 +55,7 @@ from app.metrics import ALGO_KINDS
 from app.models import Event, Order, OrderStatus, Signal, SignalStatus, utcnow
 from app.monitoring import verdicts
 from app.signals.schemas import Action, Market
-from app.status import MONITOR, AlgoPace, working_algos, working_ids
+from app.status import MONITOR, AlgoPace, fill_paths, recent_algos, working_algos, working_ids
 
 log = logging.getLogger(__name__)
 
@@ -214,9 +215,10 @@ def list_orders(
     return {"items": rows, "next_cursor": str(rows[-1].id) if more else None}
 
 
-def _algo_out(algo: AlgoPace) -> AlgoOut:
+def _algo_out(algo: AlgoPace, fills: list[tuple[datetime, Decimal]]) -> AlgoOut:
     verdict, policy = algo.verdict, algo.policy
     return AlgoOut(
+        fills=[FillPoint(time=time, filled=filled) for time, filled in fills],
         order=OrderOut.model_validate(algo.order),
         strategy=algo.signal.strategy if algo.signal else None,
         start=algo.start,
@@ -247,12 +249,22 @@ def _algo_out(algo: AlgoPace) -> AlgoOut:
 
 
 @router.get("/algos", response_model=AlgoList, summary="Working algos with schedule vs fill")
-def list_algos(session: ReadSessionDep, settings: SettingsDep, redis: RedisDep) -> AlgoList:
-    """The monitor's own pace verdicts (see ``app/status.py``)."""
+def list_algos(
+    session: ReadSessionDep,
+    settings: SettingsDep,
+    redis: RedisDep,
+    recent_hours: Annotated[int, Query(ge=0, le=168)] = 0,
+) -> AlgoList:
+    """The monitor's own pace verdicts (see ``app/status.py``), with each algo's fills; with
+    ``recent_hours``, also the algos that ended in that many hours (newest first)."""
     now = utcnow()
     published = verdicts.fetch(redis, settings.queue_name, working_ids(session))
     algos = working_algos(session, settings, now=now, published=published)
-    return AlgoList(now=now, items=[_algo_out(a) for a in algos])
+    if recent_hours:
+        since = now - timedelta(hours=recent_hours)
+        algos += recent_algos(session, settings, now=now, since=since)
+    paths = fill_paths(session, [a.order.id for a in algos])
+    return AlgoList(now=now, items=[_algo_out(a, paths[a.order.id]) for a in algos])
 
 
 # ---- acting --------------------------------------------------------------------------------

@@ -175,12 +175,18 @@ class PaceOut(BaseModel):
     )
 
 
+class FillPoint(BaseModel):
+    time: Time
+    filled: DecimalStr = Field(description="quantity filled so far, this fill included")
+
+
 class AlgoOut(BaseModel):
     order: OrderOut
     strategy: str | None
     start: Time
     policy: PolicyOut
     pace: PaceOut | None = Field(description="null when the order has no base quantity")
+    fills: list[FillPoint] = Field(description="the child fills in time order, cumulative")
 
 
 class AlgoList(BaseModel):

@@ -156,9 +156,7 @@ def measure(session: Session, signal_id: str) -> Quality | None:
     orders = _own_orders(session, signal_id)
     ids = [o.id for o in orders]
     fills = list(
-        session.scalars(select(Fill).where(Fill.order_id.in_(ids)).order_by(Fill.id))
-        if ids
-        else []
+        session.scalars(select(Fill).where(Fill.order_id.in_(ids)).order_by(Fill.id)) if ids else []
     )
     side = orders[0].side if orders else (signal.side or None)
     qty = sum((f.qty for f in fills), Decimal(0))
