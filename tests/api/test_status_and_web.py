@@ -141,7 +141,7 @@ def test_the_dashboard_is_served_without_a_token_and_reads_the_admin_api(api: Te
         assert response.headers["content-type"].startswith("text/html")
         assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
         page = response.text
-    for used in ("/algos", "/signals?limit=", "/halt", "/resume", "/cancel"):
+    for used in ("/algos", "/signals?", "recent_hours", "/halt", "/resume", "/cancel"):
         assert used in page, used
     assert "sessionStorage" in page and "Bearer " in page
     # Values from the API are written as text, never parsed as HTML.
