@@ -1,5 +1,11 @@
 """TWAP and VP algo orders (``/sapi/v1/algo/spot/*`` and ``/sapi/v1/algo/futures/*``).
 
+Spot has TWAP and, since 2026-10-09, VP (``newOrderVp``: ``urgency``, no ``duration``, no
+``reduceOnly``/``positionSide``); a spot VP trades the spot wallet like a spot TWAP, shows the
+same lag, and keeps within both spot bounds: the VP minimum (``vp_min_notional``) and the spot
+maximum (``twap_max_notional_spot``); it counts against the spot account's open algo orders
+(``max_open_twap_spot``, TWAP and VP together) and against ``max_open_vp``.
+
 When children go out and how big they are is ``cadence.py`` (shared with ``bench/pace.py``),
 chosen by ``paper_algo_cadence``: ``binance`` (default) about one child a minute at a
 jittered second, sizes jittered about ±30 % and adding up to the total; ``fine`` the even
@@ -45,7 +51,7 @@ from typing import TYPE_CHECKING
 
 from app.paper.cadence import ChildPlan, algo_rng, twap_plan, vp_gap_ms, vp_share
 from app.paper.errors import BinanceError, algo_error
-from app.paper.ledger import FUTURES_TWAP, FUTURES_VP, SPOT_TWAP
+from app.paper.ledger import FUTURES_TWAP, FUTURES_VP, SPOT_TWAP, SPOT_VP
 from app.paper.numbers import ONE, ZERO, fmt, fmt8, round_down
 from app.paper.params import Params
 from app.paper.symbols import Lot, SymbolSpec
@@ -142,6 +148,8 @@ class AlgoBook:
         notional = qty * engine.price(symbol)
         if algo_type == "VP":
             low, high = settings.vp_min_notional, settings.vp_max_notional
+            if market == SPOT:
+                high = min(high, settings.twap_max_notional_spot)
         else:
             low = settings.twap_min_notional
             high = (
@@ -184,7 +192,12 @@ class AlgoBook:
         self.open[market][algo.algo_id] = algo
         self.client_ids.add(client_algo_id)
         engine.schedule(first, algo.algo_id)
-        kind = SPOT_TWAP if market == SPOT else FUTURES_TWAP if algo_type == "TWAP" else FUTURES_VP
+        kind = {
+            (SPOT, "TWAP"): SPOT_TWAP,
+            (SPOT, "VP"): SPOT_VP,
+            (USDM, "TWAP"): FUTURES_TWAP,
+            (USDM, "VP"): FUTURES_VP,
+        }[market, algo_type]
         engine.ledger.record(
             time=engine.now,
             kind=kind,
@@ -227,11 +240,14 @@ class AlgoBook:
     def _check_open_count(self, market: str, algo_type: str) -> None:
         settings = self.engine.settings
         working = self.open[market].values()
+        if algo_type == "VP":
+            vps = sum(1 for a in working if a.algo_type == "VP")
+            if vps >= settings.max_open_vp:
+                raise algo_error(-20198)
         if market == SPOT:
             count, limit = len(self.open[SPOT]), settings.max_open_twap_spot
         elif algo_type == "VP":
-            count = sum(1 for a in working if a.algo_type == "VP")
-            limit = settings.max_open_vp
+            return
         else:
             count, limit = len(self.open[USDM]), settings.max_open_twap_usdm
         if count >= limit:
