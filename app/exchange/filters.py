@@ -396,14 +396,13 @@ def check_vp(
     open_algos: int,
     quote_rate: Decimal = Decimal(1),
 ) -> None:
-    """Refuse a VP (USD-M only) Binance would refuse."""
-    if rules.market != "usdm":
-        raise FilterViolation("VP", "market", rules.market, "must be usdm (VP is futures only)")
+    """Refuse a VP Binance would refuse: USD-M, or spot (since 2026-10-09), whose VP keeps
+    within the spot maximum as well as the VP bounds."""
+    high = limits.vp_max_notional
+    if rules.market == "spot":
+        high = min(high, limits.twap_max_notional_spot)
     _check_notional_bounds(
-        "VP",
-        quantity * reference_price * quote_rate,
-        limits.vp_min_notional,
-        limits.vp_max_notional,
+        "VP", quantity * reference_price * quote_rate, limits.vp_min_notional, high
     )
     _check_open("VP", open_algos, limits.max_open_vp)
 

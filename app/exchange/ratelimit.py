@@ -70,6 +70,7 @@ WEIGHTS: dict[tuple[str, str], int] = {
     ("DELETE", "/api/v3/orderList"): 1,
     ("GET", "/sapi/v1/account/apiRestrictions"): 1,
     ("POST", "/sapi/v1/algo/spot/newOrderTwap"): 3000,
+    ("POST", "/sapi/v1/algo/spot/newOrderVp"): 3000,  # not documented: budgeted as the futures VP
     ("DELETE", "/sapi/v1/algo/spot/order"): 1,
     ("GET", "/sapi/v1/algo/spot/openOrders"): 1,
     ("GET", "/sapi/v1/algo/spot/historicalOrders"): 1,
@@ -105,6 +106,7 @@ WITHOUT_SYMBOL = {
 }
 UID_LIMITED = {
     "/sapi/v1/algo/spot/newOrderTwap",
+    "/sapi/v1/algo/spot/newOrderVp",
     "/sapi/v1/algo/futures/newOrderTwap",
     "/sapi/v1/algo/futures/newOrderVp",
 }

@@ -10,13 +10,14 @@ What each action becomes:
 | ---------------------- | ------------------------------------- | ---------------------------- |
 | entry, market          | MARKET (quantity or quoteOrderQty)    | MARKET                       |
 | entry, limit           | LIMIT GTC                             | LIMIT GTC                    |
-| entry, twap / vp       | TWAP (optional limitPrice)            | TWAP, or VP with urgency     |
+| entry, twap / vp       | TWAP, or VP with urgency (optional    | TWAP, or VP with urgency     |
+|                        | limitPrice)                           |                              |
 | tp / sl, limit at P    | the position's bracket with P as its  | TAKE_PROFIT_MARKET /         |
 |                        | take-profit (tp) or stop (sl): an OCO | STOP_MARKET at P with        |
 |                        | when both levels are known, else one  | closePosition, replacing the |
 |                        | TAKE_PROFIT_LIMIT / STOP_LOSS_LIMIT   | same leg                     |
 | tp / sl / exit, market | close now: MARKET                     | MARKET reduceOnly            |
-| tp / sl / exit, twap   | close with a TWAP                     | TWAP reduceOnly              |
+| tp / sl / exit, twap   | close with a TWAP (or VP)             | TWAP (or VP) reduceOnly      |
 | exit, limit            | LIMIT GTC                             | LIMIT GTC reduceOnly         |
 
 (The signal contract keeps take-profit and stop-loss levels on entries; a stand-alone tp or
@@ -324,7 +325,8 @@ def _algo(
     check_vp(rules, limits, quantity=quantity, reference_price=price, open_algos=0)
     return replace(
         base, kind="vp", client_id=client_algo_id(signal_id, base.leg), quantity=quantity,
-        urgency=execution.urgency.value, limit_price=limit, reduce_only=reduce_only,
+        urgency=execution.urgency.value, limit_price=limit,
+        reduce_only=reduce_only and base.market == "usdm",
     )  # fmt: skip
 
 

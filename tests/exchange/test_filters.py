@@ -192,12 +192,17 @@ def test_futures_twap_needs_more_than_min_qty_per_minute() -> None:
     )
 
 
-def test_vp_is_futures_only_with_its_own_bounds() -> None:
+def test_vp_has_its_own_bounds_on_usdm_and_spot() -> None:
     check_vp(USDM, LIMITS, quantity=D("0.2"), reference_price=D("60000"), open_algos=9)
     with pytest.raises(FilterViolation, match="must be at least 10000 USDT"):
         check_vp(USDM, LIMITS, quantity=D("0.1"), reference_price=D("60000"), open_algos=0)
-    with pytest.raises(FilterViolation, match="usdm"):
-        check_vp(SPOT, LIMITS, quantity=D("1"), reference_price=D("60000"), open_algos=0)
+    check_vp(USDM, LIMITS, quantity=D("5"), reference_price=D("60000"), open_algos=0)
+    # Spot VP (2026-10-09): the VP minimum, and the spot maximum (100,000 USDT).
+    check_vp(SPOT, LIMITS, quantity=D("1"), reference_price=D("60000"), open_algos=0)
+    with pytest.raises(FilterViolation, match="must be at least 10000 USDT"):
+        check_vp(SPOT, LIMITS, quantity=D("0.1"), reference_price=D("60000"), open_algos=0)
+    with pytest.raises(FilterViolation, match="must not exceed 100000 USDT"):
+        check_vp(SPOT, LIMITS, quantity=D("5"), reference_price=D("60000"), open_algos=0)
     with pytest.raises(FilterViolation, match="maximum 10"):
         check_vp(USDM, LIMITS, quantity=D("0.2"), reference_price=D("60000"), open_algos=10)
 
