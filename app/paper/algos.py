@@ -34,7 +34,8 @@ the limit price allowed) or a VP has executed everything; ``CANCELLED`` (double 
 (balance or margin short, ``reduceOnly`` that would open, ``positionSide`` other than BOTH in
 one-way mode). Placing answers only ``clientAlgoId``/``success``/``code``/``msg``.
 Notional bounds: TWAP ``twap_min_notional`` to ``twap_max_notional_spot``/``_usdm``, VP
-``vp_min_notional`` to ``vp_max_notional`` (-20204 outside them).
+``vp_min_notional`` to ``vp_max_notional`` (-20204 outside them), all in USDT: the notional of
+a symbol quoted in another asset (ETHBTC) is converted at that asset's USDT price (BTCUSDT).
 ``clientAlgoId`` reuse follows ``paper_algo_id_reuse`` (Binance does not document it):
 ``never`` (default) answers -20132 even after the first algo ended; ``after_end`` accepts the
 id again once no algo holding it is ``WORKING``.
@@ -134,7 +135,7 @@ class AlgoBook:
         if market == USDM:
             position_side = p.enum("positionSide", ("BOTH", "LONG", "SHORT")) or "BOTH"
         spec = engine.specs.get(symbol)
-        if spec is None:
+        if spec is None or (market == USDM and not spec.futures):
             raise algo_error(-20121)
         client_algo_id = p.get("clientAlgoId")
         if client_algo_id is not None and not CLIENT_ALGO_ID_RE.match(client_algo_id):
@@ -145,7 +146,7 @@ class AlgoBook:
             raise algo_error(-20130)
         lot = spec.spot if market == SPOT else spec.usdm
         self._check_size(lot, qty, duration, market, algo_type)
-        notional = qty * engine.price(symbol)
+        notional = qty * engine.price(symbol) * self.usdt_rate(spec.quote)
         if algo_type == "VP":
             low, high = settings.vp_min_notional, settings.vp_max_notional
             if market == SPOT:
@@ -209,6 +210,13 @@ class AlgoBook:
             order_type=algo_type,
         )
         return {"clientAlgoId": client_algo_id, "success": True, "code": 0, "msg": "OK"}
+
+    def usdt_rate(self, asset: str) -> Decimal:
+        """USDT per unit of ``asset``: the notional bounds are in USDT, so a symbol quoted in
+        BTC converts its notional at BTCUSDT's price."""
+        if asset in ("USDT", "USD"):
+            return ONE
+        return self.engine.price(f"{asset}USDT")
 
     def _id_taken(self, client_algo_id: str) -> bool:
         if client_algo_id not in self.client_ids:

@@ -455,3 +455,25 @@ def test_spot_vp_placement_limits(bn: BinanceTestClient) -> None:
     # VP and TWAP share the spot account's 20 open algo orders.
     assert bn.error("POST", f"{SPOT}/newOrderTwap", twap) == (400, -20198)
     assert len(bn.ledger(kind="spot_vp")) == 10
+
+
+def test_algo_notional_bounds_are_in_usdt_for_a_symbol_quoted_in_btc(
+    bn: BinanceTestClient,
+) -> None:
+    """ETHBTC at 0.049 BTC with BTCUSDT at 65,000: 1 ETH is worth 3,185 USDT. The bounds
+    (1,000 to 100,000 USDT for a spot TWAP, 10,000 up for a VP) apply to that, not to the
+    notional in BTC."""
+    bn.control("POST", "/price", {"symbol": "ETHBTC", "price": "0.049"})
+    bn.control("POST", "/price", {"symbol": "BTCUSDT", "price": "65000"})
+    twap_path, vp_path = f"{SPOT}/newOrderTwap", f"{SPOT}/newOrderVp"
+    twap = {"symbol": "ETHBTC", "side": "BUY", "duration": 30}
+    bn.ok("POST", twap_path, {**twap, "quantity": "20", "clientAlgoId": "eb-20"})  # 63,700 USDT
+    assert bn.error("POST", twap_path, {**twap, "quantity": "0.3"}) == (400, -20204)  # 955.5
+    assert bn.error("POST", twap_path, {**twap, "quantity": "32"}) == (400, -20204)  # 101,920
+    vp = {"symbol": "ETHBTC", "side": "BUY", "urgency": "LOW"}
+    bn.ok("POST", vp_path, {**vp, "quantity": "4", "clientAlgoId": "eb-vp"})  # 12,740 USDT
+    assert bn.error("POST", vp_path, {**vp, "quantity": "3"}) == (400, -20204)  # 9,555 USDT
+    # The rate follows BTCUSDT: at 30,000 the same 0.3 ETH is 441 USDT, 20 ETH 29,400.
+    bn.control("POST", "/price", {"symbol": "BTCUSDT", "price": "30000"})
+    assert bn.error("POST", vp_path, {**vp, "quantity": "4"}) == (400, -20204)  # 5,880 USDT
+    assert [e["client_id"] for e in bn.ledger(symbol="ETHBTC")] == ["eb-20", "eb-vp"]
