@@ -34,7 +34,7 @@ from app.execution.brackets import cancel_brackets, current_price, live_brackets
 from app.execution.cancels import cancel_order
 from app.execution.claims import Claim, heartbeat, transition
 from app.execution.context import ExecContext
-from app.execution.entries import open_algos
+from app.execution.entries import open_algos, usdt_rate
 from app.execution.journal import add_orders, exit_filled
 from app.execution.placement import OrderRejected, place
 from app.execution.planning import OrderIntent, Refused, closing_side, plan_close
@@ -243,7 +243,9 @@ def _plan(
     base = "exit" if signal.action is Action.EXIT else "close"
     execution = signal.execution
     algo = execution.type if isinstance(execution, TwapExecution | VpExecution) else None
+    quote_rate = Decimal(1)
     if algo is not None:
+        quote_rate = usdt_rate(ctx, rules.quote_asset)
         count = open_algos(ctx, market, algo)
         refusal = guards.evaluate(
             guards.Facts(entry=False, market=market, symbol=symbol,
@@ -276,7 +278,8 @@ def _plan(
                 continue
             leg = base if len(positions) == 1 else f"{base}-{n}"
             intent = plan_close(signal, claim.signal_id, leg=leg, rules=rules, price=price,
-                                quantity=quantity, side=side, limits=limits)  # fmt: skip
+                                quantity=quantity, side=side, limits=limits,
+                                quote_rate=quote_rate)  # fmt: skip
             if cut:
                 intent = replace(intent, facts={**intent.facts, EXCHANGE_HELD: to_wire(quantity)})
             intents.append((intent, position.id))

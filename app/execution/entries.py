@@ -32,6 +32,14 @@ def open_algos(ctx: ExecContext, market: str, algo: str) -> int:
     return len(orders)
 
 
+def usdt_rate(ctx: ExecContext, asset: str) -> Decimal:
+    """USDT per unit of ``asset`` (the last ``<asset>USDT`` spot price): TWAP/VP notional
+    limits are in USDT, so a symbol quoted in BTC converts at BTCUSDT."""
+    if asset == "USDT":
+        return Decimal(1)
+    return ctx.client.ticker_price(f"{asset}USDT")
+
+
 def _notional(signal: Signal, plan: Plan, price: Decimal) -> Decimal:
     intent = plan.intents[0]
     if intent.quote_quantity is not None:
@@ -99,12 +107,13 @@ def _plan_and_write(ctx: ExecContext, claim: Claim, signal: Signal) -> Order:
     market, symbol = signal.market.value, signal.symbol
     rules: SymbolRules = ctx.client.symbol_rules(symbol, market)  # type: ignore[arg-type]
     price = current_price(ctx, market, symbol)
+    execution = signal.execution
+    algo = execution.type if isinstance(execution, TwapExecution | VpExecution) else None
     plan = plan_entry(
         signal, claim.signal_id, rules=rules, price=price,
         limits=AlgoLimits.from_settings(ctx.settings),
+        quote_rate=usdt_rate(ctx, rules.quote_asset) if algo else Decimal(1),
     )  # fmt: skip
-    execution = signal.execution
-    algo = execution.type if isinstance(execution, TwapExecution | VpExecution) else None
     open_count = open_algos(ctx, market, algo) if algo else 0
     strategy = book.strategy_of(signal.strategy)
     with session_scope(ctx.sessions) as session:

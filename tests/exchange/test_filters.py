@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
 
 import pytest
@@ -155,7 +156,7 @@ def test_twap_limits_duration_notional_open_orders() -> None:
     check_twap(SPOT, LIMITS, **ok)  # type: ignore[arg-type]
     with pytest.raises(FilterViolation, match=r"duration \(299\) must be between 300 and 86400"):
         check_twap(SPOT, LIMITS, **ok | {"duration": 299})  # type: ignore[arg-type]
-    with pytest.raises(FilterViolation, match=r"notional \(600\) must be at least 1000 USDT"):
+    with pytest.raises(FilterViolation, match=r"notional \(600 USDT\) must be at least 1000 USDT"):
         check_twap(SPOT, LIMITS, **ok | {"quantity": D("0.01")})  # type: ignore[arg-type]
     with pytest.raises(FilterViolation, match="must not exceed 100000 USDT"):
         check_twap(SPOT, LIMITS, **ok | {"quantity": D("2")})  # type: ignore[arg-type]
@@ -174,6 +175,16 @@ def test_twap_limits_duration_notional_open_orders() -> None:
             "quote_rate": D("40000"),
         },
     )
+    # 0.1 at 0.01 BTC = 0.001 BTC = 40 USDT at 40,000: refused, the figures in USDT and BTC.
+    with pytest.raises(
+        FilterViolation,
+        match=r"notional \(40 USDT = 0.001 BTC at 40000 USDT per BTC\) must be at least 1000 USDT",
+    ):
+        check_twap(
+            replace(SPOT, quote_asset="BTC"), LIMITS, **ok | {
+                "reference_price": D("0.01"), "quote_rate": D("40000"),
+            },  # type: ignore[arg-type]
+        )  # fmt: skip
 
 
 def test_futures_twap_needs_more_than_min_qty_per_minute() -> None:
