@@ -34,7 +34,7 @@ from app.execution.brackets import cancel_brackets, current_price, live_brackets
 from app.execution.cancels import cancel_order
 from app.execution.claims import Claim, heartbeat, transition
 from app.execution.context import ExecContext
-from app.execution.entries import open_algos, usdt_rate
+from app.execution.entries import open_algo_counts, usdt_rate
 from app.execution.journal import add_orders, exit_filled
 from app.execution.placement import OrderRejected, place
 from app.execution.planning import OrderIntent, Refused, closing_side, plan_close
@@ -246,10 +246,11 @@ def _plan(
     quote_rate = Decimal(1)
     if algo is not None:
         quote_rate = usdt_rate(ctx, rules.quote_asset)
-        count = open_algos(ctx, market, algo)
+        count, every = open_algo_counts(ctx, market, algo)
         refusal = guards.evaluate(
             guards.Facts(entry=False, market=market, symbol=symbol,
-                         strategy=book.strategy_of(signal.strategy), algo=algo, open_algos=count),
+                         strategy=book.strategy_of(signal.strategy), algo=algo, open_algos=count,
+                         open_spot_algos=every),
             ctx.settings,
         )  # fmt: skip
         if refusal is not None:
