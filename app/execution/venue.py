@@ -121,6 +121,13 @@ def submit(client: BinanceClient, order: Order) -> Answer:
 
 def _submit_algo(client: BinanceClient, order: Order, reduce_only: bool | None) -> Answer:
     assert order.quantity is not None
+    if order.market == "spot" and order.kind == "vp":
+        assert order.urgency is not None
+        return client.new_spot_vp(
+            symbol=order.symbol, side=order.side, quantity=order.quantity,
+            urgency=order.urgency, client_algo_id=order.client_id,
+            limit_price=order.limit_price,
+        )  # fmt: skip
     if order.market == "spot":
         assert order.duration is not None
         return client.new_spot_twap(

@@ -529,7 +529,6 @@ def cross_check(sig: SignalIn) -> list[FieldError]:
     perpetual = sig.symbol is not None and sig.symbol.endswith(".P")
     if perpetual and sig.market is Market.SPOT:
         bad("market", sig.market.value, "the symbol is a USD-M perpetual (.P): market must be usdm")
-    market = sig.market or (Market.USDM if perpetual else Market.SPOT)
 
     if sig.action is Action.CANCEL:
         for name in _NOT_ON_CANCEL:
@@ -565,8 +564,6 @@ def cross_check(sig: SignalIn) -> list[FieldError]:
         )
 
     execution = sig.execution or MarketExecution()
-    if isinstance(execution, VpExecution) and market is not Market.USDM:
-        bad("execution.type", "vp", "vp (volume participation) is for usdm futures only")
     if sig.pace is not None and not isinstance(execution, TwapExecution | VpExecution):
         bad("pace", _dump(sig.pace), "pace applies to twap and vp executions only")
     if isinstance(execution, TwapExecution | VpExecution):

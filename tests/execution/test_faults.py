@@ -13,6 +13,7 @@ from sqlalchemy import update
 
 from app.controls import halt
 from app.db import session_scope
+from app.exchange.errors import Temporary
 from app.exchange.ids import client_algo_id, client_order_id
 from app.execution.context import ExecContext
 from app.execution.journal import add_orders
@@ -20,6 +21,7 @@ from app.execution.planning import OrderIntent
 from app.models import Order
 from tests.execution.conftest import (
     MakeContext,
+    Paper,
     event_kinds,
     fault,
     ledger,
@@ -368,3 +370,32 @@ def test_a_parked_proof_of_absence_goes_on_across_runs_then_sends_once(
     # not that many per run.
     absent = [k for k in kinds if k == "parked"]
     assert len(absent) == len(outcomes) - 1
+
+
+def test_a_spot_ip_ban_does_not_stop_usdm_protection_or_closing(
+    ctx: ExecContext, control: httpx.Client, paper: Paper
+) -> None:
+    """api.binance.com and fapi.binance.com ban separately: with the spot host banned (418),
+    a USD-M entry is still protected by its stop and an exit still closes it."""
+    set_price(control, "BTCUSDT", "65000")
+    fault(control, action="rate_limit", path="/api/", count=1, retry_after=30, ban_seconds=120)
+    with httpx.Client(base_url=paper.url, timeout=5) as rogue:  # ignores Retry-After
+        assert rogue.get("/api/v3/time").status_code == 429
+        assert rogue.get("/api/v3/time").status_code == 418
+    with pytest.raises(Temporary):
+        ctx.client.ticker_price("BTCUSDT")  # our governor learns of the ban
+    assert ctx.client.governor.snapshot()["banned"]["spot"] > 60
+
+    entry = submit(ctx, symbol="BTCUSDT.P", quantity="0.02", stop_loss="60000")
+    assert run(ctx, entry).status == "done"
+    (stop,) = [o for o in orders(ctx, entry) if o.leg == "bracket-sl"]
+    assert stop.status == "working"
+    exit_id = submit(ctx, action="exit", symbol="BTCUSDT.P", side=None)
+    outcome = run(ctx, exit_id)
+
+    assert outcome.status == "done", outcome.reason
+    (close,) = orders(ctx, exit_id)
+    assert (close.side, close.status, close.executed_qty) == ("SELL", "filled", D("0.02"))
+    assert [e["side"] for e in ledger(control, kind="futures_order")] == ["BUY", "SELL"]
+    with pytest.raises(Temporary):  # the spot host is still banned
+        ctx.client.ticker_price("BTCUSDT")

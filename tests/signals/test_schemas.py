@@ -132,6 +132,13 @@ def test_vp_is_accepted_on_usdm_with_case_insensitive_urgency() -> None:
     assert sig.payload()["execution"] == {"type": "vp", "urgency": "HIGH"}
 
 
+def test_vp_is_accepted_on_spot_too() -> None:
+    """Binance added spot VP (POST /sapi/v1/algo/spot/newOrderVp) on 2026-10-09."""
+    sig = parse(base(execution={"type": "vp", "urgency": "low", "limit_price": "64000"}))
+    assert sig.market is not None and sig.market.value == "spot"
+    assert sig.payload()["execution"] == {"type": "vp", "urgency": "LOW", "limit_price": "64000"}
+
+
 @pytest.mark.parametrize(
     ("overrides", "field", "fragment"),
     [
@@ -158,7 +165,6 @@ def test_vp_is_accepted_on_usdm_with_case_insensitive_urgency() -> None:
         ({"execution": {"type": "iceberg"}}, "execution.type", "market, limit, twap, vp"),
         ({"execution": {"price": "1"}}, "execution.type", "market, limit, twap, vp"),
         ({"execution": {"type": "limit", "price": "1", "tif": "GTC"}}, "execution.tif", "unknown"),
-        ({"execution": {"type": "vp", "urgency": "LOW"}}, "execution.type", "usdm futures only"),
         (
             {"symbol": "BTCUSDT.P", "execution": {"type": "vp", "urgency": "max"}},
             "execution.urgency",
