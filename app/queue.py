@@ -42,8 +42,14 @@ from app.outages import Component
 log = logging.getLogger(__name__)
 
 PROCESS_SIGNAL = "worker.jobs.process_signal"
-# Finished jobs are kept a day: while a job id exists, the same signal cannot be queued again.
-JOB_RESULT_TTL = 86_400
+# A finished signal job is deleted at once (its hash and its result): the database holds the
+# outcome, and a day of one key per signal piled up under bursts. Deleting it does not let a
+# signal run twice: once the job has run, the signal is past `received`/`queued` (or is left
+# to the sweeper's recovery), and the execution layer's claim makes one run of any two.
+JOB_RESULT_TTL = 0
+# A failed one is kept a week (RQ's default is a year), for an operator to read its traceback;
+# the sweeper treats a failed job and a vanished one alike.
+JOB_FAILURE_TTL = 7 * 86_400
 # How often the receiver re-adds its queue to RQ's `rq:queues` listing.
 REGISTER_EVERY = 60.0
 # A signal's job may reconcile several orders in doubt, each waiting up to
@@ -105,7 +111,8 @@ def enqueue_signals(
     An id whose job already exists counts as on the queue (it was enqueued before) while
     that job can still run; a job that has ended (finished, failed, stopped, canceled: e.g.
     a recovery run that found the lease refreshed and skipped) is deleted and enqueued
-    again, since RQ would otherwise keep refusing the id for ``JOB_RESULT_TTL``. A Redis
+    again, since RQ would otherwise keep refusing the id while the ended job's hash lasts
+    (``JOB_FAILURE_TTL`` for a failed one; a finished one is deleted at once). A Redis
     error stops the batch: the ids before it are returned with the error.
     ``register=False`` skips adding the queue to ``rq:queues`` (a listing for monitoring
     that workers do not need), for callers that did so recently.
@@ -124,6 +131,7 @@ def enqueue_signals(
                             args=(signal_id,),
                             job_id=jid,
                             result_ttl=JOB_RESULT_TTL,
+                            failure_ttl=JOB_FAILURE_TTL,
                             timeout=JOB_TIMEOUT,
                             unique=True,
                             pipeline=registration,
@@ -252,6 +260,7 @@ class Enqueuer:
             connection=self.queue.connection,
             serializer=self.queue.serializer,
             result_ttl=JOB_RESULT_TTL,
+            failure_ttl=JOB_FAILURE_TTL,
             status=JobStatus.QUEUED,
             origin=self.queue.name,
             timeout=JOB_TIMEOUT,
