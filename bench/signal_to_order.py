@@ -72,7 +72,7 @@ def fixed_costs(redis_url: str, paper_url: str, env: dict[str, str], samples: in
             t = time.perf_counter()
             http.get("/api/v3/ticker/price", params={"symbol": "BTCUSDT"}).raise_for_status()
             gets.append(time.perf_counter() - t)
-    settings = Settings(_env_file=None, binance_api_url=paper_url, binance_fapi_url=paper_url)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, binance_api_url=paper_url, binance_fapi_url=paper_url)
     client = BinanceClient(httpx.Client(timeout=10), settings)
     client.server_time()
     posts = []
