@@ -28,7 +28,7 @@ measures it (its ``drive`` is used). And the workers' resident memory, in total.
     .venv/bin/python bench/burst.py --latency 300 --burst 50 --rate 20 --seconds 10 --workers 2
     PACEKEEPER_WORKER_CONCURRENCY=8 .venv/bin/python bench/burst.py --database sqlite
 
-Bounded: about two minutes with the defaults (less when the workers keep up). Needs Redis
+Bounded: under three minutes with the defaults (about one when the workers keep up). Needs Redis
 on PACEKEEPER_REDIS_URL (default redis://127.0.0.1:6379/9); deletes the keys it made.
 """
 
@@ -285,8 +285,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--database", default="sqlite,postgresql",
                         help="for signal -> order: sqlite, postgresql or both")  # fmt: skip
-    parser.add_argument("--s2o-signals", type=int, default=100)
-    parser.add_argument("--drain", type=float, default=60.0,
+    parser.add_argument("--s2o-signals", type=int, default=60)
+    parser.add_argument("--drain", type=float, default=40.0,
                         help="longest wait for the last order of a scenario, s")  # fmt: skip
     args = parser.parse_args()
 
