@@ -238,12 +238,13 @@ class Enqueuer:
         if self._script_sha is None:
             self._script_sha = await self.redis.script_load(self.job_hash.script)
         register = time.monotonic() - self._registered_at >= REGISTER_EVERY
+        key_for, chunk = self.queue.job_class.key_for, SignalJobHash.CHUNK
         async with self.redis.pipeline(transaction=False) as pipe:
-            for signal_id in signal_ids:
-                key = self.queue.job_class.key_for(job_id(signal_id))
-                pipe.evalsha(
-                    self._script_sha, 2, key, self.queue.key, *self.job_hash.args(signal_id)
-                )
+            for start in range(0, len(signal_ids), chunk):
+                ids = signal_ids[start : start + chunk]
+                keys = [key_for(job_id(signal_id)) for signal_id in ids]
+                values = [value for sid in ids for value in self.job_hash.args(sid)]
+                pipe.evalsha(self._script_sha, 1 + len(keys), self.queue.key, *keys, *values)
             if register:
                 pipe.sadd(self.queue.redis_queues_keys, self.queue.key)
             try:
@@ -262,12 +263,14 @@ class SignalJobHash:
     arguments per signal cost a quarter of the receiver's CPU under load, yet all but four
     of the hash's values are the same for every signal job. So the hash is built once by RQ
     itself; its constant fields are written into a copy of RQ's script (check, save, push:
-    atomic, as ``rq.scripts.UNIQUE_ENQUEUE_SCRIPT``), and per signal only the job's data (its
-    arguments), description and timestamps are made again, the way RQ makes them
-    (tests/signals/test_outbox.py compares the hash with RQ's own).
+    atomic, as ``rq.scripts.UNIQUE_ENQUEUE_SCRIPT``) that takes many jobs per call, and per
+    signal only the job's data (its arguments), description and timestamps are made again,
+    the way RQ makes them (tests/signals/test_outbox.py compares the hash with RQ's own).
     """
 
     VARYING = ("created_at", "data", "description", "enqueued_at")
+    STRIDE = 1 + 2 * len(VARYING)  # script arguments per job: its id, then field/value pairs
+    CHUNK = 100  # jobs per script call: each call holds Redis for its length
 
     def __init__(self, queue: Queue) -> None:
         self.serializer = queue.serializer
@@ -277,15 +280,22 @@ class SignalJobHash:
             f"{_lua_string(key.encode())}, {_lua_string(_encoded(value))}"
             for key, value in fixed.items()
         )
+        varying = ", ".join(f"ARGV[a + {n}]" for n in range(2, 2 + 2 * len(self.VARYING)))
+        # Many jobs per call: one command and one reply per batch, not per signal.
         self.script = f"""
-            -- KEYS[1] = job key, KEYS[2] = queue key; ARGV[1] = job id,
-            -- ARGV[2+] = the varying fields and values
-            if redis.call("EXISTS", KEYS[1]) == 1 then
-                return 0
+            -- KEYS[1] = queue key, KEYS[2..] = job keys; for the job of KEYS[i], with
+            -- a = (i - 2) * {self.STRIDE}: ARGV[a + 1] = its id, then its varying fields
+            -- and values. A job whose key exists already is left alone (unique enqueue).
+            local pushed = 0
+            for i = 2, #KEYS do
+                local a = (i - 2) * {self.STRIDE}
+                if redis.call("EXISTS", KEYS[i]) == 0 then
+                    redis.call("HSET", KEYS[i], {literals}, {varying})
+                    redis.call("RPUSH", KEYS[1], ARGV[a + 1])
+                    pushed = pushed + 1
+                end
             end
-            redis.call("HSET", KEYS[1], {literals}, unpack(ARGV, 2))
-            redis.call("RPUSH", KEYS[2], ARGV[1])
-            return 1
+            return pushed
         """
 
     @staticmethod
@@ -307,7 +317,7 @@ class SignalJobHash:
         return job
 
     def args(self, signal_id: str) -> list[bytes | str]:
-        """The script's ARGV for ``signal_id``'s job, enqueued now."""
+        """The script's ARGV for ``signal_id``'s job (STRIDE values), enqueued now."""
         stamp = utcformat(rq_now()).encode()
         # As Job.data and Job.to_dict make it: (func, instance, args, kwargs), compressed.
         data = zlib.compress(self.serializer.dumps((PROCESS_SIGNAL, None, (signal_id,), {})))

@@ -282,19 +282,23 @@ def test_the_receivers_job_and_the_sweepers_enqueue_of_it_are_one_rq_job(
 def test_the_receivers_job_hash_is_the_one_rq_writes(
     queue: Any, redis_url: str, redis_conn: redis.Redis, job_keys: Any
 ) -> None:
-    signal_id = "0123456789abcdef0123456789abcdef"
+    signal_id, before, after = ("0123456789abcdef0123456789abcdef", "b" * 32, "c" * 32)
     key = Job.key_for(job_id(signal_id))
+    assert enqueue_signals(queue, [before]) == ([before], None)  # already there, by RQ
+    first = redis_conn.hgetall(Job.key_for(job_id(before)))
 
     async def receiver_side() -> None:
         enqueuer = intake_queue.Enqueuer(
             queue, intake_queue.connect_async(redis_url), lambda ids, **kw: None
         )
-        enqueuer.submit([signal_id])
+        enqueuer.submit([signal_id, before, after])  # one batch, one script call
         await enqueuer.close()
 
     asyncio.run(receiver_side())
+    # The existing job is left as it was and queued once; the two new ones follow.
+    assert queue.job_ids == [job_id(before), job_id(signal_id), job_id(after)]
+    assert redis_conn.hgetall(Job.key_for(job_id(before))) == first
     ours = redis_conn.hgetall(key)
-    assert queue.job_ids == [job_id(signal_id)]
     queue.remove(job_id(signal_id))
     redis_conn.delete(key)
     assert enqueue_signals(queue, [signal_id]) == ([signal_id], None)  # RQ's own enqueue
