@@ -286,7 +286,7 @@ def main() -> int:
     parser.add_argument("--database", default="sqlite,postgresql",
                         help="for signal -> order: sqlite, postgresql or both")  # fmt: skip
     parser.add_argument("--s2o-signals", type=int, default=60)
-    parser.add_argument("--drain", type=float, default=40.0,
+    parser.add_argument("--drain", type=float, default=30.0,
                         help="longest wait for the last order of a scenario, s")  # fmt: skip
     args = parser.parse_args()
 
