@@ -110,6 +110,8 @@ def parse_decimal(value: object) -> Decimal:
         raise PydanticCustomError("number", "must be smaller than 1e20")
     _, digits, exponent = number.as_tuple()
     assert isinstance(exponent, int)
+    if exponent >= -MAX_PLACES:  # the usual case: no need to count trailing zeros
+        return number
     trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
     if -(exponent + trailing_zeros) > MAX_PLACES:
         raise PydanticCustomError("number", "must have at most 18 decimal places")
