@@ -22,6 +22,13 @@ from typing import TYPE_CHECKING
 from app.paper.conditional import ConditionalBook
 from app.paper.errors import BinanceError, mandatory, no_such_order, unknown_order
 from app.paper.ledger import FUTURES_ORDER
+from app.paper.leverage import (
+    MARGIN_TYPES,
+    TOO_LARGE,
+    check_leverage,
+    leverage_answer,
+    max_notional,
+)
 from app.paper.numbers import ZERO, fmt, is_multiple, plain, round_down, round_up
 from app.paper.params import Params
 from app.paper.symbols import FUTURES_PERCENT_DOWN, FUTURES_PERCENT_UP, MAX_NUM_ORDERS, Lot
@@ -88,6 +95,9 @@ class FuturesBook:
         self.open: dict[str, dict[int, FuturesOrder]] = {s: {} for s in engine.specs}
         self.by_client: dict[tuple[str, str], int] = {}
         self.conditional = ConditionalBook(self)
+        # POST /fapi/v1/leverage and /fapi/v1/marginType, per symbol (app/paper/leverage.py)
+        self.leverage = {s: engine.settings.paper_leverage for s in engine.specs}
+        self.margin_type = {s: "cross" for s in engine.specs}
         # Binance may answer a MARKET order NEW, executed 0, under load, and fill it a moment
         # later; with this on (``POST /paper/futures-busy``) every MARKET order does: it is
         # accepted NEW and fills at the next price move.
@@ -110,18 +120,26 @@ class FuturesBook:
     def unrealized(self, position: Position) -> Decimal:
         return (self.engine.price(position.symbol) - position.entry) * position.amt
 
+    def within_cap(self, symbol: str, side: str, qty: Decimal, price: Decimal) -> bool:
+        """The position after the trade stays within its leverage bracket's notional cap."""
+        signed = qty if side == "BUY" else -qty
+        current = self.positions[symbol].amt
+        after = abs(current + signed)
+        return after <= abs(current) or after * price <= max_notional(symbol, self.leverage[symbol])
+
     def margin_ok(self, symbol: str, side: str, qty: Decimal, price: Decimal) -> bool:
         signed = qty if side == "BUY" else -qty
         current = self.positions[symbol].amt
         if abs(current + signed) <= abs(current):
             return True  # reducing exposure never needs margin
-        leverage = Decimal(self.engine.settings.paper_leverage)
+        if not self.within_cap(symbol, side, qty, price):
+            return False
         required = ZERO
         pnl = ZERO
         for position in self.positions.values():
             amt = position.amt + signed if position.symbol == symbol else position.amt
             mark = price if position.symbol == symbol else self.engine.price(position.symbol)
-            required += abs(amt) * mark / leverage
+            required += abs(amt) * mark / Decimal(self.leverage[position.symbol])
             pnl += self.unrealized(position)
         return required <= self.engine.futures_wallet.free("USDT") + pnl
 
@@ -155,6 +173,28 @@ class FuturesBook:
         self.engine.futures_wallet.credit("USDT", realized - fee)
         self.conditional.on_position(symbol)
         return fee
+
+    # /fapi/v1/leverage, /fapi/v1/marginType ---------------------------------------------
+
+    def set_leverage(self, p: Params) -> dict[str, object]:
+        symbol = self.engine.spec(p.text("symbol")).symbol
+        wanted = p.req_integer("leverage")
+        held = abs(self.positions[symbol].amt) * self.engine.price(symbol)
+        check_leverage(symbol, wanted, held)
+        self.leverage[symbol] = wanted
+        return leverage_answer(symbol, wanted)
+
+    def set_margin_type(self, p: Params) -> dict[str, object]:
+        symbol = self.engine.spec(p.text("symbol")).symbol
+        wanted = MARGIN_TYPES[p.req_enum("marginType", tuple(MARGIN_TYPES))]
+        if self.margin_type[symbol] == wanted:
+            raise BinanceError(-4046, "No need to change margin type.")
+        if self.positions[symbol].amt != 0:
+            raise BinanceError(-4048, "Margin type cannot be changed if there exists position.")
+        if self.open[symbol] or self.conditional.open[symbol]:
+            raise BinanceError(-4047, "Margin type cannot be changed if there exists open orders.")
+        self.margin_type[symbol] = wanted
+        return {"code": 200, "msg": "success"}
 
     # /fapi/v1/order -----------------------------------------------------------------------
 
@@ -204,6 +244,8 @@ class FuturesBook:
                 "Due to the order could not be executed as maker, "
                 "the Post Only order will be rejected.",
             )
+        if not reduce_only and not self.within_cap(spec.symbol, side, qty, price or last):
+            raise TOO_LARGE
         if not reduce_only and not self.margin_ok(spec.symbol, side, qty, price or last):
             raise MARGIN_SHORT
         order = FuturesOrder(

@@ -5,7 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 from app.paper.futures import FuturesBook, Position
-from app.paper.numbers import ZERO, fmt, fmt8
+from app.paper.leverage import max_notional
+from app.paper.numbers import ZERO, fmt, fmt8, plain
 from app.paper.params import Params
 
 
@@ -24,7 +25,7 @@ def position_rows(book: FuturesBook, p: Params, version: int) -> list[dict[str, 
 def render_position(book: FuturesBook, pos: Position, version: int) -> dict[str, object]:
     lot = book.lot(pos.symbol)
     mark = book.engine.price(pos.symbol)
-    leverage = Decimal(book.engine.settings.paper_leverage)
+    leverage = Decimal(book.leverage[pos.symbol])
     notional = pos.amt * mark
     common: dict[str, object] = {
         "symbol": pos.symbol,
@@ -57,9 +58,9 @@ def render_position(book: FuturesBook, pos: Position, version: int) -> dict[str,
     else:
         common.update(
             {
-                "leverage": str(book.engine.settings.paper_leverage),
-                "maxNotionalValue": "20000000",
-                "marginType": "cross",
+                "leverage": str(book.leverage[pos.symbol]),
+                "maxNotionalValue": plain(max_notional(pos.symbol, book.leverage[pos.symbol])),
+                "marginType": book.margin_type[pos.symbol],
                 "isAutoAddMargin": "false",
             }
         )
@@ -69,10 +70,9 @@ def render_position(book: FuturesBook, pos: Position, version: int) -> dict[str,
 def balances(book: FuturesBook) -> list[dict[str, object]]:
     wallet = book.engine.futures_wallet
     pnl = sum((book.unrealized(pos) for pos in book.positions.values()), ZERO)
-    leverage = Decimal(book.engine.settings.paper_leverage)
     used = sum(
         (
-            abs(pos.amt) * book.engine.price(pos.symbol) / leverage
+            abs(pos.amt) * book.engine.price(pos.symbol) / Decimal(book.leverage[pos.symbol])
             for pos in book.positions.values()
         ),
         ZERO,
