@@ -11,8 +11,16 @@ from __future__ import annotations
 from decimal import Decimal
 
 from app.exchange.errors import Rejected
-from app.exchange.models import ConditionalCancelled, ConditionalOrder, FuturesOrder, Position
+from app.exchange.models import (
+    ConditionalCancelled,
+    ConditionalOrder,
+    FuturesOrder,
+    Position,
+    SymbolBrackets,
+)
 from app.exchange.session import BinanceSession, parse, parse_list
+
+NO_NEED_TO_CHANGE_MARGIN_TYPE = -4046
 
 
 def _one_id(order_id: int | None, client_id: str | None) -> None:
@@ -160,3 +168,28 @@ class FuturesOrders(BinanceSession):
         path = "/fapi/v2/positionRisk"
         body = self.call("GET", path, {"symbol": symbol}, signed=True)
         return parse_list(Position, body, method="GET", path=path)
+
+    def leverage_brackets(self, symbol: str) -> SymbolBrackets:
+        """GET /fapi/v1/leverageBracket for one symbol (an object when a symbol is sent)."""
+        path = "/fapi/v1/leverageBracket"
+        body = self.call("GET", path, {"symbol": symbol}, signed=True)
+        if isinstance(body, list):  # some deployments answer a one-row list
+            body = next((row for row in body if row.get("symbol") == symbol), None)
+        return parse(SymbolBrackets, body, method="GET", path=path)
+
+    def change_leverage(self, symbol: str, leverage: int) -> None:
+        """POST /fapi/v1/leverage: the initial leverage of ``symbol``."""
+        params = {"symbol": symbol, "leverage": leverage}
+        self.call("POST", "/fapi/v1/leverage", params, signed=True)
+
+    def change_margin_type(self, symbol: str, margin_type: str) -> None:
+        """POST /fapi/v1/marginType, ``isolated`` or ``cross``; "no need to change" (-4046) is
+        success: the symbol already has it."""
+        wanted = "ISOLATED" if margin_type == "isolated" else "CROSSED"
+        try:
+            self.call(
+                "POST", "/fapi/v1/marginType", {"symbol": symbol, "marginType": wanted}, signed=True
+            )
+        except Rejected as exc:
+            if exc.code != NO_NEED_TO_CHANGE_MARGIN_TYPE:
+                raise

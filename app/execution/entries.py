@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from app.controls import current_halt
 from app.db import session_scope
 from app.exchange.filters import AlgoLimits, SymbolRules
-from app.execution import book, guards
+from app.execution import book, guards, leverage
 from app.execution.brackets import current_price
 from app.execution.claims import Claim, heartbeat
 from app.execution.context import ExecContext
@@ -127,11 +127,14 @@ def _plan_and_write(ctx: ExecContext, claim: Claim, signal: Signal) -> Order:
             reason = _opposite(session, symbol, plan.intents[0].side)
         if reason is not None:
             raise Refused(reason)
+        # Leverage and margin type are set before the entry exists (refused: nothing sent).
+        settled = leverage.settle(ctx, signal, _notional(signal, plan, price))
         # No entry row yet, so no position either: both are written in this transaction.
         position = Position(
             strategy=strategy, market=market, symbol=symbol, side=plan.intents[0].side,
             quantity=Decimal(0), opened_by=claim.signal_id,
             pending_bracket=plan.levels.to_json() or None,
+            leverage=settled.leverage, margin_type=settled.margin_type,
         )  # fmt: skip
         session.add(position)
         session.flush()
