@@ -163,3 +163,15 @@ def change_leverage(p: Signed, paper: Paper) -> Response:
 def change_margin_type(p: Signed, paper: Paper) -> Response:
     with paper.engine.session() as engine:
         return JSONResponse(engine.futures.set_margin_type(p))
+
+
+@router.get("/fapi/v1/positionSide/dual")
+def position_mode(p: Signed, paper: Paper) -> Response:
+    with paper.engine.session() as engine:
+        return JSONResponse({"dualSidePosition": engine.futures.dual})
+
+
+@router.post("/fapi/v1/positionSide/dual")
+def change_position_mode(p: Signed, paper: Paper) -> Response:
+    with paper.engine.session() as engine:
+        return JSONResponse(engine.futures.set_dual(p))
