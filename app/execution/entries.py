@@ -107,6 +107,7 @@ def _plan_and_write(ctx: ExecContext, claim: Claim, signal: Signal) -> Order:
     algo = execution.type if isinstance(execution, TwapExecution | VpExecution) else None
     open_count = open_algos(ctx, market, algo) if algo else 0
     strategy = book.strategy_of(signal.strategy)
+    hedge = market == "usdm" and ctx.client.dual_side()
     with session_scope(ctx.sessions) as session:
         book.lock_key(session, strategy, market, symbol)
         heartbeat(session, claim)
@@ -123,7 +124,8 @@ def _plan_and_write(ctx: ExecContext, claim: Claim, signal: Signal) -> Order:
             live_entry=book.live_entry(session, strategy, market, symbol, exclude=claim.signal_id),
         )  # fmt: skip
         reason = guards.evaluate(facts, ctx.settings)
-        if reason is None and market == "usdm":
+        if reason is None and market == "usdm" and not hedge:
+            # In hedge mode a long and a short of one symbol are separate positions.
             reason = _opposite(session, symbol, plan.intents[0].side)
         if reason is not None:
             raise Refused(reason)
