@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from app.controls import current_halt
 from app.db import session_scope
 from app.exchange.filters import AlgoLimits, SymbolRules
-from app.execution import book, guards, leverage
+from app.execution import book, guards, leverage, venue
 from app.execution.brackets import current_price
 from app.execution.claims import Claim, heartbeat
 from app.execution.context import ExecContext
@@ -107,7 +107,7 @@ def _plan_and_write(ctx: ExecContext, claim: Claim, signal: Signal) -> Order:
     algo = execution.type if isinstance(execution, TwapExecution | VpExecution) else None
     open_count = open_algos(ctx, market, algo) if algo else 0
     strategy = book.strategy_of(signal.strategy)
-    hedge = market == "usdm" and ctx.client.dual_side()
+    hedge = market == "usdm" and venue.position_mode(ctx.client)
     with session_scope(ctx.sessions) as session:
         book.lock_key(session, strategy, market, symbol)
         heartbeat(session, claim)

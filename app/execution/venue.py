@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.exchange import models as m
 from app.exchange.client import BinanceClient
-from app.exchange.errors import ExchangeError, Rejected
+from app.exchange.errors import ExchangeError, Rejected, Temporary, UnknownOutcome
 from app.exchange.futures import POSITION_SIDE_MISMATCH
 from app.exchange.orders import OcoLeg
 from app.execution.positions import (
@@ -98,17 +98,25 @@ def submit(client: BinanceClient, order: Order) -> Answer:
     read again and, if it did change, the request is sent once more in the new mode."""
     if order.market != "usdm":
         return _submit(client, order)
-    mode = client.dual_side()
+    mode = position_mode(client)
     try:
         return _submit(client, order)
     except Rejected as exc:
         if exc.code != POSITION_SIDE_MISMATCH:
             raise
         client.forget_position_mode()
-        if client.dual_side() == mode:
+        if position_mode(client) == mode:
             raise
         log.warning("position mode changed to %s: resending", "hedge" if not mode else "one-way")
         return _submit(client, order)
+
+
+def position_mode(client: BinanceClient) -> bool:
+    """The position mode, read before anything is sent: a read that failed is temporary."""
+    try:
+        return client.dual_side()
+    except UnknownOutcome as exc:
+        raise Temporary(f"the position mode could not be read: {exc.msg}") from None
 
 
 def _submit(client: BinanceClient, order: Order) -> Answer:

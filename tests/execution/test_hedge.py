@@ -13,6 +13,7 @@ from app.models import Order
 from tests.execution.conftest import (
     MakeContext,
     Paper,
+    fault,
     ledger,
     orders,
     positions,
@@ -116,3 +117,20 @@ def test_one_way_mode_still_refuses_an_opposite_entry(
     )
     outcome = run(ctx, submit(ctx, symbol="BTCUSDT.P", side="sell", quantity="0.1"))
     assert outcome.status == "refused" and "one-way" in (outcome.reason or "")
+
+
+def test_an_unreadable_position_mode_defers_the_entry_with_nothing_sent(
+    ctx: ExecContext, control: httpx.Client
+) -> None:
+    fault(control, action="fail_before", path="/fapi/v1/positionSide/dual", method="GET")
+    sid = submit(ctx, symbol="BTCUSDT.P", quantity="0.1")
+
+    outcome = run(ctx, sid)
+
+    assert outcome.status not in ("done", "failed", "refused"), outcome
+    assert outcome.retry_in is not None
+    assert ledger(control) == [] and orders(ctx, sid) == []
+    control.delete("/faults").raise_for_status()
+    again = run(ctx, sid)
+    assert again.status == "done", again.reason
+    assert [e["side"] for e in ledger(control, kind="futures_order")] == ["BUY"]
