@@ -17,7 +17,7 @@ import logging
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from pydantic import AfterValidator, BeforeValidator
@@ -42,6 +42,7 @@ from app.api.schemas import (
     OrderWithFills,
     PaceOut,
     PolicyOut,
+    PositionPage,
     SignalDetail,
     SignalOut,
     SignalPage,
@@ -52,7 +53,7 @@ from app.exchange import AlreadyDone, BinanceClient, ExchangeError
 from app.exchange.algos import AlgoMarket
 from app.execution.quality import measure
 from app.metrics import ALGO_KINDS
-from app.models import Event, Order, OrderStatus, Signal, SignalStatus, utcnow
+from app.models import Event, Order, OrderStatus, Position, Signal, SignalStatus, utcnow
 from app.monitoring import verdicts
 from app.signals.schemas import Action, Market
 from app.status import MONITOR, AlgoPace, fill_paths, recent_algos, working_algos, working_ids
@@ -209,6 +210,33 @@ def list_orders(
         query = query.where(Order.created_at < until)
     if cursor is not None and int(cursor) <= MAX_ROW_ID:  # a larger one is past every id
         query = query.where(Order.id < int(cursor))
+    rows = list(session.scalars(query))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"items": rows, "next_cursor": str(rows[-1].id) if more else None}
+
+
+@router.get("/positions", response_model=PositionPage, summary="Positions, newest first")
+def list_positions(
+    session: ReadSessionDep,
+    status: Annotated[Literal["open", "closed"] | None, Query()] = None,
+    market: Market | None = None,
+    symbol: SymbolFilter | None = None,
+    strategy: Text | None = None,
+    limit: Limit = 50,
+    cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")] = None,
+) -> dict[str, Any]:
+    query = select(Position).order_by(Position.id.desc()).limit(limit + 1)
+    for column, value in (
+        (Position.status, status),
+        (Position.market, market),
+        (Position.symbol, symbol and symbol.upper()),
+        (Position.strategy, strategy),
+    ):
+        if value:
+            query = query.where(column == value)
+    if cursor is not None and int(cursor) <= MAX_ROW_ID:  # a larger one is past every id
+        query = query.where(Position.id < int(cursor))
     rows = list(session.scalars(query))
     more = len(rows) > limit
     rows = rows[:limit]

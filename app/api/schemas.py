@@ -145,6 +145,30 @@ class SignalPage(BaseModel):
     next_cursor: str | None = Field(description="pass as `cursor` for the next (older) page")
 
 
+class PositionOut(_Out):
+    id: int
+    strategy: str
+    market: str
+    symbol: str
+    side: str = Field(description="BUY opened a long, SELL a short")
+    status: str
+    quantity: DecimalStr
+    entry_avg_price: DecimalStr | None
+    exit_quantity: DecimalStr
+    realized_pnl: DecimalStr | None
+    leverage: int | None = Field(description="usdm: the leverage the entry set (or found)")
+    margin_type: str | None = Field(description="usdm: isolated or cross")
+    bracket_note: str | None
+    opened_by: str | None
+    opened_at: Time
+    closed_at: Time | None
+
+
+class PositionPage(BaseModel):
+    items: list[PositionOut]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next (older) page")
+
+
 class OrderPage(BaseModel):
     items: list[OrderOut]
     next_cursor: str | None = Field(description="pass as `cursor` for the next (older) page")

@@ -94,6 +94,7 @@ WEIGHTS: dict[tuple[str, str], int] = {
     ("DELETE", "/fapi/v1/algoOrder"): 1,
     ("GET", "/fapi/v1/openAlgoOrders"): 1,  # 40 without a symbol
     ("GET", "/fapi/v2/positionRisk"): 5,
+    ("GET", "/fapi/v1/positionSide/dual"): 30,
     ("GET", "/fapi/v3/positionRisk"): 5,
 }
 WITHOUT_SYMBOL = {

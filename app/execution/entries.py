@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from app.controls import current_halt
 from app.db import session_scope
 from app.exchange.filters import AlgoLimits, SymbolRules
-from app.execution import book, guards
+from app.execution import book, guards, leverage, venue
 from app.execution.brackets import current_price
 from app.execution.claims import Claim, heartbeat
 from app.execution.context import ExecContext
@@ -118,6 +118,7 @@ def _plan_and_write(ctx: ExecContext, claim: Claim, signal: Signal) -> Order:
     )  # fmt: skip
     open_count, open_spot = open_algo_counts(ctx, market, algo) if algo else (0, 0)
     strategy = book.strategy_of(signal.strategy)
+    hedge = market == "usdm" and venue.position_mode(ctx.client)
     with session_scope(ctx.sessions) as session:
         book.lock_key(session, strategy, market, symbol)
         heartbeat(session, claim)
@@ -135,15 +136,19 @@ def _plan_and_write(ctx: ExecContext, claim: Claim, signal: Signal) -> Order:
             live_entry=book.live_entry(session, strategy, market, symbol, exclude=claim.signal_id),
         )  # fmt: skip
         reason = guards.evaluate(facts, ctx.settings)
-        if reason is None and market == "usdm":
+        if reason is None and market == "usdm" and not hedge:
+            # In hedge mode a long and a short of one symbol are separate positions.
             reason = _opposite(session, symbol, plan.intents[0].side)
         if reason is not None:
             raise Refused(reason)
+        # Leverage and margin type are set before the entry exists (refused: nothing sent).
+        settled = leverage.settle(ctx, signal, _notional(signal, plan, price))
         # No entry row yet, so no position either: both are written in this transaction.
         position = Position(
             strategy=strategy, market=market, symbol=symbol, side=plan.intents[0].side,
             quantity=Decimal(0), opened_by=claim.signal_id,
             pending_bracket=plan.levels.to_json() or None,
+            leverage=settled.leverage, margin_type=settled.margin_type,
         )  # fmt: skip
         session.add(position)
         session.flush()

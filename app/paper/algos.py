@@ -31,8 +31,9 @@ algo in ``openOrders`` shows nothing executed (``executedQty``, ``executedAmt`` 
 Statuses: ``WORKING``; ``FINISHED`` once a TWAP's last child went out (all executed, or what
 the limit price allowed) or a VP has executed everything; ``CANCELLED`` (double L) after
 ``DELETE``; ``EXPIRED`` when Binance's post-acceptance checks fail at the first child or later
-(balance or margin short, ``reduceOnly`` that would open, ``positionSide`` other than BOTH in
-one-way mode). Placing answers only ``clientAlgoId``/``success``/``code``/``msg``.
+(balance or margin short, ``reduceOnly`` that would open, a ``positionSide`` that does not
+match the account's position mode, ``reduceOnly`` in hedge mode). Placing answers only
+``clientAlgoId``/``success``/``code``/``msg``.
 Notional bounds: TWAP ``twap_min_notional`` to ``twap_max_notional_spot``/``_usdm``, VP
 ``vp_min_notional`` to ``vp_max_notional`` (-20204 outside them), all in USDT: the notional of
 a symbol quoted in another asset (ETHBTC) is converted at that asset's USDT price (BTCUSDT).
@@ -325,11 +326,12 @@ class AlgoBook:
                 return wallet.free(spec.base) >= algo.total_qty
             return wallet.free(spec.quote) >= algo.total_qty * (algo.limit_price or price)
         futures = self.engine.futures
-        if algo.position_side != "BOTH":
-            return False
-        if algo.reduce_only:
-            return futures.reducible(algo.symbol, algo.side) > 0
-        return futures.margin_ok(algo.symbol, algo.side, algo.total_qty, price)
+        ps = algo.position_side
+        if (ps != "BOTH") != futures.dual or (futures.dual and algo.reduce_only):
+            return False  # accepted, then expired: the position mode does not match
+        if algo.reduce_only or futures.closes(ps, algo.side):
+            return futures.reducible(algo.symbol, algo.side, ps) > 0
+        return futures.margin_ok(algo.symbol, algo.side, algo.total_qty, price, ps)
 
     def _child(
         self, algo: Algo, spec: SymbolSpec, lot: Lot, qty: Decimal, price: Decimal, due: int
@@ -342,13 +344,15 @@ class AlgoBook:
             if executed > 0 and algo.market == SPOT:
                 fee, fee_asset = self._spot_trade(algo, spec, executed, price)
             elif executed > 0:
-                if algo.reduce_only:
-                    executed = min(executed, engine.futures.reducible(algo.symbol, algo.side))
+                ps = algo.position_side
+                if algo.reduce_only or engine.futures.closes(ps, algo.side):
+                    executed = min(executed, engine.futures.reducible(algo.symbol, algo.side, ps))
                     if executed <= 0:
                         raise BinanceError(-2022, "ReduceOnly Order is rejected.")
                 fee = engine.futures.execute(
-                    algo.symbol, algo.side, executed, price, reduce_only=algo.reduce_only
-                )
+                    algo.symbol, algo.side, executed, price, reduce_only=algo.reduce_only,
+                    position_side=ps,
+                )  # fmt: skip
         except BinanceError:
             self._end(algo, "EXPIRED")
             return False

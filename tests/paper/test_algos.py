@@ -269,6 +269,41 @@ def test_futures_twap_builds_a_position(bn: BinanceTestClient, clock: ManualCloc
     assert bn.ledger(kind="futures_twap")[0]["client_id"] == "pk-ft"
 
 
+def test_hedge_mode_twaps_act_on_their_side_and_a_mismatch_expires(
+    bn: BinanceTestClient, clock: ManualClock
+) -> None:
+    bn.ok("POST", "/fapi/v1/positionSide/dual", {"dualSidePosition": "true"})
+    base = {"symbol": "ETHUSDT", "quantity": "1", "duration": 10}
+    # Binance accepts what does not match the mode, then the algo expires.
+    bn.ok("POST", f"{FUT}/newOrderTwap", {**base, "side": "BUY", "clientAlgoId": "pk-both"})
+    bn.ok("POST", f"{FUT}/newOrderTwap", {
+        **base, "side": "SELL", "positionSide": "SHORT", "clientAlgoId": "pk-short",
+    })  # fmt: skip
+    bn.ok("POST", f"{FUT}/newOrderTwap", {
+        **base, "side": "BUY", "positionSide": "LONG", "quantity": "2", "clientAlgoId": "pk-long",
+    })  # fmt: skip
+    clock.advance(11)
+    assert find(bn, "pk-both", FUT)["algoStatus"] == "EXPIRED"
+    short = find(bn, "pk-short", FUT)
+    assert short["algoStatus"] == "FINISHED" and short["positionSide"] == "SHORT"
+    assert find(bn, "pk-long", FUT)["algoStatus"] == "FINISHED"
+    rows = bn.ok("GET", "/fapi/v2/positionRisk", {"symbol": "ETHUSDT"})
+    assert {r["positionSide"]: D(r["positionAmt"]) for r in rows} == {"LONG": 2, "SHORT": -1}
+    # A close on the LONG reduces it only; reduceOnly in hedge mode expires the algo.
+    bn.ok("POST", f"{FUT}/newOrderTwap", {
+        **base, "side": "SELL", "positionSide": "LONG", "clientAlgoId": "pk-close",
+    })  # fmt: skip
+    bn.ok("POST", f"{FUT}/newOrderTwap", {
+        **base, "side": "BUY", "positionSide": "SHORT", "reduceOnly": "true",
+        "clientAlgoId": "pk-ro",
+    })  # fmt: skip
+    clock.advance(11)
+    assert find(bn, "pk-close", FUT)["algoStatus"] == "FINISHED"
+    assert find(bn, "pk-ro", FUT)["algoStatus"] == "EXPIRED"
+    rows = bn.ok("GET", "/fapi/v2/positionRisk", {"symbol": "ETHUSDT"})
+    assert {r["positionSide"]: D(r["positionAmt"]) for r in rows} == {"LONG": 1, "SHORT": -1}
+
+
 def test_reduce_only_twap_that_would_open_expires(
     bn: BinanceTestClient, clock: ManualClock
 ) -> None:
