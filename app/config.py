@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     # abandoned jobs (a worker killed mid-job) are looked for this often.
     worker_ttl: int = Field(60, ge=15)
     worker_maintenance_interval: int = Field(30, ge=5)
+    # Jobs one worker process runs at once (threads): a burst of 50 alerts goes out together.
+    # Each job spends most of its time waiting for the exchange, so threads are cheap here.
+    worker_concurrency: int = Field(50, ge=1, le=500)
 
     # Exchange
     binance_api_url: str = PAPER_URL
@@ -136,6 +139,13 @@ class Settings(BaseSettings):
     # Claims of one signal (first run, retries after temporary errors, take-overs) before
     # it ends `failed` rather than being tried later still.
     execution_max_attempts: int = Field(6, ge=1, le=100)
+    # Seconds a signal's job waits, on its thread, for an earlier signal of the same strategy
+    # and symbol to settle (``app.execution.turns``) before it is put back for a later run.
+    turn_patience: float = Field(5.0, ge=0, le=60, description="seconds")
+    # Seconds a signal's job looks up an order in doubt before it parks it and runs again
+    # when the next look-up is due (``app.execution.placement``): no thread waits out the
+    # read-after-write window.
+    doubt_patience: float = Field(2.0, ge=0, le=120, description="seconds")
     # Binance's read-after-write lag: an order may answer "does not exist" for a while after
     # it executed (20-60 s measured). After a request can no longer take effect (its
     # timestamp + recvWindow, or the in-flight horizon) and after the first look-up, an order
@@ -149,6 +159,9 @@ class Settings(BaseSettings):
     monitor_interval: float = Field(5.0, gt=0)
     sweep_interval: float = Field(10.0, gt=0)
     reconcile_interval: float = Field(300.0, gt=0)
+    # Seconds between runs that record the execution quality (VWAP from klines, slippage)
+    # of the signals whose execution has ended (``app.execution.quality``).
+    quality_interval: float = Field(30.0, gt=0)
     # Exchange reads one monitor cycle runs at once (threads sharing the HTTP client, which
     # keeps 20 connections alive): over a 50 ms link, n reads take about n x 50 ms / this.
     monitor_concurrency: int = Field(16, ge=1, le=64)
@@ -271,6 +284,13 @@ class Settings(BaseSettings):
         if self.webhook_secret_previous is not None:
             secrets.append(self.webhook_secret_previous.get_secret_value())
         return [s.encode() for s in secrets if s]
+
+    @property
+    def monitor_queue_name(self) -> str:
+        """The queue of the monitor's periodic jobs (cycles, reconciliation, the intake
+        sweep), which workers take before any signal: a backlog of signals cannot delay a
+        pace cancel or a bracket."""
+        return f"{self.queue_name}-monitor"
 
     @property
     def notify_queue_name(self) -> str:

@@ -14,7 +14,9 @@
     └── ServiceUnavailable   503  the database is down: nothing was accepted, send again
 
 Every error body is ``{"error": <code>, "message": <text>}``, except 422, whose body is
-``{"errors": [{"field", "value", "message"}, ...]}``.
+``{"errors": [{"field", "value", "message"}, ...]}``. The OpenAPI document declares them with
+:func:`responses`; a path no route has (404) or a method it does not take (405, with an
+``Allow`` header listing every method the path takes) answers in the same shape.
 """
 
 from __future__ import annotations
@@ -26,11 +28,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +178,13 @@ def from_pydantic(errors: Iterable[dict[str, Any]], *, skip: int = 0) -> list[Fi
     out = []
     for err in errors:
         loc = [str(part) for part in err.get("loc", ())][skip:]
+        if err.get("type") == "json_invalid":
+            # FastAPI puts the character position where the field goes, and the body itself
+            # (which may hold a secret) in the input: name the body, echo nothing.
+            detail = (err.get("ctx") or {}).get("error", "")
+            where = f" (character {loc[0]})" if loc else ""
+            out.append(FieldError("body", None, f"not valid JSON: {detail}{where}"))
+            continue
         out.append(FieldError(".".join(loc) or "body", err.get("input"), err.get("msg", "")))
     return out
 
@@ -188,6 +201,101 @@ async def handle_app_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers or None)
 
 
+# The methods a 405 looks for; the routes say which of them the path takes.
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes at this path (Starlette's own 405 names one route's)."""
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
+
+
+async def handle_http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own answers (no such path, method not allowed) in the shape of ours."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+        # FastAPI's 400 for a JSON body that is not UTF-8: invalid input like any other.
+        invalid = InvalidInput([FieldError("body", None, "not valid JSON: not UTF-8")])
+        return await handle_app_error(request, invalid)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    try:
+        code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
+    except ValueError:
+        code = "error"
+    body = {"error": code, "message": str(exc.detail).lower()}
+    return JSONResponse(body, status_code=exc.status_code, headers=headers or None)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(AppError, handle_app_error)
     app.add_exception_handler(RequestValidationError, handle_app_error)
+    app.add_exception_handler(HTTPException, handle_http_error)
+
+
+# ---- the error bodies, for the OpenAPI document ------------------------------------------
+
+
+class ErrorBody(BaseModel):
+    """Every error but 422; a 409 on the webhook also names the first signal (``signal_id``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    error: str = Field(description="a stable code, e.g. not_found")
+    message: str
+
+
+class FieldErrorBody(BaseModel):
+    field: str = Field(min_length=1, description="dotted path of the offending field, or body")
+    value: JsonValue = Field(description="the offending value, cut to 200 characters")
+    message: str
+
+
+class InvalidBody(BaseModel):
+    """422: every problem found, each naming its field."""
+
+    errors: list[FieldErrorBody] = Field(min_length=1)
+
+
+_DESCRIPTIONS = {
+    401: "Authentication failed (the answer does not say which check)",
+    404: "Not found",
+    408: "The body did not arrive within the body deadline",
+    409: "Conflict",
+    413: "Body too large",
+    415: "Not application/json or text/plain",
+    422: 'Invalid input: `{"errors": [{"field", "value", "message"}]}`, every problem found',
+    429: "Over this sender's rate; `Retry-After` says when to resume",
+    502: "The exchange did not confirm; nothing changed here, so retrying is safe",
+    503: "Temporarily unavailable; nothing was accepted, send again",
+}
+
+
+def responses(
+    *codes: int, descriptions: dict[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error codes, each with its body's schema; ``descriptions``
+    replaces the generic text of some codes."""
+    texts = {**_DESCRIPTIONS, **(descriptions or {})}
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        entry: dict[str, Any] = {
+            "model": InvalidBody if code == 422 else ErrorBody,
+            "description": texts[code],
+        }
+        if code == 429:
+            entry["headers"] = {
+                "Retry-After": {
+                    "description": "seconds to wait before sending again",
+                    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                    "required": True,
+                }
+            }
+        out[code] = entry
+    return out

@@ -36,9 +36,10 @@ log = logging.getLogger(__name__)
 
 
 class JsonCronJob(CronJob):
-    """Enqueued at the front of the queue: a monitor cycle (and a sweep) waiting behind a
-    backlog of signals would leave fills unprotected and the monitor stale for as long as
-    the backlog lasts; it runs as soon as a worker is free instead."""
+    """Enqueued at the front of its queue. The monitor's jobs have a queue of their own,
+    which every worker takes before the signals' (``queue_of``): a monitor cycle waiting
+    behind a backlog of signals would leave fills unprotected and the monitor stale for as
+    long as the backlog lasts; it runs as soon as a worker has a free slot instead."""
 
     def enqueue(self, connection: Redis) -> Job:
         if self.func is None:  # pragma: no cover - only for monitoring-only instances
@@ -77,7 +78,8 @@ class JsonCronScheduler(CronScheduler):
 
 
 # Jobs on the notification queue, which workers take only when the signals' queue is empty:
-# a slow or failing notifier can never make a signal wait in the queue behind it.
+# a slow or failing notifier can never make a signal wait in the queue behind it. Every
+# other periodic job is the monitor's, on the monitor queue, taken before any signal.
 NOTIFY_JOBS = frozenset({"worker.jobs.deliver_notifications", "worker.jobs.watch_components"})
 
 
@@ -87,6 +89,7 @@ def periodic_jobs(settings: Settings) -> list[tuple[str, float]]:
         ("worker.jobs.monitor_algos", settings.monitor_interval),
         ("worker.jobs.sweep_intake", settings.sweep_interval),
         ("worker.jobs.reconcile", settings.reconcile_interval),
+        ("worker.jobs.record_quality", settings.quality_interval),
         ("worker.jobs.deliver_notifications", settings.notify_interval),
         ("worker.jobs.watch_components", settings.component_check_interval),
     ]
@@ -94,7 +97,7 @@ def periodic_jobs(settings: Settings) -> list[tuple[str, float]]:
 
 def queue_of(path: str, settings: Settings) -> str:
     """The queue a periodic job is enqueued on."""
-    return settings.notify_queue_name if path in NOTIFY_JOBS else settings.queue_name
+    return settings.notify_queue_name if path in NOTIFY_JOBS else settings.monitor_queue_name
 
 
 def build_scheduler(settings: Settings, connection: Redis) -> JsonCronScheduler:

@@ -39,7 +39,9 @@ def process_signal(signal_id: str) -> dict[str, Any] | Retry:
     from app.signals.refusals import refuse_rejected, rejection_reason
     from worker.resources import resources
 
-    ctx = resources().exec_context()
+    res = resources()
+    # An order in doubt is parked, not waited for: this thread is free for the next signal.
+    ctx = res.exec_context(doubt_patience=res.settings.doubt_patience)
     try:
         outcome = execute(ctx, signal_id)
     except Rejected as exc:
@@ -73,6 +75,15 @@ def reconcile() -> dict[str, Any]:
     from worker.resources import resources
 
     return reconcile_with_exchange(resources().exec_context()).as_dict()
+
+
+def record_quality() -> dict[str, Any]:
+    """Periodic: the execution quality of signals whose execution has ended
+    (``app.execution.quality``: VWAP over the window from klines, slippage, fees, delays)."""
+    from app.execution.quality import record_due
+    from worker.resources import resources
+
+    return {"recorded": record_due(resources().exec_context())}
 
 
 def deliver_notifications() -> dict[str, Any]:

@@ -1,13 +1,24 @@
-"""``pacekeeper worker``: an RQ worker that runs signal and monitor jobs, then notifications,
-through outages.
+"""``pacekeeper worker``: an RQ worker that runs monitor jobs first, then signal jobs, then
+notifications, many at once, through outages.
 
-The worker class is :class:`rq.SimpleWorker`: jobs run in the worker process itself, with
-no ``fork()`` per job. A fork costs milliseconds on every signal and throws away the
-per-process resources (database pool, Redis connection, the exchange client's kept-alive
-HTTPS connections and cached exchangeInfo) that make a job fast. The price is that a job
-which kills the process kills the worker; the job is then recovered like any abandoned job
-(RQ's StartedJobRegistry cleanup, and the intake sweeper for its signal), and its orders
-are protected by client-id reconciliation, so nothing is placed twice.
+The worker class is based on :class:`rq.SimpleWorker`: jobs run in the worker process
+itself, with no ``fork()`` per job. A fork costs milliseconds on every signal and throws
+away the per-process resources (database pool, Redis connection, the exchange client's
+kept-alive HTTPS connections and cached exchangeInfo) that make a job fast. The price is
+that a job which kills the process kills the worker; the job is then recovered like any
+abandoned job (RQ's StartedJobRegistry cleanup, and the intake sweeper for its signal), and
+its orders are protected by client-id reconciliation, so nothing is placed twice.
+
+Jobs run on a pool of ``PACEKEEPER_WORKER_CONCURRENCY`` threads (50 by default: a burst of
+50 alerts goes out together). A job spends nearly all its time waiting for the exchange,
+so threads cost little beside a process each. The main thread takes a job from Redis only
+when a thread is free for it, so what a worker holds is always running; RQ's per-job
+bookkeeping (executions, StartedJobRegistry) already allows several jobs per worker. What
+may not run side by side is decided by the jobs, not the worker: two runs of one signal
+by its claim (``app.execution.claims``), a signal and an earlier one of the same strategy
+and symbol by its turn (``app.execution.turns``), two monitor cycles by the monitor lock.
+A job's time limit is a timer (:class:`rq.timeouts.TimerDeathPenalty`): SIGALRM reaches
+only the main thread.
 
 RQ's own work loop gives up ("quitting") on most Redis errors: one after a job when Redis
 has gone. :func:`run_worker` does not: it waits for Redis (capped backoff, one log line
@@ -23,7 +34,10 @@ the job under way finishes first), or a missing setting (exit code 78).
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from types import FrameType, TracebackType
 from typing import Any
@@ -33,6 +47,8 @@ from rq import Queue, SimpleWorker
 from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.serializers import JSONSerializer
+from rq.timeouts import TimerDeathPenalty
+from rq.worker import WorkerStatus
 
 from app.config import Settings, get_settings
 from app.outages import (
@@ -58,6 +74,8 @@ LISTENER_STOP_WAIT = 5.0
 PUBSUB_WAKE = 1.0
 # A worker that ran this long before its loop ended starts again after the shortest pause.
 STEADY_SECONDS = 60.0
+# Seconds between heartbeats while every thread is busy and the main thread waits for one.
+SLOT_WAIT = 1.0
 # RQ logs each failed attempt to reach Redis while it waits for a job; Component logs the
 # outage once instead.
 _RQ_RETRY_LINE = "could not connect to Redis instance"
@@ -69,20 +87,29 @@ class _QuietRetries(logging.Filter):
 
 
 class PacekeeperWorker(SimpleWorker):
-    """SimpleWorker that reports Redis outages once, survives a stop asked while Redis is
-    down, and waits for the database after a job met a database outage."""
+    """SimpleWorker that runs up to ``concurrency`` jobs at once on threads, reports Redis
+    outages once, survives a stop asked while Redis is down, and waits for the database
+    after a job met a database outage."""
 
     max_connection_wait_time = BACKOFF_CAP
+    death_penalty_class = TimerDeathPenalty
 
     def __init__(
         self,
         *args: Any,
+        concurrency: int = 1,
         stop: StopFlag | None = None,
         redis_state: Component | None = None,
         database_state: Component | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.concurrency = max(1, concurrency)
+        self._slots = threading.BoundedSemaphore(self.concurrency)
+        self._running = 0
+        self._settled = threading.Condition()
+        self._handing_over = False  # between taking a job from Redis and starting its thread
+        self._threads: ThreadPoolExecutor | None = None
         self.stop = stop if stop is not None else StopFlag()
         self.redis_state = redis_state or Component("redis", log)
         self.database_state = database_state or Component("database", log)
@@ -139,6 +166,100 @@ class PacekeeperWorker(SimpleWorker):
         if pipeline is None:
             self.redis_state.answered()
 
+    # ---- running jobs on threads ----------------------------------------------------------
+
+    @property
+    def running(self) -> int:
+        """Jobs running on this worker's threads now."""
+        return self._running
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        """Start the job on a free thread (one was reserved before it was dequeued). After a
+        job met a database outage, the next one waits for the database first: it would only
+        fail too (a stop meanwhile puts it back at the front of its queue)."""
+        if self._database_down and not self._burst:
+            try:
+                self._wait_for_database()
+            except StopRequested:
+                queue.push_job_id(job.id, at_front=True)
+                self._handing_over = False
+                raise
+        execution = self.prepare_execution(job)
+        with self._settled:
+            self._running += 1
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix="job")
+        self._threads.submit(self._perform, job, queue, execution)
+        self._handing_over = False
+
+    def _perform(self, job: Job, queue: Queue, execution: Any) -> None:
+        try:
+            self.perform_job(job, queue, execution)
+        except Exception:  # perform_job records a job's own failure; this is RQ's bookkeeping
+            self.log.exception("Worker %s: job %s ended outside RQ's handling", self.name, job.id)
+        finally:
+            with self._settled:
+                self._running -= 1
+                self._settled.notify_all()
+            self._slots.release()
+
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        # RQ says "idle" whenever the main thread waits for a job; busy while any thread runs.
+        if state == WorkerStatus.IDLE and self._running:
+            state = WorkerStatus.BUSY
+        super().set_state(state, pipeline)
+
+    def reorder_queues(self, reference_queue: Queue) -> None:
+        # RQ calls this the moment a job has been taken from Redis: from here until its
+        # thread starts, a stop must not interrupt the main thread (the job would be lost
+        # from every list until the sweeper found it).
+        self._handing_over = True
+        super().reorder_queues(reference_queue)
+
+    def _reserve_slot(self) -> None:
+        """Wait for a free thread, heartbeating meanwhile; a stop ends the wait."""
+        while not self._slots.acquire(timeout=SLOT_WAIT):
+            if self._stop_requested or self.stop:
+                raise StopRequested()
+            self.heartbeat()
+
+    def wait_for_jobs(self, timeout: float | None = None) -> bool:
+        """Wait until no job runs; False if some still did after ``timeout`` seconds."""
+        with self._settled:
+            return self._settled.wait_for(lambda: self._running == 0, timeout)
+
+    def teardown(self) -> None:
+        # A stop (warm) lets every running job finish: each ends after its current exchange
+        # call at the latest, since nothing a job does waits long (an order in doubt is
+        # parked, not waited for). A second SIGTERM/SIGINT is a cold stop (request_force_stop).
+        if self._running:
+            self.log.info("Worker %s: waiting for %d running jobs", self.name, self._running)
+        self.wait_for_jobs()
+        if self._threads is not None:
+            self._threads.shutdown(wait=True)
+            self._threads = None
+        super().teardown()
+
+    def _shutdown(self) -> None:
+        """A warm stop. The main thread never runs a job, so the stop interrupts what it
+        waits for (the next job, a free thread), except while it hands a job it took from
+        Redis over to a thread: then the loop stops right after that."""
+        self._stop_requested = True
+        with suppress(Exception):  # Redis may be down: the stop stands anyway
+            self.set_shutdown_requested_date()
+        if self.scheduler:
+            with suppress(Exception):
+                self.stop_scheduler()
+        if not self._handing_over:
+            raise StopRequested()
+
+    def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
+        """A second SIGTERM/SIGINT: leave at once. The jobs running are abandoned mid-way and
+        recovered like those of a killed worker (the sweeper, client-id reconciliation)."""
+        self.log.warning("Worker %s: cold shut down with %d jobs running", self.name, self._running)
+        logging.shutdown()
+        os._exit(1)
+
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         self.stop.set()
         try:
@@ -154,6 +275,7 @@ class PacekeeperWorker(SimpleWorker):
     ) -> bool:
         if is_database_outage(exc):
             self._database_down = True
+            self.database_state.failed(exc)  # logged once, by the first job that met it
         return True
 
     def work(self, burst: bool = False, *args: Any, **kwargs: Any) -> bool:
@@ -163,10 +285,26 @@ class PacekeeperWorker(SimpleWorker):
     def dequeue_job_and_maintain_ttl(
         self, timeout: int | None, max_idle_time: int | None = None
     ) -> tuple[Job, Queue] | None:
+        """The next job, taken from Redis only once a thread is free to run it."""
+        if self.stop:  # SIGTERM came before RQ's own handlers were installed
+            raise StopRequested()
         # A burst worker drains what it can and ends; the jobs it fails are recovered.
         if self._database_down and not self._burst:
             self._wait_for_database()
-        return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        self._reserve_slot()
+        result = None
+        try:
+            while True:
+                result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+                if result is not None or not (self._burst and self._running):
+                    break
+                # A burst ends when the queues are empty and nothing runs that may add to them.
+                self.wait_for_jobs()
+        finally:
+            if result is None:
+                self._handing_over = False
+                self._slots.release()
+        return result
 
     def _wait_for_database(self) -> None:
         from worker.resources import resources
@@ -189,16 +327,15 @@ def build_worker(
     """A worker for the queue; ``states`` (redis, database) are shared by the workers one
     process runs in turn, so an outage is logged once whichever of them sees it."""
     redis_state, database_state = states or (None, None)
-    # In priority order: signals and the monitor first, notifications when they are idle.
-    queues = [
-        Queue(name, connection=connection, serializer=JSONSerializer)
-        for name in (settings.queue_name, settings.notify_queue_name)
-    ]
+    # In priority order: the monitor's jobs, then signals, then notifications.
+    names = (settings.monitor_queue_name, settings.queue_name, settings.notify_queue_name)
+    queues = [Queue(name, connection=connection, serializer=JSONSerializer) for name in names]
     return PacekeeperWorker(
         queues,
         connection=connection,
         serializer=JSONSerializer,
         name=name,
+        concurrency=settings.worker_concurrency,
         maintenance_interval=settings.worker_maintenance_interval,
         worker_ttl=settings.worker_ttl,
         stop=stop,

@@ -29,8 +29,10 @@ class Resources:
     redis: Redis | None
     client: BinanceClient
 
-    def exec_context(self) -> ExecContext:
-        return ExecContext(self.settings, self.client, self.sessions, self.redis)
+    def exec_context(self, *, doubt_patience: float | None = None) -> ExecContext:
+        return ExecContext(
+            self.settings, self.client, self.sessions, self.redis, doubt_patience=doubt_patience
+        )
 
     def close(self) -> None:
         self.client.close()
@@ -44,7 +46,10 @@ _resources: Resources | None = None
 
 
 def build(settings: Settings) -> Resources:
-    engine = make_engine(settings.database_url, pool_size=2, max_overflow=4)
+    # A connection per running job would be most of the database's connection limit; jobs
+    # hold one only between exchange calls, so a few serve many threads.
+    pool = min(settings.worker_concurrency, 8)
+    engine = make_engine(settings.database_url, pool_size=pool, max_overflow=pool)
     redis = connect(settings.redis_url) if settings.redis_url else None
     return Resources(
         settings=settings,

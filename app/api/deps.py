@@ -8,7 +8,8 @@ import logging
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from redis import Redis
 from sqlalchemy.orm import Session
 
@@ -32,6 +33,18 @@ def get_session(request: Request) -> Iterator[Session]:
         session.close()
 
 
+def get_read_session(request: Request) -> Iterator[Session]:
+    """A session for a request that only reads (the admin API's GETs, the dashboard): on
+    SQLite it reads a snapshot without taking or waiting for the write lock the intake and
+    the workers take in turn, so a busy stack never answers a read with "database is locked";
+    it cannot write (``query_only``)."""
+    session: Session = request.app.state.read_sessions()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
 def get_redis(request: Request) -> Redis | None:
     redis: Redis | None = getattr(request.app.state, "redis", None)
     return redis
@@ -48,13 +61,22 @@ def _digest(value: str) -> bytes:
     return hashlib.sha256(value.encode()).digest()
 
 
+# Declares the bearer scheme in the OpenAPI document; the header itself is checked below, so
+# that every failure (missing, another scheme, a wrong token) is the same 401.
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="adminToken",
+    description="`Authorization: Bearer <PACEKEEPER_ADMIN_TOKEN>`",
+)
+
+
 def require_admin(
     request: Request,
-    authorization: Annotated[str | None, Header()] = None,
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
 ) -> None:
     """``Authorization: Bearer <PACEKEEPER_ADMIN_TOKEN>``, compared in constant time."""
     settings = get_settings(request)
-    scheme, _, given = (authorization or "").partition(" ")
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
     expected = settings.admin_token.get_secret_value()
     valid = hmac.compare_digest(_digest(given.strip()), _digest(expected))
     if not admin_token_usable(settings):
@@ -68,5 +90,6 @@ def require_admin(
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
+ReadSessionDep = Annotated[Session, Depends(get_read_session)]
 RedisDep = Annotated[Redis | None, Depends(get_redis)]
 Admin = Depends(require_admin)

@@ -12,10 +12,13 @@ Binance counts request weight per fixed one-minute window:
 Before each request the governor reserves the endpoint's weight (from ``WEIGHTS``) in the
 current window, keeping ``margin`` of every budget unused, and sleeps to the next window when
 the reservation does not fit. After each response it raises its count to what the headers say
-(other programs may share the IP). A 429 blocks every call to the same server (host and port:
-the spot host carries /api and /sapi, the USD-M host /fapi) for ``Retry-After``
-seconds; a 418 (IP ban) blocks every call. Blocks longer than ``max_wait`` raise ``Temporary``
-at once; shorter ones are waited out.
+(other programs may share the IP). Blocks are per Binance host: the spot host
+(api.binance.com) carries /api and /sapi, the USD-M host (fapi.binance.com) /fapi, and each
+has its own limits and its own IP bans. A 429 blocks every call to the same host (its server,
+host and port, and its side: spot or fapi, so a paper exchange serving both on one port
+keeps them apart) for ``Retry-After`` seconds; a 418 (IP ban) blocks every call to that
+side, whatever server: a spot ban never stops a USD-M stop or close. Blocks longer than
+``max_wait`` raise ``Temporary`` at once; shorter ones are waited out.
 
 State lives in Redis under a prefix (``pk:rl:`` by default) so every worker and the monitor
 share one budget; ``MemoryRateStore`` keeps it in the process for tests and single processes.
@@ -67,6 +70,7 @@ WEIGHTS: dict[tuple[str, str], int] = {
     ("DELETE", "/api/v3/orderList"): 1,
     ("GET", "/sapi/v1/account/apiRestrictions"): 1,
     ("POST", "/sapi/v1/algo/spot/newOrderTwap"): 3000,
+    ("POST", "/sapi/v1/algo/spot/newOrderVp"): 3000,  # not documented: budgeted as the futures VP
     ("DELETE", "/sapi/v1/algo/spot/order"): 1,
     ("GET", "/sapi/v1/algo/spot/openOrders"): 1,
     ("GET", "/sapi/v1/algo/spot/historicalOrders"): 1,
@@ -90,6 +94,7 @@ WEIGHTS: dict[tuple[str, str], int] = {
     ("DELETE", "/fapi/v1/algoOrder"): 1,
     ("GET", "/fapi/v1/openAlgoOrders"): 1,  # 40 without a symbol
     ("GET", "/fapi/v2/positionRisk"): 5,
+    ("GET", "/fapi/v1/positionSide/dual"): 30,
     ("GET", "/fapi/v3/positionRisk"): 5,
 }
 WITHOUT_SYMBOL = {
@@ -102,10 +107,12 @@ WITHOUT_SYMBOL = {
 }
 UID_LIMITED = {
     "/sapi/v1/algo/spot/newOrderTwap",
+    "/sapi/v1/algo/spot/newOrderVp",
     "/sapi/v1/algo/futures/newOrderTwap",
     "/sapi/v1/algo/futures/newOrderVp",
 }
 BAN = "ban"
+HOSTS = ("fapi", "spot")
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,11 @@ class Cost:
     bucket: str
     kind: str  # a key of LIMITS
     weight: int
+    host: str = "spot"  # the Binance host: "spot" (/api, /sapi) or "fapi" (/fapi)
+
+    @property
+    def ban_key(self) -> str:
+        return f"{BAN}:{self.host}"
 
 
 def family_of(path: str) -> str:
@@ -131,11 +143,14 @@ def cost_of(
     if key in WITHOUT_SYMBOL and not (params and params.get("symbol")):
         weight = WITHOUT_SYMBOL[key]
     family = family_of(path)
+    host = HOSTS[0] if family == "fapi" else HOSTS[1]
+    if server:
+        server = f"{server} {host}"
     if family == "sapi":
         kind = "sapi-uid" if path in UID_LIMITED else "sapi-ip"
-        return Cost(server or family, f"{kind}:{path}", kind, weight)
+        return Cost(server or family, f"{kind}:{path}", kind, weight, host)
     kind = "fapi" if family == "fapi" else "api"
-    return Cost(server or kind, kind, kind, weight)
+    return Cost(server or kind, kind, kind, weight, host)
 
 
 # What stopped a reservation: a block key and its remaining seconds, or FULL.
@@ -339,7 +354,7 @@ class RateGovernor:
         cost = cost_of(method, path, params, server)
         self._buckets[cost.bucket] = cost.kind
         self._servers.add(cost.server)
-        blocks = (BAN, f"backoff:{cost.server}")
+        blocks = (cost.ban_key, f"backoff:{cost.server}")
         while True:
             refusal = self.store.reserve(
                 self._window_key(cost.bucket), cost.weight, self.budget(cost.kind), blocks
@@ -350,7 +365,12 @@ class RateGovernor:
                 return cost
             if refusal != FULL:
                 block, remaining = refusal
-                why = "IP banned (418)" if block == BAN else f"Retry-After from {cost.server}"
+                banned = block == cost.ban_key
+                why = (
+                    f"IP banned (418) by {cost.host}"
+                    if banned
+                    else f"Retry-After from {cost.server}"
+                )
                 self._wait(remaining, why, method, path)
                 continue
             # At most a minute, so always waited: waiting is the point of the governor.
@@ -366,12 +386,14 @@ class RateGovernor:
         if status in (418, 429):
             retry_after = retry_after_seconds(headers)
             if status == 418:
-                self.store.block(BAN, retry_after or DEFAULT_BAN_SECONDS)
+                self.store.block(cost.ban_key, retry_after or DEFAULT_BAN_SECONDS)
             else:
                 self.store.block(f"backoff:{cost.server}", retry_after or DEFAULT_BACKOFF_SECONDS)
 
     def snapshot(self) -> dict[str, Any]:
-        """Used weight per bucket in the current window, and any ban or back-off in force."""
+        """Used weight per bucket in the current window, and any ban or back-off in force
+        (``banned_for``: the longest ban of either host; ``banned``: per host)."""
+        banned = {host: self.store.blocked_for(f"{BAN}:{host}") for host in HOSTS}
         buckets = {
             bucket: {
                 "used": self.store.used(self._window_key(bucket)),
@@ -381,6 +403,7 @@ class RateGovernor:
         }
         return {
             "buckets": buckets,
-            "banned_for": self.store.blocked_for(BAN),
+            "banned_for": max(banned.values()),
+            "banned": banned,
             "backoff_for": {s: self.store.blocked_for(f"backoff:{s}") for s in self._servers},
         }

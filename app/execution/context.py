@@ -27,6 +27,9 @@ class ExecContext:
     client: BinanceClient
     sessions: sessionmaker[Session]
     redis: Redis | None = None
+    # Seconds one call may wait for an order in doubt before parking it (``placement``):
+    # a signal's job sets it; None (the monitor, tools) waits until the outcome is known.
+    doubt_patience: float | None = None
 
     def in_flight_horizon(self) -> float:
         """Seconds after an order was marked ``sending`` by which its request can no longer

@@ -23,6 +23,12 @@ seconds more (Binance's read-after-write lag, 20-60 s measured) and after at lea
 ``MIN_LOOKUPS`` look-ups. A spot client id is unique only among *open* orders, so a filled
 MARKET order could be placed twice by a blind resend: only that proof of absence makes the
 resend safe.
+
+A caller with ``ExecContext.doubt_patience`` (a signal's job) does not wait that proof out:
+once the next look-up would come later than its patience allows, the row is parked
+(``InDoubt``, a ``Temporary``: the signal is released and run again when the look-up is
+due), with the proof so far kept in the row (``extra["proof"]``) so the next run goes on
+from it. An order in doubt then holds no worker thread while it waits.
 """
 
 from __future__ import annotations
@@ -70,6 +76,17 @@ class Absent:
     two callers holding the same proof only one acts on it."""
 
     attempts: int
+
+
+class InDoubt(Temporary):
+    """An order's outcome is still unknown and the caller may not wait for it any longer:
+    run again ``retry_after`` seconds later, when its next look-up is due."""
+
+    def __init__(self, order_id: int, retry_after: float) -> None:
+        super().__init__(
+            f"order {order_id} in doubt; looked up again later", retry_after=retry_after
+        )
+        self.order_id = order_id
 
 
 class OrderRejected(Exception):
@@ -147,6 +164,7 @@ def _mark_sending(
     extra = dict(order.extra or {})
     extra["sent_at"] = time.time()
     extra.pop("deadline_ms", None)
+    extra.pop("proof", None)
     where = [Order.id == order.id, Order.status.in_(expected)]
     if proven is not None:
         where.append(Order.attempts == proven.attempts)
@@ -271,6 +289,8 @@ def reconcile(
     caller sends the row again meanwhile (``attempts`` moves on), the proof starts over."""
     horizon = ctx.in_flight_horizon()
     window = ctx.settings.reconcile_lag_window
+    patience = ctx.doubt_patience
+    called = time.monotonic()
     seen: int | None = None
     while True:
         with session_scope(ctx.sessions) as session:
@@ -279,11 +299,15 @@ def reconcile(
                 heartbeat(session, claim)
         if order.status not in IN_DOUBT:
             return order  # another worker settled it meanwhile
-        if order.attempts != seen:  # a (new) send to prove absent
+        if order.attempts != seen:  # a (new) send to prove absent, or a parked proof
             seen = order.attempts
-            first_lookup = time.time()
-            passed_at: float | None = None  # local time after which it could not execute
-            lookups = 0
+            kept = (order.extra or {}).get("proof") or {}
+            if kept.get("attempts") == seen:
+                first_lookup, passed_at, lookups = kept["first"], kept["passed_at"], kept["n"]
+            else:
+                first_lookup = time.time()
+                passed_at = None  # local time after which it could not execute
+                lookups = 0
         found = venue.lookup(ctx.client, order)
         lookups += 1
         stranger = venue.not_ours(order, found) if found is not None else None
@@ -325,6 +349,10 @@ def reconcile(
             delay = min(delay, max(left, 0.05))
         if claim is not None:  # look (and heartbeat) often enough to keep the lease alive
             delay = min(delay, ctx.settings.execution_lease / 3)
+        if patience is not None and time.monotonic() - called + delay > patience:
+            proof = {"attempts": seen, "first": first_lookup, "passed_at": passed_at, "n": lookups}
+            _park(ctx, order_id, seen, proof)
+            raise InDoubt(order_id, retry_after=delay)
         time.sleep(delay)
 
 
@@ -339,6 +367,17 @@ def _refuse_taken_id(ctx: ExecContext, order: Order, stranger: str) -> NoReturn:
         event(session, "rejected", msg, signal_id=row.signal_id, order_id=row.id,
               code=NEW_ORDER_REJECTED, msg=msg)  # fmt: skip
     raise OrderRejected(order.id, NEW_ORDER_REJECTED, msg)
+
+
+def _park(ctx: ExecContext, order_id: int, attempts: int, proof: dict[str, Any]) -> None:
+    """Keep a proof of absence in progress in the row, for the run that goes on with it."""
+    with session_scope(ctx.sessions) as session:
+        order = _load(session, order_id)
+        if order.attempts != attempts or order.status not in IN_DOUBT:
+            return  # sent again or settled meanwhile: this proof is void anyway
+        order.extra = {**(order.extra or {}), "proof": proof}
+        event(session, "parked", f"in doubt after {proof['n']} look-ups; looked up again later",
+              signal_id=order.signal_id, order_id=order.id)  # fmt: skip
 
 
 def _venue(order: Order) -> str:

@@ -21,6 +21,7 @@ the lease are in ``claims``; sending one order exactly once is ``placement``.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -37,10 +38,11 @@ from app.execution.context import ExecContext
 from app.execution.entries import run_entry
 from app.execution.journal import event
 from app.execution.levels import run_levels
-from app.execution.placement import IN_DOUBT, OrderRejected, place
+from app.execution.placement import IN_DOUBT, InDoubt, OrderRejected, place
 from app.execution.planning import BRACKET, Refused
 from app.execution.result import Result
 from app.execution.targets import run_cancel
+from app.execution.turns import waiting_for
 from app.models import Order, OrderStatus, Position, SignalStatus, utcnow
 from app.models import Signal as SignalRow
 from app.signals.schemas import Action, LimitExecution, Signal
@@ -48,6 +50,12 @@ from app.signals.schemas import Action, LimitExecution, Signal
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 300.0
+# While an earlier signal of the same strategy and symbol runs: look again this often, and
+# once out of patience, run again this many seconds later.
+TURN_POLL = 0.05
+TURN_RETRY = 1.0
+# RQ schedules a retry in whole seconds, at least one.
+MIN_RETRY = 1.0
 
 
 @dataclass
@@ -65,11 +73,24 @@ class Outcome:
 
 
 def process_signal(ctx: ExecContext, signal_id: str, *, now: datetime | None = None) -> Outcome:
-    """Run one signal to a terminal state, to ``working``, or back to ``queued`` for a retry."""
-    with session_scope(ctx.sessions) as session:
-        got = claim_signal(
-            session, signal_id, now=now or utcnow(), lease=ctx.settings.execution_lease
-        )
+    """Run one signal to a terminal state, to ``working``, or back to ``queued`` for a retry.
+
+    It waits its turn first: an earlier signal of its strategy and symbol still unsettled
+    (``turns``) is waited for up to ``turn_patience`` seconds, then the run is put back."""
+    patience = time.monotonic() + ctx.settings.turn_patience
+    while True:
+        with session_scope(ctx.sessions) as session:
+            ahead = waiting_for(session, signal_id)
+            if ahead is None:
+                got = claim_signal(
+                    session, signal_id, now=now or utcnow(), lease=ctx.settings.execution_lease
+                )
+        if ahead is None:
+            break
+        if time.monotonic() >= patience:
+            reason = f"waits for signal {ahead} (same strategy and symbol) to settle"
+            return Outcome(signal_id, "waiting", reason, retry_in=TURN_RETRY)
+        time.sleep(TURN_POLL)
     if isinstance(got, str):
         return Outcome(signal_id, "skipped", f"signal is {got}")
     claim = got
@@ -161,8 +182,11 @@ def _expired(signal: Signal, now: datetime) -> bool:
 
 def _defer(ctx: ExecContext, claim: Claim, exc: Temporary) -> Outcome:
     """Release the claim so a later run can take it, or give up after too many attempts."""
-    backoff = min(MAX_BACKOFF, 2.0 ** min(claim.fence, 8))
-    retry_in = max(exc.retry_after or 0.0, backoff)
+    if isinstance(exc, InDoubt):  # not a failure: its next look-up is due then
+        retry_in = max(exc.retry_after or 0.0, MIN_RETRY)
+    else:
+        backoff = min(MAX_BACKOFF, 2.0 ** min(claim.fence, 8))
+        retry_in = max(exc.retry_after or 0.0, backoff)
     with session_scope(ctx.sessions) as session:
         in_doubt = session.scalars(
             select(Order.id).where(Order.signal_id == claim.signal_id, Order.status.in_(IN_DOUBT))

@@ -5,17 +5,16 @@ from __future__ import annotations
 from decimal import Decimal
 
 from app.paper.futures import FuturesBook, Position
-from app.paper.numbers import ZERO, fmt, fmt8
+from app.paper.leverage import max_notional
+from app.paper.numbers import ZERO, fmt, fmt8, plain
 from app.paper.params import Params
 
 
 def position_rows(book: FuturesBook, p: Params, version: int) -> list[dict[str, object]]:
     symbol = p.get("symbol")
-    chosen = (
-        [book.positions[book.engine.spec(symbol).symbol]]
-        if symbol
-        else list(book.positions.values())
-    )
+    names = [book.engine.spec(symbol).symbol] if symbol else list(book.positions)
+    sides = ("LONG", "SHORT") if book.dual else ("BOTH",)
+    chosen = [book.position(name, side) for name in names for side in sides]
     if version >= 3:
         chosen = [pos for pos in chosen if pos.amt != 0 or book.open[pos.symbol]]
     return [render_position(book, pos, version) for pos in chosen]
@@ -24,11 +23,11 @@ def position_rows(book: FuturesBook, p: Params, version: int) -> list[dict[str, 
 def render_position(book: FuturesBook, pos: Position, version: int) -> dict[str, object]:
     lot = book.lot(pos.symbol)
     mark = book.engine.price(pos.symbol)
-    leverage = Decimal(book.engine.settings.paper_leverage)
+    leverage = Decimal(book.leverage[pos.symbol])
     notional = pos.amt * mark
     common: dict[str, object] = {
         "symbol": pos.symbol,
-        "positionSide": "BOTH",
+        "positionSide": pos.side,
         "positionAmt": fmt(pos.amt, lot.qty_places),
         "entryPrice": fmt(pos.entry, lot.price_places + 1),
         "breakEvenPrice": fmt(pos.entry, lot.price_places + 1),
@@ -57,9 +56,9 @@ def render_position(book: FuturesBook, pos: Position, version: int) -> dict[str,
     else:
         common.update(
             {
-                "leverage": str(book.engine.settings.paper_leverage),
-                "maxNotionalValue": "20000000",
-                "marginType": "cross",
+                "leverage": str(book.leverage[pos.symbol]),
+                "maxNotionalValue": plain(max_notional(pos.symbol, book.leverage[pos.symbol])),
+                "marginType": book.margin_type[pos.symbol],
                 "isAutoAddMargin": "false",
             }
         )
@@ -68,12 +67,11 @@ def render_position(book: FuturesBook, pos: Position, version: int) -> dict[str,
 
 def balances(book: FuturesBook) -> list[dict[str, object]]:
     wallet = book.engine.futures_wallet
-    pnl = sum((book.unrealized(pos) for pos in book.positions.values()), ZERO)
-    leverage = Decimal(book.engine.settings.paper_leverage)
+    pnl = sum((book.unrealized(pos) for pos in book.all_positions()), ZERO)
     used = sum(
         (
-            abs(pos.amt) * book.engine.price(pos.symbol) / leverage
-            for pos in book.positions.values()
+            abs(pos.amt) * book.engine.price(pos.symbol) / Decimal(book.leverage[pos.symbol])
+            for pos in book.all_positions()
         ),
         ZERO,
     )
@@ -131,7 +129,7 @@ def account(book: FuturesBook) -> dict[str, object]:
         "positions": [
             {
                 "symbol": pos.symbol,
-                "positionSide": "BOTH",
+                "positionSide": pos.side,
                 "positionAmt": fmt(pos.amt, book.lot(pos.symbol).qty_places),
                 "unrealizedProfit": fmt8(book.unrealized(pos)),
                 "isolatedMargin": "0",
@@ -141,7 +139,7 @@ def account(book: FuturesBook) -> dict[str, object]:
                 "maintMargin": "0",
                 "updateTime": pos.update_time,
             }
-            for pos in book.positions.values()
+            for pos in book.all_positions()
             if pos.amt != 0
         ],
     }

@@ -38,6 +38,7 @@ WEIGHTS: dict[tuple[str, str], tuple[str, Weight]] = {
     ("DELETE", "/api/v3/orderList"): ("ip", 1),
     ("GET", "/api/v3/openOrderList"): ("ip", 6),
     ("POST", "/sapi/v1/algo/spot/newOrderTwap"): ("uid", 3000),
+    ("POST", "/sapi/v1/algo/spot/newOrderVp"): ("uid", 3000),  # as the futures VP (zh-CN)
     ("POST", "/sapi/v1/algo/futures/newOrderTwap"): ("uid", 3000),
     ("POST", "/sapi/v1/algo/futures/newOrderVp"): ("uid", 300),
     ("GET", "/fapi/v1/time"): ("ip", 1),

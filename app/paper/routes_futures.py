@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from app.paper import futures_views
+from app.paper import futures_views, leverage
 from app.paper.deps import Paper, Public, Signed
 from app.paper.numbers import fmt, fmt8
 from app.paper.symbols import futures_exchange_info
@@ -142,3 +142,36 @@ def balance(p: Signed, paper: Paper) -> Response:
 def account(p: Signed, paper: Paper) -> Response:
     with paper.engine.session() as engine:
         return JSONResponse(futures_views.account(engine.futures))
+
+
+@router.get("/fapi/v1/leverageBracket")
+def leverage_bracket(p: Signed, paper: Paper) -> Response:
+    with paper.engine.session() as engine:
+        symbol = p.get("symbol")
+        if symbol:
+            return JSONResponse(leverage.bracket_rows(engine.spec(symbol).symbol))
+        return JSONResponse([leverage.bracket_rows(name) for name in engine.specs])
+
+
+@router.post("/fapi/v1/leverage")
+def change_leverage(p: Signed, paper: Paper) -> Response:
+    with paper.engine.session() as engine:
+        return JSONResponse(engine.futures.set_leverage(p))
+
+
+@router.post("/fapi/v1/marginType")
+def change_margin_type(p: Signed, paper: Paper) -> Response:
+    with paper.engine.session() as engine:
+        return JSONResponse(engine.futures.set_margin_type(p))
+
+
+@router.get("/fapi/v1/positionSide/dual")
+def position_mode(p: Signed, paper: Paper) -> Response:
+    with paper.engine.session() as engine:
+        return JSONResponse({"dualSidePosition": engine.futures.dual})
+
+
+@router.post("/fapi/v1/positionSide/dual")
+def change_position_mode(p: Signed, paper: Paper) -> Response:
+    with paper.engine.session() as engine:
+        return JSONResponse(engine.futures.set_dual(p))

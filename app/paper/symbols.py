@@ -41,15 +41,24 @@ class SymbolSpec:
     volume: Decimal  # market volume in base units per second (drives VP participation)
     spot: Lot
     usdm: Lot
+    futures: bool = True  # listed on USD-M too (a spot-only symbol keeps a placeholder usdm)
 
 
 def _spec(
-    symbol: str, base: str, price: str, volume: str, spot: tuple[str, ...], usdm: tuple[str, ...]
+    symbol: str,
+    base: str,
+    price: str,
+    volume: str,
+    spot: tuple[str, ...],
+    usdm: tuple[str, ...] | None,
+    quote: str = "USDT",
 ) -> SymbolSpec:
     def lot(values: tuple[str, ...]) -> Lot:
         return Lot(*(D(v) for v in values))
 
-    return SymbolSpec(symbol, base, "USDT", D(price), D(volume), lot(spot), lot(usdm))
+    return SymbolSpec(
+        symbol, base, quote, D(price), D(volume), lot(spot), lot(usdm or spot), usdm is not None
+    )
 
 
 # tick, step, minQty, maxQty, market maxQty, minPrice, maxPrice, minNotional
@@ -75,6 +84,12 @@ DEFAULT_SYMBOLS: dict[str, SymbolSpec] = {
             "SOLUSDT", "SOL", "150", "130",
             ("0.01", "0.001", "0.001", "90000", "20000", "0.01", "10000", "5"),
             ("0.0100", "1", "1", "1000000", "5000", "0.4200", "6857", "5"),
+        ),
+        # quoted in BTC and spot only: exercises conversion of notional limits to USDT
+        _spec(
+            "ETHBTC", "ETH", "0.04900", "6",
+            ("0.00001", "0.0001", "0.0001", "100000", "1000", "0.00001", "922327", "0.0001"),
+            None, quote="BTC",
         ),
     )
 }  # fmt: skip

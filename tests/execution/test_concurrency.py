@@ -135,8 +135,15 @@ def test_worker_killed_mid_job_is_recovered_once(
     job_cleanup: None,
     kill_point: str,
 ) -> None:
-    # Every worker shares these, so the in-flight horizon is 2*0.5 + 2.5 + 2 + 1 = 6.5 s.
-    ctx = make_ctx(execution_lease=1.0, rate_limit_max_wait=0.5, http_timeout=2.5, recv_window=2000)
+    # Every worker shares these, so the in-flight horizon is 2*0.5 + 2.5 + 2 + 1 = 6.5 s. The
+    # take-over waits for the order in doubt rather than parking it: one burst run settles it.
+    ctx = make_ctx(
+        execution_lease=1.0,
+        rate_limit_max_wait=0.5,
+        http_timeout=2.5,
+        recv_window=2000,
+        doubt_patience=60,
+    )
     faults, killed_in = KILL_POINTS[kill_point]
     for spec in faults:
         fault(control, **spec)

@@ -13,6 +13,7 @@ from sqlalchemy import update
 
 from app.controls import halt
 from app.db import session_scope
+from app.exchange.errors import Temporary
 from app.exchange.ids import client_algo_id, client_order_id
 from app.execution.context import ExecContext
 from app.execution.journal import add_orders
@@ -20,6 +21,7 @@ from app.execution.planning import OrderIntent
 from app.models import Order
 from tests.execution.conftest import (
     MakeContext,
+    Paper,
     event_kinds,
     fault,
     ledger,
@@ -359,3 +361,89 @@ def test_deferred_entry_is_not_sent_late_once_halted_or_expired(
     (order,) = orders(ctx, sid)
     assert order.status == "cancelled"
     assert ledger(control) == []
+
+
+def run_until_settled(ctx: ExecContext, sid: str, runs: int = 200) -> list[Any]:
+    """Run a signal as its job would be, again each time it is put back, until it settles;
+    returns the outcomes (the last one settled)."""
+    outcomes = []
+    for _ in range(runs):
+        outcome = run(ctx, sid)
+        outcomes.append(outcome)
+        if outcome.retry_in is None:
+            return outcomes
+        time.sleep(min(outcome.retry_in, 0.2))  # the test's clock: no need to wait it all
+    raise AssertionError(f"not settled after {runs} runs: {outcomes[-1]}")
+
+
+def test_an_order_in_doubt_is_parked_then_found_by_a_later_run(
+    make_ctx: Any, control: httpx.Client
+) -> None:
+    ctx = make_ctx()
+    ctx.doubt_patience = 0.3
+    fault(control, action="fail_after", path="/api/v3/order", method="POST", count=1,
+          status=504, code=None, raw_body="")  # fmt: skip
+    fault(control, action="read_lag", path="/api/v3/order", seconds=1.5)
+    sid = submit(ctx, quantity="0.01")
+
+    outcomes = run_until_settled(ctx, sid)
+
+    # The first run did not wait out the read lag: it gave its thread back, in doubt.
+    assert outcomes[0].status == "queued" and outcomes[0].retry_in
+    assert outcomes[-1].status == "done", outcomes[-1].reason
+    (order,) = orders(ctx, sid)
+    assert order.status == "filled" and order.attempts == 1
+    assert len(ledger(control, kind="spot_order")) == 1
+    kinds = event_kinds(ctx, sid)
+    assert kinds.index("unknown") < kinds.index("parked") < kinds.index("reconciled")
+
+
+def test_a_parked_proof_of_absence_goes_on_across_runs_then_sends_once(
+    make_ctx: Any, control: httpx.Client
+) -> None:
+    ctx = make_ctx(reconcile_lag_window=1.0)
+    ctx.doubt_patience = 0.2
+    fault(control, action="fail_before", path="/api/v3/order", method="POST", count=1)
+    sid = submit(ctx, quantity="0.01")
+
+    outcomes = run_until_settled(ctx, sid)
+
+    assert len(outcomes) > 2 and outcomes[-1].status == "done"
+    (order,) = orders(ctx, sid)
+    assert order.status == "filled" and order.attempts == 2
+    assert len(ledger(control, client_id=order.client_id)) == 1
+    kinds = event_kinds(ctx, sid)
+    assert kinds.index("parked") < kinds.index("absent") < kinds.index("resent")
+    # Each run went on from the look-ups before it: the proof took the look-ups it needs,
+    # not that many per run.
+    absent = [k for k in kinds if k == "parked"]
+    assert len(absent) == len(outcomes) - 1
+
+
+def test_a_spot_ip_ban_does_not_stop_usdm_protection_or_closing(
+    ctx: ExecContext, control: httpx.Client, paper: Paper
+) -> None:
+    """api.binance.com and fapi.binance.com ban separately: with the spot host banned (418),
+    a USD-M entry is still protected by its stop and an exit still closes it."""
+    set_price(control, "BTCUSDT", "65000")
+    fault(control, action="rate_limit", path="/api/", count=1, retry_after=30, ban_seconds=120)
+    with httpx.Client(base_url=paper.url, timeout=5) as rogue:  # ignores Retry-After
+        assert rogue.get("/api/v3/time").status_code == 429
+        assert rogue.get("/api/v3/time").status_code == 418
+    with pytest.raises(Temporary):
+        ctx.client.ticker_price("BTCUSDT")  # our governor learns of the ban
+    assert ctx.client.governor.snapshot()["banned"]["spot"] > 60
+
+    entry = submit(ctx, symbol="BTCUSDT.P", quantity="0.02", stop_loss="60000")
+    assert run(ctx, entry).status == "done"
+    (stop,) = [o for o in orders(ctx, entry) if o.leg == "bracket-sl"]
+    assert stop.status == "working"
+    exit_id = submit(ctx, action="exit", symbol="BTCUSDT.P", side=None)
+    outcome = run(ctx, exit_id)
+
+    assert outcome.status == "done", outcome.reason
+    (close,) = orders(ctx, exit_id)
+    assert (close.side, close.status, close.executed_qty) == ("SELL", "filled", D("0.02"))
+    assert [e["side"] for e in ledger(control, kind="futures_order")] == ["BUY", "SELL"]
+    with pytest.raises(Temporary):  # the spot host is still banned
+        ctx.client.ticker_price("BTCUSDT")

@@ -31,14 +31,18 @@ def test_the_notification_jobs_are_periodic_on_their_own_queue(
     queues = {j.func_name: j.queue_name for j in build_scheduler(changed, redis_conn).get_jobs()}
     assert queues["worker.jobs.deliver_notifications"] == f"{settings.queue_name}-notify"
     assert queues["worker.jobs.watch_components"] == f"{settings.queue_name}-notify"
-    assert queues["worker.jobs.monitor_algos"] == settings.queue_name
+    assert queues["worker.jobs.monitor_algos"] == f"{settings.queue_name}-monitor"
 
 
 def test_a_worker_takes_signals_before_notifications(
     settings: Settings, redis_conn: redis.Redis
 ) -> None:
     worker = build_worker(settings, redis_conn)
-    assert worker.queue_names() == [settings.queue_name, settings.notify_queue_name]
+    assert worker.queue_names() == [
+        settings.monitor_queue_name,
+        settings.queue_name,
+        settings.notify_queue_name,
+    ]
 
 
 @pytest.fixture

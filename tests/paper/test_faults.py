@@ -93,10 +93,12 @@ def test_429_then_418_for_a_caller_that_ignores_retry_after(bn: BinanceTestClien
     assert first.json()["code"] == -1003
     ignored = bn.call("GET", "/api/v3/ticker/price", {"symbol": "BTCUSDT"}, signed=False)
     assert ignored.status_code == 418 and ignored.json()["code"] == -1003
-    # The ban is an IP ban: every Binance path of the server, not only the rule's prefix.
-    for path in ("/fapi/v1/time", "/sapi/v1/algo/spot/openOrders", "/api/v3/time"):
+    # The ban is an IP ban of the spot host: /api and /sapi, not only the rule's prefix.
+    for path in ("/sapi/v1/algo/spot/openOrders", "/api/v3/time"):
         banned = bn.call("GET", path, signed=path.startswith("/sapi"))
         assert banned.status_code == 418 and int(banned.headers["Retry-After"]) >= 1, path
+    # fapi.binance.com is another host with its own limits: its IP is not banned.
+    assert bn.call("GET", "/fapi/v1/time", signed=False).status_code == 200
     assert bn.control("GET", "/faults")  # the control API is not Binance's: never banned
     wait_until(lambda: bn.call("GET", "/api/v3/time", signed=False).status_code == 200, timeout=10)
     assert bn.call("GET", "/fapi/v1/time", signed=False).status_code == 200
@@ -107,10 +109,20 @@ def test_the_429_and_418_answers_are_counted_until_a_clear(bn: BinanceTestClient
     assert bn.control("GET", "/faults")["served"] == {"429": 0, "418": 0}
     assert bn.call("GET", "/api/v3/time", signed=False).status_code == 429
     assert bn.call("GET", "/api/v3/time", signed=False).status_code == 418
-    assert bn.call("GET", "/fapi/v1/time", signed=False).status_code == 418
-    assert bn.control("GET", "/faults")["served"] == {"429": 1, "418": 2}
+    assert bn.call("GET", "/fapi/v1/time", signed=False).status_code == 200  # the other host
+    assert bn.control("GET", "/faults")["served"] == {"429": 1, "418": 1}
     assert bn.control("DELETE", "/faults") == {"faults": []}
     assert bn.control("GET", "/faults")["served"] == {"429": 0, "418": 0}
+
+
+def test_a_fapi_ban_leaves_the_spot_host_answering(bn: BinanceTestClient) -> None:
+    fault(bn, action="rate_limit", path="", count=1, retry_after=5, ban_seconds=5)
+    assert bn.call("GET", "/fapi/v1/time", signed=False).status_code == 429
+    assert bn.call("GET", "/api/v3/time", signed=False).status_code == 200  # other host
+    assert bn.call("GET", "/fapi/v1/ticker/price", signed=False).status_code == 418
+    assert bn.call("GET", "/fapi/v2/positionRisk").status_code == 418
+    assert bn.call("GET", "/api/v3/time", signed=False).status_code == 200
+    bn.control("DELETE", "/faults")
 
 
 def test_a_429_outside_the_rules_prefix_is_not_a_ban(bn: BinanceTestClient) -> None:
@@ -119,7 +131,7 @@ def test_a_429_outside_the_rules_prefix_is_not_a_ban(bn: BinanceTestClient) -> N
     assert bn.call("GET", "/fapi/v1/time", signed=False).status_code == 429
     assert bn.call("GET", "/api/v3/time", signed=False).status_code == 200
     assert bn.call("GET", "/fapi/v1/time", signed=False).status_code == 418
-    assert bn.call("GET", "/api/v3/time", signed=False).status_code == 418
+    assert bn.call("GET", "/api/v3/time", signed=False).status_code == 200  # another host
     bn.control("DELETE", "/faults")  # clears the ban too
 
 

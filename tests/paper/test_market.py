@@ -6,7 +6,8 @@ from decimal import Decimal
 
 from tests.paper.binance import BinanceTestClient
 
-SYMBOLS = {"BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT"}
+SYMBOLS = {"BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT"}  # USD-M
+SPOT_SYMBOLS = SYMBOLS | {"ETHBTC"}
 
 
 def test_server_time_on_both_bases(bn: BinanceTestClient) -> None:
@@ -17,7 +18,7 @@ def test_server_time_on_both_bases(bn: BinanceTestClient) -> None:
 def test_spot_exchange_info_has_realistic_filters(bn: BinanceTestClient) -> None:
     info = bn.ok("GET", "/api/v3/exchangeInfo", signed=False)
     assert {"timezone", "serverTime", "rateLimits", "exchangeFilters", "symbols"} <= set(info)
-    assert {s["symbol"] for s in info["symbols"]} == SYMBOLS
+    assert {s["symbol"] for s in info["symbols"]} == SPOT_SYMBOLS
     btc = next(s for s in info["symbols"] if s["symbol"] == "BTCUSDT")
     assert btc["ocoAllowed"] is True and btc["quoteOrderQtyMarketAllowed"] is True
     filters = {f["filterType"]: f for f in btc["filters"]}
@@ -58,7 +59,7 @@ def test_prices(bn: BinanceTestClient) -> None:
         "price": "64123.45000000",
     }
     every = bn.ok("GET", "/api/v3/ticker/price", signed=False)
-    assert {row["symbol"] for row in every} == SYMBOLS
+    assert {row["symbol"] for row in every} == SPOT_SYMBOLS
     avg = bn.ok("GET", "/api/v3/avgPrice", {"symbol": "BTCUSDT"}, signed=False)
     assert set(avg) == {"mins", "price", "closeTime"} and avg["mins"] == 5
     fut = bn.ok("GET", "/fapi/v1/ticker/price", {"symbol": "BTCUSDT"}, signed=False)

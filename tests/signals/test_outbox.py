@@ -300,3 +300,36 @@ def test_the_receivers_job_and_the_sweepers_enqueue_of_it_are_one_rq_job(
     assert queue.name.encode() in {
         name.rpartition(b":")[2] for name in redis_conn.smembers("rq:queues")
     }
+
+
+def test_the_receivers_job_hash_is_the_one_rq_writes(
+    queue: Any, redis_url: str, redis_conn: redis.Redis, job_keys: Any
+) -> None:
+    signal_id, before, after = ("0123456789abcdef0123456789abcdef", "b" * 32, "c" * 32)
+    key = Job.key_for(job_id(signal_id))
+    assert enqueue_signals(queue, [before]) == ([before], None)  # already there, by RQ
+    first = redis_conn.hgetall(Job.key_for(job_id(before)))
+
+    async def receiver_side() -> None:
+        enqueuer = intake_queue.Enqueuer(
+            queue, intake_queue.connect_async(redis_url), lambda ids, **kw: None
+        )
+        enqueuer.submit([signal_id, before, after])  # one batch, one script call
+        await enqueuer.close()
+
+    asyncio.run(receiver_side())
+    # The existing job is left as it was and queued once; the two new ones follow.
+    assert queue.job_ids == [job_id(before), job_id(signal_id), job_id(after)]
+    assert redis_conn.hgetall(Job.key_for(job_id(before))) == first
+    ours = redis_conn.hgetall(key)
+    queue.remove(job_id(signal_id))
+    redis_conn.delete(key)
+    assert enqueue_signals(queue, [signal_id]) == ([signal_id], None)  # RQ's own enqueue
+    theirs = redis_conn.hgetall(key)
+
+    for stamp in (b"created_at", b"enqueued_at"):  # made a moment apart
+        assert ours.pop(stamp)[:16] == theirs.pop(stamp)[:16]
+    assert ours == theirs
+    assert ours[b"status"] == b"queued" and ours[b"origin"] == queue.name.encode()
+    job = Job.fetch(job_id(signal_id), connection=redis_conn, serializer=JSONSerializer)
+    assert (job.func_name, job.args, job.result_ttl) == (PROCESS_SIGNAL, [signal_id], 0)

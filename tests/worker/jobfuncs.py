@@ -38,3 +38,33 @@ def touch_database(redis_url: str, key: str) -> str:
         conn.execute(text("SELECT 1"))
     record(redis_url, key)
     return "ok"
+
+
+def gather(redis_url: str, key: str, count: int, within: float = 20.0) -> str:
+    """Count this run in ``key``, then wait until ``count`` runs have started: only a worker
+    that runs ``count`` jobs at once gets every one of them past the wait."""
+    import time
+
+    conn = redis.Redis.from_url(redis_url)
+    try:
+        conn.incr(key)
+        conn.expire(key, SAFETY_TTL)
+        deadline = time.monotonic() + within
+        while int(conn.get(key) or 0) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {int(conn.get(key) or 0)} of {count} ran at once")
+            time.sleep(0.01)
+    finally:
+        conn.close()
+    return "gathered"
+
+
+def note(redis_url: str, key: str, name: str) -> str:
+    """Append ``name`` to the list ``key``: the order in which jobs ran."""
+    conn = redis.Redis.from_url(redis_url)
+    try:
+        conn.rpush(key, name)
+        conn.expire(key, SAFETY_TTL)
+    finally:
+        conn.close()
+    return name

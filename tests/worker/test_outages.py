@@ -149,7 +149,7 @@ def test_the_monitor_process_rides_out_a_redis_crash(
     # A fresh scheduler registers and enqueues the periodic jobs (the sweeper among them).
     wait_until(lambda: schedulers() - first, timeout=30)
     monitor.wait_for("redis reachable again")
-    wait_until(lambda: queue_of(conn, name).count > 0, timeout=30)
+    wait_until(lambda: queue_of(conn, f"{name}-monitor").count > 0, timeout=30)
     assert monitor.terminate() == 0, monitor.output
     outages = conn.hgetall(f"pacekeeper:metrics:{name}:outages")
     assert outages[b"monitor|redis|count"] == b"1"
@@ -182,14 +182,18 @@ def test_a_worker_waits_for_the_database_instead_of_failing_every_job(
         wait_until(lambda: conn.get("runs") == b"1", timeout=30)
 
         proxy.cut()
-        failing, waiting = touch(), touch()
+        failing = touch()
         worker.wait_for("database unreachable")
         # The first job met the outage; the worker then waits instead of failing the next.
-        assert failing.get_status(refresh=True) == JobStatus.FAILED
+        wait_until(lambda: failing.get_status(refresh=True) == JobStatus.FAILED, timeout=30)
+        waiting = touch()
+        wait_until(lambda: queue.count == 0, timeout=30)  # taken, and held until it can run
         assert waiting.get_status(refresh=True) == JobStatus.QUEUED
+        assert conn.get("runs") == b"1"
 
         proxy.restore()
         wait_until(lambda: conn.get("runs") == b"2", timeout=30)
+        wait_until(lambda: waiting.get_status(refresh=True) == JobStatus.FINISHED, timeout=30)
         worker.wait_for("database reachable again")
         assert worker.terminate() == 0, worker.output
     finally:

@@ -1,0 +1,69 @@
+"""Whose turn it is: a signal runs only once every earlier signal of its strategy, market and
+symbol has settled, so an exit never overtakes the entry it closes.
+
+Workers run many signals at once (``worker.main``). Signals on different symbols, or from
+different strategies, are independent and go out together; two signals of one strategy on
+one symbol are not: an exit taken before its entry finds no position (and is refused, or
+sells coins nothing bought), a new stop-loss applied before the entry that it amends is
+lost. "Earlier" is the order of arrival (``received_at``, then id). "Settled" is anything
+but ``received``/``queued``/``processing``: a ``working`` entry (a live TWAP) has been
+placed, and what follows it (an exit that stops it) is the next step on purpose.
+
+A ``cancel`` signal does not wait: it is meant to overtake what is queued before it (it
+cancels queued signals of its strategy and symbol before they run). Later signals do wait
+for it.
+
+One edge is left to the senders: two alerts that arrive within the same few milliseconds
+on two receivers are ordered by their ``received_at`` only once both are stored; the later
+one may be taken before the earlier is committed. Alerts of one strategy that close each
+other are not sent that close together.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from app.models import Signal as SignalRow
+from app.models import SignalStatus
+from app.signals.schemas import Action
+
+UNSETTLED = (
+    SignalStatus.RECEIVED.value,
+    SignalStatus.QUEUED.value,
+    SignalStatus.PROCESSING.value,
+)
+
+
+def waiting_for(session: Session, signal_id: str) -> str | None:
+    """The id of the earliest unsettled signal that must run before ``signal_id``, if any."""
+    me = session.execute(
+        select(
+            SignalRow.action,
+            SignalRow.market,
+            SignalRow.symbol,
+            SignalRow.strategy,
+            SignalRow.received_at,
+        ).where(SignalRow.id == signal_id)
+    ).first()
+    if me is None or me.action == Action.CANCEL.value:
+        return None
+    same_strategy = (
+        SignalRow.strategy.is_(None) if me.strategy is None else SignalRow.strategy == me.strategy
+    )
+    return session.scalars(
+        select(SignalRow.id)
+        .where(
+            SignalRow.status.in_(UNSETTLED),
+            SignalRow.symbol == me.symbol,
+            SignalRow.market == me.market,
+            same_strategy,
+            SignalRow.id != signal_id,
+            or_(
+                SignalRow.received_at < me.received_at,
+                and_(SignalRow.received_at == me.received_at, SignalRow.id < signal_id),
+            ),
+        )
+        .order_by(SignalRow.received_at, SignalRow.id)
+        .limit(1)
+    ).first()
