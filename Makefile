@@ -23,7 +23,8 @@ test: $(BIN)/pacekeeper
 	bash scripts/services.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The fault battery (marker `fault`, left out of `make test`): `make faults N=1000`, or N=100.
+# The fault battery (marker `fault`, left out of `make test`): `make faults N=1000`, or N=100
+# (CI size, run by .ci/run after `make test`).
 N ?= 1000
 faults: $(BIN)/pacekeeper
 	bash scripts/services.sh

@@ -159,6 +159,9 @@ class Settings(BaseSettings):
     monitor_interval: float = Field(5.0, gt=0)
     sweep_interval: float = Field(10.0, gt=0)
     reconcile_interval: float = Field(300.0, gt=0)
+    # Seconds between runs that record the execution quality (VWAP from klines, slippage)
+    # of the signals whose execution has ended (``app.execution.quality``).
+    quality_interval: float = Field(30.0, gt=0)
     # Exchange reads one monitor cycle runs at once (threads sharing the HTTP client, which
     # keeps 20 connections alive): over a 50 ms link, n reads take about n x 50 ms / this.
     monitor_concurrency: int = Field(16, ge=1, le=64)

@@ -14,6 +14,7 @@ from app.logging import settings_secrets
 from app.models import utcnow
 from app.queue import Enqueuer, connect, connect_async, make_queue
 from app.signals.router import router as signals_router
+from app.signals.router import webhook_route
 from app.signals.security import Authenticator
 from app.signals.symbols import SymbolDirectory
 from app.signals.throttle import BodyDeadline, SenderThrottle
@@ -98,5 +99,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyDeadline, timeout=settings.body_timeout)
     errors.install(app)
     app.include_router(signals_router)
+    app.router.routes.insert(0, webhook_route)  # first match: see app.signals.router
     api.install(app)  # /health, /metrics, /api, the dashboard
     return app

@@ -44,6 +44,11 @@ Metric names (counters get ``_total``)::
     pacekeeper_outages_total{process,component}         outages of redis or the database a
                                                         worker or the monitor rode out
     pacekeeper_outage_seconds_total{process,component}  their length, summed
+    pacekeeper_slippage_bps{against}                    a signal's average fill price against
+                                                        the arrival price or the window's VWAP,
+                                                        in bps, positive = a cost (histogram)
+    pacekeeper_execution_step_seconds{step}             seconds from receipt to queued, first
+                                                        order, first fill, last fill (histogram)
 
 Redis counters are cumulative since the keys were made (they survive restarts; Prometheus's
 ``rate()`` copes with any reset). They are namespaced by the queue name, so deployments that
@@ -83,6 +88,8 @@ log = logging.getLogger(__name__)
 ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 EXCHANGE_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 MONITOR_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+SLIPPAGE_BUCKETS = (-50.0, -20.0, -10.0, -5.0, -2.0, 0.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
+STEP_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
 # The kinds of the event recorded when an algo is cancelled: the cause. The monitor cancels
 # for "pace" (data "state": behind_schedule or stalled) or "expiry"; the admin API for
@@ -106,6 +113,8 @@ EXCHANGE_REQUESTS = "exchange_requests"
 EXCHANGE_LATENCY = "exchange_latency"
 MONITOR_CYCLE = "monitor_cycle"
 OUTAGES = "outages"
+SLIPPAGE = "slippage_bps"
+STEP_DELAYS = "execution_steps"
 
 
 def key_prefix(settings: Settings) -> str:
@@ -177,6 +186,20 @@ class MetricsRecorder:
     def monitor_cycle(self, seconds: float) -> None:
         """One monitor cycle and how long it took."""
         self._write(self._histogram(MONITOR_CYCLE, "", seconds, MONITOR_BUCKETS))
+
+    def execution_quality(
+        self, slippage: dict[str, float | None], delays: dict[str, float | None]
+    ) -> None:
+        """One signal's execution figures (``app.execution.quality``), recorded once."""
+        increments: list[tuple[str, str, float]] = []
+        for against, bps in slippage.items():
+            if bps is not None:
+                increments += self._histogram(SLIPPAGE, against, bps, SLIPPAGE_BUCKETS)
+        for step, seconds in delays.items():
+            if seconds is not None:
+                increments += self._histogram(STEP_DELAYS, step, seconds, STEP_BUCKETS)
+        if increments:
+            self._write(increments)
 
     def outage(self, process: str, component: str, seconds: float) -> None:
         """An outage of ``component`` that ``process`` waited out (written once it is over)."""
@@ -451,7 +474,9 @@ class RedisCollector(Collector):
             pipe.hgetall(self._prefix + MONITOR_CYCLE)
             pipe.get(monitor_heartbeat_key(self._settings.queue_name))
             pipe.hgetall(self._prefix + OUTAGES)
-            requests, latency, cycles, last_cycle, outages = pipe.execute()
+            pipe.hgetall(self._prefix + SLIPPAGE)
+            pipe.hgetall(self._prefix + STEP_DELAYS)
+            requests, latency, cycles, last_cycle, outages, slippage, steps = pipe.execute()
 
         out: list[Metric] = []
         calls = CounterMetricFamily(
@@ -479,6 +504,26 @@ class RedisCollector(Collector):
                 cycles,
                 MONITOR_BUCKETS,
                 None,
+            )
+        )
+        out.append(
+            _histograms(
+                "pacekeeper_slippage_bps",
+                "Average fill price against the arrival price or the execution window's VWAP, "
+                "in basis points; positive is a cost",
+                slippage,
+                SLIPPAGE_BUCKETS,
+                "against",
+            )
+        )
+        out.append(
+            _histograms(
+                "pacekeeper_execution_step_seconds",
+                "Seconds from a signal's receipt to each step: queued, first_order, "
+                "first_fill, last_fill",
+                steps,
+                STEP_BUCKETS,
+                "step",
             )
         )
         if last_cycle is not None:

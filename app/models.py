@@ -151,6 +151,9 @@ class Position(Base):
     # The latest bracket generation claimed (compare-and-set 0 -> 1 -> 2 ...): a bracket's
     # client ids derive from (position id, generation), so of any two placers one places it.
     bracket_gen: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # usdm: the leverage and margin type ("isolated" / "cross") the entry set on the symbol
+    leverage: Mapped[int | None] = mapped_column(Integer)
+    margin_type: Mapped[str | None] = mapped_column(String(8))
     opened_by: Mapped[str | None] = mapped_column(ForeignKey("signals.id"))
     opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

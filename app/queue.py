@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from datetime import datetime
@@ -32,9 +33,9 @@ from redis.retry import Retry
 from rq import Queue
 from rq.exceptions import DuplicateJobError
 from rq.job import Job, JobStatus
-from rq.scripts import UNIQUE_ENQUEUE_SCRIPT
 from rq.serializers import JSONSerializer
 from rq.utils import now as rq_now
+from rq.utils import utcformat
 
 from app.models import utcnow
 from app.outages import Component
@@ -42,8 +43,14 @@ from app.outages import Component
 log = logging.getLogger(__name__)
 
 PROCESS_SIGNAL = "worker.jobs.process_signal"
-# Finished jobs are kept a day: while a job id exists, the same signal cannot be queued again.
-JOB_RESULT_TTL = 86_400
+# A finished signal job is deleted at once (its hash and its result): the database holds the
+# outcome, and a day of one key per signal piled up under bursts. Deleting it does not let a
+# signal run twice: once the job has run, the signal is past `received`/`queued` (or is left
+# to the sweeper's recovery), and the execution layer's claim makes one run of any two.
+JOB_RESULT_TTL = 0
+# A failed one is kept a week (RQ's default is a year), for an operator to read its traceback;
+# the sweeper treats a failed job and a vanished one alike.
+JOB_FAILURE_TTL = 7 * 86_400
 # How often the receiver re-adds its queue to RQ's `rq:queues` listing.
 REGISTER_EVERY = 60.0
 # A signal's job may reconcile several orders in doubt, each waiting up to
@@ -105,7 +112,8 @@ def enqueue_signals(
     An id whose job already exists counts as on the queue (it was enqueued before) while
     that job can still run; a job that has ended (finished, failed, stopped, canceled: e.g.
     a recovery run that found the lease refreshed and skipped) is deleted and enqueued
-    again, since RQ would otherwise keep refusing the id for ``JOB_RESULT_TTL``. A Redis
+    again, since RQ would otherwise keep refusing the id while the ended job's hash lasts
+    (``JOB_FAILURE_TTL`` for a failed one; a finished one is deleted at once). A Redis
     error stops the batch: the ids before it are returned with the error.
     ``register=False`` skips adding the queue to ``rq:queues`` (a listing for monitoring
     that workers do not need), for callers that did so recently.
@@ -124,6 +132,7 @@ def enqueue_signals(
                             args=(signal_id,),
                             job_id=jid,
                             result_ttl=JOB_RESULT_TTL,
+                            failure_ttl=JOB_FAILURE_TTL,
                             timeout=JOB_TIMEOUT,
                             unique=True,
                             pipeline=registration,
@@ -159,11 +168,12 @@ class Enqueuer:
 
     The receiver's writer hands over the ids each commit made (one when idle, many under
     load); they go to Redis with the asyncio client, so the event loop never waits on
-    Redis and no thread is woken for it. Each job is written by RQ's own unique-enqueue
-    script (check, save, push: atomic), all of a batch in one round trip, as the same hash
-    that ``Queue.enqueue_call(..., unique=True)`` writes, so the sweeper's enqueue of the
-    same id finds it and does not make a second job. After a Redis failure it stops trying
-    for ``pause`` seconds; the ids it skips stay ``received`` and the sweeper takes them.
+    Redis and no thread is woken for it. Each job is written by a copy of RQ's unique-enqueue
+    script (check, save, push: atomic; :class:`SignalJobHash`), all of a batch in one round
+    trip, as the same hash that ``Queue.enqueue_call(..., unique=True)`` writes, so the
+    sweeper's enqueue of the same id finds it and does not make a second job. After a Redis
+    failure it stops trying for ``pause`` seconds; the ids it skips stay ``received`` and
+    the sweeper takes them.
     """
 
     def __init__(
@@ -185,6 +195,7 @@ class Enqueuer:
         self._paused_until = 0.0
         self._registered_at = -REGISTER_EVERY
         self._script_sha: str | None = None
+        self.job_hash = SignalJobHash(queue)
         self.redis_state = Component("redis", log)
 
     def submit(self, signal_ids: Sequence[str]) -> None:
@@ -225,15 +236,15 @@ class Enqueuer:
 
     async def _enqueue(self, signal_ids: list[str]) -> None:
         if self._script_sha is None:
-            self._script_sha = await self.redis.script_load(UNIQUE_ENQUEUE_SCRIPT)
+            self._script_sha = await self.redis.script_load(self.job_hash.script)
         register = time.monotonic() - self._registered_at >= REGISTER_EVERY
+        key_for, chunk = self.queue.job_class.key_for, SignalJobHash.CHUNK
         async with self.redis.pipeline(transaction=False) as pipe:
-            for signal_id in signal_ids:
-                job = self._job(signal_id)
-                # Same arguments as rq.scripts.save_unique_job: push to the right, no TTL.
-                pipe.evalsha(
-                    self._script_sha, 2, job.key, self.queue.key, job.id, "R", -1, *_hset_args(job)
-                )
+            for start in range(0, len(signal_ids), chunk):
+                ids = signal_ids[start : start + chunk]
+                keys = [key_for(job_id(signal_id)) for signal_id in ids]
+                values = [value for sid in ids for value in self.job_hash.args(sid)]
+                pipe.evalsha(self._script_sha, 1 + len(keys), self.queue.key, *keys, *values)
             if register:
                 pipe.sadd(self.queue.redis_queues_keys, self.queue.key)
             try:
@@ -244,27 +255,99 @@ class Enqueuer:
         if register:
             self._registered_at = time.monotonic()
 
-    def _job(self, signal_id: str) -> Job:
+
+class SignalJobHash:
+    """The RQ hash of a signal's job, and a unique-enqueue script that writes it.
+
+    ``Job.create(...).to_dict()`` and RQ's unique-enqueue script with some forty encoded
+    arguments per signal cost a quarter of the receiver's CPU under load, yet all but four
+    of the hash's values are the same for every signal job. So the hash is built once by RQ
+    itself; its constant fields are written into a copy of RQ's script (check, save, push:
+    atomic, as ``rq.scripts.UNIQUE_ENQUEUE_SCRIPT``) that takes many jobs per call, and per
+    signal only the job's data (its arguments), description and timestamps are made again,
+    the way RQ makes them (tests/signals/test_outbox.py compares the hash with RQ's own).
+    """
+
+    VARYING = ("created_at", "data", "description", "enqueued_at")
+    STRIDE = 1 + 2 * len(VARYING)  # script arguments per job: its id, then field/value pairs
+    CHUNK = 100  # jobs per script call: each call holds Redis for its length
+
+    def __init__(self, queue: Queue) -> None:
+        self.serializer = queue.serializer
+        probe = self.job(queue, "probe")
+        fixed = {k: v for k, v in _job_fields(probe).items() if k not in self.VARYING}
+        literals = ", ".join(
+            f"{_lua_string(key.encode())}, {_lua_string(_encoded(value))}"
+            for key, value in fixed.items()
+        )
+        varying = ", ".join(f"ARGV[a + {n}]" for n in range(2, 2 + 2 * len(self.VARYING)))
+        # Many jobs per call: one command and one reply per batch, not per signal.
+        self.script = f"""
+            -- KEYS[1] = queue key, KEYS[2..] = job keys; for the job of KEYS[i], with
+            -- a = (i - 2) * {self.STRIDE}: ARGV[a + 1] = its id, then its varying fields
+            -- and values. A job whose key exists already is left alone (unique enqueue).
+            local pushed = 0
+            for i = 2, #KEYS do
+                local a = (i - 2) * {self.STRIDE}
+                if redis.call("EXISTS", KEYS[i]) == 0 then
+                    redis.call("HSET", KEYS[i], {literals}, {varying})
+                    redis.call("RPUSH", KEYS[1], ARGV[a + 1])
+                    pushed = pushed + 1
+                end
+            end
+            return pushed
+        """
+
+    @staticmethod
+    def job(queue: Queue, signal_id: str) -> Job:
+        """The job as RQ itself builds it (the slow way, and the reference)."""
         job = Job.create(
             PROCESS_SIGNAL,
             args=(signal_id,),
             id=job_id(signal_id),
-            connection=self.queue.connection,
-            serializer=self.queue.serializer,
+            connection=queue.connection,
+            serializer=queue.serializer,
             result_ttl=JOB_RESULT_TTL,
+            failure_ttl=JOB_FAILURE_TTL,
             status=JobStatus.QUEUED,
-            origin=self.queue.name,
+            origin=queue.name,
             timeout=JOB_TIMEOUT,
         )
         job.enqueued_at = rq_now()
         return job
 
+    def args(self, signal_id: str) -> list[bytes | str]:
+        """The script's ARGV for ``signal_id``'s job (STRIDE values), enqueued now."""
+        stamp = utcformat(rq_now()).encode()
+        # As Job.data and Job.to_dict make it: (func, instance, args, kwargs), compressed.
+        data = zlib.compress(self.serializer.dumps((PROCESS_SIGNAL, None, (signal_id,), {})))
+        description = f"{PROCESS_SIGNAL}({signal_id!r})".encode()
+        return [
+            job_id(signal_id),
+            "created_at",
+            stamp,
+            "data",
+            data,
+            "description",
+            description,
+            "enqueued_at",
+            stamp,
+        ]
 
-def _hset_args(job: Job) -> list[Any]:
-    """The job hash as field/value pairs, as RQ's unique-enqueue script expects them."""
-    args: list[Any] = []
-    for key, value in job.to_dict().items():
-        if value is not None:
-            args.append(key)
-            args.append(value if isinstance(value, bytes | str) else str(value))
-    return args
+
+def _lua_string(value: bytes) -> str:
+    """A Lua string literal of any bytes (each one as a decimal escape)."""
+    return '"' + "".join(f"\\{byte:03d}" for byte in value) + '"'
+
+
+def _job_fields(job: Job) -> dict[str, Any]:
+    """The job hash as RQ's unique-enqueue script writes it (fields with a value)."""
+    return {key: value for key, value in job.to_dict().items() if value is not None}
+
+
+def _encoded(value: Any) -> bytes:
+    # Bytes, not str: redis-py then sends them as they are instead of encoding each time.
+    if isinstance(value, bytes):
+        return value
+    # A str subclass (JobStatus) as its value, the way redis-py would encode it.
+    return str.encode(value) if isinstance(value, str) else str(value).encode()

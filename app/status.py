@@ -83,6 +83,48 @@ def pace_of(
     return AlgoPace(order, signal, start, policy, verdict, now, DATABASE)
 
 
+def recent_algos(
+    session: Session, settings: Settings, *, now: datetime, since: datetime
+) -> list[AlgoPace]:
+    """TWAP/VP orders that ended (filled, cancelled, expired) since ``since``, newest first,
+    each judged as of its end: what the dashboard keeps after an algo is done."""
+    ended = (OrderStatus.FILLED.value, OrderStatus.CANCELLED.value, OrderStatus.EXPIRED.value)
+    rows = session.execute(
+        select(Order, Signal)
+        .outerjoin(Signal, Order.signal_id == Signal.id)
+        .where(Order.kind.in_(ALGO_KINDS), Order.status.in_(ended), Order.updated_at >= since)
+        .order_by(Order.id.desc())
+        .limit(50)
+    ).all()
+    return [
+        pace_of(order, signal, settings, min(now, aware(order.end_time or order.updated_at) or now))
+        for order, signal in rows
+    ]
+
+
+def fill_paths(
+    session: Session, order_ids: Sequence[int]
+) -> dict[int, list[tuple[datetime, Decimal]]]:
+    """Each order's fills in time order as (time, quantity filled so far): the plotted line."""
+    from app.models import Fill
+
+    paths: dict[int, list[tuple[datetime, Decimal]]] = {order_id: [] for order_id in order_ids}
+    if not order_ids:
+        return paths
+    rows = session.execute(
+        select(Fill.order_id, Fill.time, Fill.created_at, Fill.qty)
+        .where(Fill.order_id.in_(order_ids), Fill.qty > 0)
+        .order_by(Fill.order_id, Fill.time, Fill.id)
+    )
+    for order_id, time, created, qty in rows:
+        path = paths[order_id]
+        total = (path[-1][1] if path else Decimal(0)) + qty
+        moment = aware(time or created)
+        assert moment is not None
+        path.append((moment, total))
+    return paths
+
+
 def working_algos(
     session: Session,
     settings: Settings,

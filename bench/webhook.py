@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,13 +35,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 ROOT = Path(__file__).resolve().parent.parent
-SECRET = "bench-webhook-secret-0123456789abcdef"
+sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from bench.harness import (  # noqa: E402
+    SECRET,
+    cleanup_redis,
+    cpu_seconds,
+    free_port,
+    start,
+    stop,
+    uvicorn,
+    wait_ready,
+)
 
 
 def bare_app() -> FastAPI:
@@ -55,38 +59,6 @@ def bare_app() -> FastAPI:
         return JSONResponse({"signal_id": "x", "status": "received", "duplicate": False}, 202)
 
     return app
-
-
-def serve(target: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        target,
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ]
-    with log.open("wb") as out:
-        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url} exited with {proc.returncode}")
-        try:
-            httpx.get(url + "/webhook", timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not start")
 
 
 def body(run: str, n: int) -> dict[str, Any]:
@@ -114,15 +86,6 @@ class Result:
     p99: float
     achieved: float
     cpu_ms: float = 0.0  # the server's CPU time (all threads, user + system) per request
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def drive(url: str, rate: int, seconds: float, tag: str) -> Result:
@@ -163,23 +126,6 @@ async def drive(url: str, rate: int, seconds: float, tag: str) -> Result:
     )
 
 
-def cleanup_redis(redis_url: str, queue_name: str) -> int:
-    import redis
-
-    conn = redis.Redis.from_url(redis_url)
-    keys = list(conn.scan_iter(match=f"rq:*{queue_name}*", count=1000))
-    keys += [
-        key
-        for key in conn.scan_iter(match="rq:job:signal-*", count=1000)
-        if conn.hget(key, "origin") == queue_name.encode()
-    ]
-    keys += list(conn.scan_iter(match=f"pacekeeper:*{queue_name}*", count=1000))
-    if keys:
-        conn.delete(*keys)
-    conn.close()
-    return len(keys)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", type=int, nargs="+", default=[100, 300, 500])
@@ -214,15 +160,19 @@ def main() -> int:
         try:
             ports = {"receiver": free_port(), "bare": free_port()}
             procs.append(
-                serve("app.main:create_app", ports["receiver"], env, Path(tmp) / "receiver.log")
+                start(
+                    uvicorn("app.main:create_app", ports["receiver"]),
+                    env,
+                    Path(tmp) / "receiver.log",
+                )
             )
             procs.append(
-                serve("bench.webhook:bare_app", ports["bare"], env, Path(tmp) / "bare.log")
+                start(uvicorn("bench.webhook:bare_app", ports["bare"]), env, Path(tmp) / "bare.log")
             )
             urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
             pids = {"receiver": procs[0].pid, "bare": procs[1].pid}
             for proc, url in zip(procs, urls.values(), strict=True):
-                wait_ready(url, proc)
+                wait_ready(url + "/webhook", proc)
 
             results: dict[tuple[str, int], list[Result]] = {}
             for run in range(args.runs):
@@ -241,13 +191,7 @@ def main() -> int:
                             flush=True,
                         )
         finally:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop(procs)
             removed = cleanup_redis(redis_url, queue_name)
 
     print(

@@ -23,3 +23,17 @@ elif [ "${CI:-}" = "true" ]; then
 else
   echo "services: postgresql is not answering; its tests will be skipped"
 fi
+
+# The dashboard's browser test drives Debian's chromium (playwright, from the lock, needs no
+# browser download of its own).
+if ! command -v chromium >/dev/null 2>&1 && [ -z "${PACEKEEPER_CHROMIUM:-}" ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
+    echo "services: installing Debian's chromium for the browser test"
+    (apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 \
+      || { apt-get update >/dev/null 2>&1 \
+           && apt-get install -y --no-install-recommends chromium >/dev/null 2>&1; }) \
+      || echo "services: could not install chromium"
+  fi
+fi
+command -v chromium >/dev/null 2>&1 || [ -n "${PACEKEEPER_CHROMIUM:-}" ] \
+  && echo "services: chromium ok" || echo "services: chromium is missing; the browser test fails"

@@ -77,6 +77,15 @@ def reconcile() -> dict[str, Any]:
     return reconcile_with_exchange(resources().exec_context()).as_dict()
 
 
+def record_quality() -> dict[str, Any]:
+    """Periodic: the execution quality of signals whose execution has ended
+    (``app.execution.quality``: VWAP over the window from klines, slippage, fees, delays)."""
+    from app.execution.quality import record_due
+    from worker.resources import resources
+
+    return {"recorded": record_due(resources().exec_context())}
+
+
 def deliver_notifications() -> dict[str, Any]:
     """Periodic: send the notifications that are due (``app.notify.service``)."""
     from app.notify.service import deliver

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from pydantic import AfterValidator, BeforeValidator
@@ -25,7 +25,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from app import controls
-from app.api.deps import Admin, RedisDep, SessionDep, SettingsDep
+from app.api.deps import Admin, ReadSessionDep, RedisDep, SessionDep, SettingsDep
 from app.api.schemas import (
     MAX_ROW_ID,
     NO_NUL,
@@ -34,6 +34,7 @@ from app.api.schemas import (
     CancelIn,
     CancelOut,
     EventOut,
+    FillPoint,
     HaltIn,
     HaltOut,
     OrderOut,
@@ -41,6 +42,7 @@ from app.api.schemas import (
     OrderWithFills,
     PaceOut,
     PolicyOut,
+    PositionPage,
     SignalDetail,
     SignalOut,
     SignalPage,
@@ -49,11 +51,12 @@ from app.config import Settings
 from app.errors import AppError, Conflict, NotFound, responses
 from app.exchange import AlreadyDone, BinanceClient, ExchangeError
 from app.exchange.algos import AlgoMarket
+from app.execution.quality import measure
 from app.metrics import ALGO_KINDS
-from app.models import Event, Order, OrderStatus, Signal, SignalStatus, utcnow
+from app.models import Event, Order, OrderStatus, Position, Signal, SignalStatus, utcnow
 from app.monitoring import verdicts
 from app.signals.schemas import Action, Market
-from app.status import MONITOR, AlgoPace, working_algos, working_ids
+from app.status import MONITOR, AlgoPace, fill_paths, recent_algos, working_algos, working_ids
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +110,7 @@ RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 @router.get("/signals", response_model=SignalPage, summary="Signals, newest first")
 def list_signals(
-    session: SessionDep,
+    session: ReadSessionDep,
     status: Annotated[list[SignalStatus] | None, Query()] = None,
     symbol: SymbolFilter | None = None,
     strategy: Text | None = None,
@@ -148,7 +151,7 @@ def list_signals(
     responses=responses(404),
 )
 def get_signal(
-    signal_id: Annotated[str, Path(pattern=SIGNAL_CURSOR)], session: SessionDep
+    signal_id: Annotated[str, Path(pattern=SIGNAL_CURSOR)], session: ReadSessionDep
 ) -> dict[str, Any]:
     signal = session.get(Signal, signal_id)
     if signal is None:
@@ -173,12 +176,13 @@ def get_signal(
         "payload": signal.payload,
         "orders": [OrderWithFills.model_validate(order) for order in orders],
         "events": [EventOut.model_validate(event) for event in events],
+        "quality": (quality.as_json() if (quality := measure(session, signal_id)) else None),
     }
 
 
 @router.get("/orders", response_model=OrderPage, summary="Orders, newest first")
 def list_orders(
-    session: SessionDep,
+    session: ReadSessionDep,
     status: Annotated[list[OrderStatus] | None, Query()] = None,
     kind: KindFilter | None = None,
     market: Market | None = None,
@@ -212,9 +216,37 @@ def list_orders(
     return {"items": rows, "next_cursor": str(rows[-1].id) if more else None}
 
 
-def _algo_out(algo: AlgoPace) -> AlgoOut:
+@router.get("/positions", response_model=PositionPage, summary="Positions, newest first")
+def list_positions(
+    session: ReadSessionDep,
+    status: Annotated[Literal["open", "closed"] | None, Query()] = None,
+    market: Market | None = None,
+    symbol: SymbolFilter | None = None,
+    strategy: Text | None = None,
+    limit: Limit = 50,
+    cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")] = None,
+) -> dict[str, Any]:
+    query = select(Position).order_by(Position.id.desc()).limit(limit + 1)
+    for column, value in (
+        (Position.status, status),
+        (Position.market, market),
+        (Position.symbol, symbol and symbol.upper()),
+        (Position.strategy, strategy),
+    ):
+        if value:
+            query = query.where(column == value)
+    if cursor is not None and int(cursor) <= MAX_ROW_ID:  # a larger one is past every id
+        query = query.where(Position.id < int(cursor))
+    rows = list(session.scalars(query))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"items": rows, "next_cursor": str(rows[-1].id) if more else None}
+
+
+def _algo_out(algo: AlgoPace, fills: list[tuple[datetime, Decimal]]) -> AlgoOut:
     verdict, policy = algo.verdict, algo.policy
     return AlgoOut(
+        fills=[FillPoint(time=time, filled=filled) for time, filled in fills],
         order=OrderOut.model_validate(algo.order),
         strategy=algo.signal.strategy if algo.signal else None,
         start=algo.start,
@@ -245,12 +277,22 @@ def _algo_out(algo: AlgoPace) -> AlgoOut:
 
 
 @router.get("/algos", response_model=AlgoList, summary="Working algos with schedule vs fill")
-def list_algos(session: SessionDep, settings: SettingsDep, redis: RedisDep) -> AlgoList:
-    """The monitor's own pace verdicts (see ``app/status.py``)."""
+def list_algos(
+    session: ReadSessionDep,
+    settings: SettingsDep,
+    redis: RedisDep,
+    recent_hours: Annotated[int, Query(ge=0, le=168)] = 0,
+) -> AlgoList:
+    """The monitor's own pace verdicts (see ``app/status.py``), with each algo's fills; with
+    ``recent_hours``, also the algos that ended in that many hours (newest first)."""
     now = utcnow()
     published = verdicts.fetch(redis, settings.queue_name, working_ids(session))
     algos = working_algos(session, settings, now=now, published=published)
-    return AlgoList(now=now, items=[_algo_out(a) for a in algos])
+    if recent_hours:
+        since = now - timedelta(hours=recent_hours)
+        algos += recent_algos(session, settings, now=now, since=since)
+    paths = fill_paths(session, [a.order.id for a in algos])
+    return AlgoList(now=now, items=[_algo_out(a, paths[a.order.id]) for a in algos])
 
 
 # ---- acting --------------------------------------------------------------------------------
@@ -345,7 +387,7 @@ def _halt_out(halt: controls.Halt | None, **extra: Any) -> HaltOut:
 
 
 @router.get("/halt", response_model=HaltOut, summary="The kill switch")
-def get_halt(session: SessionDep) -> HaltOut:
+def get_halt(session: ReadSessionDep) -> HaltOut:
     return _halt_out(controls.current_halt(session))
 
 

@@ -33,6 +33,18 @@ def get_session(request: Request) -> Iterator[Session]:
         session.close()
 
 
+def get_read_session(request: Request) -> Iterator[Session]:
+    """A session for a request that only reads (the admin API's GETs, the dashboard): on
+    SQLite it reads a snapshot without taking or waiting for the write lock the intake and
+    the workers take in turn, so a busy stack never answers a read with "database is locked";
+    it cannot write (``query_only``)."""
+    session: Session = request.app.state.read_sessions()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
 def get_redis(request: Request) -> Redis | None:
     redis: Redis | None = getattr(request.app.state, "redis", None)
     return redis
@@ -78,5 +90,6 @@ def require_admin(
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
+ReadSessionDep = Annotated[Session, Depends(get_read_session)]
 RedisDep = Annotated[Redis | None, Depends(get_redis)]
 Admin = Depends(require_admin)

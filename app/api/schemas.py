@@ -114,15 +114,58 @@ class EventOut(_Out):
     created_at: Time
 
 
+class QualityOut(BaseModel):
+    """Execution quality (``app.execution.quality``): prices as strings, slippage in basis
+    points (positive is a cost), delays in seconds from receipt."""
+
+    side: str | None
+    arrival_price: DecimalStr | None
+    avg_price: DecimalStr | None
+    filled_qty: DecimalStr
+    fees_quote: DecimalStr | None
+    fees_other: dict[str, DecimalStr]
+    slippage_arrival_bps: DecimalStr | None
+    vwap: DecimalStr | None = Field(description="the market's VWAP over the execution window")
+    slippage_vwap_bps: DecimalStr | None
+    delays: dict[str, float | None] = Field(
+        description="seconds from receipt to: queued, first_order, first_fill, last_fill"
+    )
+
+
 class SignalDetail(SignalOut):
     source_ip: str | None
     payload: dict[str, Any]
     orders: list[OrderWithFills]
     events: list[EventOut]
+    quality: QualityOut | None
 
 
 class SignalPage(BaseModel):
     items: list[SignalOut]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next (older) page")
+
+
+class PositionOut(_Out):
+    id: int
+    strategy: str
+    market: str
+    symbol: str
+    side: str = Field(description="BUY opened a long, SELL a short")
+    status: str
+    quantity: DecimalStr
+    entry_avg_price: DecimalStr | None
+    exit_quantity: DecimalStr
+    realized_pnl: DecimalStr | None
+    leverage: int | None = Field(description="usdm: the leverage the entry set (or found)")
+    margin_type: str | None = Field(description="usdm: isolated or cross")
+    bracket_note: str | None
+    opened_by: str | None
+    opened_at: Time
+    closed_at: Time | None
+
+
+class PositionPage(BaseModel):
+    items: list[PositionOut]
     next_cursor: str | None = Field(description="pass as `cursor` for the next (older) page")
 
 
@@ -156,12 +199,18 @@ class PaceOut(BaseModel):
     )
 
 
+class FillPoint(BaseModel):
+    time: Time
+    filled: DecimalStr = Field(description="quantity filled so far, this fill included")
+
+
 class AlgoOut(BaseModel):
     order: OrderOut
     strategy: str | None
     start: Time
     policy: PolicyOut
     pace: PaceOut | None = Field(description="null when the order has no base quantity")
+    fills: list[FillPoint] = Field(description="the child fills in time order, cumulative")
 
 
 class AlgoList(BaseModel):

@@ -1,4 +1,4 @@
-"""Binance algo orders (``/sapi/v1/algo/spot/*`` TWAP, ``/sapi/v1/algo/futures/*`` TWAP and VP).
+"""Binance algo orders (``/sapi/v1/algo/spot/*`` and ``/sapi/v1/algo/futures/*``, TWAP and VP).
 
 Placing returns only ``clientAlgoId``; cancel and subOrders need ``algoId``, which only the
 open and historical listings show. ``find_algo`` does that look-up. ``market`` is ``"spot"``
@@ -60,6 +60,30 @@ class AlgoOrders(BinanceSession):
         }
         # recvWindow is not among this endpoint's documented parameters; Binance's default applies.
         body = self.call("POST", path, params, signed=True, recv_window=False)
+        return parse(AlgoAccepted, body, method="POST", path=path)
+
+    def new_spot_vp(
+        self,
+        *,
+        symbol: str,
+        side: str,
+        quantity: Decimal,
+        urgency: str,
+        client_algo_id: str,
+        limit_price: Decimal | None = None,
+    ) -> AlgoAccepted:
+        """POST /sapi/v1/algo/spot/newOrderVp (Binance 2026-10-09): ``urgency`` LOW, MEDIUM
+        or HIGH, no duration; spot has no ``reduceOnly`` or ``positionSide``."""
+        path = "/sapi/v1/algo/spot/newOrderVp"
+        params = {
+            "symbol": symbol,
+            "side": side,
+            "quantity": quantity,
+            "urgency": urgency,
+            "clientAlgoId": client_algo_id,
+            "limitPrice": limit_price,
+        }
+        body = self.call("POST", path, params, signed=True)
         return parse(AlgoAccepted, body, method="POST", path=path)
 
     def new_futures_twap(

@@ -26,7 +26,7 @@ import httpx
 
 from app.exchange.algos import AlgoOrders
 from app.exchange.auth import Credentials
-from app.exchange.errors import INVALID_SYMBOL, Rejected
+from app.exchange.errors import INVALID_SYMBOL, Rejected, Temporary
 from app.exchange.filters import Market, SymbolRules, parse_exchange_info
 from app.exchange.futures import FuturesOrders
 from app.exchange.models import Account, ApiRestrictions, AvgPrice, MarkPrice, TickerPrice
@@ -128,6 +128,24 @@ class BinanceClient(SpotOrders, AlgoOrders, FuturesOrders):
         path = "/fapi/v1/premiumIndex"
         body = self.call("GET", path, {"symbol": symbol})
         return parse(MarkPrice, body, method="GET", path=path)
+
+    def klines(
+        self, symbol: str, market: Market, interval: str, start_ms: int, end_ms: int
+    ) -> list[list[Any]]:
+        """Candles (``/api/v3/klines``, ``/fapi/v1/klines``), each ``[open time, open, high,
+        low, close, volume, close time, quote volume, trades, ...]``, at most 1000."""
+        path = "/fapi/v1/klines" if market == "usdm" else "/api/v3/klines"
+        params = {
+            "symbol": symbol,
+            "interval": interval,
+            "startTime": start_ms,
+            "endTime": end_ms,
+            "limit": 1000,
+        }
+        body = self.call("GET", path, params)
+        if not isinstance(body, list):
+            raise Temporary("klines: the answer is not a list", method="GET", path=path)
+        return body
 
     # ---- account -----------------------------------------------------------------------
 

@@ -344,11 +344,27 @@ class AlgoLimits:
         )
 
 
-def _check_notional_bounds(algo: str, notional: Decimal, low: Decimal, high: Decimal) -> None:
+def _check_notional_bounds(
+    algo: str,
+    rules: SymbolRules,
+    quote_notional: Decimal,
+    quote_rate: Decimal,
+    low: Decimal,
+    high: Decimal,
+) -> None:
+    """The bounds are in USDT: ``quote_notional`` (in the symbol's quote asset) times
+    ``quote_rate`` (USDT per unit of the quote asset); a converted figure names both."""
+    notional = quote_notional * quote_rate
+    shown = f"{to_wire(notional)} USDT"
+    if quote_rate != 1:
+        shown += (
+            f" = {to_wire(quote_notional)} {rules.quote_asset}"
+            f" at {to_wire(quote_rate)} USDT per {rules.quote_asset}"
+        )
     if notional < low:
-        raise FilterViolation(algo, "notional", notional, f"must be at least {to_wire(low)} USDT")
+        raise FilterViolation(algo, "notional", shown, f"must be at least {to_wire(low)} USDT")
     if notional > high:
-        raise FilterViolation(algo, "notional", notional, f"must not exceed {to_wire(high)} USDT")
+        raise FilterViolation(algo, "notional", shown, f"must not exceed {to_wire(high)} USDT")
 
 
 def check_twap(
@@ -372,7 +388,7 @@ def check_twap(
     usdm = rules.market == "usdm"
     high = limits.twap_max_notional_usdm if usdm else limits.twap_max_notional_spot
     _check_notional_bounds(
-        "TWAP", quantity * reference_price * quote_rate, limits.twap_min_notional, high
+        "TWAP", rules, quantity * reference_price, quote_rate, limits.twap_min_notional, high
     )
     if usdm and rules.lot is not None:
         per_minute = quantity * 60 / duration
@@ -396,14 +412,13 @@ def check_vp(
     open_algos: int,
     quote_rate: Decimal = Decimal(1),
 ) -> None:
-    """Refuse a VP (USD-M only) Binance would refuse."""
-    if rules.market != "usdm":
-        raise FilterViolation("VP", "market", rules.market, "must be usdm (VP is futures only)")
+    """Refuse a VP Binance would refuse: USD-M, or spot (since 2026-10-09), whose VP keeps
+    within the spot maximum as well as the VP bounds."""
+    high = limits.vp_max_notional
+    if rules.market == "spot":
+        high = min(high, limits.twap_max_notional_spot)
     _check_notional_bounds(
-        "VP",
-        quantity * reference_price * quote_rate,
-        limits.vp_min_notional,
-        limits.vp_max_notional,
+        "VP", rules, quantity * reference_price, quote_rate, limits.vp_min_notional, high
     )
     _check_open("VP", open_algos, limits.max_open_vp)
 

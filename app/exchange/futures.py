@@ -10,9 +10,18 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from app.exchange.errors import Rejected
-from app.exchange.models import ConditionalCancelled, ConditionalOrder, FuturesOrder, Position
+from app.exchange.errors import Rejected, UnknownOutcome
+from app.exchange.models import (
+    ConditionalCancelled,
+    ConditionalOrder,
+    FuturesOrder,
+    Position,
+    SymbolBrackets,
+)
 from app.exchange.session import BinanceSession, parse, parse_list
+
+NO_NEED_TO_CHANGE_MARGIN_TYPE = -4046
+POSITION_SIDE_MISMATCH = -4061
 
 
 def _one_id(order_id: int | None, client_id: str | None) -> None:
@@ -21,6 +30,32 @@ def _one_id(order_id: int | None, client_id: str | None) -> None:
 
 
 class FuturesOrders(BinanceSession):
+    # The account's position mode (True: hedge, dual-side), read once and cached; read again
+    # after -4061 (``forget_position_mode``).
+    _dual_side: bool | None = None
+
+    def dual_side(self) -> bool:
+        """GET /fapi/v1/positionSide/dual, cached: True when the account is in hedge mode."""
+        if self._dual_side is None:
+            path = "/fapi/v1/positionSide/dual"
+            body = self.call("GET", path, {}, signed=True)
+            value = body.get("dualSidePosition") if isinstance(body, dict) else None
+            if not isinstance(value, bool):
+                raise UnknownOutcome(
+                    "unexpected answer shape for the position mode", method="GET", path=path
+                )
+            self._dual_side = value
+        return self._dual_side
+
+    def forget_position_mode(self) -> None:
+        self._dual_side = None
+
+    def change_position_mode(self, dual: bool) -> None:
+        """POST /fapi/v1/positionSide/dual (Binance refuses it with positions or open orders)."""
+        params = {"dualSidePosition": "true" if dual else "false"}
+        self.call("POST", "/fapi/v1/positionSide/dual", params, signed=True)
+        self._dual_side = dual
+
     def new_futures_order(
         self,
         *,
@@ -160,3 +195,28 @@ class FuturesOrders(BinanceSession):
         path = "/fapi/v2/positionRisk"
         body = self.call("GET", path, {"symbol": symbol}, signed=True)
         return parse_list(Position, body, method="GET", path=path)
+
+    def leverage_brackets(self, symbol: str) -> SymbolBrackets:
+        """GET /fapi/v1/leverageBracket for one symbol (an object when a symbol is sent)."""
+        path = "/fapi/v1/leverageBracket"
+        body = self.call("GET", path, {"symbol": symbol}, signed=True)
+        if isinstance(body, list):  # some deployments answer a one-row list
+            body = next((row for row in body if row.get("symbol") == symbol), None)
+        return parse(SymbolBrackets, body, method="GET", path=path)
+
+    def change_leverage(self, symbol: str, leverage: int) -> None:
+        """POST /fapi/v1/leverage: the initial leverage of ``symbol``."""
+        params = {"symbol": symbol, "leverage": leverage}
+        self.call("POST", "/fapi/v1/leverage", params, signed=True)
+
+    def change_margin_type(self, symbol: str, margin_type: str) -> None:
+        """POST /fapi/v1/marginType, ``isolated`` or ``cross``; "no need to change" (-4046) is
+        success: the symbol already has it."""
+        wanted = "ISOLATED" if margin_type == "isolated" else "CROSSED"
+        try:
+            self.call(
+                "POST", "/fapi/v1/marginType", {"symbol": symbol, "marginType": wanted}, signed=True
+            )
+        except Rejected as exc:
+            if exc.code != NO_NEED_TO_CHANGE_MARGIN_TYPE:
+                raise

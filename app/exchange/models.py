@@ -384,5 +384,30 @@ class Position(BinanceModel):
     unRealizedProfit: Amount = None
     liquidationPrice: Amount = None
     leverage: Amount = None
+    marginType: str | None = None  # "cross" / "isolated" (v2 only)
+    maxNotionalValue: Amount = None
     notional: Amount = None
     updateTime: int | None = None
+
+
+class LeverageBracket(BinanceModel):
+    bracket: int
+    initialLeverage: int
+    notionalCap: Decimal
+    notionalFloor: Decimal
+
+
+class SymbolBrackets(BinanceModel):
+    """``GET /fapi/v1/leverageBracket`` for one symbol."""
+
+    symbol: str
+    brackets: list[LeverageBracket]
+
+    def max_leverage(self) -> int:
+        return max((b.initialLeverage for b in self.brackets), default=0)
+
+    def max_notional(self, leverage: int) -> Decimal:
+        """The largest position ``leverage`` allows: the highest cap of a bracket whose initial
+        leverage still reaches it (0 when none does)."""
+        caps = [b.notionalCap for b in self.brackets if b.initialLeverage >= leverage]
+        return max(caps, default=Decimal(0))

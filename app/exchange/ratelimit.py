@@ -12,10 +12,13 @@ Binance counts request weight per fixed one-minute window:
 Before each request the governor reserves the endpoint's weight (from ``WEIGHTS``) in the
 current window, keeping ``margin`` of every budget unused, and sleeps to the next window when
 the reservation does not fit. After each response it raises its count to what the headers say
-(other programs may share the IP). A 429 blocks every call to the same server (host and port:
-the spot host carries /api and /sapi, the USD-M host /fapi) for ``Retry-After``
-seconds; a 418 (IP ban) blocks every call. Blocks longer than ``max_wait`` raise ``Temporary``
-at once; shorter ones are waited out.
+(other programs may share the IP). Blocks are per Binance host: the spot host
+(api.binance.com) carries /api and /sapi, the USD-M host (fapi.binance.com) /fapi, and each
+has its own limits and its own IP bans. A 429 blocks every call to the same host (its server,
+host and port, and its side: spot or fapi, so a paper exchange serving both on one port
+keeps them apart) for ``Retry-After`` seconds; a 418 (IP ban) blocks every call to that
+side, whatever server: a spot ban never stops a USD-M stop or close. Blocks longer than
+``max_wait`` raise ``Temporary`` at once; shorter ones are waited out.
 
 Order placements also count against the account's order limits, reported after each one as
 ``X-MBX-ORDER-COUNT-10S`` / ``-1D`` (spot: 100 and 200,000) and ``-10S`` / ``-1M`` (USD-M: 300
@@ -73,6 +76,7 @@ WEIGHTS: dict[tuple[str, str], int] = {
     ("DELETE", "/api/v3/orderList"): 1,
     ("GET", "/sapi/v1/account/apiRestrictions"): 1,
     ("POST", "/sapi/v1/algo/spot/newOrderTwap"): 3000,
+    ("POST", "/sapi/v1/algo/spot/newOrderVp"): 3000,  # not documented: budgeted as the futures VP
     ("DELETE", "/sapi/v1/algo/spot/order"): 1,
     ("GET", "/sapi/v1/algo/spot/openOrders"): 1,
     ("GET", "/sapi/v1/algo/spot/historicalOrders"): 1,
@@ -96,6 +100,7 @@ WEIGHTS: dict[tuple[str, str], int] = {
     ("DELETE", "/fapi/v1/algoOrder"): 1,
     ("GET", "/fapi/v1/openAlgoOrders"): 1,  # 40 without a symbol
     ("GET", "/fapi/v2/positionRisk"): 5,
+    ("GET", "/fapi/v1/positionSide/dual"): 30,
     ("GET", "/fapi/v3/positionRisk"): 5,
 }
 WITHOUT_SYMBOL = {
@@ -108,6 +113,7 @@ WITHOUT_SYMBOL = {
 }
 UID_LIMITED = {
     "/sapi/v1/algo/spot/newOrderTwap",
+    "/sapi/v1/algo/spot/newOrderVp",
     "/sapi/v1/algo/futures/newOrderTwap",
     "/sapi/v1/algo/futures/newOrderVp",
 }
@@ -126,6 +132,7 @@ PLACES_ORDER = {
     ("POST", "/fapi/v1/batchOrders"),
     ("POST", "/fapi/v1/algoOrder"),
 }
+HOSTS = ("fapi", "spot")
 
 
 @dataclass(frozen=True)
@@ -137,6 +144,11 @@ class Cost:
     kind: str  # a key of LIMITS
     weight: int
     places_order: bool = False  # counted on the order-count limits too
+    host: str = "spot"  # the Binance host: "spot" (/api, /sapi) or "fapi" (/fapi)
+
+    @property
+    def ban_key(self) -> str:
+        return f"{BAN}:{self.host}"
 
 
 def family_of(path: str) -> str:
@@ -153,11 +165,14 @@ def cost_of(
         weight = WITHOUT_SYMBOL[key]
     family = family_of(path)
     places = key in PLACES_ORDER
+    host = HOSTS[0] if family == "fapi" else HOSTS[1]
+    if server:
+        server = f"{server} {host}"
     if family == "sapi":
         kind = "sapi-uid" if path in UID_LIMITED else "sapi-ip"
-        return Cost(server or family, f"{kind}:{path}", kind, weight)
+        return Cost(server or family, f"{kind}:{path}", kind, weight, host=host)
     kind = "fapi" if family == "fapi" else "api"
-    return Cost(server or kind, kind, kind, weight, places)
+    return Cost(server or kind, kind, kind, weight, places_order=places, host=host)
 
 
 # What stopped a reservation: a block key and its remaining seconds, or FULL.
@@ -363,7 +378,7 @@ class RateGovernor:
         cost = cost_of(method, path, params, server)
         self._buckets[cost.bucket] = cost.kind
         self._servers.add(cost.server)
-        blocks: tuple[str, ...] = (BAN, f"backoff:{cost.server}")
+        blocks: tuple[str, ...] = (cost.ban_key, f"backoff:{cost.server}")
         if cost.places_order:
             blocks = (*blocks, f"orders:{cost.server}")
         while True:
@@ -377,8 +392,8 @@ class RateGovernor:
             if refusal != FULL:
                 block, remaining = refusal
                 why = (
-                    "IP banned (418)"
-                    if block == BAN
+                    f"IP banned (418) by {cost.host}"
+                    if block == cost.ban_key
                     else f"order count near its limit on {cost.server}"
                     if block.startswith("orders:")
                     else f"Retry-After from {cost.server}"
@@ -399,7 +414,7 @@ class RateGovernor:
         if status in (418, 429):
             retry_after = retry_after_seconds(headers)
             if status == 418:
-                self.store.block(BAN, retry_after or DEFAULT_BAN_SECONDS)
+                self.store.block(cost.ban_key, retry_after or DEFAULT_BAN_SECONDS)
             else:
                 self.store.block(f"backoff:{cost.server}", retry_after or DEFAULT_BACKOFF_SECONDS)
 
@@ -419,7 +434,9 @@ class RateGovernor:
                 self.store.block(f"orders:{cost.server}", remaining)
 
     def snapshot(self) -> dict[str, Any]:
-        """Used weight per bucket in the current window, and any ban or back-off in force."""
+        """Used weight per bucket in the current window, and any ban or back-off in force
+        (``banned_for``: the longest ban of either host; ``banned``: per host)."""
+        banned = {host: self.store.blocked_for(f"{BAN}:{host}") for host in HOSTS}
         buckets = {
             bucket: {
                 "used": self.store.used(self._window_key(bucket)),
@@ -429,6 +446,7 @@ class RateGovernor:
         }
         return {
             "buckets": buckets,
-            "banned_for": self.store.blocked_for(BAN),
+            "banned_for": max(banned.values()),
+            "banned": banned,
             "backoff_for": {s: self.store.blocked_for(f"backoff:{s}") for s in self._servers},
         }

@@ -8,8 +8,12 @@ Never naked, never oversold:
 2. the close is planned and validated (filters, the TWAP minimum, the open-algo guard)
    before the bracket is touched: a refused close leaves the protection as it was;
 3. it closes at most what the position holds net of fees (spot: also at most the free
-   balance plus what our own bracket locks); with no position it is refused and touches
-   nothing: Pacekeeper never sells coins no signal of its bought;
+   balance plus what our own bracket locks; USD-M: also at most what ``positionRisk`` says
+   the account holds on that side, read just before planning, shared out among our positions
+   on the symbol in turn); with no position it is refused and touches nothing: Pacekeeper
+   never sells coins no signal of its bought. A USD-M position reduced on the exchange behind
+   our back closes what is left, and ends closed once that is sold (nothing left on the
+   exchange: it ends closed without an order, its bracket cancelled);
 4. spot cancels the bracket (whose coins the close sells) and then places the close; USD-M
    places the reduce-only close first and cancels the bracket after. A close the exchange
    rejects brings the bracket back in the same job.
@@ -17,26 +21,34 @@ Never naked, never oversold:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
 from app.db import session_scope
 from app.exchange.errors import Temporary
-from app.exchange.filters import AlgoLimits
+from app.exchange.filters import AlgoLimits, to_wire
 from app.execution import book, guards
 from app.execution.brackets import cancel_brackets, current_price, live_brackets
 from app.execution.cancels import cancel_order
 from app.execution.claims import Claim, heartbeat, transition
 from app.execution.context import ExecContext
-from app.execution.entries import open_algos
+from app.execution.entries import open_algo_counts, usdt_rate
 from app.execution.journal import add_orders, exit_filled
 from app.execution.placement import OrderRejected, place
 from app.execution.planning import OrderIntent, Refused, closing_side, plan_close
 from app.execution.positions import apply_entry_fills, apply_exit_fills
 from app.execution.protection import held, protect_position
 from app.execution.result import Result
-from app.models import TERMINAL_ORDER_STATUSES, Order, OrderStatus, Position, SignalStatus
+from app.models import (
+    TERMINAL_ORDER_STATUSES,
+    Order,
+    OrderStatus,
+    Position,
+    SignalStatus,
+    utcnow,
+)
 from app.models import Signal as SignalRow
 from app.signals.schemas import Action, Signal, TwapExecution, VpExecution
 
@@ -66,10 +78,14 @@ def run_close(ctx: ExecContext, claim: Claim, signal: Signal) -> Result:
         _plan(ctx, claim, signal, ids, write=False)  # refused here: nothing was touched
         for position in positions:
             stop_entries(ctx, claim, position, reason=reason)
-        _plan(ctx, claim, signal, ids, write=True)
+        gone = _plan(ctx, claim, signal, ids, write=True)
+        if gone:
+            _close_gone(ctx, claim, gone, reason=reason)
         with session_scope(ctx.sessions) as session:
             planned = [o for o in book.signal_orders(session, sid) if _closing(o)]
         if not planned:
+            if gone:
+                return Result(SignalStatus.DONE, f"nothing to close: {GONE_NOTE}")
             return Result(
                 SignalStatus.DONE, f"nothing to close: the entry on {symbol} filled nothing"
             )
@@ -94,6 +110,9 @@ def run_close(ctx: ExecContext, claim: Claim, signal: Signal) -> Result:
             left = apply_exit_fills(session, row, dust=dust)
             if order.status != OrderStatus.WORKING.value:
                 exit_filled(session, order, row)
+            if row.status == "open" and _sold_what_was_left(order):
+                _mark_closed(row, f"{left} more in our books than on the exchange: {GONE_NOTE}")
+                notes.append(f"{left} was no longer on the exchange")
             if row.status == "open" and order.status != OrderStatus.WORKING.value:
                 bracket = protect_position(
                     ctx, session, row, reason="rest of a partial close", claim=claim
@@ -159,6 +178,48 @@ def stop_entries(ctx: ExecContext, claim: Claim, position: Position, *, reason: 
             row.bracket_note = "entry cancelled before anything filled"
 
 
+GONE_NOTE = "reduced on the exchange outside Pacekeeper, nothing of it is left there"
+EXCHANGE_HELD = "exchange_held"  # a close's fact: it was cut to what positionRisk showed
+
+
+def _exchange_holdings(ctx: ExecContext, symbol: str) -> dict[str, Decimal]:
+    """What the USD-M account holds on ``symbol`` per closing side, from positionRisk: a
+    SELL closes the long amounts, a BUY the short ones (one row in one-way mode)."""
+    rows = ctx.client.position_risk(symbol)
+    return {
+        "SELL": sum((r.positionAmt for r in rows if r.positionAmt > 0), Decimal(0)),
+        "BUY": sum((-r.positionAmt for r in rows if r.positionAmt < 0), Decimal(0)),
+    }
+
+
+def _sold_what_was_left(order: Order) -> bool:
+    """A close cut to the exchange's position that executed all of it."""
+    extra = order.extra or {}
+    return (
+        EXCHANGE_HELD in extra
+        and order.status == OrderStatus.FILLED.value
+        and order.quantity is not None
+        and (order.executed_qty or Decimal(0)) >= order.quantity
+    )
+
+
+def _mark_closed(row: Position, note: str) -> None:
+    row.status = "closed"
+    row.closed_at = utcnow()
+    row.bracket_note = note
+
+
+def _close_gone(ctx: ExecContext, claim: Claim, position_ids: list[int], *, reason: str) -> None:
+    """Positions of which the exchange holds nothing any more: their brackets are cancelled
+    (a reduce-only stop left behind would close a later position) and they end closed."""
+    _cancel_brackets(ctx, claim, position_ids, reason=reason)
+    with session_scope(ctx.sessions) as session:
+        for position_id in position_ids:
+            row = session.get(Position, position_id)
+            if row is not None and row.status == "open":
+                _mark_closed(row, GONE_NOTE)
+
+
 def _quantity(signal: Signal, position: Position, free: Decimal | None) -> Decimal:
     """What to close: the signal's quantity, never more than the position holds; a spot long
     no more than ``free`` (its free balance plus what our own bracket locks)."""
@@ -171,8 +232,9 @@ def _quantity(signal: Signal, position: Position, free: Decimal | None) -> Decim
 
 def _plan(
     ctx: ExecContext, claim: Claim, signal: Signal, position_ids: list[int], *, write: bool
-) -> None:
-    """Plan the close of each position (refused: ``Refused``); ``write``: store the rows."""
+) -> list[int]:
+    """Plan the close of each position (refused: ``Refused``); ``write``: store the rows.
+    Returns the positions of which the exchange holds nothing (USD-M)."""
     assert signal.market is not None and signal.symbol is not None
     market, symbol = signal.market.value, signal.symbol
     rules = ctx.client.symbol_rules(symbol, market)  # type: ignore[arg-type]
@@ -181,17 +243,22 @@ def _plan(
     base = "exit" if signal.action is Action.EXIT else "close"
     execution = signal.execution
     algo = execution.type if isinstance(execution, TwapExecution | VpExecution) else None
+    quote_rate = Decimal(1)
     if algo is not None:
-        count = open_algos(ctx, market, algo)
+        quote_rate = usdt_rate(ctx, rules.quote_asset)
+        count, every = open_algo_counts(ctx, market, algo)
         refusal = guards.evaluate(
             guards.Facts(entry=False, market=market, symbol=symbol,
-                         strategy=book.strategy_of(signal.strategy), algo=algo, open_algos=count),
+                         strategy=book.strategy_of(signal.strategy), algo=algo, open_algos=count,
+                         open_spot_algos=every),
             ctx.settings,
         )  # fmt: skip
         if refusal is not None:
             raise Refused(refusal)
     # Read the balance before the transaction: an open session holds SQLite's write lock.
     free = ctx.client.account().free(rules.base_asset) if market == "spot" else None
+    exchange = _exchange_holdings(ctx, symbol) if market == "usdm" and write else None
+    gone: list[int] = []
     with session_scope(ctx.sessions) as session:
         positions = [p for p in (session.get(Position, i) for i in position_ids) if p is not None]
         intents: list[tuple[OrderIntent, int | None]] = []
@@ -202,15 +269,24 @@ def _plan(
             locked = sum((o.quantity or Decimal(0) for o in live_brackets(session, position)),
                          Decimal(0))  # fmt: skip
             quantity = _quantity(signal, position, None if free is None else free + locked)
+            cut = exchange is not None and quantity > exchange[side]
+            if exchange is not None:
+                quantity = min(quantity, exchange[side])
+                exchange[side] -= quantity
             if quantity <= 0:
+                if cut and held(position) > 0:
+                    gone.append(position.id)
                 continue
             leg = base if len(positions) == 1 else f"{base}-{n}"
             intent = plan_close(signal, claim.signal_id, leg=leg, rules=rules, price=price,
-                                quantity=quantity, side=side, limits=limits)  # fmt: skip
+                                quantity=quantity, side=side, limits=limits,
+                                quote_rate=quote_rate)  # fmt: skip
+            if cut:
+                intent = replace(intent, facts={**intent.facts, EXCHANGE_HELD: to_wire(quantity)})
             intents.append((intent, position.id))
-        if not write:
-            return
-        _write(session, claim, intents)
+        if write:
+            _write(session, claim, intents)
+    return gone
 
 
 def _write(session: Session, claim: Claim, intents: list[tuple[OrderIntent, int | None]]) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from app.controls import current_halt
 from app.db import session_scope
 from app.exchange.filters import AlgoLimits, SymbolRules
-from app.execution import book, guards
+from app.execution import book, guards, leverage, venue
 from app.execution.brackets import current_price
 from app.execution.claims import Claim, heartbeat
 from app.execution.context import ExecContext
@@ -19,17 +19,27 @@ from app.execution.placement import place
 from app.execution.planning import Plan, Refused, plan_entry
 from app.execution.positions import apply_entry_fills
 from app.execution.protection import protect_position
+from app.execution.quality import record_arrival
 from app.execution.result import Result
 from app.models import Order, OrderStatus, Position, SignalStatus
 from app.signals.schemas import Signal, TwapExecution, VpExecution
 
 
-def open_algos(ctx: ExecContext, market: str, algo: str) -> int:
-    """Open TWAP/VP orders counting against the limit this algo is subject to."""
+def open_algo_counts(ctx: ExecContext, market: str, algo: str) -> tuple[int, int]:
+    """(open orders counting against this algo's own limit, every open algo of the market):
+    a spot VP is held to the VP cap and to the spot account's cap on TWAP and VP together."""
     orders = ctx.client.algo_open_orders("spot" if market == "spot" else "usdm")
     if algo == "vp":
-        return sum(1 for o in orders if (o.algoType or "").upper() == "VP")
-    return len(orders)
+        return sum(1 for o in orders if (o.algoType or "").upper() == "VP"), len(orders)
+    return len(orders), len(orders)
+
+
+def usdt_rate(ctx: ExecContext, asset: str) -> Decimal:
+    """USDT per unit of ``asset`` (the last ``<asset>USDT`` spot price): TWAP/VP notional
+    limits are in USDT, so a symbol quoted in BTC converts at BTCUSDT."""
+    if asset == "USDT":
+        return Decimal(1)
+    return ctx.client.ticker_price(f"{asset}USDT")
 
 
 def _notional(signal: Signal, plan: Plan, price: Decimal) -> Decimal:
@@ -99,14 +109,16 @@ def _plan_and_write(ctx: ExecContext, claim: Claim, signal: Signal) -> Order:
     market, symbol = signal.market.value, signal.symbol
     rules: SymbolRules = ctx.client.symbol_rules(symbol, market)  # type: ignore[arg-type]
     price = current_price(ctx, market, symbol)
+    execution = signal.execution
+    algo = execution.type if isinstance(execution, TwapExecution | VpExecution) else None
     plan = plan_entry(
         signal, claim.signal_id, rules=rules, price=price,
         limits=AlgoLimits.from_settings(ctx.settings),
+        quote_rate=usdt_rate(ctx, rules.quote_asset) if algo else Decimal(1),
     )  # fmt: skip
-    execution = signal.execution
-    algo = execution.type if isinstance(execution, TwapExecution | VpExecution) else None
-    open_count = open_algos(ctx, market, algo) if algo else 0
+    open_count, open_spot = open_algo_counts(ctx, market, algo) if algo else (0, 0)
     strategy = book.strategy_of(signal.strategy)
+    hedge = market == "usdm" and venue.position_mode(ctx.client)
     with session_scope(ctx.sessions) as session:
         book.lock_key(session, strategy, market, symbol)
         heartbeat(session, claim)
@@ -115,6 +127,7 @@ def _plan_and_write(ctx: ExecContext, claim: Claim, signal: Signal) -> Order:
             entry=True, market=market, symbol=symbol, strategy=strategy, algo=algo,
             notional=_notional(signal, plan, price),
             halted=halt.reason if halt is not None else None, open_algos=open_count,
+            open_spot_algos=open_spot,
             exposure=(
                 book.exposure(session, market, symbol, price, exclude=claim.signal_id)
                 if ctx.settings.max_notional_per_symbol is not None
@@ -123,18 +136,23 @@ def _plan_and_write(ctx: ExecContext, claim: Claim, signal: Signal) -> Order:
             live_entry=book.live_entry(session, strategy, market, symbol, exclude=claim.signal_id),
         )  # fmt: skip
         reason = guards.evaluate(facts, ctx.settings)
-        if reason is None and market == "usdm":
+        if reason is None and market == "usdm" and not hedge:
+            # In hedge mode a long and a short of one symbol are separate positions.
             reason = _opposite(session, symbol, plan.intents[0].side)
         if reason is not None:
             raise Refused(reason)
+        # Leverage and margin type are set before the entry exists (refused: nothing sent).
+        settled = leverage.settle(ctx, signal, _notional(signal, plan, price))
         # No entry row yet, so no position either: both are written in this transaction.
         position = Position(
             strategy=strategy, market=market, symbol=symbol, side=plan.intents[0].side,
             quantity=Decimal(0), opened_by=claim.signal_id,
             pending_bracket=plan.levels.to_json() or None,
+            leverage=settled.leverage, margin_type=settled.margin_type,
         )  # fmt: skip
         session.add(position)
         session.flush()
+        record_arrival(session, claim.signal_id, price, "mark" if market == "usdm" else "last")
         (entry,) = add_orders(
             session, plan.intents, signal_id=claim.signal_id, position_id=position.id, sending=True
         )

@@ -35,6 +35,8 @@ class Facts:
     notional: Decimal | None = None  # this signal's notional in the quote asset
     halted: str | None = None  # the kill switch's reason when it is on
     open_algos: int = 0  # open algo orders counting against this signal's algo limit
+    # A spot VP also counts against the spot account's algo cap (TWAP and VP together).
+    open_spot_algos: int = 0
     exposure: Decimal = Decimal(0)  # open + working entry notional on the symbol
     live_entry: str | None = None  # a live entry (signal id or position) for the same key
 
@@ -55,6 +57,12 @@ def evaluate(facts: Facts, settings: Settings) -> str | None:
             return (
                 f"open {facts.algo.upper()} orders on {facts.market} ({facts.open_algos}) "
                 f"are at the maximum {limit}"
+            )
+        spot_cap = settings.max_open_twap_spot
+        if facts.algo == "vp" and facts.market == "spot" and facts.open_spot_algos >= spot_cap:
+            return (
+                f"open algo orders on spot, TWAP and VP together ({facts.open_spot_algos}), "
+                f"are at the maximum {spot_cap}"
             )
     if not facts.entry:
         return None

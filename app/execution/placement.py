@@ -8,19 +8,21 @@ the signal when there is one, so only one worker ever sends a given row. Then:
 | ------------------------ | ----------------------------- | ------------------------------------ |
 | accepted                 | working / filled / ...        | fills recorded; TWAP/VP: find algoId |
 | Duplicate                | (as found)                    | look it up by client id and adopt it |
+|   ... held by a stranger | rejected (-2010)              | ``OrderRejected``; theirs left alone |
 | Rejected                 | rejected, with code and msg   | ``OrderRejected`` to the caller      |
 | UnknownOutcome           | unknown                       | reconcile                            |
 | Temporary                | planned again                 | ``Temporary`` to the caller (retry)  |
 
 Reconcile (for ``unknown``, and for ``sending`` rows left by a dead worker): look the order
-up by its client id, again and again; found -> adopt it. It is resent, with the same client
-id, only when it is still absent after the in-flight horizon (``ExecContext.
-in_flight_horizon``, or the request's timestamp + recvWindow: by then the first request can
-no longer reach the matching engine), then for ``reconcile_lag_window`` seconds more
-(Binance's read-after-write lag, 20-60 s measured) and after at least ``MIN_LOOKUPS``
-look-ups. A spot client id is
-unique only among *open* orders, so a filled MARKET order could be placed twice by a blind
-resend: only that proof of absence makes the resend safe.
+up by its client id, again and again; found -> adopt it (unless it differs from the row: then
+it is a stranger's order holding our id, ``venue.not_ours``, never adopted). It is resent,
+with the same client id, only when it is still absent after the in-flight horizon
+(``ExecContext.in_flight_horizon``, or the request's timestamp + recvWindow: by then the
+first request can no longer reach the matching engine), then for ``reconcile_lag_window``
+seconds more (Binance's read-after-write lag, 20-60 s measured) and after at least
+``MIN_LOOKUPS`` look-ups. A spot client id is unique only among *open* orders, so a filled
+MARKET order could be placed twice by a blind resend: only that proof of absence makes the
+resend safe.
 
 A caller with ``ExecContext.doubt_patience`` (a signal's job) does not wait that proof out:
 once the next look-up would come later than its patience allows, the row is parked
@@ -34,13 +36,20 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from app.db import session_scope
-from app.exchange.errors import Duplicate, Rejected, Temporary, UnknownOutcome
+from app.exchange.errors import (
+    DUPLICATE_ORDER_MSG,
+    NEW_ORDER_REJECTED,
+    Duplicate,
+    Rejected,
+    Temporary,
+    UnknownOutcome,
+)
 from app.execution import venue
 from app.execution.claims import Claim, heartbeat
 from app.execution.context import ExecContext
@@ -301,6 +310,13 @@ def reconcile(
                 lookups = 0
         found = venue.lookup(ctx.client, order)
         lookups += 1
+        stranger = venue.not_ours(order, found) if found is not None else None
+        if stranger is not None:
+            if how == "adopted":  # the exchange refused ours because a stranger holds its id
+                _refuse_taken_id(ctx, order, stranger)
+            if lookups == 1:
+                _note(ctx, order, "not_ours", f"found under our client id, not ours: {stranger}")
+            found = None  # ours is still to be found, or proven absent
         if found is not None:
             with session_scope(ctx.sessions) as session:
                 row = _load(session, order_id)
@@ -338,6 +354,19 @@ def reconcile(
             _park(ctx, order_id, seen, proof)
             raise InDoubt(order_id, retry_after=delay)
         time.sleep(delay)
+
+
+def _refuse_taken_id(ctx: ExecContext, order: Order, stranger: str) -> NoReturn:
+    """Our client id is held by an open order that is not ours: never adopt it (it is
+    somebody else's), never cancel it; this row is rejected as the exchange answered it."""
+    msg = f"{DUPLICATE_ORDER_MSG} The client id is held by an order that is not ours ({stranger})"
+    with session_scope(ctx.sessions) as session:
+        row = _load(session, order.id)
+        row.status = OrderStatus.REJECTED.value
+        row.error_code, row.error_msg = NEW_ORDER_REJECTED, msg
+        event(session, "rejected", msg, signal_id=row.signal_id, order_id=row.id,
+              code=NEW_ORDER_REJECTED, msg=msg)  # fmt: skip
+    raise OrderRejected(order.id, NEW_ORDER_REJECTED, msg)
 
 
 def _park(ctx: ExecContext, order_id: int, attempts: int, proof: dict[str, Any]) -> None:

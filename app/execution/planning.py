@@ -10,13 +10,14 @@ What each action becomes:
 | ---------------------- | ------------------------------------- | ---------------------------- |
 | entry, market          | MARKET (quantity or quoteOrderQty)    | MARKET                       |
 | entry, limit           | LIMIT GTC                             | LIMIT GTC                    |
-| entry, twap / vp       | TWAP (optional limitPrice)            | TWAP, or VP with urgency     |
+| entry, twap / vp       | TWAP, or VP with urgency (optional    | TWAP, or VP with urgency     |
+|                        | limitPrice)                           |                              |
 | tp / sl, limit at P    | the position's bracket with P as its  | TAKE_PROFIT_MARKET /         |
 |                        | take-profit (tp) or stop (sl): an OCO | STOP_MARKET at P with        |
 |                        | when both levels are known, else one  | closePosition, replacing the |
 |                        | TAKE_PROFIT_LIMIT / STOP_LOSS_LIMIT   | same leg                     |
 | tp / sl / exit, market | close now: MARKET                     | MARKET reduceOnly            |
-| tp / sl / exit, twap   | close with a TWAP                     | TWAP reduceOnly              |
+| tp / sl / exit, twap   | close with a TWAP (or VP)             | TWAP (or VP) reduceOnly      |
 | exit, limit            | LIMIT GTC                             | LIMIT GTC reduceOnly         |
 
 (The signal contract keeps take-profit and stop-loss levels on entries; a stand-alone tp or
@@ -251,8 +252,10 @@ def plan_entry(
     rules: SymbolRules,
     price: Decimal,
     limits: AlgoLimits,
+    quote_rate: Decimal = Decimal(1),
 ) -> Plan:
-    """The entry order of ``signal`` (``price``: last spot price, or USD-M mark price)."""
+    """The entry order of ``signal`` (``price``: last spot price, or USD-M mark price;
+    ``quote_rate``: USDT per unit of the quote asset, for the TWAP/VP bounds in USDT)."""
     assert signal.side is not None and signal.market is not None and signal.symbol is not None
     side = signal.side.value.upper()
     market, symbol = signal.market.value, signal.symbol
@@ -273,8 +276,9 @@ def plan_entry(
             intent = replace(base, kind="limit", quantity=quantity, price=limit)
         else:
             intent = _algo(
-                signal, signal_id, base, execution, rules, price, limits, reduce_only=False
-            )
+                signal, signal_id, base, execution, rules, price, limits, reduce_only=False,
+                quote_rate=quote_rate,
+            )  # fmt: skip
     except FilterViolation as exc:
         raise _refuse(exc) from None
     return Plan([intent], Levels.of_entry(signal))
@@ -302,6 +306,7 @@ def _algo(
     *,
     reduce_only: bool,
     quantity: Decimal | None = None,
+    quote_rate: Decimal = Decimal(1),
 ) -> OrderIntent:
     limit = execution.limit_price
     if limit is not None:
@@ -314,17 +319,21 @@ def _algo(
     if isinstance(execution, TwapExecution):
         check_twap(
             rules, limits, quantity=quantity, duration=execution.duration,
-            reference_price=price, open_algos=0,
+            reference_price=price, open_algos=0, quote_rate=quote_rate,
         )  # fmt: skip
         return replace(
             base, kind="twap", client_id=client_algo_id(signal_id, base.leg),
             quantity=quantity, duration=execution.duration, limit_price=limit,
             reduce_only=reduce_only and base.market == "usdm",
         )  # fmt: skip
-    check_vp(rules, limits, quantity=quantity, reference_price=price, open_algos=0)
+    check_vp(
+        rules, limits, quantity=quantity, reference_price=price, open_algos=0,
+        quote_rate=quote_rate,
+    )  # fmt: skip
     return replace(
         base, kind="vp", client_id=client_algo_id(signal_id, base.leg), quantity=quantity,
-        urgency=execution.urgency.value, limit_price=limit, reduce_only=reduce_only,
+        urgency=execution.urgency.value, limit_price=limit,
+        reduce_only=reduce_only and base.market == "usdm",
     )  # fmt: skip
 
 
@@ -338,6 +347,7 @@ def plan_close(
     quantity: Decimal,
     side: str,
     limits: AlgoLimits,
+    quote_rate: Decimal = Decimal(1),
 ) -> OrderIntent:
     """An order that closes ``quantity`` (exit, or a tp/sl executed now): ``side`` is the
     closing side. USD-M closes are reduce-only, so they can never open the other way."""
@@ -359,7 +369,7 @@ def plan_close(
         if isinstance(execution, TwapExecution | VpExecution):
             return _algo(
                 signal, signal_id, base, execution, rules, price, limits,
-                reduce_only=True, quantity=quantity,
+                reduce_only=True, quantity=quantity, quote_rate=quote_rate,
             )  # fmt: skip
         amount = round_quantity(rules, quantity, market_order=True)
         check_notional(rules, amount, price, market_order=True, reduce_only=usdm)

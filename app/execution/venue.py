@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 
 from app.exchange import models as m
 from app.exchange.client import BinanceClient
-from app.exchange.errors import ExchangeError
+from app.exchange.errors import ExchangeError, Rejected, Temporary, UnknownOutcome
+from app.exchange.futures import POSITION_SIDE_MISMATCH
 from app.exchange.orders import OcoLeg
 from app.execution.positions import (
     FillData,
@@ -78,12 +79,53 @@ def _leg(raw: dict[str, Any]) -> OcoLeg:
     )
 
 
-def submit(client: BinanceClient, order: Order) -> Answer:
-    """Send the row's request once (no retry: the caller reconciles failures)."""
+def position_side(client: BinanceClient, order: Order) -> str | None:
+    """The ``positionSide`` a USD-M order names: None (BOTH) in one-way mode; in hedge mode
+    LONG or SHORT, the position the order opens or, for what reduces, closes (a SELL that
+    reduces closes the LONG)."""
+    if order.market != "usdm" or not client.dual_side():
+        return None
     extra = _extra(order)
-    reduce_only = True if extra.get("reduce_only") else None
+    reducing = bool(extra.get("reduce_only") or extra.get("close_position"))
+    return "LONG" if (order.side == "BUY") != reducing else "SHORT"
+
+
+def submit(client: BinanceClient, order: Order) -> Answer:
+    """Send the row's request once (no retry: the caller reconciles failures).
+
+    USD-M orders follow the account's position mode (cached by the client). A -4061 ("position
+    side does not match") means the mode changed under us and nothing was placed: the mode is
+    read again and, if it did change, the request is sent once more in the new mode."""
+    if order.market != "usdm":
+        return _submit(client, order)
+    mode = position_mode(client)
+    try:
+        return _submit(client, order)
+    except Rejected as exc:
+        if exc.code != POSITION_SIDE_MISMATCH:
+            raise
+        client.forget_position_mode()
+        if position_mode(client) == mode:
+            raise
+        log.warning("position mode changed to %s: resending", "hedge" if not mode else "one-way")
+        return _submit(client, order)
+
+
+def position_mode(client: BinanceClient) -> bool:
+    """The position mode, read before anything is sent: a read that failed is temporary."""
+    try:
+        return client.dual_side()
+    except UnknownOutcome as exc:
+        raise Temporary(f"the position mode could not be read: {exc.msg}") from None
+
+
+def _submit(client: BinanceClient, order: Order) -> Answer:
+    extra = _extra(order)
+    side = position_side(client, order)
+    # Hedge mode takes no reduceOnly: the positionSide says which position a close reduces.
+    reduce_only = True if extra.get("reduce_only") and side is None else None
     if order.kind in ("twap", "vp"):
-        return _submit_algo(client, order, reduce_only)
+        return _submit_algo(client, order, reduce_only, side)
     if order.market == "spot":
         if order.kind == "oco":
             assert order.quantity is not None
@@ -108,19 +150,29 @@ def submit(client: BinanceClient, order: Order) -> Answer:
             trigger_price=order.stop_price, client_algo_id=order.client_id,
             close_position=True if extra.get("close_position") else None,
             quantity=None if extra.get("close_position") else order.quantity,
-            reduce_only=True if extra.get("reduce_only") and order.quantity else None,
-            working_type="MARK_PRICE", price_protect=True,
+            reduce_only=True if reduce_only and not extra.get("close_position") else None,
+            working_type="MARK_PRICE", price_protect=True, position_side=side,
         )  # fmt: skip
     assert order.quantity is not None
     return client.new_futures_order(
         symbol=order.symbol, side=order.side, type=order.kind.upper(),
         quantity=order.quantity, new_client_order_id=order.client_id, price=order.price,
         time_in_force="GTC" if order.kind == "limit" else None, reduce_only=reduce_only,
+        position_side=side,
     )  # fmt: skip
 
 
-def _submit_algo(client: BinanceClient, order: Order, reduce_only: bool | None) -> Answer:
+def _submit_algo(
+    client: BinanceClient, order: Order, reduce_only: bool | None, side: str | None
+) -> Answer:
     assert order.quantity is not None
+    if order.market == "spot" and order.kind == "vp":
+        assert order.urgency is not None
+        return client.new_spot_vp(
+            symbol=order.symbol, side=order.side, quantity=order.quantity,
+            urgency=order.urgency, client_algo_id=order.client_id,
+            limit_price=order.limit_price,
+        )  # fmt: skip
     if order.market == "spot":
         assert order.duration is not None
         return client.new_spot_twap(
@@ -133,12 +185,13 @@ def _submit_algo(client: BinanceClient, order: Order, reduce_only: bool | None) 
         return client.new_futures_twap(
             symbol=order.symbol, side=order.side, quantity=order.quantity,
             duration=order.duration, client_algo_id=order.client_id,
-            limit_price=order.limit_price, reduce_only=reduce_only,
+            limit_price=order.limit_price, reduce_only=reduce_only, position_side=side,
         )  # fmt: skip
     assert order.urgency is not None
     return client.new_futures_vp(
         symbol=order.symbol, side=order.side, quantity=order.quantity, urgency=order.urgency,
         client_algo_id=order.client_id, limit_price=order.limit_price, reduce_only=reduce_only,
+        position_side=side,
     )  # fmt: skip
 
 
@@ -159,6 +212,31 @@ def lookup(client: BinanceClient, order: Order) -> Answer | None:
     if order.kind == "conditional":
         return client.find_conditional_order(order.client_id)
     return client.find_futures_order(order.symbol, order.client_id)
+
+
+def not_ours(order: Order, answer: Answer) -> str | None:
+    """Why an order found under the row's client id is not the row's order (its symbol,
+    side, type, quantity or price differ), or None when it may be. A spot client id is
+    unique among open orders only, so an order placed by someone else (another bot, a
+    person, a previous deployment) can hold the id this row was about to use; adopting it
+    would take a stranger's order for ours. Checked for spot and USD-M orders."""
+    if not isinstance(answer, m.Order | m.FuturesOrder):
+        return None
+    wanted = SPOT_TYPES.get(order.kind) if order.market == "spot" else order.kind.upper()
+    differences = []
+    if answer.symbol != order.symbol:
+        differences.append(f"symbol {answer.symbol}")
+    if answer.side and answer.side.upper() != order.side.upper():
+        differences.append(f"side {answer.side}")
+    if answer.type and wanted and answer.type != wanted:
+        differences.append(f"type {answer.type}")
+    if order.quantity is not None and answer.origQty and answer.origQty != order.quantity:
+        differences.append(f"quantity {answer.origQty}")
+    if order.price is not None and answer.price and answer.price != order.price:
+        differences.append(f"price {answer.price}")
+    if not differences:
+        return None
+    return f"order {answer.orderId}: {', '.join(differences)}"
 
 
 def with_trades(client: BinanceClient, answer: Any) -> Any:

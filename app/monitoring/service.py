@@ -101,8 +101,9 @@ class CycleReport:
 
 
 def lock_ttl(monitor_interval: float) -> float:
-    """Longer than the cron job's timeout (``worker/cron.py``), so a live cycle keeps it."""
-    return max(60.0, monitor_interval * 4) + 30.0
+    """A few intervals: a live cycle keeps its lock alive however long it runs, and one
+    whose process died frees it within this time (``app.monitoring.lock``)."""
+    return max(10.0, monitor_interval * 3)
 
 
 def monitor_lock(ctx: ExecContext) -> SingleFlight:

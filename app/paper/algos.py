@@ -1,5 +1,11 @@
 """TWAP and VP algo orders (``/sapi/v1/algo/spot/*`` and ``/sapi/v1/algo/futures/*``).
 
+Spot has TWAP and, since 2026-10-09, VP (``newOrderVp``: ``urgency``, no ``duration``, no
+``reduceOnly``/``positionSide``); a spot VP trades the spot wallet like a spot TWAP, shows the
+same lag, and keeps within both spot bounds: the VP minimum (``vp_min_notional``) and the spot
+maximum (``twap_max_notional_spot``); it counts against the spot account's open algo orders
+(``max_open_twap_spot``, TWAP and VP together) and against ``max_open_vp``.
+
 When children go out and how big they are is ``cadence.py`` (shared with ``bench/pace.py``),
 chosen by ``paper_algo_cadence``: ``binance`` (default) about one child a minute at a
 jittered second, sizes jittered about ±30 % and adding up to the total; ``fine`` the even
@@ -25,10 +31,12 @@ algo in ``openOrders`` shows nothing executed (``executedQty``, ``executedAmt`` 
 Statuses: ``WORKING``; ``FINISHED`` once a TWAP's last child went out (all executed, or what
 the limit price allowed) or a VP has executed everything; ``CANCELLED`` (double L) after
 ``DELETE``; ``EXPIRED`` when Binance's post-acceptance checks fail at the first child or later
-(balance or margin short, ``reduceOnly`` that would open, ``positionSide`` other than BOTH in
-one-way mode). Placing answers only ``clientAlgoId``/``success``/``code``/``msg``.
+(balance or margin short, ``reduceOnly`` that would open, a ``positionSide`` that does not
+match the account's position mode, ``reduceOnly`` in hedge mode). Placing answers only
+``clientAlgoId``/``success``/``code``/``msg``.
 Notional bounds: TWAP ``twap_min_notional`` to ``twap_max_notional_spot``/``_usdm``, VP
-``vp_min_notional`` to ``vp_max_notional`` (-20204 outside them).
+``vp_min_notional`` to ``vp_max_notional`` (-20204 outside them), all in USDT: the notional of
+a symbol quoted in another asset (ETHBTC) is converted at that asset's USDT price (BTCUSDT).
 ``clientAlgoId`` reuse follows ``paper_algo_id_reuse`` (Binance does not document it):
 ``never`` (default) answers -20132 even after the first algo ended; ``after_end`` accepts the
 id again once no algo holding it is ``WORKING``.
@@ -45,7 +53,7 @@ from typing import TYPE_CHECKING
 
 from app.paper.cadence import ChildPlan, algo_rng, twap_plan, vp_gap_ms, vp_share
 from app.paper.errors import BinanceError, algo_error
-from app.paper.ledger import FUTURES_TWAP, FUTURES_VP, SPOT_TWAP
+from app.paper.ledger import FUTURES_TWAP, FUTURES_VP, SPOT_TWAP, SPOT_VP
 from app.paper.numbers import ONE, ZERO, fmt, fmt8, round_down
 from app.paper.params import Params
 from app.paper.symbols import Lot, SymbolSpec
@@ -139,9 +147,11 @@ class AlgoBook:
             raise algo_error(-20130)
         lot = spec.spot if market == SPOT else spec.usdm
         self._check_size(lot, qty, duration, market, algo_type)
-        notional = qty * engine.price(symbol)
+        notional = qty * engine.price(symbol) * self.usdt_rate(spec.quote)
         if algo_type == "VP":
             low, high = settings.vp_min_notional, settings.vp_max_notional
+            if market == SPOT:
+                high = min(high, settings.twap_max_notional_spot)
         else:
             low = settings.twap_min_notional
             high = (
@@ -184,7 +194,12 @@ class AlgoBook:
         self.open[market][algo.algo_id] = algo
         self.client_ids.add(client_algo_id)
         engine.schedule(first, algo.algo_id)
-        kind = SPOT_TWAP if market == SPOT else FUTURES_TWAP if algo_type == "TWAP" else FUTURES_VP
+        kind = {
+            (SPOT, "TWAP"): SPOT_TWAP,
+            (SPOT, "VP"): SPOT_VP,
+            (USDM, "TWAP"): FUTURES_TWAP,
+            (USDM, "VP"): FUTURES_VP,
+        }[market, algo_type]
         engine.ledger.record(
             time=engine.now,
             kind=kind,
@@ -196,6 +211,13 @@ class AlgoBook:
             order_type=algo_type,
         )
         return {"clientAlgoId": client_algo_id, "success": True, "code": 0, "msg": "OK"}
+
+    def usdt_rate(self, asset: str) -> Decimal:
+        """USDT per unit of ``asset``: the notional bounds are in USDT, so a symbol quoted in
+        BTC converts its notional at BTCUSDT's price."""
+        if asset in ("USDT", "USD"):
+            return ONE
+        return self.engine.price(f"{asset}USDT")
 
     def _id_taken(self, client_algo_id: str) -> bool:
         if client_algo_id not in self.client_ids:
@@ -227,11 +249,14 @@ class AlgoBook:
     def _check_open_count(self, market: str, algo_type: str) -> None:
         settings = self.engine.settings
         working = self.open[market].values()
+        if algo_type == "VP":
+            vps = sum(1 for a in working if a.algo_type == "VP")
+            if vps >= settings.max_open_vp:
+                raise algo_error(-20198)
         if market == SPOT:
             count, limit = len(self.open[SPOT]), settings.max_open_twap_spot
         elif algo_type == "VP":
-            count = sum(1 for a in working if a.algo_type == "VP")
-            limit = settings.max_open_vp
+            return
         else:
             count, limit = len(self.open[USDM]), settings.max_open_twap_usdm
         if count >= limit:
@@ -301,11 +326,12 @@ class AlgoBook:
                 return wallet.free(spec.base) >= algo.total_qty
             return wallet.free(spec.quote) >= algo.total_qty * (algo.limit_price or price)
         futures = self.engine.futures
-        if algo.position_side != "BOTH":
-            return False
-        if algo.reduce_only:
-            return futures.reducible(algo.symbol, algo.side) > 0
-        return futures.margin_ok(algo.symbol, algo.side, algo.total_qty, price)
+        ps = algo.position_side
+        if (ps != "BOTH") != futures.dual or (futures.dual and algo.reduce_only):
+            return False  # accepted, then expired: the position mode does not match
+        if algo.reduce_only or futures.closes(ps, algo.side):
+            return futures.reducible(algo.symbol, algo.side, ps) > 0
+        return futures.margin_ok(algo.symbol, algo.side, algo.total_qty, price, ps)
 
     def _child(
         self, algo: Algo, spec: SymbolSpec, lot: Lot, qty: Decimal, price: Decimal, due: int
@@ -318,13 +344,15 @@ class AlgoBook:
             if executed > 0 and algo.market == SPOT:
                 fee, fee_asset = self._spot_trade(algo, spec, executed, price)
             elif executed > 0:
-                if algo.reduce_only:
-                    executed = min(executed, engine.futures.reducible(algo.symbol, algo.side))
+                ps = algo.position_side
+                if algo.reduce_only or engine.futures.closes(ps, algo.side):
+                    executed = min(executed, engine.futures.reducible(algo.symbol, algo.side, ps))
                     if executed <= 0:
                         raise BinanceError(-2022, "ReduceOnly Order is rejected.")
                 fee = engine.futures.execute(
-                    algo.symbol, algo.side, executed, price, reduce_only=algo.reduce_only
-                )
+                    algo.symbol, algo.side, executed, price, reduce_only=algo.reduce_only,
+                    position_side=ps,
+                )  # fmt: skip
         except BinanceError:
             self._end(algo, "EXPIRED")
             return False

@@ -94,6 +94,11 @@ async def _gateway(
     paper: PaperState = request.app.state.paper
     plan = paper.faults.plan(request.method, path)
     if plan.delay_s:
+        # The request has arrived: read it whole first, so that a client that gives up
+        # while the server holds it does not unmake it. Binance executes an order whose
+        # caller timed out; a held request that vanished with its caller would hide the
+        # case a client must handle (sent, timed out, executed all the same).
+        await request.body()
         await asyncio.sleep(plan.delay_s)
     charge = paper.weights.charge(request.method, path, request.query_params)
     if plan.before is not None:

@@ -70,6 +70,7 @@ class Conditional:
     actual_order_id: int | None = None
     actual_price: Decimal = ZERO
     created_mono: float = field(default_factory=monotonic)
+    position_side: str = "BOTH"
 
 
 def fires(order_type: str, side: str, trigger: Decimal, price: Decimal) -> bool:
@@ -93,12 +94,12 @@ class ConditionalBook:
         p.req_enum("algoType", ("CONDITIONAL",))
         spec = engine.usdm_spec(p.text("symbol"))
         side = p.side()
-        if (p.enum("positionSide", ("BOTH", "LONG", "SHORT")) or "BOTH") != "BOTH":
-            raise BinanceError(-4061, "Order's position side does not match user's setting.")
+        position_side = futures.position_side(p)
         order_type = p.req_enum("type", TYPES, BinanceError(-1116, "Invalid orderType."))
         trigger = p.req_decimal("triggerPrice")
         close_position = p.boolean("closePosition")
         reduce_only = p.boolean("reduceOnly")
+        hedge_close = futures.closes(position_side, side)
         qty = p.decimal("quantity")
         price = p.decimal("price")
         if close_position:
@@ -130,13 +131,18 @@ class ConditionalBook:
         last = engine.price(spec.symbol)
         futures.check_price(lot, trigger)
         if qty is not None:
-            futures.check_filters(lot, qty, price, trigger, reduce_only)
-        if reduce_only and futures.reducible(spec.symbol, side) <= 0:
+            futures.check_filters(lot, qty, price, trigger, reduce_only or hedge_close)
+        if (reduce_only or hedge_close) and futures.reducible(
+            spec.symbol, side, position_side
+        ) <= 0:
             raise BinanceError(-2022, "ReduceOnly Order is rejected.")
         if close_position:
-            if futures.reducible(spec.symbol, side) <= 0:
+            if futures.reducible(spec.symbol, side, position_side) <= 0:
                 raise GTE_NEEDS_POSITION
-            if any(c.close_position and c.side == side for c in self.open[spec.symbol].values()):
+            if any(
+                c.close_position and c.side == side and c.position_side == position_side
+                for c in self.open[spec.symbol].values()
+            ):
                 raise CLOSE_POSITION_EXISTS
         if sum(len(book) for book in self.open.values()) >= MAX_CONDITIONAL:
             raise MAX_STOP_ORDERS
@@ -154,10 +160,11 @@ class ConditionalBook:
             price=price or ZERO,
             working_type=working_type,
             close_position=close_position,
-            reduce_only=reduce_only,
+            reduce_only=reduce_only or hedge_close,
             price_protect=p.boolean("priceProtect"),
             create_time=engine.now,
             update_time=engine.now,
+            position_side=position_side,
         )
         self.conditionals[cond.algo_id] = cond
         self.open[spec.symbol][cond.algo_id] = cond
@@ -192,13 +199,17 @@ class ConditionalBook:
         cond.trigger_time = cond.update_time = engine.now
         reducing = cond.close_position or cond.reduce_only
         qty = cond.qty
+        ps = cond.position_side
+        if (ps != "BOTH") != futures.dual:
+            cond.status = "EXPIRED"  # the position mode changed since it was placed
+            return
         if reducing:
-            available = futures.reducible(cond.symbol, cond.side)
+            available = futures.reducible(cond.symbol, cond.side, ps)
             qty = available if cond.close_position else min(qty, available)
             if qty <= 0:
                 cond.status = "EXPIRED"
                 return
-        elif not futures.margin_ok(cond.symbol, cond.side, qty, price):
+        elif not futures.margin_ok(cond.symbol, cond.side, qty, price, ps):
             cond.status = "REJECTED"
             return
         market = cond.order_type.endswith("_MARKET")
@@ -213,11 +224,12 @@ class ConditionalBook:
             qty=qty,
             price=ZERO if market else cond.price,
             stop_price=cond.trigger_price,
-            reduce_only=cond.reduce_only,
+            reduce_only=cond.reduce_only and ps == "BOTH",
             close_position=cond.close_position,
             time=engine.now,
             update_time=engine.now,
             algo_id=cond.algo_id,
+            position_side=ps,
         )
         cond.status = "TRIGGERED"
         cond.actual_order_id = order.order_id
@@ -233,7 +245,10 @@ class ConditionalBook:
     def on_position(self, symbol: str) -> None:
         """The position changed: closePosition orders with nothing left to close expire."""
         for cond in list(self.open[symbol].values()):
-            if cond.close_position and self.futures.reducible(symbol, cond.side) <= 0:
+            if (
+                cond.close_position
+                and self.futures.reducible(symbol, cond.side, cond.position_side) <= 0
+            ):
                 self.open[symbol].pop(cond.algo_id)
                 cond.status = "EXPIRED"
                 cond.update_time = self.engine.now
@@ -323,7 +338,7 @@ class ConditionalBook:
             "orderType": cond.order_type,
             "symbol": cond.symbol,
             "side": cond.side,
-            "positionSide": "BOTH",
+            "positionSide": cond.position_side,
             "timeInForce": cond.time_in_force,
             "quantity": fmt(cond.qty, qp),
             "algoStatus": cond.status,

@@ -201,7 +201,7 @@ class Engine:
             return self.spot.orders[entry.id].status
         if entry.kind == "oco":
             return self.spot.oco.lists[entry.id].list_order_status
-        if entry.kind in ("spot_twap", "futures_twap", "futures_vp"):
+        if entry.kind in ("spot_twap", "spot_vp", "futures_twap", "futures_vp"):
             return self.algos.algos[entry.id].status
         if entry.kind == "futures_order":
             return self.futures.orders[entry.id].status

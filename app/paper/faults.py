@@ -6,9 +6,15 @@ network and Binance's servers, not the market clock).
 
 A 429 starts a Retry-After window for its scope (the rule's path prefix, or the weight
 limit's paths); a request under that scope inside the window earns a 418 ban. A ban earned
-after a ``rate_limit`` rule's 429 is an IP ban: until it ends every Binance path of this
-server answers 418. A ban earned after a spent weight budget stays within that budget's
-paths (each ``/sapi`` endpoint has its own budget, and Binance says ``/sapi`` never bans).
+after a ``rate_limit`` rule's 429 is an IP ban of the host that answered it: until it ends
+every path of that host answers 418. The paper serves two of Binance's hosts: the spot host
+(``/api`` and ``/sapi``, api.binance.com) and the USD-M host (``/fapi``, fapi.binance.com),
+whose limits and bans are separate, so a spot ban leaves ``/fapi`` answering and the other
+way round. A ban earned after a spent weight budget stays within that budget's paths (each
+``/sapi`` endpoint has its own budget, and Binance says ``/sapi`` never bans).
+
+``served`` counts the 429 and 418 answers given since the last clear, so a test can show a
+client never earned a ban.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -105,7 +112,17 @@ class Backoff:
     retry_until: float
     banned_until: float = 0.0
     ban_seconds: int = 120
-    ip_wide: bool = False  # the ban, once earned, covers every path (an IP ban)
+    ip_wide: bool = False  # the ban, once earned, covers every path of its host (an IP ban)
+    host: str = ""  # "spot" or "fapi": the host whose IP ban this is (ip_wide only)
+
+    def covers(self, path: str) -> bool:
+        """Whether a request for ``path`` in the Retry-After window earns this ban."""
+        return path.startswith(self.scope) and (not self.ip_wide or self.host == host_of(path))
+
+
+def host_of(path: str) -> str:
+    """The Binance host a path belongs to: ``fapi`` (fapi.binance.com) or ``spot``."""
+    return "fapi" if path.startswith("/fapi/") else "spot"
 
 
 class Faults:
@@ -115,6 +132,7 @@ class Faults:
         self._next_id = 1
         self.rules: list[Rule] = []
         self.backoffs: list[Backoff] = []
+        self.served: Counter[int] = Counter()  # status (429, 418) -> answers given
 
     def add(self, spec: FaultSpec) -> Rule:
         with self._lock:
@@ -133,10 +151,15 @@ class Faults:
         with self._lock:
             self.rules.clear()
             self.backoffs.clear()
+            self.served.clear()
 
     def views(self) -> list[dict[str, object]]:
         with self._lock:
             return [r.view() for r in self.rules]
+
+    def served_counts(self) -> dict[str, int]:
+        with self._lock:
+            return {str(status): self.served[status] for status in (429, 418)}
 
     @property
     def clock_offset_ms(self) -> int:
@@ -145,6 +168,7 @@ class Faults:
 
     def start_backoff(self, scope: str, retry_after: int, ban_seconds: int = 120) -> None:
         with self._lock:
+            self.served[429] += 1
             self.backoffs.append(Backoff(scope, time.monotonic() + retry_after, 0.0, ban_seconds))
 
     def plan(self, method: str, path: str) -> Plan:
@@ -175,8 +199,10 @@ class Faults:
                 elif spec.action == "fail_after":
                     plan.after = _error(spec)
                 else:  # rate_limit
+                    self.served[429] += 1
+                    retry_until = now + spec.retry_after
                     self.backoffs.append(
-                        Backoff(spec.path, now + spec.retry_after, 0.0, spec.ban_seconds, True)
+                        Backoff(spec.path, retry_until, 0.0, spec.ban_seconds, True, host_of(path))
                     )
                     plan.before = ErrorReply(
                         429,
@@ -187,20 +213,26 @@ class Faults:
 
     def _check_backoff(self, path: str, now: float) -> ErrorReply | None:
         """418 for a caller that keeps going under a 429's scope during its Retry-After
-        window, and for every path while a ban lasts (bans are per IP, not per path)."""
+        window, and for every path of the host while its IP ban lasts."""
         self.backoffs = [b for b in self.backoffs if max(b.retry_until, b.banned_until) > now]
+        host = host_of(path)
         banned_until = max(
-            (b.banned_until for b in self.backoffs if b.ip_wide or path.startswith(b.scope)),
+            (
+                b.banned_until
+                for b in self.backoffs
+                if (b.ip_wide and b.host == host) or b.covers(path)
+            ),
             default=0.0,
         )
         if banned_until <= now:
             for backoff in self.backoffs:
-                if path.startswith(backoff.scope):
+                if backoff.covers(path):
                     backoff.banned_until = now + backoff.ban_seconds
                     banned_until = backoff.banned_until
                     break
             else:
                 return None
+        self.served[418] += 1
         remaining = max(1, int(banned_until - now + 0.999))
         until_ms = int((time.time() + (banned_until - now)) * 1000)
         return ErrorReply(

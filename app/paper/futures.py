@@ -22,6 +22,13 @@ from typing import TYPE_CHECKING
 from app.paper.conditional import ConditionalBook
 from app.paper.errors import BinanceError, mandatory, no_such_order, unknown_order
 from app.paper.ledger import FUTURES_ORDER
+from app.paper.leverage import (
+    MARGIN_TYPES,
+    TOO_LARGE,
+    check_leverage,
+    leverage_answer,
+    max_notional,
+)
 from app.paper.numbers import ZERO, fmt, is_multiple, plain, round_down, round_up
 from app.paper.params import Params
 from app.paper.symbols import FUTURES_PERCENT_DOWN, FUTURES_PERCENT_UP, MAX_NUM_ORDERS, Lot
@@ -42,15 +49,19 @@ SWITCH_TO_ALGO = BinanceError(
     "Order type not supported for this endpoint. Please use the Algo Order API endpoints instead.",
 )
 MARGIN_SHORT = BinanceError(-2019, "Margin is insufficient.")
+SIDE_MISMATCH = BinanceError(-4061, "Order's position side does not match user's setting.")
+HEDGE_REDUCE_ONLY = BinanceError(-1106, "Parameter 'reduceonly' sent when not required.")
+HEDGE_SIDES = ("LONG", "SHORT")
 REDUCE_ONLY_REJECTED = BinanceError(-2022, "ReduceOnly Order is rejected.")
 
 
 @dataclass
 class Position:
     symbol: str
-    amt: Decimal = ZERO
+    amt: Decimal = ZERO  # signed: a SHORT (hedge mode) is negative, as Binance shows it
     entry: Decimal = ZERO
     update_time: int = 0
+    side: str = "BOTH"  # BOTH (one-way mode), LONG or SHORT (hedge mode)
 
 
 @dataclass
@@ -73,6 +84,7 @@ class FuturesOrder:
     cum_quote: Decimal = ZERO
     update_time: int = 0
     algo_id: int | None = None  # set when a conditional order placed it
+    position_side: str = "BOTH"
     created_mono: float = field(default_factory=monotonic)
 
     @property
@@ -84,11 +96,19 @@ class FuturesBook:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.positions = {s: Position(s) for s in engine.usdm_symbols}
+        # Hedge mode (POST /fapi/v1/positionSide/dual): a LONG and a SHORT per symbol.
+        self.dual = False
+        self.hedged = {
+            (s, ps): Position(s, side=ps) for s in engine.usdm_symbols for ps in HEDGE_SIDES
+        }
         self.orders: dict[int, FuturesOrder] = {}
         self.open: dict[str, dict[int, FuturesOrder]] = {s: {} for s in engine.usdm_symbols}
         self.by_client: dict[tuple[str, str], int] = {}
         self.trades: list[dict[str, object]] = []  # GET /fapi/v1/userTrades, oldest first
         self.conditional = ConditionalBook(self)
+        # POST /fapi/v1/leverage and /fapi/v1/marginType, per symbol (app/paper/leverage.py)
+        self.leverage = {s: engine.settings.paper_leverage for s in engine.usdm_symbols}
+        self.margin_type = {s: "cross" for s in engine.usdm_symbols}
         # Binance may answer a MARKET order NEW, executed 0, under load, and fill it a moment
         # later; with this on (``POST /paper/futures-busy``) every MARKET order does: it is
         # accepted NEW and fills at the next price move.
@@ -99,9 +119,35 @@ class FuturesBook:
     def lot(self, symbol: str) -> Lot:
         return self.engine.usdm_spec(symbol).usdm
 
-    def reducible(self, symbol: str, side: str) -> Decimal:
+    def position(self, symbol: str, position_side: str = "BOTH") -> Position:
+        if position_side == "BOTH":
+            return self.positions[symbol]
+        return self.hedged[(symbol, position_side)]
+
+    def all_positions(self) -> list[Position]:
+        return [*self.positions.values(), *self.hedged.values()]
+
+    def position_side(self, p: Params) -> str:
+        """The order's positionSide, which must match the account's mode (-4061); hedge mode
+        takes no reduceOnly (-1106): its closes are the opposite side of the same position."""
+        wanted = p.enum("positionSide", ("BOTH", *HEDGE_SIDES)) or "BOTH"
+        if (wanted == "BOTH") == self.dual:
+            raise SIDE_MISMATCH
+        if self.dual and p.has("reduceOnly"):
+            raise HEDGE_REDUCE_ONLY
+        return wanted
+
+    @staticmethod
+    def closes(position_side: str, side: str) -> bool:
+        """In hedge mode SELL on LONG and BUY on SHORT only reduce."""
+        return (position_side, side) in (("LONG", "SELL"), ("SHORT", "BUY"))
+
+    def flat(self) -> bool:
+        return all(pos.amt == 0 for pos in self.all_positions())
+
+    def reducible(self, symbol: str, side: str, position_side: str = "BOTH") -> Decimal:
         """How much a reduce-only order on ``side`` may trade now."""
-        amt = self.positions[symbol].amt
+        amt = self.position(symbol, position_side).amt
         if amt > 0 and side == "SELL":
             return amt
         if amt < 0 and side == "BUY":
@@ -111,18 +157,31 @@ class FuturesBook:
     def unrealized(self, position: Position) -> Decimal:
         return (self.engine.price(position.symbol) - position.entry) * position.amt
 
-    def margin_ok(self, symbol: str, side: str, qty: Decimal, price: Decimal) -> bool:
+    def within_cap(
+        self, symbol: str, side: str, qty: Decimal, price: Decimal, position_side: str = "BOTH"
+    ) -> bool:
+        """The position after the trade stays within its leverage bracket's notional cap."""
         signed = qty if side == "BUY" else -qty
-        current = self.positions[symbol].amt
+        current = self.position(symbol, position_side).amt
+        after = abs(current + signed)
+        return after <= abs(current) or after * price <= max_notional(symbol, self.leverage[symbol])
+
+    def margin_ok(
+        self, symbol: str, side: str, qty: Decimal, price: Decimal, position_side: str = "BOTH"
+    ) -> bool:
+        signed = qty if side == "BUY" else -qty
+        target = self.position(symbol, position_side)
+        current = target.amt
         if abs(current + signed) <= abs(current):
             return True  # reducing exposure never needs margin
-        leverage = Decimal(self.engine.settings.paper_leverage)
+        if not self.within_cap(symbol, side, qty, price, position_side):
+            return False
         required = ZERO
         pnl = ZERO
-        for position in self.positions.values():
-            amt = position.amt + signed if position.symbol == symbol else position.amt
+        for position in self.all_positions():
+            amt = position.amt + signed if position is target else position.amt
             mark = price if position.symbol == symbol else self.engine.price(position.symbol)
-            required += abs(amt) * mark / leverage
+            required += abs(amt) * mark / Decimal(self.leverage[position.symbol])
             pnl += self.unrealized(position)
         return required <= self.engine.futures_wallet.free("USDT") + pnl
 
@@ -135,14 +194,18 @@ class FuturesBook:
         *,
         reduce_only: bool,
         order: FuturesOrder | None = None,
+        position_side: str = "BOTH",
     ) -> Decimal:
         """Trade ``qty`` at ``price`` against the position; returns the commission (USDT).
         With ``order`` the trade is kept for ``GET /fapi/v1/userTrades``."""
-        if reduce_only and qty > self.reducible(symbol, side):
+        reduce_only = reduce_only or self.closes(position_side, side)
+        if position_side != "BOTH" and not self.dual:
+            raise SIDE_MISMATCH  # the mode changed since the order was accepted
+        if reduce_only and qty > self.reducible(symbol, side, position_side):
             raise REDUCE_ONLY_REJECTED
-        if not reduce_only and not self.margin_ok(symbol, side, qty, price):
+        if not reduce_only and not self.margin_ok(symbol, side, qty, price, position_side):
             raise MARGIN_SHORT
-        position = self.positions[symbol]
+        position = self.position(symbol, position_side)
         signed = qty if side == "BUY" else -qty
         realized = ZERO
         if position.amt and (position.amt > 0) != (signed > 0):
@@ -184,7 +247,7 @@ class FuturesBook:
                 "quoteQty": fmt(qty * price, lot.price_places + lot.qty_places),
                 "realizedPnl": fmt(realized, 8),
                 "side": order.side,
-                "positionSide": "BOTH",
+                "positionSide": order.position_side,
                 "symbol": order.symbol,
                 "time": self.engine.now,
             }
@@ -228,6 +291,48 @@ class FuturesBook:
             return rows[-limit:]
         return rows[:limit]
 
+    # /fapi/v1/leverage, /fapi/v1/marginType ---------------------------------------------
+
+    def set_leverage(self, p: Params) -> dict[str, object]:
+        symbol = self.engine.usdm_spec(p.text("symbol")).symbol
+        wanted = p.req_integer("leverage")
+        held = max(abs(self.position(symbol, ps).amt) for ps in ("BOTH", *HEDGE_SIDES))
+        held *= self.engine.price(symbol)
+        check_leverage(symbol, wanted, held)
+        self.leverage[symbol] = wanted
+        return leverage_answer(symbol, wanted)
+
+    def set_margin_type(self, p: Params) -> dict[str, object]:
+        symbol = self.engine.usdm_spec(p.text("symbol")).symbol
+        wanted = MARGIN_TYPES[p.req_enum("marginType", tuple(MARGIN_TYPES))]
+        if self.margin_type[symbol] == wanted:
+            raise BinanceError(-4046, "No need to change margin type.")
+        if any(self.position(symbol, ps).amt != 0 for ps in ("BOTH", *HEDGE_SIDES)):
+            raise BinanceError(-4048, "Margin type cannot be changed if there exists position.")
+        if self.open[symbol] or self.conditional.open[symbol]:
+            raise BinanceError(-4047, "Margin type cannot be changed if there exists open orders.")
+        self.margin_type[symbol] = wanted
+        return {"code": 200, "msg": "success"}
+
+    # /fapi/v1/positionSide/dual ------------------------------------------------------------
+
+    def set_dual(self, p: Params) -> dict[str, object]:
+        wanted = p.get("dualSidePosition")
+        if wanted is None:
+            raise mandatory("dualSidePosition")
+        dual = p.boolean("dualSidePosition")
+        if dual == self.dual:
+            raise BinanceError(-4059, "No need to change position side.")
+        if not self.flat():
+            raise BinanceError(-4068, "Position side cannot be changed if there exists position.")
+        algos = self.engine.algos.open["usdm"]
+        if any(self.open.values()) or any(self.conditional.open.values()) or algos:
+            raise BinanceError(
+                -4067, "Position side cannot be changed if there exists open orders."
+            )
+        self.dual = dual
+        return {"code": 200, "msg": "success"}
+
     # /fapi/v1/order -----------------------------------------------------------------------
 
     def place(self, p: Params) -> dict[str, object]:
@@ -241,8 +346,7 @@ class FuturesBook:
         )
         if order_type in CONDITIONAL_TYPES:
             raise SWITCH_TO_ALGO
-        if (p.enum("positionSide", ("BOTH", "LONG", "SHORT")) or "BOTH") != "BOTH":
-            raise BinanceError(-4061, "Order's position side does not match user's setting.")
+        position_side = self.position_side(p)
         qty = p.req_decimal("quantity")
         price = p.decimal("price")
         tif = p.enum(
@@ -255,7 +359,7 @@ class FuturesBook:
                 raise mandatory("price")
             if tif is None:
                 raise mandatory("timeInForce")
-        reduce_only = p.boolean("reduceOnly")
+        reduce_only = p.boolean("reduceOnly") or self.closes(position_side, side)
         resp = p.enum("newOrderRespType", ("ACK", "RESULT")) or "ACK"
         client_id = self.client_id(spec.symbol, p.get("newClientOrderId"))
         last = engine.price(spec.symbol)
@@ -265,8 +369,11 @@ class FuturesBook:
             self.check_percent_price(spec.usdm, price, last)
         if len(self.open[spec.symbol]) >= MAX_NUM_ORDERS:
             raise BinanceError(-2025, "Reach max open order limit.")
-        if reduce_only and self.reducible(spec.symbol, side) <= 0:
-            raise REDUCE_ONLY_REJECTED
+        if reduce_only:
+            available = self.reducible(spec.symbol, side, position_side)
+            # hedge mode: a close for more than the position holds is refused outright
+            if available <= 0 or (position_side != "BOTH" and qty > available):
+                raise REDUCE_ONLY_REJECTED
         fill_now = (order_type == "MARKET" and not self.market_rests) or (
             price is not None and (last <= price if side == "BUY" else last >= price)
         )
@@ -276,7 +383,13 @@ class FuturesBook:
                 "Due to the order could not be executed as maker, "
                 "the Post Only order will be rejected.",
             )
-        if not reduce_only and not self.margin_ok(spec.symbol, side, qty, price or last):
+        if not reduce_only and not self.within_cap(
+            spec.symbol, side, qty, price or last, position_side
+        ):
+            raise TOO_LARGE
+        if not reduce_only and not self.margin_ok(
+            spec.symbol, side, qty, price or last, position_side
+        ):
             raise MARGIN_SHORT
         order = FuturesOrder(
             order_id=engine.ids.next("futures_order"),
@@ -288,9 +401,10 @@ class FuturesBook:
             time_in_force=tif or "GTC",
             qty=qty,
             price=price or ZERO,
-            reduce_only=reduce_only,
+            reduce_only=reduce_only and position_side == "BOTH",
             time=engine.now,
             update_time=engine.now,
+            position_side=position_side,
         )
         if fill_now:
             self.fill(order, last)
@@ -370,8 +484,9 @@ class FuturesBook:
 
     def fill(self, order: FuturesOrder, price: Decimal) -> None:
         qty = order.qty - order.executed
-        if order.reduce_only or order.close_position:
-            qty = min(qty, self.reducible(order.symbol, order.side))
+        ps = order.position_side
+        if order.reduce_only or order.close_position or self.closes(ps, order.side):
+            qty = min(qty, self.reducible(order.symbol, order.side, ps))
             if qty <= 0:
                 self.end(order, "EXPIRED")
                 return
@@ -383,6 +498,7 @@ class FuturesBook:
                 price,
                 reduce_only=order.reduce_only or order.close_position,
                 order=order,
+                position_side=ps,
             )
         except BinanceError:
             self.end(order, "EXPIRED")
@@ -483,7 +599,7 @@ def render_order(order: FuturesOrder, lot: Lot, *, resp: str) -> dict[str, objec
         "reduceOnly": order.reduce_only,
         "closePosition": order.close_position,
         "side": order.side,
-        "positionSide": "BOTH",
+        "positionSide": order.position_side,
         "stopPrice": fmt(order.stop_price, lot.price_places),
         "workingType": "CONTRACT_PRICE",
         "priceProtect": False,

@@ -5,17 +5,16 @@ from __future__ import annotations
 from decimal import Decimal
 
 from app.paper.futures import FuturesBook, Position
-from app.paper.numbers import ZERO, fmt, fmt8
+from app.paper.leverage import max_notional
+from app.paper.numbers import ZERO, fmt, fmt8, plain
 from app.paper.params import Params
 
 
 def position_rows(book: FuturesBook, p: Params, version: int) -> list[dict[str, object]]:
     symbol = p.get("symbol")
-    chosen = (
-        [book.positions[book.engine.usdm_spec(symbol).symbol]]
-        if symbol
-        else list(book.positions.values())
-    )
+    names = [book.engine.usdm_spec(symbol).symbol] if symbol else list(book.positions)
+    sides = ("LONG", "SHORT") if book.dual else ("BOTH",)
+    chosen = [book.position(name, side) for name in names for side in sides]
     if version >= 3:
         chosen = [pos for pos in chosen if pos.amt != 0 or book.open[pos.symbol]]
     return [render_position(book, pos, version) for pos in chosen]
@@ -27,7 +26,7 @@ def render_position(book: FuturesBook, pos: Position, version: int) -> dict[str,
     notional = pos.amt * mark
     common: dict[str, object] = {
         "symbol": pos.symbol,
-        "positionSide": "BOTH",
+        "positionSide": pos.side,
         "positionAmt": fmt(pos.amt, lot.qty_places),
         "entryPrice": fmt(pos.entry, lot.price_places + 1),
         "breakEvenPrice": fmt(pos.entry, lot.price_places + 1),
@@ -56,9 +55,9 @@ def render_position(book: FuturesBook, pos: Position, version: int) -> dict[str,
     else:
         common.update(
             {
-                "leverage": str(book.engine.settings.paper_leverage),
-                "maxNotionalValue": "20000000",
-                "marginType": "cross",
+                "leverage": str(book.leverage[pos.symbol]),
+                "maxNotionalValue": plain(max_notional(pos.symbol, book.leverage[pos.symbol])),
+                "marginType": book.margin_type[pos.symbol],
                 "isAutoAddMargin": "false",
             }
         )
@@ -67,12 +66,11 @@ def render_position(book: FuturesBook, pos: Position, version: int) -> dict[str,
 
 def balances(book: FuturesBook) -> list[dict[str, object]]:
     wallet = book.engine.futures_wallet
-    pnl = sum((book.unrealized(pos) for pos in book.positions.values()), ZERO)
-    leverage = Decimal(book.engine.settings.paper_leverage)
+    pnl = sum((book.unrealized(pos) for pos in book.all_positions()), ZERO)
     used = sum(
         (
-            abs(pos.amt) * book.engine.price(pos.symbol) / leverage
-            for pos in book.positions.values()
+            abs(pos.amt) * book.engine.price(pos.symbol) / Decimal(book.leverage[pos.symbol])
+            for pos in book.all_positions()
         ),
         ZERO,
     )
@@ -101,7 +99,7 @@ MAINT_MARGIN_RATE = Decimal("0.004")
 def margins(book: FuturesBook, pos: Position) -> tuple[Decimal, Decimal]:
     """(initial, maintenance) margin of a position at the mark price, as positionRisk v3."""
     notional = abs(pos.amt * book.engine.price(pos.symbol))
-    return notional / Decimal(book.engine.settings.paper_leverage), notional * MAINT_MARGIN_RATE
+    return notional / Decimal(book.leverage[pos.symbol]), notional * MAINT_MARGIN_RATE
 
 
 def account(book: FuturesBook, version: int = 3) -> dict[str, object]:
@@ -113,7 +111,7 @@ def account(book: FuturesBook, version: int = 3) -> dict[str, object]:
     wallet = Decimal(str(usdt["balance"])) if usdt else ZERO
     pnl = Decimal(str(usdt["crossUnPnl"])) if usdt else ZERO
     available = str(usdt["availableBalance"]) if usdt else "0.00000000"
-    per_position = {pos.symbol: margins(book, pos) for pos in book.positions.values()}
+    per_position = {(pos.symbol, pos.side): margins(book, pos) for pos in book.all_positions()}
     initial = sum((m[0] for m in per_position.values()), ZERO)
     maint = sum((m[1] for m in per_position.values()), ZERO)
     totals: dict[str, object] = {
@@ -151,27 +149,26 @@ def account(book: FuturesBook, version: int = 3) -> dict[str, object]:
         asset["updateTime"] = r["updateTime"]
         assets.append(asset)
     if version == 2:
-        leverage = str(book.engine.settings.paper_leverage)
         positions = [
             {
                 "symbol": pos.symbol,
-                "initialMargin": fmt8(per_position[pos.symbol][0]),
-                "maintMargin": fmt8(per_position[pos.symbol][1]),
+                "initialMargin": fmt8(per_position[(pos.symbol, pos.side)][0]),
+                "maintMargin": fmt8(per_position[(pos.symbol, pos.side)][1]),
                 "unrealizedProfit": fmt8(book.unrealized(pos)),
-                "positionInitialMargin": fmt8(per_position[pos.symbol][0]),
+                "positionInitialMargin": fmt8(per_position[(pos.symbol, pos.side)][0]),
                 "openOrderInitialMargin": "0",
-                "leverage": leverage,
-                "isolated": False,
+                "leverage": str(book.leverage[pos.symbol]),
+                "isolated": book.margin_type[pos.symbol] == "isolated",
                 "entryPrice": fmt(pos.entry, book.lot(pos.symbol).price_places + 1),
                 "breakEvenPrice": fmt(pos.entry, book.lot(pos.symbol).price_places + 1),
                 "maxNotional": "20000000",
                 "bidNotional": "0",
                 "askNotional": "0",
-                "positionSide": "BOTH",
+                "positionSide": pos.side,
                 "positionAmt": fmt(pos.amt, book.lot(pos.symbol).qty_places),
                 "updateTime": pos.update_time,
             }
-            for pos in book.positions.values()
+            for pos in (book.all_positions() if book.dual else book.positions.values())
         ]
         return {
             "feeTier": 0,
@@ -192,17 +189,17 @@ def account(book: FuturesBook, version: int = 3) -> dict[str, object]:
         "positions": [
             {
                 "symbol": pos.symbol,
-                "positionSide": "BOTH",
+                "positionSide": pos.side,
                 "positionAmt": fmt(pos.amt, book.lot(pos.symbol).qty_places),
                 "unrealizedProfit": fmt8(book.unrealized(pos)),
                 "isolatedMargin": "0",
                 "notional": fmt8(pos.amt * book.engine.price(pos.symbol)),
                 "isolatedWallet": "0",
-                "initialMargin": fmt8(per_position[pos.symbol][0]),
-                "maintMargin": fmt8(per_position[pos.symbol][1]),
+                "initialMargin": fmt8(per_position[(pos.symbol, pos.side)][0]),
+                "maintMargin": fmt8(per_position[(pos.symbol, pos.side)][1]),
                 "updateTime": pos.update_time,
             }
-            for pos in book.positions.values()
+            for pos in book.all_positions()
             if pos.amt != 0
         ],
     }

@@ -10,11 +10,21 @@ from decimal import Decimal
 SPOT_ORDER = "spot_order"
 OCO = "oco"
 SPOT_TWAP = "spot_twap"
+SPOT_VP = "spot_vp"
 FUTURES_TWAP = "futures_twap"
 FUTURES_VP = "futures_vp"
 FUTURES_ORDER = "futures_order"
 FUTURES_CONDITIONAL = "futures_conditional"
-KINDS = (SPOT_ORDER, OCO, SPOT_TWAP, FUTURES_TWAP, FUTURES_VP, FUTURES_ORDER, FUTURES_CONDITIONAL)
+KINDS = (
+    SPOT_ORDER,
+    OCO,
+    SPOT_TWAP,
+    SPOT_VP,
+    FUTURES_TWAP,
+    FUTURES_VP,
+    FUTURES_ORDER,
+    FUTURES_CONDITIONAL,
+)
 
 
 @dataclass

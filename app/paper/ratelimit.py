@@ -57,6 +57,7 @@ WEIGHTS: dict[tuple[str, str], tuple[str, Weight]] = {
     ("POST", "/sapi/v1/algo/spot/newOrderTwap"): ("uid", 3000),
     ("GET", "/sapi/v1/capital/config/getall"): ("ip", 10),
     ("GET", "/sapi/v1/margin/isolated/allPairs"): ("ip", 10),
+    ("POST", "/sapi/v1/algo/spot/newOrderVp"): ("uid", 3000),  # as the futures VP (zh-CN)
     ("POST", "/sapi/v1/algo/futures/newOrderTwap"): ("uid", 3000),
     ("POST", "/sapi/v1/algo/futures/newOrderVp"): ("uid", 300),
     ("GET", "/fapi/v1/time"): ("ip", 1),

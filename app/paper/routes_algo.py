@@ -17,6 +17,12 @@ def spot_twap(p: Signed, paper: Paper) -> Response:
         return JSONResponse(engine.algos.place(p, SPOT, "TWAP"))
 
 
+@router.post("/sapi/v1/algo/spot/newOrderVp")
+def spot_vp(p: Signed, paper: Paper) -> Response:
+    with paper.engine.session() as engine:
+        return JSONResponse(engine.algos.place(p, SPOT, "VP"))
+
+
 @router.post("/sapi/v1/algo/futures/newOrderTwap")
 def futures_twap(p: Signed, paper: Paper) -> Response:
     with paper.engine.session() as engine:

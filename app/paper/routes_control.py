@@ -197,7 +197,8 @@ def set_position(body: PositionBody, paper: Paper) -> Response:
 
 @router.get("/faults")
 def list_faults(paper: Paper) -> Response:
-    return JSONResponse({"faults": paper.faults.views()})
+    """The rules, and how many 429 and 418 answers were given since the last clear."""
+    return JSONResponse({"faults": paper.faults.views(), "served": paper.faults.served_counts()})
 
 
 @router.post("/faults")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from app.paper import futures_views, marketdata
+from app.paper import futures_views, leverage, marketdata
 from app.paper.deps import Paper, Public, Signed
 from app.paper.errors import BinanceError
-from app.paper.numbers import fmt, fmt8
+from app.paper.numbers import fmt, fmt8, plain
 from app.paper.symbols import futures_exchange_info
 
 router = APIRouter()
@@ -222,3 +222,57 @@ def account_v2(p: Signed, paper: Paper) -> Response:
 def account_v3(p: Signed, paper: Paper) -> Response:
     with paper.engine.session() as engine:
         return JSONResponse(futures_views.account(engine.futures, 3))
+
+
+@router.get("/fapi/v1/leverageBracket")
+def leverage_bracket(p: Signed, paper: Paper) -> Response:
+    with paper.engine.session() as engine:
+        symbol = p.get("symbol")
+        if symbol:
+            return JSONResponse(leverage.bracket_rows(engine.usdm_spec(symbol).symbol))
+        return JSONResponse([leverage.bracket_rows(name) for name in engine.usdm_symbols])
+
+
+@router.get("/fapi/v1/symbolConfig")
+def symbol_config(p: Signed, paper: Paper) -> Response:
+    """Each symbol's margin type, leverage and the notional that leverage allows (weight 5)."""
+    with paper.engine.session() as engine:
+        book = engine.futures
+        symbol = p.get("symbol")
+        names = [engine.usdm_spec(symbol).symbol] if symbol else list(engine.usdm_symbols)
+        return JSONResponse(
+            [
+                {
+                    "symbol": name,
+                    "marginType": "ISOLATED" if book.margin_type[name] == "isolated" else "CROSSED",
+                    "isAutoAddMargin": "false",
+                    "leverage": book.leverage[name],
+                    "maxNotionalValue": plain(leverage.max_notional(name, book.leverage[name])),
+                }
+                for name in names
+            ]
+        )
+
+
+@router.post("/fapi/v1/leverage")
+def change_leverage(p: Signed, paper: Paper) -> Response:
+    with paper.engine.session() as engine:
+        return JSONResponse(engine.futures.set_leverage(p))
+
+
+@router.post("/fapi/v1/marginType")
+def change_margin_type(p: Signed, paper: Paper) -> Response:
+    with paper.engine.session() as engine:
+        return JSONResponse(engine.futures.set_margin_type(p))
+
+
+@router.get("/fapi/v1/positionSide/dual")
+def position_mode(p: Signed, paper: Paper) -> Response:
+    with paper.engine.session() as engine:
+        return JSONResponse({"dualSidePosition": engine.futures.dual})
+
+
+@router.post("/fapi/v1/positionSide/dual")
+def change_position_mode(p: Signed, paper: Paper) -> Response:
+    with paper.engine.session() as engine:
+        return JSONResponse(engine.futures.set_dual(p))

@@ -69,6 +69,13 @@ class Urgency(enum.StrEnum):
     HIGH = "HIGH"
 
 
+class MarginType(enum.StrEnum):
+    """USD-M margin type, set on the symbol before an entry (Binance: ISOLATED / CROSSED)."""
+
+    ISOLATED = "isolated"
+    CROSS = "cross"
+
+
 class Remainder(enum.StrEnum):
     """What happens to what a TWAP/VP leaves unexecuted (app/monitoring/remainder_policy.py)."""
 
@@ -110,6 +117,8 @@ def parse_decimal(value: object) -> Decimal:
         raise PydanticCustomError("number", "must be smaller than 1e20")
     _, digits, exponent = number.as_tuple()
     assert isinstance(exponent, int)
+    if exponent >= -MAX_PLACES:  # the usual case: no need to count trailing zeros
+        return number
     trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
     if -(exponent + trailing_zeros) > MAX_PLACES:
         raise PydanticCustomError("number", "must have at most 18 decimal places")
@@ -140,6 +149,12 @@ def _non_negative(number: Decimal) -> Decimal:
     if number < 0:
         raise PydanticCustomError("non_negative", "must be 0 or more")
     return number
+
+
+def _leverage(value: int) -> int:
+    if not 1 <= value <= 125:
+        raise PydanticCustomError("leverage", "must be a whole number from 1 to 125")
+    return value
 
 
 def normalize_symbol(raw: str) -> tuple[str, bool]:
@@ -403,6 +418,9 @@ class SignalIn(_Strict):
     execution: Execution | None = None
     take_profit: Annotated[TakeProfit, _price_shorthand("price")] | None = None
     stop_loss: Annotated[StopLoss, _price_shorthand("stop_price")] | None = None
+    # usdm entries: set on the symbol before the entry is placed
+    leverage: Annotated[int, PlainValidator(parse_int), AfterValidator(_leverage)] | None = None
+    margin_type: Annotated[MarginType, _choice(MarginType)] | None = None
     ttl: Annotated[int, PlainValidator(parse_int), AfterValidator(_ttl)] | None = None
     expires_at: Timestamp | None = None
     pace: PaceOverride | None = None
@@ -433,6 +451,8 @@ class Signal(_Strict):
     execution: Execution | None = None  # None only for a cancel
     take_profit: TakeProfit | None = None
     stop_loss: StopLoss | None = None
+    leverage: int | None = None
+    margin_type: MarginType | None = None
     expires_at: datetime | None = None
     pace: PaceOverride | None = None
     strategy: str | None = None
@@ -498,6 +518,8 @@ def parse_signal(
         execution=execution,
         take_profit=sig.take_profit,
         stop_loss=sig.stop_loss,
+        leverage=sig.leverage,
+        margin_type=sig.margin_type,
         expires_at=expires_at,
         pace=sig.pace,
         strategy=sig.strategy,
@@ -513,6 +535,8 @@ _NOT_ON_CANCEL = (
     "execution",
     "take_profit",
     "stop_loss",
+    "leverage",
+    "margin_type",
     "pace",
     "ttl",
     "expires_at",
@@ -552,11 +576,20 @@ def cross_check(sig: SignalIn) -> list[FieldError]:
             bad("side", None, "required for entry")
         if sig.quantity is None and sig.quote_quantity is None:
             bad("quantity", None, "an entry needs exactly one of quantity or quote_quantity")
+        if market is not Market.USDM:
+            for name in ("leverage", "margin_type"):
+                value = getattr(sig, name)
+                if value is not None:
+                    bad(name, _dump(value), "leverage and margin type are for usdm futures only")
     else:
         for name in ("take_profit", "stop_loss"):
             value = getattr(sig, name)
             if value is not None:
                 bad(name, _dump(value), "only an entry carries take-profit and stop-loss levels")
+        for name in ("leverage", "margin_type"):
+            value = getattr(sig, name)
+            if value is not None:
+                bad(name, _dump(value), "only an entry sets leverage and margin type")
     if sig.quantity is not None and sig.quote_quantity is not None:
         bad(
             "quote_quantity",
@@ -565,8 +598,6 @@ def cross_check(sig: SignalIn) -> list[FieldError]:
         )
 
     execution = sig.execution or MarketExecution()
-    if isinstance(execution, VpExecution) and market is not Market.USDM:
-        bad("execution.type", "vp", "vp (volume participation) is for usdm futures only")
     if sig.pace is not None and not isinstance(execution, TwapExecution | VpExecution):
         bad("pace", _dump(sig.pace), "pace applies to twap and vp executions only")
     if isinstance(execution, TwapExecution | VpExecution):

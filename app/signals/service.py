@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from app.errors import Conflict, ServiceUnavailable
+from app.errors import AppError, Conflict, ServiceUnavailable
 from app.models import Event, SignalStatus, new_id
 from app.models import Signal as SignalRow
 from app.signals.schemas import DIGEST_PREFIX, Signal, parse_signal
@@ -139,15 +139,11 @@ def state_event(
     }
 
 
-def store(conn: Connection, prepared: Prepared, *, now: datetime, source_ip: str | None) -> Intake:
-    """Insert the signal and its first event in ``conn``'s transaction, or find the first one.
-
-    Raises Conflict when the key belongs to a different body. The caller commits; the
-    answer must not go out before that commit.
-    """
+def _row(
+    signal_id: str, prepared: Prepared, now: datetime, source_ip: str | None
+) -> dict[str, Any]:
     sig = prepared.signal
-    signal_id = new_id()
-    row: dict[str, Any] = {
+    return {
         "id": signal_id,
         "idempotency_key": prepared.key,
         "body_digest": prepared.digest,
@@ -166,6 +162,52 @@ def store(conn: Connection, prepared: Prepared, *, now: datetime, source_ip: str
         "dedupe_until": prepared.dedupe_until,
         "attempts": 0,
     }
+
+
+def store_batch(
+    conn: Connection, batch: Sequence[tuple[Prepared, datetime, str | None]]
+) -> list[Intake | AppError]:
+    """:func:`store` for many signals in ``conn``'s transaction, in two statements when
+    none of them is a repeat: one multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING,
+    one INSERT of their first events. A row the unique index turned away (a repeat, a
+    key to retire, the same id with another body) takes :func:`store`'s road alone. Each
+    answer is its signal's Intake, or the AppError (a 409) for which nothing was written.
+    """
+    if len(batch) == 1:
+        prepared, now, source_ip = batch[0]
+        try:
+            return [store(conn, prepared, now=now, source_ip=source_ip)]
+        except AppError as exc:
+            return [exc]
+    rows = [_row(new_id(), prepared, now, ip) for prepared, now, ip in batch]
+    inserted = set(conn.execute(_insert_signal(conn), rows).scalars())
+    fresh = [row for row in rows if row["id"] in inserted]
+    if fresh:
+        conn.execute(
+            _INSERT_EVENT,
+            [state_event(row["id"], None, "received", row["received_at"]) for row in fresh],
+        )
+    answers: list[Intake | AppError] = []
+    for row, (prepared, now, source_ip) in zip(rows, batch, strict=True):
+        if row["id"] in inserted:
+            answers.append(Intake(row["id"], SignalStatus.RECEIVED.value, duplicate=False))
+            continue
+        try:
+            answers.append(store(conn, prepared, now=now, source_ip=source_ip))
+        except AppError as exc:
+            answers.append(exc)
+    return answers
+
+
+def store(conn: Connection, prepared: Prepared, *, now: datetime, source_ip: str | None) -> Intake:
+    """Insert the signal and its first event in ``conn``'s transaction, or find the first one.
+
+    Raises Conflict when the key belongs to a different body. The caller commits; the
+    answer must not go out before that commit.
+    """
+    sig = prepared.signal
+    signal_id = new_id()
+    row = _row(signal_id, prepared, now, source_ip)
     # A digest key past its window has to be retired first: a few rounds at most.
     for _ in range(3):
         inserted = conn.execute(_insert_signal(conn), row).scalar()

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from contextlib import suppress
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -43,6 +42,7 @@ from sqlalchemy.engine import Engine
 
 from app.models import Event, SignalStatus, utcnow
 from app.models import Signal as SignalRow
+from app.monitoring.lock import SingleFlight
 from app.queue import ENDED_JOB_STATES, enqueue_signals, job_id
 from app.signals.service import mark_queued, record_requeued
 
@@ -52,6 +52,9 @@ log = logging.getLogger(__name__)
 SWEEP_GRACE = timedelta(seconds=5)
 SWEEP_BATCH = 500
 SWEEP_LOCK = "pacekeeper:lock:sweep_intake"
+# Kept alive while its sweep runs: a sweeper that died (or lost Redis) holds off the next
+# sweeps this long at most.
+SWEEP_LOCK_TTL = 15.0
 # A `processing` signal whose worker made no progress for this long is given to another
 # worker (PACEKEEPER_EXECUTION_LEASE; see app/execution/claims.py).
 EXECUTION_LEASE = timedelta(seconds=60)
@@ -325,9 +328,9 @@ def run_sweep(
     lease: timedelta = EXECUTION_LEASE,
 ) -> SweepReport:
     """One sweep under a Redis lock, so overlapping cron runs do not sweep twice at once."""
-    lock = queue.connection.lock(f"{SWEEP_LOCK}:{queue.name}", timeout=120, blocking=False)
+    lock = SingleFlight(queue.connection, f"{SWEEP_LOCK}:{queue.name}", SWEEP_LOCK_TTL)
     try:
-        if not lock.acquire(blocking=False):
+        if not lock.acquire():
             return SweepReport(skipped=True)
     except RedisError as exc:
         log.warning("sweeper: redis unavailable (%s)", type(exc).__name__)
@@ -338,5 +341,4 @@ def run_sweep(
         log.warning("sweeper: redis unavailable mid-sweep (%s)", type(exc).__name__)
         return SweepReport(skipped=True)
     finally:
-        with suppress(RedisError):  # it expires by itself
-            lock.release()
+        lock.release()

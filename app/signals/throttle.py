@@ -82,11 +82,12 @@ class BodyDeadline:
             nonlocal complete
             if complete:
                 return await receive()
-            remaining = deadline - loop.time()
-            if remaining <= 0:
+            if deadline - loop.time() <= 0:
                 raise RequestTimeout()
             try:
-                message = await asyncio.wait_for(receive(), remaining)
+                # A timer on this task, not wait_for's task per receive (a hot path).
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
             except TimeoutError:
                 raise RequestTimeout() from None
             if message["type"] != "http.request" or not message.get("more_body", False):

@@ -34,9 +34,9 @@ from datetime import datetime
 from sqlalchemy.engine import Connection, Engine, Transaction
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from app.errors import AppError, ServiceUnavailable
+from app.errors import ServiceUnavailable
 from app.outages import Component, is_database_outage
-from app.signals.service import Intake, Prepared, mark_queued_in, store
+from app.signals.service import Intake, Prepared, mark_queued_in, store_batch
 
 log = logging.getLogger(__name__)
 
@@ -257,13 +257,11 @@ class IntakeWriter:
         try:
             conn, transaction = await self._begin()
             try:
-                for item in stores:
-                    try:
-                        outcomes.append(
-                            store(conn, item.prepared, now=item.now, source_ip=item.source_ip)
-                        )
-                    except AppError as exc:  # a 409 for this one; nothing of it was written
-                        outcomes.append(exc)
+                if stores:
+                    # A 409 for one of them is its answer; nothing of it was written.
+                    outcomes.extend(
+                        store_batch(conn, [(i.prepared, i.now, i.source_ip) for i in stores])
+                    )
                 if marks:
                     mark_queued_in(
                         conn,

@@ -20,7 +20,7 @@ from app.exchange import BinanceClient
 from app.exchange.ids import client_algo_id
 from app.exchange.models import AlgoStatus
 from app.exchange.ratelimit import RateGovernor
-from app.models import Event, Fill, Order, utcnow
+from app.models import Event, Fill, Order, Position, utcnow
 from app.monitoring import verdicts
 from app.monitoring.pace import Cadence, PaceState, PaceVerdict
 from tests.api.conftest import AUTH, add_order, add_signal, make_settings
@@ -47,6 +47,7 @@ def test_every_route_needs_the_bearer_token(api: TestClient, headers: dict[str, 
         ("GET", "/api/signals"),
         ("GET", "/api/signals/0123456789abcdef0123456789abcdef"),
         ("GET", "/api/orders"),
+        ("GET", "/api/positions"),
         ("GET", "/api/algos"),
         ("POST", "/api/algos/1/cancel"),
         ("GET", "/api/halt"),
@@ -220,6 +221,41 @@ def test_orders_are_listed_filtered_and_paged(
     assert page["next_cursor"] == str(order_ids[1])
     assert listed(limit="2", cursor=page["next_cursor"]) == [order_ids[0]]
     assert api.get("/api/orders?status=bogus", headers=AUTH).status_code == 422
+
+
+def test_positions_show_leverage_and_margin_type(
+    api: TestClient, sessions: sessionmaker[Session]
+) -> None:
+    with sessions() as session:
+        made = [
+            Position(
+                strategy="a", market="usdm", symbol="BTCUSDT", side="BUY", quantity=D("0.1"),
+                leverage=7, margin_type="isolated",
+            ),
+            Position(strategy="b", market="spot", symbol="ETHUSDT", side="BUY", status="closed"),
+        ]  # fmt: skip
+        session.add_all(made)
+        session.commit()
+        ids = [p.id for p in made]
+
+    def listed(**params: str) -> list[dict[str, object]]:
+        response = api.get("/api/positions", params=params, headers=AUTH)
+        assert response.status_code == 200, response.text
+        items: list[dict[str, object]] = response.json()["items"]
+        return items
+
+    assert [p["id"] for p in listed()] == ids[::-1]
+    (usdm,) = listed(market="usdm")
+    assert usdm["leverage"] == 7 and usdm["margin_type"] == "isolated"
+    assert usdm["quantity"] == "0.1" and usdm["side"] == "BUY" and usdm["status"] == "open"
+    (spot,) = listed(status="closed")
+    assert spot["leverage"] is None and spot["margin_type"] is None
+    assert [p["id"] for p in listed(symbol="btcusdt", strategy="a")] == [ids[0]]
+    page = api.get("/api/positions", params={"limit": "1"}, headers=AUTH).json()
+    assert page["next_cursor"] == str(ids[1])
+    assert [p["id"] for p in listed(limit="1", cursor=page["next_cursor"])] == [ids[0]]
+    bad = api.get("/api/positions?status=half", headers=AUTH)
+    assert bad.status_code == 422 and "status" in bad.text
 
 
 # ---- algos with pace -----------------------------------------------------------------------

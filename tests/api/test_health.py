@@ -207,7 +207,7 @@ def test_an_ip_ban_makes_the_exchange_unready(
     api: TestClient, api_settings: Settings, rconn: redis.Redis, live_worker: SimpleWorker
 ) -> None:
     record_monitor_cycle(rconn, api_settings.queue_name)
-    rconn.set(f"{api_settings.rate_limit_prefix}ban", "1", px=120_000)
+    rconn.set(f"{api_settings.rate_limit_prefix}ban:spot", "1", px=120_000)
     status, body = ready(api)
     assert status == 503 and body["failing"] == ["exchange"]
     assert body["components"]["exchange"]["figures"]["banned_for"] > 60

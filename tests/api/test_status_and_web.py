@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import re
 from contextlib import redirect_stdout
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -82,7 +83,9 @@ def test_status_prints_each_working_algo_with_its_pace(
     assert lines[0].split()[:5] == ["ORDER", "SYMBOL", "SIDE", "KIND", "EXECUTED/TOTAL"]
     btc = next(line for line in lines if "BTCUSDT" in line)
     assert "BUY" in btc and "spot twap" in btc and "0.2/2" in btc
-    assert "10%" in btc and "50%" in btc and "10m00s" in btc  # fill, schedule, elapsed
+    assert "10%" in btc and "50%" in btc  # fill, schedule
+    # Elapsed: 600 s when seeded, plus however long this loaded machine took since.
+    assert re.search(r"\b10m0[0-9]s\b", btc), btc
     assert "behind_schedule" in btc
     assert "database" in btc  # judged here: the monitor has published no verdict for it
     eth = next(line for line in lines if "ETHUSDT" in line)
@@ -138,7 +141,7 @@ def test_the_dashboard_is_served_without_a_token_and_reads_the_admin_api(api: Te
         assert response.headers["content-type"].startswith("text/html")
         assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
         page = response.text
-    for used in ("/algos", "/signals?limit=", "/halt", "/resume", "/cancel"):
+    for used in ("/algos", "/signals?", "recent_hours", "/halt", "/resume", "/cancel"):
         assert used in page, used
     assert "sessionStorage" in page and "Bearer " in page
     # Values from the API are written as text, never parsed as HTML.

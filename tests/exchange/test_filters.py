@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
 
 import pytest
@@ -155,7 +156,7 @@ def test_twap_limits_duration_notional_open_orders() -> None:
     check_twap(SPOT, LIMITS, **ok)  # type: ignore[arg-type]
     with pytest.raises(FilterViolation, match=r"duration \(299\) must be between 300 and 86400"):
         check_twap(SPOT, LIMITS, **ok | {"duration": 299})  # type: ignore[arg-type]
-    with pytest.raises(FilterViolation, match=r"notional \(600\) must be at least 1000 USDT"):
+    with pytest.raises(FilterViolation, match=r"notional \(600 USDT\) must be at least 1000 USDT"):
         check_twap(SPOT, LIMITS, **ok | {"quantity": D("0.01")})  # type: ignore[arg-type]
     with pytest.raises(FilterViolation, match="must not exceed 100000 USDT"):
         check_twap(SPOT, LIMITS, **ok | {"quantity": D("2")})  # type: ignore[arg-type]
@@ -174,6 +175,16 @@ def test_twap_limits_duration_notional_open_orders() -> None:
             "quote_rate": D("40000"),
         },
     )
+    # 0.1 at 0.01 BTC = 0.001 BTC = 40 USDT at 40,000: refused, the figures in USDT and BTC.
+    with pytest.raises(
+        FilterViolation,
+        match=r"notional \(40 USDT = 0.001 BTC at 40000 USDT per BTC\) must be at least 1000 USDT",
+    ):
+        check_twap(
+            replace(SPOT, quote_asset="BTC"), LIMITS, **ok | {
+                "reference_price": D("0.01"), "quote_rate": D("40000"),
+            },  # type: ignore[arg-type]
+        )  # fmt: skip
 
 
 def test_futures_twap_needs_more_than_min_qty_per_minute() -> None:
@@ -192,12 +203,17 @@ def test_futures_twap_needs_more_than_min_qty_per_minute() -> None:
     )
 
 
-def test_vp_is_futures_only_with_its_own_bounds() -> None:
+def test_vp_has_its_own_bounds_on_usdm_and_spot() -> None:
     check_vp(USDM, LIMITS, quantity=D("0.2"), reference_price=D("60000"), open_algos=9)
     with pytest.raises(FilterViolation, match="must be at least 10000 USDT"):
         check_vp(USDM, LIMITS, quantity=D("0.1"), reference_price=D("60000"), open_algos=0)
-    with pytest.raises(FilterViolation, match="usdm"):
-        check_vp(SPOT, LIMITS, quantity=D("1"), reference_price=D("60000"), open_algos=0)
+    check_vp(USDM, LIMITS, quantity=D("5"), reference_price=D("60000"), open_algos=0)
+    # Spot VP (2026-10-09): the VP minimum, and the spot maximum (100,000 USDT).
+    check_vp(SPOT, LIMITS, quantity=D("1"), reference_price=D("60000"), open_algos=0)
+    with pytest.raises(FilterViolation, match="must be at least 10000 USDT"):
+        check_vp(SPOT, LIMITS, quantity=D("0.1"), reference_price=D("60000"), open_algos=0)
+    with pytest.raises(FilterViolation, match="must not exceed 100000 USDT"):
+        check_vp(SPOT, LIMITS, quantity=D("5"), reference_price=D("60000"), open_algos=0)
     with pytest.raises(FilterViolation, match="maximum 10"):
         check_vp(USDM, LIMITS, quantity=D("0.2"), reference_price=D("60000"), open_algos=10)
 

@@ -104,9 +104,10 @@ def test_retry_after_holds_back_every_call_to_that_server_only() -> None:
     assert len(fake.calls("POST", "/api/v3/order")) == 1
 
 
-def test_ban_stops_every_call_without_sending_anything() -> None:
+def test_ban_stops_every_call_to_its_host_without_sending_anything() -> None:
     fake = FakeBinance()
     fake.add("GET", OPEN, reply(418, {"code": -1003, "msg": "IP banned"}, {"Retry-After": "600"}))
+    fake.add("GET", "/fapi/v1/premiumIndex", reply(body={"symbol": "X", "markPrice": "1"}))
     client = make_client(fake)
 
     with pytest.raises(Temporary) as caught:
@@ -114,8 +115,8 @@ def test_ban_stops_every_call_without_sending_anything() -> None:
     sent = len(fake.requests)
     for call in (
         lambda: client.ticker_price("BTCUSDT"),
-        lambda: client.mark_price("BTCUSDT"),
         lambda: client.cancel_algo("spot", 1),
+        lambda: client.cancel_algo("usdm", 1),  # /sapi/v1/algo/futures is on the spot host
         lambda: client.new_order(
             symbol="BTCUSDT",
             side="BUY",
@@ -130,14 +131,42 @@ def test_ban_stops_every_call_without_sending_anything() -> None:
     assert caught.value.retry_after == 600
     assert len(fake.requests) == sent  # nothing went out during the ban
     assert client.governor.snapshot()["banned_for"] == pytest.approx(600)
+    assert client.mark_price("X").markPrice == 1  # the USD-M host is not banned
 
 
 def test_short_ban_is_waited_out() -> None:
     time = FakeTime(start=1_000_000.0)
     gov = governor(time, max_wait=60)
     gov.record(cost_of("GET", "/api/v3/time"), 418, {"retry-after": "30"})
-    gov.acquire("GET", "/fapi/v1/time")
+    gov.acquire("GET", "/sapi/v1/algo/spot/openOrders")
     assert sum(time.sleeps) == pytest.approx(30)
+
+
+def test_a_ban_holds_back_its_own_host_only() -> None:
+    """api.binance.com and fapi.binance.com have their own limits and bans: a spot 418 must
+    not stop a USD-M stop or close, nor a USD-M 418 the spot side."""
+    time = FakeTime(start=1_000_000.0)
+    gov = governor(time, max_wait=0)
+    gov.record(cost_of("GET", "/api/v3/order", server="paper:1"), 418, {"retry-after": "300"})
+    gov.acquire("POST", "/fapi/v1/algoOrder", server="paper:1")  # same port, other host
+    gov.acquire("GET", "/fapi/v2/positionRisk", server="paper:1")
+    for path in ("/api/v3/time", "/sapi/v1/algo/spot/openOrders"):
+        with pytest.raises(Temporary, match="IP banned"):
+            gov.acquire("GET", path, server="paper:1")
+    assert gov.snapshot()["banned"] == {"spot": pytest.approx(300), "fapi": 0}
+    gov.record(cost_of("GET", "/fapi/v1/time", server="paper:1"), 418, {"retry-after": "60"})
+    with pytest.raises(Temporary, match="IP banned"):
+        gov.acquire("POST", "/fapi/v1/order", server="paper:1")
+    assert time.sleeps == []
+
+
+def test_a_429_from_the_spot_side_does_not_hold_back_fapi_on_the_same_port() -> None:
+    time = FakeTime(start=1_000_000.0)
+    gov = governor(time, max_wait=0)
+    gov.record(cost_of("POST", "/api/v3/order", server="paper:1"), 429, {"retry-after": "30"})
+    gov.acquire("POST", "/fapi/v1/order", server="paper:1")
+    with pytest.raises(Temporary, match="Retry-After"):
+        gov.acquire("GET", "/sapi/v1/algo/spot/openOrders", server="paper:1")
 
 
 def test_418_without_retry_after_bans_for_two_minutes() -> None:
@@ -180,7 +209,8 @@ def test_processes_share_weight_and_bans_through_redis(
     with pytest.raises(Temporary):
         worker.acquire("GET", "/api/v3/time")
     assert 299 < worker.snapshot()["banned_for"] <= 300
-    assert redis_conn.pttl(f"{prefix}ban") > 0
+    assert redis_conn.pttl(f"{prefix}ban:spot") > 0
+    monitor.acquire("GET", "/fapi/v1/time")  # fapi.binance.com is not banned by the spot host
 
 
 def test_redis_budget_makes_the_second_process_wait(redis_conn: redis.Redis, prefix: str) -> None:

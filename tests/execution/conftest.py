@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from sqlalchemy import select
 
 from app.config import Settings
@@ -26,6 +27,8 @@ from app.paper.app import create_app
 from app.paper.clock import ManualClock
 from app.signals.service import prepare, record
 from tests.support import ThreadedServer, serve
+from worker import resources as worker_resources
+from worker.main import build_worker
 
 D = Decimal
 MakeContext = Callable[..., ExecContext]
@@ -186,3 +189,14 @@ def event_kinds(ctx: ExecContext, signal_id: str) -> list[str]:
                 select(Event.kind).where(Event.signal_id == signal_id).order_by(Event.id)
             )
         )
+
+
+def work_once(settings: Settings, redis_conn: redis.Redis) -> None:
+    """A worker process's life, in this one: build its resources, drain the queue."""
+    previous = worker_resources.install(worker_resources.build(settings))
+    try:
+        build_worker(settings, redis_conn).work(burst=True)
+    finally:
+        installed = worker_resources.install(previous)
+        assert installed is not None
+        installed.close()

@@ -13,6 +13,7 @@ from sqlalchemy import update
 
 from app.controls import halt
 from app.db import session_scope
+from app.exchange.errors import Temporary
 from app.exchange.ids import client_algo_id, client_order_id
 from app.execution.context import ExecContext
 from app.execution.journal import add_orders
@@ -20,6 +21,7 @@ from app.execution.planning import OrderIntent
 from app.models import Order
 from tests.execution.conftest import (
     MakeContext,
+    Paper,
     event_kinds,
     fault,
     ledger,
@@ -179,6 +181,54 @@ def test_duplicate_client_algo_id_is_adopted(ctx: ExecContext, control: httpx.Cl
     assert order.venue_id is not None
     assert len(ledger(control, client_id=order.client_id)) == 1
     assert "adopted" in event_kinds(ctx, sid)
+
+
+def test_an_open_order_of_someone_else_holding_our_client_id_is_never_adopted(
+    ctx: ExecContext, control: httpx.Client
+) -> None:
+    """A spot client id is unique among open orders only: a stranger's resting LIMIT order
+    holds the id our market entry is about to use. The exchange answers "Duplicate order
+    sent."; the order found under the id is not ours, so the entry fails with the reason
+    and the stranger's order is neither adopted nor cancelled."""
+    sid = submit(ctx, quantity="0.01")
+    cid = client_order_id(sid, "entry")
+    theirs = ctx.client.new_order(symbol="BTCUSDT", side="BUY", type="LIMIT", quantity=D("0.02"),
+                                  price=D("40000"), time_in_force="GTC",
+                                  new_client_order_id=cid)  # fmt: skip
+
+    outcome = run(ctx, sid)
+
+    assert outcome.status == "failed"
+    assert outcome.reason is not None and f"order {theirs.orderId}" in outcome.reason
+    (order,) = orders(ctx, sid)
+    assert order.status == "rejected" and order.venue_id is None and order.error_code == -2010
+    (entry,) = ledger(control, client_id=cid)
+    assert entry["id"] == theirs.orderId and entry["status"] == "NEW"
+
+
+def test_after_no_answer_a_strangers_order_under_our_id_is_not_taken_for_ours(
+    ctx: ExecContext, control: httpx.Client
+) -> None:
+    """Our request died before executing (503 before the engine) and a stranger's filled
+    order carries our client id: the look-up finds theirs, which is not ours, so ours is
+    proven absent and sent again (the id is free: theirs is not open)."""
+    sid = submit(ctx, quantity="0.01")
+    cid = client_order_id(sid, "entry")
+    theirs = ctx.client.new_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity=D("0.03"),
+                                  new_client_order_id=cid)  # fmt: skip
+    fault(control, action="fail_before", path="/api/v3/order", method="POST", count=1,
+          status=503, code=None, raw_body="")  # fmt: skip
+
+    assert run(ctx, sid).status == "done"
+
+    (order,) = orders(ctx, sid)
+    assert order.status == "filled" and order.venue_id not in (None, theirs.orderId)
+    assert order.executed_qty == D("0.01")
+    assert sorted(e["id"] for e in ledger(control, client_id=cid)) == sorted(
+        [theirs.orderId, order.venue_id]
+    )
+    kinds = event_kinds(ctx, sid)
+    assert kinds.index("not_ours") < kinds.index("absent") < kinds.index("resent")
 
 
 def test_rejection_fails_the_signal_with_binances_code_and_message(
@@ -368,3 +418,32 @@ def test_a_parked_proof_of_absence_goes_on_across_runs_then_sends_once(
     # not that many per run.
     absent = [k for k in kinds if k == "parked"]
     assert len(absent) == len(outcomes) - 1
+
+
+def test_a_spot_ip_ban_does_not_stop_usdm_protection_or_closing(
+    ctx: ExecContext, control: httpx.Client, paper: Paper
+) -> None:
+    """api.binance.com and fapi.binance.com ban separately: with the spot host banned (418),
+    a USD-M entry is still protected by its stop and an exit still closes it."""
+    set_price(control, "BTCUSDT", "65000")
+    fault(control, action="rate_limit", path="/api/", count=1, retry_after=30, ban_seconds=120)
+    with httpx.Client(base_url=paper.url, timeout=5) as rogue:  # ignores Retry-After
+        assert rogue.get("/api/v3/time").status_code == 429
+        assert rogue.get("/api/v3/time").status_code == 418
+    with pytest.raises(Temporary):
+        ctx.client.ticker_price("BTCUSDT")  # our governor learns of the ban
+    assert ctx.client.governor.snapshot()["banned"]["spot"] > 60
+
+    entry = submit(ctx, symbol="BTCUSDT.P", quantity="0.02", stop_loss="60000")
+    assert run(ctx, entry).status == "done"
+    (stop,) = [o for o in orders(ctx, entry) if o.leg == "bracket-sl"]
+    assert stop.status == "working"
+    exit_id = submit(ctx, action="exit", symbol="BTCUSDT.P", side=None)
+    outcome = run(ctx, exit_id)
+
+    assert outcome.status == "done", outcome.reason
+    (close,) = orders(ctx, exit_id)
+    assert (close.side, close.status, close.executed_qty) == ("SELL", "filled", D("0.02"))
+    assert [e["side"] for e in ledger(control, kind="futures_order")] == ["BUY", "SELL"]
+    with pytest.raises(Temporary):  # the spot host is still banned
+        ctx.client.ticker_price("BTCUSDT")

@@ -35,6 +35,11 @@ def settings(**changes: Any) -> Settings:
         ({"algo": "twap", "open_algos": 20}, {}, "open TWAP orders on spot (20)"),
         ({"algo": "twap", "open_algos": 20, "market": "usdm"}, {}, None),  # usdm allows 30
         ({"algo": "vp", "open_algos": 10, "market": "usdm"}, {}, "at the maximum 10"),
+        ({"algo": "vp", "open_algos": 9, "open_spot_algos": 19}, {}, None),
+        ({"algo": "vp", "open_algos": 10, "open_spot_algos": 10}, {}, "VP orders on spot (10)"),
+        # a spot VP shares the spot account's 20 with its TWAPs
+        ({"algo": "vp", "open_algos": 2, "open_spot_algos": 20}, {}, "TWAP and VP together (20)"),
+        ({"algo": "vp", "open_algos": 2, "open_spot_algos": 20, "market": "usdm"}, {}, None),
         ({"algo": "twap", "open_algos": 20, "entry": False}, {}, "at the maximum 20"),
         ({}, {"max_notional_per_signal": D("600")}, "exceeds max_notional_per_signal 600"),
         ({"entry": False}, {"max_notional_per_signal": D("600")}, None),  # exits reduce risk

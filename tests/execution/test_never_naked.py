@@ -274,3 +274,45 @@ def test_an_opposite_usdm_entry_of_another_strategy_is_refused_in_one_way_mode(
     same = submit(ctx, symbol="BTCUSDT.P", quantity="0.01", strategy="beta",
                   take_profit="70000", stop_loss="60000")  # fmt: skip
     assert run(ctx, same).status == "done"
+
+
+def test_a_usdm_exit_closes_only_what_the_exchange_still_holds(
+    ctx: ExecContext, control: httpx.Client
+) -> None:
+    """The position was cut on the exchange behind our back (0.02 -> 0.012): the exit reads
+    positionRisk and sells 0.012, the position ends closed and nothing is re-bracketed."""
+    set_price(control, "BTCUSDT", "65000")
+    entry = submit(ctx, symbol="BTCUSDT.P", quantity="0.02", take_profit="70000", stop_loss="60000")
+    assert run(ctx, entry).status == "done"
+    cut = {"symbol": "BTCUSDT", "positionAmt": "0.012"}
+    control.post("/positions", json=cut).raise_for_status()
+
+    outcome = run(ctx, submit(ctx, action="exit", symbol="BTCUSDT.P", side=None))
+
+    assert outcome.status == "done", outcome.reason
+    sold = [e for e in ledger(control, kind="futures_order") if e["side"] == "SELL"]
+    assert [D(e["quantity"]) for e in sold] == [D("0.012")]
+    (position,) = positions(ctx)
+    assert position.status == "closed" and position.exit_quantity == D("0.012")
+    assert "exchange" in (position.bracket_note or "")
+    assert working_brackets(ctx) == []
+    assert "BTCUSDT" not in control.get("/state").json()["positions"]  # closed, not reversed
+
+
+def test_a_usdm_exit_with_nothing_left_on_the_exchange_sends_nothing(
+    ctx: ExecContext, control: httpx.Client
+) -> None:
+    set_price(control, "BTCUSDT", "65000")
+    entry = submit(ctx, symbol="BTCUSDT.P", quantity="0.02", stop_loss="60000")
+    assert run(ctx, entry).status == "done"
+    control.post("/positions", json={"symbol": "BTCUSDT", "positionAmt": "0"}).raise_for_status()
+
+    outcome = run(ctx, submit(ctx, action="exit", symbol="BTCUSDT.P", side=None))
+
+    assert outcome.status == "done", outcome.reason
+    assert "exchange" in outcome.reason
+    assert [e["side"] for e in ledger(control, kind="futures_order")] == ["BUY"]
+    (position,) = positions(ctx)
+    assert position.status == "closed" and position.exit_quantity == 0
+    assert working_brackets(ctx) == []  # a stale reduce-only stop would hit a later position
+    assert [e["status"] for e in ledger(control, kind="futures_conditional")] == ["CANCELED"]

@@ -11,18 +11,15 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from sqlalchemy import update
 
-from app.config import Settings
 from app.db import session_scope
 from app.execution.context import ExecContext
 from app.models import Signal as SignalRow
 from app.models import utcnow
-from app.queue import enqueue_signals, job_id, make_queue
+from app.queue import JOB_FAILURE_TTL, enqueue_signals, job_id, make_queue
 from app.signals.service import mark_queued
 from app.signals.sweeper import recover_stalled, sweep_intake
-from tests.execution.conftest import ledger, orders, signal_row, submit
+from tests.execution.conftest import ledger, orders, signal_row, submit, work_once
 from tests.support import free_port
-from worker import resources as worker_resources
-from worker.main import build_worker
 
 
 def test_recovery_reenqueues_over_a_job_id_that_already_ended(
@@ -39,7 +36,7 @@ def test_recovery_reenqueues_over_a_job_id_that_already_ended(
             .values(status="processing", attempts=2, updated_at=utcnow() - timedelta(hours=1))
         )
     # An earlier recovery already used job_id(sid, 2): that job ran, found the lease
-    # refreshed meanwhile, skipped, and finished (kept JOB_RESULT_TTL = 24 h).
+    # refreshed meanwhile, skipped, and finished (a hash left by a version that kept them a day).
     spent = job_id(sid, 2)
     enqueue_signals(queue, [sid], {sid: spent}, register=False)
     job = Job.fetch(spent, connection=redis_conn, serializer=JSONSerializer)
@@ -69,17 +66,6 @@ def test_a_job_that_will_still_run_is_not_replaced(
     assert queue.job_ids == [job_id(sid)]  # one job, still queued
 
 
-def _work_once(settings: Settings, redis_conn: redis.Redis) -> None:
-    """A worker process's life, in this one: build its resources, drain the queue."""
-    previous = worker_resources.install(worker_resources.build(settings))
-    try:
-        build_worker(settings, redis_conn).work(burst=True)
-    finally:
-        installed = worker_resources.install(previous)
-        assert installed is not None
-        installed.close()
-
-
 def test_a_signal_whose_job_failed_before_its_claim_is_placed_once(
     ctx: ExecContext, control: httpx.Client, redis_conn: redis.Redis, queue_name: str
 ) -> None:
@@ -93,15 +79,16 @@ def test_a_signal_whose_job_failed_before_its_claim_is_placed_once(
     mark_queued(engine, done, now=utcnow(), job_ids={sid: job_id(sid)})
 
     unreachable = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/gone"
-    _work_once(ctx.settings.model_copy(update={"database_url": unreachable}), redis_conn)
+    work_once(ctx.settings.model_copy(update={"database_url": unreachable}), redis_conn)
     job = Job.fetch(job_id(sid), connection=redis_conn, serializer=JSONSerializer)
     assert job.get_status() == JobStatus.FAILED
+    assert 0 < redis_conn.ttl(job.key) <= JOB_FAILURE_TTL  # kept a while, not RQ's year
     row = signal_row(ctx, sid)
     assert (row.status, row.attempts) == ("queued", 0)
 
     later = utcnow() + timedelta(seconds=10)
     assert sweep_intake(engine, queue, now=later).recovered == 1
-    _work_once(ctx.settings, redis_conn)
+    work_once(ctx.settings, redis_conn)
 
     assert signal_row(ctx, sid).status == "done"
     (order,) = orders(ctx, sid)

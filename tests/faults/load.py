@@ -9,7 +9,9 @@ place nothing) or ``info`` (no answer ever: it may be placed at most once).
 The judge reads the paper exchange's ledger, the record of every order it accepted, and
 counts against the acknowledged signals: placed, duplicates (a client id accepted more than
 once), lost (acknowledged, nothing placed) and wrongly placed (an order no acknowledged
-signal asked for).
+signal asked for). Orders a test placed on the exchange itself (``foreign``) are not ours
+and are left out; a signal a test expects to be refused (``may_refuse``) is not counted as
+refused. It also looks for the stack's secrets in its logs, database and Redis (canaries).
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from typing import Any
 import httpx
 
 from app.exchange.ids import client_order_id
-from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.support import wait_until
 
 RESEND = {408, 429, 500, 502, 503, 504}
@@ -36,8 +37,9 @@ RESEND = {408, 429, 500, 502, 503, 504}
 QUANTITY = {"BTCUSDT": "0.001", "ETHUSDT": "0.02"}
 
 
-def entry(sender_id: str, *, symbol: str = "BTCUSDT", secret: str = TEST_WEBHOOK_SECRET) -> Any:
-    """A spot market entry of its own strategy (so no guard links one signal to another)."""
+def entry(sender_id: str, *, secret: str, symbol: str = "BTCUSDT", limit: str | None = None) -> Any:
+    """A spot market entry (a GTC limit one at ``limit``) of its own strategy (so no guard
+    links one signal to another)."""
     return {
         "secret": secret,
         "id": sender_id,
@@ -45,7 +47,7 @@ def entry(sender_id: str, *, symbol: str = "BTCUSDT", secret: str = TEST_WEBHOOK
         "symbol": symbol,
         "side": "buy",
         "quantity": QUANTITY[symbol],
-        "execution": {"type": "market"},
+        "execution": {"type": "limit", "price": limit} if limit else {"type": "market"},
         "strategy": f"faults-{sender_id}",
     }
 
@@ -128,6 +130,7 @@ class Verdict:
     refused: int = 0  # acknowledged, then refused by a guard or the exchange, with a reason
     wrong: int = 0
     unsettled: int = 0
+    canaries: int = 0  # a secret found in the logs, the database or Redis
     drain_s: float = 0.0
     ack_p50_ms: float = 0.0
     ack_p99_ms: float = 0.0
@@ -135,16 +138,23 @@ class Verdict:
 
     @property
     def passed(self) -> bool:
-        return not (self.duplicates or self.lost or self.wrong or self.unsettled or self.refused)
+        return not (
+            self.duplicates
+            or self.lost
+            or self.wrong
+            or self.unsettled
+            or self.refused
+            or self.canaries
+        )
 
     def line(self) -> str:
         extra = "".join(f" {k} {v}" for k, v in self.extra.items())
         return (
-            f"faults {self.name:<13} {'PASS' if self.passed else 'FAIL'}: sent {self.sent}"
+            f"faults {self.name:<15} {'PASS' if self.passed else 'FAIL'}: sent {self.sent}"
             f" acked {self.acked} rejected {self.rejected} info {self.info}"
             f" placed {self.placed} dup {self.duplicates} lost {self.lost}"
             f" refused {self.refused} wrong {self.wrong}"
-            f" unsettled {self.unsettled} drain {self.drain_s:.1f}s"
+            f" unsettled {self.unsettled} canaries {self.canaries} drain {self.drain_s:.1f}s"
             f" ack p50 {self.ack_p50_ms:.0f}ms p99 {self.ack_p99_ms:.0f}ms{extra}"
         )
 
@@ -157,8 +167,17 @@ def drain(stack: Any, signal_ids: list[str], timeout: float) -> tuple[float, int
     return time.monotonic() - started, stack.unsettled(signal_ids)
 
 
-def judge(name: str, stack: Any, sent: list[Sent], *, timeout: float) -> Verdict:
-    """Wait for the drain, then hold the ledger against every signal sent."""
+def judge(
+    name: str,
+    stack: Any,
+    sent: list[Sent],
+    *,
+    timeout: float,
+    foreign: frozenset[int] = frozenset(),
+    may_refuse: frozenset[str] = frozenset(),
+) -> Verdict:
+    """Wait for the drain, then hold the ledger against every signal sent; ``foreign`` are
+    exchange order ids a test placed itself, ``may_refuse`` signal ids it expects refused."""
     acked = {s.signal_id for s in sent if s.outcome == "ok" and s.signal_id}
     drain_s, unsettled = drain(stack, sorted(acked), timeout)
     verdict = Verdict(name, sent=len(sent), drain_s=drain_s, unsettled=unsettled)
@@ -170,7 +189,7 @@ def judge(name: str, stack: Any, sent: list[Sent], *, timeout: float) -> Verdict
         verdict.ack_p50_ms = statistics.median(latencies)
         verdict.ack_p99_ms = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
 
-    ledger = [e for e in stack.ledger() if e["kind"] == "spot_order"]
+    ledger = [e for e in stack.ledger() if e["kind"] == "spot_order" and e["id"] not in foreign]
     per_client = Counter(e["client_id"] for e in ledger)
     expected = {client_order_id(sid, "entry") for sid in acked}
     # A signal never answered may have been stored: it may be placed, at most once.
@@ -181,9 +200,11 @@ def judge(name: str, stack: Any, sent: list[Sent], *, timeout: float) -> Verdict
     }
     verdict.placed = sum(1 for cid in expected if per_client[cid])
     statuses = stack.statuses()
-    verdict.refused = sum(1 for sid in acked if statuses.get(sid) in ("refused", "failed"))
+    refused = {sid for sid in acked if statuses.get(sid) in ("refused", "failed")}
+    verdict.refused = len(refused - may_refuse)
     # Lost: acknowledged, and neither placed nor refused with a reason.
-    verdict.lost = len(expected) - verdict.placed - verdict.refused
+    verdict.lost = len(expected) - verdict.placed - len(refused)
     verdict.duplicates = sum(n - 1 for n in per_client.values() if n > 1)
     verdict.wrong = sum(n for cid, n in per_client.items() if cid not in expected | maybe)
+    verdict.canaries = sum(stack.canary_hits().values())
     return verdict

@@ -9,6 +9,12 @@ def test_migrations_create_every_table_and_downgrade_cleanly(db_url: str) -> Non
     try:
         tables = set(inspect(engine).get_table_names())
         assert {t.name for t in Base.metadata.sorted_tables} <= tables
+        inspector = inspect(engine)
+        for table in Base.metadata.sorted_tables:
+            have = {c["name"] for c in inspector.get_columns(table.name)}
+            assert set(table.columns.keys()) <= have, table.name
+        columns = {c["name"]: c for c in inspector.get_columns("positions")}
+        assert columns["leverage"]["nullable"] and columns["margin_type"]["nullable"]
     finally:
         engine.dispose()
 

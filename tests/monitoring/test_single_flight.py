@@ -3,7 +3,10 @@ and one algo's error is recorded while the others are still processed."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -38,6 +41,60 @@ def test_lock_is_released_only_by_its_owner(redis_conn: redis.Redis) -> None:
         assert redis_conn.get(key) == b"a cycle that took over after expiry"
     finally:
         redis_conn.delete(key)
+
+
+def test_a_live_holder_keeps_its_lock_past_the_ttl(redis_conn: redis.Redis) -> None:
+    key = f"pacekeeper:test:lock:{uuid.uuid4().hex}"
+    first, second = SingleFlight(redis_conn, key, 0.6), SingleFlight(redis_conn, key, 0.6)
+    try:
+        assert first.acquire()
+        deadline = time.monotonic() + 2.0  # more than three TTLs
+        while time.monotonic() < deadline:
+            assert not second.acquire()
+            time.sleep(0.1)
+        first.ensure()
+        first.release()
+        assert second.acquire()
+        second.release()
+    finally:
+        redis_conn.delete(key)
+
+
+def test_the_lock_of_a_holder_that_died_frees_itself_within_its_ttl(
+    redis_conn: redis.Redis, redis_url: str
+) -> None:
+    """A cycle whose process is SIGKILLed cannot release its lock: the next one gets it
+    after the short TTL, not after the length of the longest cycle."""
+    key = f"pacekeeper:test:lock:{uuid.uuid4().hex}"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, redis_url, key],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        time.sleep(1.5)  # kept alive past its TTL (1 s) while the holder lives
+        assert not SingleFlight(redis_conn, key, 1.0).acquire()
+        holder.kill()
+        holder.wait()
+        after = SingleFlight(redis_conn, key, 1.0)
+        wait_until(after.acquire, timeout=5, interval=0.1)
+        after.release()
+    finally:
+        holder.kill()
+        holder.wait()
+        redis_conn.delete(key)
+
+
+HOLDER = """
+import sys, time
+import redis
+from app.monitoring.lock import SingleFlight
+flight = SingleFlight(redis.Redis.from_url(sys.argv[1]), sys.argv[2], 1.0)
+assert flight.acquire()
+print("held", flush=True)
+time.sleep(60)
+"""
 
 
 def test_two_monitors_at_once_cancel_once(desk: Desk, make_ctx: Callable[[], ExecContext]) -> None:

@@ -229,3 +229,25 @@ def test_redactor_leaves_ordinary_text_alone() -> None:
     text = "entry BTCUSDT buy 0.5 twap 1800s; bad secret for signal tv-1"
     assert redactor.text(text) == text
     assert redactor.text(f"x {CANARY_WEBHOOK} y") == f"x {REDACTED} y"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "PASSWD=hunter2hunter2",
+        "ApiKey: abcdefgh12345678",
+        "api-key='abcdefgh12345678'",
+        "Basic dXNlcjpwYXNzd29yZA==",
+        "BEARER abcdefgh12345678",
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIabc\n-----END RSA PRIVATE KEY-----",
+        "redis://default:abcdefgh12345678@cache:6379/0",
+        "X-Hub-Signature-256: SHA256=" + "cd" * 32,
+        '{"Passphrase": "abcdefgh12345678"}',
+        "session_TOKEN=abcdefgh12345678",
+    ],
+)
+def test_the_quick_check_never_spares_a_line_a_pattern_would_redact(text: str) -> None:
+    redacted = Redactor().text(text)
+    assert redacted != text and REDACTED in redacted
+    for secret in ("abcdefgh12345678", "hunter2hunter2", "MIIabc", "cd" * 32, "dXNlcjpw"):
+        assert secret not in redacted

@@ -38,6 +38,7 @@ class BinanceTestClient:
         signed: bool = True,
         in_body: bool = False,
         timestamp: int | None = None,
+        timeout: float | None = None,
     ) -> httpx.Response:
         values = {k: v for k, v in (params or {}).items() if v is not None}
         headers = {"X-MBX-APIKEY": self.key}
@@ -47,10 +48,13 @@ class BinanceTestClient:
             payload += "&signature=" + sign(payload, self.secret)
         else:
             payload = urlencode(values)
+        wait: Any = self.http.timeout if timeout is None else httpx.Timeout(timeout)
         if in_body:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
-            return self.http.request(method, path, content=payload, headers=headers)
-        return self.http.request(method, f"{path}?{payload}" if payload else path, headers=headers)
+            return self.http.request(method, path, content=payload, headers=headers, timeout=wait)
+        return self.http.request(
+            method, f"{path}?{payload}" if payload else path, headers=headers, timeout=wait
+        )
 
     def ok(self, method: str, path: str, params: dict[str, Any] | None = None, **kw: Any) -> Any:
         response = self.call(method, path, params, **kw)

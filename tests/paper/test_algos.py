@@ -269,6 +269,41 @@ def test_futures_twap_builds_a_position(bn: BinanceTestClient, clock: ManualCloc
     assert bn.ledger(kind="futures_twap")[0]["client_id"] == "pk-ft"
 
 
+def test_hedge_mode_twaps_act_on_their_side_and_a_mismatch_expires(
+    bn: BinanceTestClient, clock: ManualClock
+) -> None:
+    bn.ok("POST", "/fapi/v1/positionSide/dual", {"dualSidePosition": "true"})
+    base = {"symbol": "ETHUSDT", "quantity": "1", "duration": 10}
+    # Binance accepts what does not match the mode, then the algo expires.
+    bn.ok("POST", f"{FUT}/newOrderTwap", {**base, "side": "BUY", "clientAlgoId": "pk-both"})
+    bn.ok("POST", f"{FUT}/newOrderTwap", {
+        **base, "side": "SELL", "positionSide": "SHORT", "clientAlgoId": "pk-short",
+    })  # fmt: skip
+    bn.ok("POST", f"{FUT}/newOrderTwap", {
+        **base, "side": "BUY", "positionSide": "LONG", "quantity": "2", "clientAlgoId": "pk-long",
+    })  # fmt: skip
+    clock.advance(11)
+    assert find(bn, "pk-both", FUT)["algoStatus"] == "EXPIRED"
+    short = find(bn, "pk-short", FUT)
+    assert short["algoStatus"] == "FINISHED" and short["positionSide"] == "SHORT"
+    assert find(bn, "pk-long", FUT)["algoStatus"] == "FINISHED"
+    rows = bn.ok("GET", "/fapi/v2/positionRisk", {"symbol": "ETHUSDT"})
+    assert {r["positionSide"]: D(r["positionAmt"]) for r in rows} == {"LONG": 2, "SHORT": -1}
+    # A close on the LONG reduces it only; reduceOnly in hedge mode expires the algo.
+    bn.ok("POST", f"{FUT}/newOrderTwap", {
+        **base, "side": "SELL", "positionSide": "LONG", "clientAlgoId": "pk-close",
+    })  # fmt: skip
+    bn.ok("POST", f"{FUT}/newOrderTwap", {
+        **base, "side": "BUY", "positionSide": "SHORT", "reduceOnly": "true",
+        "clientAlgoId": "pk-ro",
+    })  # fmt: skip
+    clock.advance(11)
+    assert find(bn, "pk-close", FUT)["algoStatus"] == "FINISHED"
+    assert find(bn, "pk-ro", FUT)["algoStatus"] == "EXPIRED"
+    rows = bn.ok("GET", "/fapi/v2/positionRisk", {"symbol": "ETHUSDT"})
+    assert {r["positionSide"]: D(r["positionAmt"]) for r in rows} == {"LONG": 1, "SHORT": -1}
+
+
 def test_reduce_only_twap_that_would_open_expires(
     bn: BinanceTestClient, clock: ManualClock
 ) -> None:
@@ -413,3 +448,67 @@ def test_client_algo_id_reuse_after_end(
     variant.ok("DELETE", f"{SPOT}/order", {"algoId": second})  # a cancel ends it too
     variant.ok("POST", f"{SPOT}/newOrderTwap", params)
     assert len(variant.ledger(client_id="pk-twap-again")) == 3
+
+
+def test_spot_vp_takes_its_share_of_the_volume_until_done(
+    bn: BinanceTestClient, clock: ManualClock
+) -> None:
+    """POST /sapi/v1/algo/spot/newOrderVp (2026-10-09): urgency, no duration; spot wallet."""
+    vp = {"symbol": "BTCUSDT", "side": "BUY", "quantity": "0.2"}
+    btc_before = D(bn.control("GET", "/balances")["spot"]["BTC"]["free"])
+    placed = bn.ok("POST", f"{SPOT}/newOrderVp", {**vp, "urgency": "HIGH", "clientAlgoId": "sv"})
+    assert placed == {"clientAlgoId": "sv", "success": True, "code": 0, "msg": "OK"}
+    clock.advance(3)
+    row = find(bn, "sv")
+    assert set(row) == ALGO_FIELDS and (row["algoType"], row["urgency"]) == ("VP", "HIGH")
+    assert D(row["executedQty"]) == D("0.09")  # 10 % of 0.3 BTC/s for 3 s
+    assert all(c["feeAsset"] == "BTC" for c in children(bn, row["algoId"])["subOrders"])
+    clock.advance(10)
+    assert find(bn, "sv")["algoStatus"] == "FINISHED"
+    assert D(find(bn, "sv")["executedQty"]) == D("0.2")
+    btc = D(bn.control("GET", "/balances")["spot"]["BTC"]["free"])
+    assert btc - btc_before == D("0.2") * D("0.999")  # received net of the fee
+    (entry,) = bn.ledger(kind="spot_vp")
+    assert (entry["client_id"], entry["quantity"]) == ("sv", "0.2")
+    assert bn.ok("GET", f"{FUT}/openOrders")["total"] == 0  # a spot algo, not a futures one
+
+
+def test_spot_vp_placement_limits(bn: BinanceTestClient) -> None:
+    path = f"{SPOT}/newOrderVp"
+    base = {"symbol": "BTCUSDT", "side": "BUY", "quantity": "0.2", "urgency": "LOW"}
+    assert bn.error("POST", path, {**base, "quantity": "0.1"}) == (400, -20204)  # 6,500 USDT
+    assert bn.error("POST", path, {**base, "quantity": "2"}) == (400, -20204)  # > spot max
+    assert bn.error("POST", path, {**base, "urgency": "FAST"})[0] == 400
+    no_urgency = {k: v for k, v in base.items() if k != "urgency"}
+    assert bn.error("POST", path, no_urgency) == (400, -1102)
+    for _ in range(10):
+        bn.ok("POST", path, base)
+    assert bn.error("POST", path, base) == (400, -20198)  # at most 10 VP
+    twap = {"symbol": "BTCUSDT", "side": "BUY", "quantity": "0.3", "duration": 30}
+    for _ in range(10):
+        bn.ok("POST", f"{SPOT}/newOrderTwap", twap)
+    # VP and TWAP share the spot account's 20 open algo orders.
+    assert bn.error("POST", f"{SPOT}/newOrderTwap", twap) == (400, -20198)
+    assert len(bn.ledger(kind="spot_vp")) == 10
+
+
+def test_algo_notional_bounds_are_in_usdt_for_a_symbol_quoted_in_btc(
+    bn: BinanceTestClient,
+) -> None:
+    """ETHBTC at 0.049 BTC with BTCUSDT at 65,000: 1 ETH is worth 3,185 USDT. The bounds
+    (1,000 to 100,000 USDT for a spot TWAP, 10,000 up for a VP) apply to that, not to the
+    notional in BTC."""
+    bn.control("POST", "/price", {"symbol": "ETHBTC", "price": "0.049"})
+    bn.control("POST", "/price", {"symbol": "BTCUSDT", "price": "65000"})
+    twap_path, vp_path = f"{SPOT}/newOrderTwap", f"{SPOT}/newOrderVp"
+    twap = {"symbol": "ETHBTC", "side": "BUY", "duration": 30}
+    bn.ok("POST", twap_path, {**twap, "quantity": "20", "clientAlgoId": "eb-20"})  # 63,700 USDT
+    assert bn.error("POST", twap_path, {**twap, "quantity": "0.3"}) == (400, -20204)  # 955.5
+    assert bn.error("POST", twap_path, {**twap, "quantity": "32"}) == (400, -20204)  # 101,920
+    vp = {"symbol": "ETHBTC", "side": "BUY", "urgency": "LOW"}
+    bn.ok("POST", vp_path, {**vp, "quantity": "4", "clientAlgoId": "eb-vp"})  # 12,740 USDT
+    assert bn.error("POST", vp_path, {**vp, "quantity": "3"}) == (400, -20204)  # 9,555 USDT
+    # The rate follows BTCUSDT: at 30,000 the same 0.3 ETH is 441 USDT, 20 ETH 29,400.
+    bn.control("POST", "/price", {"symbol": "BTCUSDT", "price": "30000"})
+    assert bn.error("POST", vp_path, {**vp, "quantity": "4"}) == (400, -20204)  # 5,880 USDT
+    assert [e["client_id"] for e in bn.ledger(symbol="ETHBTC")] == ["eb-20", "eb-vp"]

@@ -2,10 +2,8 @@
 ccxt's ``binance`` class, unchanged and on its default options, runs a bot's cycle against the
 paper exchange served over HTTP (only its base URLs point at the paper).
 
-Every call is tried and counted; the figure is printed (``ccxt: N/M calls worked``). Calls
-that need the leverage, margin-type and position-mode endpoints (``/fapi/v1/leverage``,
-``/fapi/v1/marginType``, ``/fapi/v1/positionSide/dual``, ``/fapi/v1/leverageBracket``) are
-another branch's work: they are tried, and may only fail on one of those paths.
+Every call is tried and counted; the figure is printed (``ccxt: N/M calls worked``), and
+every one must work: leverage, margin mode and position mode included.
 """
 
 from __future__ import annotations
@@ -32,12 +30,6 @@ BINANCE_HOSTS = (
     "https://eapi.binance.com",
     "https://papi.binance.com",
 )
-HEDGE_PATHS = (
-    "/fapi/v1/leverage",
-    "/fapi/v1/marginType",
-    "/fapi/v1/positionSide/dual",
-    "/fapi/v1/leverageBracket",
-)
 
 
 @dataclass
@@ -45,7 +37,6 @@ class Call:
     name: str
     run: Callable[[], Any]
     check: Callable[[Any], object] = lambda _: True
-    hedge: bool = False  # needs the endpoints branch i13-hedge adds
 
 
 def connect(url: str) -> Any:
@@ -226,12 +217,11 @@ def cycle(ex: Any, state: dict[str, Any]) -> list[Call]:
             "fetch_positions",
             lambda: ex.fetch_positions(["BTC/USDT:USDT"]),
             lambda ps: ps[0]["contracts"] == 0.01,
-            hedge=True,
         ),
-        Call("fetch_leverages", lambda: ex.fetch_leverages(["BTC/USDT:USDT"]), hedge=True),
-        Call("set_leverage", lambda: ex.set_leverage(10, "BTC/USDT:USDT"), hedge=True),
-        Call("set_margin_mode", lambda: ex.set_margin_mode("cross", "BTC/USDT:USDT"), hedge=True),
-        Call("fetch_position_mode", lambda: ex.fetch_position_mode("BTC/USDT:USDT"), hedge=True),
+        Call("fetch_leverages", lambda: ex.fetch_leverages(["BTC/USDT:USDT"])),
+        Call("set_leverage", lambda: ex.set_leverage(10, "BTC/USDT:USDT")),
+        Call("set_margin_mode", lambda: ex.set_margin_mode("cross", "BTC/USDT:USDT")),
+        Call("fetch_position_mode", lambda: ex.fetch_position_mode("BTC/USDT:USDT")),
     ]
 
 
@@ -240,15 +230,12 @@ def test_ccxt_runs_a_bots_cycle_against_the_paper_exchange(
 ) -> None:
     ex, _, _ = world
     results: dict[str, str] = {}
-    hedge_failures: dict[str, str] = {}
     calls = cycle(ex, {})
     for call in calls:
         try:
             value = call.run()
         except Exception as exc:  # a library error of any kind counts as not working
             results[call.name] = f"{type(exc).__name__}: {str(exc)[:300]}"
-            if call.hedge:
-                hedge_failures[call.name] = results[call.name]
             continue
         try:
             good = bool(call.check(value))
@@ -259,8 +246,4 @@ def test_ccxt_runs_a_bots_cycle_against_the_paper_exchange(
     print(f"\nccxt {ccxt.__version__}: {worked}/{len(calls)} calls worked")
     for name, result in results.items():
         print(f"  ok  {name}" if result == "ok" else f"  NO  {name}: {result}")
-    in_scope = [c.name for c in calls if not c.hedge]
-    assert {n: results[n] for n in in_scope if results[n] != "ok"} == {}
-    # what fails beyond that fails only for want of the hedge branch's endpoints
-    for name, failure in hedge_failures.items():
-        assert any(path in failure for path in HEDGE_PATHS) and "404" in failure, (name, failure)
+    assert {n: r for n, r in results.items() if r != "ok"} == {}

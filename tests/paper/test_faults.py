@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import time
 
+import httpx
+import pytest
+
 from tests.paper.binance import BinanceTestClient
 from tests.support import wait_until
 
@@ -32,6 +35,22 @@ def test_fail_before_executing_places_nothing(bn: BinanceTestClient) -> None:
     assert bn.ledger(client_id="pk-before") == []
     bn.ok("POST", "/api/v3/order", {**MARKET, "newClientOrderId": "pk-before"})  # count spent
     assert len(bn.ledger(client_id="pk-before")) == 1
+
+
+@pytest.mark.parametrize("in_body", [False, True])
+def test_a_held_order_executes_even_when_its_client_gave_up(
+    bn: BinanceTestClient, in_body: bool
+) -> None:
+    """As on Binance, a request the server received executes whether or not the caller
+    still waits for the answer: the client's timeout leaves the order in doubt, not absent."""
+    fault(bn, action="latency", path="/api/v3/order", method="POST", delay_ms=800, count=1)
+    cid = f"pk-held-{int(in_body)}"
+    with pytest.raises(httpx.ReadTimeout):
+        bn.call("POST", "/api/v3/order", {**MARKET, "newClientOrderId": cid},
+                in_body=in_body, timeout=0.2)  # fmt: skip
+    wait_until(lambda: len(bn.ledger(client_id=cid)) == 1, timeout=10, interval=0.05)
+    (entry,) = bn.ledger(client_id=cid)
+    assert entry["status"] == "FILLED"
 
 
 def test_fail_after_executing_hides_a_placed_order(bn: BinanceTestClient) -> None:
@@ -74,13 +93,36 @@ def test_429_then_418_for_a_caller_that_ignores_retry_after(bn: BinanceTestClien
     assert first.json()["code"] == -1003
     ignored = bn.call("GET", "/api/v3/ticker/price", {"symbol": "BTCUSDT"}, signed=False)
     assert ignored.status_code == 418 and ignored.json()["code"] == -1003
-    # The ban is an IP ban: every Binance path of the server, not only the rule's prefix.
-    for path in ("/fapi/v1/time", "/sapi/v1/algo/spot/openOrders", "/api/v3/time"):
+    # The ban is an IP ban of the spot host: /api and /sapi, not only the rule's prefix.
+    for path in ("/sapi/v1/algo/spot/openOrders", "/api/v3/time"):
         banned = bn.call("GET", path, signed=path.startswith("/sapi"))
         assert banned.status_code == 418 and int(banned.headers["Retry-After"]) >= 1, path
+    # fapi.binance.com is another host with its own limits: its IP is not banned.
+    assert bn.call("GET", "/fapi/v1/time", signed=False).status_code == 200
     assert bn.control("GET", "/faults")  # the control API is not Binance's: never banned
     wait_until(lambda: bn.call("GET", "/api/v3/time", signed=False).status_code == 200, timeout=10)
     assert bn.call("GET", "/fapi/v1/time", signed=False).status_code == 200
+
+
+def test_the_429_and_418_answers_are_counted_until_a_clear(bn: BinanceTestClient) -> None:
+    fault(bn, action="rate_limit", path="/api/", count=1, retry_after=1, ban_seconds=1)
+    assert bn.control("GET", "/faults")["served"] == {"429": 0, "418": 0}
+    assert bn.call("GET", "/api/v3/time", signed=False).status_code == 429
+    assert bn.call("GET", "/api/v3/time", signed=False).status_code == 418
+    assert bn.call("GET", "/fapi/v1/time", signed=False).status_code == 200  # the other host
+    assert bn.control("GET", "/faults")["served"] == {"429": 1, "418": 1}
+    assert bn.control("DELETE", "/faults") == {"faults": []}
+    assert bn.control("GET", "/faults")["served"] == {"429": 0, "418": 0}
+
+
+def test_a_fapi_ban_leaves_the_spot_host_answering(bn: BinanceTestClient) -> None:
+    fault(bn, action="rate_limit", path="", count=1, retry_after=5, ban_seconds=5)
+    assert bn.call("GET", "/fapi/v1/time", signed=False).status_code == 429
+    assert bn.call("GET", "/api/v3/time", signed=False).status_code == 200  # other host
+    assert bn.call("GET", "/fapi/v1/ticker/price", signed=False).status_code == 418
+    assert bn.call("GET", "/fapi/v2/positionRisk").status_code == 418
+    assert bn.call("GET", "/api/v3/time", signed=False).status_code == 200
+    bn.control("DELETE", "/faults")
 
 
 def test_a_429_outside_the_rules_prefix_is_not_a_ban(bn: BinanceTestClient) -> None:
@@ -89,7 +131,7 @@ def test_a_429_outside_the_rules_prefix_is_not_a_ban(bn: BinanceTestClient) -> N
     assert bn.call("GET", "/fapi/v1/time", signed=False).status_code == 429
     assert bn.call("GET", "/api/v3/time", signed=False).status_code == 200
     assert bn.call("GET", "/fapi/v1/time", signed=False).status_code == 418
-    assert bn.call("GET", "/api/v3/time", signed=False).status_code == 418
+    assert bn.call("GET", "/api/v3/time", signed=False).status_code == 200  # another host
     bn.control("DELETE", "/faults")  # clears the ban too
 
 

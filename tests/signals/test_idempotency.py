@@ -144,3 +144,44 @@ def test_sender_ids_never_expire(db_url: str) -> None:
             service.record(engine, _prepared(t0, id="tv-9", quantity="2"), now=much_later)
     finally:
         engine.dispose()
+
+
+def test_a_batch_stores_new_signals_once_and_answers_repeats_and_conflicts_alone(
+    db_url: str,
+) -> None:
+    engine = make_engine(db_url)
+    t0 = utcnow()
+    try:
+        earlier = service.record(engine, _prepared(t0, id="tv-0"), now=t0)
+        expired = service.record(engine, _prepared(t0), now=t0)  # a digest key
+        now = t0 + timedelta(seconds=61)  # past the digest's window
+        batch = [
+            _prepared(now, id="tv-1"),
+            _prepared(now, id="tv-0"),  # a repeat of a stored signal
+            _prepared(now, id="tv-1"),  # a repeat within the batch
+            _prepared(now, id="tv-2"),
+            _prepared(now, id="tv-2", quantity="2"),  # the same id, another body
+            _prepared(now),  # the same body as the expired digest: a new signal
+        ]
+        with engine.begin() as conn:
+            answers = service.store_batch(conn, [(p, now, "127.0.0.1") for p in batch])
+    finally:
+        engine.dispose()
+    new1, old, again, new2, conflict, renewed = answers
+    assert isinstance(new1, service.Intake) and isinstance(new2, service.Intake)
+    assert isinstance(renewed, service.Intake)
+    assert not new1.duplicate and not new2.duplicate and not renewed.duplicate
+    assert old == service.Intake(earlier.signal_id, "received", duplicate=True)
+    assert again == service.Intake(new1.signal_id, "received", duplicate=True)
+    assert isinstance(conflict, Conflict)
+    assert renewed.signal_id != expired.signal_id
+    rows = {r.id: r.source_id for r in query(db_url, "SELECT id, source_id FROM signals")}
+    assert rows == {
+        earlier.signal_id: "tv-0",
+        expired.signal_id: None,
+        new1.signal_id: "tv-1",
+        new2.signal_id: "tv-2",
+        renewed.signal_id: None,
+    }
+    events = query(db_url, "SELECT signal_id FROM events WHERE message = 'received'")
+    assert sorted(e.signal_id for e in events) == sorted(rows)  # one first event each

@@ -218,6 +218,29 @@ def test_overlapping_sweeps_skip_while_one_holds_the_lock(
         engine.dispose()
 
 
+def test_the_sweep_lock_outlives_a_dead_sweeper_by_one_short_ttl_only(
+    sqlite_only_url: str, queue: Any, redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweeper that cannot release its lock (SIGKILLed, or its Redis crashed and came back
+    from the AOF with the lock in it) held off every sweep for two minutes: the lock now
+    lives SWEEP_LOCK_TTL at most past its holder, kept alive only while the sweep runs."""
+    key = f"{sweeper.SWEEP_LOCK}:{queue.name}"
+    seen: list[int] = []
+
+    def sweep(*args: Any, **kwargs: Any) -> sweeper.SweepReport:
+        seen.append(redis_conn.pttl(key))
+        return sweeper.SweepReport()
+
+    monkeypatch.setattr(sweeper, "sweep_intake", sweep)
+    engine = make_engine(sqlite_only_url)
+    try:
+        assert not sweeper.run_sweep(engine, queue).skipped
+    finally:
+        engine.dispose()
+    assert len(seen) == 1 and 0 < seen[0] <= sweeper.SWEEP_LOCK_TTL * 1000
+    assert redis_conn.exists(key) == 0  # released after the sweep
+
+
 def test_after_a_redis_failure_the_enqueuer_pauses_and_leaves_ids_to_the_sweeper(
     queue_name: str,
 ) -> None:
@@ -277,3 +300,36 @@ def test_the_receivers_job_and_the_sweepers_enqueue_of_it_are_one_rq_job(
     assert queue.name.encode() in {
         name.rpartition(b":")[2] for name in redis_conn.smembers("rq:queues")
     }
+
+
+def test_the_receivers_job_hash_is_the_one_rq_writes(
+    queue: Any, redis_url: str, redis_conn: redis.Redis, job_keys: Any
+) -> None:
+    signal_id, before, after = ("0123456789abcdef0123456789abcdef", "b" * 32, "c" * 32)
+    key = Job.key_for(job_id(signal_id))
+    assert enqueue_signals(queue, [before]) == ([before], None)  # already there, by RQ
+    first = redis_conn.hgetall(Job.key_for(job_id(before)))
+
+    async def receiver_side() -> None:
+        enqueuer = intake_queue.Enqueuer(
+            queue, intake_queue.connect_async(redis_url), lambda ids, **kw: None
+        )
+        enqueuer.submit([signal_id, before, after])  # one batch, one script call
+        await enqueuer.close()
+
+    asyncio.run(receiver_side())
+    # The existing job is left as it was and queued once; the two new ones follow.
+    assert queue.job_ids == [job_id(before), job_id(signal_id), job_id(after)]
+    assert redis_conn.hgetall(Job.key_for(job_id(before))) == first
+    ours = redis_conn.hgetall(key)
+    queue.remove(job_id(signal_id))
+    redis_conn.delete(key)
+    assert enqueue_signals(queue, [signal_id]) == ([signal_id], None)  # RQ's own enqueue
+    theirs = redis_conn.hgetall(key)
+
+    for stamp in (b"created_at", b"enqueued_at"):  # made a moment apart
+        assert ours.pop(stamp)[:16] == theirs.pop(stamp)[:16]
+    assert ours == theirs
+    assert ours[b"status"] == b"queued" and ours[b"origin"] == queue.name.encode()
+    job = Job.fetch(job_id(signal_id), connection=redis_conn, serializer=JSONSerializer)
+    assert (job.func_name, job.args, job.result_ttl) == (PROCESS_SIGNAL, [signal_id], 0)

@@ -14,6 +14,7 @@ from pydantic_core import PydanticCustomError
 
 from app.signals.schemas import (
     InvalidSignal,
+    MarginType,
     Market,
     Signal,
     normalize_symbol,
@@ -132,6 +133,13 @@ def test_vp_is_accepted_on_usdm_with_case_insensitive_urgency() -> None:
     assert sig.payload()["execution"] == {"type": "vp", "urgency": "HIGH"}
 
 
+def test_vp_is_accepted_on_spot_too() -> None:
+    """Binance added spot VP (POST /sapi/v1/algo/spot/newOrderVp) on 2026-10-09."""
+    sig = parse(base(execution={"type": "vp", "urgency": "low", "limit_price": "64000"}))
+    assert sig.market is not None and sig.market.value == "spot"
+    assert sig.payload()["execution"] == {"type": "vp", "urgency": "LOW", "limit_price": "64000"}
+
+
 @pytest.mark.parametrize(
     ("overrides", "field", "fragment"),
     [
@@ -158,7 +166,6 @@ def test_vp_is_accepted_on_usdm_with_case_insensitive_urgency() -> None:
         ({"execution": {"type": "iceberg"}}, "execution.type", "market, limit, twap, vp"),
         ({"execution": {"price": "1"}}, "execution.type", "market, limit, twap, vp"),
         ({"execution": {"type": "limit", "price": "1", "tif": "GTC"}}, "execution.tif", "unknown"),
-        ({"execution": {"type": "vp", "urgency": "LOW"}}, "execution.type", "usdm futures only"),
         (
             {"symbol": "BTCUSDT.P", "execution": {"type": "vp", "urgency": "max"}},
             "execution.urgency",
@@ -414,3 +421,45 @@ def test_a_remainder_that_cannot_be_carried_out_is_refused_naming_it(
 def test_only_algos_leave_a_remainder() -> None:
     found = problems(base(execution={"type": "limit", "price": "1", "remainder": "market"}))
     assert found == {"execution.remainder": "unknown field"}
+
+
+# -- leverage and margin type (usdm) ---------------------------------------------------------
+
+
+def test_leverage_and_margin_type_on_a_usdm_entry() -> None:
+    signal = parse(base(market="usdm", leverage="7", margin_type="ISOLATED"))
+    assert signal.leverage == 7 and signal.margin_type is MarginType.ISOLATED
+    assert signal.payload()["leverage"] == 7 and signal.payload()["margin_type"] == "isolated"
+    assert Signal.from_payload(signal.payload()) == signal
+    cross = parse(base(symbol="BTCUSDT.P", leverage=125, margin_type="cross"))
+    assert cross.leverage == 125 and cross.margin_type is MarginType.CROSS
+    assert parse(base(market="usdm")).leverage is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "fragment"),
+    [
+        ({"market": "usdm", "leverage": 0}, "leverage", "from 1 to 125"),
+        ({"market": "usdm", "leverage": "126"}, "leverage", "from 1 to 125"),
+        ({"market": "usdm", "leverage": "2.5"}, "leverage", "whole number"),
+        ({"market": "usdm", "leverage": True}, "leverage", "true/false"),
+        ({"market": "usdm", "margin_type": "crossed"}, "margin_type", "isolated, cross"),
+        ({"leverage": 5}, "leverage", "usdm futures only"),
+        ({"market": "spot", "margin_type": "isolated"}, "margin_type", "usdm futures only"),
+        (
+            {"action": "exit", "market": "usdm", "side": None, "leverage": 5},
+            "leverage",
+            "only an entry",
+        ),
+    ],
+)
+def test_bad_leverage_or_margin_type_is_named(
+    overrides: dict[str, Any], field: str, fragment: str
+) -> None:
+    found = problems(base(**overrides))
+    assert fragment in found[field], found
+
+
+def test_a_cancel_refuses_leverage() -> None:
+    raw = {"action": "cancel", "target_id": "x", "margin_type": "cross"}
+    assert "not allowed on a cancel" in problems(raw)["margin_type"]

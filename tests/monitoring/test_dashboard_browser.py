@@ -1,0 +1,96 @@
+"""The dashboard in a real browser: headless Chromium (Debian's ``chromium``, driven by
+playwright) opens the page served by the receiver, takes the admin token, draws a working
+TWAP's fills against its schedule, draws more as the monitor records them, and cancels the
+algo with its button."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from app.main import create_app
+from tests.conftest import TEST_ADMIN_TOKEN
+from tests.monitoring.desk import Desk
+from tests.support import ThreadedServer, wait_until
+
+CHROMIUM = os.environ.get("PACEKEEPER_CHROMIUM") or shutil.which("chromium") or ""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert CHROMIUM, "install Debian's chromium (apt-get install chromium): .ci/run does"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context()
+    opened = context.new_page()
+    opened.set_default_timeout(20_000)
+    yield opened
+    context.close()
+
+
+DRAWN = """([order, n]) => Number(
+    document.querySelector(`tr[data-order="${order}"] svg.plot`)?.dataset.fills) === n"""
+STATUS = """([order, status]) =>
+    document.querySelector(`tr[data-order="${order}"]`)?.dataset.status === status"""
+
+
+def fills_drawn(page: Page, order_id: int) -> int:
+    plot = page.locator(f'tr[data-order="{order_id}"] svg.plot')
+    return int(plot.get_attribute("data-fills") or 0)
+
+
+def test_the_dashboard_draws_an_algo_filling_and_cancels_it(desk: Desk, page: Page) -> None:
+    entry = desk.entry(kind="twap", quantity="0.3", duration=600)
+    desk.advance(90)
+    desk.cycle()
+    drawn_before = len(desk.fills(entry.order_id))
+    assert drawn_before > 0
+    server = ThreadedServer(create_app(desk.ctx.settings)).start()
+    errors: list[Any] = []
+    page.on("pageerror", lambda error: errors.append(error))
+    try:
+        page.goto(f"{server.url}/?every=1")
+        page.fill("#token", TEST_ADMIN_TOKEN)
+        page.click("#save-token")
+        row = page.locator(f'tr[data-order="{entry.order_id}"]')
+        row.wait_for()
+        assert "spot twap" in row.inner_text()
+        page.wait_for_function(DRAWN, arg=[entry.order_id, drawn_before])
+        assert row.locator("svg.plot circle.child").count() == drawn_before
+        assert row.locator("svg.plot line.schedule").count() == 1
+
+        # The exchange slices on; the monitor records the new fills; the plot grows.
+        desk.advance(180)
+        desk.cycle()
+        now_filled = len(desk.fills(entry.order_id))
+        assert now_filled > drawn_before
+        page.wait_for_function(DRAWN, arg=[entry.order_id, now_filled])
+        assert fills_drawn(page, entry.order_id) == now_filled
+
+        page.on("dialog", lambda dialog: dialog.accept())
+        cancels = desk.count("DELETE", "/sapi/v1/algo/spot/order")
+        row.get_by_role("button", name="Cancel").click()
+        # Cancelled on the exchange at once; the monitor's next cycle records it as ended,
+        # and the page keeps the ended algo, marked so.
+        wait_until(lambda: desk.applied(cancels) == 1, timeout=20)
+        desk.cycle()
+        page.wait_for_function(STATUS, arg=[entry.order_id, "cancelled"])
+        assert desk.order(entry.order_id).status == "cancelled"
+        assert row.get_by_role("button", name="Cancel").count() == 0
+        assert page.locator("#message").inner_text() == ""
+        assert errors == []
+    finally:
+        server.stop()
