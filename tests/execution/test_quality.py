@@ -7,17 +7,22 @@ from datetime import datetime
 from decimal import Decimal
 
 import httpx
+import redis
 
 from app.db import session_scope
 from app.execution.context import ExecContext
 from app.execution.quality import (
+    QUALITY,
     due,
     measure,
+    record_due,
     record_quality,
     slippage_bps,
     vwap_of_klines,
 )
-from tests.execution.conftest import orders, run, set_price, submit
+from app.metrics import RedisCollector
+from app.models import Event
+from tests.execution.conftest import MakeContext, Paper, orders, run, set_price, submit
 
 D = Decimal
 
@@ -89,6 +94,37 @@ def test_a_recorded_vwap_gives_the_slippage_against_the_market(
     assert recorded.vwap == D("64900") and kept is not None and kept.vwap == D("64900")
     assert recorded.avg_price is not None
     assert kept.slippage_vwap_bps == slippage_bps("BUY", recorded.avg_price, D("64900")) > 0
+
+
+def test_the_job_records_vwap_from_the_exchanges_klines_and_the_metrics_show_it(
+    make_ctx: MakeContext,
+    control: httpx.Client,
+    paper: Paper,
+    redis_conn: redis.Redis,
+    queue_name: str,
+) -> None:
+    ctx = make_ctx()
+    ctx.redis = redis_conn
+    sid = entered(ctx, control)
+    paper.clock.advance(30)  # the market trades on: the fill's minute has volume
+
+    assert record_due(ctx) == 1
+    with session_scope(ctx.sessions) as session:
+        (event,) = session.query(Event).filter_by(signal_id=sid, kind=QUALITY).all()
+    assert event.data is not None and event.data["vwap"] is not None
+    assert Decimal(event.data["vwap"]) > 0
+
+    names = {
+        (family.name, sample.labels.get("against") or sample.labels.get("step"))
+        for family in RedisCollector(lambda: redis_conn, ctx.settings).collect()
+        for sample in family.samples
+        if sample.name.endswith("_bucket") and sample.labels["le"] == "+Inf"
+    }
+    assert ("pacekeeper_slippage_bps", "arrival") in names
+    assert ("pacekeeper_slippage_bps", "vwap") in names
+    assert ("pacekeeper_execution_step_seconds", "first_fill") in names
+    for key in redis_conn.scan_iter(f"pacekeeper:metrics:{queue_name}:*"):
+        redis_conn.delete(key)
 
 
 def test_no_quality_before_anything_filled(ctx: ExecContext) -> None:
