@@ -42,6 +42,7 @@ from app.api.schemas import (
     OrderWithFills,
     PaceOut,
     PolicyOut,
+    PositionOut,
     PositionPage,
     SignalDetail,
     SignalOut,
@@ -51,10 +52,11 @@ from app.config import Settings
 from app.errors import AppError, Conflict, NotFound, responses
 from app.exchange import AlreadyDone, BinanceClient, ExchangeError
 from app.exchange.algos import AlgoMarket
+from app.execution.protection import bracket_view, held
 from app.execution.quality import measure
 from app.metrics import ALGO_KINDS
 from app.models import Event, Order, OrderStatus, Position, Signal, SignalStatus, utcnow
-from app.monitoring import verdicts
+from app.monitoring import marks, verdicts
 from app.signals.schemas import Action, Market
 from app.status import MONITOR, AlgoPace, fill_paths, recent_algos, working_algos, working_ids
 
@@ -219,6 +221,8 @@ def list_orders(
 @router.get("/positions", response_model=PositionPage, summary="Positions, newest first")
 def list_positions(
     session: ReadSessionDep,
+    settings: SettingsDep,
+    redis: RedisDep,
     status: Annotated[Literal["open", "closed"] | None, Query()] = None,
     market: Market | None = None,
     symbol: SymbolFilter | None = None,
@@ -240,7 +244,36 @@ def list_positions(
     rows = list(session.scalars(query))
     more = len(rows) > limit
     rows = rows[:limit]
-    return {"items": rows, "next_cursor": str(rows[-1].id) if more else None}
+    prices = marks.fetch(redis, settings.queue_name)
+    items = [_position_out(session, row, prices) for row in rows]
+    return {"items": items, "next_cursor": str(rows[-1].id) if more else None}
+
+
+def _position_out(
+    session: Session, position: Position, prices: dict[tuple[str, str], Decimal]
+) -> PositionOut:
+    """The position with its live bracket (levels, what its stop covers) and its value at the
+    price the monitor last read."""
+    holding = held(position)
+    levels, protected = (
+        bracket_view(session, position) if position.status == "open" else (None, Decimal(0))
+    )
+    mark = prices.get((position.market, position.symbol)) if position.status == "open" else None
+    unrealized = None
+    if mark is not None and position.entry_avg_price is not None and holding:
+        sign = 1 if position.side == "BUY" else -1
+        unrealized = (sign * (mark - position.entry_avg_price) * holding).quantize(Decimal("1e-8"))
+    return PositionOut.model_validate(
+        {
+            **{c.key: getattr(position, c.key) for c in Position.__table__.columns},
+            "held": holding,
+            "take_profit": levels.take_profit if levels else None,
+            "stop_price": levels.stop_price if levels else None,
+            "protected": protected,
+            "mark_price": mark,
+            "unrealized_pnl": unrealized,
+        }
+    )
 
 
 def _algo_out(algo: AlgoPace, fills: list[tuple[datetime, Decimal]]) -> AlgoOut:

@@ -162,6 +162,14 @@ class PositionOut(_Out):
     opened_by: str | None
     opened_at: Time
     closed_at: Time | None
+    held: DecimalStr = Field(description="what the position holds now (entries less exits)")
+    take_profit: DecimalStr | None = Field(description="the live bracket's take-profit level")
+    stop_price: DecimalStr | None = Field(description="the live bracket's stop level")
+    protected: DecimalStr = Field(description="quantity the live stop covers")
+    mark_price: DecimalStr | None = Field(
+        description="the price the monitor read in its last cycle (null when stale)"
+    )
+    unrealized_pnl: DecimalStr | None = Field(description="held at mark_price against entry")
 
 
 class PositionPage(BaseModel):

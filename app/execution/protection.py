@@ -100,6 +100,17 @@ def close_live(session: Session, position_id: int) -> bool:
     )
 
 
+def bracket_view(session: Session, position: Position) -> tuple[Levels | None, Decimal]:
+    """The live bracket's levels and the quantity its stop covers (at most the holding),
+    for readers (the admin API)."""
+    live = live_orders(session, position.id, BRACKET)
+    levels = next((lv for lv in map(_row_levels, live) if lv is not None), None)
+    if levels is None or levels.stop_price is None:
+        return levels, ZERO
+    sized = [s for s in map(_sized_for, live) if s is not None]
+    return levels, min(max(sized, default=ZERO), held(position))
+
+
 def _sized_for(order: Order) -> Decimal | None:
     raw = (order.extra or {}).get("sized_for")
     return Decimal(str(raw)) if raw is not None else None

@@ -42,6 +42,7 @@ from app.execution.protection import (
     stop_out,
 )
 from app.models import Order, Position, utcnow
+from app.monitoring import marks
 from app.monitoring.lock import LockLost, SingleFlight
 
 log = logging.getLogger(__name__)
@@ -64,11 +65,12 @@ def protect_positions(
     """One pass over the open positions; an error is reported and the others go on."""
     result = ProtectionResult()
     with ctx.sessions() as session:
-        ids = list(
-            session.scalars(
-                select(Position.id).where(Position.status == "open").order_by(Position.id)
-            )
-        )
+        rows = session.execute(
+            select(Position.id, Position.market, Position.symbol)
+            .where(Position.status == "open")
+            .order_by(Position.id)
+        ).all()
+    ids = [row.id for row in rows]
     prices: dict[tuple[str, str], Decimal] = {}
 
     def price(market: str, symbol: str) -> Decimal:
@@ -87,6 +89,13 @@ def protect_positions(
         except Exception as exc:
             result.errors += 1
             on_error(f"protecting position {position_id}: {type(exc).__name__}: {exc}")
+    if ctx.redis is not None:  # every open position's price, for its valuation (marks)
+        for key in {(row.market, row.symbol) for row in rows} - prices.keys():
+            try:
+                price(*key)
+            except Exception as exc:
+                log.info("no price for %s %s this cycle: %s", *key, type(exc).__name__)
+    marks.publish(ctx.redis, ctx.settings.queue_name, prices)
     return result
 
 

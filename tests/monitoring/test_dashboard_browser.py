@@ -53,6 +53,9 @@ def fills_drawn(page: Page, order_id: int) -> int:
 
 
 def test_the_dashboard_draws_an_algo_filling_and_cancels_it(desk: Desk, page: Page) -> None:
+    desk.set_price("BTCUSDT", "65000")
+    bought = desk.submit(quantity="0.01", take_profit="70000", stop_loss="60000")
+    assert desk.run(bought).status == "done"
     entry = desk.entry(kind="twap", quantity="0.3", duration=600)
     desk.advance(90)
     desk.cycle()
@@ -65,6 +68,11 @@ def test_the_dashboard_draws_an_algo_filling_and_cancels_it(desk: Desk, page: Pa
         page.goto(f"{server.url}/?every=1")
         page.fill("#token", TEST_ADMIN_TOKEN)
         page.click("#save-token")
+        position = page.locator("#positions tr[data-position]")
+        position.wait_for()
+        cells = position.locator("td").all_inner_texts()
+        assert cells[2:4] == ["BTCUSDT", "long"] and cells[6:8] == ["70000", "60000"]
+        assert "ok" in (position.locator(".badge").get_attribute("class") or "")
         row = page.locator(f'tr[data-order="{entry.order_id}"]')
         row.wait_for()
         assert "spot twap" in row.inner_text()
