@@ -8,8 +8,9 @@ rebuilt from it, so a resend after a crash sends the same parameters with the sa
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -196,7 +197,13 @@ def _submit_algo(
 
 
 def lookup(client: BinanceClient, order: Order) -> Answer | None:
-    """The venue's view of the row, found by its client id; None = not found (yet)."""
+    """The venue's view of the row, found by its exchange id once the row has one, else by
+    its client id; None = not found (yet).
+
+    A spot client id is unique among open orders only: once our order has filled, a
+    stranger may place another under the same id, and a look-up by client id may answer
+    theirs. So a row the exchange already answered for (``venue_id``) is always read by that
+    id (a MARKET order answered NEW and followed until filled, a cancel's confirmation)."""
     if order.kind in ("twap", "vp"):
         since = int(order.created_at.timestamp() * 1000) - 60_000 if order.created_at else None
         return client.find_algo(
@@ -208,10 +215,33 @@ def lookup(client: BinanceClient, order: Order) -> Answer | None:
     if order.market == "spot":
         if order.kind == "oco":
             return client.find_order_list(order.client_id)
+        if order.venue_id is not None:
+            by_id = _not_found_is_none(
+                lambda: client.get_order(order.symbol, order_id=order.venue_id)
+            )
+            return with_trades(client, by_id)
         return with_trades(client, client.find_order(order.symbol, order.client_id))
     if order.kind == "conditional":
         return client.find_conditional_order(order.client_id)
+    if order.venue_id is not None:
+        return _not_found_is_none(
+            lambda: client.get_futures_order(order.symbol, order_id=order.venue_id)
+        )
     return client.find_futures_order(order.symbol, order.client_id)
+
+
+T = TypeVar("T")
+
+
+def _not_found_is_none(read: Callable[[], T]) -> T | None:
+    """Binance answers "does not exist" for a while after an order is placed (its
+    read-after-write lag): not found yet."""
+    try:
+        return read()
+    except Rejected as exc:
+        if exc.is_not_found:
+            return None
+        raise
 
 
 def not_ours(order: Order, answer: Answer) -> str | None:

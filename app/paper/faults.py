@@ -5,7 +5,8 @@ Rules are matched in the order they were added; timings are real seconds (they m
 network and Binance's servers, not the market clock).
 
 A 429 starts a Retry-After window for its scope (the rule's path prefix, or the weight
-limit's paths); a request under that scope inside the window earns a 418 ban. A ban earned
+limit's paths); a request under that scope inside the window earns a 418 ban, unless it
+arrives within ``IN_FLIGHT_GRACE`` of the 429 (it was in flight: another 429). A ban earned
 after a ``rate_limit`` rule's 429 is an IP ban of the host that answered it: until it ends
 every path of that host answers 418. The paper serves two of Binance's hosts: the spot host
 (``/api`` and ``/sapi``, api.binance.com) and the USD-M host (``/fapi``, fapi.binance.com),
@@ -114,10 +115,17 @@ class Backoff:
     ban_seconds: int = 120
     ip_wide: bool = False  # the ban, once earned, covers every path of its host (an IP ban)
     host: str = ""  # "spot" or "fapi": the host whose IP ban this is (ip_wide only)
+    answered_at: float = 0.0  # when the 429 was answered
 
     def covers(self, path: str) -> bool:
         """Whether a request for ``path`` in the Retry-After window earns this ban."""
         return path.startswith(self.scope) and (not self.ip_wide or self.host == host_of(path))
+
+
+# Binance bans "repeated violations" after a 429 (binance-api.md §rate limits). A request that
+# arrives within this long of the 429 was in flight when it was answered (another thread or
+# process of the same caller): it gets a 429 too. One arriving later did not back off: a ban.
+IN_FLIGHT_GRACE = 1.0
 
 
 def host_of(path: str) -> str:
@@ -169,7 +177,10 @@ class Faults:
     def start_backoff(self, scope: str, retry_after: int, ban_seconds: int = 120) -> None:
         with self._lock:
             self.served[429] += 1
-            self.backoffs.append(Backoff(scope, time.monotonic() + retry_after, 0.0, ban_seconds))
+            now = time.monotonic()
+            self.backoffs.append(
+                Backoff(scope, now + retry_after, 0.0, ban_seconds, answered_at=now)
+            )
 
     def plan(self, method: str, path: str) -> Plan:
         plan = Plan()
@@ -202,8 +213,9 @@ class Faults:
                     self.served[429] += 1
                     retry_until = now + spec.retry_after
                     self.backoffs.append(
-                        Backoff(spec.path, retry_until, 0.0, spec.ban_seconds, True, host_of(path))
-                    )
+                        Backoff(spec.path, retry_until, 0.0, spec.ban_seconds, True,
+                                host_of(path), answered_at=now)
+                    )  # fmt: skip
                     plan.before = ErrorReply(
                         429,
                         {"code": -1003, "msg": TOO_MUCH_WEIGHT.format(limit=6000)},
@@ -226,10 +238,20 @@ class Faults:
         )
         if banned_until <= now:
             for backoff in self.backoffs:
-                if backoff.covers(path):
-                    backoff.banned_until = now + backoff.ban_seconds
-                    banned_until = backoff.banned_until
-                    break
+                if not backoff.covers(path):
+                    continue
+                if now - backoff.answered_at < IN_FLIGHT_GRACE:
+                    # Sent before its caller could have read the 429 (in flight on another
+                    # connection): rate limited again, not yet a caller that does not back off.
+                    self.served[429] += 1
+                    return ErrorReply(
+                        429,
+                        {"code": -1003, "msg": TOO_MUCH_WEIGHT.format(limit=6000)},
+                        {"Retry-After": str(max(1, int(backoff.retry_until - now + 0.999)))},
+                    )
+                backoff.banned_until = now + backoff.ban_seconds
+                banned_until = backoff.banned_until
+                break
             else:
                 return None
         self.served[418] += 1

@@ -34,6 +34,7 @@ from app.exchange.models import AlgoStatus, OrderStatus
 from app.exchange.orders import OcoLeg
 from app.exchange.ratelimit import RateGovernor
 from app.paper import app as paper_app
+from app.paper.faults import IN_FLIGHT_GRACE
 from tests.support import ThreadedServer, serve, wait_until
 
 pytestmark = pytest.mark.slow
@@ -447,6 +448,7 @@ def test_ignoring_retry_after_gets_banned_and_the_ban_stops_every_call(
     with pytest.raises(Temporary):
         other.ticker_price("BTCUSDT")  # 429 with Retry-After 5 s: too long for max_wait=0
     # A client that ignores it (a fresh governor) earns the 418 ban ...
+    time.sleep(IN_FLIGHT_GRACE)
     with pytest.raises(Temporary) as banned:
         BinanceClient(httpx.Client(timeout=5), Settings(
             _env_file=None, binance_api_url=client._api_url, binance_fapi_url=client._api_url,

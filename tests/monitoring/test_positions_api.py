@@ -20,9 +20,10 @@ def test_open_positions_show_their_bracket_and_their_value(desk: Desk) -> None:
     sid = desk.submit(quantity="0.01", take_profit="70000", stop_loss="60000")
     assert desk.run(sid).status == "done"
     headers = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
-    with serve(create_app(desk.ctx.settings)) as server, httpx.Client(
-        base_url=server.url, headers=headers, timeout=30
-    ) as api:
+    with (
+        serve(create_app(desk.ctx.settings)) as server,
+        httpx.Client(base_url=server.url, headers=headers, timeout=30) as api,
+    ):
         desk.cycle()  # the protection pass reads the price and publishes it
         (row,) = api.get("/api/positions", params={"status": "open"}).json()["items"]
         held = D(row["held"])

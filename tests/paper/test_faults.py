@@ -8,6 +8,7 @@ import time
 import httpx
 import pytest
 
+from app.paper.faults import IN_FLIGHT_GRACE
 from tests.paper.binance import BinanceTestClient
 from tests.support import wait_until
 
@@ -87,10 +88,11 @@ def test_fail_after_with_a_bare_502_and_on_a_twap(bn: BinanceTestClient) -> None
 
 
 def test_429_then_418_for_a_caller_that_ignores_retry_after(bn: BinanceTestClient) -> None:
-    fault(bn, action="rate_limit", path="/api/", count=1, retry_after=1, ban_seconds=2)
+    fault(bn, action="rate_limit", path="/api/", count=1, retry_after=3, ban_seconds=2)
     first = bn.call("GET", "/api/v3/ticker/price", {"symbol": "BTCUSDT"}, signed=False)
-    assert first.status_code == 429 and first.headers["Retry-After"] == "1"
+    assert first.status_code == 429 and first.headers["Retry-After"] == "3"
     assert first.json()["code"] == -1003
+    time.sleep(IN_FLIGHT_GRACE)  # no longer in flight: a caller that does not back off
     ignored = bn.call("GET", "/api/v3/ticker/price", {"symbol": "BTCUSDT"}, signed=False)
     assert ignored.status_code == 418 and ignored.json()["code"] == -1003
     # The ban is an IP ban of the spot host: /api and /sapi, not only the rule's prefix.
@@ -104,10 +106,26 @@ def test_429_then_418_for_a_caller_that_ignores_retry_after(bn: BinanceTestClien
     assert bn.call("GET", "/fapi/v1/time", signed=False).status_code == 200
 
 
+def test_a_request_in_flight_when_the_429_was_answered_is_not_a_ban(
+    bn: BinanceTestClient,
+) -> None:
+    """Binance bans repeated violations; a request sent before its caller could read the
+    429 (another thread's, arriving a moment later) gets a 429 too. After that, a ban."""
+    fault(bn, action="rate_limit", path="/api/", count=1, retry_after=3, ban_seconds=2)
+    assert bn.call("GET", "/api/v3/time", signed=False).status_code == 429
+    in_flight = bn.call("GET", "/api/v3/time", signed=False)
+    assert in_flight.status_code == 429 and int(in_flight.headers["Retry-After"]) >= 1
+    time.sleep(IN_FLIGHT_GRACE)
+    assert bn.call("GET", "/api/v3/time", signed=False).status_code == 418
+    assert bn.control("GET", "/faults")["served"] == {"429": 2, "418": 1}
+    bn.control("DELETE", "/faults")
+
+
 def test_the_429_and_418_answers_are_counted_until_a_clear(bn: BinanceTestClient) -> None:
-    fault(bn, action="rate_limit", path="/api/", count=1, retry_after=1, ban_seconds=1)
+    fault(bn, action="rate_limit", path="/api/", count=1, retry_after=3, ban_seconds=1)
     assert bn.control("GET", "/faults")["served"] == {"429": 0, "418": 0}
     assert bn.call("GET", "/api/v3/time", signed=False).status_code == 429
+    time.sleep(IN_FLIGHT_GRACE)
     assert bn.call("GET", "/api/v3/time", signed=False).status_code == 418
     assert bn.call("GET", "/fapi/v1/time", signed=False).status_code == 200  # the other host
     assert bn.control("GET", "/faults")["served"] == {"429": 1, "418": 1}
@@ -119,6 +137,7 @@ def test_a_fapi_ban_leaves_the_spot_host_answering(bn: BinanceTestClient) -> Non
     fault(bn, action="rate_limit", path="", count=1, retry_after=5, ban_seconds=5)
     assert bn.call("GET", "/fapi/v1/time", signed=False).status_code == 429
     assert bn.call("GET", "/api/v3/time", signed=False).status_code == 200  # other host
+    time.sleep(IN_FLIGHT_GRACE)
     assert bn.call("GET", "/fapi/v1/ticker/price", signed=False).status_code == 418
     assert bn.call("GET", "/fapi/v2/positionRisk").status_code == 418
     assert bn.call("GET", "/api/v3/time", signed=False).status_code == 200
@@ -127,9 +146,10 @@ def test_a_fapi_ban_leaves_the_spot_host_answering(bn: BinanceTestClient) -> Non
 
 def test_a_429_outside_the_rules_prefix_is_not_a_ban(bn: BinanceTestClient) -> None:
     """Before a ban, only requests under the 429's prefix during Retry-After earn one."""
-    fault(bn, action="rate_limit", path="/fapi/", count=1, retry_after=2, ban_seconds=2)
+    fault(bn, action="rate_limit", path="/fapi/", count=1, retry_after=3, ban_seconds=2)
     assert bn.call("GET", "/fapi/v1/time", signed=False).status_code == 429
     assert bn.call("GET", "/api/v3/time", signed=False).status_code == 200
+    time.sleep(IN_FLIGHT_GRACE)
     assert bn.call("GET", "/fapi/v1/time", signed=False).status_code == 418
     assert bn.call("GET", "/api/v3/time", signed=False).status_code == 200  # another host
     bn.control("DELETE", "/faults")  # clears the ban too

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
+from app.paper.faults import IN_FLIGHT_GRACE
 from tests.paper.binance import BinanceTestClient
 
 SYMBOLS = {"BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT"}  # USD-M
@@ -135,6 +137,7 @@ def test_sapi_uid_budget_answers_429_when_spent(bn: BinanceTestClient) -> None:
             break
     assert statuses[-1] == 429
     # Ignoring Retry-After on that endpoint gets the IP banned.
+    time.sleep(IN_FLIGHT_GRACE)
     banned = bn.call(
         "POST",
         "/sapi/v1/algo/spot/newOrderTwap",
