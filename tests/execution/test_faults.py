@@ -19,6 +19,7 @@ from app.execution.context import ExecContext
 from app.execution.journal import add_orders
 from app.execution.planning import OrderIntent
 from app.models import Order
+from app.paper.faults import IN_FLIGHT_GRACE
 from tests.execution.conftest import (
     MakeContext,
     Paper,
@@ -429,6 +430,7 @@ def test_a_spot_ip_ban_does_not_stop_usdm_protection_or_closing(
     fault(control, action="rate_limit", path="/api/", count=1, retry_after=30, ban_seconds=120)
     with httpx.Client(base_url=paper.url, timeout=5) as rogue:  # ignores Retry-After
         assert rogue.get("/api/v3/time").status_code == 429
+        time.sleep(IN_FLIGHT_GRACE)  # past the moment a request could still be in flight
         assert rogue.get("/api/v3/time").status_code == 418
     with pytest.raises(Temporary):
         ctx.client.ticker_price("BTCUSDT")  # our governor learns of the ban
