@@ -23,6 +23,7 @@ from tests.paper.binance import BinanceTestClient
 from tests.paper.conftest import paper_settings
 from tests.support import serve
 
+# ccxt's built-in Binance hosts, only to be rewritten to the paper exchange: never called.
 BINANCE_HOSTS = (
     "https://api.binance.com",
     "https://fapi.binance.com",
