@@ -62,7 +62,7 @@ def run_levels(ctx: ExecContext, claim: Claim, signal: Signal) -> Result:
                 plan_bracket(
                     signal_id=sid, leg=BRACKET, market=market, symbol=symbol, rules=rules,
                     price=price, position_side=row.side, quantity=holding, levels=merged,
-                    slippage=ctx.settings.stop_limit_slippage,
+                    slippage=ctx.settings.stop_limit_slippage, entry_quantity=row.quantity,
                 )
                 if holding > 0
                 else crossing(merged.take_profit, merged.stop_price,

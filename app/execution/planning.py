@@ -50,6 +50,7 @@ from app.exchange.filters import (
     to_wire,
 )
 from app.exchange.ids import client_algo_id, client_order_id
+from app.execution.ladder import Slice, open_slices
 from app.signals.schemas import (
     Action,
     LimitExecution,
@@ -71,13 +72,17 @@ class Refused(Exception):
 class Levels:
     """A bracket's levels: take-profit price, stop trigger, optional stop-limit price, the
     stop's type (``market``: spot STOP_LOSS; ``limit``: STOP_LOSS_LIMIT) and what a stop the
-    market already crossed means (``exit``: close now; ``alert``: tell a human)."""
+    market already crossed means (``exit``: close now; ``alert``: tell a human).
+
+    A take-profit ladder is ``targets`` ((price, fraction), ...), and ``take_profit`` is then
+    its first (nearest) price."""
 
     take_profit: Decimal | None = None
     stop_price: Decimal | None = None
     stop_limit: Decimal | None = None
     stop_type: str | None = None  # None: "limit" with a stop_limit, else "market"
     if_crossed: str | None = None  # None: "exit"
+    targets: tuple[tuple[Decimal, Decimal], ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -95,19 +100,27 @@ class Levels:
 
     def merged(self, newer: Levels) -> Levels:
         """These levels with every level ``newer`` sets replacing ours (a new stop keeps our
-        stop's type and crossed rule unless it names its own)."""
+        stop's type and crossed rule unless it names its own; a new take-profit replaces a
+        ladder)."""
         stop_changed = newer.stop_price is not None
+        tp_changed = newer.take_profit is not None
         return Levels(
             take_profit=newer.take_profit or self.take_profit,
             stop_price=newer.stop_price or self.stop_price,
             stop_limit=newer.stop_limit if stop_changed else self.stop_limit,
             stop_type=(newer.stop_type if stop_changed else None) or self.stop_type,
             if_crossed=newer.if_crossed or self.if_crossed,
+            targets=newer.targets if tp_changed else self.targets,
         )
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        if self.take_profit is not None:
+        if self.targets:
+            out["take_profit"] = [
+                {"price": to_wire(price), "fraction": to_wire(fraction)}
+                for price, fraction in self.targets
+            ]
+        elif self.take_profit is not None:
             out["take_profit"] = {"price": to_wire(self.take_profit)}
         if self.stop_price is not None:
             stop: dict[str, Any] = {"stop_price": to_wire(self.stop_price)}
@@ -128,23 +141,30 @@ class Levels:
         def dec(value: Any) -> Decimal | None:
             return Decimal(str(value)) if value not in (None, "") else None
 
+        targets: tuple[tuple[Decimal, Decimal], ...] = ()
+        if isinstance(tp, list):
+            targets = tuple((Decimal(str(t["price"])), Decimal(str(t["fraction"]))) for t in tp)
+            tp = {"price": targets[0][0]} if targets else {}
         return cls(
             dec(tp.get("price")),
             dec(sl.get("stop_price")),
             dec(sl.get("limit_price")),
             sl.get("type"),
             sl.get("if_crossed"),
+            targets,
         )
 
     @classmethod
     def of_entry(cls, signal: Signal) -> Levels:
         tp, sl = signal.take_profit, signal.stop_loss
+        targets = tuple((t.price, t.fraction) for t in (tp.targets or [])) if tp else ()
         return cls(
-            tp.price if tp else None,
+            tp.nearest if tp else None,
             sl.stop_price if sl else None,
             sl.limit_price if sl else None,
             sl.stop_type.value if sl else None,
             sl.if_crossed.value if sl else None,
+            targets,
         )
 
 
@@ -457,6 +477,7 @@ def plan_bracket(
     quantity: Decimal,
     levels: Levels,
     slippage: Decimal,
+    entry_quantity: Decimal | None = None,
 ) -> list[OrderIntent] | NotProtected:
     """Orders protecting ``quantity`` of a position at ``levels``, or why there are none.
 
@@ -469,9 +490,20 @@ def plan_bracket(
     says so. USD-M: TAKE_PROFIT_MARKET / STOP_MARKET with ``quantity`` and ``reduceOnly``
     (never ``closePosition``, which closes every share of the symbol and allows one order
     per direction), so each position keeps its own protection.
+
+    A ladder (``levels.targets``) is sized from ``entry_quantity`` (what the entry received;
+    ``quantity`` when not given) by ``app.execution.ladder``, for the targets still open:
+    spot, one OCO per target with the stop for its slice; USD-M, one reduce-only
+    TAKE_PROFIT_MARKET per target and one reduce-only STOP_MARKET for all of ``quantity``.
     """
     if levels.empty:
         return NotProtected("no take-profit or stop-loss level")
+    if levels.targets:
+        return _ladder(
+            signal_id=signal_id, leg=leg, market=market, symbol=symbol, rules=rules,
+            price=price, position_side=position_side, quantity=quantity, levels=levels,
+            slippage=slippage, entry_quantity=entry_quantity or quantity,
+        )  # fmt: skip
     side = closing_side(position_side)
     sell = side == "SELL"
     try:
@@ -576,4 +608,77 @@ def _conditional_bracket(
                 facts={**base.facts, "bracket_leg": name},
             )
         )  # fmt: skip
+    return out
+
+
+def _ladder(
+    *,
+    signal_id: str,
+    leg: str,
+    market: str,
+    symbol: str,
+    rules: SymbolRules,
+    price: Decimal,
+    position_side: str,
+    quantity: Decimal,
+    levels: Levels,
+    slippage: Decimal,
+    entry_quantity: Decimal,
+) -> list[OrderIntent] | NotProtected:
+    step = rules.lot.step_size if rules.lot is not None else Decimal(0)
+    floor = levels.stop_limit or levels.stop_price if market == "spot" else None
+    slices = _mergeable(open_slices(entry_quantity, quantity, levels.targets, step), rules, floor)
+    single = replace(levels, targets=(), take_profit=None)
+    if not slices:
+        return plan_bracket(
+            signal_id=signal_id, leg=leg, market=market, symbol=symbol, rules=rules,
+            price=price, position_side=position_side, quantity=quantity, levels=single,
+            slippage=slippage,
+        )  # fmt: skip
+    count = len(levels.targets)
+    facts = {"levels": levels.to_json(), "targets": count}
+    out: list[OrderIntent] = []
+    for part in slices:
+        # USD-M: a take-profit per target here, the stop for everything below; spot: an OCO
+        # per target, each with the stop for its own slice.
+        own = replace(single if market == "spot" else Levels(), take_profit=part.price)
+        planned = plan_bracket(
+            signal_id=signal_id, leg=f"{leg}-t{part.target}", market=market, symbol=symbol,
+            rules=rules, price=price, position_side=position_side, quantity=part.quantity,
+            levels=own, slippage=slippage,
+        )  # fmt: skip
+        if isinstance(planned, NotProtected):
+            return planned
+        out += [replace(i, facts={**i.facts, **facts, "target": part.target}) for i in planned]
+    if market == "usdm" and levels.stop_price is not None:
+        stop = plan_bracket(
+            signal_id=signal_id, leg=leg, market=market, symbol=symbol, rules=rules,
+            price=price, position_side=position_side, quantity=quantity, levels=single,
+            slippage=slippage,
+        )  # fmt: skip
+        if isinstance(stop, NotProtected):
+            return stop
+        out += [replace(i, facts={**i.facts, **facts}) for i in stop]
+    return out
+
+
+def _mergeable(slices: list[Slice], rules: SymbolRules, floor: Decimal | None) -> list[Slice]:
+    """Slices too small for an order of their own (a target partly filled, a tiny fraction)
+    join the next target, the last one the target before it: every unit stays covered."""
+    out: list[Slice] = []
+    carry = Decimal(0)
+    for part in slices:
+        part = replace(part, quantity=part.quantity + carry)
+        carry = Decimal(0)
+        try:
+            lowest = min(part.price, floor) if floor is not None else part.price
+            check_notional(
+                rules, round_quantity(rules, part.quantity), lowest, reduce_only=floor is None
+            )
+        except FilterViolation:
+            carry = part.quantity
+            continue
+        out.append(part)
+    if carry and out:
+        out[-1] = replace(out[-1], quantity=out[-1].quantity + carry)
     return out

@@ -51,6 +51,7 @@ from app.execution.cancels import cancel_order
 from app.execution.claims import Claim, transition
 from app.execution.context import ExecContext
 from app.execution.journal import add_orders, event, exit_filled
+from app.execution.ladder import open_slices
 from app.execution.placement import OrderRejected, place
 from app.execution.planning import (
     BRACKET,
@@ -149,6 +150,17 @@ def why_replace(
     quantities = [o.quantity for o in live if o.quantity is not None]
     if quantities and max(quantities) > holding:
         return f"bracket {max(quantities)} exceeds the holding {holding}"
+    if levels.targets:
+        ladder = [o for o in live if "target" in (o.extra or {})]
+        covered = {int((o.extra or {})["target"]) for o in ladder}
+        total = position.quantity or ZERO
+        wanted = {s.target for s in open_slices(total, holding, levels.targets, step)}
+        if wanted - covered:
+            missing = ", ".join(str(t) for t in sorted(wanted - covered))
+            return f"take-profit target {missing} not covered"
+        slices = sum((o.quantity or ZERO for o in ladder), ZERO)
+        if slices > holding:
+            return f"the targets cover {slices}, more than the holding {holding}"
     sized = [s for s in (_sized_for(o) for o in live) if s is not None]
     if sized and holding - min(sized) >= step and holding > min(sized):
         return f"holding grew to {holding} (bracket sized for {min(sized)})"
@@ -229,6 +241,7 @@ def protect_position(
             signal_id=bracket_key(position.id), leg=leg, market=position.market,
             symbol=position.symbol, rules=rules, price=price, position_side=position.side,
             quantity=quantity, levels=levels, slippage=ctx.settings.stop_limit_slippage,
+            entry_quantity=position.quantity,
         )  # fmt: skip
         if isinstance(planned, Crossed):
             return crossed(ctx, session, position, planned, levels, claim=claim)
@@ -397,18 +410,21 @@ def _again(order: Order, key: str, leg: str, generation: int) -> OrderIntent:
     def dec(value: object) -> Decimal | None:
         return Decimal(str(value)) if value not in (None, "") else None
 
-    def leg_of(name: str) -> OcoLegIntent | None:
-        raw = extra.get(name)
+    bracket_leg = extra.get("bracket_leg", "both")
+    # A ladder's rows are one per target: the target keeps their client ids apart.
+    own = f"{leg}-t{extra['target']}" if "target" in extra else leg
+    name = own if bracket_leg == "both" else f"{own}-{bracket_leg}"
+
+    def leg_of(side: str) -> OcoLegIntent | None:
+        raw = extra.get(side)
         if not raw:
             return None
         suffix = "tp" if raw["type"] == "LIMIT_MAKER" else "sl"
         return OcoLegIntent(
-            raw["type"], client_order_id(key, f"{leg}-{suffix}"), dec(raw.get("price")),
+            raw["type"], client_order_id(key, f"{own}-{suffix}"), dec(raw.get("price")),
             dec(raw.get("stop_price")), raw.get("time_in_force"),
         )  # fmt: skip
 
-    bracket_leg = extra.get("bracket_leg", "both")
-    name = leg if bracket_leg == "both" else f"{leg}-{bracket_leg}"
     keep = {k: v for k, v in extra.items() if k not in ("above", "below", "sent_at", "algoId")}
     return OrderIntent(
         leg=name, kind=order.kind, market=order.market, symbol=order.symbol, side=order.side,

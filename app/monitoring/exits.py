@@ -234,8 +234,20 @@ class _Watcher:
         else:
             status = OrderStatus.EXPIRED
         extra: dict[str, object] = {"actualOrderId": cond.actualOrderId}
-        if self._settle(bracket, status, str(cond.algoStatus), exits, extra) and exits:
+        settled = self._settle(bracket, status, str(cond.algoStatus), exits, extra)
+        if settled and exits and not self._ladder_target_left(bracket):
             self._cancel_siblings(bracket)
+
+    def _ladder_target_left(self, bracket: Bracket) -> bool:
+        """A ladder's take-profit filled and the position still holds the other targets:
+        their orders and the stop keep protecting it (the protection pass shrinks the stop)."""
+        with self.ctx.sessions() as session:
+            order = session.get(Order, bracket.order_id)
+            position = session.get(Position, bracket.position_id)
+            if order is None or position is None or "target" not in (order.extra or {}):
+                return False
+            left = (position.quantity or ZERO) - (position.exit_quantity or ZERO)
+            return position.status == "open" and left > 0
 
     def _cancel_siblings(self, bracket: Bracket) -> None:
         """A filled leg leaves the other one pointless: cancel it on the exchange."""
@@ -304,7 +316,13 @@ class _Watcher:
             order.avg_price = order.executed_amt / order.executed_qty if fills else None
             if exits and position is not None:
                 # What the bracket could not cover (the quantity rounded down to the step).
-                dust = max(position.quantity - order.quantity, ZERO) if order.quantity else ZERO
+                # A ladder target covers its slice only: the other targets cover the rest.
+                ladder = "target" in (order.extra or {})
+                dust = (
+                    max(position.quantity - order.quantity, ZERO)
+                    if order.quantity and not ladder
+                    else ZERO
+                )
                 apply_exit_fills(session, position, dust=dust)
                 exit_filled(session, order, position, status=status.value,
                             venue_status=venue_status)  # fmt: skip

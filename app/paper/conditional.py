@@ -178,6 +178,7 @@ class ConditionalBook:
             ident=cond.algo_id,
             client_id=client_id,
             order_type=order_type,
+            prices={"trigger": trigger},
         )
         return self.render(cond, query=False)
 

@@ -39,6 +39,9 @@ class Entry:
     client_id: str
     client_ids: dict[str, str] = field(default_factory=dict)
     order_type: str = ""
+    # The levels it was placed at (an OCO's take-profit and stop, a conditional's trigger):
+    # how a test sees a stop move.
+    prices: dict[str, str] = field(default_factory=dict)
 
 
 class Ledger:
@@ -57,6 +60,7 @@ class Ledger:
         client_id: str,
         client_ids: dict[str, str] | None = None,
         order_type: str = "",
+        prices: dict[str, Decimal | None] | None = None,
     ) -> None:
         self._entries.append(
             Entry(
@@ -70,6 +74,9 @@ class Ledger:
                 client_id=client_id,
                 client_ids=dict(client_ids or {}),
                 order_type=order_type,
+                prices={
+                    k: f"{v.normalize():f}" for k, v in (prices or {}).items() if v is not None
+                },
             )
         )
 

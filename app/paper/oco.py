@@ -157,6 +157,11 @@ class OcoBook:
             client_id=list_client_id,
             client_ids={"list": list_client_id, "below": ids[0], "above": ids[1]},
             order_type=f"{above.type}/{below.type}",
+            prices={
+                "take_profit": profit.price if profit.price is not None else profit.stop,
+                "stop": stop.stop,
+                "stop_limit": stop.price,
+            },
         )
         return self.render_list(order_list, reports=resp != "ACK")
 

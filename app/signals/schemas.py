@@ -33,6 +33,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -355,8 +356,47 @@ Execution = Annotated[
 # -- levels and pace -------------------------------------------------------------------------
 
 
-class TakeProfit(_Strict):
+MAX_TARGETS = 5  # take-profit targets in a ladder
+
+
+class Target(_Strict):
+    """One rung of a take-profit ladder: its price and the share of the filled quantity."""
+
     price: Positive
+    fraction: Positive
+
+
+class TakeProfit(_Strict):
+    """``{"price"}``, or a ladder: on the wire a list of targets, kept here as ``targets``
+    (``_ladder_shape`` moves it there; error paths drop the ``targets`` again)."""
+
+    price: Positive | None = None
+    targets: list[Target] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> TakeProfit:
+        if (self.price is None) == (self.targets is None):
+            raise PydanticCustomError(
+                "take_profit", 'must be {"price"} or a list of {"price", "fraction"}'
+            )
+        return self
+
+    @property
+    def nearest(self) -> Decimal:
+        """The price the market reaches first: the only one, or the first target."""
+        if self.targets:
+            return self.targets[0].price
+        assert self.price is not None
+        return self.price
+
+
+def _ladder_shape(value: object) -> object:
+    # "take_profit": [{"price", "fraction"}, ...] is a ladder; "70000" is {"price": "70000"}.
+    if isinstance(value, list):
+        return {"targets": value}
+    if isinstance(value, str | int | Decimal) and not isinstance(value, bool):
+        return {"price": value}
+    return value
 
 
 class StopType(enum.StrEnum):
@@ -416,7 +456,7 @@ class SignalIn(_Strict):
     quantity: Positive | None = None
     quote_quantity: Positive | None = None
     execution: Execution | None = None
-    take_profit: Annotated[TakeProfit, _price_shorthand("price")] | None = None
+    take_profit: Annotated[TakeProfit, BeforeValidator(_ladder_shape)] | None = None
     stop_loss: Annotated[StopLoss, _price_shorthand("stop_price")] | None = None
     # usdm entries: set on the symbol before the entry is placed
     leverage: Annotated[int, PlainValidator(parse_int), AfterValidator(_leverage)] | None = None
@@ -607,6 +647,40 @@ def cross_check(sig: SignalIn) -> list[FieldError]:
 
     if sig.action is Action.ENTRY and sig.side is not None:
         errors.extend(_check_levels(sig.side, execution, sig.take_profit, sig.stop_loss))
+        errors.extend(_check_ladder(sig.side, sig.take_profit, sig.stop_loss))
+    return errors
+
+
+def _check_ladder(
+    side: Side, take_profit: TakeProfit | None, stop_loss: StopLoss | None
+) -> list[FieldError]:
+    """A ladder: at most MAX_TARGETS targets, fractions summing to 1, each price further
+    into profit than the one before."""
+    errors: list[FieldError] = []
+    targets = (take_profit.targets if take_profit else None) or []
+    if len(targets) > MAX_TARGETS:
+        errors.append(FieldError("take_profit", len(targets), f"at most {MAX_TARGETS} targets"))
+    if targets:
+        total = sum((t.fraction for t in targets), Decimal(0))
+        if total != 1:
+            errors.append(
+                FieldError(
+                    "take_profit",
+                    [format(t.fraction, "f") for t in targets],
+                    f"the fractions must sum to 1 (they sum to {format(total, 'f')})",
+                )
+            )
+        for i in range(1, len(targets)):
+            before, price = targets[i - 1].price, targets[i].price
+            if (price <= before) if side is Side.BUY else (price >= before):
+                want = "above" if side is Side.BUY else "below"
+                errors.append(
+                    FieldError(
+                        f"take_profit.{i}.price",
+                        format(price, "f"),
+                        f"must be {want} the previous target ({format(before, 'f')}) for a {side}",
+                    )
+                )
     return errors
 
 
@@ -659,10 +733,11 @@ def _check_levels(
     def wrong_side(level: Decimal, other: Decimal, want: str) -> bool:
         return level <= other if want == "above" else level >= other
 
-    tp = take_profit.price if take_profit else None
+    tp = take_profit.nearest if take_profit else None
+    tp_field = "take_profit.0.price" if take_profit and take_profit.targets else "take_profit.price"
     sl = stop_loss.stop_price if stop_loss else None
     for field, level, want in (
-        ("take_profit.price", tp, above),
+        (tp_field, tp, above),
         ("stop_loss.stop_price", sl, below),
     ):
         if level is not None and ref is not None and wrong_side(level, ref, want):
@@ -672,7 +747,7 @@ def _check_levels(
     if tp is not None and sl is not None and wrong_side(tp, sl, above):
         errors.append(
             FieldError(
-                "take_profit.price",
+                tp_field,
                 str(tp),
                 f"must be {above} stop_loss.stop_price ({sl}) for a {side}",
             )
@@ -728,6 +803,8 @@ def field_errors(exc: ValidationError) -> list[FieldError]:
         # A tagged union puts the tag in the path: execution.twap.duration -> execution.duration
         if len(loc) > 1 and loc[0] == "execution" and loc[1] in EXECUTION_TYPES:
             del loc[1]
+        if len(loc) > 1 and loc[:2] == ["take_profit", "targets"]:
+            del loc[1]  # the ladder is a list on the wire
         if kind == "execution_type":
             loc.append("type")
             value = value.get("type") if isinstance(value, dict) else value

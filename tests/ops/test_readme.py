@@ -29,6 +29,8 @@ PLACEHOLDERS = {
     "interval": "15",
     "plot_0": "70000",
     "plot_1": "60000",
+    "plot_2": "72000",
+    "plot_3": "74000",
 }
 
 
@@ -53,7 +55,7 @@ def test_there_are_tradingview_templates_with_a_secret_placeholder() -> None:
         assert fill(template)["secret"] == "YOUR_PACEKEEPER_WEBHOOK_SECRET"
 
 
-@pytest.mark.parametrize("index", [0, 1])
+@pytest.mark.parametrize("index", [0, 1, 2])
 def test_tradingview_templates_are_valid_signals(index: int) -> None:
     body = fill(tradingview_templates()[index])
     body.pop("secret")
@@ -83,3 +85,12 @@ def test_configuration_table_names_real_settings() -> None:
     found = {name.lower() for pair in names for name in pair if name}
     assert len(found) > 20
     assert found <= set(Settings.model_fields), found - set(Settings.model_fields)
+
+
+def test_the_ladder_template_places_three_targets_and_a_stop() -> None:
+    (ladder,) = [t for t in tradingview_templates() if '"fraction"' in t]
+    body = fill(ladder)
+    body.pop("secret")
+    signal = schemas.parse_signal(body, now=datetime(2026, 11, 21, 10, tzinfo=UTC))
+    assert signal.take_profit is not None and len(signal.take_profit.targets or []) == 3
+    assert signal.stop_loss is not None

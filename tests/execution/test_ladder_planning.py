@@ -1,0 +1,70 @@
+"""Planning a take-profit ladder: pure, no exchange."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.execution.ladder import open_slices, split
+from app.execution.planning import Levels, NotProtected
+from tests.execution.test_planning import USDM, bracket
+
+D = Decimal
+STEP = D("0.00001")
+TARGETS = ((D(70000), D("0.5")), (D(72000), D("0.3")), (D(74000), D("0.2")))
+LADDER = Levels(D(70000), D(60000), targets=TARGETS)
+
+
+@given(
+    total=st.decimals(min_value="0.00001", max_value="100", places=8),
+    cut=st.integers(min_value=1, max_value=99),
+)
+def test_slices_add_up_to_what_is_held_and_never_exceed_it(total: Decimal, cut: int) -> None:
+    fractions = [D("0.5"), D("0.3"), D("0.2")]
+    assert sum(split(total, fractions, STEP)) == total
+    holding = (total * cut / 100).quantize(D("0.00000001"))
+    slices = open_slices(total, holding, TARGETS, STEP)
+    assert sum(s.quantity for s in slices) == holding
+    assert all(s.quantity > 0 for s in slices)
+    assert [s.target for s in slices] == sorted(s.target for s in slices)
+
+
+def test_what_the_position_closed_is_taken_from_the_first_targets() -> None:
+    # 0.3 BTC: targets of 0.15, 0.09 and 0.06; 0.2 closed covers target 1 and 0.05 of 2.
+    slices = open_slices(D("0.3"), D("0.1"), TARGETS, STEP)
+    assert [(s.target, s.quantity) for s in slices] == [(2, D("0.04")), (3, D("0.06"))]
+
+
+def test_a_spot_ladder_is_one_oco_per_open_target_with_its_own_client_ids() -> None:
+    intents = bracket(quantity=D("0.3"), levels=LADDER)
+    assert not isinstance(intents, NotProtected)
+    assert [(i.kind, i.quantity, i.facts["target"]) for i in intents] == [
+        ("oco", D("0.15"), 1), ("oco", D("0.09"), 2), ("oco", D("0.06"), 3),
+    ]  # fmt: skip
+    ids = {i.client_id for i in intents} | {
+        leg.client_id for i in intents for leg in (i.above, i.below) if leg is not None
+    }
+    assert len(ids) == 9
+    assert all(i.below is not None and i.below.stop_price == D(60000) for i in intents)
+
+
+def test_a_slice_too_small_for_an_order_joins_the_next_target() -> None:
+    # 0.3 received, 0.15001 held: target 1 has 0.00001 left, one step (0.6 USDT at the
+    # 60,000 stop), under the 5 USDT minimum notional: it joins target 2.
+    intents = bracket(quantity=D("0.15001"), entry_quantity=D("0.3"), levels=LADDER)
+    assert not isinstance(intents, NotProtected)
+    assert [(i.facts["target"], i.quantity) for i in intents] == [(2, D("0.09001")), (3, D("0.06"))]
+
+
+def test_usdm_ladder_has_reduce_only_take_profits_and_one_stop_for_the_holding() -> None:
+    intents = bracket(market="usdm", rules=USDM, quantity=D("0.3"), levels=LADDER)
+    assert not isinstance(intents, NotProtected)
+    got = [(i.order_type, i.quantity, i.stop_price, i.reduce_only) for i in intents]
+    assert got == [
+        ("TAKE_PROFIT_MARKET", D("0.15"), D(70000), True),
+        ("TAKE_PROFIT_MARKET", D("0.09"), D(72000), True),
+        ("TAKE_PROFIT_MARKET", D("0.06"), D(74000), True),
+        ("STOP_MARKET", D("0.3"), D(60000), True),
+    ]
