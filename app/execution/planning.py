@@ -75,7 +75,8 @@ class Levels:
     market already crossed means (``exit``: close now; ``alert``: tell a human).
 
     A take-profit ladder is ``targets`` ((price, fraction), ...), and ``take_profit`` is then
-    its first (nearest) price."""
+    its first (nearest) price; ``breakeven_after`` is the target after which the stop moves
+    to the entry's average price plus fees (``app.execution.breakeven``)."""
 
     take_profit: Decimal | None = None
     stop_price: Decimal | None = None
@@ -83,6 +84,7 @@ class Levels:
     stop_type: str | None = None  # None: "limit" with a stop_limit, else "market"
     if_crossed: str | None = None  # None: "exit"
     targets: tuple[tuple[Decimal, Decimal], ...] = ()
+    breakeven_after: int | None = None
 
     @property
     def empty(self) -> bool:
@@ -101,7 +103,7 @@ class Levels:
     def merged(self, newer: Levels) -> Levels:
         """These levels with every level ``newer`` sets replacing ours (a new stop keeps our
         stop's type and crossed rule unless it names its own; a new take-profit replaces a
-        ladder)."""
+        ladder, and with it the breakeven counted on its targets)."""
         stop_changed = newer.stop_price is not None
         tp_changed = newer.take_profit is not None
         return Levels(
@@ -111,6 +113,9 @@ class Levels:
             stop_type=(newer.stop_type if stop_changed else None) or self.stop_type,
             if_crossed=newer.if_crossed or self.if_crossed,
             targets=newer.targets if tp_changed else self.targets,
+            breakeven_after=newer.breakeven_after
+            if tp_changed
+            else newer.breakeven_after or self.breakeven_after,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -130,6 +135,8 @@ class Levels:
                 stop["type"] = self.stop_type
             if self.if_crossed is not None:
                 stop["if_crossed"] = self.if_crossed
+            if self.breakeven_after is not None:
+                stop["breakeven_after"] = self.breakeven_after
             out["stop_loss"] = stop
         return out
 
@@ -145,6 +152,7 @@ class Levels:
         if isinstance(tp, list):
             targets = tuple((Decimal(str(t["price"])), Decimal(str(t["fraction"]))) for t in tp)
             tp = {"price": targets[0][0]} if targets else {}
+        after = sl.get("breakeven_after")
         return cls(
             dec(tp.get("price")),
             dec(sl.get("stop_price")),
@@ -152,6 +160,7 @@ class Levels:
             sl.get("type"),
             sl.get("if_crossed"),
             targets,
+            int(after) if after is not None else None,
         )
 
     @classmethod
@@ -165,6 +174,7 @@ class Levels:
             sl.stop_type.value if sl else None,
             sl.if_crossed.value if sl else None,
             targets,
+            sl.breakeven_after if sl else None,
         )
 
 

@@ -224,6 +224,11 @@ def _fills(session: Session, orders: Sequence[Order]) -> list[tuple[Order, Fill]
     return [(by_id[f.order_id], f) for f in rows]
 
 
+def entry_fills(session: Session, position: Position) -> list[Fill]:
+    """Every fill of the position's entry orders, oldest first."""
+    return [fill for _, fill in _fills(session, _entry_orders(session, position))]
+
+
 def net_received(
     fills: Iterable[tuple[FillData, str]], *, market: str, side: str
 ) -> tuple[Decimal, Decimal, Decimal]:

@@ -38,6 +38,7 @@ from decimal import Decimal
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app.exchange.filters import SymbolRules
 from app.execution.brackets import (
     MAX_GENERATION_RACES,
     TERMINAL,
@@ -47,11 +48,12 @@ from app.execution.brackets import (
     current_price,
     place_bracket_row,
 )
+from app.execution.breakeven import EntryFill, breakeven_price, entry_fees, with_breakeven
 from app.execution.cancels import cancel_order
 from app.execution.claims import Claim, transition
 from app.execution.context import ExecContext
 from app.execution.journal import add_orders, event, exit_filled
-from app.execution.ladder import open_slices
+from app.execution.ladder import open_slices, targets_done
 from app.execution.placement import OrderRejected, place
 from app.execution.planning import (
     BRACKET,
@@ -63,7 +65,7 @@ from app.execution.planning import (
     plan_bracket,
     plan_market_close,
 )
-from app.execution.positions import ENTRY_LEG, apply_exit_fills
+from app.execution.positions import ENTRY_LEG, apply_exit_fills, entry_fills
 from app.models import Order, OrderStatus, Position, SignalStatus
 
 log = logging.getLogger(__name__)
@@ -217,6 +219,7 @@ def protect_position(
             return live[0] if live else None
         rules = ctx.client.symbol_rules(position.symbol, position.market)  # type: ignore[arg-type]
         step = rules.lot.step_size if rules.lot is not None else ZERO
+        levels = _with_breakeven(session, position, levels, holding, rules)
         why = why_replace(position, levels, live, holding, step=step)
         if why is None:
             if (position.bracket_note or "").startswith(UNPROTECTED):
@@ -265,6 +268,28 @@ def protect_position(
         return _swap(ctx, session, position, live, rows, claim=claim, reason=reason, news=news)
     log.warning("position %s: bracket generation contended; left to the next pass", position.id)
     return None
+
+
+def _with_breakeven(
+    session: Session, position: Position, levels: Levels, holding: Decimal, rules: SymbolRules
+) -> Levels:
+    """The levels to protect with now: the stop at breakeven once its target has filled."""
+    if levels.breakeven_after is None or not position.quantity:
+        return levels
+    step = rules.lot.step_size if rules.lot is not None else ZERO
+    if targets_done(position.quantity, holding, levels.targets, step) < levels.breakeven_after:
+        return levels
+    fills = [
+        EntryFill(f.price, f.qty, f.quote_qty, f.fee, f.fee_asset)
+        for f in entry_fills(session, position)
+    ]
+    fees = entry_fees(fills, base_asset=rules.base_asset, quote_asset=rules.quote_asset)
+    tick = rules.price.tick_size if rules.price is not None else ZERO
+    long = position.side == "BUY"
+    price = breakeven_price(long=long, received=position.quantity,
+                            entry_cost=position.entry_cost, fees=fees, tick=tick)  # fmt: skip
+    return with_breakeven(levels, long=long, total=position.quantity, holding=holding,
+                          step=step, breakeven=price)  # fmt: skip
 
 
 def _gen(order: Order) -> int:
@@ -354,7 +379,8 @@ def _announce(session: Session, position: Position, placed: list[Order], reason:
     """A bracket is live on the exchange: a ``bracket_placed`` event (a notification)."""
     if not placed:
         return
-    levels = Levels.from_json(position.pending_bracket)
+    # The levels placed: a stop moved to breakeven is not the one the signal gave.
+    levels = _row_levels(placed[0]) or Levels.from_json(position.pending_bracket)
     quantity = max((o.quantity or ZERO for o in placed), default=ZERO)
     kinds = "/".join(sorted({o.kind for o in placed}))
     covers = [

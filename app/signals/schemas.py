@@ -152,6 +152,12 @@ def _non_negative(number: Decimal) -> Decimal:
     return number
 
 
+def _target_number(value: int) -> int:
+    if value < 1:
+        raise PydanticCustomError("target", "must be a target number, 1 or more")
+    return value
+
+
 def _leverage(value: int) -> int:
     if not 1 <= value <= 125:
         raise PydanticCustomError("leverage", "must be a whole number from 1 to 125")
@@ -415,6 +421,11 @@ class StopLoss(_Strict):
     # None: "limit" when limit_price is given, else "market" (``stop_type``).
     type: Annotated[StopType, _choice(StopType)] | None = None
     if_crossed: Annotated[IfCrossed, _choice(IfCrossed)] = IfCrossed.EXIT
+    # Move the stop for the rest to the entry's average price (plus fees) once this
+    # take-profit target (1-based) has filled.
+    breakeven_after: (
+        Annotated[int, PlainValidator(parse_int), AfterValidator(_target_number)] | None
+    ) = None
 
     @property
     def stop_type(self) -> StopType:
@@ -655,7 +666,7 @@ def _check_ladder(
     side: Side, take_profit: TakeProfit | None, stop_loss: StopLoss | None
 ) -> list[FieldError]:
     """A ladder: at most MAX_TARGETS targets, fractions summing to 1, each price further
-    into profit than the one before."""
+    into profit than the one before; a breakeven after a target that leaves something."""
     errors: list[FieldError] = []
     targets = (take_profit.targets if take_profit else None) or []
     if len(targets) > MAX_TARGETS:
@@ -681,6 +692,25 @@ def _check_ladder(
                         f"must be {want} the previous target ({format(before, 'f')}) for a {side}",
                     )
                 )
+    after = stop_loss.breakeven_after if stop_loss else None
+    if after is not None:
+        if not targets:
+            errors.append(
+                FieldError(
+                    "stop_loss.breakeven_after",
+                    after,
+                    "needs a take-profit ladder (a list of targets) to count targets",
+                )
+            )
+        elif after >= len(targets):
+            errors.append(
+                FieldError(
+                    "stop_loss.breakeven_after",
+                    after,
+                    f"must be below the number of targets ({len(targets)}): after the "
+                    "last one nothing is left to protect",
+                )
+            )
     return errors
 
 

@@ -1,4 +1,4 @@
-"""Planning a take-profit ladder: pure, no exchange."""
+"""Planning a take-profit ladder, and where breakeven puts the stop: pure, no exchange."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
+from app.execution.breakeven import EntryFill, breakeven_price, entry_fees, with_breakeven
 from app.execution.ladder import open_slices, split
 from app.execution.planning import Levels, NotProtected
 from tests.execution.test_planning import USDM, bracket
@@ -68,3 +69,33 @@ def test_usdm_ladder_has_reduce_only_take_profits_and_one_stop_for_the_holding()
         ("TAKE_PROFIT_MARKET", D("0.06"), D(74000), True),
         ("STOP_MARKET", D("0.3"), D(60000), True),
     ]
+
+
+def test_breakeven_counts_the_entry_and_the_close_commission_on_the_safe_side() -> None:
+    # A spot BUY of 1 BTC at 100 paying 0.1 % in BTC holds 0.999: each costs 100 / 0.999,
+    # and selling it pays 0.1 % again.
+    fills = [EntryFill(D(100), D(1), D(100), D("0.001"), "BTC")]
+    fees = entry_fees(fills, base_asset="BTC", quote_asset="USDT")
+    long = breakeven_price(long=True, received=D("0.999"), entry_cost=D(100), fees=fees,
+                           tick=D("0.01"))  # fmt: skip
+    assert long == D("100.21")  # 100.2003..., up
+    # A short that sold 1 at 100 paying 0.1 USDT buys back at most at 99.9 / 1.001, down.
+    fills = [EntryFill(D(100), D(1), D(100), D("0.1"), "USDT")]
+    fees = entry_fees(fills, base_asset="BTC", quote_asset="USDT")
+    short = breakeven_price(long=False, received=D(1), entry_cost=D(100), fees=fees,
+                            tick=D("0.01"))  # fmt: skip
+    assert short == D("99.80")  # 99.8002..., down
+
+
+def test_breakeven_waits_for_its_target_and_never_loosens_a_stop() -> None:
+    levels = Levels(D(70000), D(60000), targets=TARGETS, breakeven_after=1)
+
+    def moved(holding: str, breakeven: str) -> Decimal | None:
+        out = with_breakeven(levels, long=True, total=D("0.3"), holding=D(holding), step=STEP,
+                             breakeven=D(breakeven))  # fmt: skip
+        return out.stop_price
+
+    assert moved("0.3", "65100") == D(60000)  # target 1 has not filled
+    assert moved("0.16", "65100") == D(60000)  # partly
+    assert moved("0.15", "65100") == D(65100)
+    assert moved("0.15", "59000") == D(60000)  # already beyond breakeven: unchanged

@@ -5,8 +5,10 @@ Signals go through the execution layer; fills come from moving the paper's price
 
 from __future__ import annotations
 
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_CEILING, ROUND_DOWN, Decimal
 from typing import Any
+
+import pytest
 
 from app.execution.protection import held
 from app.models import OrderStatus
@@ -144,3 +146,63 @@ def test_a_usdm_target_fill_leaves_the_stop_live_even_when_its_resize_is_refused
     assert [e["prices"]["trigger"] for e in now if e["order_type"] != "STOP_MARKET"] == [
         "72000", "74000",
     ]  # fmt: skip
+
+
+# ---- breakeven -----------------------------------------------------------------------------
+
+# Entries at 65,000. Spot pays 0.1 % in BTC (0.02997 held for 1,950 USDT), and a close pays
+# 0.1 % again: 65,000 / 0.999 / 0.999, up to the 0.01 tick. A USD-M order's answer gives no
+# commission, so the safe 0.1 % is assumed on the entry and the close: 65,000 x 1.001 / 0.999,
+# up to the 0.1 tick.
+BREAKEVEN = {
+    "spot": (D(65000) / D("0.999") / D("0.999")).quantize(D("0.01"), rounding=ROUND_CEILING),
+    "usdm": (D(65000) * D("1.001") / D("0.999")).quantize(D("0.1"), rounding=ROUND_CEILING),
+}
+
+
+@pytest.mark.parametrize("market", ["spot", "usdm"])
+def test_after_the_breakeven_target_fills_the_stop_for_the_rest_moves_to_entry_plus_fees(
+    desk: Desk, market: str
+) -> None:
+    position_id = enter(desk, market, stop_loss={"stop_price": "60000", "breakeven_after": 1})
+    kind = "oco" if market == "spot" else "futures_conditional"
+    first = desk.ledger(kind=kind)
+
+    desk.set_price("BTCUSDT", "70000")
+    desk.cycle()
+
+    position = desk.position(position_id)
+    total = position.quantity
+    now = live(desk, kind)
+    if market == "spot":
+        stops = [(D(e["quantity"]), e["prices"]["stop"]) for e in now]
+        # Targets 2 and 3, each with the stop for its slice, now at breakeven.
+        assert stops == [(q, f"{BREAKEVEN[market].normalize():f}") for q in shares(total)[1:]]
+        assert [e["prices"]["take_profit"] for e in now] == ["72000", "74000"]
+    else:
+        (stop,) = [e for e in now if e["order_type"] == "STOP_MARKET"]
+        assert (D(stop["quantity"]), D(stop["prices"]["trigger"])) == (
+            held(position),
+            BREAKEVEN[market],
+        )
+    # Every entry before the move was placed with the signal's stop.
+    assert all(e["prices"].get("stop", e["prices"].get("trigger")) != "60000" for e in now)
+    assert {e["prices"].get("stop", "60000") for e in first} == {"60000"}
+    (moved,) = [e for e in desk.events("bracket") if "levels changed" in e.message]
+    assert D(moved.data["stop_loss"]["stop_price"]) == BREAKEVEN[market]
+
+    # The price comes back to the entry: the rest is closed at breakeven, not at 60,000.
+    desk.set_price("BTCUSDT", f"{BREAKEVEN[market].normalize():f}")
+    desk.cycle()
+    desk.cycle()
+    position = desk.position(position_id)
+    assert position.status == "closed"
+    assert position.realized_pnl is not None and position.realized_pnl > 0
+
+
+def test_no_breakeven_before_its_target_fills(desk: Desk) -> None:
+    enter(desk, "spot", stop_loss={"stop_price": "60000", "breakeven_after": 2})
+    desk.set_price("BTCUSDT", "70000")
+    desk.cycle()
+    assert {e["prices"]["stop"] for e in live(desk, "oco")} == {"60000"}
+    assert len(desk.ledger(kind="oco")) == 3  # target 1 filled; nothing was re-placed

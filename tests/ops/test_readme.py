@@ -55,7 +55,7 @@ def test_there_are_tradingview_templates_with_a_secret_placeholder() -> None:
         assert fill(template)["secret"] == "YOUR_PACEKEEPER_WEBHOOK_SECRET"
 
 
-@pytest.mark.parametrize("index", [0, 1, 2])
+@pytest.mark.parametrize("index", [0, 1, 2, 3])
 def test_tradingview_templates_are_valid_signals(index: int) -> None:
     body = fill(tradingview_templates()[index])
     body.pop("secret")
@@ -88,9 +88,17 @@ def test_configuration_table_names_real_settings() -> None:
 
 
 def test_the_ladder_template_places_three_targets_and_a_stop() -> None:
-    (ladder,) = [t for t in tradingview_templates() if '"fraction"' in t]
+    ladder, _ = [t for t in tradingview_templates() if '"fraction"' in t]
     body = fill(ladder)
     body.pop("secret")
     signal = schemas.parse_signal(body, now=datetime(2026, 11, 21, 10, tzinfo=UTC))
     assert signal.take_profit is not None and len(signal.take_profit.targets or []) == 3
     assert signal.stop_loss is not None
+
+
+def test_the_breakeven_template_moves_the_stop_after_the_first_target() -> None:
+    (template,) = [t for t in tradingview_templates() if "breakeven_after" in t]
+    body = fill(template)
+    body.pop("secret")
+    signal = schemas.parse_signal(body, now=datetime(2026, 11, 21, 10, tzinfo=UTC))
+    assert signal.stop_loss is not None and signal.stop_loss.breakeven_after == 1

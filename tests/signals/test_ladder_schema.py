@@ -1,4 +1,4 @@
-"""Take-profit ladders in the signal contract: what parses, and every
+"""Take-profit ladders and breakeven in the signal contract: what parses, and every
 combination that cannot be carried out refused naming its field."""
 
 from __future__ import annotations
@@ -22,13 +22,14 @@ SIX = ["0.1", "0.1", "0.1", "0.1", "0.3", "0.3"]  # sums to 1: only the count is
 
 
 def test_a_ladder_parses_stores_and_becomes_the_positions_levels() -> None:
-    sig = parse(base(take_profit=LADDER, stop_loss={"stop_price": "60000"}))
+    sig = parse(base(take_profit=LADDER, stop_loss={"stop_price": "60000", "breakeven_after": 1}))
 
     again = Signal.from_payload(sig.payload())
     assert again == sig
     levels = Levels.of_entry(again)
     assert levels.targets == ((D(70000), D("0.5")), (D(72000), D("0.3")), (D(74000), D("0.2")))
     assert levels.take_profit == D(70000)  # the nearest target
+    assert levels.breakeven_after == 1
     assert Levels.from_json(levels.to_json()) == levels
     assert levels.to_json()["take_profit"] == LADDER
 
@@ -65,6 +66,12 @@ def test_a_single_take_profit_keeps_its_object_and_shorthand_forms() -> None:
             [{"price": "59000", "fraction": "0.5"}, {"price": "72000", "fraction": "0.5"}],
             {"stop_price": "60000"}, "take_profit.0.price", "above stop_loss.stop_price",
         ),
+        (LADDER, {"stop_price": "60000", "breakeven_after": 3}, "stop_loss.breakeven_after",
+         "below the number of targets (3)"),
+        (LADDER, {"stop_price": "60000", "breakeven_after": 0}, "stop_loss.breakeven_after",
+         "1 or more"),
+        ("70000", {"stop_price": "60000", "breakeven_after": 1}, "stop_loss.breakeven_after",
+         "needs a take-profit ladder"),
     ],
 )  # fmt: skip
 def test_a_ladder_that_cannot_be_carried_out_is_refused_naming_the_field(
