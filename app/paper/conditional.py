@@ -17,6 +17,12 @@ collides with a STOP), they close every share when they fire, and they expire as
 the position they close is gone. Several ``quantity`` + ``reduceOnly`` orders may share a
 position; each closes at most its quantity and never more than is left. At most
 ``MAX_CONDITIONAL`` (200) conditional orders are open per account (-4045).
+
+``TRAILING_STOP_MARKET`` takes ``callbackRate`` (percent, 0.1 to 10) and an optional
+``activatePrice`` (by default the latest price when placed; a SELL's must be above it, a
+BUY's below, else -2021), no ``triggerPrice``. Once the price reaches the activation price it
+tracks the highest price since (SELL; the lowest for a BUY) and fires a MARKET order when the
+price falls back by ``callbackRate`` percent from it (rises, for a BUY).
 """
 
 from __future__ import annotations
@@ -34,7 +40,9 @@ from app.paper.params import Params
 if TYPE_CHECKING:
     from app.paper.futures import FuturesBook, FuturesOrder
 
-TYPES = ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET")
+TRAILING = "TRAILING_STOP_MARKET"
+TYPES = ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", TRAILING)
+MIN_CALLBACK, MAX_CALLBACK = Decimal("0.1"), Decimal(10)
 MAX_CONDITIONAL = 200  # change log 2025-12-29: "The conditional order limits is 200"
 GTE_NEEDS_POSITION = BinanceError(
     -4509,
@@ -71,6 +79,22 @@ class Conditional:
     actual_price: Decimal = ZERO
     created_mono: float = field(default_factory=monotonic)
     position_side: str = "BOTH"
+    # TRAILING_STOP_MARKET: the callback in percent, the activation price, and once it is
+    # reached, the best price since (highest for a SELL, lowest for a BUY).
+    callback_rate: Decimal = ZERO
+    activate_price: Decimal = ZERO
+    extreme: Decimal | None = None
+
+    def trails(self, price: Decimal) -> bool:
+        """Track ``price``; True when the trailing stop fires at it."""
+        sell = self.side == "SELL"
+        if self.extreme is None:
+            if (price >= self.activate_price) if sell else (price <= self.activate_price):
+                self.extreme = price
+            return False
+        self.extreme = max(self.extreme, price) if sell else min(self.extreme, price)
+        back = self.extreme * self.callback_rate / 100
+        return price <= self.extreme - back if sell else price >= self.extreme + back
 
 
 def fires(order_type: str, side: str, trigger: Decimal, price: Decimal) -> bool:
@@ -96,7 +120,20 @@ class ConditionalBook:
         side = p.side()
         position_side = futures.position_side(p)
         order_type = p.req_enum("type", TYPES, BinanceError(-1116, "Invalid orderType."))
-        trigger = p.req_decimal("triggerPrice")
+        trailing = order_type == TRAILING
+        callback = ZERO
+        if trailing:
+            if p.has("triggerPrice"):
+                raise not_required("triggerPrice")
+            callback = p.req_decimal("callbackRate")
+            if not MIN_CALLBACK <= callback <= MAX_CALLBACK:
+                raise mandatory("callbackRate")
+            trigger = ZERO
+        else:
+            for name in ("callbackRate", "activatePrice"):
+                if p.has(name):
+                    raise not_required(name)
+            trigger = p.req_decimal("triggerPrice")
         close_position = p.boolean("closePosition")
         reduce_only = p.boolean("reduceOnly")
         hedge_close = futures.closes(position_side, side)
@@ -129,7 +166,13 @@ class ConditionalBook:
             raise BinanceError(-4116, "ClientOrderId is duplicated.")
         lot = spec.usdm
         last = engine.price(spec.symbol)
-        futures.check_price(lot, trigger)
+        activate = p.decimal("activatePrice") if trailing else None
+        if not trailing:
+            futures.check_price(lot, trigger)
+        elif activate is not None:
+            futures.check_price(lot, activate)
+            if (activate <= last) if side == "SELL" else (activate >= last):
+                raise BinanceError(-2021, "Order would immediately trigger.")
         if qty is not None:
             futures.check_filters(lot, qty, price, trigger, reduce_only or hedge_close)
         if (reduce_only or hedge_close) and futures.reducible(
@@ -146,7 +189,7 @@ class ConditionalBook:
                 raise CLOSE_POSITION_EXISTS
         if sum(len(book) for book in self.open.values()) >= MAX_CONDITIONAL:
             raise MAX_STOP_ORDERS
-        if fires(order_type, side, trigger, last):
+        if not trailing and fires(order_type, side, trigger, last):
             raise BinanceError(-2021, "Order would immediately trigger.")
         cond = Conditional(
             algo_id=engine.ids.next("conditional"),
@@ -166,6 +209,11 @@ class ConditionalBook:
             update_time=engine.now,
             position_side=position_side,
         )
+        if trailing:
+            cond.callback_rate = callback
+            cond.activate_price = activate if activate is not None else last
+            if activate is None:
+                cond.extreme = last  # activated at once, from the latest price
         self.conditionals[cond.algo_id] = cond
         self.open[spec.symbol][cond.algo_id] = cond
         self.by_client[client_id] = cond.algo_id
@@ -178,7 +226,9 @@ class ConditionalBook:
             ident=cond.algo_id,
             client_id=client_id,
             order_type=order_type,
-            prices={"trigger": trigger},
+            prices={"activate": cond.activate_price, "callback_rate": cond.callback_rate}
+            if trailing
+            else {"trigger": trigger},
         )
         return self.render(cond, query=False)
 
@@ -187,9 +237,13 @@ class ConditionalBook:
     def on_price(self, symbol: str, price: Decimal) -> None:
         for cond in list(self.open[symbol].values()):
             # An earlier trigger may have closed the position and expired this one.
-            if cond.status == "NEW" and fires(
-                cond.order_type, cond.side, cond.trigger_price, price
-            ):
+            if cond.status != "NEW":
+                continue
+            if cond.order_type == TRAILING:
+                fired = cond.trails(price)
+            else:
+                fired = fires(cond.order_type, cond.side, cond.trigger_price, price)
+            if fired:
                 self.trigger(cond, price)
 
     def trigger(self, cond: Conditional, price: Decimal) -> None:
@@ -375,7 +429,14 @@ class ConditionalBook:
                 "reduceOnly": cond.reduce_only or cond.close_position,
             }
         )
-        if not query:
+        if cond.order_type == TRAILING:
+            out.update(
+                {
+                    "activatePrice": fmt(cond.activate_price, pp),
+                    "callbackRate": f"{cond.callback_rate.normalize():f}",
+                }
+            )
+        elif not query:
             out.update({"activatePrice": "", "callbackRate": ""})
         out.update(
             {

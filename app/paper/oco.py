@@ -24,7 +24,7 @@ from app.paper.errors import (
 )
 from app.paper.ledger import OCO
 from app.paper.numbers import ZERO
-from app.paper.orders import STOP_TYPES, SpotOrder, render_cancel, render_report
+from app.paper.orders import STOP_TYPES, SpotOrder, render_cancel, render_report, trailing_delta
 from app.paper.params import Params
 from app.paper.symbols import MAX_NUM_ORDER_LISTS
 from app.paper.wallet import Reservation
@@ -61,6 +61,7 @@ class Leg:
     stop: Decimal | None
     tif: str | None
     client_id: str | None
+    trailing_delta: int = 0
 
 
 class OcoBook:
@@ -90,11 +91,12 @@ class OcoBook:
             raise rejected(BAD_PRICE_RELATIONSHIP)
         last = engine.price(spec.symbol)
         profit_levels = [v for v in (profit.price, profit.stop) if v is not None]
-        assert stop.stop is not None
+        # A trailing stop leg may come without a stopPrice: it tracks from the latest price.
+        stops = [stop.stop] if stop.stop is not None else []
         if side == "SELL":
-            ok = all(v > last for v in profit_levels) and stop.stop < last
+            ok = all(v > last for v in profit_levels) and all(v < last for v in stops)
         else:
-            ok = all(v < last for v in profit_levels) and stop.stop > last
+            ok = all(v < last for v in profit_levels) and all(v > last for v in stops)
         if not ok:
             raise rejected(BAD_PRICE_RELATIONSHIP)
         for leg in (below, above):
@@ -115,7 +117,11 @@ class OcoBook:
         if side == "SELL":
             reservation = engine.spot_wallet.reserve(spec.base, qty)
         else:
-            worst = max(v for leg in (above, below) for v in (leg.price, leg.stop) if v is not None)
+            worst = max(
+                [v for leg in (above, below) for v in (leg.price, leg.stop) if v is not None]
+                # a trailing stop without a stopPrice triggers at most this far above
+                + [last * (1 + Decimal(stop.trailing_delta) / 10_000)]
+            )
             reservation = engine.spot_wallet.reserve(spec.quote, qty * worst)
         now = engine.now
         order_list = OrderList(
@@ -141,7 +147,10 @@ class OcoBook:
                 update_time=now,
                 working_time=now if leg.type == "LIMIT_MAKER" else -1,
                 list_id=order_list.order_list_id,
+                trailing_delta=leg.trailing_delta,
             )
+            if leg.trailing_delta and leg.stop is None:
+                order.trailing_time, order.extreme = now, last
             spot.store(order)
             order_list.leg_ids.append(order.order_id)
         self.lists[order_list.order_list_id] = order_list
@@ -179,10 +188,11 @@ class OcoBook:
             ),
             client_id=p.get(f"{prefix}ClientOrderId"),
         )
+        leg.trailing_delta = trailing_delta(p, f"{prefix}TrailingDelta", leg_type)
         needs: list[tuple[str, object]] = []
         if leg_type in ("LIMIT_MAKER", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"):
             needs.append((f"{prefix}Price", leg.price))
-        if leg_type != "LIMIT_MAKER":
+        if leg_type != "LIMIT_MAKER" and not leg.trailing_delta:
             needs.append((f"{prefix}StopPrice", leg.stop))
         if leg_type in ("STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"):
             needs.append((f"{prefix}TimeInForce", leg.tif))

@@ -6,12 +6,16 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from time import monotonic
 
+from app.paper.errors import filter_failure, not_required
 from app.paper.numbers import ZERO, fmt8
+from app.paper.params import Params
 from app.paper.wallet import Reservation
 
 STOP_TYPES = ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
 LIMIT_PRICED = ("LIMIT", "LIMIT_MAKER", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT")
 OPEN = ("NEW", "PARTIALLY_FILLED")
+# The TRAILING_DELTA filter (BIPS), the same for the above and the below directions.
+MIN_TRAILING_DELTA, MAX_TRAILING_DELTA = 10, 2000
 
 
 @dataclass
@@ -39,6 +43,11 @@ class SpotOrder:
     reservation: Reservation | None = None
     expiry_reason: str | None = None
     created_mono: float = field(default_factory=monotonic)
+    # A trailing stop (``trailingDelta``, BIPS): tracking since ``trailing_time`` (-1: not
+    # yet, waiting for its stopPrice), the best price since (highest SELL, lowest BUY).
+    trailing_delta: int = 0
+    trailing_time: int = -1
+    extreme: Decimal = ZERO
 
     @property
     def is_open(self) -> bool:
@@ -54,6 +63,37 @@ def triggered(order_type: str, side: str, stop: Decimal, price: Decimal) -> bool
     if order_type.startswith("STOP_LOSS"):
         return price <= stop if side == "SELL" else price >= stop
     return price >= stop if side == "SELL" else price <= stop
+
+
+def trailing_delta(p: Params, name: str, order_type: str) -> int:
+    """``trailingDelta`` (BIPS; 0 when not sent): only on a stop or take-profit type, within
+    the symbol's TRAILING_DELTA filter."""
+    delta = p.integer(name)
+    if delta is None:
+        return 0
+    if order_type not in STOP_TYPES:
+        raise not_required(name)
+    if not MIN_TRAILING_DELTA <= delta <= MAX_TRAILING_DELTA:
+        raise filter_failure("TRAILING_DELTA")
+    return delta
+
+
+def trails(order: SpotOrder, price: Decimal, now: int) -> bool:
+    """Track ``price`` for a trailing stop; True when it triggers at it (Binance's trailing
+    stop FAQ: tracking starts at the first price meeting the stopPrice condition, or at
+    once without a stopPrice; a SELL triggers after a fall of the delta from the highest
+    price since, a BUY after a rise from the lowest)."""
+    if order.trailing_time < 0:
+        if order.stop_price and not triggered(order.type, order.side, order.stop_price, price):
+            return False
+        order.trailing_time, order.extreme = now, price
+        return False
+    delta = Decimal(order.trailing_delta) / 10_000
+    if order.side == "SELL":
+        order.extreme = max(order.extreme, price)
+        return price <= order.extreme * (1 - delta)
+    order.extreme = min(order.extreme, price)
+    return price >= order.extreme * (1 + delta)
 
 
 def marketable(side: str, limit: Decimal, price: Decimal) -> bool:
@@ -94,6 +134,9 @@ def _body(order: SpotOrder) -> dict[str, object]:
     }
     if order.type in STOP_TYPES:
         out["stopPrice"] = fmt8(order.stop_price)
+    if order.trailing_delta:
+        out["trailingDelta"] = order.trailing_delta
+        out["trailingTime"] = order.trailing_time
     return out
 
 

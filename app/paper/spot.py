@@ -33,6 +33,8 @@ from app.paper.orders import (
     render_cancel,
     render_new,
     render_query,
+    trailing_delta,
+    trails,
     triggered,
 )
 from app.paper.params import Params
@@ -75,7 +77,8 @@ class SpotBook:
         quote_qty = p.decimal("quoteOrderQty")
         limit = p.decimal("price")
         stop = p.decimal("stopPrice")
-        self._check_type_params(order_type, tif, qty, quote_qty, limit, stop)
+        delta = trailing_delta(p, "trailingDelta", order_type)
+        self._check_type_params(order_type, tif, qty, quote_qty, limit, stop, trailing=delta > 0)
         default_resp = "FULL" if order_type in ("MARKET", "LIMIT") else "ACK"
         resp = p.enum("newOrderRespType", ("ACK", "RESULT", "FULL")) or default_resp
         client_id = self.client_id(spec.symbol, p.get("newClientOrderId"))
@@ -86,7 +89,7 @@ class SpotBook:
         assert qty is not None
         self.check_filters(spec, order_type, side, qty, limit, stop)
         self.check_counts(spec.symbol, 1 if order_type in STOP_TYPES else 0)
-        if order_type in STOP_TYPES:
+        if order_type in STOP_TYPES and not delta:
             assert stop is not None
             if triggered(order_type, side, stop, last):
                 raise rejected("Order would trigger immediately.")
@@ -107,7 +110,10 @@ class SpotBook:
             quote_order_qty=quote_qty or ZERO,
             time=now,
             update_time=now,
+            trailing_delta=delta,
         )
+        if delta and stop is None:
+            order.trailing_time, order.extreme = now, last  # tracks from the latest price
         if order_type == "MARKET":
             self.trade(order, qty, last)
         elif order_type in ("LIMIT", "LIMIT_MAKER"):
@@ -119,7 +125,9 @@ class SpotBook:
             else:
                 order.reservation = self.reserve(spec, side, qty, order.price)
         else:
-            order.reservation = self.reserve(spec, side, qty, order.price or order.stop_price)
+            order.reservation = self.reserve(
+                spec, side, qty, order.price or order.stop_price or last
+            )
         self.store(order)
         engine.ledger.record(
             time=now,
@@ -141,6 +149,8 @@ class SpotBook:
         quote_qty: Decimal | None,
         limit: Decimal | None,
         stop: Decimal | None,
+        *,
+        trailing: bool = False,
     ) -> None:
         if order_type == "MARKET":
             if qty is None and quote_qty is None:
@@ -161,7 +171,7 @@ class SpotBook:
             needs.append(("price", limit))
         if order_type in ("LIMIT", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"):
             needs.append(("timeInForce", tif))
-        if order_type in STOP_TYPES:
+        if order_type in STOP_TYPES and not trailing:
             needs.append(("stopPrice", stop))
         for name, needed in needs:
             if needed is None:
@@ -314,7 +324,10 @@ class SpotBook:
                 continue
             just_triggered = False
             if not order.working:
-                if not triggered(order.type, order.side, order.stop_price, price):
+                if order.trailing_delta:
+                    if not trails(order, price, self.engine.now):
+                        continue
+                elif not triggered(order.type, order.side, order.stop_price, price):
                     continue
                 self.oco.on_leg_event(order)
                 order.working_time = self.engine.now

@@ -141,7 +141,7 @@ def spot_symbol_info(spec: SymbolSpec, max_algo_orders: int) -> dict[str, object
         "ocoAllowed": True,
         "otoAllowed": True,
         "quoteOrderQtyMarketAllowed": True,
-        "allowTrailingStop": False,
+        "allowTrailingStop": True,
         "cancelReplaceAllowed": False,
         "amendAllowed": False,
         "pegInstructionsAllowed": False,
