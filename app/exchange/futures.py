@@ -125,7 +125,7 @@ class FuturesOrders(BinanceSession):
         symbol: str,
         side: str,
         type: str,
-        trigger_price: Decimal,
+        trigger_price: Decimal | None,
         client_algo_id: str,
         quantity: Decimal | None = None,
         price: Decimal | None = None,
@@ -135,8 +135,12 @@ class FuturesOrders(BinanceSession):
         price_protect: bool | None = None,
         time_in_force: str | None = None,
         position_side: str | None = None,
+        callback_rate: Decimal | None = None,
+        activate_price: Decimal | None = None,
     ) -> ConditionalOrder:
-        """POST /fapi/v1/algoOrder (algoType CONDITIONAL): STOP_MARKET, TAKE_PROFIT_MARKET, …"""
+        """POST /fapi/v1/algoOrder (algoType CONDITIONAL): STOP_MARKET, TAKE_PROFIT_MARKET, …;
+        TRAILING_STOP_MARKET takes ``callback_rate`` (percent) and ``activate_price``, no
+        trigger price."""
         path = "/fapi/v1/algoOrder"
         params = {
             "algoType": "CONDITIONAL",
@@ -152,6 +156,8 @@ class FuturesOrders(BinanceSession):
             "closePosition": close_position,
             "priceProtect": price_protect,
             "reduceOnly": reduce_only,
+            "callbackRate": callback_rate,
+            "activatePrice": activate_price,
             "clientAlgoId": client_algo_id,
         }
         body = self.call("POST", path, params, signed=True)

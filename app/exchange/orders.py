@@ -25,6 +25,7 @@ class OcoLeg:
     stop_price: Decimal | None = None
     time_in_force: str | None = None  # required for STOP_LOSS_LIMIT / TAKE_PROFIT_LIMIT
     client_order_id: str | None = None
+    trailing_delta: int | None = None  # BIPS: a trailing stop (then stop_price is optional)
 
     def params(self, prefix: str) -> dict[str, Any]:
         return {
@@ -33,6 +34,7 @@ class OcoLeg:
             f"{prefix}Price": self.price,
             f"{prefix}StopPrice": self.stop_price,
             f"{prefix}TimeInForce": self.time_in_force,
+            f"{prefix}TrailingDelta": self.trailing_delta,
         }
 
 
@@ -55,6 +57,7 @@ class SpotOrders(BinanceSession):
         time_in_force: str | None = None,
         stop_price: Decimal | None = None,
         new_order_resp_type: str = "FULL",
+        trailing_delta: int | None = None,
     ) -> Order:
         """POST /api/v3/order. FULL answers carry ``fills`` (with commissions)."""
         path = "/api/v3/order"
@@ -67,6 +70,7 @@ class SpotOrders(BinanceSession):
             "quoteOrderQty": quote_order_qty,
             "price": price,
             "stopPrice": stop_price,
+            "trailingDelta": trailing_delta,
             "newClientOrderId": new_client_order_id,
             "newOrderRespType": new_order_resp_type,
         }

@@ -76,7 +76,8 @@ class Levels:
 
     A take-profit ladder is ``targets`` ((price, fraction), ...), and ``take_profit`` is then
     its first (nearest) price; ``breakeven_after`` is the target after which the stop moves
-    to the entry's average price plus fees (``app.execution.breakeven``)."""
+    to the entry's average price plus fees (``app.execution.breakeven``); ``trailing_rate``
+    (percent) and ``trailing_activation`` make the stop trail."""
 
     take_profit: Decimal | None = None
     stop_price: Decimal | None = None
@@ -85,6 +86,8 @@ class Levels:
     if_crossed: str | None = None  # None: "exit"
     targets: tuple[tuple[Decimal, Decimal], ...] = ()
     breakeven_after: int | None = None
+    trailing_rate: Decimal | None = None
+    trailing_activation: Decimal | None = None
 
     @property
     def empty(self) -> bool:
@@ -116,6 +119,10 @@ class Levels:
             breakeven_after=newer.breakeven_after
             if tp_changed
             else newer.breakeven_after or self.breakeven_after,
+            trailing_rate=newer.trailing_rate or self.trailing_rate,
+            trailing_activation=newer.trailing_activation
+            if newer.trailing_rate
+            else self.trailing_activation,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -137,6 +144,11 @@ class Levels:
                 stop["if_crossed"] = self.if_crossed
             if self.breakeven_after is not None:
                 stop["breakeven_after"] = self.breakeven_after
+            if self.trailing_rate is not None:
+                trailing = {"callback_rate": to_wire(self.trailing_rate)}
+                if self.trailing_activation is not None:
+                    trailing["activation_price"] = to_wire(self.trailing_activation)
+                stop["trailing"] = trailing
             out["stop_loss"] = stop
         return out
 
@@ -153,6 +165,7 @@ class Levels:
             targets = tuple((Decimal(str(t["price"])), Decimal(str(t["fraction"]))) for t in tp)
             tp = {"price": targets[0][0]} if targets else {}
         after = sl.get("breakeven_after")
+        trailing = sl.get("trailing") or {}
         return cls(
             dec(tp.get("price")),
             dec(sl.get("stop_price")),
@@ -161,6 +174,8 @@ class Levels:
             sl.get("if_crossed"),
             targets,
             int(after) if after is not None else None,
+            dec(trailing.get("callback_rate")),
+            dec(trailing.get("activation_price")),
         )
 
     @classmethod
@@ -175,6 +190,8 @@ class Levels:
             sl.if_crossed.value if sl else None,
             targets,
             sl.breakeven_after if sl else None,
+            sl.trailing.callback_rate if sl and sl.trailing else None,
+            sl.trailing.activation_price if sl and sl.trailing else None,
         )
 
 
@@ -185,6 +202,7 @@ class OcoLegIntent:
     price: Decimal | None = None
     stop_price: Decimal | None = None
     time_in_force: str | None = None
+    trailing_delta: int | None = None  # BIPS: a trailing stop leg, with no stop price
 
 
 @dataclass(frozen=True)
@@ -233,6 +251,8 @@ class OrderIntent:
                     "stop_price": to_wire(leg.stop_price) if leg.stop_price is not None else None,
                     "time_in_force": leg.time_in_force,
                 }
+                if leg.trailing_delta is not None:
+                    out[name]["trailing_delta"] = leg.trailing_delta
         return out
 
 
@@ -533,7 +553,7 @@ def plan_bracket(
         client_id=client_order_id(signal_id, leg), facts={"levels": levels.to_json()},
     )  # fmt: skip
     if market == "usdm":
-        return _conditional_bracket(base, signal_id, rules, tp, stop, quantity)
+        return _conditional_bracket(base, signal_id, rules, tp, stop, quantity, levels, price)
     notes: list[str] = []
     stop_kind = levels.stop_kind
     limit = None
@@ -558,6 +578,7 @@ def plan_bracket(
         check_notional(rules, amount, lowest)
     except FilterViolation as exc:
         return NotProtected(f"too small to protect: {exc}")
+    delta = _trailing_delta(levels, stop, side, price, notes) if stop_kind == "market" else None
     facts = {**base.facts, "notes": notes} if notes else base.facts
     tp_id, sl_id = client_order_id(signal_id, f"{leg}-tp"), client_order_id(signal_id, f"{leg}-sl")
     if tp is not None and stop is not None:
@@ -566,6 +587,8 @@ def plan_bracket(
             OcoLegIntent("STOP_LOSS_LIMIT", sl_id, limit, stop, "GTC")
             if stop_kind == "limit"
             else OcoLegIntent("STOP_LOSS", sl_id, stop_price=stop)
+            if delta is None
+            else OcoLegIntent("STOP_LOSS", sl_id, trailing_delta=delta)
         )
         above, below = (profit, loss) if sell else (loss, profit)
         return [
@@ -583,12 +606,35 @@ def plan_bracket(
         ]  # fmt: skip
     assert stop is not None
     kind = "stop_loss_limit" if stop_kind == "limit" else "stop_loss"
+    if delta is not None:
+        facts = {**facts, "trailing_delta": delta}
     return [
         replace(
-            base, leg=f"{leg}-sl", kind=kind, client_id=sl_id,
-            quantity=amount, price=limit, stop_price=stop, facts={**facts, "bracket_leg": "sl"},
+            base, leg=f"{leg}-sl", kind=kind, client_id=sl_id, quantity=amount, price=limit,
+            stop_price=stop if delta is None else None, facts={**facts, "bracket_leg": "sl"},
         )
     ]  # fmt: skip
+
+
+def _trailing_delta(
+    levels: Levels, stop: Decimal | None, side: str, price: Decimal, notes: list[str]
+) -> int | None:
+    """A spot stop leg's ``trailingDelta`` (BIPS), or None for a fixed stop. Binance's spot
+    trailing stop, sent without a stopPrice, tracks from the last price: it starts at
+    ``price`` less the delta (a SELL). Starting below the signal's stop it would protect less
+    than asked, so the fixed stop goes out instead, and a note says so."""
+    if levels.trailing_rate is None or stop is None:
+        return None
+    delta = int(levels.trailing_rate * 100)
+    sell = side == "SELL"
+    start = price * (1 - Decimal(delta) / 10_000 if sell else 1 + Decimal(delta) / 10_000)
+    if (start < stop) if sell else (start > stop):
+        notes.append(
+            f"trailing stop left out: from {to_wire(price)} it would start at "
+            f"{to_wire(start)}, beyond the stop {to_wire(stop)}"
+        )
+        return None
+    return delta
 
 
 def _conditional_bracket(
@@ -598,6 +644,8 @@ def _conditional_bracket(
     tp: Decimal | None,
     stop: Decimal | None,
     quantity: Decimal,
+    levels: Levels,
+    price: Decimal,
 ) -> list[OrderIntent] | NotProtected:
     try:
         amount = round_quantity(rules, quantity)
@@ -618,6 +666,8 @@ def _conditional_bracket(
                 facts={**base.facts, "bracket_leg": name},
             )
         )  # fmt: skip
+    if levels.trailing_rate is not None and stop is not None:
+        out.append(_trailing_stop(base, signal_id, rules, amount, levels, price))
     return out
 
 
@@ -692,3 +742,34 @@ def _mergeable(slices: list[Slice], rules: SymbolRules, floor: Decimal | None) -
     if carry and out:
         out[-1] = replace(out[-1], quantity=out[-1].quantity + carry)
     return out
+
+
+def _trailing_stop(
+    base: OrderIntent,
+    signal_id: str,
+    rules: SymbolRules,
+    amount: Decimal,
+    levels: Levels,
+    price: Decimal,
+) -> OrderIntent:
+    """A reduce-only TRAILING_STOP_MARKET beside the fixed stop (which keeps its level until
+    the trail is past it). An activation price the market already reached is left out:
+    Binance refuses it (-2021), and without one the trail starts from the current price."""
+    assert levels.trailing_rate is not None
+    sell = base.side == "SELL"
+    activation = levels.trailing_activation
+    if activation is not None:
+        activation = round_price(rules, activation, base.side)
+        if (activation <= price) if sell else (activation >= price):
+            activation = None
+    leg = f"{base.leg}-trail"
+    facts = {
+        **base.facts,
+        "bracket_leg": "trail",
+        "callback_rate": to_wire(levels.trailing_rate),
+        "activation_price": to_wire(activation) if activation is not None else None,
+    }
+    return replace(
+        base, leg=leg, kind="conditional", client_id=client_order_id(signal_id, leg),
+        quantity=amount, order_type="TRAILING_STOP_MARKET", reduce_only=True, facts=facts,
+    )  # fmt: skip

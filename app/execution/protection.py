@@ -147,6 +147,8 @@ def why_replace(
         return "levels changed"
     if position.market != "spot":
         needed = {n for n, v in (("tp", levels.take_profit), ("sl", levels.stop_price)) if v}
+        if levels.trailing_rate is not None and levels.stop_price is not None:
+            needed.add("trail")
         if needed - _covered_legs(live):
             return "a leg is missing"
     quantities = [o.quantity for o in live if o.quantity is not None]
@@ -448,7 +450,7 @@ def _again(order: Order, key: str, leg: str, generation: int) -> OrderIntent:
         suffix = "tp" if raw["type"] == "LIMIT_MAKER" else "sl"
         return OcoLegIntent(
             raw["type"], client_order_id(key, f"{own}-{suffix}"), dec(raw.get("price")),
-            dec(raw.get("stop_price")), raw.get("time_in_force"),
+            dec(raw.get("stop_price")), raw.get("time_in_force"), raw.get("trailing_delta"),
         )  # fmt: skip
 
     keep = {k: v for k, v in extra.items() if k not in ("above", "below", "sent_at", "algoId")}

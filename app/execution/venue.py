@@ -63,6 +63,9 @@ STATUS = {
 }
 
 
+TRAILING_STOP = "TRAILING_STOP_MARKET"
+
+
 def _extra(order: Order) -> dict[str, Any]:
     return dict(order.extra or {})
 
@@ -77,6 +80,7 @@ def _leg(raw: dict[str, Any]) -> OcoLeg:
         stop_price=dec(raw.get("stop_price")),
         time_in_force=raw.get("time_in_force"),
         client_order_id=raw.get("client_id"),
+        trailing_delta=raw.get("trailing_delta"),
     )
 
 
@@ -143,6 +147,16 @@ def _submit(client: BinanceClient, order: Order) -> Answer:
             quote_order_qty=order.quote_quantity, price=order.price,
             stop_price=order.stop_price, time_in_force="GTC" if resting else None,
             new_order_resp_type="FULL" if order.kind in ("market", "limit") else "RESULT",
+            trailing_delta=extra.get("trailing_delta"),
+        )  # fmt: skip
+    if order.kind == "conditional" and extra.get("order_type") == TRAILING_STOP:
+        activation = extra.get("activation_price")
+        return client.new_conditional_order(
+            symbol=order.symbol, side=order.side, type=TRAILING_STOP, trigger_price=None,
+            client_algo_id=order.client_id, quantity=order.quantity,
+            reduce_only=reduce_only, working_type="MARK_PRICE", position_side=side,
+            callback_rate=Decimal(str(extra["callback_rate"])),
+            activate_price=Decimal(str(activation)) if activation else None,
         )  # fmt: skip
     if order.kind == "conditional":
         assert order.stop_price is not None

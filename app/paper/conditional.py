@@ -123,8 +123,10 @@ class ConditionalBook:
         trailing = order_type == TRAILING
         callback = ZERO
         if trailing:
-            if p.has("triggerPrice"):
-                raise not_required("triggerPrice")
+            # priceProtect: "only with STOP_MARKET/TAKE_PROFIT_MARKET" (reference §5.1)
+            for name in ("triggerPrice", "priceProtect"):
+                if p.has(name):
+                    raise not_required(name)
             callback = p.req_decimal("callbackRate")
             if not MIN_CALLBACK <= callback <= MAX_CALLBACK:
                 raise mandatory("callbackRate")

@@ -170,6 +170,7 @@ class OcoBook:
                 "take_profit": profit.price if profit.price is not None else profit.stop,
                 "stop": stop.stop,
                 "stop_limit": stop.price,
+                "trailing_delta": Decimal(stop.trailing_delta) if stop.trailing_delta else None,
             },
         )
         return self.render_list(order_list, reports=resp != "ACK")

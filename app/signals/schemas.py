@@ -415,6 +415,19 @@ class IfCrossed(enum.StrEnum):
     ALERT = "alert"  # ... or only records an "unprotected" event for a human
 
 
+class Trailing(_Strict):
+    """A trailing stop: it follows the best price by ``callback_rate`` percent. Spot: the
+    stop leg's ``trailingDelta`` (rate x 100 BIPS), tracking from when it is placed; USD-M:
+    TRAILING_STOP_MARKET, from ``activation_price`` when given."""
+
+    callback_rate: Positive
+    activation_price: Positive | None = None
+
+
+# Binance's ranges, in percent: spot TRAILING_DELTA 10-2000 BIPS, USD-M callbackRate 0.1-10.
+TRAILING_RANGE = {"spot": (Decimal("0.1"), Decimal(20)), "usdm": (Decimal("0.1"), Decimal(10))}
+
+
 class StopLoss(_Strict):
     stop_price: Positive
     limit_price: Positive | None = None  # only with type "limit"; else the worker picks one
@@ -426,6 +439,7 @@ class StopLoss(_Strict):
     breakeven_after: (
         Annotated[int, PlainValidator(parse_int), AfterValidator(_target_number)] | None
     ) = None
+    trailing: Trailing | None = None
 
     @property
     def stop_type(self) -> StopType:
@@ -659,6 +673,67 @@ def cross_check(sig: SignalIn) -> list[FieldError]:
     if sig.action is Action.ENTRY and sig.side is not None:
         errors.extend(_check_levels(sig.side, execution, sig.take_profit, sig.stop_loss))
         errors.extend(_check_ladder(sig.side, sig.take_profit, sig.stop_loss))
+        if sig.stop_loss is not None and sig.stop_loss.trailing is not None:
+            errors.extend(_check_trailing(sig.side, market, execution, sig.stop_loss))
+    return errors
+
+
+def _check_trailing(
+    side: Side,
+    market: Market,
+    execution: MarketExecution | LimitExecution | TwapExecution | VpExecution,
+    stop_loss: StopLoss,
+) -> list[FieldError]:
+    """A callback rate Binance accepts on the market; an activation price usdm can use."""
+    errors: list[FieldError] = []
+    trailing = stop_loss.trailing
+    assert trailing is not None
+    rate = trailing.callback_rate
+    low, high = TRAILING_RANGE[market.value]
+    field = "stop_loss.trailing.callback_rate"
+    if not low <= rate <= high:
+        errors.append(
+            FieldError(
+                field, format(rate, "f"), f"must be from {low} to {high} (percent) on {market}"
+            )
+        )
+    elif market is Market.SPOT and (rate * 100) != (rate * 100).to_integral_value():
+        errors.append(
+            FieldError(
+                field, format(rate, "f"), "must be whole basis points on spot (1.25, not 1.255)"
+            )
+        )
+    if stop_loss.stop_type is StopType.LIMIT:
+        errors.append(
+            FieldError(
+                "stop_loss.type", "limit", "a trailing stop sells at market once it triggers"
+            )
+        )
+    activation = trailing.activation_price
+    if activation is not None and market is Market.SPOT:
+        errors.append(
+            FieldError(
+                "stop_loss.trailing.activation_price",
+                format(activation, "f"),
+                "usdm only: Binance's spot trailing stop tracks from when it is placed (its "
+                "stopPrice starts a SELL's tracking on a fall, not a rise)",
+            )
+        )
+    elif activation is not None:
+        long = side is Side.BUY
+        refs = [("stop_loss.stop_price", stop_loss.stop_price)]
+        if isinstance(execution, LimitExecution):
+            refs.append(("execution.price", execution.price))
+        want = "above" if long else "below"
+        for name, ref in refs:
+            if (activation <= ref) if long else (activation >= ref):
+                errors.append(
+                    FieldError(
+                        "stop_loss.trailing.activation_price",
+                        format(activation, "f"),
+                        f"must be {want} {name} ({format(ref, 'f')}) for a {side}",
+                    )
+                )
     return errors
 
 

@@ -99,3 +99,42 @@ def test_breakeven_waits_for_its_target_and_never_loosens_a_stop() -> None:
     assert moved("0.16", "65100") == D(60000)  # partly
     assert moved("0.15", "65100") == D(65100)
     assert moved("0.15", "59000") == D(60000)  # already beyond breakeven: unchanged
+
+
+def test_a_spot_trailing_stop_is_the_oco_stop_leg_without_a_stop_price() -> None:
+    intents = bracket(levels=Levels(D(70000), D(60000), trailing_rate=D("1.5")))
+    assert not isinstance(intents, NotProtected)
+    (oco,) = intents
+    assert oco.below is not None
+    assert (oco.below.type, oco.below.stop_price, oco.below.trailing_delta) == (
+        "STOP_LOSS", None, 150,
+    )  # fmt: skip
+
+
+def test_a_spot_trail_that_would_start_beyond_the_stop_leaves_the_fixed_stop() -> None:
+    # From 65,000 a 10 % trail starts at 58,500, below the 60,000 stop asked for.
+    intents = bracket(levels=Levels(D(70000), D(60000), trailing_rate=D(10)))
+    assert not isinstance(intents, NotProtected)
+    (oco,) = intents
+    assert oco.below is not None and oco.below.trailing_delta is None
+    assert oco.below.stop_price == D(60000)
+    assert "trailing stop left out" in oco.facts["notes"][0]
+
+
+def test_a_usdm_trailing_stop_rides_beside_the_fixed_stop() -> None:
+    levels = Levels(D(70000), D(60000), trailing_rate=D(1), trailing_activation=D(68000))
+    intents = bracket(market="usdm", rules=USDM, quantity=D("0.3"), levels=levels)
+    assert not isinstance(intents, NotProtected)
+    got = [(i.order_type, i.quantity, i.reduce_only, i.facts["bracket_leg"]) for i in intents]
+    assert got == [
+        ("TAKE_PROFIT_MARKET", D("0.3"), True, "tp"),
+        ("STOP_MARKET", D("0.3"), True, "sl"),
+        ("TRAILING_STOP_MARKET", D("0.3"), True, "trail"),
+    ]
+    assert (intents[2].facts["callback_rate"], intents[2].facts["activation_price"]) == (
+        "1", "68000",
+    )  # fmt: skip
+    # An activation the market already passed would be refused: the trail starts now.
+    late = bracket(market="usdm", rules=USDM, quantity=D("0.3"), levels=levels, price=D(69000))
+    assert not isinstance(late, NotProtected)
+    assert late[2].facts["activation_price"] is None

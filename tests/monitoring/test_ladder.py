@@ -206,3 +206,54 @@ def test_no_breakeven_before_its_target_fills(desk: Desk) -> None:
     desk.cycle()
     assert {e["prices"]["stop"] for e in live(desk, "oco")} == {"60000"}
     assert len(desk.ledger(kind="oco")) == 3  # target 1 filled; nothing was re-placed
+
+
+# ---- trailing stops ------------------------------------------------------------------------
+
+
+def test_a_spot_trailing_stop_is_the_oco_stop_leg_and_sells_on_the_callback(desk: Desk) -> None:
+    trailing = {"stop_price": "60000", "trailing": {"callback_rate": "1"}}
+    position_id = enter(desk, "spot", take_profit={"price": "75000"}, stop_loss=trailing)
+
+    (oco,) = desk.ledger(kind="oco")
+    assert oco["order_type"] == "LIMIT_MAKER/STOP_LOSS"
+    # 100 BIPS, tracking from the price when placed: no fixed stop price is sent.
+    assert oco["prices"] == {"take_profit": "75000", "trailing_delta": "100"}
+    assert D(oco["quantity"]) == held(desk.position(position_id))
+
+    desk.set_price("BTCUSDT", "68000")  # the highest since: the stop trails to 67,320
+    desk.set_price("BTCUSDT", "67400")
+    desk.cycle()
+    assert live(desk, "oco") != []
+    desk.set_price("BTCUSDT", "67320")
+    desk.cycle()
+    position = desk.position(position_id)
+    assert position.status == "closed" and position.exit_quantity == D(oco["quantity"])
+    assert position.exit_proceeds == D(oco["quantity"]) * D(67320)
+
+
+def test_a_usdm_trailing_stop_rides_beside_the_fixed_stop_from_its_activation_price(
+    desk: Desk,
+) -> None:
+    trailing = {
+        "stop_price": "60000",
+        "trailing": {"callback_rate": "1", "activation_price": "68000"},
+    }
+    position_id = enter(desk, "usdm", take_profit={"price": "75000"}, stop_loss=trailing)
+
+    placed = {e["order_type"]: e for e in desk.ledger(kind="futures_conditional")}
+    assert sorted(placed) == ["STOP_MARKET", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"]
+    assert {D(e["quantity"]) for e in placed.values()} == {D("0.03")}
+    assert placed["TRAILING_STOP_MARKET"]["prices"] == {"activate": "68000", "callback_rate": "1"}
+    assert placed["STOP_MARKET"]["prices"] == {"trigger": "60000"}
+
+    # Not active below 68,000: a fall there is the fixed stop's business.
+    for price in ("66000", "65000", "68000", "70000", "69400"):
+        desk.set_price("BTCUSDT", price)
+    desk.cycle()
+    assert len(live(desk, "futures_conditional")) == 3
+    desk.set_price("BTCUSDT", "69300")  # 70,000 less 1 %
+    desk.cycle()
+    position = desk.position(position_id)
+    assert position.status == "closed" and position.exit_proceeds == D("0.03") * D(69300)
+    assert live(desk, "futures_conditional") == []  # the fixed stop and the target cancelled

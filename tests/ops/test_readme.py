@@ -55,7 +55,7 @@ def test_there_are_tradingview_templates_with_a_secret_placeholder() -> None:
         assert fill(template)["secret"] == "YOUR_PACEKEEPER_WEBHOOK_SECRET"
 
 
-@pytest.mark.parametrize("index", [0, 1, 2, 3])
+@pytest.mark.parametrize("index", [0, 1, 2, 3, 4])
 def test_tradingview_templates_are_valid_signals(index: int) -> None:
     body = fill(tradingview_templates()[index])
     body.pop("secret")
@@ -102,3 +102,12 @@ def test_the_breakeven_template_moves_the_stop_after_the_first_target() -> None:
     body.pop("secret")
     signal = schemas.parse_signal(body, now=datetime(2026, 11, 21, 10, tzinfo=UTC))
     assert signal.stop_loss is not None and signal.stop_loss.breakeven_after == 1
+
+
+def test_the_trailing_template_trails_on_usdm() -> None:
+    (template,) = [t for t in tradingview_templates() if '"trailing"' in t]
+    body = fill(template)
+    body.pop("secret")
+    signal = schemas.parse_signal(body, now=datetime(2026, 11, 21, 10, tzinfo=UTC))
+    assert signal.stop_loss is not None and signal.stop_loss.trailing is not None
+    assert signal.market == "usdm" and signal.stop_loss.trailing.activation_price == 70000

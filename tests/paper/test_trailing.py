@@ -145,6 +145,7 @@ def trailing(side: str = "SELL", **extra: str) -> dict[str, Any]:
         ({"callbackRate": "10.5"}, -1102),
         ({}, -1102),  # callbackRate is mandatory
         ({"callbackRate": "1", "triggerPrice": "70000"}, -1106),
+        ({"callbackRate": "1", "priceProtect": "true"}, -1106),
         ({"callbackRate": "1", "activatePrice": "64000"}, -2021),  # a SELL's activates above
     ],
 )

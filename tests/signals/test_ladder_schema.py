@@ -87,3 +87,42 @@ def test_a_short_ladder_steps_down() -> None:
     assert parse(base(side="sell", take_profit=down)).take_profit is not None
     found = problems(base(side="sell", take_profit=list(reversed(down))))
     assert "below the previous target" in found["take_profit.1.price"]
+
+
+# -- trailing stops --------------------------------------------------------------------------
+
+
+def trail(market: str = "spot", **trailing: Any) -> dict[str, Any]:
+    symbol = "BTCUSDT.P" if market == "usdm" else "BTCUSDT"
+    return base(symbol=symbol, stop_loss={"stop_price": "60000", "trailing": trailing})
+
+
+def test_a_trailing_stop_parses_and_becomes_the_positions_levels() -> None:
+    sig = parse(trail("usdm", callback_rate="1.5", activation_price="68000"))
+    levels = Levels.of_entry(Signal.from_payload(sig.payload()))
+    assert (levels.trailing_rate, levels.trailing_activation) == (D("1.5"), D(68000))
+    assert Levels.from_json(levels.to_json()) == levels
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "fragment"),
+    [
+        (trail(callback_rate="0.05"), "stop_loss.trailing.callback_rate", "from 0.1 to 20"),
+        (trail(callback_rate="25"), "stop_loss.trailing.callback_rate", "from 0.1 to 20"),
+        (trail("usdm", callback_rate="12"), "stop_loss.trailing.callback_rate", "0.1 to 10"),
+        (trail(callback_rate="1.255"), "stop_loss.trailing.callback_rate", "basis points"),
+        (trail(callback_rate="1", activation_price="68000"),
+         "stop_loss.trailing.activation_price", "usdm only"),
+        (trail("usdm", callback_rate="1", activation_price="59000"),
+         "stop_loss.trailing.activation_price", "above stop_loss.stop_price (60000)"),
+        (trail(callback_rate="1", rate="2"), "stop_loss.trailing.rate", "unknown field"),
+        (base(stop_loss={"stop_price": "60000", "limit_price": "59900",
+                         "trailing": {"callback_rate": "1"}}), "stop_loss.type", "at market"),
+    ],
+)  # fmt: skip
+def test_a_trailing_stop_binance_would_refuse_is_a_422_naming_the_field(
+    raw: dict[str, Any], field: str, fragment: str
+) -> None:
+    found = problems(raw)
+    assert field in found, found
+    assert fragment in found[field]
