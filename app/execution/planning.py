@@ -685,9 +685,7 @@ def _ladder(
     slippage: Decimal,
     entry_quantity: Decimal,
 ) -> list[OrderIntent] | NotProtected:
-    step = rules.lot.step_size if rules.lot is not None else Decimal(0)
-    floor = levels.stop_limit or levels.stop_price if market == "spot" else None
-    slices = _mergeable(open_slices(entry_quantity, quantity, levels.targets, step), rules, floor)
+    slices = ladder_slices(levels, rules, market, total=entry_quantity, holding=quantity)
     single = replace(levels, targets=(), take_profit=None)
     if not slices:
         return plan_bracket(
@@ -720,6 +718,16 @@ def _ladder(
             return stop
         out += [replace(i, facts={**i.facts, **facts}) for i in stop]
     return out
+
+
+def ladder_slices(
+    levels: Levels, rules: SymbolRules, market: str, *, total: Decimal, holding: Decimal
+) -> list[Slice]:
+    """The ladder's open targets as orders cover them: each target's share of what is left
+    (``app.execution.ladder``), a slice too small for an order joined to its neighbour."""
+    step = rules.lot.step_size if rules.lot is not None else Decimal(0)
+    floor = levels.stop_limit or levels.stop_price if market == "spot" else None
+    return _mergeable(open_slices(total, holding, levels.targets, step), rules, floor)
 
 
 def _mergeable(slices: list[Slice], rules: SymbolRules, floor: Decimal | None) -> list[Slice]:

@@ -53,7 +53,7 @@ from app.execution.cancels import cancel_order
 from app.execution.claims import Claim, transition
 from app.execution.context import ExecContext
 from app.execution.journal import add_orders, event, exit_filled
-from app.execution.ladder import open_slices, targets_done
+from app.execution.ladder import targets_done
 from app.execution.placement import OrderRejected, place
 from app.execution.planning import (
     BRACKET,
@@ -62,6 +62,7 @@ from app.execution.planning import (
     NotProtected,
     OrderIntent,
     closing_side,
+    ladder_slices,
     plan_bracket,
     plan_market_close,
 )
@@ -139,6 +140,7 @@ def why_replace(
     holding: Decimal,
     *,
     step: Decimal,
+    rules: SymbolRules,
 ) -> str | None:
     """Why the live bracket does not match what the position needs, or None. Pure."""
     if not live:
@@ -158,13 +160,14 @@ def why_replace(
         ladder = [o for o in live if "target" in (o.extra or {})]
         covered = {int((o.extra or {})["target"]) for o in ladder}
         total = position.quantity or ZERO
-        wanted = {s.target for s in open_slices(total, holding, levels.targets, step)}
+        slices = ladder_slices(levels, rules, position.market, total=total, holding=holding)
+        wanted = {s.target for s in slices}
         if wanted - covered:
             missing = ", ".join(str(t) for t in sorted(wanted - covered))
             return f"take-profit target {missing} not covered"
-        slices = sum((o.quantity or ZERO for o in ladder), ZERO)
-        if slices > holding:
-            return f"the targets cover {slices}, more than the holding {holding}"
+        covering = sum((o.quantity or ZERO for o in ladder), ZERO)
+        if covering > holding:
+            return f"the targets cover {covering}, more than the holding {holding}"
     sized = [s for s in (_sized_for(o) for o in live) if s is not None]
     if sized and holding - min(sized) >= step and holding > min(sized):
         return f"holding grew to {holding} (bracket sized for {min(sized)})"
@@ -222,7 +225,7 @@ def protect_position(
         rules = ctx.client.symbol_rules(position.symbol, position.market)  # type: ignore[arg-type]
         step = rules.lot.step_size if rules.lot is not None else ZERO
         levels = _with_breakeven(session, position, levels, holding, rules)
-        why = why_replace(position, levels, live, holding, step=step)
+        why = why_replace(position, levels, live, holding, step=step, rules=rules)
         if why is None:
             if (position.bracket_note or "").startswith(UNPROTECTED):
                 position.bracket_note = None  # a live bracket covers it again
@@ -383,7 +386,10 @@ def _announce(session: Session, position: Position, placed: list[Order], reason:
         return
     # The levels placed: a stop moved to breakeven is not the one the signal gave.
     levels = _row_levels(placed[0]) or Levels.from_json(position.pending_bracket)
-    quantity = max((o.quantity or ZERO for o in placed), default=ZERO)
+    # Spot: one OCO per ladder target, together covering the holding; USD-M: the stop covers
+    # it all, the take-profits each a part.
+    amounts = [o.quantity or ZERO for o in placed]
+    quantity = sum(amounts, ZERO) if position.market == "spot" else max(amounts, default=ZERO)
     kinds = "/".join(sorted({o.kind for o in placed}))
     covers = [
         f"{name} {value.normalize():f}"

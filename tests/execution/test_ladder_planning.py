@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from app.execution.breakeven import EntryFill, breakeven_price, entry_fees, with_breakeven
 from app.execution.ladder import open_slices, split
 from app.execution.planning import Levels, NotProtected
-from tests.execution.test_planning import USDM, bracket
+from tests.execution.test_planning import SPOT, USDM, bracket
 
 D = Decimal
 STEP = D("0.00001")
@@ -138,3 +138,24 @@ def test_a_usdm_trailing_stop_rides_beside_the_fixed_stop() -> None:
     late = bracket(market="usdm", rules=USDM, quantity=D("0.3"), levels=levels, price=D(69000))
     assert not isinstance(late, NotProtected)
     assert late[2].facts["activation_price"] is None
+
+
+def test_a_ladder_with_a_merged_slice_is_not_replaced_again_on_the_next_pass() -> None:
+    # Target 1 mostly filled: its last step joined target 2 when the bracket was planned.
+    # The protection pass must see that bracket as the one it wants, not re-place it forever.
+    from app.execution.protection import why_replace
+    from app.models import Order, Position
+
+    holding = D("0.15001")
+    intents = bracket(quantity=holding, entry_quantity=D("0.3"), levels=LADDER)
+    assert not isinstance(intents, NotProtected)
+    live = [
+        Order(kind=i.kind, quantity=i.quantity, extra={**i.extra(), "sized_for": str(holding)})
+        for i in intents
+    ]
+    position = Position(market="spot", side="BUY", quantity=D("0.3"))
+    assert why_replace(position, LADDER, live, holding, step=STEP, rules=SPOT) is None
+    # ... while a target whose order went missing is.
+    assert why_replace(position, LADDER, live[1:], holding, step=STEP, rules=SPOT) == (
+        "take-profit target 2 not covered"
+    )

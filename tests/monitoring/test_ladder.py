@@ -58,6 +58,8 @@ def test_a_spot_ladder_is_one_oco_per_target_each_with_the_stop_for_its_slice(
     assert [o["prices"]["take_profit"] for o in ocos] == ["70000", "72000", "74000"]
     assert {o["prices"]["stop"] for o in ocos} == {"60000"}
     assert {o["order_type"] for o in ocos} == {"LIMIT_MAKER/STOP_LOSS"}
+    (news,) = desk.events("bracket_placed")  # the notification tells what all three cover
+    assert D(news.data["quantity"]) == held(position)
 
     # Target 1 fills: its OCO is done, the other two keep covering exactly what is left.
     desk.set_price("BTCUSDT", "70000")
