@@ -117,8 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("send", _send, "post a signal (JSON) from a file or standard input")
     p.add_argument("file", help="path to a JSON signal, or - for standard input")
     p.add_argument("--url", help="receiver base URL (default: the configured API host/port)")
-    p = add("status", _status, "print working algos with their pace")
+    p = add("status", _status, "print working algos with their pace and execution quality")
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--recent", type=int, default=0, metavar="HOURS", help="also algos ended in HOURS"
+    )
     return parser
 
 

@@ -219,6 +219,9 @@ class AlgoOut(BaseModel):
     policy: PolicyOut
     pace: PaceOut | None = Field(description="null when the order has no base quantity")
     fills: list[FillPoint] = Field(description="the child fills in time order, cumulative")
+    quality: QualityOut | None = Field(
+        None, description="its signal's execution quality, as in GET /api/signals/{id}"
+    )
 
 
 class AlgoList(BaseModel):

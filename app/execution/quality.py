@@ -24,7 +24,7 @@ bracket's legs):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -197,6 +197,15 @@ def measure(session: Session, signal_id: str) -> Quality | None:
             "last_fill": _seconds(signal.received_at, max(times) if times else None),
         },
     )
+
+
+def measure_each(session: Session, signal_ids: Iterable[str | None]) -> dict[str, Quality]:
+    """``measure`` for each distinct signal of a list (of algos, say), by signal id."""
+    found = {}
+    for signal_id in dict.fromkeys(s for s in signal_ids if s):
+        if (quality := measure(session, signal_id)) is not None:
+            found[signal_id] = quality
+    return found
 
 
 def execution_window(session: Session, signal_id: str) -> tuple[datetime, datetime] | None:
