@@ -146,7 +146,11 @@ def test_vp_is_accepted_on_spot_too() -> None:
         ({"side": "hold"}, "side", "buy, sell"),
         ({"side": None}, "side", "required"),
         ({"action": "open"}, "action", "entry, tp, sl, exit, cancel"),
-        ({"quantity": None}, "quantity", "exactly one of quantity or quote_quantity"),
+        (
+            {"quantity": None},
+            "quantity",
+            "exactly one of quantity, quote_quantity, balance_percent or risk_percent",
+        ),
         ({"quote_quantity": "100"}, "quote_quantity", "exactly one"),
         ({"quantity": "0"}, "quantity", "greater than 0"),
         ({"quantity": "-0.5"}, "quantity", "greater than 0"),
@@ -194,6 +198,57 @@ def test_invalid_fields_are_named_with_a_reason(
     overrides: dict[str, Any], field: str, fragment: str
 ) -> None:
     assert fragment in problems(base(**overrides))[field]
+
+
+# -- sizing ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "fragment"),
+    [
+        ({"balance_percent": "10"}, "balance_percent", "exactly one of"),
+        ({"quantity": None, "balance_percent": "10", "risk_percent": "1", "stop_loss": "60000"},
+         "risk_percent", "(balance_percent is given too)"),
+        ({"quantity": None, "quote_quantity": "100", "balance_percent": "5"},
+         "balance_percent", "exactly one of"),
+        ({"quantity": None, "risk_percent": "1"}, "risk_percent", "needs stop_loss"),
+        ({"quantity": None, "balance_percent": "0"}, "balance_percent", "above 0 and at most 100"),
+        ({"quantity": None, "balance_percent": "-5"}, "balance_percent", "above 0 and at most 100"),
+        ({"quantity": None, "balance_percent": "100.01"}, "balance_percent", "at most 100"),
+        ({"quantity": None, "risk_percent": "101", "stop_loss": "60000"}, "risk_percent",
+         "at most 100"),
+        ({"quantity": None, "balance_percent": "ten"}, "balance_percent", "must be a number"),
+        ({"action": "exit", "quantity": None, "side": None, "balance_percent": "50"},
+         "balance_percent", "only an entry or a reverse"),
+        ({"action": "tp", "quantity": None, "side": None, "risk_percent": "1"},
+         "risk_percent", "only an entry or a reverse"),
+        ({"action": "cancel", "target_id": "x", "symbol": None, "side": None, "quantity": None,
+          "balance_percent": "5"}, "balance_percent", "not allowed on a cancel"),
+        ({"quantity": None, "risk_percent": "1", "stop_loss": "66000",
+          "execution": {"type": "limit", "price": "65000"}}, "stop_loss.stop_price",
+         "must be below execution.price"),
+    ],
+)  # fmt: skip
+def test_each_impossible_size_is_named_with_a_reason(
+    overrides: dict[str, Any], field: str, fragment: str
+) -> None:
+    assert fragment in problems(base(**overrides))[field]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "stored"),
+    [
+        ({"balance_percent": "25"}, {"balance_percent": "25"}),
+        ({"balance_percent": 100}, {"balance_percent": "100"}),
+        ({"risk_percent": "0.5", "stop_loss": "60000"}, {"risk_percent": "0.5"}),
+    ],
+)
+def test_balance_and_risk_sizes_are_stored_as_given_for_the_worker(
+    overrides: dict[str, Any], stored: dict[str, str]
+) -> None:
+    payload = parse(base(quantity=None, **overrides)).payload()
+    assert {k: payload[k] for k in stored} == stored
+    assert "quantity" not in payload and "quote_quantity" not in payload
 
 
 def test_every_field_problem_is_reported_at_once() -> None:
