@@ -15,6 +15,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from app.db import session_scope
+from app.exchange.errors import Temporary, UnknownOutcome
 from app.exchange.filters import FilterViolation, SymbolRules, round_price
 from app.execution import book
 from app.execution.claims import Claim
@@ -43,6 +44,15 @@ def entry_price(signal: Signal, rules: SymbolRules, price: Decimal) -> Decimal:
 
 
 def read_funds(ctx: ExecContext, signal: Signal, rules: SymbolRules, price: Decimal) -> Funds:
+    """The account as the entry will find it; a read whose answer never came is temporary
+    (a read changes nothing, so the retry simply reads again)."""
+    try:
+        return _read_funds(ctx, signal, rules, price)
+    except UnknownOutcome as exc:
+        raise Temporary(f"reading the account to size the entry: {exc}") from None
+
+
+def _read_funds(ctx: ExecContext, signal: Signal, rules: SymbolRules, price: Decimal) -> Funds:
     assert signal.side is not None and signal.symbol is not None
     if signal.market is not None and signal.market.value == "usdm":
         account = ctx.client.futures_account()

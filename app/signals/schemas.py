@@ -51,10 +51,11 @@ class Action(enum.StrEnum):
     SL = "sl"  # close (part of) a position, recorded as a stop-loss
     EXIT = "exit"  # close (part of) a position
     CANCEL = "cancel"  # cancel what a signal (or a strategy on a symbol) still has working
+    REVERSE = "reverse"  # close the strategy's position on the symbol, enter the other side
 
 
 # Actions that open a position, and so need a size, a side, and may carry levels.
-OPENING = frozenset({Action.ENTRY})
+OPENING = frozenset({Action.ENTRY, Action.REVERSE})
 
 
 class Market(enum.StrEnum):
@@ -601,15 +602,22 @@ def cross_check(sig: SignalIn) -> list[FieldError]:
                 value = getattr(sig, name)
                 if value is not None:
                     bad(name, _dump(value), "leverage and margin type are for usdm futures only")
+        if sig.action is Action.REVERSE and market is Market.SPOT and sig.side is Side.SELL:
+            bad(
+                "side",
+                "sell",
+                "spot cannot hold a short: a reverse on spot only turns a sell position into a "
+                "buy; send exit to close a long",
+            )
     else:
         for name in ("take_profit", "stop_loss"):
             value = getattr(sig, name)
             if value is not None:
-                bad(name, _dump(value), "only an entry carries take-profit and stop-loss levels")
+                bad(name, _dump(value), "only an entry or a reverse carries these levels")
         for name in ("leverage", "margin_type"):
             value = getattr(sig, name)
             if value is not None:
-                bad(name, _dump(value), "only an entry sets leverage and margin type")
+                bad(name, _dump(value), "only an entry or a reverse sets leverage and margin type")
     errors.extend(_check_size(sig, opens))
 
     execution = sig.execution or MarketExecution()

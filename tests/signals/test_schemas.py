@@ -251,6 +251,44 @@ def test_balance_and_risk_sizes_are_stored_as_given_for_the_worker(
     assert "quantity" not in payload and "quote_quantity" not in payload
 
 
+# -- reverse --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "bad"),
+    [
+        ({"symbol": "BTCUSDT.P", "side": "sell", "quantity": "0.1"}, None),
+        ({"symbol": "BTCUSDT.P", "side": "buy", "balance_percent": "20", "leverage": 5,
+          "take_profit": "70000", "stop_loss": "60000"}, None),
+        ({"symbol": "BTCUSDT", "side": "buy", "risk_percent": "1", "stop_loss": "60000"}, None),
+        ({"symbol": "BTCUSDT", "side": "sell", "quantity": "0.1"},
+         {"side": "spot cannot hold a short"}),
+        ({"symbol": "BTCUSDT.P", "quantity": "0.1"}, {"side": "required for reverse"}),
+        ({"symbol": "BTCUSDT.P", "side": "sell"}, {"quantity": "reverse needs exactly one of"}),
+        ({"symbol": "BTCUSDT.P", "side": "sell", "quantity": "1", "balance_percent": "5"},
+         {"balance_percent": "exactly one of"}),
+        ({"symbol": "BTCUSDT.P", "side": "sell", "risk_percent": "1"},
+         {"risk_percent": "needs stop_loss"}),
+        ({"symbol": "BTCUSDT.P", "side": "sell", "quantity": "1", "stop_loss": "60000",
+          "execution": {"type": "limit", "price": "65000"}},
+         {"stop_loss.stop_price": "must be above execution.price"}),
+        ({"symbol": "BTCUSDT", "side": "buy", "quantity": "1", "leverage": 3},
+         {"leverage": "usdm futures only"}),
+    ],
+)  # fmt: skip
+def test_reverse_needs_a_side_and_a_size_and_never_shorts_spot(
+    raw: dict[str, Any], bad: dict[str, str | None] | None
+) -> None:
+    body = {"action": "reverse", **raw}
+    if bad is None:
+        assert parse(body).action == "reverse"
+        return
+    found = problems(body)
+    for field, fragment in bad.items():
+        assert field in found
+        assert fragment is None or fragment in found[field], found[field]
+
+
 def test_every_field_problem_is_reported_at_once() -> None:
     found = problems(
         {
