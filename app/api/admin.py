@@ -53,6 +53,7 @@ from app.config import Settings
 from app.errors import AppError, Conflict, NotFound, responses
 from app.exchange import AlreadyDone, BinanceClient, ExchangeError
 from app.exchange.algos import AlgoMarket
+from app.execution.positions import ENTRY_LEG
 from app.execution.protection import bracket_view, held
 from app.execution.quality import Quality, measure, measure_each
 from app.metrics import ALGO_KINDS
@@ -177,6 +178,9 @@ def get_signal(
         **SignalOut.model_validate(signal).model_dump(),
         "source_ip": signal.source_ip,
         "payload": signal.payload,
+        "sizing": next(
+            (o.extra.get("sizing") for o in orders if o.leg == ENTRY_LEG and o.extra), None
+        ),
         "orders": [OrderWithFills.model_validate(order) for order in orders],
         "events": [EventOut.model_validate(event) for event in events],
         "quality": (quality.as_json() if (quality := measure(session, signal_id)) else None),
