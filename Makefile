@@ -39,6 +39,14 @@ typecheck: $(BIN)/pacekeeper
 
 check: lint typecheck test
 
+# Every benchmark in bench/ with its defaults, one after the other (each is bounded and
+# prints its figures; they need the services of `make test`). BENCH=burst runs one.
+BENCHES ?= $(filter-out harness,$(basename $(notdir $(wildcard bench/*.py))))
+bench: $(BIN)/pacekeeper
+	bash scripts/services.sh
+	set -e; for b in $(or $(BENCH),$(BENCHES)); do echo "== bench/$$b.py"; \
+		$(BIN)/python bench/$$b.py; done
+
 # Re-resolve the lock after a change to pyproject.toml's dependencies, keeping every pin that
 # still fits; `make lock UPGRADE=1` moves every pin to the newest version the ranges allow.
 # An unchanged result leaves the file (and so the installed .venv) alone.

@@ -32,6 +32,17 @@ def _api(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    """Refuse, before anything starts, the configuration the receiver would refuse: compose
+    runs it once and starts nothing while it fails (exit 78), where a receiver refusing on
+    its own would be restarted for ever while ``docker compose up -d`` reported success."""
+    from app.config import get_settings
+
+    get_settings().check_webhook_secret()
+    print("pacekeeper check: configuration ok")
+    return 0
+
+
 def _paper(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -104,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("api", _api, "serve the webhook receiver, health, metrics and admin API")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+    add("check", _check, "check the configuration the receiver needs (the webhook secret)")
     p = add("paper", _paper, "serve the Binance-compatible paper exchange")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
@@ -117,8 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("send", _send, "post a signal (JSON) from a file or standard input")
     p.add_argument("file", help="path to a JSON signal, or - for standard input")
     p.add_argument("--url", help="receiver base URL (default: the configured API host/port)")
-    p = add("status", _status, "print working algos with their pace")
+    p = add("status", _status, "print working algos with their pace and execution quality")
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--recent", type=int, default=0, metavar="HOURS", help="also algos ended in HOURS"
+    )
     return parser
 
 

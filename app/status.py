@@ -1,4 +1,5 @@
-"""Working algos and their pace, for ``pacekeeper status``, the admin API and the dashboard.
+"""Working algos and their pace, for ``pacekeeper status``, the admin API and the dashboard;
+``status`` also prints each algo's execution quality (``app.execution.quality``).
 
 The verdict shown is the monitor's own (``app.monitoring.verdicts``): reached with
 ``pace.judge`` on the sub-orders it had just read, at exchange time, and published with that
@@ -14,7 +15,7 @@ import argparse
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -22,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
+from app.execution.quality import STEPS, Quality, measure_each
 from app.metrics import ALGO_KINDS
 from app.models import Order, OrderStatus, Signal
 from app.monitoring.pace import Child, PacePolicy, PaceVerdict, judge, progress_of
@@ -171,7 +173,7 @@ def _duration(seconds: Decimal) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
-def as_dict(algo: AlgoPace) -> dict[str, Any]:
+def as_dict(algo: AlgoPace, quality: Quality | None = None) -> dict[str, Any]:
     order, verdict = algo.order, algo.verdict
     return {
         "order_id": order.id,
@@ -199,6 +201,7 @@ def as_dict(algo: AlgoPace) -> dict[str, Any]:
         "children": None if verdict is None else verdict.children,
         "as_of": None if algo.as_of is None else algo.as_of.isoformat(),
         "source": algo.source,
+        "quality": None if quality is None else quality.as_json(),
     }
 
 
@@ -209,8 +212,49 @@ def _judged(algo: AlgoPace) -> str:
     return f"{algo.as_of.astimezone(UTC):%H:%M:%S} {algo.source}"
 
 
-def render(algos: Sequence[AlgoPace], *, halted: str | None = None) -> str:
-    """A fixed-width table of working algos, one line each."""
+def _table(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Fixed-width columns; the last one is left unpadded."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    return lines
+
+
+def _text(value: Decimal | float | None) -> str:
+    if value is None:
+        return "-"
+    return format(value, "f") if isinstance(value, Decimal) else str(value)
+
+
+QUALITY_HEADER = (
+    "ORDER", "ARRIVAL", "AVG FILL", "FILLED", "BPS VS ARRIVAL", "BPS VS VWAP", "VWAP",
+    "FEES (QUOTE)", "QUEUED", "FIRST ORDER", "FIRST FILL", "LAST FILL",
+)  # fmt: skip
+QUALITY_TITLE = "Execution quality (slippage: positive is a cost; delays: seconds after receipt)"
+
+
+def _quality_row(order_id: int, q: Quality) -> tuple[str, ...]:
+    prices = (q.arrival_price, q.avg_price, q.filled_qty, q.slippage_arrival_bps,
+              q.slippage_vwap_bps, q.vwap)  # fmt: skip
+    other = "".join(f" +{_text(fee)} {asset}" for asset, fee in q.fees_other.items())
+    return (
+        str(order_id),
+        *(_text(value) for value in prices),
+        _text(q.fees_quote) + other,
+        *(_text(q.delays.get(step)) for step in STEPS),
+    )
+
+
+def render(
+    algos: Sequence[AlgoPace],
+    *,
+    halted: str | None = None,
+    qualities: Mapping[str, Quality] | None = None,
+) -> str:
+    """A fixed-width table of the algos, one line each; then, for those whose signal has
+    figures (``qualities``, by signal id), their execution quality."""
     lines = []
     if halted is not None:
         lines.append(f"HALTED: {halted}")
@@ -239,10 +283,14 @@ def render(algos: Sequence[AlgoPace], *, halted: str | None = None) -> str:
                 f"{verdict.state.value}: {verdict.reason}" if verdict else "unknown quantity",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    lines += _table(rows)
+    measured = [
+        _quality_row(algo.order.id, quality)
+        for algo in algos
+        if (quality := (qualities or {}).get(algo.order.signal_id or "")) is not None
+    ]
+    if measured:
+        lines += ["", QUALITY_TITLE, *_table([QUALITY_HEADER, *measured])]
     return "\n".join(lines)
 
 
@@ -262,7 +310,8 @@ def _published(settings: Settings, order_ids: list[int]) -> dict[int, Published]
 
 
 def status_main(args: argparse.Namespace, settings: Settings | None = None) -> int:
-    """``pacekeeper status [--json]``: print the working algos with the monitor's verdicts."""
+    """``pacekeeper status [--json] [--recent HOURS]``: print the working algos (and those
+    ended in the last ``HOURS``) with the monitor's verdicts and their execution quality."""
     from app.config import get_settings
     from app.controls import current_halt
     from app.db import make_engine, make_sessionmaker
@@ -274,6 +323,10 @@ def status_main(args: argparse.Namespace, settings: Settings | None = None) -> i
             now = datetime.now(UTC)
             published = _published(settings, working_ids(session))
             algos = working_algos(session, settings, now=now, published=published)
+            if getattr(args, "recent", 0):
+                since = now - timedelta(hours=args.recent)
+                algos += recent_algos(session, settings, now=now, since=since)
+            qualities = measure_each(session, [a.order.signal_id for a in algos])
             halt = current_halt(session)
     finally:
         engine.dispose()
@@ -281,10 +334,14 @@ def status_main(args: argparse.Namespace, settings: Settings | None = None) -> i
     if getattr(args, "json", False):
         print(
             json.dumps(
-                {"now": now.isoformat(), "halted": halted, "algos": [as_dict(a) for a in algos]},
+                {
+                    "now": now.isoformat(),
+                    "halted": halted,
+                    "algos": [as_dict(a, qualities.get(a.order.signal_id or "")) for a in algos],
+                },
                 indent=2,
             )
         )
     else:
-        print(render(algos, halted=halted))
+        print(render(algos, halted=halted, qualities=qualities))
     return 0

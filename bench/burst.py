@@ -2,9 +2,12 @@
 
 Starts, each in its own process on 127.0.0.1 and over real HTTP:
 
-- the paper exchange (``bench.harness:paper_factory``: it notes when each order arrives)
-  with a latency fault on every Binance path (``--latency``, 300 ms by default: Binance's
-  own answer time plus the network, for every call, to both designs alike);
+- two paper exchanges (``bench.harness:paper_factory``: each notes when each order
+  arrives), one account for each design, with a latency fault on every Binance path
+  (``--latency``, 300 ms by default: Binance's own answer time plus the network, for every
+  call, to both designs alike). One account each: Binance counts orders per account (spot:
+  100 per 10 s), and one design's orders must not spend the other's budget; each scenario
+  starts in a fresh 10-second window for the same reason;
 - the baseline: a FastAPI handler that checks the secret, places a market order inline
   through the same exchange client (``BinanceClient.new_order``) and answers afterwards;
   a ``def`` handler, so FastAPI runs it in its thread pool (40 threads), which is how most
@@ -43,7 +46,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -74,6 +77,7 @@ from bench.harness import (  # noqa: E402
 )
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432"
+ORDER_WINDOW = 10  # seconds: Binance's (and the paper's) shortest order-count window
 
 
 # ---- the baseline (served in its own process) --------------------------------------------
@@ -285,6 +289,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--database", default="sqlite,postgresql",
                         help="for signal -> order: sqlite, postgresql or both")  # fmt: skip
+    parser.add_argument("--burst-database", default="sqlite",
+                        help="for the burst scenarios: sqlite or postgresql")  # fmt: skip
     parser.add_argument("--s2o-signals", type=int, default=60)
     parser.add_argument("--drain", type=float, default=30.0,
                         help="longest wait for the last order of a scenario, s")  # fmt: skip
@@ -297,23 +303,29 @@ def main() -> int:
     log = tmp / "processes.log"
     sqlite_url = f"sqlite:///{tmp / 'bench.db'}"
     migrate.upgrade(sqlite_url)
-    paper_port, base_port = free_port(), free_port()
-    paper_url = f"http://127.0.0.1:{paper_port}"
+    paper_port, base_paper_port, base_port = free_port(), free_port(), free_port()
+    paper_url = f"http://127.0.0.1:{paper_port}"  # Pacekeeper's account
+    base_paper_url = f"http://127.0.0.1:{base_paper_port}"  # the baseline's
     env = pacekeeper_env(
         database_url=sqlite_url, redis_url=redis_url, queue="unused", exchange_url=paper_url
     )
+    base_env = pacekeeper_env(
+        database_url=sqlite_url, redis_url=redis_url, queue="unused", exchange_url=base_paper_url
+    )
     concurrency = env.get("PACEKEEPER_WORKER_CONCURRENCY", "unset")
     print(f"burst: exchange latency {args.latency} ms, {args.workers} worker process(es), "
-          f"PACEKEEPER_WORKER_CONCURRENCY={concurrency}, load average "
+          f"PACEKEEPER_WORKER_CONCURRENCY={concurrency}, bursts on {args.burst_database}, "
+          f"load average "
           f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")  # fmt: skip
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        paper = start(uvicorn("bench.harness:paper_factory", paper_port), env, log)
-        procs.append(paper)
-        wait_ready(f"{paper_url}/api/v3/ping", paper)
-        fault = {"action": "latency", "path": "", "delay_ms": args.latency}
-        httpx.post(f"{paper_url}/paper/faults", json=fault, timeout=10).raise_for_status()
-        baseline = start(uvicorn("bench.burst:baseline_app", base_port), env, log)
+        for url, port in ((paper_url, paper_port), (base_paper_url, base_paper_port)):
+            paper = start(uvicorn("bench.harness:paper_factory", port), env, log)
+            procs.append(paper)
+            wait_ready(f"{url}/api/v3/ping", paper)
+            fault = {"action": "latency", "path": "", "delay_ms": args.latency}
+            httpx.post(f"{url}/paper/faults", json=fault, timeout=10).raise_for_status()
+        baseline = start(uvicorn("bench.burst:baseline_app", base_port), base_env, log)
         procs.append(baseline)
         base_url = f"http://127.0.0.1:{base_port}"
         wait_ready(f"{base_url}/docs", baseline)
@@ -327,16 +339,24 @@ def main() -> int:
         }
         results: dict[str, dict[str, Run]] = {name: {} for name in scenarios}
         rss = 0
-        with pacekeeper(env, args.workers, log) as pk:
-            designs = {"baseline": (base_url, baseline_cid), "pacekeeper": (pk.url, pacekeeper_cid)}
-            for url, cid in designs.values():  # warm both: connections, caches, the clock
+        burst_db = ExitStack()
+        env["PACEKEEPER_DATABASE_URL"] = burst_db.enter_context(
+            _database(args.burst_database, sqlite_url)
+        )
+        with burst_db, pacekeeper(env, args.workers, log) as pk:
+            designs = {
+                "baseline": (base_url, baseline_cid, base_paper_url),
+                "pacekeeper": (pk.url, pacekeeper_cid, paper_url),
+            }
+            for url, cid, exchange in designs.values():  # warm: connections, caches, clock
                 run = asyncio.run(send(url, 3, 10, f"warm-{uuid.uuid4().hex[:6]}", cid))
-                settle(run, paper_url, args.drain)
+                settle(run, exchange, args.drain)
             for name, (count, rate) in scenarios.items():
-                for design, (url, cid) in designs.items():
+                for design, (url, cid, exchange) in designs.items():
+                    time.sleep(ORDER_WINDOW - time.time() % ORDER_WINDOW + 0.05)
                     tag = f"{design[:4]}-{uuid.uuid4().hex[:6]}"
                     run = asyncio.run(send(url, count, rate, tag, cid))
-                    settle(run, paper_url, args.drain)
+                    settle(run, exchange, args.drain)
                     results[name][design] = run
             rss = sum(rss_bytes(p.pid) for p in pk.workers)
         for name, runs in results.items():

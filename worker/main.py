@@ -33,8 +33,11 @@ the job under way finishes first), or a missing setting (exit code 78).
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import signal
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -344,9 +347,35 @@ def build_worker(
     )
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_forking: list[int] = []  # the pid that forked, read by the child (its own copy of memory)
+
+
+def _note_forking() -> None:
+    _forking[:] = [os.getpid()]
+
+
+def _die_with_parent() -> None:
+    """In a child the worker forks (RQ's scheduler): end when the worker ends. A worker
+    SIGKILLed (an OOM kill, a supervisor's kill) would otherwise leave its scheduler running
+    under init, holding and renewing the scheduler lock with the old code, for ever."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if _forking and os.getppid() != _forking[0]:  # the parent died before the line above
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def die_with_the_worker() -> None:
+    """Make every process this one forks from now on end when it ends (once per process)."""
+    if not _forking:
+        _note_forking()
+        os.register_at_fork(before=_note_forking, after_in_child=_die_with_parent)
+
+
 def run_worker(*, burst: bool = False, settings: Settings | None = None) -> int:
     """Work until SIGTERM/SIGINT, starting a fresh RQ worker after each Redis outage."""
     settings = settings or get_settings()
+    die_with_the_worker()
     from app.logging import configure_logging
 
     configure_logging(settings)

@@ -44,6 +44,7 @@ from app.api.schemas import (
     PolicyOut,
     PositionOut,
     PositionPage,
+    QualityOut,
     SignalDetail,
     SignalOut,
     SignalPage,
@@ -52,8 +53,9 @@ from app.config import Settings
 from app.errors import AppError, Conflict, NotFound, responses
 from app.exchange import AlreadyDone, BinanceClient, ExchangeError
 from app.exchange.algos import AlgoMarket
+from app.execution.positions import ENTRY_LEG
 from app.execution.protection import bracket_view, held
-from app.execution.quality import measure
+from app.execution.quality import Quality, measure, measure_each
 from app.metrics import ALGO_KINDS
 from app.models import Event, Order, OrderStatus, Position, Signal, SignalStatus, utcnow
 from app.monitoring import marks, verdicts
@@ -176,6 +178,9 @@ def get_signal(
         **SignalOut.model_validate(signal).model_dump(),
         "source_ip": signal.source_ip,
         "payload": signal.payload,
+        "sizing": next(
+            (o.extra.get("sizing") for o in orders if o.leg == ENTRY_LEG and o.extra), None
+        ),
         "orders": [OrderWithFills.model_validate(order) for order in orders],
         "events": [EventOut.model_validate(event) for event in events],
         "quality": (quality.as_json() if (quality := measure(session, signal_id)) else None),
@@ -276,10 +281,13 @@ def _position_out(
     )
 
 
-def _algo_out(algo: AlgoPace, fills: list[tuple[datetime, Decimal]]) -> AlgoOut:
+def _algo_out(
+    algo: AlgoPace, fills: list[tuple[datetime, Decimal]], quality: Quality | None
+) -> AlgoOut:
     verdict, policy = algo.verdict, algo.policy
     return AlgoOut(
         fills=[FillPoint(time=time, filled=filled) for time, filled in fills],
+        quality=None if quality is None else QualityOut.model_validate(quality.as_json()),
         order=OrderOut.model_validate(algo.order),
         strategy=algo.signal.strategy if algo.signal else None,
         start=algo.start,
@@ -316,8 +324,9 @@ def list_algos(
     redis: RedisDep,
     recent_hours: Annotated[int, Query(ge=0, le=168)] = 0,
 ) -> AlgoList:
-    """The monitor's own pace verdicts (see ``app/status.py``), with each algo's fills; with
-    ``recent_hours``, also the algos that ended in that many hours (newest first)."""
+    """The monitor's own pace verdicts (see ``app/status.py``), with each algo's fills and its
+    signal's execution quality; with ``recent_hours``, also the algos that ended in that many
+    hours (newest first)."""
     now = utcnow()
     published = verdicts.fetch(redis, settings.queue_name, working_ids(session))
     algos = working_algos(session, settings, now=now, published=published)
@@ -325,7 +334,13 @@ def list_algos(
         since = now - timedelta(hours=recent_hours)
         algos += recent_algos(session, settings, now=now, since=since)
     paths = fill_paths(session, [a.order.id for a in algos])
-    return AlgoList(now=now, items=[_algo_out(a, paths[a.order.id]) for a in algos])
+    qualities = measure_each(session, [a.order.signal_id for a in algos])
+    return AlgoList(
+        now=now,
+        items=[
+            _algo_out(a, paths[a.order.id], qualities.get(a.order.signal_id or "")) for a in algos
+        ],
+    )
 
 
 # ---- acting --------------------------------------------------------------------------------

@@ -135,6 +135,12 @@ class QualityOut(BaseModel):
 class SignalDetail(SignalOut):
     source_ip: str | None
     payload: dict[str, Any]
+    sizing: dict[str, Any] | None = Field(
+        None,
+        description="balance_percent / risk_percent: the quantity sent and how it was derived "
+        "(method, percent, price, free balance and asset, equity, fee rate, leverage, stop, "
+        "the quantity wanted before caps and rounding, the caps that applied)",
+    )
     orders: list[OrderWithFills]
     events: list[EventOut]
     quality: QualityOut | None
@@ -219,6 +225,9 @@ class AlgoOut(BaseModel):
     policy: PolicyOut
     pace: PaceOut | None = Field(description="null when the order has no base quantity")
     fills: list[FillPoint] = Field(description="the child fills in time order, cumulative")
+    quality: QualityOut | None = Field(
+        None, description="its signal's execution quality, as in GET /api/signals/{id}"
+    )
 
 
 class AlgoList(BaseModel):

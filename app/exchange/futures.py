@@ -12,8 +12,10 @@ from decimal import Decimal
 
 from app.exchange.errors import Rejected, UnknownOutcome
 from app.exchange.models import (
+    CommissionRate,
     ConditionalCancelled,
     ConditionalOrder,
+    FuturesAccount,
     FuturesOrder,
     Position,
     SymbolBrackets,
@@ -201,6 +203,18 @@ class FuturesOrders(BinanceSession):
         path = "/fapi/v2/positionRisk"
         body = self.call("GET", path, {"symbol": symbol}, signed=True)
         return parse_list(Position, body, method="GET", path=path)
+
+    def futures_account(self) -> FuturesAccount:
+        """GET /fapi/v3/account: wallet balance, equity and available margin."""
+        path = "/fapi/v3/account"
+        body = self.call("GET", path, signed=True)
+        return parse(FuturesAccount, body, method="GET", path=path)
+
+    def futures_commission_rate(self, symbol: str) -> CommissionRate:
+        """GET /fapi/v1/commissionRate: the account's maker and taker rates on ``symbol``."""
+        path = "/fapi/v1/commissionRate"
+        body = self.call("GET", path, {"symbol": symbol}, signed=True)
+        return parse(CommissionRate, body, method="GET", path=path)
 
     def leverage_brackets(self, symbol: str) -> SymbolBrackets:
         """GET /fapi/v1/leverageBracket for one symbol (an object when a symbol is sent)."""

@@ -272,12 +272,19 @@ class Balance(BinanceModel):
     locked: Decimal
 
 
+class CommissionRates(BinanceModel):
+    maker: Decimal
+    taker: Decimal
+
+
 class Account(BinanceModel):
     canTrade: bool = False
     canWithdraw: bool = False
     canDeposit: bool = False
     accountType: str | None = None
     updateTime: int | None = None
+    takerCommission: int | None = None  # basis points, the older field
+    commissionRates: CommissionRates | None = None
     balances: list[Balance] = Field(default_factory=list)
     permissions: list[str] = Field(default_factory=list)
 
@@ -286,6 +293,40 @@ class Account(BinanceModel):
             if balance.asset == asset:
                 return balance.free
         return Decimal(0)
+
+    def total(self, asset: str) -> Decimal:
+        """Free plus locked (in open orders)."""
+        for balance in self.balances:
+            if balance.asset == asset:
+                return balance.free + balance.locked
+        return Decimal(0)
+
+    def taker_rate(self) -> Decimal | None:
+        """The account's taker commission as a fraction (0.001 = 0.1 %), if it says."""
+        if self.commissionRates is not None:
+            return self.commissionRates.taker
+        if self.takerCommission is not None:
+            return Decimal(self.takerCommission) / 10_000
+        return None
+
+
+class FuturesAccount(BinanceModel):
+    """``GET /fapi/v3/account``: the USD-M account's totals (in USDT for a single-asset
+    account); ``assets`` and ``positions`` are kept in ``model_extra``."""
+
+    totalWalletBalance: Decimal
+    totalUnrealizedProfit: Decimal = Decimal(0)
+    totalMarginBalance: Decimal  # wallet balance + unrealized PnL: the account's equity
+    availableBalance: Decimal  # what new positions can use as margin
+    totalInitialMargin: Amount = None
+
+
+class CommissionRate(BinanceModel):
+    """``GET /fapi/v1/commissionRate``: the account's fee rates on one USD-M symbol."""
+
+    symbol: str
+    makerCommissionRate: Decimal
+    takerCommissionRate: Decimal
 
 
 class ApiRestrictions(BinanceModel):

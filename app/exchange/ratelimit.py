@@ -102,6 +102,8 @@ WEIGHTS: dict[tuple[str, str], int] = {
     ("GET", "/fapi/v2/positionRisk"): 5,
     ("GET", "/fapi/v1/positionSide/dual"): 30,
     ("GET", "/fapi/v3/positionRisk"): 5,
+    ("GET", "/fapi/v3/account"): 5,
+    ("GET", "/fapi/v1/commissionRate"): 20,
 }
 WITHOUT_SYMBOL = {
     ("GET", "/api/v3/openOrders"): 80,

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from app.execution.positions import ENTRY_LEG
 from app.models import Order, OrderStatus, Position, SignalStatus
 from app.models import Signal as SignalRow
+from app.signals.schemas import OPENING
 
 DEFAULT_STRATEGY = "default"
 LIVE_ORDER = (
@@ -21,6 +22,7 @@ LIVE_ORDER = (
     OrderStatus.WORKING.value,
 )
 LIVE_SIGNAL = (SignalStatus.PROCESSING.value, SignalStatus.WORKING.value)
+OPENING_ACTIONS = tuple(action.value for action in OPENING)
 
 
 def strategy_of(strategy: str | None) -> str:
@@ -82,7 +84,7 @@ def live_entry(
         return f"open position {position}"
     other = session.scalars(
         select(SignalRow.id).where(
-            SignalRow.action == "entry",
+            SignalRow.action.in_(OPENING_ACTIONS),
             func.coalesce(SignalRow.strategy, DEFAULT_STRATEGY) == strategy,
             SignalRow.market == market,
             SignalRow.symbol == symbol,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 from sqlalchemy import select
@@ -14,6 +15,7 @@ from app.execution import book, guards, leverage, venue
 from app.execution.brackets import current_price
 from app.execution.claims import Claim, heartbeat
 from app.execution.context import ExecContext
+from app.execution.funds import account_size
 from app.execution.journal import add_orders, entry_filled
 from app.execution.placement import place
 from app.execution.planning import Plan, Refused, plan_entry
@@ -111,11 +113,25 @@ def _plan_and_write(ctx: ExecContext, claim: Claim, signal: Signal) -> Order:
     price = current_price(ctx, market, symbol)
     execution = signal.execution
     algo = execution.type if isinstance(execution, TwapExecution | VpExecution) else None
-    plan = plan_entry(
-        signal, claim.signal_id, rules=rules, price=price,
-        limits=AlgoLimits.from_settings(ctx.settings),
-        quote_rate=usdt_rate(ctx, rules.quote_asset) if algo else Decimal(1),
-    )  # fmt: skip
+    sized = account_size(ctx, claim, signal, rules, price)
+    if sized is not None:
+        signal = signal.model_copy(
+            update={"quantity": sized.quantity, "balance_percent": None, "risk_percent": None}
+        )
+    try:
+        plan = plan_entry(
+            signal, claim.signal_id, rules=rules, price=price,
+            limits=AlgoLimits.from_settings(ctx.settings),
+            quote_rate=usdt_rate(ctx, rules.quote_asset) if algo else Decimal(1),
+        )  # fmt: skip
+    except Refused as exc:
+        if sized is None:
+            raise
+        raise Refused(f"{sized.describe()}: {exc}") from None
+    if sized is not None:
+        first = plan.intents[0]
+        noted = replace(first, facts={**first.facts, "sizing": sized.as_json()})
+        plan = replace(plan, intents=[noted, *plan.intents[1:]])
     open_count, open_spot = open_algo_counts(ctx, market, algo) if algo else (0, 0)
     strategy = book.strategy_of(signal.strategy)
     hedge = market == "usdm" and venue.position_mode(ctx.client)

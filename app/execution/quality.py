@@ -1,8 +1,8 @@
 """Execution quality of one signal: what it paid against the market, what it cost, how long
 each step took.
 
-Figures, for the orders that carry out the signal itself (its entry, or its close; never the
-bracket's legs):
+Figures, for the orders that carry out the signal itself (its entry, or its close; a
+reverse's entry; never the bracket's legs):
 
 - ``arrival_price``: the market when the worker first took the signal, milliseconds after it
   arrived: the last spot price, or the USD-M mark price (the ``arrival`` event, written with
@@ -24,7 +24,7 @@ bracket's legs):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -35,8 +35,10 @@ from sqlalchemy.orm import Session
 
 from app.execution.context import ExecContext
 from app.execution.planning import BRACKET
+from app.execution.positions import ENTRY_LEG
 from app.models import Event, Fill, Order
 from app.models import Signal as SignalRow
+from app.signals.schemas import Action
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +111,12 @@ def record_arrival(session: Session, signal_id: str, price: Decimal, source: str
 
 def _own_orders(session: Session, signal_id: str) -> list[Order]:
     rows = session.scalars(select(Order).where(Order.signal_id == signal_id).order_by(Order.id))
-    return [o for o in rows if not o.leg.startswith(BRACKET)]
+    own = [o for o in rows if not o.leg.startswith(BRACKET)]
+    signal = session.get(SignalRow, signal_id)
+    if signal is not None and signal.action == Action.REVERSE.value:
+        # A reverse is measured on its entry: its close is the other side's.
+        return [o for o in own if o.leg == ENTRY_LEG]
+    return own
 
 
 def _fees(symbol: str, fills: Sequence[Fill]) -> tuple[Decimal | None, dict[str, Decimal]]:
@@ -197,6 +204,15 @@ def measure(session: Session, signal_id: str) -> Quality | None:
             "last_fill": _seconds(signal.received_at, max(times) if times else None),
         },
     )
+
+
+def measure_each(session: Session, signal_ids: Iterable[str | None]) -> dict[str, Quality]:
+    """``measure`` for each distinct signal of a list (of algos, say), by signal id."""
+    found = {}
+    for signal_id in dict.fromkeys(s for s in signal_ids if s):
+        if (quality := measure(session, signal_id)) is not None:
+            found[signal_id] = quality
+    return found
 
 
 def execution_window(session: Session, signal_id: str) -> tuple[datetime, datetime] | None:

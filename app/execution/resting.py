@@ -66,7 +66,7 @@ def follow_resting_orders(ctx: ExecContext, *, limit: int = 200) -> int:
             if _expired(expires_at, now):
                 changed += _expire(ctx, order_id, expires_at)
             else:
-                changed += _follow(ctx, order_id)
+                changed += follow_order(ctx, order_id)
         except ExchangeError as exc:  # one order's trouble never stops the others
             log.warning("resting order %s: %s", order_id, exc)
     # Other errors (the database) escape: the monitor records them and its next cycle retries.
@@ -81,7 +81,8 @@ def _expired(expires_at: datetime | None, now: datetime) -> bool:
     return expires_at <= now
 
 
-def _follow(ctx: ExecContext, order_id: int) -> int:
+def follow_order(ctx: ExecContext, order_id: int) -> int:
+    """Look one working order up and record what changed (1) or nothing (0)."""
     with session_scope(ctx.sessions) as session:
         order = session.get(Order, order_id)
         assert order is not None

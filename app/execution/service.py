@@ -41,6 +41,7 @@ from app.execution.levels import run_levels
 from app.execution.placement import IN_DOUBT, InDoubt, OrderRejected, place
 from app.execution.planning import BRACKET, Refused
 from app.execution.result import Result
+from app.execution.reverse import run_reverse
 from app.execution.targets import run_cancel
 from app.execution.turns import waiting_for
 from app.models import Order, OrderStatus, Position, SignalStatus, utcnow
@@ -153,6 +154,8 @@ def _run(ctx: ExecContext, claim: Claim, now: datetime) -> Result:
         return run_entry(ctx, claim, signal, orders)
     if signal.action is Action.CANCEL:
         return run_cancel(ctx, claim, signal)
+    if signal.action is Action.REVERSE:
+        return run_reverse(ctx, claim, signal, orders)
     if signal.action is not Action.EXIT and isinstance(signal.execution, LimitExecution):
         return run_levels(ctx, claim, signal)
     return run_close(ctx, claim, signal)

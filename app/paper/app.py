@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from urllib.parse import parse_qsl
 
 import anyio
 from fastapi import FastAPI, Request
@@ -92,14 +93,21 @@ async def _gateway(
     if not family(path):
         return await call_next(request)
     paper: PaperState = request.app.state.paper
-    plan = paper.faults.plan(request.method, path)
+    params: dict[str, str] = dict(request.query_params)
+    if paper.faults.by_symbol and request.method != "GET":
+        params.update(parse_qsl((await request.body()).decode("latin-1")))
+    plan = paper.faults.plan(request.method, path, params)
     if plan.delay_s:
         # The request has arrived: read it whole first, so that a client that gives up
         # while the server holds it does not unmake it. Binance executes an order whose
         # caller timed out; a held request that vanished with its caller would hide the
         # case a client must handle (sent, timed out, executed all the same).
         await request.body()
-        await asyncio.sleep(plan.delay_s)
+        paper.faults.hold(plan, 1)
+        try:
+            await asyncio.sleep(plan.delay_s)
+        finally:
+            paper.faults.hold(plan, -1)
     charge = paper.weights.charge(request.method, path, request.query_params)
     if plan.before is not None:
         return _reply(plan.before, charge.headers)

@@ -1,5 +1,9 @@
 """Fault switches for tests: latency, errors before or after executing, 429 then 418,
-read-after-write lag and clock offset, each scoped by path prefix, method and count.
+read-after-write lag and clock offset, each scoped by path prefix, method, count and
+optionally one symbol (so that a test's fault reaches the request it means, not a monitor's
+read of another symbol). A rule shows how many requests its latency is holding right now
+(``holding``): a test can act at the moment a request is in flight, instead of guessing it
+from its own side.
 
 Rules are matched in the order they were added; timings are real seconds (they model the
 network and Binance's servers, not the market clock).
@@ -24,6 +28,7 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -57,6 +62,7 @@ class FaultSpec(BaseModel):
 
     action: Action
     path: str = Field("", description="path prefix; empty matches every Binance path")
+    symbol: str | None = Field(None, description="only requests whose symbol parameter is this")
     method: str | None = None
     count: int | None = Field(None, ge=1, description="apply this many times, then retire")
     probability: float = Field(1.0, ge=0, le=1)
@@ -76,18 +82,22 @@ class Rule:
     id: int
     spec: FaultSpec
     applied: int = 0
+    holding: int = 0  # requests this rule's latency is holding now
 
-    def matches(self, method: str, path: str) -> bool:
+    def matches(self, method: str, path: str, params: Mapping[str, str]) -> bool:
         if self.spec.count is not None and self.applied >= self.spec.count:
             return False
         if self.spec.method is not None and self.spec.method.upper() != method:
             return False
         if self.spec.method is None and self.spec.action == "read_lag" and method != "GET":
             return False
+        if self.spec.symbol is not None and params.get("symbol") != self.spec.symbol:
+            return False
         return path.startswith(self.spec.path)
 
     def view(self) -> dict[str, object]:
-        return {"id": self.id, "applied": self.applied, **self.spec.model_dump()}
+        return {"id": self.id, "applied": self.applied, "holding": self.holding,
+                **self.spec.model_dump()}  # fmt: skip
 
 
 @dataclass
@@ -105,6 +115,7 @@ class Plan:
     before: ErrorReply | None = None
     after: ErrorReply | None = None
     lag_s: float = 0.0
+    holders: list[Rule] = field(default_factory=list)  # the latency rules that delay it
 
 
 @dataclass
@@ -182,7 +193,19 @@ class Faults:
                 Backoff(scope, now + retry_after, 0.0, ban_seconds, answered_at=now)
             )
 
-    def plan(self, method: str, path: str) -> Plan:
+    @property
+    def by_symbol(self) -> bool:
+        """Whether a rule is scoped to a symbol (the request's parameters are then needed)."""
+        with self._lock:
+            return any(r.spec.symbol is not None for r in self.rules)
+
+    def hold(self, plan: Plan, held: int) -> None:
+        """Count a request in (``held=1``) or out of (``-1``) its latency rules' hold."""
+        with self._lock:
+            for rule in plan.holders:
+                rule.holding += held
+
+    def plan(self, method: str, path: str, params: Mapping[str, str] | None = None) -> Plan:
         plan = Plan()
         now = time.monotonic()
         with self._lock:
@@ -192,7 +215,7 @@ class Faults:
                 return plan
             for rule in self.rules:
                 spec = rule.spec
-                if spec.action == "clock_offset" or not rule.matches(method, path):
+                if spec.action == "clock_offset" or not rule.matches(method, path, params or {}):
                     continue
                 if spec.action in ("fail_before", "rate_limit") and plan.before is not None:
                     continue
@@ -203,6 +226,7 @@ class Faults:
                 rule.applied += 1
                 if spec.action == "latency":
                     plan.delay_s += spec.delay_ms / 1000
+                    plan.holders.append(rule)
                 elif spec.action == "read_lag":
                     plan.lag_s = max(plan.lag_s, spec.seconds)
                 elif spec.action == "fail_before":

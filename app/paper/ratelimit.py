@@ -83,6 +83,7 @@ WEIGHTS: dict[tuple[str, str], tuple[str, Weight]] = {
     ("GET", "/fapi/v3/account"): ("ip", 5),
     ("GET", "/fapi/v2/balance"): ("ip", 5),
     ("GET", "/fapi/v3/balance"): ("ip", 5),
+    ("GET", "/fapi/v1/commissionRate"): ("ip", 20),
 }
 LIMITS = {"/api": 6000, "/fapi": 2400, "ip": 12_000, "uid": 180_000}
 # Order placements (orders each request places) and the account's order-count limits per

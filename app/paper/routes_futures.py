@@ -224,6 +224,18 @@ def account_v3(p: Signed, paper: Paper) -> Response:
         return JSONResponse(futures_views.account(engine.futures, 3))
 
 
+@router.get("/fapi/v1/commissionRate")
+def commission_rate(p: Signed, paper: Paper) -> Response:
+    """The account's fee rates on one symbol (weight 20): ``paper_futures_fee_rate`` for
+    both, as every fill is charged here."""
+    with paper.engine.session() as engine:
+        symbol = engine.usdm_spec(p.text("symbol")).symbol
+        rate = fmt8(paper.settings.paper_futures_fee_rate)
+        return JSONResponse(
+            {"symbol": symbol, "makerCommissionRate": rate, "takerCommissionRate": rate}
+        )
+
+
 @router.get("/fapi/v1/leverageBracket")
 def leverage_bracket(p: Signed, paper: Paper) -> Response:
     with paper.engine.session() as engine:

@@ -52,6 +52,11 @@ class Action(enum.StrEnum):
     SL = "sl"  # close (part of) a position, recorded as a stop-loss
     EXIT = "exit"  # close (part of) a position
     CANCEL = "cancel"  # cancel what a signal (or a strategy on a symbol) still has working
+    REVERSE = "reverse"  # close the strategy's position on the symbol, enter the other side
+
+
+# Actions that open a position, and so need a size, a side, and may carry levels.
+OPENING = frozenset({Action.ENTRY, Action.REVERSE})
 
 
 class Market(enum.StrEnum):
@@ -156,6 +161,12 @@ def _target_number(value: int) -> int:
     if value < 1:
         raise PydanticCustomError("target", "must be a target number, 1 or more")
     return value
+
+
+def _percent(number: Decimal) -> Decimal:
+    if not 0 < number <= 100:
+        raise PydanticCustomError("percent", "must be above 0 and at most 100 (percent)")
+    return number
 
 
 def _leverage(value: int) -> int:
@@ -272,6 +283,7 @@ _as_text = PlainSerializer(lambda number: format(number, "f"), return_type=str)
 Number = Annotated[Decimal, PlainValidator(parse_decimal), _as_text]
 Positive = Annotated[Decimal, PlainValidator(parse_decimal), AfterValidator(_positive), _as_text]
 Ratio = Annotated[Decimal, PlainValidator(parse_decimal), AfterValidator(_ratio), _as_text]
+Percent = Annotated[Decimal, PlainValidator(parse_decimal), AfterValidator(_percent), _as_text]
 Seconds = Annotated[Decimal, PlainValidator(parse_decimal), AfterValidator(_non_negative), _as_text]
 Integer = Annotated[int, PlainValidator(parse_int)]
 SenderId = Annotated[str, PlainValidator(_sender_id)]
@@ -480,6 +492,10 @@ class SignalIn(_Strict):
     side: Annotated[Side, _choice(Side)] | None = None
     quantity: Positive | None = None
     quote_quantity: Positive | None = None
+    # Sized by the worker when it runs (app/execution/sizing.py): percent of the free balance
+    # (spot) or of available margin x leverage (usdm), or percent of equity risked to the stop.
+    balance_percent: Percent | None = None
+    risk_percent: Percent | None = None
     execution: Execution | None = None
     take_profit: Annotated[TakeProfit, BeforeValidator(_ladder_shape)] | None = None
     stop_loss: Annotated[StopLoss, _price_shorthand("stop_price")] | None = None
@@ -513,6 +529,8 @@ class Signal(_Strict):
     side: Side | None = None
     quantity: Positive | None = None
     quote_quantity: Positive | None = None
+    balance_percent: Percent | None = None
+    risk_percent: Percent | None = None
     execution: Execution | None = None  # None only for a cancel
     take_profit: TakeProfit | None = None
     stop_loss: StopLoss | None = None
@@ -580,6 +598,8 @@ def parse_signal(
         side=sig.side,
         quantity=sig.quantity,
         quote_quantity=sig.quote_quantity,
+        balance_percent=sig.balance_percent,
+        risk_percent=sig.risk_percent,
         execution=execution,
         take_profit=sig.take_profit,
         stop_loss=sig.stop_loss,
@@ -597,6 +617,8 @@ _NOT_ON_CANCEL = (
     "side",
     "quantity",
     "quote_quantity",
+    "balance_percent",
+    "risk_percent",
     "execution",
     "take_profit",
     "stop_loss",
@@ -636,31 +658,32 @@ def cross_check(sig: SignalIn) -> list[FieldError]:
     if sig.ttl is not None and sig.expires_at is not None:
         bad("expires_at", _dump(sig.expires_at), "give ttl or expires_at, not both")
 
-    if sig.action is Action.ENTRY:
+    opens = sig.action in OPENING
+    if opens:
         if sig.side is None:
-            bad("side", None, "required for entry")
-        if sig.quantity is None and sig.quote_quantity is None:
-            bad("quantity", None, "an entry needs exactly one of quantity or quote_quantity")
+            bad("side", None, f"required for {sig.action.value}")
         if market is not Market.USDM:
             for name in ("leverage", "margin_type"):
                 value = getattr(sig, name)
                 if value is not None:
                     bad(name, _dump(value), "leverage and margin type are for usdm futures only")
+        if sig.action is Action.REVERSE and market is Market.SPOT and sig.side is Side.SELL:
+            bad(
+                "side",
+                "sell",
+                "spot cannot hold a short: a reverse on spot only turns a sell position into a "
+                "buy; send exit to close a long",
+            )
     else:
         for name in ("take_profit", "stop_loss"):
             value = getattr(sig, name)
             if value is not None:
-                bad(name, _dump(value), "only an entry carries take-profit and stop-loss levels")
+                bad(name, _dump(value), "only an entry or a reverse carries these levels")
         for name in ("leverage", "margin_type"):
             value = getattr(sig, name)
             if value is not None:
-                bad(name, _dump(value), "only an entry sets leverage and margin type")
-    if sig.quantity is not None and sig.quote_quantity is not None:
-        bad(
-            "quote_quantity",
-            _dump(sig.quote_quantity),
-            "give exactly one of quantity or quote_quantity",
-        )
+                bad(name, _dump(value), "only an entry or a reverse sets leverage and margin type")
+    errors.extend(_check_size(sig, opens))
 
     execution = sig.execution or MarketExecution()
     if sig.pace is not None and not isinstance(execution, TwapExecution | VpExecution):
@@ -670,7 +693,7 @@ def cross_check(sig: SignalIn) -> list[FieldError]:
             _check_remainder(execution, sig.ttl is not None or sig.expires_at is not None)
         )
 
-    if sig.action is Action.ENTRY and sig.side is not None:
+    if opens and sig.side is not None:
         errors.extend(_check_levels(sig.side, execution, sig.take_profit, sig.stop_loss))
         errors.extend(_check_ladder(sig.side, sig.take_profit, sig.stop_loss))
         if sig.stop_loss is not None and sig.stop_loss.trailing is not None:
@@ -786,6 +809,49 @@ def _check_ladder(
                     "last one nothing is left to protect",
                 )
             )
+    return errors
+
+
+SIZE_FIELDS = ("quantity", "quote_quantity", "balance_percent", "risk_percent")
+_SIZES = "quantity, quote_quantity, balance_percent or risk_percent"
+
+
+def _check_size(sig: SignalIn, opens: bool) -> list[FieldError]:
+    """Exactly one size on what opens a position, at most one on a close; balance and risk
+    sizing only where a position is opened, risk only with a stop to measure it from."""
+    errors: list[FieldError] = []
+    given = [name for name in SIZE_FIELDS if getattr(sig, name) is not None]
+    if opens and not given:
+        errors.append(
+            FieldError("quantity", None, f"{sig.action.value} needs exactly one of {_SIZES}")
+        )
+    for name in given[1:]:
+        errors.append(
+            FieldError(
+                name,
+                _dump(getattr(sig, name)),
+                f"give exactly one of {_SIZES} ({given[0]} is given too)",
+            )
+        )
+    for name in ("balance_percent", "risk_percent"):
+        value = getattr(sig, name)
+        if value is not None and not opens:
+            errors.append(
+                FieldError(
+                    name,
+                    _dump(value),
+                    "only an entry or a reverse is sized from the balance or the risk; a close "
+                    "takes quantity, or closes everything the position holds",
+                )
+            )
+    if opens and sig.risk_percent is not None and sig.stop_loss is None:
+        errors.append(
+            FieldError(
+                "risk_percent",
+                _dump(sig.risk_percent),
+                "needs stop_loss: the size is the risk divided by the distance to the stop",
+            )
+        )
     return errors
 
 

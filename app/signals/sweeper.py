@@ -159,7 +159,10 @@ def recover_stalled(
             )
             if _aware(row.enqueued_at) <= now - recovery_delay(row.attempts, grace)
         ]
-    fates = job_fates(queue, [(r.id, r.attempts) for r in waiting], now=now, lease=lease)
+    # A stale signal's jobs are judged too: the job an earlier sweep enqueued to take it over
+    # may itself have been started by a worker that died, and RQ keeps such a job `started`
+    # for the job timeout (half an hour), refusing its id to a new run all that while.
+    fates = job_fates(queue, [(r.id, r.attempts) for r in [*waiting, *stale]], now=now, lease=lease)
     lost = {r.id: r.attempts for r in waiting if fates[r.id] is not None}
     fresh = {sid: job_id(sid, attempts) for sid, attempts in lost.items()}
     fresh.update({r.id: job_id(r.id, r.attempts) for r in stale})

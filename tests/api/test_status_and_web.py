@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from app import controls
 from app.cli import build_parser
 from app.config import Settings
-from app.models import Fill, Order, utcnow
+from app.execution.quality import STEPS, measure, record_arrival, record_quality
+from app.models import Event, Fill, Order, utcnow
 from app.monitoring import verdicts
 from app.monitoring.pace import Cadence, PaceState, PaceVerdict
 from app.status import status_main
@@ -111,6 +112,78 @@ def test_status_shows_the_monitors_own_verdict(
     data = json.loads(run_status(api_settings, "--json"))
     [algo] = [a for a in data["algos"] if a["symbol"] == "BTCUSDT"]
     assert (algo["source"], algo["as_of"], algo["children"]) == ("monitor", as_of.isoformat(), 9)
+
+
+def seed_quality(sessions: sessionmaker[Session]) -> tuple[Order, Order]:
+    """A working BTC TWAP bought in two fills against an arrival price of 65000, and an ETH TWAP
+    sold an hour ago whose quality the monitor recorded with the window's VWAP."""
+    received = utcnow() - timedelta(seconds=600)
+    with sessions() as session:
+        signal = add_signal(session, status="working", received_at=received,
+                            enqueued_at=received + timedelta(seconds=0.25))  # fmt: skip
+        btc = add_order(session, signal_id=signal.id, quantity=D("0.3"), executed_qty=D("0.2"))
+        session.add(Event(signal_id=signal.id, order_id=btc.id, kind="sent",
+                          created_at=received + timedelta(seconds=1)))  # fmt: skip
+        record_arrival(session, signal.id, D("65000"), "last price")
+        for after, price, fee, asset in ((30, "65010", "6.501", "USDT"),
+                                         (90, "65030", "0.0001", "BTC")):  # fmt: skip
+            session.add(Fill(order_id=btc.id, venue_fill_id=f"btc-{after}", price=D(price),
+                             qty=D("0.1"), quote_qty=D(price) / 10, fee=D(fee), fee_asset=asset,
+                             time=received + timedelta(seconds=after)))  # fmt: skip
+
+        sold = add_signal(session, status="done", symbol="ETHUSDT", side="sell",
+                          received_at=received - timedelta(hours=1))  # fmt: skip
+        eth = add_order(session, signal_id=sold.id, symbol="ETHUSDT", side="SELL",
+                        status="filled", quantity=D(1), executed_qty=D(1),
+                        updated_at=utcnow() - timedelta(hours=1))  # fmt: skip
+        record_arrival(session, sold.id, D("3200"), "last price")
+        session.add(Fill(order_id=eth.id, venue_fill_id="eth-1", price=D(3190), qty=D(1),
+                         quote_qty=D(3190), fee=D("3.19"), fee_asset="USDT",
+                         time=sold.received_at + timedelta(seconds=5)))  # fmt: skip
+        session.flush()
+        record_quality(session, sold.id, lambda *window: D("3195"))
+        session.commit()
+        return btc, eth
+
+
+def quality_lines(output: str) -> dict[str, list[Decimal | None]]:
+    """The execution-quality table of ``status``, by order id: each line's figures ("-" is
+    None), as numbers (the databases keep their own scale)."""
+    lines = output.split("Execution quality", 1)[1].splitlines()[1:]
+    assert lines[0].split("  ")[0:2] == ["ORDER", "ARRIVAL"]
+    rows = [line.split() for line in lines[1:]]
+    return {row[0]: [None if cell == "-" else D(cell) for cell in row[1:]] for row in rows}
+
+
+def test_status_prints_each_algos_execution_quality_as_stored(
+    api_settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    btc, eth = seed_quality(sessions)
+
+    working = quality_lines(run_status(api_settings))
+    assert list(working) == [str(btc.id)]  # the filled ETH algo is not working
+    # avg (6501 + 6503) / 0.2 = 65020: 3.08 bps above arrival; fees 6.501 USDT and
+    # 0.0001 BTC at its fill's 65030; no VWAP until the execution has ended.
+    assert working[str(btc.id)] == [
+        D(65000), D(65020), D("0.2"), D("3.08"), None, None, D("13.004"), D("0.25"), D(1),
+        D(30), D(90),
+    ]  # fmt: skip
+
+    both = quality_lines(run_status(api_settings, "--recent", "24"))
+    # Sold at 3190: 31.25 bps below arrival 3200, 15.65 bps below the window's VWAP 3195.
+    assert both[str(eth.id)][:7] == [
+        D(3200), D(3190), D(1), D("31.25"), D("15.65"), D(3195), D("3.19"),
+    ]  # fmt: skip
+    assert both[str(btc.id)] == working[str(btc.id)]
+
+    data = json.loads(run_status(api_settings, "--json", "--recent", "24"))
+    with sessions() as session:
+        for algo in data["algos"]:
+            stored = measure(session, algo["signal_id"])
+            assert stored is not None and algo["quality"] == stored.as_json()
+            printed = both[str(algo["order_id"])]
+            delays = [stored.delays[step] for step in STEPS]
+            assert printed[-len(STEPS) :] == [None if d is None else D(str(d)) for d in delays]
 
 
 def test_status_as_json_and_with_a_halt(

@@ -9,6 +9,7 @@ import httpx
 import redis
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
+from rq.utils import utcformat
 from sqlalchemy import update
 
 from app.db import session_scope
@@ -51,6 +52,44 @@ def test_recovery_reenqueues_over_a_job_id_that_already_ended(
 
     assert spent in queue.job_ids  # a worker will run it again
     again = Job.fetch(spent, connection=redis_conn, serializer=JSONSerializer)
+    assert again.get_status() == JobStatus.QUEUED and again.args == [sid]
+
+
+def test_a_takeover_job_started_by_a_worker_that_died_is_replaced(
+    ctx: ExecContext, redis_conn: redis.Redis, queue_name: str
+) -> None:
+    """The fault battery's worker kill: a stale signal's takeover job was taken by a worker
+    killed before it claimed the signal. RQ keeps that job ``started`` for the job timeout
+    (half an hour), so enqueueing its id again did nothing, sweep after sweep, and the
+    signal stayed ``processing`` with nothing placed."""
+    queue = make_queue(redis_conn, queue_name)
+    engine = ctx.sessions.kw["bind"]
+    sid = submit(ctx, quantity="0.01")
+    with session_scope(ctx.sessions) as session:
+        session.execute(
+            update(SignalRow)
+            .where(SignalRow.id == sid)
+            .values(status="processing", attempts=1, updated_at=utcnow() - timedelta(hours=1))
+        )
+    takeover = job_id(sid, 1)
+    enqueue_signals(queue, [sid], {sid: takeover}, register=False)
+    job = Job.fetch(takeover, connection=redis_conn, serializer=JSONSerializer)
+    queue.remove(job)
+    job.set_status(JobStatus.STARTED)
+    registry = queue.started_job_registry.key
+    member = f"{takeover}:execution-1"
+    redis_conn.zadd(registry, {member: utcnow().timestamp() + 1800})  # the job timeout
+    redis_conn.hset(job.key, "started_at", utcformat(utcnow() - timedelta(minutes=2)))
+    try:
+        recovered = recover_stalled(engine, queue, now=utcnow(), lease=timedelta(seconds=60))
+        in_registry = redis_conn.zscore(registry, member)
+    finally:
+        redis_conn.delete(registry)
+
+    assert recovered == (0, 1, 0)
+    assert takeover in queue.job_ids  # a worker will run it again
+    assert in_registry is None  # RQ's clean-up will not fail the job enqueued again
+    again = Job.fetch(takeover, connection=redis_conn, serializer=JSONSerializer)
     assert again.get_status() == JobStatus.QUEUED and again.args == [sid]
 
 

@@ -87,22 +87,22 @@ def in_background(action: Callable[[], object]) -> threading.Thread:
     return thread
 
 
-def when(
-    stack: Stack, sql: str, action: Callable[[], object], timeout: float = 30
+def when_held(
+    stack: Stack, rule_id: int, action: Callable[[], object], timeout: float = 30
 ) -> Callable[[], bool]:
-    """A background watch: run ``action`` the moment ``sql`` (a count) is above 0; returns
-    a function that waits for the watch and tells whether the moment came."""
-    from sqlalchemy import text
-
+    """A background watch: run ``action`` while the paper exchange holds a request under its
+    latency rule ``rule_id`` (the stack announces the moment; the test does not guess it
+    from a state that lasts milliseconds); returns a function that waits for the watch and
+    tells whether the moment came."""
     hit = threading.Event()
 
-    def watch() -> None:
-        def seen() -> bool:
-            with stack.engine.connect() as conn:
-                return bool(conn.execute(text(sql)).scalar())
+    def holding() -> bool:
+        rules = {r["id"]: r for r in stack.faults()["faults"]}
+        return rule_id in rules and rules[rule_id]["holding"] > 0
 
+    def watch() -> None:
         try:
-            wait_until(seen, timeout=timeout, interval=0.01)
+            wait_until(holding, timeout=timeout, interval=0.01)
         except AssertionError:
             return
         action()

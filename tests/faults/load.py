@@ -34,7 +34,7 @@ RESEND = {408, 429, 500, 502, 503, 504}
 
 
 # About 60 USDT each: over every minimum notional, a sliver of the paper balance.
-QUANTITY = {"BTCUSDT": "0.001", "ETHUSDT": "0.02"}
+QUANTITY = {"BTCUSDT": "0.001", "ETHUSDT": "0.02", "BNBUSDT": "0.05"}
 
 
 def entry(sender_id: str, *, secret: str, symbol: str = "BTCUSDT", limit: str | None = None) -> Any:

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from sqlalchemy import text
 
 from app.exchange.ids import client_order_id
 from tests.faults.conftest import (
@@ -27,9 +28,9 @@ from tests.faults.conftest import (
     checked,
     in_background,
     signals,
-    when,
+    when_held,
 )
-from tests.faults.load import Load, Sent, entry, judge
+from tests.faults.load import QUANTITY, Load, Sent, entry, judge
 from tests.faults.stack import Stack
 from tests.support import wait_until
 
@@ -42,6 +43,8 @@ REDIS_STOP_S = min(30, max(10, N // 10))
 DATABASE_DOWN_S = 5
 # Resting limit entries: at most 100 per symbol (the exchange allows 200 open orders).
 RESTING = min(N, 200)
+# The symbol of the signals the worker-kill test kills at: no other signal trades it.
+KILLED_AT = "BNBUSDT"
 
 
 def test_baseline(stack: Stack, report: Any) -> None:
@@ -114,44 +117,57 @@ def test_duplicate_storm(stack: Stack, report: Any) -> None:
 def test_worker_sigkill_at_three_points(stack: Stack, report: Any) -> None:
     """SIGKILL both workers (their supervisor starts them again) at three points: idle,
     before the load; the moment a signal is claimed (``processing``, nothing sent yet); and
-    while an order is in doubt (the exchange holds an order request 2 s, and the workers
-    die while its row is ``sending``). Whatever they were doing is taken over and done once."""
-    kills: Counter[str] = Counter()
+    while an order is in doubt (its row ``sending``, the request at the exchange). Whatever
+    they were doing is taken over and done once.
 
-    def kill_workers(point: str) -> None:
+    The two signals killed at are the only ones on a third symbol, and the exchange holds
+    their requests (the price read after the claim; the order) under a fault scoped to that
+    symbol, which no other caller (the monitor's price reads of open positions) can take.
+    The kill comes while the exchange says it holds the request, and the database is read
+    at that moment to show the point is the one named."""
+    kills: Counter[str] = Counter()
+    states: dict[str, int] = {}
+    claimed = (
+        "SELECT count(*) FROM signals s WHERE s.status = 'processing' AND s.symbol = :symbol"
+        " AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.signal_id = s.id"
+        " AND o.status <> 'planned')"
+    )
+    in_doubt = "SELECT count(*) FROM orders WHERE status = 'sending' AND symbol = :symbol"
+
+    def kill_workers(point: str, sql: str | None = None) -> None:
+        if sql is not None:
+            with stack.engine.connect() as conn:
+                states[point] = int(conn.execute(text(sql), {"symbol": KILLED_AT}).scalar_one())
         for name in WORKERS:
             stack.kill(name)
         kills[point] += 1
 
     kill_workers("idle")
-    claimed = (
-        "SELECT count(*) FROM signals s WHERE s.status = 'processing' AND NOT EXISTS"
-        " (SELECT 1 FROM orders o WHERE o.signal_id = s.id AND o.status <> 'planned')"
-    )
-    in_doubt = "SELECT count(*) FROM orders WHERE status = 'sending'"
+    bodies = signals(stack, "wkill")
+    points = {N // 3: "claimed", 2 * N // 3: "in_doubt"}
+    for index in points:
+        bodies[index] = {**bodies[index], "symbol": KILLED_AT, "quantity": QUANTITY[KILLED_AT]}
     watches: list[Callable[[], bool]] = []
 
     def arm(index: int) -> None:
-        if index == N // 3:
-            # Many jobs run at once and a claim turns into an order within milliseconds: the
-            # exchange holds the next price read (after the claim, before any order) 1.5 s,
-            # so a claimed signal with nothing sent is there to be caught.
-            stack.fault(action="latency", path="/api/v3/ticker/price", method="GET",
-                        delay_ms=1500, count=1)  # fmt: skip
-            watches.append(when(stack, claimed, lambda: kill_workers("claimed")))
+        if points[index] == "claimed":
+            rule = stack.fault(action="latency", path="/api/v3/ticker/price", method="GET",
+                               symbol=KILLED_AT, delay_ms=2000, count=1)  # fmt: skip
+            watches.append(when_held(stack, rule, lambda: kill_workers("claimed", claimed)))
         else:
-            stack.fault(action="latency", path="/api/v3/order", method="POST", delay_ms=2000,
-                        count=1)  # fmt: skip
-            watches.append(when(stack, in_doubt, lambda: kill_workers("in_doubt")))
+            rule = stack.fault(action="latency", path="/api/v3/order", method="POST",
+                               symbol=KILLED_AT, delay_ms=2000, count=1)  # fmt: skip
+            watches.append(when_held(stack, rule, lambda: kill_workers("in_doubt", in_doubt)))
 
-    sent = Load(stack.api_url, rate=RATE).run(
-        signals(stack, "wkill"), at([N // 3, 2 * N // 3], arm)
-    )
+    sent = Load(stack.api_url, rate=RATE).run(bodies, at(list(points), arm))
     hit = [watch() for watch in watches]
     verdict = judge("worker-kill", stack, sent, timeout=DRAIN)
     verdict.extra = {f"kill_{point}": kills[point] for point in ("idle", "claimed", "in_doubt")}
+    # How many rows were at each point when the workers died (other signals may be too).
+    verdict.extra |= {f"rows_{point}": count for point, count in states.items()}
     checked(verdict, report, stack)
     assert hit == [True, True] and verdict.placed == N
+    assert states["claimed"] >= 1 and states["in_doubt"] >= 1, states
 
 
 def test_redis_sigkill_and_restart(stack: Stack, report: Any) -> None:

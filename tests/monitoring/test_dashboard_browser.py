@@ -1,18 +1,21 @@
 """The dashboard in a real browser: headless Chromium (Debian's ``chromium``, driven by
 playwright) opens the page served by the receiver, takes the admin token, draws a working
-TWAP's fills against its schedule, draws more as the monitor records them, and cancels the
-algo with its button."""
+TWAP's fills against its schedule, draws more as the monitor records them, cancels the algo
+with its button, and shows the ended algo's execution quality as stored, VWAP included."""
 
 from __future__ import annotations
 
 import os
 import shutil
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from app.db import session_scope
+from app.execution.quality import Quality, measure, record_arrival, record_due
 from app.main import create_app
 from tests.conftest import TEST_ADMIN_TOKEN
 from tests.monitoring.desk import Desk
@@ -47,9 +50,28 @@ STATUS = """([order, status]) =>
     document.querySelector(`tr[data-order="${order}"]`)?.dataset.status === status"""
 
 
+VWAP_SHOWN = """([order, vwap]) => document.querySelector(
+    `tr[data-order="${order}"] td.quality [data-q="vwap"]`)?.textContent === vwap"""
+
+
 def fills_drawn(page: Page, order_id: int) -> int:
     plot = page.locator(f'tr[data-order="{order_id}"] svg.plot')
     return int(plot.get_attribute("data-fills") or 0)
+
+
+def shown_quality(page: Page, order_id: int) -> dict[str, str]:
+    """Each figure of the algo's execution-quality cell, by its field."""
+    figures = page.locator(f'tr[data-order="{order_id}"] td.quality [data-q]')
+    return {str(figure.get_attribute("data-q")): figure.inner_text() for figure in figures.all()}
+
+
+def assert_shows(shown: dict[str, str], stored: Quality) -> None:
+    for name in ("arrival_price", "avg_price", "filled_qty", "fees_quote", "vwap",
+                 "slippage_arrival_bps", "slippage_vwap_bps"):  # fmt: skip
+        assert Decimal(shown[name]) == getattr(stored, name), name
+    for step, seconds in stored.delays.items():
+        figure = shown[step]
+        assert (None if figure == "\N{EN DASH}" else float(figure)) == seconds, step
 
 
 def test_the_dashboard_draws_an_algo_filling_and_cancels_it(desk: Desk, page: Page) -> None:
@@ -57,6 +79,8 @@ def test_the_dashboard_draws_an_algo_filling_and_cancels_it(desk: Desk, page: Pa
     bought = desk.submit(quantity="0.01", take_profit="70000", stop_loss="60000")
     assert desk.run(bought).status == "done"
     entry = desk.entry(kind="twap", quantity="0.3", duration=600)
+    with session_scope(desk.ctx.sessions) as session:  # as the entry's planning records it
+        record_arrival(session, entry.signal_id, Decimal("64935"), "last price")
     desk.advance(90)
     desk.cycle()
     drawn_before = len(desk.fills(entry.order_id))
@@ -98,6 +122,17 @@ def test_the_dashboard_draws_an_algo_filling_and_cancels_it(desk: Desk, page: Pa
         page.wait_for_function(STATUS, arg=[entry.order_id, "cancelled"])
         assert desk.order(entry.order_id).status == "cancelled"
         assert row.get_by_role("button", name="Cancel").count() == 0
+
+        # Its execution quality: once the quality job has the window's VWAP from the paper's
+        # klines, the page shows every figure as stored.
+        assert record_due(desk.ctx) == 2  # the bracketed market entry's, and the TWAP's
+        with session_scope(desk.ctx.sessions) as session:
+            stored = measure(session, entry.signal_id)
+        assert stored is not None and stored.vwap is not None
+        assert stored.arrival_price == Decimal("64935") and stored.slippage_arrival_bps
+        assert stored.slippage_vwap_bps is not None
+        page.wait_for_function(VWAP_SHOWN, arg=[entry.order_id, format(stored.vwap, "f")])
+        assert_shows(shown_quality(page, entry.order_id), stored)
         assert page.locator("#message").inner_text() == ""
         assert errors == []
     finally:

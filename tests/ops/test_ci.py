@@ -58,6 +58,28 @@ def test_ci_lints_and_type_checks_before_the_readmes_test_command() -> None:
     assert steps.index("make .venv/bin/pacekeeper") < steps.index("make lint")
 
 
+def test_pre_commit_runs_the_checks_ci_runs_first_with_the_locked_tools(tmp_path: Path) -> None:
+    """The hooks are CI's lint and type steps (the same pinned tools from .venv), and they
+    catch what CI would: a badly formatted file fails the format hook."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
+    hooks = {h["id"]: h for repo in config["repos"] for h in repo["hooks"]}
+    make = (ROOT / "Makefile").read_text()
+    assert set(hooks) == {"ruff", "ruff-format", "mypy"}
+    for hook in hooks.values():
+        tool = hook["entry"].split()[0]
+        assert tool.startswith(".venv/bin/") and (ROOT / tool).exists(), tool
+        assert f"$(BIN)/{tool.removeprefix('.venv/bin/')}" in make  # make lint / typecheck
+    assert hooks["mypy"]["pass_filenames"] is False  # the whole project, as make typecheck
+    bad = tmp_path / "bad.py"
+    bad.write_text("x=( 1,\n 2 )\n")
+    entry = hooks["ruff-format"]["entry"].split()
+    result = subprocess.run([str(ROOT / entry[0]), *entry[1:], str(bad)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 1 and "would be reformatted" in result.stdout + result.stderr
+
+
 def run_probe(tmp_path: Path, source: str, *, ci: bool) -> subprocess.CompletedProcess[str]:
     (tmp_path / "test_probe.py").write_text(source)
     (tmp_path / "test_passing.py").write_text(PASSING)

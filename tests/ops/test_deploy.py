@@ -63,9 +63,11 @@ def service_env(name: str, env: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def test_compose_runs_every_component_of_the_design() -> None:
-    assert set(SERVICES) == {"redis", "postgres", "migrate", "api", "worker", "monitor", "paper"}
-    assert set(APP_SERVICES) == {"migrate", "api", "worker", "monitor", "paper"}
-    assert {"migrate"} == ONE_OFF
+    assert set(SERVICES) == {
+        "redis", "postgres", "migrate", "check", "api", "worker", "monitor", "paper"
+    }  # fmt: skip
+    assert set(APP_SERVICES) == {"migrate", "check", "api", "worker", "monitor", "paper"}
+    assert {"migrate", "check"} == ONE_OFF
 
 
 @pytest.mark.parametrize("name", sorted(APP_SERVICES))
@@ -84,7 +86,7 @@ def test_every_dependency_exists_and_waits_for_health() -> None:
             assert rule == {"condition": expected}, f"{name} -> {target}"
     for name in ("api", "worker", "monitor"):
         needs = SERVICES[name]["depends_on"]
-        assert {"redis", "postgres", "migrate"} <= set(needs)
+        assert {"redis", "postgres", "migrate", "check"} <= set(needs)
     assert set(SERVICES["migrate"]["depends_on"]) == {"postgres"}
 
 
@@ -104,8 +106,9 @@ def test_app_healthchecks_check_their_own_role(name: str) -> None:
     assert test[:4] == ["CMD", "python", "-m", "app.healthcheck"]
     args = healthcheck.build_parser().parse_args(test[4:])
     assert args.role == name == SERVICES[name]["command"][0]
-    if name == "api":
-        assert args.ready  # compose watches readiness; the Dockerfile watches liveness
+    # Liveness only: a readiness check failing while Redis is down would get a receiver that
+    # still stores signals restarted by an orchestrator, keeping TradingView away.
+    assert not args.ready
 
 
 def test_redis_keeps_jobs_across_restarts_and_never_evicts() -> None:
@@ -164,6 +167,27 @@ def test_the_receiver_will_not_start_without_a_webhook_secret() -> None:
         service_env("api")
     env = service_env("api", {"PACEKEEPER_WEBHOOK_SECRET": "s" * 32})
     assert env["PACEKEEPER_WEBHOOK_SECRET"] == "s" * 32
+
+
+@pytest.mark.parametrize("secret", ["changeme", "short"])
+def test_a_placeholder_secret_stops_compose_with_the_reason(tmp_path: Path, secret: str) -> None:
+    """.env.example's placeholder passes compose's ${...:?} (it is set): the one-off check
+    refuses it with exit 78 and a message naming the setting, and since api, worker and
+    monitor wait for it to complete successfully, `docker compose up` fails."""
+    env = {**os.environ, **service_env("check", {"PACEKEEPER_WEBHOOK_SECRET": secret})}
+    command = [sys.executable, "-m", "app.cli", *SERVICES["check"]["command"]]
+    refused = subprocess.run(command, cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)},
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert refused.returncode == 78
+    assert "PACEKEEPER_WEBHOOK_SECRET" in refused.stderr and "openssl rand" in refused.stderr
+    good = {**env, "PYTHONPATH": str(ROOT), "PACEKEEPER_WEBHOOK_SECRET": "k" * 32}
+    passed = subprocess.run(command, cwd=tmp_path, env=good, capture_output=True, text=True,
+                            timeout=60)  # fmt: skip
+    assert passed.returncode == 0, passed.stderr
+    for name in ("api", "worker", "monitor"):
+        assert SERVICES[name]["depends_on"]["check"] == {
+            "condition": "service_completed_successfully"
+        }
 
 
 def test_published_ports_are_loopback_only() -> None:

@@ -55,7 +55,7 @@ def test_there_are_tradingview_templates_with_a_secret_placeholder() -> None:
         assert fill(template)["secret"] == "YOUR_PACEKEEPER_WEBHOOK_SECRET"
 
 
-@pytest.mark.parametrize("index", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize("index", range(len(tradingview_templates())))
 def test_tradingview_templates_are_valid_signals(index: int) -> None:
     body = fill(tradingview_templates()[index])
     body.pop("secret")

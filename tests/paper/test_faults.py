@@ -28,6 +28,28 @@ def test_latency_rule_is_applied_and_counted(bn: BinanceTestClient) -> None:
     assert view["id"] == rule["id"] and view["applied"] == 2
 
 
+@pytest.mark.parametrize("in_body", [False, True])
+def test_a_rule_scoped_to_a_symbol_holds_only_that_symbol_and_shows_it_holds(
+    bn: BinanceTestClient, in_body: bool
+) -> None:
+    """A test's fault reaches the request it means (not a monitor's read of another symbol),
+    and the paper says when it is holding one: the moment a request is in flight."""
+    rule = fault(bn, action="latency", path="/api/v3/order", method="POST", symbol="ETHUSDT",
+                 delay_ms=3000, count=1)  # fmt: skip
+    bn.ok("POST", "/api/v3/order", {**MARKET, "newClientOrderId": "pk-other"}, in_body=in_body)
+    (view,) = bn.control("GET", "/faults")["faults"]
+    assert (view["applied"], view["holding"]) == (0, 0)  # BTCUSDT went by
+    eth = {**MARKET, "symbol": "ETHUSDT", "newClientOrderId": "pk-eth"}
+    with pytest.raises(httpx.ReadTimeout):
+        bn.call("POST", "/api/v3/order", eth, in_body=in_body, timeout=0.2)
+    (view,) = bn.control("GET", "/faults")["faults"]
+    assert view["id"] == rule["id"] and (view["applied"], view["holding"]) == (1, 1)
+    assert bn.ledger(client_id="pk-eth") == []  # held: not executed yet
+    wait_until(lambda: len(bn.ledger(client_id="pk-eth")) == 1, timeout=10, interval=0.05)
+    (view,) = bn.control("GET", "/faults")["faults"]
+    assert view["holding"] == 0
+
+
 def test_fail_before_executing_places_nothing(bn: BinanceTestClient) -> None:
     spec = {"path": "/api/v3/order", "method": "POST", "count": 1, "status": 503, "code": -1008}
     fault(bn, action="fail_before", **spec)

@@ -114,3 +114,12 @@ def test_account_versions_and_margins(bn: BinanceTestClient) -> None:
         usdt = next(a for a in account["assets"] if a["asset"] == "USDT")
         assert usdt["initialMargin"] == "1500.00000000"
         assert Decimal(usdt["marginBalance"]) == margin_balance
+
+
+def test_commission_rate_answers_the_paper_fee_for_one_symbol(bn: BinanceTestClient) -> None:
+    """GET /fapi/v1/commissionRate: what risk sizing reads as the taker fee."""
+    assert bn.ok("GET", "/fapi/v1/commissionRate", {"symbol": "BTCUSDT"}) == {
+        "symbol": "BTCUSDT",
+        "makerCommissionRate": "0.00040000",
+        "takerCommissionRate": "0.00040000",
+    }

@@ -146,7 +146,11 @@ def test_vp_is_accepted_on_spot_too() -> None:
         ({"side": "hold"}, "side", "buy, sell"),
         ({"side": None}, "side", "required"),
         ({"action": "open"}, "action", "entry, tp, sl, exit, cancel"),
-        ({"quantity": None}, "quantity", "exactly one of quantity or quote_quantity"),
+        (
+            {"quantity": None},
+            "quantity",
+            "exactly one of quantity, quote_quantity, balance_percent or risk_percent",
+        ),
         ({"quote_quantity": "100"}, "quote_quantity", "exactly one"),
         ({"quantity": "0"}, "quantity", "greater than 0"),
         ({"quantity": "-0.5"}, "quantity", "greater than 0"),
@@ -194,6 +198,95 @@ def test_invalid_fields_are_named_with_a_reason(
     overrides: dict[str, Any], field: str, fragment: str
 ) -> None:
     assert fragment in problems(base(**overrides))[field]
+
+
+# -- sizing ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "fragment"),
+    [
+        ({"balance_percent": "10"}, "balance_percent", "exactly one of"),
+        ({"quantity": None, "balance_percent": "10", "risk_percent": "1", "stop_loss": "60000"},
+         "risk_percent", "(balance_percent is given too)"),
+        ({"quantity": None, "quote_quantity": "100", "balance_percent": "5"},
+         "balance_percent", "exactly one of"),
+        ({"quantity": None, "risk_percent": "1"}, "risk_percent", "needs stop_loss"),
+        ({"quantity": None, "balance_percent": "0"}, "balance_percent", "above 0 and at most 100"),
+        ({"quantity": None, "balance_percent": "-5"}, "balance_percent", "above 0 and at most 100"),
+        ({"quantity": None, "balance_percent": "100.01"}, "balance_percent", "at most 100"),
+        ({"quantity": None, "risk_percent": "101", "stop_loss": "60000"}, "risk_percent",
+         "at most 100"),
+        ({"quantity": None, "balance_percent": "ten"}, "balance_percent", "must be a number"),
+        ({"action": "exit", "quantity": None, "side": None, "balance_percent": "50"},
+         "balance_percent", "only an entry or a reverse"),
+        ({"action": "tp", "quantity": None, "side": None, "risk_percent": "1"},
+         "risk_percent", "only an entry or a reverse"),
+        ({"action": "cancel", "target_id": "x", "symbol": None, "side": None, "quantity": None,
+          "balance_percent": "5"}, "balance_percent", "not allowed on a cancel"),
+        ({"quantity": None, "risk_percent": "1", "stop_loss": "66000",
+          "execution": {"type": "limit", "price": "65000"}}, "stop_loss.stop_price",
+         "must be below execution.price"),
+    ],
+)  # fmt: skip
+def test_each_impossible_size_is_named_with_a_reason(
+    overrides: dict[str, Any], field: str, fragment: str
+) -> None:
+    assert fragment in problems(base(**overrides))[field]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "stored"),
+    [
+        ({"balance_percent": "25"}, {"balance_percent": "25"}),
+        ({"balance_percent": 100}, {"balance_percent": "100"}),
+        ({"risk_percent": "0.5", "stop_loss": "60000"}, {"risk_percent": "0.5"}),
+    ],
+)
+def test_balance_and_risk_sizes_are_stored_as_given_for_the_worker(
+    overrides: dict[str, Any], stored: dict[str, str]
+) -> None:
+    payload = parse(base(quantity=None, **overrides)).payload()
+    assert {k: payload[k] for k in stored} == stored
+    assert "quantity" not in payload and "quote_quantity" not in payload
+
+
+# -- reverse --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "bad"),
+    [
+        ({"symbol": "BTCUSDT.P", "side": "sell", "quantity": "0.1"}, None),
+        ({"symbol": "BTCUSDT.P", "side": "buy", "balance_percent": "20", "leverage": 5,
+          "take_profit": "70000", "stop_loss": "60000"}, None),
+        ({"symbol": "BTCUSDT", "side": "buy", "risk_percent": "1", "stop_loss": "60000"}, None),
+        ({"symbol": "BTCUSDT", "side": "sell", "quantity": "0.1"},
+         {"side": "spot cannot hold a short"}),
+        ({"symbol": "BTCUSDT.P", "quantity": "0.1"}, {"side": "required for reverse"}),
+        ({"symbol": "BTCUSDT.P", "side": "sell"}, {"quantity": "reverse needs exactly one of"}),
+        ({"symbol": "BTCUSDT.P", "side": "sell", "quantity": "1", "balance_percent": "5"},
+         {"balance_percent": "exactly one of"}),
+        ({"symbol": "BTCUSDT.P", "side": "sell", "risk_percent": "1"},
+         {"risk_percent": "needs stop_loss"}),
+        ({"symbol": "BTCUSDT.P", "side": "sell", "quantity": "1", "stop_loss": "60000",
+          "execution": {"type": "limit", "price": "65000"}},
+         {"stop_loss.stop_price": "must be above execution.price"}),
+        ({"symbol": "BTCUSDT", "side": "buy", "quantity": "1", "leverage": 3},
+         {"leverage": "usdm futures only"}),
+    ],
+)  # fmt: skip
+def test_reverse_needs_a_side_and_a_size_and_never_shorts_spot(
+    raw: dict[str, Any], bad: dict[str, str | None] | None
+) -> None:
+    body = {"action": "reverse", **raw}
+    if bad is None:
+        assert parse(body).action == "reverse"
+        return
+    found = problems(body)
+    for field, fragment in bad.items():
+        assert field in found
+        assert fragment is None or fragment in found[field], found[field]
 
 
 def test_every_field_problem_is_reported_at_once() -> None:

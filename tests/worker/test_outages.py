@@ -216,3 +216,31 @@ def test_a_configuration_error_exits_78_so_that_no_supervisor_restarts_it(
     proc = Process(command, env, cwd=tmp_path)
     assert proc.proc.wait(60) == 78, proc.output
     proc.kill()
+
+
+def test_a_killed_worker_takes_its_scheduler_with_it(
+    processes: list[Process], redis_url: str, queue_name: str, tmp_path: Path
+) -> None:
+    """RQ forks its scheduler from the worker. SIGKILLed, the worker left it running under
+    init, holding the scheduler lock with the old code, after every kill of the stack."""
+    worker = start_worker(processes, redis_url, queue_name, tmp_path)
+
+    def scheduler() -> int | None:
+        children = Path(f"/proc/{worker.proc.pid}/task/{worker.proc.pid}/children")
+        pids = children.read_text().split() if children.exists() else []
+        return int(pids[0]) if pids else None
+
+    wait_until(lambda: scheduler() is not None, timeout=30)
+    child = scheduler()
+    assert child is not None
+    worker.proc.kill()
+    worker.proc.wait(timeout=10)
+
+    def gone() -> bool:
+        try:
+            state = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        return state == "Z"  # ended, waiting for init to reap it
+
+    wait_until(gone, timeout=15)
