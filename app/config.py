@@ -203,6 +203,9 @@ class Settings(BaseSettings):
     paper_manual_clock: bool = False
     # Answer 429 when a minute's request weight is spent (headers are sent either way).
     paper_rate_limits: bool = True
+    # More paper accounts, one per API key: "key:secret,key2:secret2" (app/paper/accounts.py);
+    # the configured key always has one.
+    paper_accounts: SecretStr = SecretStr("")
     # When a clientAlgoId may be used again (Binance does not document it): "never" (-20132
     # forever) or "after_end" (once the earlier algo is no longer WORKING).
     paper_algo_id_reuse: Literal["never", "after_end"] = "never"

@@ -59,7 +59,7 @@ from app.paper.params import Params
 from app.paper.symbols import Lot, SymbolSpec
 
 if TYPE_CHECKING:
-    from app.paper.engine import Engine
+    from app.paper.accounts import Account
 
 SPOT, USDM = "spot", "usdm"
 URGENCY_RATES = {"LOW": Decimal("0.02"), "MEDIUM": Decimal("0.05"), "HIGH": Decimal("0.10")}
@@ -112,7 +112,7 @@ class Algo:
 
 
 class AlgoBook:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Account) -> None:
         self.engine = engine
         self.algos: dict[int, Algo] = {}
         self.open: dict[str, dict[int, Algo]] = {SPOT: {}, USDM: {}}
@@ -201,6 +201,7 @@ class AlgoBook:
             (USDM, "VP"): FUTURES_VP,
         }[market, algo_type]
         engine.ledger.record(
+            key=engine.key,
             time=engine.now,
             kind=kind,
             symbol=symbol,

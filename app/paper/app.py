@@ -32,13 +32,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     settings = settings or get_settings()
     if clock is None:
         clock = ManualClock() if settings.paper_manual_clock else SystemClock()
+    engine = Engine(settings, clock)
     paper = PaperState(
         settings=settings,
         clock=clock,
-        engine=Engine(settings, clock),
+        engine=engine,
         faults=Faults(settings.paper_seed),
         weights=WeightCounter(),
-        verifier=Verifier(settings),
+        verifier=Verifier(settings, engine.secrets),
     )
 
     @contextlib.asynccontextmanager
@@ -96,7 +97,8 @@ async def _gateway(
     params: dict[str, str] = dict(request.query_params)
     if paper.faults.by_symbol and request.method != "GET":
         params.update(parse_qsl((await request.body()).decode("latin-1")))
-    plan = paper.faults.plan(request.method, path, params)
+    key = request.headers.get("X-MBX-APIKEY")
+    plan = paper.faults.plan(request.method, path, params, key)
     if plan.delay_s:
         # The request has arrived: read it whole first, so that a client that gives up
         # while the server holds it does not unmake it. Binance executes an order whose
@@ -124,7 +126,10 @@ async def _gateway(
             {"Retry-After": str(charge.retry_after)},
         )
         return _reply(reply, charge.headers)
-    order_headers, order_limit, window_left = paper.weights.count_orders(request.method, path)
+    # Order counts are the account's (UID), request weight the IP's.
+    order_headers, order_limit, window_left = paper.weights.count_orders(
+        request.method, path, key or ""
+    )
     if order_limit is not None and paper.settings.paper_rate_limits:
         reply = ErrorReply(
             429,

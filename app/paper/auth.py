@@ -32,11 +32,12 @@ def strip_signature(raw: str) -> str:
 
 
 class Verifier:
-    """Checks one signed request against the configured key and secret."""
+    """Checks one signed request against the keys of the paper accounts and their secrets
+    (the Ed25519 key, when configured, belongs to the configured API key)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, secrets: dict[str, str]) -> None:
         self.api_key = settings.binance_api_key.get_secret_value()
-        self.secret = settings.binance_api_secret.get_secret_value().encode()
+        self.secrets = {key: secret.encode() for key, secret in secrets.items()}
         self.ed25519: Ed25519PublicKey | None = None
         if settings.binance_ed25519_private_key is not None:
             pem = settings.binance_ed25519_private_key.get_secret_value().encode()
@@ -44,13 +45,23 @@ class Verifier:
             if isinstance(key, Ed25519PrivateKey):
                 self.ed25519 = key.public_key()
 
-    def check(
-        self, *, api_key: str | None, query: str, body: str, params: Params, server_ms: int
-    ) -> None:
+    def known(self, api_key: str | None) -> str:
+        """The account key an ``X-MBX-APIKEY`` header names, or Binance's -2014 / -2015."""
         if not api_key:
             raise BAD_KEY_FORMAT
-        if not hmac.compare_digest(api_key.encode(), self.api_key.encode()):
+        found = ""
+        for key in self.secrets:  # compare with every key: no early exit to time
+            if hmac.compare_digest(api_key.encode(), key.encode()):
+                found = key
+        if not found:
             raise INVALID_KEY
+        return found
+
+    def check(
+        self, *, api_key: str | None, query: str, body: str, params: Params, server_ms: int
+    ) -> str:
+        """Verify a signed request; the key of the account it acts on."""
+        key = self.known(api_key)
         recv_window = self._recv_window(params)
         timestamp = params.integer("timestamp")
         if timestamp is None:
@@ -59,7 +70,7 @@ class Verifier:
         if signature is None:
             raise mandatory("signature")
         payload = strip_signature(query) + strip_signature(body)
-        if not self._valid(payload, signature):
+        if not self._valid(key, payload, signature):
             raise BAD_SIGNATURE
         if timestamp >= 10**15:  # microseconds, as spot allows
             timestamp //= 1000
@@ -69,6 +80,7 @@ class Verifier:
             )
         if server_ms - timestamp > recv_window:
             raise BinanceError(-1021, "Timestamp for this request is outside of the recvWindow.")
+        return key
 
     @staticmethod
     def _recv_window(params: Params) -> float:
@@ -83,11 +95,11 @@ class Verifier:
             raise mandatory("recvWindow")
         return float(window)
 
-    def _valid(self, payload: str, signature: str) -> bool:
-        expected = hmac.new(self.secret, payload.encode(), hashlib.sha256).hexdigest()
+    def _valid(self, key: str, payload: str, signature: str) -> bool:
+        expected = hmac.new(self.secrets[key], payload.encode(), hashlib.sha256).hexdigest()
         if hmac.compare_digest(expected, signature.lower()):
             return True
-        if self.ed25519 is None:
+        if self.ed25519 is None or key != self.api_key:
             return False
         try:
             raw = base64.b64decode(signature, validate=True)

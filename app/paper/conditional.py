@@ -220,6 +220,7 @@ class ConditionalBook:
         self.open[spec.symbol][cond.algo_id] = cond
         self.by_client[client_id] = cond.algo_id
         engine.ledger.record(
+            key=engine.key,
             time=engine.now,
             kind=FUTURES_CONDITIONAL,
             symbol=spec.symbol,

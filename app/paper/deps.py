@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from app.config import Settings
-from app.paper.auth import BAD_KEY_FORMAT, INVALID_KEY, Verifier
+from app.paper.auth import Verifier
 from app.paper.clock import Clock, wall_ms
 from app.paper.engine import Engine
 from app.paper.faults import Faults
@@ -47,7 +46,11 @@ class PaperState:
     faults: Faults
     weights: WeightCounter
     verifier: Verifier
-    restrictions: dict[str, object] = field(default_factory=default_restrictions)
+    # Per API key; a key missing here has the defaults.
+    restrictions: dict[str, dict[str, object]] = field(default_factory=dict)
+
+    def restrictions_of(self, key: str) -> dict[str, object]:
+        return self.restrictions.setdefault(key, default_restrictions())
 
     def server_ms(self) -> int:
         """Binance's server time: wall time plus any clock-offset fault.
@@ -83,7 +86,7 @@ async def public_params(request: Request) -> Params:
 async def signed_params(request: Request) -> Params:
     query, body, params = await read_params(request)
     paper = get_paper(request)
-    paper.verifier.check(
+    params.key = paper.verifier.check(
         api_key=request.headers.get("X-MBX-APIKEY"),
         query=query,
         body=body,
@@ -96,11 +99,7 @@ async def signed_params(request: Request) -> Params:
 async def keyed_params(request: Request) -> Params:
     """MARKET_DATA endpoints: an API key, no signature."""
     _, _, params = await read_params(request)
-    key = request.headers.get("X-MBX-APIKEY")
-    if not key:
-        raise BAD_KEY_FORMAT
-    if not hmac.compare_digest(key.encode(), get_paper(request).verifier.api_key.encode()):
-        raise INVALID_KEY
+    params.key = get_paper(request).verifier.known(request.headers.get("X-MBX-APIKEY"))
     return params
 
 

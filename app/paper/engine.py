@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from decimal import Decimal
 
 from app.config import Settings
+from app.paper.accounts import Account, configured_keys
 from app.paper.algos import AlgoBook
 from app.paper.average import AveragePrice
 from app.paper.clock import Clock
@@ -76,6 +77,7 @@ class Engine:
         self.lock = threading.RLock()
         self.specs: dict[str, SymbolSpec] = dict(DEFAULT_SYMBOLS)
         self.replay = load_klines(settings.paper_price_csv) if settings.paper_price_csv else {}
+        self.secrets = configured_keys(settings)
         self.reset()
 
     def reset(self, seed: int | None = None) -> None:
@@ -95,13 +97,40 @@ class Engine:
             self.candles = {s: Candles(self.market.price(s), self.now) for s in self.specs}
             self.ledger = Ledger()
             self.ids = Ids()
-            self._events: list[tuple[int, int, int]] = []
+            self._events: list[tuple[int, int, int, str]] = []
             self._event_seq = 0
-            self.spot_wallet = Wallet(dict(DEFAULT_SPOT_BALANCES))
-            self.futures_wallet = Wallet(dict(DEFAULT_FUTURES_BALANCES))
-            self.spot = SpotBook(self)
-            self.algos = AlgoBook(self)
-            self.futures = FuturesBook(self)
+            self.accounts = {
+                key: Account(self, key, dict(DEFAULT_SPOT_BALANCES), dict(DEFAULT_FUTURES_BALANCES))
+                for key in self.secrets
+            }
+            self.default = next(iter(self.accounts.values()))
+
+    # accounts -----------------------------------------------------------------------------
+
+    def account(self, key: str | None = None) -> Account:
+        """The account of an API key (the configured key's when None)."""
+        return self.default if key is None else self.accounts[key]
+
+    # The configured key's account, as the ``/paper`` routes and older callers address it.
+    @property
+    def spot(self) -> SpotBook:
+        return self.default.spot
+
+    @property
+    def algos(self) -> AlgoBook:
+        return self.default.algos
+
+    @property
+    def futures(self) -> FuturesBook:
+        return self.default.futures
+
+    @property
+    def spot_wallet(self) -> Wallet:
+        return self.default.spot_wallet
+
+    @property
+    def futures_wallet(self) -> Wallet:
+        return self.default.futures_wallet
 
     # time ---------------------------------------------------------------------------------
 
@@ -112,13 +141,19 @@ class Engine:
             self.advance_to(self.clock.now_ms())
             yield self
 
+    @contextmanager
+    def signed(self, key: str) -> Iterator[Account]:
+        """``session()`` for a signed request: the account of the key that signed it."""
+        with self.session():
+            yield self.accounts[key]
+
     def sync(self) -> None:
         with self.session():
             pass
 
-    def schedule(self, due_ms: int, algo_id: int) -> None:
+    def schedule(self, due_ms: int, algo_id: int, key: str) -> None:
         self._event_seq += 1
-        heapq.heappush(self._events, (due_ms, self._event_seq, algo_id))
+        heapq.heappush(self._events, (due_ms, self._event_seq, algo_id, key))
 
     def advance_to(self, now: int) -> None:
         if now <= self.now and not (self._events and self._events[0][0] <= now):
@@ -132,11 +167,11 @@ class Engine:
             if next_event is not None and next_event < next_tick:
                 if next_event > now:
                     break
-                due, _, algo_id = heapq.heappop(self._events)
+                due, _, algo_id, key = heapq.heappop(self._events)
                 self.now = max(self.now, due)
-                following = self.algos.run_slice(algo_id, due)
+                following = self.accounts[key].algos.run_slice(algo_id, due)
                 if following is not None:
-                    self.schedule(following, algo_id)
+                    self.schedule(following, algo_id, key)
                 continue
             if next_tick > now:
                 break
@@ -182,9 +217,8 @@ class Engine:
         price = self.market.price(symbol)
         self.averages[symbol].record(self.now, price)
         self.candles[symbol].record(price, self.now)
-        self.spot.on_price(symbol, price)
-        if self.specs[symbol].futures:
-            self.futures.on_price(symbol, price)
+        for account in list(self.accounts.values()):
+            account.on_price(symbol, price)
 
     # helpers shared by the books ----------------------------------------------------------
 
@@ -197,12 +231,13 @@ class Engine:
         return lag_s <= 0 or time.monotonic() - created_mono >= lag_s
 
     def ledger_status(self, entry: Entry) -> str:
+        account = self.accounts[entry.key]
         if entry.kind == "spot_order":
-            return self.spot.orders[entry.id].status
+            return account.spot.orders[entry.id].status
         if entry.kind == "oco":
-            return self.spot.oco.lists[entry.id].list_order_status
+            return account.spot.oco.lists[entry.id].list_order_status
         if entry.kind in ("spot_twap", "spot_vp", "futures_twap", "futures_vp"):
-            return self.algos.algos[entry.id].status
+            return account.algos.algos[entry.id].status
         if entry.kind == "futures_order":
-            return self.futures.orders[entry.id].status
-        return self.futures.conditional.conditionals[entry.id].status
+            return account.futures.orders[entry.id].status
+        return account.futures.conditional.conditionals[entry.id].status

@@ -1,9 +1,9 @@
 """Fault switches for tests: latency, errors before or after executing, 429 then 418,
 read-after-write lag and clock offset, each scoped by path prefix, method, count and
 optionally one symbol (so that a test's fault reaches the request it means, not a monitor's
-read of another symbol). A rule shows how many requests its latency is holding right now
-(``holding``): a test can act at the moment a request is in flight, instead of guessing it
-from its own side.
+read of another symbol) or one API key (one account of several). A rule shows how many
+requests its latency is holding right now (``holding``): a test can act at the moment a
+request is in flight, instead of guessing it from its own side.
 
 Rules are matched in the order they were added; timings are real seconds (they model the
 network and Binance's servers, not the market clock).
@@ -63,6 +63,7 @@ class FaultSpec(BaseModel):
     action: Action
     path: str = Field("", description="path prefix; empty matches every Binance path")
     symbol: str | None = Field(None, description="only requests whose symbol parameter is this")
+    key: str | None = Field(None, description="only requests with this X-MBX-APIKEY")
     method: str | None = None
     count: int | None = Field(None, ge=1, description="apply this many times, then retire")
     probability: float = Field(1.0, ge=0, le=1)
@@ -84,7 +85,7 @@ class Rule:
     applied: int = 0
     holding: int = 0  # requests this rule's latency is holding now
 
-    def matches(self, method: str, path: str, params: Mapping[str, str]) -> bool:
+    def matches(self, method: str, path: str, params: Mapping[str, str], key: str | None) -> bool:
         if self.spec.count is not None and self.applied >= self.spec.count:
             return False
         if self.spec.method is not None and self.spec.method.upper() != method:
@@ -92,6 +93,8 @@ class Rule:
         if self.spec.method is None and self.spec.action == "read_lag" and method != "GET":
             return False
         if self.spec.symbol is not None and params.get("symbol") != self.spec.symbol:
+            return False
+        if self.spec.key is not None and key != self.spec.key:
             return False
         return path.startswith(self.spec.path)
 
@@ -205,7 +208,13 @@ class Faults:
             for rule in plan.holders:
                 rule.holding += held
 
-    def plan(self, method: str, path: str, params: Mapping[str, str] | None = None) -> Plan:
+    def plan(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        key: str | None = None,
+    ) -> Plan:
         plan = Plan()
         now = time.monotonic()
         with self._lock:
@@ -215,7 +224,9 @@ class Faults:
                 return plan
             for rule in self.rules:
                 spec = rule.spec
-                if spec.action == "clock_offset" or not rule.matches(method, path, params or {}):
+                if spec.action == "clock_offset" or not rule.matches(
+                    method, path, params or {}, key
+                ):
                     continue
                 if spec.action in ("fail_before", "rate_limit") and plan.before is not None:
                     continue

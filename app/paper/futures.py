@@ -34,7 +34,7 @@ from app.paper.params import Params
 from app.paper.symbols import FUTURES_PERCENT_DOWN, FUTURES_PERCENT_UP, MAX_NUM_ORDERS, Lot
 
 if TYPE_CHECKING:
-    from app.paper.engine import Engine
+    from app.paper.accounts import Account
 
 CLIENT_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
 CONDITIONAL_TYPES = (
@@ -93,7 +93,7 @@ class FuturesOrder:
 
 
 class FuturesBook:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Account) -> None:
         self.engine = engine
         self.positions = {s: Position(s) for s in engine.usdm_symbols}
         # Hedge mode (POST /fapi/v1/positionSide/dual): a LONG and a SHORT per symbol.
@@ -412,6 +412,7 @@ class FuturesBook:
             order.status = "EXPIRED"
         self.store(order)
         engine.ledger.record(
+            key=engine.key,
             time=engine.now,
             kind=FUTURES_ORDER,
             symbol=spec.symbol,

@@ -42,6 +42,7 @@ class Entry:
     # The levels it was placed at (an OCO's take-profit and stop, a conditional's trigger):
     # how a test sees a stop move.
     prices: dict[str, str] = field(default_factory=dict)
+    key: str = ""  # the API key whose account accepted it
 
 
 class Ledger:
@@ -51,6 +52,7 @@ class Ledger:
     def record(
         self,
         *,
+        key: str,
         time: int,
         kind: str,
         symbol: str,
@@ -77,6 +79,7 @@ class Ledger:
                 prices={
                     k: f"{v.normalize():f}" for k, v in (prices or {}).items() if v is not None
                 },
+                key=key,
             )
         )
 
@@ -90,9 +93,12 @@ class Ledger:
         kind: str | None = None,
         client_id: str | None = None,
         symbol: str | None = None,
+        key: str | None = None,
     ) -> list[dict[str, object]]:
         out = []
         for entry in self._entries:
+            if key and entry.key != key:
+                continue
             if kind and entry.kind != kind:
                 continue
             if symbol and entry.symbol != symbol:

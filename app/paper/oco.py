@@ -157,6 +157,7 @@ class OcoBook:
         self.open_lists[order_list.order_list_id] = order_list
         self.by_client[list_client_id] = order_list.order_list_id
         engine.ledger.record(
+            key=engine.key,
             time=now,
             kind=OCO,
             symbol=spec.symbol,

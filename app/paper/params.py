@@ -31,6 +31,8 @@ class Params:
         self.values = values
         # Read-after-write lag (seconds) switched on by a fault rule for this request.
         self.lag_s = lag_s
+        # The API key that signed the request: whose account it acts on ("" when unsigned).
+        self.key = ""
 
     @classmethod
     def merge(cls, query: str, body: str, *, lag_s: float = 0.0) -> Params:

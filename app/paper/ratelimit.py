@@ -125,8 +125,11 @@ class WeightCounter:
             self._used.clear()
             self._orders.clear()
 
-    def count_orders(self, method: str, path: str) -> tuple[dict[str, str], str | None, int]:
-        """Count an order placement: its ``X-MBX-ORDER-COUNT-*`` headers, and the limit
+    def count_orders(
+        self, method: str, path: str, key: str = ""
+    ) -> tuple[dict[str, str], str | None, int]:
+        """Count an order placement against its API key's account (order counts are per UID):
+        its ``X-MBX-ORDER-COUNT-*`` headers, and the limit
         it would cross (``"100 orders per 10 SECOND"``) with the seconds left in that window;
         an order over a limit is refused and not counted."""
         orders = ORDER_PLACEMENTS.get((method, path), 0)
@@ -138,14 +141,14 @@ class WeightCounter:
             counts = {}
             for name, seconds, limit, label in ORDER_LIMITS[fam]:
                 window = int(now // seconds)
-                last_window, used = self._orders.get(f"{fam}:{name}", (window, 0))
+                last_window, used = self._orders.get(f"{key}:{fam}:{name}", (window, 0))
                 counts[name] = (window, 0 if last_window != window else used)
                 if counts[name][1] + orders > limit:
                     headers = {f"X-MBX-ORDER-COUNT-{n}": str(c[1]) for n, c in counts.items()}
                     left = max(1, int(seconds - now % seconds))
                     return headers, f"{limit} orders per {label}", left
             for name, (window, used) in counts.items():
-                self._orders[f"{fam}:{name}"] = (window, used + orders)
+                self._orders[f"{key}:{fam}:{name}"] = (window, used + orders)
             return (
                 {f"X-MBX-ORDER-COUNT-{n}": str(c[1] + orders) for n, c in counts.items()},
                 None,

@@ -80,15 +80,34 @@ def _symbol(paper: Paper, symbol: str) -> str:
     return symbol
 
 
+def _key(paper: Paper, key: str | None) -> str:
+    """An account's API key (``?key=``); the configured key's account without one."""
+    if key is None:
+        return paper.engine.default.key
+    if key not in paper.engine.accounts:
+        raise HTTPException(404, "no paper account has this API key")
+    return key
+
+
 @router.get("/ledger")
 def ledger(
-    paper: Paper, kind: str | None = None, client_id: str | None = None, symbol: str | None = None
+    paper: Paper,
+    kind: str | None = None,
+    client_id: str | None = None,
+    symbol: str | None = None,
+    key: str | None = None,
 ) -> Response:
+    """Every accepted order, each entry naming the API key whose account took it (all
+    accounts, or one with ``?key=``)."""
     if kind is not None and kind not in KINDS:
         raise HTTPException(422, f"kind must be one of {', '.join(KINDS)}")
     with paper.engine.session() as engine:
         rows = engine.ledger.rows(
-            engine.ledger_status, kind=kind, client_id=client_id, symbol=symbol
+            engine.ledger_status,
+            kind=kind,
+            client_id=client_id,
+            symbol=symbol,
+            key=_key(paper, key) if key is not None else None,
         )
     return JSONResponse({"count": len(rows), "entries": rows})
 
@@ -155,8 +174,8 @@ def set_volatility(body: VolatilityBody, paper: Paper) -> Response:
         return JSONResponse({"symbols": symbols, "volatility": str(body.volatility)})
 
 
-def _balances(paper: Paper) -> dict[str, dict[str, dict[str, str]]]:
-    engine = paper.engine
+def _balances(paper: Paper, key: str | None = None) -> dict[str, dict[str, dict[str, str]]]:
+    engine = paper.engine.account(_key(paper, key))
     return {
         name: {
             asset: {"free": fmt8(b.free), "locked": fmt8(b.locked)}
@@ -167,19 +186,21 @@ def _balances(paper: Paper) -> dict[str, dict[str, dict[str, str]]]:
 
 
 @router.get("/balances")
-def get_balances(paper: Paper) -> Response:
+def get_balances(paper: Paper, key: str | None = None) -> Response:
     with paper.engine.session():
-        return JSONResponse(_balances(paper))
+        return JSONResponse(_balances(paper, key))
 
 
 @router.post("/balances")
-def set_balances(body: BalancesBody, paper: Paper) -> Response:
-    """Set the free amount of each asset given (locked funds are left alone)."""
-    with paper.engine.session() as engine:
+def set_balances(body: BalancesBody, paper: Paper, key: str | None = None) -> Response:
+    """Set the free amount of each asset given (locked funds are left alone), in the
+    configured key's account or ``?key=``'s."""
+    with paper.engine.session():
+        engine = paper.engine.account(_key(paper, key))
         wallet = engine.spot_wallet if body.account == "spot" else engine.futures_wallet
         for asset, amount in body.balances.items():
             wallet.set_free(asset.upper(), amount)
-        return JSONResponse(_balances(paper))
+        return JSONResponse(_balances(paper, key))
 
 
 @router.post("/positions")
@@ -240,12 +261,14 @@ def set_fill_ratio(body: FillBody, paper: Paper) -> Response:
 
 
 @router.post("/api-restrictions")
-def set_restrictions(body: dict[str, object], paper: Paper) -> Response:
+def set_restrictions(body: dict[str, object], paper: Paper, key: str | None = None) -> Response:
+    """What apiRestrictions answers for one key (``?key=``; the configured key without)."""
     unknown = set(body) - set(default_restrictions()) - {"tradingAuthorityExpirationTime"}
     if unknown:
         raise HTTPException(422, f"unknown fields: {', '.join(sorted(unknown))}")
-    paper.restrictions.update(body)
-    return JSONResponse(dict(paper.restrictions))
+    restrictions = paper.restrictions_of(_key(paper, key))
+    restrictions.update(body)
+    return JSONResponse(dict(restrictions))
 
 
 @router.post("/clock")
@@ -271,5 +294,4 @@ def reset(paper: Paper, body: ResetBody | None = None) -> Response:
     paper.faults.clear()
     paper.weights.reset()
     paper.restrictions.clear()
-    paper.restrictions.update(default_restrictions())
     return JSONResponse({"time": paper.engine.now, "seed": paper.engine.seed})

@@ -135,92 +135,92 @@ def premium_index(p: Public, paper: Paper) -> Response:
 
 @router.post("/fapi/v1/order")
 def new_order(p: Signed, paper: Paper) -> Response:
-    with paper.engine.session() as engine:
+    with paper.engine.signed(p.key) as engine:
         return JSONResponse(engine.futures.place(p))
 
 
 @router.get("/fapi/v1/order")
 def query_order(p: Signed, paper: Paper) -> Response:
-    with paper.engine.session() as engine:
+    with paper.engine.signed(p.key) as engine:
         return JSONResponse(engine.futures.query(p))
 
 
 @router.delete("/fapi/v1/order")
 def cancel_order(p: Signed, paper: Paper) -> Response:
-    with paper.engine.session() as engine:
+    with paper.engine.signed(p.key) as engine:
         return JSONResponse(engine.futures.cancel(p))
 
 
 @router.get("/fapi/v1/openOrders")
 def open_orders(p: Signed, paper: Paper) -> Response:
-    with paper.engine.session() as engine:
+    with paper.engine.signed(p.key) as engine:
         return JSONResponse(engine.futures.open_orders(p))
 
 
 @router.get("/fapi/v1/userTrades")
 def user_trades(p: Signed, paper: Paper) -> Response:
-    with paper.engine.session() as engine:
+    with paper.engine.signed(p.key) as engine:
         return JSONResponse(engine.futures.user_trades(p))
 
 
 @router.post("/fapi/v1/algoOrder")
 def new_algo_order(p: Signed, paper: Paper) -> Response:
-    with paper.engine.session() as engine:
+    with paper.engine.signed(p.key) as engine:
         return JSONResponse(engine.futures.conditional.place(p))
 
 
 @router.get("/fapi/v1/algoOrder")
 def query_algo_order(p: Signed, paper: Paper) -> Response:
-    with paper.engine.session() as engine:
+    with paper.engine.signed(p.key) as engine:
         return JSONResponse(engine.futures.conditional.query(p))
 
 
 @router.delete("/fapi/v1/algoOrder")
 def cancel_algo_order(p: Signed, paper: Paper) -> Response:
-    with paper.engine.session() as engine:
+    with paper.engine.signed(p.key) as engine:
         return JSONResponse(engine.futures.conditional.cancel(p))
 
 
 @router.delete("/fapi/v1/algoOpenOrders")
 def cancel_all_algo_orders(p: Signed, paper: Paper) -> Response:
-    with paper.engine.session() as engine:
+    with paper.engine.signed(p.key) as engine:
         return JSONResponse(engine.futures.conditional.cancel_all(p))
 
 
 @router.get("/fapi/v1/openAlgoOrders")
 def open_algo_orders(p: Signed, paper: Paper) -> Response:
-    with paper.engine.session() as engine:
+    with paper.engine.signed(p.key) as engine:
         return JSONResponse(engine.futures.conditional.open_orders(p))
 
 
 @router.get("/fapi/v2/positionRisk")
 def position_risk_v2(p: Signed, paper: Paper) -> Response:
-    with paper.engine.session() as engine:
+    with paper.engine.signed(p.key) as engine:
         return JSONResponse(futures_views.position_rows(engine.futures, p, 2))
 
 
 @router.get("/fapi/v3/positionRisk")
 def position_risk_v3(p: Signed, paper: Paper) -> Response:
-    with paper.engine.session() as engine:
+    with paper.engine.signed(p.key) as engine:
         return JSONResponse(futures_views.position_rows(engine.futures, p, 3))
 
 
 @router.get("/fapi/v2/balance")
 @router.get("/fapi/v3/balance")
 def balance(p: Signed, paper: Paper) -> Response:
-    with paper.engine.session() as engine:
+    with paper.engine.signed(p.key) as engine:
         return JSONResponse(futures_views.balances(engine.futures))
 
 
 @router.get("/fapi/v2/account")
 def account_v2(p: Signed, paper: Paper) -> Response:
-    with paper.engine.session() as engine:
+    with paper.engine.signed(p.key) as engine:
         return JSONResponse(futures_views.account(engine.futures, 2))
 
 
 @router.get("/fapi/v3/account")
 def account_v3(p: Signed, paper: Paper) -> Response:
-    with paper.engine.session() as engine:
+    with paper.engine.signed(p.key) as engine:
         return JSONResponse(futures_views.account(engine.futures, 3))
 
 
@@ -228,7 +228,7 @@ def account_v3(p: Signed, paper: Paper) -> Response:
 def commission_rate(p: Signed, paper: Paper) -> Response:
     """The account's fee rates on one symbol (weight 20): ``paper_futures_fee_rate`` for
     both, as every fill is charged here."""
-    with paper.engine.session() as engine:
+    with paper.engine.signed(p.key) as engine:
         symbol = engine.usdm_spec(p.text("symbol")).symbol
         rate = fmt8(paper.settings.paper_futures_fee_rate)
         return JSONResponse(
@@ -238,7 +238,7 @@ def commission_rate(p: Signed, paper: Paper) -> Response:
 
 @router.get("/fapi/v1/leverageBracket")
 def leverage_bracket(p: Signed, paper: Paper) -> Response:
-    with paper.engine.session() as engine:
+    with paper.engine.signed(p.key) as engine:
         symbol = p.get("symbol")
         if symbol:
             return JSONResponse(leverage.bracket_rows(engine.usdm_spec(symbol).symbol))
@@ -248,7 +248,7 @@ def leverage_bracket(p: Signed, paper: Paper) -> Response:
 @router.get("/fapi/v1/symbolConfig")
 def symbol_config(p: Signed, paper: Paper) -> Response:
     """Each symbol's margin type, leverage and the notional that leverage allows (weight 5)."""
-    with paper.engine.session() as engine:
+    with paper.engine.signed(p.key) as engine:
         book = engine.futures
         symbol = p.get("symbol")
         names = [engine.usdm_spec(symbol).symbol] if symbol else list(engine.usdm_symbols)
@@ -268,23 +268,23 @@ def symbol_config(p: Signed, paper: Paper) -> Response:
 
 @router.post("/fapi/v1/leverage")
 def change_leverage(p: Signed, paper: Paper) -> Response:
-    with paper.engine.session() as engine:
+    with paper.engine.signed(p.key) as engine:
         return JSONResponse(engine.futures.set_leverage(p))
 
 
 @router.post("/fapi/v1/marginType")
 def change_margin_type(p: Signed, paper: Paper) -> Response:
-    with paper.engine.session() as engine:
+    with paper.engine.signed(p.key) as engine:
         return JSONResponse(engine.futures.set_margin_type(p))
 
 
 @router.get("/fapi/v1/positionSide/dual")
 def position_mode(p: Signed, paper: Paper) -> Response:
-    with paper.engine.session() as engine:
+    with paper.engine.signed(p.key) as engine:
         return JSONResponse({"dualSidePosition": engine.futures.dual})
 
 
 @router.post("/fapi/v1/positionSide/dual")
 def change_position_mode(p: Signed, paper: Paper) -> Response:
-    with paper.engine.session() as engine:
+    with paper.engine.signed(p.key) as engine:
         return JSONResponse(engine.futures.set_dual(p))

@@ -185,7 +185,7 @@ def ticker_24hr(p: Public, paper: Paper) -> Response:
 @router.get("/api/v3/account")
 def account(p: Signed, paper: Paper) -> Response:
     omit_zero = p.boolean("omitZeroBalances")
-    with paper.engine.session() as engine:
+    with paper.engine.signed(p.key) as engine:
         balances = [
             {"asset": asset, "free": fmt8(b.free), "locked": fmt8(b.locked)}
             for asset, b in sorted(engine.spot_wallet.balances.items())
@@ -205,8 +205,10 @@ def account(p: Signed, paper: Paper) -> Response:
                     "buyer": "0.00000000",
                     "seller": "0.00000000",
                 },
-                "canTrade": bool(paper.restrictions.get("enableSpotAndMarginTrading", True)),
-                "canWithdraw": bool(paper.restrictions.get("enableWithdrawals", False)),
+                "canTrade": bool(
+                    paper.restrictions_of(p.key).get("enableSpotAndMarginTrading", True)
+                ),
+                "canWithdraw": bool(paper.restrictions_of(p.key).get("enableWithdrawals", False)),
                 "canDeposit": True,
                 "brokered": False,
                 "requireSelfTradePrevention": False,
@@ -222,53 +224,53 @@ def account(p: Signed, paper: Paper) -> Response:
 
 @router.post("/api/v3/order")
 def new_order(p: Signed, paper: Paper) -> Response:
-    with paper.engine.session() as engine:
+    with paper.engine.signed(p.key) as engine:
         return ok(engine.spot.place(p))
 
 
 @router.get("/api/v3/order")
 def query_order(p: Signed, paper: Paper) -> Response:
-    with paper.engine.session() as engine:
+    with paper.engine.signed(p.key) as engine:
         return ok(engine.spot.query(p))
 
 
 @router.get("/api/v3/myTrades")
 def my_trades(p: Signed, paper: Paper) -> Response:
-    with paper.engine.session() as engine:
+    with paper.engine.signed(p.key) as engine:
         return ok(engine.spot.my_trades(p))
 
 
 @router.delete("/api/v3/order")
 def cancel_order(p: Signed, paper: Paper) -> Response:
-    with paper.engine.session() as engine:
+    with paper.engine.signed(p.key) as engine:
         return ok(engine.spot.cancel(p))
 
 
 @router.get("/api/v3/openOrders")
 def open_orders(p: Signed, paper: Paper) -> Response:
-    with paper.engine.session() as engine:
+    with paper.engine.signed(p.key) as engine:
         return ok(engine.spot.open_orders(p))
 
 
 @router.post("/api/v3/orderList/oco")
 def new_oco(p: Signed, paper: Paper) -> Response:
-    with paper.engine.session() as engine:
+    with paper.engine.signed(p.key) as engine:
         return ok(engine.spot.oco.place(p))
 
 
 @router.get("/api/v3/orderList")
 def query_order_list(p: Signed, paper: Paper) -> Response:
-    with paper.engine.session() as engine:
+    with paper.engine.signed(p.key) as engine:
         return ok(engine.spot.oco.query_list(p))
 
 
 @router.get("/api/v3/openOrderList")
 def open_order_lists(p: Signed, paper: Paper) -> Response:
-    with paper.engine.session() as engine:
+    with paper.engine.signed(p.key) as engine:
         return ok(engine.spot.oco.open_order_lists(p))
 
 
 @router.delete("/api/v3/orderList")
 def cancel_order_list(p: Signed, paper: Paper) -> Response:
-    with paper.engine.session() as engine:
+    with paper.engine.signed(p.key) as engine:
         return ok(engine.spot.oco.cancel_list(p))

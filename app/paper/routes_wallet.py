@@ -32,7 +32,7 @@ COINS = {
 
 @router.get("/sapi/v1/capital/config/getall")
 def all_coins(p: Signed, paper: Paper) -> Response:
-    with paper.engine.session() as engine:
+    with paper.engine.signed(p.key) as engine:
         wallet = engine.spot_wallet.balances
         rows = []
         for coin in sorted(set(COINS) | set(wallet)):

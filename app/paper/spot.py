@@ -50,13 +50,13 @@ from app.paper.symbols import (
 from app.paper.wallet import Reservation
 
 if TYPE_CHECKING:
-    from app.paper.engine import Engine
+    from app.paper.accounts import Account
 
 CLIENT_ID_RE = re.compile(r"^[a-zA-Z0-9\-_.:/]{1,36}$")
 
 
 class SpotBook:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Account) -> None:
         self.engine = engine
         self.orders: dict[int, SpotOrder] = {}
         self.open: dict[str, dict[int, SpotOrder]] = {s: {} for s in engine.specs}
@@ -130,6 +130,7 @@ class SpotBook:
             )
         self.store(order)
         engine.ledger.record(
+            key=engine.key,
             time=now,
             kind=SPOT_ORDER,
             symbol=spec.symbol,
