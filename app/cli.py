@@ -36,9 +36,12 @@ def _check(args: argparse.Namespace) -> int:
     """Refuse, before anything starts, the configuration the receiver would refuse: compose
     runs it once and starts nothing while it fails (exit 78), where a receiver refusing on
     its own would be restarted for ever while ``docker compose up -d`` reported success."""
+    from app.accounts import configured_accounts
     from app.config import get_settings
 
-    get_settings().check_webhook_secret()
+    settings = get_settings()
+    settings.check_webhook_secret()
+    configured_accounts(settings)  # a named account's missing key names its variable
     print("pacekeeper check: configuration ok")
     return 0
 

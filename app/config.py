@@ -112,6 +112,15 @@ class Settings(BaseSettings):
         60.0, ge=0, description="longest wait for a rate limit before failing as temporary"
     )
 
+    # Named accounts beside `default` (the key above): app/accounts.py reads each one's
+    # PACEKEEPER_ACCOUNT_<NAME>_* variables.
+    accounts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Key-permission guard (app/keyguard.py): each key's apiRestrictions are read when a
+    # worker starts and this often; a key that can withdraw is refused. A key without an IP
+    # restriction: "warn" (default), "refuse" it too, or "ignore" (knowingly).
+    key_check_interval: float = Field(86_400.0, gt=0, description="seconds")
+    key_guard_ip_restriction: Literal["warn", "refuse", "ignore"] = "warn"
+
     # Algo limits (Binance's by default; the paper exchange honours the same settings)
     twap_min_duration: int = Field(300, ge=1)
     twap_max_duration: int = Field(86_400, ge=1)
@@ -228,7 +237,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
-    @field_validator("webhook_allowed_ips", "trusted_proxies", mode="before")
+    @field_validator("webhook_allowed_ips", "trusted_proxies", "accounts", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)

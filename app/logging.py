@@ -16,6 +16,7 @@ formatter or handler downstream ever sees a raw secret. Redaction has two layers
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -28,7 +29,7 @@ from types import TracebackType
 from typing import Any, TextIO
 from urllib.parse import quote, quote_plus
 
-from app.config import Settings
+from app.config import ConfigError, Settings
 from app.notify.targets import secret_parts
 
 REDACTED = "[REDACTED]"
@@ -250,6 +251,11 @@ def settings_secrets(settings: Settings) -> list[str]:
         settings.binance_ed25519_private_key,
     ]
     out = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+    from app.accounts import account_secrets, configured_accounts
+
+    # A bad account setting is reported where the accounts are loaded; redaction must not fail.
+    with contextlib.suppress(ConfigError):
+        out += account_secrets(configured_accounts(settings))
     # Notification URLs carry their services' tokens (PACEKEEPER_NOTIFY_URLS).
     return out + [part for url in settings.notify_url_list() for part in secret_parts(url)]
 

@@ -118,6 +118,10 @@ class Signal(Base):
     dedupe_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The named account it executes on (app/accounts.py). A signal for several accounts is
+    # a parent (status summed from its children) with one child row per account.
+    account: Mapped[str] = mapped_column(String(24), default="default", server_default="default")
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("signals.id"), index=True)
 
     orders: Mapped[list[Order]] = relationship(back_populates="signal", order_by="Order.id")
 
@@ -134,6 +138,7 @@ class Position(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     strategy: Mapped[str] = mapped_column(String(64), default="default")
+    account: Mapped[str] = mapped_column(String(24), default="default", server_default="default")
     market: Mapped[str] = mapped_column(String(8))
     symbol: Mapped[str] = mapped_column(String(32))
     side: Mapped[str] = mapped_column(String(8))  # BUY opens a long, SELL a short
@@ -161,7 +166,9 @@ class Position(Base):
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
 
-    __table_args__ = (Index("ix_positions_key", "strategy", "market", "symbol", "status"),)
+    __table_args__ = (
+        Index("ix_positions_key", "account", "strategy", "market", "symbol", "status"),
+    )
 
 
 class Order(Base):
@@ -173,6 +180,7 @@ class Order(Base):
     signal_id: Mapped[str | None] = mapped_column(ForeignKey("signals.id"), index=True)
     position_id: Mapped[int | None] = mapped_column(ForeignKey("positions.id"), index=True)
     leg: Mapped[str] = mapped_column(String(24))  # entry, bracket, tp, sl, exit, ...
+    account: Mapped[str] = mapped_column(String(24), default="default", server_default="default")
     # market, limit, twap, vp, oco, take_profit_limit, stop_loss_limit, stop_loss, conditional
     kind: Mapped[str] = mapped_column(String(24))
     market: Mapped[str] = mapped_column(String(8))

@@ -1,4 +1,6 @@
-from sqlalchemy import inspect
+from datetime import UTC, datetime
+
+from sqlalchemy import inspect, text
 
 from app import migrate
 from app.db import Base, make_engine
@@ -29,3 +31,37 @@ def test_sqlite_upgrade_downgrade_roundtrip(tmp_path) -> None:
     finally:
         engine.dispose()
     migrate.upgrade(url)
+
+
+def test_rows_from_before_accounts_belong_to_the_default_account(db_url: str) -> None:
+    migrate.downgrade(db_url, "0005")
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO signals (id, idempotency_key, body_digest, action, market, "
+                    "symbol, payload, status, received_at, updated_at, attempts) VALUES "
+                    "('s1', 'k1', 'd', 'entry', 'spot', 'BTCUSDT', '{}', 'done', :t, :t, 1)"
+                ),
+                {"t": datetime(2026, 12, 1, tzinfo=UTC)},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO positions (strategy, market, symbol, side, status, quantity, "
+                    "entry_cost, exit_quantity, exit_proceeds, opened_at, updated_at, "
+                    "bracket_gen) VALUES ('s', 'spot', 'BTCUSDT', 'BUY', 'open', 1, 1, 0, 0, "
+                    ":t, :t, 0)"
+                ),
+                {"t": datetime(2026, 12, 1, tzinfo=UTC)},
+            )
+        migrate.upgrade(db_url)
+        with engine.connect() as conn:
+            accounts = [
+                conn.execute(text(f"SELECT account FROM {table}")).scalar_one()
+                for table in ("signals", "positions")
+            ]
+        assert accounts == ["default", "default"]
+    finally:
+        migrate.upgrade(db_url)
+        engine.dispose()
