@@ -1,4 +1,5 @@
-"""Operator controls shared by every process through the database: the kill switch."""
+"""Operator controls shared by every process through the database: the kill switch, for
+every account at once or for one named account (``halt:<account>``)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,16 @@ class Halt:
     by: str
 
 
-def current_halt(session: Session) -> Halt | None:
-    """The active halt, or None when new entries are allowed."""
+def halt_key(account: str | None) -> str:
+    return HALT_KEY if account is None else f"{HALT_KEY}:{account}"
+
+
+def current_halt(session: Session, account: str | None = None) -> Halt | None:
+    """The active halt (of every account, else of ``account``), or None when new entries
+    are allowed."""
     row = session.get(Control, HALT_KEY)
+    if (row is None or not row.value.get("active")) and account is not None:
+        row = session.get(Control, halt_key(account))
     if row is None or not row.value.get("active"):
         return None
     return Halt(
@@ -31,27 +39,35 @@ def current_halt(session: Session) -> Halt | None:
     )
 
 
-def halt(session: Session, *, reason: str, by: str = "operator") -> Halt:
-    """Stop new entries (exits, cancels and protection still run). Idempotent."""
-    existing = current_halt(session)
+def halt(
+    session: Session, *, reason: str, by: str = "operator", account: str | None = None
+) -> Halt:
+    """Stop new entries (exits, cancels and protection still run), of every account or of
+    one. Idempotent."""
+    existing = current_halt(session, account)
     if existing is not None:
         return existing
     now = utcnow()
     value = {"active": True, "reason": reason, "since": now.isoformat(), "by": by}
-    row = session.get(Control, HALT_KEY)
+    key = halt_key(account)
+    row = session.get(Control, key)
     if row is None:
-        session.add(Control(key=HALT_KEY, value=value))
+        session.add(Control(key=key, value=value))
     else:
         row.value = value
-    session.add(Event(kind="halt", message=f"halted by {by}: {reason}", data={"reason": reason}))
+    scope = "" if account is None else f" account {account}"
+    data = {"reason": reason, **({"account": account} if account else {})}
+    session.add(Event(kind="halt", message=f"halted{scope} by {by}: {reason}", data=data))
     return Halt(reason=reason, since=now, by=by)
 
 
-def resume(session: Session, *, by: str = "operator") -> bool:
-    """Allow new entries again; False when nothing was halted."""
-    row = session.get(Control, HALT_KEY)
+def resume(session: Session, *, by: str = "operator", account: str | None = None) -> bool:
+    """Allow new entries again (every account's, or one account's after its own halt);
+    False when nothing was halted."""
+    row = session.get(Control, halt_key(account))
     if row is None or not row.value.get("active"):
         return False
     row.value = {"active": False, "resumed_at": utcnow().isoformat(), "by": by}
-    session.add(Event(kind="resume", message=f"resumed by {by}"))
+    scope = "" if account is None else f" account {account}"
+    session.add(Event(kind="resume", message=f"resumed{scope} by {by}"))
     return True

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app import api, errors
+from app.accounts import configured_accounts
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.logging import settings_secrets
@@ -91,6 +92,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.authenticator = Authenticator.from_settings(settings)
     # Every configured secret (not only the webhook's) is redacted from stored signals and echoes.
     app.state.secret_values = settings_secrets(settings)
+    # The accounts a signal may name, and the markets each trades (a bad setting stops here).
+    app.state.account_markets = {
+        name: account.markets for name, account in configured_accounts(settings).items()
+    }
     app.state.throttle = (
         SenderThrottle(settings.webhook_rate_limit, settings.webhook_rate_burst)
         if settings.webhook_rate_limit > 0

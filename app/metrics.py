@@ -27,9 +27,11 @@ Metric names (counters get ``_total``)::
     pacekeeper_algo_cancels_total{reason}               algo cancels: behind_schedule, stalled,
                                                         expiry, operator, halt
     pacekeeper_halted                                   1 while the kill switch stops new entries
-    pacekeeper_exchange_requests_total{endpoint,code}   exchange calls; code "ok", a Binance
+    pacekeeper_exchange_requests_total{endpoint,code,account}
+                                                        exchange calls; code "ok", a Binance
                                                         error code, "http_<status>", "not_sent"
-                                                        or "no_answer"
+                                                        or "no_answer"; account: the named
+                                                        account whose key made the call
     pacekeeper_exchange_request_seconds{endpoint}       exchange call latency (histogram)
     pacekeeper_exchange_used_weight{bucket}             request weight used this minute
     pacekeeper_exchange_weight_limit{bucket}            the bucket's budget per minute
@@ -173,12 +175,15 @@ class MetricsRecorder:
     def for_settings(cls, redis: Redis, settings: Settings) -> MetricsRecorder:
         return cls(redis, key_prefix(settings))
 
-    def exchange_call(self, method: str, path: str, code: str, seconds: float) -> None:
-        """One request to the exchange: its endpoint, outcome code and round-trip time."""
+    def exchange_call(
+        self, method: str, path: str, code: str, seconds: float, account: str = "default"
+    ) -> None:
+        """One request to the exchange: its endpoint, outcome code, account and round-trip
+        time."""
         endpoint = f"{method} {path}"
         self._write(
             [
-                (EXCHANGE_REQUESTS, f"{endpoint}|{code}", 1),
+                (EXCHANGE_REQUESTS, f"{endpoint}|{code}|{account}", 1),
                 *self._histogram(EXCHANGE_LATENCY, endpoint, seconds, EXCHANGE_BUCKETS),
             ]
         )
@@ -481,12 +486,12 @@ class RedisCollector(Collector):
         out: list[Metric] = []
         calls = CounterMetricFamily(
             "pacekeeper_exchange_requests",
-            "Requests to the exchange by endpoint and outcome code",
-            labels=["endpoint", "code"],
+            "Requests to the exchange by endpoint, outcome code and account",
+            labels=["endpoint", "code", "account"],
         )
         for field, value in sorted(requests.items()):
-            endpoint, _, code = _decode(field).rpartition("|")
-            calls.add_metric([endpoint, code], int(value))
+            endpoint, code, *account = _decode(field).split("|")
+            calls.add_metric([endpoint, code, account[0] if account else "default"], int(value))
         out.append(calls)
         out.append(
             _histograms(

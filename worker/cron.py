@@ -90,6 +90,7 @@ def periodic_jobs(settings: Settings) -> list[tuple[str, float]]:
         ("worker.jobs.sweep_intake", settings.sweep_interval),
         ("worker.jobs.reconcile", settings.reconcile_interval),
         ("worker.jobs.record_quality", settings.quality_interval),
+        ("worker.jobs.check_keys", settings.key_check_interval),
         ("worker.jobs.deliver_notifications", settings.notify_interval),
         ("worker.jobs.watch_components", settings.component_check_interval),
     ]

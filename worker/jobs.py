@@ -77,6 +77,18 @@ def reconcile() -> dict[str, Any]:
     return reconcile_with_exchange(resources().exec_context()).as_dict()
 
 
+def check_keys() -> dict[str, Any]:
+    """At start and daily: each account's key permissions (``app.keyguard``); a key that
+    can withdraw is refused until it no longer can."""
+    from app.keyguard import check_keys as check
+    from worker.resources import resources
+
+    res = resources()
+    ctx = res.exec_context()
+    verdicts = check(ctx.clients, ctx.sessions, res.settings.key_guard_ip_restriction)
+    return {v.account: v.refused or "ok" for v in verdicts}
+
+
 def record_quality() -> dict[str, Any]:
     """Periodic: the execution quality of signals whose execution has ended
     (``app.execution.quality``: VWAP over the window from klines, slippage, fees, delays)."""

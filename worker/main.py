@@ -79,6 +79,8 @@ PUBSUB_WAKE = 1.0
 STEADY_SECONDS = 60.0
 # Seconds between heartbeats while every thread is busy and the main thread waits for one.
 SLOT_WAIT = 1.0
+# Seconds a worker start waits for the key-permission guard (app/keyguard.py).
+KEY_CHECK_PATIENCE = 10.0
 # RQ logs each failed attempt to reach Redis while it waits for a job; Component logs the
 # outage once instead.
 _RQ_RETRY_LINE = "could not connect to Redis instance"
@@ -382,6 +384,7 @@ def run_worker(*, burst: bool = False, settings: Settings | None = None) -> int:
     if not settings.redis_url:
         log.error("PACEKEEPER_REDIS_URL is not set: a worker needs Redis")
         return CONFIG_ERROR
+    _check_keys()
     stop = StopFlag().install()
     recorder = outage_recorder(settings, "worker")
     redis_state = Component("redis", log, on_answered=recorder)
@@ -418,6 +421,22 @@ def run_worker(*, burst: bool = False, settings: Settings | None = None) -> int:
         if stop.pause(backoff.next()):
             break
     return 0
+
+
+def _check_keys(patience: float = KEY_CHECK_PATIENCE) -> None:
+    """The key-permission guard before the first job (it runs daily after that); an
+    exchange that does not answer delays the start by ``patience`` seconds at most."""
+    from worker.jobs import check_keys
+
+    def check() -> None:
+        try:
+            check_keys()
+        except Exception as exc:  # the database or the exchange is down: the daily run redoes it
+            log.warning("key guard: not run at start: %s", exc)
+
+    thread = threading.Thread(target=check, name="pacekeeper-key-guard", daemon=True)
+    thread.start()
+    thread.join(patience)
 
 
 def _forget(worker: PacekeeperWorker | None, connection: Redis) -> None:

@@ -8,12 +8,13 @@ with one ``SimpleWorker`` process these live as long as the process.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redis import Redis
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.accounts import DEFAULT_ACCOUNT, AccountConfig, configured_accounts
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.exchange.client import BinanceClient
@@ -28,14 +29,24 @@ class Resources:
     sessions: sessionmaker[Session]
     redis: Redis | None
     client: BinanceClient
+    # Every named account's client (the account `default`'s is ``client``) and settings.
+    clients: dict[str, BinanceClient] = field(default_factory=dict)
+    accounts: dict[str, AccountConfig] = field(default_factory=dict)
 
     def exec_context(self, *, doubt_patience: float | None = None) -> ExecContext:
         return ExecContext(
-            self.settings, self.client, self.sessions, self.redis, doubt_patience=doubt_patience
+            self.settings,
+            self.client,
+            self.sessions,
+            self.redis,
+            doubt_patience=doubt_patience,
+            clients={DEFAULT_ACCOUNT: self.client, **self.clients},
+            accounts=self.accounts,
         )
 
     def close(self) -> None:
-        self.client.close()
+        for client in {id(c): c for c in [self.client, *self.clients.values()]}.values():
+            client.close()
         if self.redis is not None:
             self.redis.close()
         self.engine.dispose()
@@ -51,12 +62,24 @@ def build(settings: Settings) -> Resources:
     pool = min(settings.worker_concurrency, 8)
     engine = make_engine(settings.database_url, pool_size=pool, max_overflow=pool)
     redis = connect(settings.redis_url) if settings.redis_url else None
+    accounts = configured_accounts(settings)
+    clients = {
+        name: BinanceClient.from_settings(
+            settings,
+            redis=redis,
+            credentials=account.credentials,
+            account="" if name == DEFAULT_ACCOUNT else name,
+        )
+        for name, account in accounts.items()
+    }
     return Resources(
         settings=settings,
         engine=engine,
         sessions=make_sessionmaker(engine),
         redis=redis,
-        client=BinanceClient.from_settings(settings, redis=redis),
+        client=clients[DEFAULT_ACCOUNT],
+        clients=clients,
+        accounts=accounts,
     )
 
 

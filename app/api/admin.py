@@ -25,6 +25,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from app import controls
+from app.accounts import DEFAULT_ACCOUNT, configured_accounts
 from app.api.deps import Admin, ReadSessionDep, RedisDep, SessionDep, SettingsDep
 from app.api.schemas import (
     MAX_ROW_ID,
@@ -120,6 +121,7 @@ def list_signals(
     strategy: Text | None = None,
     action: Action | None = None,
     market: Market | None = None,
+    account: Text | None = None,
     since: Annotated[Time | None, Query(description="received at or after")] = None,
     until: Annotated[Time | None, Query(description="received before")] = None,
     limit: Limit = 50,
@@ -133,6 +135,7 @@ def list_signals(
         (Signal.strategy, strategy),
         (Signal.action, action),
         (Signal.market, market),
+        (Signal.account, account),
     ):
         if value:
             query = query.where(column == value)
@@ -195,6 +198,7 @@ def list_orders(
     market: Market | None = None,
     symbol: SymbolFilter | None = None,
     signal_id: SignalId | None = None,
+    account: Text | None = None,
     since: Annotated[Time | None, Query(description="created at or after")] = None,
     until: Annotated[Time | None, Query(description="created before")] = None,
     limit: Limit = 50,
@@ -208,6 +212,7 @@ def list_orders(
         (Order.market, market),
         (Order.symbol, symbol and symbol.upper()),
         (Order.signal_id, signal_id),
+        (Order.account, account),
     ):
         if value:
             query = query.where(column == value)
@@ -232,6 +237,7 @@ def list_positions(
     market: Market | None = None,
     symbol: SymbolFilter | None = None,
     strategy: Text | None = None,
+    account: Text | None = None,
     limit: Limit = 50,
     cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")] = None,
 ) -> dict[str, Any]:
@@ -241,6 +247,7 @@ def list_positions(
         (Position.market, market),
         (Position.symbol, symbol and symbol.upper()),
         (Position.strategy, strategy),
+        (Position.account, account),
     ):
         if value:
             query = query.where(column == value)
@@ -346,10 +353,17 @@ def list_algos(
 # ---- acting --------------------------------------------------------------------------------
 
 
-def _client(settings: Settings, redis: Any) -> BinanceClient:
+def _client(settings: Settings, redis: Any, account: str = DEFAULT_ACCOUNT) -> BinanceClient:
+    """A client on ``account``'s key (the order's: another key cannot see it)."""
     wait = min(settings.rate_limit_max_wait, CANCEL_MAX_WAIT)
+    configured = configured_accounts(settings).get(account)
+    if configured is None:
+        raise Conflict(f"account {account} is not configured: its orders cannot be reached")
     return BinanceClient.from_settings(
-        settings.model_copy(update={"rate_limit_max_wait": wait}), redis
+        settings.model_copy(update={"rate_limit_max_wait": wait}),
+        redis,
+        credentials=configured.credentials,
+        account="" if account == DEFAULT_ACCOUNT else account,
     )
 
 
@@ -419,7 +433,8 @@ def cancel(
     redis: RedisDep,
     body: CancelIn | None = None,
 ) -> CancelOut:
-    client = _client(settings, redis)
+    order = session.get(Order, order_id)
+    client = _client(settings, redis, order.account if order is not None else DEFAULT_ACCOUNT)
     try:
         return cancel_algo(
             session, client, order_id, cause="operator", reason=(body or CancelIn()).reason
@@ -435,41 +450,58 @@ def _halt_out(halt: controls.Halt | None, **extra: Any) -> HaltOut:
 
 
 @router.get("/halt", response_model=HaltOut, summary="The kill switch")
-def get_halt(session: ReadSessionDep) -> HaltOut:
-    return _halt_out(controls.current_halt(session))
+def get_halt(session: ReadSessionDep, account: Text | None = None) -> HaltOut:
+    """Every account's halt, or (with ``account``) whether that account is halted."""
+    return _halt_out(controls.current_halt(session, account))
 
 
-@router.post("/halt", response_model=HaltOut, summary="Stop new entries (kill switch)")
+@router.post(
+    "/halt",
+    response_model=HaltOut,
+    summary="Stop new entries (kill switch)",
+    responses=responses(404, descriptions={404: "No such account"}),
+)
 def halt(
     session: SessionDep, settings: SettingsDep, redis: RedisDep, body: HaltIn | None = None
 ) -> HaltOut:
     """Exits, cancels and protection keep running; ``cancel_working`` also cancels every
     working algo. Halting twice keeps the first halt."""
     body = body or HaltIn()
-    state = controls.halt(session, reason=body.reason, by=ADMIN)
+    if body.account is not None and body.account not in configured_accounts(settings):
+        raise NotFound(f"no account {body.account}")
+    state = controls.halt(session, reason=body.reason, by=ADMIN, account=body.account)
     session.commit()
-    log.warning("halted by the admin API: %s", body.reason)
+    log.warning("halted by the admin API (%s): %s", body.account or "every account", body.reason)
     cancels: list[CancelOut] = []
     errors: list[str] = []
     if body.cancel_working:
-        ids = [algo.order.id for algo in working_algos(session, settings, now=utcnow())]
-        client = _client(settings, redis)
-        try:
-            for order_id in ids:
-                try:
-                    cancels.append(
-                        cancel_algo(session, client, order_id, cause="halt", reason=body.reason)
-                    )
-                except AppError as exc:
-                    errors.append(f"order {order_id}: {exc.message}")
-        finally:
-            client.close()
+        by_account: dict[str, list[int]] = {}
+        for algo in working_algos(session, settings, now=utcnow()):
+            if body.account in (None, algo.order.account):
+                by_account.setdefault(algo.order.account, []).append(algo.order.id)
+        for account, ids in by_account.items():
+            try:
+                client = _client(settings, redis, account)
+            except AppError as exc:
+                errors.append(f"account {account}: {exc.message}")
+                continue
+            try:
+                for order_id in ids:
+                    try:
+                        cancels.append(
+                            cancel_algo(session, client, order_id, cause="halt", reason=body.reason)
+                        )
+                    except AppError as exc:
+                        errors.append(f"order {order_id}: {exc.message}")
+            finally:
+                client.close()
     return _halt_out(state, cancels=cancels, cancel_errors=errors)
 
 
 @router.post("/resume", response_model=HaltOut, summary="Allow new entries again")
-def resume(session: SessionDep) -> HaltOut:
-    if controls.resume(session, by=ADMIN):
+def resume(session: SessionDep, account: Text | None = None) -> HaltOut:
+    """Lift the halt of every account, or (with ``account``) that account's own halt."""
+    if controls.resume(session, by=ADMIN, account=account):
         session.commit()
-        log.warning("resumed by the admin API")
+        log.warning("resumed by the admin API (%s)", account or "every account")
     return _halt_out(None)

@@ -45,6 +45,8 @@ class SignalOut(_Out):
     symbol: str
     side: str | None
     strategy: str | None
+    account: str = Field(description="the account it runs on; * for a signal sent to several")
+    parent_id: str | None = Field(description="the signal this one runs one account of")
     status: str
     status_reason: str | None
     received_at: Time
@@ -69,6 +71,7 @@ class OrderOut(_Out):
     id: int
     signal_id: str | None
     position_id: int | None
+    account: str
     leg: str
     kind: str
     market: str
@@ -154,6 +157,7 @@ class SignalPage(BaseModel):
 class PositionOut(_Out):
     id: int
     strategy: str
+    account: str
     market: str
     symbol: str
     side: str = Field(description="BUY opened a long, SELL a short")
@@ -248,6 +252,9 @@ class CancelOut(BaseModel):
 class HaltIn(_In):
     reason: str = Field("halted by an operator", min_length=1, max_length=500, pattern=NO_NUL)
     cancel_working: bool = Field(False, description="also cancel every working algo")
+    account: str | None = Field(
+        None, max_length=24, pattern=r"^[a-z][a-z0-9_]*$", description="halt one account only"
+    )
 
 
 class HaltOut(BaseModel):

@@ -17,6 +17,7 @@ Endpoint groups live in ``orders`` (spot orders, OCO), ``algos`` (TWAP, VP) and 
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -55,19 +56,33 @@ class BinanceClient(SpotOrders, AlgoOrders, FuturesOrders):
         self._rules: dict[tuple[Market, str], tuple[float, SymbolRules]] = {}
 
     @classmethod
-    def from_settings(cls, settings: Any, redis: Any | None = None) -> BinanceClient:
+    def from_settings(
+        cls,
+        settings: Any,
+        redis: Any | None = None,
+        credentials: Credentials | None = None,
+        account: str = "",
+    ) -> BinanceClient:
         """A client with its own ``httpx.Client``; pass ``redis`` to share the rate budget
-        and count every call in the shared metrics (``app.metrics``)."""
+        and count every call in the shared metrics (``app.metrics``); ``credentials`` and
+        ``account``: a named account's key, and the name its own (UID) limits are kept
+        under (default: the settings' key, the account ``default``)."""
         store = RedisRateStore(redis, settings.rate_limit_prefix) if redis is not None else None
         governor = RateGovernor(
-            store, margin=settings.rate_limit_margin, max_wait=settings.rate_limit_max_wait
+            store,
+            margin=settings.rate_limit_margin,
+            max_wait=settings.rate_limit_max_wait,
+            account=account,
         )
         http = httpx.Client(timeout=settings.http_timeout)
-        client = cls(http, settings, governor=governor)
+        client = cls(http, settings, credentials=credentials, governor=governor)
         if redis is not None:
             from app.metrics import MetricsRecorder
 
-            client.observer = MetricsRecorder.for_settings(redis, settings).exchange_call
+            recorder = MetricsRecorder.for_settings(redis, settings)
+            client.observer = functools.partial(
+                recorder.exchange_call, account=account or "default"
+            )
         return client
 
     def close(self) -> None:

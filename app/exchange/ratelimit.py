@@ -28,6 +28,12 @@ other requests go on.
 
 State lives in Redis under a prefix (``pk:rl:`` by default) so every worker and the monitor
 share one budget; ``MemoryRateStore`` keeps it in the process for tests and single processes.
+
+With several accounts (``app/accounts.py``) each account's client has its own governor on the
+same store, named by ``account``: what Binance counts per IP (request weight, bans, 429
+back-offs) stays shared, what it counts per account (UID) is the account's own: the order
+counts and the UID-limited ``/sapi`` weights. The account ``default`` keeps the keys it
+always had.
 """
 
 from __future__ import annotations
@@ -347,8 +353,10 @@ class RateGovernor:
         sleep: Callable[[float], None] = time.sleep,
         limits: Mapping[str, int] = LIMITS,
         order_limits: Mapping[str, Mapping[str, int]] = ORDER_LIMITS,
+        account: str = "",
     ) -> None:
         self.store: RateStore = store if store is not None else MemoryRateStore(clock)
+        self.account = account
         self.margin = margin
         self.max_wait = max_wait
         self._clock = clock
@@ -367,6 +375,16 @@ class RateGovernor:
     def _window_key(self, bucket: str) -> str:
         return f"w:{int(self._clock() // WINDOW)}:{bucket}"
 
+    def _bucket(self, cost: Cost) -> str:
+        """The cost's weight bucket: per account for UID limits, else the IP's."""
+        if cost.kind == "sapi-uid" and self.account:
+            return f"{cost.bucket}@{self.account}"
+        return cost.bucket
+
+    def _orders_key(self, cost: Cost) -> str:
+        """The block of placements whose order count is near its limit: per account."""
+        return f"orders:{self.account}:{cost.server}" if self.account else f"orders:{cost.server}"
+
     def _wait(self, seconds: float, why: str, method: str, path: str) -> None:
         if seconds > self.max_wait:
             raise Temporary(why, retry_after=seconds, method=method, path=path)
@@ -378,14 +396,15 @@ class RateGovernor:
     ) -> Cost:
         """Block until the request fits its budgets; raise ``Temporary`` if that is too long."""
         cost = cost_of(method, path, params, server)
-        self._buckets[cost.bucket] = cost.kind
+        bucket = self._bucket(cost)
+        self._buckets[bucket] = cost.kind
         self._servers.add(cost.server)
         blocks: tuple[str, ...] = (cost.ban_key, f"backoff:{cost.server}")
         if cost.places_order:
-            blocks = (*blocks, f"orders:{cost.server}")
+            blocks = (*blocks, self._orders_key(cost))
         while True:
             refusal = self.store.reserve(
-                self._window_key(cost.bucket), cost.weight, self.budget(cost.kind), blocks
+                self._window_key(bucket), cost.weight, self.budget(cost.kind), blocks
             )
             if refusal is None:
                 with self._spent_lock:
@@ -404,14 +423,14 @@ class RateGovernor:
                 continue
             # At most a minute, so always waited: waiting is the point of the governor.
             to_next_window = WINDOW - self._clock() % WINDOW + 0.05
-            log.info("rate limit: %s budget spent, waiting %.1fs", cost.bucket, to_next_window)
+            log.info("rate limit: %s budget spent, waiting %.1fs", bucket, to_next_window)
             self._sleep(to_next_window)
 
     def record(self, cost: Cost, status: int, headers: Mapping[str, str]) -> None:
         """Take the used weight from the headers; start a back-off on 429, a ban on 418."""
         reported = headers.get(HEADERS[cost.kind])
         if reported is not None and reported.strip().isdigit():
-            self.store.observe(self._window_key(cost.bucket), int(reported))
+            self.store.observe(self._window_key(self._bucket(cost)), int(reported))
         self._record_order_counts(cost, headers)
         if status in (418, 429):
             retry_after = retry_after_seconds(headers)
@@ -433,7 +452,7 @@ class RateGovernor:
                     "order count %s/%s per %s on %s: holding placements %.1fs",
                     reported, limit, interval, cost.server, remaining,
                 )  # fmt: skip
-                self.store.block(f"orders:{cost.server}", remaining)
+                self.store.block(self._orders_key(cost), remaining)
 
     def snapshot(self) -> dict[str, Any]:
         """Used weight per bucket in the current window, and any ban or back-off in force

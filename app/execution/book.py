@@ -42,11 +42,14 @@ def lock_key(session: Session, *parts: str) -> None:
     session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
-def open_positions(session: Session, strategy: str, market: str, symbol: str) -> list[Position]:
+def open_positions(
+    session: Session, strategy: str, market: str, symbol: str, *, account: str
+) -> list[Position]:
     return list(
         session.scalars(
             select(Position)
             .where(
+                Position.account == account,
                 Position.strategy == strategy,
                 Position.market == market,
                 Position.symbol == symbol,
@@ -68,11 +71,12 @@ def signal_orders(session: Session, signal_id: str) -> list[Order]:
 
 
 def live_entry(
-    session: Session, strategy: str, market: str, symbol: str, *, exclude: str
+    session: Session, strategy: str, market: str, symbol: str, *, exclude: str, account: str
 ) -> str | None:
     """What makes an entry for this key live: an open position, or an entry being placed."""
     position = session.scalars(
         select(Position.id).where(
+            Position.account == account,
             Position.strategy == strategy,
             Position.market == market,
             Position.symbol == symbol,
@@ -85,6 +89,7 @@ def live_entry(
     other = session.scalars(
         select(SignalRow.id).where(
             SignalRow.action.in_(OPENING_ACTIONS),
+            SignalRow.account == account,
             func.coalesce(SignalRow.strategy, DEFAULT_STRATEGY) == strategy,
             SignalRow.market == market,
             SignalRow.symbol == symbol,
@@ -96,14 +101,16 @@ def live_entry(
 
 
 def exposure(
-    session: Session, market: str, symbol: str, price: Decimal, *, exclude: str
+    session: Session, market: str, symbol: str, price: Decimal, *, exclude: str, account: str
 ) -> Decimal:
-    """Notional on a symbol: open positions' holdings and working entries' unfilled part."""
+    """Notional on a symbol in one account: open positions' holdings and working entries'
+    unfilled part."""
     held = sum(
         (
             p.quantity
             for p in session.scalars(
                 select(Position).where(
+                    Position.account == account,
                     Position.market == market,
                     Position.symbol == symbol,
                     Position.status == "open",
@@ -115,6 +122,7 @@ def exposure(
     total = held * price
     for order in session.scalars(
         select(Order).where(
+            Order.account == account,
             Order.market == market,
             Order.symbol == symbol,
             Order.leg == ENTRY_LEG,

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from app.execution.parents import sum_up
 from app.models import Event, SignalStatus, utcnow
 from app.models import Signal as SignalRow
 from app.signals.service import state_event
@@ -134,4 +135,5 @@ def transition(
     if reason:
         data["reason"] = reason
     session.execute(insert(Event), [state_event(signal_id, old, status, now, **data)])
+    sum_up(session, signal_id)
     return True

@@ -68,7 +68,7 @@ def run_close(ctx: ExecContext, claim: Claim, signal: Signal) -> Result:
     reason = f"{signal.action.value} signal {sid}"
     with session_scope(ctx.sessions) as session:
         planned = [o for o in book.signal_orders(session, sid) if _closing(o)]
-        positions = book.open_positions(session, strategy, market, symbol)
+        positions = book.open_positions(session, strategy, market, symbol, account=ctx.account)
     if not planned:
         if not positions:
             raise Refused(

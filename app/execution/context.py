@@ -7,11 +7,12 @@ job; the monitor builds its own. Nothing here opens a connection.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from redis import Redis
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.accounts import DEFAULT_ACCOUNT, AccountConfig
 from app.config import Settings
 from app.exchange.client import BinanceClient
 
@@ -19,6 +20,10 @@ from app.exchange.client import BinanceClient
 CLOCK_SKEW_S = 1.0
 # The longest pause between two look-ups of a reconcile (placement.LOOKUP_DELAYS).
 LOOKUP_SLACK_S = 5.0
+
+
+class UnknownAccount(LookupError):
+    """A signal names an account this process has no key for (removed since it arrived)."""
 
 
 @dataclass
@@ -30,6 +35,24 @@ class ExecContext:
     # Seconds one call may wait for an order in doubt before parking it (``placement``):
     # a signal's job sets it; None (the monitor, tools) waits until the outcome is known.
     doubt_patience: float | None = None
+    # The named account this context acts on, ``client`` being its client; every
+    # configured account's client and settings by name (app/accounts.py).
+    account: str = DEFAULT_ACCOUNT
+    clients: dict[str, BinanceClient] = field(default_factory=dict)
+    accounts: dict[str, AccountConfig] = field(default_factory=dict)
+
+    def for_account(self, name: str) -> ExecContext:
+        """This context on another account; ``UnknownAccount`` when it is not configured."""
+        if name == self.account:
+            return self
+        client = self.clients.get(name)
+        if client is None:
+            raise UnknownAccount(name)
+        return replace(self, account=name, client=client)
+
+    @property
+    def account_config(self) -> AccountConfig | None:
+        return self.accounts.get(self.account)
 
     def in_flight_horizon(self) -> float:
         """Seconds after an order was marked ``sending`` by which its request can no longer

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.controls import current_halt
 from app.db import session_scope
-from app.exchange.filters import AlgoLimits, SymbolRules
+from app.exchange.filters import AlgoLimits, SymbolRules, to_wire
 from app.execution import book, guards, leverage, venue
 from app.execution.brackets import current_price
 from app.execution.claims import Claim, heartbeat
@@ -84,12 +84,26 @@ def _protect(ctx: ExecContext, session: Session, position: Position, claim: Clai
     return f"; bracket {bracket.kind} {bracket.status}"
 
 
-def _opposite(session: Session, symbol: str, side: str) -> str | None:
+def _account_cap(ctx: ExecContext, notional: Decimal | None) -> str | None:
+    """The account's own cap on one signal's notional (PACEKEEPER_ACCOUNT_<NAME>_MAX_NOTIONAL)."""
+    account = ctx.account_config
+    if account is None or account.max_notional is None or notional is None:
+        return None
+    if notional <= account.max_notional:
+        return None
+    return (
+        f"notional ({to_wire(notional)}) exceeds account {account.name}'s max notional "
+        f"{to_wire(account.max_notional)}"
+    )
+
+
+def _opposite(session: Session, symbol: str, side: str, account: str) -> str | None:
     """USD-M in one-way mode nets every share of a symbol into one position: a long of one
     strategy and a short of another would cancel out on the exchange, and neither could be
     protected or closed as ours. So an entry against an open position is refused."""
     other = session.scalars(
         select(Position).where(
+            Position.account == account,
             Position.market == "usdm",
             Position.symbol == symbol,
             Position.status == "open",
@@ -136,32 +150,37 @@ def _plan_and_write(ctx: ExecContext, claim: Claim, signal: Signal) -> Order:
     strategy = book.strategy_of(signal.strategy)
     hedge = market == "usdm" and venue.position_mode(ctx.client)
     with session_scope(ctx.sessions) as session:
-        book.lock_key(session, strategy, market, symbol)
+        book.lock_key(session, ctx.account, strategy, market, symbol)
         heartbeat(session, claim)
-        halt = current_halt(session)
+        halt = current_halt(session, ctx.account)
         facts = guards.Facts(
             entry=True, market=market, symbol=symbol, strategy=strategy, algo=algo,
             notional=_notional(signal, plan, price),
             halted=halt.reason if halt is not None else None, open_algos=open_count,
             open_spot_algos=open_spot,
             exposure=(
-                book.exposure(session, market, symbol, price, exclude=claim.signal_id)
+                book.exposure(
+                    session, market, symbol, price, exclude=claim.signal_id, account=ctx.account
+                )
                 if ctx.settings.max_notional_per_symbol is not None
                 else Decimal(0)
             ),
-            live_entry=book.live_entry(session, strategy, market, symbol, exclude=claim.signal_id),
+            live_entry=book.live_entry(
+                session, strategy, market, symbol, exclude=claim.signal_id, account=ctx.account
+            ),
         )  # fmt: skip
-        reason = guards.evaluate(facts, ctx.settings)
+        reason = guards.evaluate(facts, ctx.settings) or _account_cap(ctx, facts.notional)
         if reason is None and market == "usdm" and not hedge:
             # In hedge mode a long and a short of one symbol are separate positions.
-            reason = _opposite(session, symbol, plan.intents[0].side)
+            reason = _opposite(session, symbol, plan.intents[0].side, ctx.account)
         if reason is not None:
             raise Refused(reason)
         # Leverage and margin type are set before the entry exists (refused: nothing sent).
         settled = leverage.settle(ctx, signal, _notional(signal, plan, price))
         # No entry row yet, so no position either: both are written in this transaction.
         position = Position(
-            strategy=strategy, market=market, symbol=symbol, side=plan.intents[0].side,
+            strategy=strategy, account=ctx.account, market=market, symbol=symbol,
+            side=plan.intents[0].side,
             quantity=Decimal(0), opened_by=claim.signal_id,
             pending_bracket=plan.levels.to_json() or None,
             leverage=settled.leverage, margin_type=settled.margin_type,

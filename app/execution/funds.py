@@ -83,11 +83,15 @@ def notional_cap(ctx: ExecContext, claim: Claim, signal: Signal, price: Decimal)
     caps = []
     if ctx.settings.max_notional_per_signal is not None:
         caps.append(ctx.settings.max_notional_per_signal)
+    account = ctx.account_config
+    if account is not None and account.max_notional is not None:
+        caps.append(account.max_notional)
     if ctx.settings.max_notional_per_symbol is not None:
         with session_scope(ctx.sessions) as session:
             held = book.exposure(
-                session, signal.market.value, signal.symbol, price, exclude=claim.signal_id
-            )
+                session, signal.market.value, signal.symbol, price,
+                exclude=claim.signal_id, account=ctx.account,
+            )  # fmt: skip
         caps.append(ctx.settings.max_notional_per_symbol - held)
     return min(caps) if caps else None
 

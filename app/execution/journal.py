@@ -16,9 +16,11 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from app.accounts import DEFAULT_ACCOUNT
 from app.exchange.filters import to_wire
 from app.execution.planning import OrderIntent
 from app.models import Event, Order, OrderStatus, Position, utcnow
+from app.models import Signal as SignalRow
 
 
 def event(
@@ -134,10 +136,12 @@ def add_orders(
     now = utcnow()
     dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
     table = Order.__table__
+    account = _account_of(session, signal_id, position_id)
     for intent in intents:
         row = {
             "signal_id": signal_id,
             "position_id": position_id,
+            "account": account,
             "leg": intent.leg,
             "kind": intent.kind,
             "market": intent.market,
@@ -187,3 +191,16 @@ def add_orders(
         )
     }
     return [by_client[i.client_id] for i in intents]
+
+
+def _account_of(session: Session, signal_id: str | None, position_id: int | None) -> str:
+    """An order's account: its position's, else its signal's (``default`` for neither)."""
+    if position_id is not None:
+        account = session.scalar(select(Position.account).where(Position.id == position_id))
+        if account is not None:
+            return account
+    if signal_id is not None:
+        account = session.scalar(select(SignalRow.account).where(SignalRow.id == signal_id))
+        if account is not None:
+            return account
+    return DEFAULT_ACCOUNT

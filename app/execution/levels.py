@@ -45,7 +45,7 @@ def run_levels(ctx: ExecContext, claim: Claim, signal: Signal) -> Result:
     strategy = book.strategy_of(signal.strategy)
     new = signal_levels(signal)
     with session_scope(ctx.sessions) as session:
-        positions = book.open_positions(session, strategy, market, symbol)
+        positions = book.open_positions(session, strategy, market, symbol, account=ctx.account)
     if not positions:
         return _standalone(ctx, claim, signal, new)
     rules = ctx.client.symbol_rules(symbol, market)  # type: ignore[arg-type]

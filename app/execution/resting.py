@@ -53,7 +53,11 @@ def follow_resting_orders(ctx: ExecContext, *, limit: int = 200) -> int:
         rows = session.execute(
             select(Order.id, SignalRow.expires_at, Order.extra)
             .outerjoin(SignalRow, Order.signal_id == SignalRow.id)
-            .where(Order.kind.in_(FOLLOWED), Order.status == OrderStatus.WORKING.value)
+            .where(
+                Order.account == ctx.account,
+                Order.kind.in_(FOLLOWED),
+                Order.status == OrderStatus.WORKING.value,
+            )
             .order_by(Order.id)
             .limit(limit)
         ).all()

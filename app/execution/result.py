@@ -11,3 +11,5 @@ from app.models import SignalStatus
 class Result:
     status: SignalStatus
     reason: str | None = None
+    # The signal fanned out to one child per account and was finished there already.
+    children: tuple[str, ...] = ()

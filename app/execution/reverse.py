@@ -82,7 +82,7 @@ def _close(ctx: ExecContext, claim: Claim, signal: Signal, orders: list[Order]) 
     if not closes:
         strategy = book.strategy_of(signal.strategy)
         with session_scope(ctx.sessions) as session:
-            holding = book.open_positions(session, strategy, market, symbol)
+            holding = book.open_positions(session, strategy, market, symbol, account=ctx.account)
         if any(p.side == side for p in holding):
             raise Refused(
                 f"strategy {strategy} already holds a {side} position on {symbol} ({market}): "

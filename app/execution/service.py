@@ -28,13 +28,15 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from app import accounts, keyguard
+from app.accounts import DEFAULT_ACCOUNT
 from app.controls import current_halt
 from app.db import session_scope
 from app.exchange.errors import Temporary
-from app.execution import book
+from app.execution import book, fanout, parents
 from app.execution.claims import Claim, LeaseLost, claim_signal, finish
 from app.execution.closes import run_close
-from app.execution.context import ExecContext
+from app.execution.context import ExecContext, UnknownAccount
 from app.execution.entries import run_entry
 from app.execution.journal import event
 from app.execution.levels import run_levels
@@ -111,11 +113,14 @@ def process_signal(ctx: ExecContext, signal_id: str, *, now: datetime | None = N
     except BaseException:
         _release_after_crash(ctx, claim)
         raise
+    if result.children:
+        return Outcome(signal_id, result.status.value, result.reason)
     with session_scope(ctx.sessions) as session:
         if result.status in (SignalStatus.REFUSED, SignalStatus.FAILED, SignalStatus.EXPIRED):
             _close_empty_position(session, signal_id, result.reason or result.status.value)
             event(session, result.status.value, result.reason or "", signal_id=signal_id)
         finish(session, claim, result.status, result.reason)
+        parents.sum_up(session, signal_id)
         orders = [o.client_id for o in book.signal_orders(session, signal_id)]
     return Outcome(signal_id, result.status.value, result.reason, orders=orders)
 
@@ -131,6 +136,19 @@ def _run(ctx: ExecContext, claim: Claim, now: datetime) -> Result:
             assert row is not None
             signal = Signal.from_payload(row.payload)
             orders = book.signal_orders(session, claim.signal_id)
+    if fanout.is_fanout(signal):
+        children = fanout.run_fanout(ctx, claim, signal)
+        return Result(SignalStatus.WORKING, "fanned out", children=tuple(children))
+    # Each signal runs on one account: its client, its positions, its limits.
+    try:
+        ctx = ctx.for_account(signal.accounts[0] if signal.accounts else DEFAULT_ACCOUNT)
+    except UnknownAccount as exc:
+        return Result(SignalStatus.REFUSED, f"account {exc} is not configured")
+    with session_scope(ctx.sessions) as session:
+        refused = keyguard.refusal(session, ctx.account)
+    if refused is not None and not orders:
+        return Result(SignalStatus.REFUSED, f"account {ctx.account} may not trade: {refused}")
+    signal = accounts.scaled(signal, ctx.account_config)
     # Before anything else: what a previous run left in doubt is looked up by client id.
     for order in orders:
         if order.status in IN_DOUBT:
@@ -146,7 +164,7 @@ def _run(ctx: ExecContext, claim: Claim, now: datetime) -> Result:
             )
         if unsent and signal.action is Action.ENTRY:
             with session_scope(ctx.sessions) as session:
-                halted = current_halt(session)
+                halted = current_halt(session, ctx.account)
             if halted is not None:
                 _drop_unsent(ctx, unsent, "halted")
                 return Result(SignalStatus.REFUSED, f"trading is halted: {halted.reason}")
@@ -242,6 +260,7 @@ def _give_up(session: Any, claim: Claim, exc: Temporary) -> Outcome:
         event(session, "failed", reason, signal_id=sid)
     event(session, "gave_up", reason, signal_id=sid)
     finish(session, claim, status, reason)
+    parents.sum_up(session, sid)
     return Outcome(sid, status.value, reason)
 
 

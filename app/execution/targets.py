@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, or_, select
 
+from app.accounts import FANOUT
 from app.db import session_scope
 from app.exchange.errors import Temporary
 from app.execution import book
@@ -32,16 +33,20 @@ NOT_STARTED = (SignalStatus.RECEIVED.value, SignalStatus.QUEUED.value)
 UNFINISHED = (*NOT_STARTED, SignalStatus.PROCESSING.value, SignalStatus.WORKING.value)
 
 
-def _targets(ctx: ExecContext, signal: Signal, own_id: str) -> list[tuple[str, str]]:
+def _targets(ctx: ExecContext, signal: Signal, own_id: str) -> list[tuple[str, str, str]]:
+    """(id, status, account) of each target: by ``target_id`` (with the children of a
+    signal that fanned out to several accounts), else the strategy's signals on the symbol
+    in this cancel's account."""
     with session_scope(ctx.sessions) as session:
-        query = select(SignalRow.id, SignalRow.status).where(
+        query = select(SignalRow.id, SignalRow.status, SignalRow.account).where(
             SignalRow.id != own_id, SignalRow.action != "cancel"
         )
         if signal.target_id is not None:
-            query = query.where(
-                or_(SignalRow.id == signal.target_id, SignalRow.source_id == signal.target_id)
-            )
+            named = or_(SignalRow.id == signal.target_id, SignalRow.source_id == signal.target_id)
+            parents = select(SignalRow.id).where(named).scalar_subquery()
+            query = query.where(or_(named, SignalRow.parent_id.in_(parents)))
         else:
+            query = query.where(SignalRow.account == ctx.account)
             strategy = book.strategy_of(signal.strategy)
             query = query.where(
                 func.coalesce(SignalRow.strategy, book.DEFAULT_STRATEGY) == strategy,
@@ -50,7 +55,8 @@ def _targets(ctx: ExecContext, signal: Signal, own_id: str) -> list[tuple[str, s
             )
             if signal.market is not None:
                 query = query.where(SignalRow.market == signal.market.value)
-        return [(r.id, r.status) for r in session.execute(query.order_by(SignalRow.received_at))]
+        rows = session.execute(query.order_by(SignalRow.received_at, SignalRow.id))
+        return [(r.id, r.status, r.account) for r in rows]
 
 
 def run_cancel(ctx: ExecContext, claim: Claim, signal: Signal) -> Result:
@@ -58,17 +64,22 @@ def run_cancel(ctx: ExecContext, claim: Claim, signal: Signal) -> Result:
     targets = _targets(ctx, signal, sid)
     if not targets and signal.target_id is not None:
         raise Refused(f"no signal with id {signal.target_id}")
-    if any(status == SignalStatus.PROCESSING.value for _, status in targets):
+    if any(status == SignalStatus.PROCESSING.value for _, status, _ in targets):
         raise Temporary("a target signal is being placed right now", retry_after=2)
     reason = f"cancelled by signal {sid}"
     done = []
-    for target_id, status in targets:
+    for target_id, status, account in targets:
         if status in NOT_STARTED:
             with session_scope(ctx.sessions) as session:
                 if transition(session, target_id, NOT_STARTED, SignalStatus.CANCELLED, reason):
                     done.append(f"{target_id} (not started)")
                     continue
-        cancelled = _cancel_working(ctx, claim, target_id, reason)
+        # A fan-out parent has no orders of its own; each child's are its account's.
+        cancelled = (
+            0
+            if account == FANOUT
+            else _cancel_working(ctx.for_account(account), claim, target_id, reason)
+        )
         with session_scope(ctx.sessions) as session:
             transition(session, target_id, (SignalStatus.WORKING.value,), SignalStatus.CANCELLED,
                        reason)  # fmt: skip

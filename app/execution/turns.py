@@ -9,6 +9,10 @@ lost. "Earlier" is the order of arrival (``received_at``, then id). "Settled" is
 but ``received``/``queued``/``processing``: a ``working`` entry (a live TWAP) has been
 placed, and what follows it (an exit that stops it) is the next step on purpose.
 
+Turns are per account: signals of one strategy on one symbol in two accounts do not wait for
+each other (a fan-out parent, whose children are not written yet, counts for every account,
+and does not wait itself: its children do).
+
 A ``cancel`` signal does not wait: it is meant to overtake what is queued before it (it
 cancels queued signals of its strategy and symbol before they run). Later signals do wait
 for it.
@@ -24,6 +28,7 @@ from __future__ import annotations
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from app.accounts import FANOUT
 from app.models import Signal as SignalRow
 from app.models import SignalStatus
 from app.signals.schemas import Action
@@ -44,9 +49,10 @@ def waiting_for(session: Session, signal_id: str) -> str | None:
             SignalRow.symbol,
             SignalRow.strategy,
             SignalRow.received_at,
+            SignalRow.account,
         ).where(SignalRow.id == signal_id)
     ).first()
-    if me is None or me.action == Action.CANCEL.value:
+    if me is None or me.action == Action.CANCEL.value or me.account == FANOUT:
         return None
     same_strategy = (
         SignalRow.strategy.is_(None) if me.strategy is None else SignalRow.strategy == me.strategy
@@ -58,6 +64,8 @@ def waiting_for(session: Session, signal_id: str) -> str | None:
             SignalRow.symbol == me.symbol,
             SignalRow.market == me.market,
             same_strategy,
+            # Accounts are independent; a signal still to fan out may concern any of them.
+            SignalRow.account.in_((me.account, FANOUT)),
             SignalRow.id != signal_id,
             or_(
                 SignalRow.received_at < me.received_at,

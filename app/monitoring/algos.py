@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from app.exchange.models import OPEN_ORDER_STATUSES, AlgoOrder, SubOrder
 from app.execution.journal import entry_filled, event, exit_filled
+from app.execution.parents import sum_up
 from app.execution.planning import ALGO_KINDS
 from app.execution.positions import (
     ENTRY_LEG,
@@ -108,12 +109,17 @@ def compare_and_set(session: Session, stmt: Update) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def load_working(session: Session) -> list[WatchedAlgo]:
-    """Every TWAP/VP the database thinks is working, with its signal's pace and expiry."""
+def load_working(session: Session, account: str) -> list[WatchedAlgo]:
+    """Every TWAP/VP of ``account`` the database thinks is working, with its signal's pace
+    and expiry."""
     rows = session.execute(
         select(Order, Signal.payload, Signal.expires_at)
         .outerjoin(Signal, Order.signal_id == Signal.id)
-        .where(Order.status == OrderStatus.WORKING, Order.kind.in_(ALGO_KINDS))
+        .where(
+            Order.account == account,
+            Order.status == OrderStatus.WORKING,
+            Order.kind.in_(ALGO_KINDS),
+        )
         .order_by(Order.id)
     ).all()
     out = []
@@ -315,5 +321,6 @@ def settle_signal(
     signal.status = status
     signal.status_reason = reason
     event(session, "state", f"signal {status}: {reason}", signal_id=signal.id, order_id=order.id)
+    sum_up(session, signal.id)
     if status is SignalStatus.FAILED:
         event(session, "failed", reason, signal_id=signal.id, order_id=order.id)

@@ -80,6 +80,7 @@ def watch_brackets(ctx: ExecContext, flight: SingleFlight) -> BracketResult:
     with ctx.sessions() as session:
         rows = session.scalars(
             select(Order).where(
+                Order.account == ctx.account,
                 Order.status == OrderStatus.WORKING,
                 Order.kind.in_(BRACKET_KINDS),
                 Order.position_id.is_not(None),

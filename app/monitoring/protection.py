@@ -67,7 +67,7 @@ def protect_positions(
     with ctx.sessions() as session:
         rows = session.execute(
             select(Position.id, Position.market, Position.symbol)
-            .where(Position.status == "open")
+            .where(Position.account == ctx.account, Position.status == "open")
             .order_by(Position.id)
         ).all()
     ids = [row.id for row in rows]

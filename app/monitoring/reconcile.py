@@ -31,7 +31,7 @@ from app.healthcheck import record_monitor_cycle
 from app.models import Event, Order, OrderStatus, utcnow
 from app.monitoring.algos import ALGO_KINDS, aware
 from app.monitoring.exits import BRACKET_KINDS
-from app.monitoring.service import CycleReport, Monitor, monitor_lock
+from app.monitoring.service import CycleReport, Monitor, each_account, monitor_lock
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,14 @@ def reconcile(
             return ReconcileReport(skipped=True)
         time.sleep(0.2)
     try:
-        report = ReconcileReport(cycle=Monitor(ctx, flight, now_ms=now_ms).cycle())
-        Drift(ctx, report).run()
+        report = ReconcileReport()
+
+        def one(account_ctx: ExecContext) -> CycleReport:
+            cycle = Monitor(account_ctx, flight, now_ms=now_ms).cycle()
+            Drift(account_ctx, report).run()
+            return cycle
+
+        report.cycle = CycleReport.merged(each_account(ctx, one))
     finally:
         flight.release()
     if ctx.redis is not None and not report.cycle.incomplete:
@@ -200,7 +206,11 @@ class Drift:
         market whose listings failed: an incomplete picture would flag the wrong orders)."""
         cutoff = utcnow() - INVISIBLE_AFTER
         with self.ctx.sessions() as session:
-            rows = session.scalars(select(Order).where(Order.status == OrderStatus.WORKING)).all()
+            rows = session.scalars(
+                select(Order).where(
+                    Order.account == self.ctx.account, Order.status == OrderStatus.WORKING
+                )
+            ).all()
             flagged = _flagged(session, "drift")
             for order in rows:
                 if order.market in self.blind:

@@ -89,6 +89,7 @@ def pending_algos(ctx: ExecContext) -> list[int]:
             select(Order.id, Order.extra)
             .join(SignalRow, Order.signal_id == SignalRow.id)
             .where(
+                Order.account == ctx.account,
                 SignalRow.status == SignalStatus.WORKING.value,
                 Order.kind.in_(ALGO_KINDS),
                 Order.status.in_(TERMINAL),

@@ -99,6 +99,33 @@ class CycleReport:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def merged(cls, reports: list[CycleReport]) -> CycleReport:
+        """One report for the accounts' cycles, which ran side by side."""
+        out = cls()
+        for report in reports:
+            for name, value in asdict(report).items():
+                if name == "weight":
+                    for kind, used in value.items():
+                        out.weight[kind] = out.weight.get(kind, 0) + used
+                elif name in ("skipped", "incomplete"):
+                    setattr(out, name, getattr(out, name) or value)
+                elif name == "duration_s":
+                    out.duration_s = max(out.duration_s, value)
+                else:
+                    setattr(out, name, getattr(out, name) + value)
+        return out
+
+
+def each_account(ctx: ExecContext, work: Callable[[ExecContext], R]) -> list[R]:
+    """``work`` once per configured account, on that account's context, side by side: an
+    account whose exchange answers slowly (or not at all) does not hold up the others."""
+    names = list(ctx.clients) or [ctx.account]
+    if len(names) == 1:
+        return [work(ctx.for_account(names[0]))]
+    with ThreadPoolExecutor(len(names), thread_name_prefix="pacekeeper-account") as pool:
+        return list(pool.map(lambda name: work(ctx.for_account(name)), names))
+
 
 def lock_ttl(monitor_interval: float) -> float:
     """A few intervals: a live cycle keeps its lock alive however long it runs, and one
@@ -119,7 +146,9 @@ def run_cycle(ctx: ExecContext, *, now_ms: Callable[[], int] | None = None) -> C
         log.info("monitor: another cycle is running; skipped")
         return CycleReport(skipped=True)
     try:
-        report = Monitor(ctx, flight, now_ms=now_ms).cycle()
+        report = CycleReport.merged(
+            each_account(ctx, lambda c: Monitor(c, flight, now_ms=now_ms).cycle())
+        )
     finally:
         flight.release()
     if ctx.redis is not None and not report.incomplete:
@@ -203,7 +232,7 @@ class Monitor:
 
     def _algos(self) -> None:
         with self.ctx.sessions() as session:
-            watched = A.load_working(session)
+            watched = A.load_working(session, self.ctx.account)
         self.report.algos_checked = len(watched)
         if not watched:
             return

@@ -207,6 +207,7 @@ async def receive_signal(request: Request) -> JSONResponse:
             twap_min_duration=settings.twap_min_duration,
             twap_max_duration=settings.twap_max_duration,
             secrets=state.secret_values,
+            accounts=getattr(state, "account_markets", None),
         )
     except InvalidSignal as exc:
         log.info(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -246,6 +247,28 @@ def _strategy(value: object) -> str:
     return text
 
 
+_ACCOUNT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,23}$")
+
+
+def _account_name(value: object) -> str:
+    text = value.strip().lower() if isinstance(value, str) else ""
+    if not _ACCOUNT_NAME.fullmatch(text):
+        raise PydanticCustomError("account", "must be an account name (letters, digits, _)")
+    return text
+
+
+def _accounts(value: object) -> str | list[str]:
+    """``"all"``, a list of names, or one name or comma-separated names as text."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "all":
+            return text
+        value = [part for part in text.split(",") if part.strip()]
+    if not isinstance(value, list):
+        raise PydanticCustomError("accounts", 'must be a list of account names, or "all"')
+    return [_account_name(item) for item in value]
+
+
 def _choice(enum_cls: type[enum.StrEnum]) -> BeforeValidator:
     """Case-insensitive enum parsing with a message that lists the choices."""
     choices = ", ".join(member.value for member in enum_cls)
@@ -289,6 +312,7 @@ Integer = Annotated[int, PlainValidator(parse_int)]
 SenderId = Annotated[str, PlainValidator(_sender_id)]
 TextId = Annotated[str, PlainValidator(_text_id)]
 Strategy = Annotated[str, PlainValidator(_strategy)]
+AccountName = Annotated[str, PlainValidator(_account_name)]
 Timestamp = Annotated[datetime, BeforeValidator(_timestamp), AfterValidator(_aware)]
 SlippageBps = Annotated[
     Decimal, PlainValidator(parse_decimal), AfterValidator(_slippage_bps), _as_text
@@ -508,6 +532,9 @@ class SignalIn(_Strict):
     strategy: Strategy | None = None
     # For a cancel: the signal to cancel, by our signal id or the sender's id.
     target_id: TextId | None = None
+    # The named accounts to execute on (app/accounts.py); neither: the account `default`.
+    account: AccountName | None = None
+    accounts: Annotated[Literal["all"] | list[str], PlainValidator(_accounts)] | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("expires_at")
@@ -540,6 +567,9 @@ class Signal(_Strict):
     pace: PaceOverride | None = None
     strategy: str | None = None
     target_id: str | None = None
+    # The accounts it executes on, resolved at intake; None: only `default` (as before
+    # accounts existed, so a single-key signal's payload, digest and ids are unchanged).
+    accounts: list[str] | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
 
     def payload(self) -> dict[str, Any]:
@@ -563,8 +593,12 @@ def parse_signal(
     now: datetime,
     twap_min_duration: int = 1,
     twap_max_duration: int | None = None,
+    accounts: Mapping[str, Collection[str]] | None = None,
 ) -> Signal:
-    """Validate and normalise a posted signal (without its secret); raise InvalidSignal."""
+    """Validate and normalise a posted signal (without its secret); raise InvalidSignal.
+
+    ``accounts`` maps each configured account to the markets it trades (None: `default`
+    only, trading every market)."""
     context = {
         "now": now,
         "twap_min_duration": twap_min_duration,
@@ -575,6 +609,8 @@ def parse_signal(
     except ValidationError as exc:
         raise InvalidSignal(field_errors(exc)) from None
     errors = cross_check(sig)
+    targets, account_errors = resolve_accounts(sig, accounts)
+    errors.extend(account_errors)
     if errors:
         raise InvalidSignal(errors)
 
@@ -609,8 +645,43 @@ def parse_signal(
         pace=sig.pace,
         strategy=sig.strategy,
         target_id=sig.target_id,
+        accounts=targets,
         meta=sig.meta,
     )
+
+
+def resolve_accounts(
+    sig: SignalIn, configured: Mapping[str, Collection[str]] | None
+) -> tuple[list[str] | None, list[FieldError]]:
+    """The account names a signal executes on (None: `default` alone), or what is wrong:
+    an unknown name, or a named account that does not trade the signal's market."""
+    known = configured if configured is not None else {"default": ("spot", "usdm")}
+    perpetual = sig.symbol is not None and sig.symbol.endswith(".P")
+    market = (sig.market or (Market.USDM if perpetual else Market.SPOT)).value
+    if sig.account is not None and sig.accounts is not None:
+        return None, [FieldError("accounts", sig.accounts, "give account or accounts, not both")]
+    if sig.target_id is not None and (sig.account or sig.accounts) is not None:
+        field_name = "account" if sig.account is not None else "accounts"
+        value = sig.account or sig.accounts
+        message = "a cancel by target_id reaches every account its target runs on"
+        return None, [FieldError(field_name, value, message)]
+    if sig.accounts == "all":
+        # Every account that trades the market; the ones that do not are left out.
+        names = [name for name, markets in known.items() if market in markets]
+        return (None if names == ["default"] else names), []
+    field_name = "account" if sig.account is not None else "accounts"
+    asked = [sig.account] if sig.account is not None else list(sig.accounts or [])
+    if sig.accounts is not None and not asked:
+        return None, [FieldError("accounts", [], "must name at least one account, or be all")]
+    errors: list[FieldError] = []
+    for name in asked:
+        if name not in known:
+            choices = ", ".join(known)
+            errors.append(FieldError(field_name, name, f"unknown account; one of: {choices}"))
+        elif sig.action is not Action.CANCEL and market not in known[name]:
+            errors.append(FieldError(field_name, name, f"this account does not trade {market}"))
+    names = list(dict.fromkeys(asked))
+    return (None if names in ([], ["default"]) else names), errors
 
 
 _NOT_ON_CANCEL = (

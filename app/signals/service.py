@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -26,6 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from app.accounts import DEFAULT_ACCOUNT, FANOUT
 from app.errors import AppError, Conflict, ServiceUnavailable
 from app.models import Event, SignalStatus, new_id
 from app.models import Signal as SignalRow
@@ -92,8 +93,10 @@ def prepare(
     twap_min_duration: int,
     twap_max_duration: int,
     secrets: Sequence[str] = (),
+    accounts: Mapping[str, Collection[str]] | None = None,
 ) -> Prepared:
-    """Validate and key a posted body; raise InvalidSignal. Pure: no I/O, no clock."""
+    """Validate and key a posted body; raise InvalidSignal. Pure: no I/O, no clock.
+    ``accounts``: the configured accounts and the markets each trades."""
     body = without_secret(raw)
     if secrets:
         body = redact(body, secrets)
@@ -102,6 +105,7 @@ def prepare(
         now=now,
         twap_min_duration=twap_min_duration,
         twap_max_duration=twap_max_duration,
+        accounts=accounts,
     )
     digest = canonical_digest(body)
     if signal.id is not None:
@@ -161,7 +165,15 @@ def _row(
         "expires_at": sig.expires_at,
         "dedupe_until": prepared.dedupe_until,
         "attempts": 0,
+        "account": account_of(sig),
     }
+
+
+def account_of(sig: Signal) -> str:
+    """The ``account`` column of a signal's row: its one account, or FANOUT for several."""
+    if not sig.accounts:
+        return DEFAULT_ACCOUNT
+    return sig.accounts[0] if len(sig.accounts) == 1 else FANOUT
 
 
 def store_batch(

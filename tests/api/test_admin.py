@@ -493,3 +493,27 @@ def test_halt_can_cancel_every_working_algo(
     with sessions() as session:
         kinds = session.scalars(select(Event.kind).where(Event.order_id.in_([first, second])))
         assert list(kinds) == ["halt", "halt"]
+
+
+def test_one_accounts_halt_leaves_the_others_trading(
+    api_settings: Settings,
+    open_app: Callable[[Settings], TestClient],
+    sessions: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PACEKEEPER_ACCOUNT_ALT_API_KEY", "alt-key")
+    monkeypatch.setenv("PACEKEEPER_ACCOUNT_ALT_API_SECRET", "alt-secret")
+    api = open_app(api_settings.model_copy(update={"accounts": ["alt"]}))
+    halted = api.post("/api/halt", json={"reason": "alt review", "account": "alt"}, headers=AUTH)
+    assert halted.status_code == 200 and halted.json()["halted"] is True
+    assert api.get("/api/halt", headers=AUTH).json()["halted"] is False
+    assert api.get("/api/halt?account=alt", headers=AUTH).json()["reason"] == "alt review"
+    with sessions() as session:
+        assert controls.current_halt(session, "default") is None
+        alt = controls.current_halt(session, "alt")
+        assert alt is not None and alt.reason == "alt review"
+    assert api.post("/api/halt", json={"account": "ghost"}, headers=AUTH).status_code == 404
+    resumed = api.post("/api/resume?account=alt", headers=AUTH)
+    assert resumed.status_code == 200 and resumed.json()["halted"] is False
+    with sessions() as session:
+        assert controls.current_halt(session, "alt") is None

@@ -126,13 +126,16 @@ def test_exchange_calls_from_any_process_are_counted_by_endpoint_and_code(
 ) -> None:
     # A client in another "process" (this test), built as workers build theirs.
     client = BinanceClient.from_settings(api_settings, rconn)
+    alt = BinanceClient.from_settings(api_settings, rconn, account="alt")  # a named account
     try:
         client.server_time()
         client.server_time()
+        alt.server_time()
         with pytest.raises(Rejected):
             client.ticker_price("NOSUCHPAIR")
     finally:
         client.close()
+        alt.close()
     unreachable = make_settings(api_settings.database_url, None, f"http://127.0.0.1:{free_port()}")
     unreachable = unreachable.model_copy(
         update={"queue_name": api_settings.queue_name, "exchange_read_retries": 0}
@@ -146,12 +149,17 @@ def test_exchange_calls_from_any_process_are_counted_by_endpoint_and_code(
 
     samples = scrape(api)
     calls = "pacekeeper_exchange_requests_total"
-    assert value(samples, calls, endpoint="GET /api/v3/time", code="ok") == 2
-    assert value(samples, calls, endpoint="GET /api/v3/ticker/price", code="-1121") == 1
-    assert value(samples, calls, endpoint="GET /api/v3/time", code="not_sent") == 1
+    time_ok = {"endpoint": "GET /api/v3/time", "code": "ok"}
+    assert value(samples, calls, **time_ok, account="default") == 2
+    assert value(samples, calls, **time_ok, account="alt") == 1
+    price = "GET /api/v3/ticker/price"
+    assert value(samples, calls, endpoint=price, code="-1121", account="default") == 1
+    assert (
+        value(samples, calls, endpoint="GET /api/v3/time", code="not_sent", account="default") == 1
+    )
     latency = "pacekeeper_exchange_request_seconds"
-    assert value(samples, f"{latency}_count", endpoint="GET /api/v3/time") == 3
-    assert value(samples, f"{latency}_bucket", endpoint="GET /api/v3/time", le="+Inf") == 3
+    assert value(samples, f"{latency}_count", endpoint="GET /api/v3/time") == 4
+    assert value(samples, f"{latency}_bucket", endpoint="GET /api/v3/time", le="+Inf") == 4
     assert value(samples, "pacekeeper_exchange_used_weight", bucket="api") >= 4  # type: ignore[operator]
     assert value(samples, "pacekeeper_exchange_weight_limit", bucket="api") == 6000
     assert value(samples, "pacekeeper_exchange_banned_seconds") == 0

@@ -31,7 +31,7 @@ def schema_name(response: dict[str, Any]) -> str:
         ("GET", "/api/orders", {401, 422}),
         ("GET", "/api/algos", {401}),
         ("POST", "/api/algos/{order_id}/cancel", {401, 404, 409, 422, 502}),
-        ("POST", "/api/halt", {401, 422}),
+        ("POST", "/api/halt", {401, 404, 422}),
         ("POST", "/api/resume", {401}),
         ("POST", "/webhook", {401, 408, 409, 413, 415, 422, 429, 503}),
     ],

@@ -60,6 +60,26 @@ def test_sapi_endpoints_have_separate_budgets_read_from_sapi_headers() -> None:
     assert len(time.sleeps) == 1
 
 
+def test_accounts_keep_their_own_order_counts_and_uid_weight_but_share_the_ip() -> None:
+    time = FakeTime(start=1_000_000.0)
+    store = MemoryRateStore(time)
+
+    def account(name: str) -> RateGovernor:
+        return RateGovernor(store, margin=0.0, clock=time, sleep=time.sleep, account=name)
+
+    main, alt = account(""), account("alt")
+    order = cost_of("POST", "/api/v3/order")
+    main.record(order, 200, {"x-mbx-order-count-10s": "100"})  # main's count is at its limit
+    twap = cost_of("POST", "/sapi/v1/algo/spot/newOrderTwap")
+    main.record(twap, 200, {"x-sapi-used-uid-weight-1m": "180000"})  # and its UID weight
+    alt.acquire("POST", "/api/v3/order")
+    alt.acquire("POST", "/sapi/v1/algo/spot/newOrderTwap")
+    assert time.sleeps == []  # neither is alt's
+    main.record(cost_of("GET", "/api/v3/account"), 200, {"x-mbx-used-weight-1m": "6000"})
+    alt.acquire("GET", "/api/v3/time")  # the IP's weight is spent for every account
+    assert time.sleeps == [pytest.approx(20.05)]  # to the next minute window
+
+
 def test_retry_after_blocks_the_family_until_it_ends() -> None:
     time = FakeTime(start=1_000_000.0)
     gov = governor(time)

@@ -42,7 +42,10 @@ def test_giving_up_drops_the_unsent_entry(make_ctx: MakeContext, control: httpx.
     (entry,) = orders(ctx, sid)
     assert entry.status == "cancelled"  # not `planned`: it no longer counts as exposure
     with session_scope(ctx.sessions) as session:
-        assert book.exposure(session, "spot", "BTCUSDT", D("65000"), exclude="") == 0
+        assert (
+            book.exposure(session, "spot", "BTCUSDT", D("65000"), exclude="", account="default")
+            == 0
+        )
     assert ledger(control) == []
 
 
