@@ -27,7 +27,10 @@ WORST_FIRST = (
 def children_of(session: Session, parent_id: str) -> list[SignalRow]:
     return list(
         session.scalars(
-            select(SignalRow).where(SignalRow.parent_id == parent_id).order_by(SignalRow.id)
+            select(SignalRow)
+            .where(SignalRow.parent_id == parent_id)
+            .order_by(SignalRow.id)
+            .execution_options(populate_existing=True)
         )
     )
 
@@ -51,6 +54,9 @@ def sum_up(session: Session, signal_id: str) -> None:
     parent_id = session.scalar(select(SignalRow.parent_id).where(SignalRow.id == signal_id))
     if parent_id is None:
         return
+    # Children ending at once each sum up: the parent's row lock orders them, so the last
+    # one reads every other's committed status (PostgreSQL; SQLite has one writer anyway).
+    session.execute(select(SignalRow.id).where(SignalRow.id == parent_id).with_for_update())
     status, reason = summary(children_of(session, parent_id))
     session.execute(
         update(SignalRow)

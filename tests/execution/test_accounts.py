@@ -30,6 +30,7 @@ from app.execution.context import ExecContext
 from app.keyguard import check_keys
 from app.models import Order, Position, utcnow
 from app.models import Signal as SignalRow
+from app.monitoring.service import run_cycle
 from app.paper.app import create_app
 from app.paper.clock import ManualClock
 from app.queue import enqueue_signals, make_queue
@@ -96,6 +97,7 @@ def paper() -> Iterator[Paper]:
         paper_volatility=D(0),
         paper_seed=11,
         paper_accounts=SecretStr(accounts),
+        paper_algo_cadence="fine",
     )
     app = create_app(settings, clock=clock)
     log = KeyedLog(app)
@@ -209,6 +211,25 @@ def test_one_named_account_trades_on_its_own_key_with_its_multiplier(
     assert run(ctx, signal_id).status == "done"
     (entry,) = ledger(control)
     assert (entry["key"], D(entry["quantity"])) == ("alt-key", D("0.03"))
+
+
+def test_the_monitor_follows_each_account_with_its_own_key(
+    accounts_ctx: ExecContext, control: httpx.Client, paper: Paper
+) -> None:
+    """alt's TWAP is visible only to alt's key: the monitor reads it, records its fills and
+    brackets the position there."""
+    sid = submit(
+        accounts_ctx, account="alt", quantity="0.05", execution={"type": "twap", "duration": 600},
+        take_profit={"price": "70000"}, stop_loss={"stop_price": "60000", "limit_price": "59900"},
+    )  # fmt: skip
+    assert run(accounts_ctx, sid).status == "working"
+    paper.clock.advance(700)
+    run_cycle(accounts_ctx)
+    assert by_key(control) == Counter({("alt-key", "spot_twap"): 1, ("alt-key", "oco"): 1})
+    assert signal_row(accounts_ctx, sid).status == "done"
+    with session_scope(accounts_ctx.sessions) as session:
+        (position,) = session.scalars(select(Position)).all()
+        assert (position.account, position.quantity > 0) == ("alt", True)
 
 
 def test_an_account_rejected_by_the_exchange_fails_alone(
