@@ -116,6 +116,25 @@ def test_bodies_over_the_limit_are_refused_with_413_declared_or_streamed(
     assert rows(sqlite_settings.database_url, "SELECT id FROM signals") == []
 
 
+def test_a_signal_names_configured_accounts_and_an_unknown_one_is_422(
+    receiver: Receiver,
+    http: httpx.Client,
+    settings: Settings,
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PACEKEEPER_ACCOUNT_ALT_API_KEY", "alt-key")
+    monkeypatch.setenv("PACEKEEPER_ACCOUNT_ALT_API_SECRET", "alt-secret")
+    _, url = receiver(configured(settings, accounts="alt"))
+    refused = http.post(f"{url}/webhook", json=entry(id="acc-1", account="ghost"))
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["field"] == "account"
+    accepted = http.post(f"{url}/webhook", json=entry(id="acc-2", accounts="all"))
+    assert accepted.status_code == 202
+    stored = rows(db_url, "SELECT account FROM signals WHERE source_id = 'acc-2'")
+    assert [r.account for r in stored] == ["*"]  # a parent: one child per account when it runs
+
+
 def test_invalid_signal_lists_every_problem_as_field_value_message(
     receiver: Receiver, http: httpx.Client, settings: Settings, db_url: str
 ) -> None:
