@@ -303,3 +303,52 @@ def test_canary_secrets_stay_hidden_when_a_worker_trades_with_them(
     # The canary key traded: otherwise the worker's share of the search proved nothing.
     failed = [line for line in logs.getvalue().splitlines() if '"level": "ERROR"' in line]
     assert ledger, f"the worker placed no order: {failed[0][:300] if failed else 'no error'}"
+
+
+ALT_KEY = "canary-alt-key-5f0c1e9a7b3d"
+ALT_SECRET = "canary-alt-secret-8e2d4a6c1f9b"
+
+
+def test_a_named_accounts_key_and_secret_stay_hidden_when_it_trades(
+    sqlite_only_url: str,
+    private_redis_url: str,
+    rconn: redis.Redis,
+    logs: io.StringIO,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PACEKEEPER_ACCOUNT_ALT_API_KEY", ALT_KEY)
+    monkeypatch.setenv("PACEKEEPER_ACCOUNT_ALT_API_SECRET", ALT_SECRET)
+    paper_settings = canary_settings("sqlite://", private_redis_url, "http://127.0.0.1:1")
+    paper_settings = paper_settings.model_copy(
+        update={"paper_accounts": SecretStr(f"{ALT_KEY}:{ALT_SECRET}")}
+    )
+    with serve(create_paper_app(paper_settings, clock=ManualClock())) as paper:
+        settings = canary_settings(sqlite_only_url, private_redis_url, paper.url)
+        settings = settings.model_copy(update={"accounts": ["alt"]})
+        configure_logging(settings, stream=logs)
+        evidence = Evidence()
+        with (
+            serve(create_app(settings), log_config=None, log_level="debug") as server,
+            httpx.Client(base_url=server.url, timeout=30) as http,
+        ):
+            bodies = (
+                entry(CANARY_WEBHOOK, id="a-1", account="alt", strategy="one"),
+                entry(CANARY_WEBHOOK, id="a-2", accounts="all", strategy="two"),
+            )
+            for body in bodies:
+                assert evidence.keep(http.post("/webhook", json=body)).status_code == 202
+            run_worker(settings, rconn)
+            good = {"Authorization": f"Bearer {CANARY_ADMIN}"}
+            for item in evidence.keep(http.get("/api/signals", headers=good)).json()["items"]:
+                evidence.keep(http.get(f"/api/signals/{item['id']}", headers=good))
+        ledger = httpx.get(f"{paper.url}/paper/ledger", timeout=10).json()["entries"]
+    assert sorted(e["key"] for e in ledger) == sorted([ALT_KEY, ALT_KEY, CANARY_KEY])
+    texts = {
+        "logs": logs.getvalue(),
+        "database": database_text(settings.database_url),
+        "redis": redis_text(rconn),
+        "answers": "\n".join(evidence.answers),
+    }
+    assert "pacekeeper:metrics:" in texts["redis"]  # the jobs ran, their figures are there
+    for where, text in texts.items():
+        assert ALT_SECRET not in text and ALT_KEY not in text, f"alt's key or secret in {where}"
