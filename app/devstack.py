@@ -32,6 +32,7 @@ from typing import TextIO
 
 import httpx
 import redis
+from sqlalchemy.engine import make_url
 
 from app.config import Settings, get_settings
 from app.logging import redact
@@ -389,6 +390,8 @@ class DevStack:
     stop_timeout: float = STOP_TIMEOUT
     ready_timeout: float = READY_TIMEOUT
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    # Where what a run generates is kept for the next (the secret and token it made up).
+    state_dir: Path = Path("var")
 
     def __post_init__(self) -> None:
         self.supervisor = Supervisor(out=self.out, stop_timeout=self.stop_timeout)
@@ -452,6 +455,7 @@ class DevStack:
             return 2
         self._secrets()
         self._venue()
+        self._reset_with_the_paper_exchange()
         self.env.update(
             PYTHONUNBUFFERED="1",
             PACEKEEPER_DATABASE_URL=s.database_url,
@@ -497,19 +501,57 @@ class DevStack:
         return True
 
     def _secrets(self) -> None:
-        """Generate what the receiver refuses to run without; children see what we see."""
+        """Generate what the receiver refuses to run without; children see what we see. What
+        is generated is kept in ``state_dir`` (owner-only) and reused by the next run, so a
+        restart does not change the secret TradingView and the dashboard were given."""
+        kept = self._kept_secrets()
         try:
             self.settings.check_webhook_secret()
             self.webhook_secret = self.settings.webhook_secret.get_secret_value()
         except ValueError:
-            self.webhook_secret = secrets.token_urlsafe(32)
+            self.webhook_secret = kept.get("webhook secret") or secrets.token_urlsafe(32)
             self.generated["webhook secret"] = self.webhook_secret
         token = self.settings.admin_token.get_secret_value()
         if not token:
-            token = secrets.token_urlsafe(32)
+            token = kept.get("admin token") or secrets.token_urlsafe(32)
             self.generated["admin token"] = token
+        if self.generated and self.generated != {k: kept.get(k) for k in self.generated}:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self._secrets_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as file:
+                json.dump({**kept, **self.generated}, file)
         self.env["PACEKEEPER_WEBHOOK_SECRET"] = self.webhook_secret
         self.env["PACEKEEPER_ADMIN_TOKEN"] = token
+
+    @property
+    def _secrets_path(self) -> Path:
+        return self.state_dir / "dev-secrets.json"
+
+    def _kept_secrets(self) -> dict[str, str]:
+        try:
+            kept = json.loads(self._secrets_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return {k: v for k, v in kept.items() if isinstance(v, str) and len(v) >= 32}
+
+    def _reset_with_the_paper_exchange(self) -> None:
+        """The embedded paper exchange keeps its accounts in memory and starts empty; the
+        default dev database starts empty with it, or it would list working algos and
+        positions the exchange no longer knows. A configured database is left alone."""
+        fields = self.settings.model_fields_set
+        venue_is_paper = not {"binance_api_url", "binance_fapi_url"} & fields
+        if not venue_is_paper or "database_url" in fields:
+            return
+        database = make_url(self.settings.database_url).database
+        if not database or not os.path.exists(database):
+            return
+        for path in (database, f"{database}-wal", f"{database}-shm", f"{database}-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+        self.say(
+            f"database {database}: emptied, as the paper exchange starts empty (set "
+            "PACEKEEPER_DATABASE_URL to keep a database across runs)"
+        )
 
     def _venue(self) -> None:
         fields = self.settings.model_fields_set
@@ -557,10 +599,10 @@ class DevStack:
             f"  database        {redact(s.database_url)}",
         ]
         for what, value in self.generated.items():
-            lines.append(f"  {what:<15} {value}  (generated for this run)")
+            lines.append(f"  {what:<15} {value}  (generated, kept in {self._secrets_path})")
         if self.generated:
             lines.append(
-                "  set PACEKEEPER_WEBHOOK_SECRET / PACEKEEPER_ADMIN_TOKEN in .env to keep them"
+                "  set PACEKEEPER_WEBHOOK_SECRET / PACEKEEPER_ADMIN_TOKEN in .env to choose them"
             )
         # Unprefixed and one line each, so they can be copied and pasted as they are.
         lines += [
