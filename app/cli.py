@@ -86,7 +86,7 @@ def _db(args: argparse.Namespace) -> int:
 def _dev(args: argparse.Namespace) -> int:
     from app.devstack import run_dev
 
-    return run_dev()
+    return run_dev(quiet=args.quiet)
 
 
 def _send(args: argparse.Namespace) -> int:
@@ -138,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("db_command", choices=["upgrade", "downgrade"], help="direction")
     p.add_argument("revision", nargs="?", default=None,
                    help="target revision (upgrade: head; downgrade: -1, one step)")  # fmt: skip
-    add("dev", _dev, "run paper exchange, receiver, worker and monitor on this machine")
+    p = add("dev", _dev, "run paper exchange, receiver, worker and monitor on this machine")
+    p.add_argument("--quiet", action="store_true", help="the parts log warnings and errors only")
     p = add("send", _send, "post a signal (JSON) from a file or standard input")
     p.add_argument("file", help="path to a JSON signal, or - for standard input")
     p.add_argument("--url", help="receiver base URL (default: the configured API host/port)")

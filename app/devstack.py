@@ -392,6 +392,10 @@ class DevStack:
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     # Where what a run generates is kept for the next (the secret and token it made up).
     state_dir: Path = Path("var")
+    # Children log warnings and errors only (unless PACEKEEPER_LOG_LEVEL is configured).
+    quiet: bool = False
+    # Where Enter reprints the banner (a terminal's stdin), None for no such thing.
+    keys: TextIO | None = None
 
     def __post_init__(self) -> None:
         self.supervisor = Supervisor(out=self.out, stop_timeout=self.stop_timeout)
@@ -425,6 +429,8 @@ class DevStack:
             if not self._wait_ready():
                 return self.supervisor.wait()
             self._banner()
+            if self.keys is not None:
+                threading.Thread(target=self._banner_on_enter, daemon=True).start()
             return self.supervisor.wait()
         finally:
             self.say("stopping")
@@ -435,6 +441,25 @@ class DevStack:
 
     def request_stop(self) -> None:
         self.supervisor.request_stop()
+
+    def _banner_on_enter(self) -> None:
+        """The banner scrolls away under the logs: Enter brings it back."""
+        assert self.keys is not None
+        for _ in self.keys:
+            if self.supervisor.stopping:
+                return
+            self._banner()
+
+    def _terminal(self) -> None:
+        """On a terminal, children log readable one-line text rather than JSON (unless
+        PACEKEEPER_LOG_JSON is configured); ``quiet`` keeps them to warnings and errors."""
+        fields = self.settings.model_fields_set
+        if "log_json" not in fields and "PACEKEEPER_LOG_JSON" not in os.environ:
+            isatty = getattr(self.out, "isatty", None)
+            if isatty is not None and isatty():
+                self.env["PACEKEEPER_LOG_JSON"] = "false"
+        if self.quiet and "log_level" not in fields and "PACEKEEPER_LOG_LEVEL" not in os.environ:
+            self.env["PACEKEEPER_LOG_LEVEL"] = "WARNING"
 
     def _prepare(self) -> int:
         """Ports, Redis, secrets, venue and schema; non-zero when the stack cannot start."""
@@ -456,6 +481,7 @@ class DevStack:
         self._secrets()
         self._venue()
         self._reset_with_the_paper_exchange()
+        self._terminal()
         self.env.update(
             PYTHONUNBUFFERED="1",
             PACEKEEPER_DATABASE_URL=s.database_url,
@@ -592,7 +618,8 @@ class DevStack:
         tv_body = json.dumps({"secret": secret, **tv_signal})
         lines = [
             "",
-            "Pacekeeper is running on the paper exchange. Ctrl-C stops everything.",
+            "Pacekeeper is running on the paper exchange. Enter shows this again; Ctrl-C stops "
+            "everything.",
             f"  receiver        {self.api_url}  (POST /webhook, /health, /health/ready, /metrics)",
             f"  paper exchange  {self.paper_url}  (Binance REST subset, /paper/... controls)",
             f"  redis           {redact(redis_url)}",
@@ -620,9 +647,10 @@ class DevStack:
             self.supervisor.say(line, None)
 
 
-def run_dev(settings: Settings | None = None) -> int:
+def run_dev(settings: Settings | None = None, *, quiet: bool = False) -> int:
     """``pacekeeper dev``: run the whole stack until Ctrl-C (or a configuration error)."""
-    stack = DevStack(settings or get_settings())
+    keys = sys.stdin if sys.stdin is not None and sys.stdin.isatty() else None
+    stack = DevStack(settings or get_settings(), quiet=quiet, keys=keys)
     if threading.current_thread() is threading.main_thread():
         stack.supervisor.install_signal_handlers()
     return stack.run()

@@ -548,3 +548,67 @@ def test_the_default_dev_database_starts_empty_with_the_paper_exchange(
         thread.join(timeout=60)
     with sqlite3.connect(kept) as conn:
         assert "mine" in {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_the_parts_log_text_quiet_keeps_warnings_and_enter_reprints_the_banner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("LOG_JSON", "LOG_LEVEL"):
+        monkeypatch.delenv(f"PACEKEEPER_{name}", raising=False)
+    shows = py(
+        """
+        import os, time
+        print('json=' + os.environ.get('PACEKEEPER_LOG_JSON', '-')
+              + ' level=' + os.environ.get('PACEKEEPER_LOG_LEVEL', '-'), flush=True)
+        time.sleep(60)
+        """
+    )
+    read, write = os.pipe()
+    keys = os.fdopen(read)
+    out = Terminal()
+    stack = DevStack(dev_settings(tmp_path), out=out, commands=stub_commands(monitor=shows),
+                     env=child_env(), state_dir=tmp_path / "var", stop_timeout=5, quiet=True,
+                     keys=keys)  # fmt: skip
+    thread, result = run_in_thread(stack)
+    try:
+        wait_for_banner(out, thread)
+        wait_until(lambda: "json=false level=WARNING" in out.getvalue(), timeout=30)
+        assert out.getvalue().count("Send a signal") == 1
+        os.write(write, b"\n")  # Enter
+        wait_until(lambda: out.getvalue().count("Send a signal") == 2, timeout=10)
+    finally:
+        os.close(write)
+        stack.request_stop()
+        thread.join(timeout=60)
+        keys.close()
+    assert result == [0]
+
+
+def test_away_from_a_terminal_the_parts_keep_json_logs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PACEKEEPER_LOG_JSON", raising=False)
+    shows = py(
+        """
+        import os, time
+        print('json=' + os.environ.get('PACEKEEPER_LOG_JSON', '-'), flush=True)
+        time.sleep(60)
+        """
+    )
+    out = io.StringIO()
+    stack = DevStack(dev_settings(tmp_path), out=out, commands=stub_commands(monitor=shows),
+                     env=child_env(), state_dir=tmp_path / "var", stop_timeout=5)  # fmt: skip
+    thread, result = run_in_thread(stack)
+    try:
+        wait_for_banner(out, thread)
+        wait_until(lambda: "json=" in out.getvalue(), timeout=30)
+    finally:
+        stack.request_stop()
+        thread.join(timeout=60)
+    assert result == [0]
+    assert "json=-" in out.getvalue()  # the default: JSON lines for a file or a collector
