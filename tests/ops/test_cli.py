@@ -26,8 +26,11 @@ def run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[s
 
 
 def sub_commands() -> dict[str, argparse.ArgumentParser]:
-    action = build_parser()._subparsers._group_actions[0]  # type: ignore[union-attr]
-    return dict(action.choices)  # type: ignore[arg-type]
+    subparsers = build_parser()._subparsers
+    assert subparsers is not None
+    action = subparsers._group_actions[0]
+    assert isinstance(action, argparse._SubParsersAction)
+    return dict(action.choices)
 
 
 @pytest.mark.parametrize("name", sorted(sub_commands()))

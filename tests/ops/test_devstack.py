@@ -13,6 +13,7 @@ import textwrap
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -232,9 +233,8 @@ def test_private_redis_runs_on_a_free_port_without_persistence(supervisor: Super
     assert config["appendonly"] == "no"
     assert config["save"] == ""
     assert config["bind"] == "127.0.0.1"
-    assert private.dir is not None and os.path.realpath(config["dir"]) == os.path.realpath(
-        private.dir
-    )
+    assert private.dir is not None and config["dir"] is not None
+    assert os.path.realpath(config["dir"]) == os.path.realpath(private.dir)
     directory = private.dir
     supervisor.stop()
     private.cleanup()
@@ -247,14 +247,14 @@ def test_private_redis_runs_on_a_free_port_without_persistence(supervisor: Super
 
 
 def dev_settings(tmp_path: Path, **overrides: object) -> Settings:
-    values: dict[str, object] = {
+    values: dict[str, Any] = {
         "redis_url": None,  # unset: the stack starts its own redis-server
         "database_url": f"sqlite:///{tmp_path / 'dev.db'}",
         "api_port": free_port(),
         "paper_port": free_port(),
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[arg-type, call-arg]
+    return Settings(_env_file=None, **values)
 
 
 def child_env() -> dict[str, str]:
@@ -515,7 +515,7 @@ def test_the_default_dev_database_starts_empty_with_the_paper_exchange(
         monkeypatch.delenv(f"PACEKEEPER_{name}", raising=False)
     out = io.StringIO()
     # The default database, ./var/pacekeeper.db, and the embedded paper exchange.
-    settings = Settings(_env_file=None, redis_url=None, api_port=free_port(),  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, redis_url=None, api_port=free_port(),
                         paper_port=free_port())  # fmt: skip
     stack = DevStack(settings, out=out, commands=stub_commands(), env=child_env(),
                      state_dir=tmp_path / "var", stop_timeout=5)  # fmt: skip
