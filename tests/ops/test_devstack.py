@@ -12,6 +12,7 @@ import sys
 import textwrap
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -479,21 +480,31 @@ def test_a_busy_port_is_reported_before_anything_starts(tmp_path: Path) -> None:
     assert stack.supervisor.children == []
 
 
+@contextmanager
+def banner_shown(
+    tmp_path: Path, settings: Settings, out: io.StringIO | None = None, **options: Any
+) -> Iterator[tuple[DevStack, io.StringIO]]:
+    """A stack with stub parts, up to its banner; stopped (cleanly) when the block ends."""
+    out = out if out is not None else io.StringIO()
+    options.setdefault("commands", stub_commands())
+    stack = DevStack(settings, out=out, env=child_env(), state_dir=tmp_path / "var",
+                     stop_timeout=5, **options)  # fmt: skip
+    thread, result = run_in_thread(stack)
+    try:
+        wait_for_banner(out, thread)
+        yield stack, out
+    finally:
+        stack.request_stop()
+        thread.join(timeout=60)
+    assert result == [0]
+
+
 def test_a_generated_secret_and_token_are_kept_for_the_next_run(tmp_path: Path) -> None:
     """A restart of `make dev` keeps the secret TradingView and the dashboard were given."""
     runs: list[dict[str, str]] = []
     for _ in range(2):
-        out = io.StringIO()
-        stack = DevStack(dev_settings(tmp_path), out=out, commands=stub_commands(),
-                         env=child_env(), state_dir=tmp_path / "var", stop_timeout=5)  # fmt: skip
-        thread, result = run_in_thread(stack)
-        try:
-            wait_for_banner(out, thread)
-        finally:
-            stack.request_stop()
-            thread.join(timeout=60)
-        assert result == [0]
-        runs.append(dict(stack.generated))
+        with banner_shown(tmp_path, dev_settings(tmp_path)) as (stack, out):
+            runs.append(dict(stack.generated))
         assert f"kept in {tmp_path / 'var' / 'dev-secrets.json'}" in out.getvalue()
     assert set(runs[0]) == {"webhook secret", "admin token"}
     assert runs[0] == runs[1]
@@ -513,19 +524,11 @@ def test_the_default_dev_database_starts_empty_with_the_paper_exchange(
         conn.execute("CREATE TABLE stale (x)")
     for name in ("DATABASE_URL", "BINANCE_API_URL", "BINANCE_FAPI_URL"):
         monkeypatch.delenv(f"PACEKEEPER_{name}", raising=False)
-    out = io.StringIO()
     # The default database, ./var/pacekeeper.db, and the embedded paper exchange.
     settings = Settings(_env_file=None, redis_url=None, api_port=free_port(),
                         paper_port=free_port())  # fmt: skip
-    stack = DevStack(settings, out=out, commands=stub_commands(), env=child_env(),
-                     state_dir=tmp_path / "var", stop_timeout=5)  # fmt: skip
-    thread, result = run_in_thread(stack)
-    try:
-        wait_for_banner(out, thread)
-    finally:
-        stack.request_stop()
-        thread.join(timeout=60)
-    assert result == [0]
+    with banner_shown(tmp_path, settings) as (_, out):
+        pass
     assert "emptied, as the paper exchange starts empty" in out.getvalue()
     with sqlite3.connect(stale) as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
@@ -537,15 +540,8 @@ def test_the_default_dev_database_starts_empty_with_the_paper_exchange(
     assert kept is not None
     with sqlite3.connect(kept) as conn:
         conn.execute("CREATE TABLE mine (x)")
-    out = io.StringIO()
-    stack = DevStack(configured, out=out, commands=stub_commands(), env=child_env(),
-                     state_dir=tmp_path / "var", stop_timeout=5)  # fmt: skip
-    thread, result = run_in_thread(stack)
-    try:
-        wait_for_banner(out, thread)
-    finally:
-        stack.request_stop()
-        thread.join(timeout=60)
+    with banner_shown(tmp_path, configured):
+        pass
     with sqlite3.connect(kept) as conn:
         assert "mine" in {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
 
@@ -569,24 +565,15 @@ def test_on_a_terminal_the_parts_log_text_quiet_keeps_warnings_and_enter_reprint
         """
     )
     read, write = os.pipe()
-    keys = os.fdopen(read)
-    out = Terminal()
-    stack = DevStack(dev_settings(tmp_path), out=out, commands=stub_commands(monitor=shows),
-                     env=child_env(), state_dir=tmp_path / "var", stop_timeout=5, quiet=True,
-                     keys=keys)  # fmt: skip
-    thread, result = run_in_thread(stack)
-    try:
-        wait_for_banner(out, thread)
-        wait_until(lambda: "json=false level=WARNING" in out.getvalue(), timeout=30)
-        assert out.getvalue().count("Send a signal") == 1
-        os.write(write, b"\n")  # Enter
-        wait_until(lambda: out.getvalue().count("Send a signal") == 2, timeout=10)
-    finally:
-        os.close(write)
-        stack.request_stop()
-        thread.join(timeout=60)
-        keys.close()
-    assert result == [0]
+    with os.fdopen(read) as keys, os.fdopen(write, "w") as enter:
+        settings, commands = dev_settings(tmp_path), stub_commands(monitor=shows)
+        with banner_shown(tmp_path, settings, Terminal(), commands=commands, quiet=True,
+                          keys=keys) as (_, out):  # fmt: skip
+            wait_until(lambda: "json=false level=WARNING" in out.getvalue(), timeout=30)
+            assert out.getvalue().count("Send a signal") == 1
+            enter.write("\n")
+            enter.flush()
+            wait_until(lambda: out.getvalue().count("Send a signal") == 2, timeout=10)
 
 
 def test_away_from_a_terminal_the_parts_keep_json_logs(
@@ -600,15 +587,7 @@ def test_away_from_a_terminal_the_parts_keep_json_logs(
         time.sleep(60)
         """
     )
-    out = io.StringIO()
-    stack = DevStack(dev_settings(tmp_path), out=out, commands=stub_commands(monitor=shows),
-                     env=child_env(), state_dir=tmp_path / "var", stop_timeout=5)  # fmt: skip
-    thread, result = run_in_thread(stack)
-    try:
-        wait_for_banner(out, thread)
+    commands = stub_commands(monitor=shows)
+    with banner_shown(tmp_path, dev_settings(tmp_path), commands=commands) as (_, out):
         wait_until(lambda: "json=" in out.getvalue(), timeout=30)
-    finally:
-        stack.request_stop()
-        thread.join(timeout=60)
-    assert result == [0]
     assert "json=-" in out.getvalue()  # the default: JSON lines for a file or a collector
