@@ -89,7 +89,7 @@ def _db(args: argparse.Namespace) -> int:
 def _dev(args: argparse.Namespace) -> int:
     from app.devstack import run_dev
 
-    return run_dev()
+    return run_dev(quiet=args.quiet)
 
 
 def _send(args: argparse.Namespace) -> int:
@@ -104,6 +104,15 @@ def _status(args: argparse.Namespace) -> int:
     return status_main(args)
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default, unless it has none worth showing (None, a flag's False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pacekeeper", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -111,29 +120,34 @@ def build_parser() -> argparse.ArgumentParser:
     def add(
         name: str, func: Callable[[argparse.Namespace], int], help_: str
     ) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_)
+        p = sub.add_parser(
+            name, help=help_, description=help_[0].upper() + help_[1:] + ".",
+            formatter_class=_Help,
+        )  # fmt: skip
         p.set_defaults(func=func)
         return p
 
     p = add("api", _api, "serve the webhook receiver, health, metrics and admin API")
-    p.add_argument("--host")
-    p.add_argument("--port", type=int)
+    p.add_argument("--host", help="address to listen on (default: PACEKEEPER_API_HOST)")
+    p.add_argument("--port", type=int, help="port (default: PACEKEEPER_API_PORT)")
     add("check", _check, "check the configuration the receiver needs (the webhook secret)")
     p = add("paper", _paper, "serve the Binance-compatible paper exchange")
-    p.add_argument("--host")
-    p.add_argument("--port", type=int)
+    p.add_argument("--host", help="address to listen on (default: PACEKEEPER_PAPER_HOST)")
+    p.add_argument("--port", type=int, help="port (default: PACEKEEPER_PAPER_PORT)")
     p = add("worker", _worker, "run an RQ worker for signal jobs")
     p.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     add("monitor", _monitor, "run the rq cron process: algo monitor, intake sweeper, reconciler")
     p = add("db", _db, "database schema")
-    p.add_argument("db_command", choices=["upgrade", "downgrade"])
-    p.add_argument("revision", nargs="?", default=None)
-    add("dev", _dev, "run paper exchange, receiver, worker and monitor on this machine")
+    p.add_argument("db_command", choices=["upgrade", "downgrade"], help="direction")
+    p.add_argument("revision", nargs="?", default=None,
+                   help="target revision (upgrade: head; downgrade: -1, one step)")  # fmt: skip
+    p = add("dev", _dev, "run paper exchange, receiver, worker and monitor on this machine")
+    p.add_argument("--quiet", action="store_true", help="the parts log warnings and errors only")
     p = add("send", _send, "post a signal (JSON) from a file or standard input")
     p.add_argument("file", help="path to a JSON signal, or - for standard input")
     p.add_argument("--url", help="receiver base URL (default: the configured API host/port)")
     p = add("status", _status, "print working algos with their pace and execution quality")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument(
         "--recent", type=int, default=0, metavar="HOURS", help="also algos ended in HOURS"
     )
@@ -161,7 +175,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, ValidationError) as exc:
         print(f"pacekeeper {args.command}: configuration error: {exc}", file=sys.stderr)
         return CONFIG_ERROR
+    except Exception as exc:  # a fatal error: one readable line, the traceback at DEBUG
+        import logging
+
+        logging.getLogger("pacekeeper").debug("pacekeeper %s failed", args.command, exc_info=True)
+        print(f"pacekeeper {args.command}: {fatal_line(exc)}", file=sys.stderr)
+        return 1
     return result
+
+
+def fatal_line(exc: BaseException) -> str:
+    """What a person at a terminal needs from a fatal error: its kind, its first line, and
+    the way out when there is a usual one."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    line = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    if "no such table" in first or "UndefinedTable" in first or "does not exist" in first:
+        line += " (the database has no schema: run `pacekeeper db upgrade`)"
+    elif type(exc).__module__.startswith(("redis", "sqlalchemy")) and "onnect" in first:
+        line += " (is it running? see PACEKEEPER_REDIS_URL / PACEKEEPER_DATABASE_URL)"
+    return line
 
 
 if __name__ == "__main__":

@@ -78,6 +78,16 @@ def _sqlite_query_only(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def missing_sqlite_file(url: str) -> str | None:
+    """The path of a SQLite database file that does not exist (None for any other URL): a
+    reader such as ``pacekeeper status`` says so instead of creating an empty one."""
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    return None if os.path.exists(database) else database
+
+
 def make_engine(url: str, *, read_only: bool = False, **kwargs: Any) -> Engine:
     """Create an engine with the pragmas and pool settings this project relies on.
 
@@ -88,7 +98,7 @@ def make_engine(url: str, *, read_only: bool = False, **kwargs: Any) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
-        if database and database != ":memory:":
+        if database and database != ":memory:" and not read_only:
             os.makedirs(os.path.dirname(os.path.abspath(database)) or ".", exist_ok=True)
         connect_args = {"check_same_thread": False, "timeout": 30, "isolation_level": None}
         engine = create_engine(url, connect_args=connect_args, **kwargs)

@@ -32,6 +32,7 @@ from typing import TextIO
 
 import httpx
 import redis
+from sqlalchemy.engine import make_url
 
 from app.config import Settings, get_settings
 from app.logging import redact
@@ -389,6 +390,12 @@ class DevStack:
     stop_timeout: float = STOP_TIMEOUT
     ready_timeout: float = READY_TIMEOUT
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    # Where what a run generates is kept for the next (the secret and token it made up).
+    state_dir: Path = Path("var")
+    # Children log warnings and errors only (unless PACEKEEPER_LOG_LEVEL is configured).
+    quiet: bool = False
+    # Where Enter reprints the banner (a terminal's stdin), None for no such thing.
+    keys: TextIO | None = None
 
     def __post_init__(self) -> None:
         self.supervisor = Supervisor(out=self.out, stop_timeout=self.stop_timeout)
@@ -422,6 +429,8 @@ class DevStack:
             if not self._wait_ready():
                 return self.supervisor.wait()
             self._banner()
+            if self.keys is not None:
+                threading.Thread(target=self._banner_on_enter, daemon=True).start()
             return self.supervisor.wait()
         finally:
             self.say("stopping")
@@ -432,6 +441,25 @@ class DevStack:
 
     def request_stop(self) -> None:
         self.supervisor.request_stop()
+
+    def _banner_on_enter(self) -> None:
+        """The banner scrolls away under the logs: Enter brings it back."""
+        assert self.keys is not None
+        for _ in self.keys:
+            if self.supervisor.stopping:
+                return
+            self._banner()
+
+    def _terminal(self) -> None:
+        """On a terminal, children log readable one-line text rather than JSON (unless
+        PACEKEEPER_LOG_JSON is configured); ``quiet`` keeps them to warnings and errors."""
+        fields = self.settings.model_fields_set
+        if "log_json" not in fields and "PACEKEEPER_LOG_JSON" not in os.environ:
+            isatty = getattr(self.out, "isatty", None)
+            if isatty is not None and isatty():
+                self.env["PACEKEEPER_LOG_JSON"] = "false"
+        if self.quiet and "log_level" not in fields and "PACEKEEPER_LOG_LEVEL" not in os.environ:
+            self.env["PACEKEEPER_LOG_LEVEL"] = "WARNING"
 
     def _prepare(self) -> int:
         """Ports, Redis, secrets, venue and schema; non-zero when the stack cannot start."""
@@ -452,6 +480,8 @@ class DevStack:
             return 2
         self._secrets()
         self._venue()
+        self._reset_with_the_paper_exchange()
+        self._terminal()
         self.env.update(
             PYTHONUNBUFFERED="1",
             PACEKEEPER_DATABASE_URL=s.database_url,
@@ -497,19 +527,57 @@ class DevStack:
         return True
 
     def _secrets(self) -> None:
-        """Generate what the receiver refuses to run without; children see what we see."""
+        """Generate what the receiver refuses to run without; children see what we see. What
+        is generated is kept in ``state_dir`` (owner-only) and reused by the next run, so a
+        restart does not change the secret TradingView and the dashboard were given."""
+        kept = self._kept_secrets()
         try:
             self.settings.check_webhook_secret()
             self.webhook_secret = self.settings.webhook_secret.get_secret_value()
         except ValueError:
-            self.webhook_secret = secrets.token_urlsafe(32)
+            self.webhook_secret = kept.get("webhook secret") or secrets.token_urlsafe(32)
             self.generated["webhook secret"] = self.webhook_secret
         token = self.settings.admin_token.get_secret_value()
         if not token:
-            token = secrets.token_urlsafe(32)
+            token = kept.get("admin token") or secrets.token_urlsafe(32)
             self.generated["admin token"] = token
+        if self.generated and self.generated != {k: kept.get(k) for k in self.generated}:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self._secrets_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as file:
+                json.dump({**kept, **self.generated}, file)
         self.env["PACEKEEPER_WEBHOOK_SECRET"] = self.webhook_secret
         self.env["PACEKEEPER_ADMIN_TOKEN"] = token
+
+    @property
+    def _secrets_path(self) -> Path:
+        return self.state_dir / "dev-secrets.json"
+
+    def _kept_secrets(self) -> dict[str, str]:
+        try:
+            kept = json.loads(self._secrets_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return {k: v for k, v in kept.items() if isinstance(v, str) and len(v) >= 32}
+
+    def _reset_with_the_paper_exchange(self) -> None:
+        """The embedded paper exchange keeps its accounts in memory and starts empty; the
+        default dev database starts empty with it, or it would list working algos and
+        positions the exchange no longer knows. A configured database is left alone."""
+        fields = self.settings.model_fields_set
+        venue_is_paper = not {"binance_api_url", "binance_fapi_url"} & fields
+        if not venue_is_paper or "database_url" in fields:
+            return
+        database = make_url(self.settings.database_url).database
+        if not database or not os.path.exists(database):
+            return
+        for path in (database, f"{database}-wal", f"{database}-shm", f"{database}-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+        self.say(
+            f"database {database}: emptied, as the paper exchange starts empty (set "
+            "PACEKEEPER_DATABASE_URL to keep a database across runs)"
+        )
 
     def _venue(self) -> None:
         fields = self.settings.model_fields_set
@@ -550,17 +618,18 @@ class DevStack:
         tv_body = json.dumps({"secret": secret, **tv_signal})
         lines = [
             "",
-            "Pacekeeper is running on the paper exchange. Ctrl-C stops everything.",
+            "Pacekeeper is running on the paper exchange. Enter shows this again; Ctrl-C stops "
+            "everything.",
             f"  receiver        {self.api_url}  (POST /webhook, /health, /health/ready, /metrics)",
             f"  paper exchange  {self.paper_url}  (Binance REST subset, /paper/... controls)",
             f"  redis           {redact(redis_url)}",
             f"  database        {redact(s.database_url)}",
         ]
         for what, value in self.generated.items():
-            lines.append(f"  {what:<15} {value}  (generated for this run)")
+            lines.append(f"  {what:<15} {value}  (generated, kept in {self._secrets_path})")
         if self.generated:
             lines.append(
-                "  set PACEKEEPER_WEBHOOK_SECRET / PACEKEEPER_ADMIN_TOKEN in .env to keep them"
+                "  set PACEKEEPER_WEBHOOK_SECRET / PACEKEEPER_ADMIN_TOKEN in .env to choose them"
             )
         # Unprefixed and one line each, so they can be copied and pasted as they are.
         lines += [
@@ -578,9 +647,10 @@ class DevStack:
             self.supervisor.say(line, None)
 
 
-def run_dev(settings: Settings | None = None) -> int:
+def run_dev(settings: Settings | None = None, *, quiet: bool = False) -> int:
     """``pacekeeper dev``: run the whole stack until Ctrl-C (or a configuration error)."""
-    stack = DevStack(settings or get_settings())
+    keys = sys.stdin if sys.stdin is not None and sys.stdin.isatty() else None
+    stack = DevStack(settings or get_settings(), quiet=quiet, keys=keys)
     if threading.current_thread() is threading.main_thread():
         stack.supervisor.install_signal_handlers()
     return stack.run()

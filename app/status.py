@@ -312,12 +312,18 @@ def _published(settings: Settings, order_ids: list[int]) -> dict[int, Published]
 def status_main(args: argparse.Namespace, settings: Settings | None = None) -> int:
     """``pacekeeper status [--json] [--recent HOURS]``: print the working algos (and those
     ended in the last ``HOURS``) with the monitor's verdicts and their execution quality."""
-    from app.config import get_settings
+    from app.config import ConfigError, get_settings
     from app.controls import current_halt
-    from app.db import make_engine, make_sessionmaker
+    from app.db import make_engine, make_sessionmaker, missing_sqlite_file
 
     settings = settings or get_settings()
-    engine = make_engine(settings.database_url)
+    missing = missing_sqlite_file(settings.database_url)
+    if missing is not None:
+        raise ConfigError(
+            f"no database at {missing}: run `pacekeeper status` where `pacekeeper dev` runs, "
+            "or set PACEKEEPER_DATABASE_URL"
+        )
+    engine = make_engine(settings.database_url, read_only=True)
     try:
         with make_sessionmaker(engine)() as session:
             now = datetime.now(UTC)

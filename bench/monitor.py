@@ -84,7 +84,7 @@ def start_paper(port: int, workdir: str) -> subprocess.Popen[bytes]:
 class Bench:
     def __init__(self, args: argparse.Namespace, url: str, database_url: str) -> None:
         self.settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
             binance_api_url=url,
             binance_fapi_url=url,
             database_url=database_url,

@@ -202,9 +202,9 @@ def main() -> None:
     started = time.perf_counter()
     for duration in args.durations:
         run = dict(policy=policy, interval=args.interval, every_poll=args.every_poll)
-        healthy = [simulate(duration, s, stuck=False, **run) for s in seeds]  # type: ignore[arg-type]
-        old = [simulate(duration, s, stuck=False, old=True, **run) for s in seeds]  # type: ignore[arg-type]
-        stuck = [simulate(duration, s, stuck=True, **run) for s in seeds]  # type: ignore[arg-type]
+        healthy = [simulate(duration, s, stuck=False, **run) for s in seeds]
+        old = [simulate(duration, s, stuck=False, old=True, **run) for s in seeds]
+        stuck = [simulate(duration, s, stuck=True, **run) for s in seeds]
         bound = float(policy.grace) * duration + 2 * args.interval
         caught = [r for r in stuck if r.cancel_at is not None]
         delays = [

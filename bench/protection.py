@@ -895,7 +895,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.verbose else logging.ERROR)
 
     base = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         env="test",
         twap_min_duration=10,
         paper_volatility=D(args.volatility),

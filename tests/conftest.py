@@ -195,10 +195,10 @@ def queue_name(redis_conn: redis.Redis) -> Iterator[str]:
     for key in keys:
         kind = redis_conn.type(key)
         if kind == b"list":
-            job_ids.update(redis_conn.lrange(key, 0, -1))  # type: ignore[arg-type]
+            job_ids.update(m for m in redis_conn.lrange(key, 0, -1) if isinstance(m, bytes))
         elif kind == b"zset":
             members = redis_conn.zrange(key, 0, -1)
-            job_ids.update(m.split(b":")[0] for m in members)  # type: ignore[union-attr]
+            job_ids.update(m.split(b":")[0] for m in members if isinstance(m, bytes))
     keys += [prefix + job_id for job_id in job_ids for prefix in (b"rq:job:", b"rq:results:")]
     if keys:
         redis_conn.delete(*keys)
@@ -209,13 +209,13 @@ def queue_name(redis_conn: redis.Redis) -> Iterator[str]:
 def settings(db_url: str, redis_url: str, queue_name: str) -> Settings:
     """Settings pointing at the test database, test Redis and a private queue."""
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         env="test",
         database_url=db_url,
         redis_url=redis_url,
         queue_name=queue_name,
-        webhook_secret=TEST_WEBHOOK_SECRET,  # type: ignore[arg-type]
-        admin_token=TEST_ADMIN_TOKEN,  # type: ignore[arg-type]
+        webhook_secret=TEST_WEBHOOK_SECRET,
+        admin_token=TEST_ADMIN_TOKEN,
         twap_min_duration=10,
         # Its exchange is the default paper URL, which another process on this machine may
         # answer: the symbol check is tested where the exchange is the test's own.

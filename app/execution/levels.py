@@ -17,12 +17,13 @@ from decimal import Decimal
 
 from app.db import session_scope
 from app.execution import book
-from app.execution.brackets import BRACKET, current_price
+from app.execution.brackets import current_price
 from app.execution.claims import Claim, heartbeat
 from app.execution.context import ExecContext
 from app.execution.journal import add_orders
 from app.execution.placement import place
 from app.execution.planning import (
+    BRACKET,
     Crossed,
     Levels,
     NotProtected,

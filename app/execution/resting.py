@@ -26,11 +26,11 @@ from app.db import session_scope
 from app.exchange.errors import ExchangeError
 from app.execution import venue
 from app.execution.book import LIVE_ORDER
-from app.execution.brackets import BRACKET
 from app.execution.cancels import cancel_order
 from app.execution.claims import transition
 from app.execution.context import ExecContext
 from app.execution.journal import entry_filled, event, exit_filled
+from app.execution.planning import BRACKET
 from app.execution.positions import ENTRY_LEG, apply_entry_fills, apply_exit_fills
 from app.execution.protection import protect_position
 from app.models import TERMINAL_ORDER_STATUSES, Order, OrderStatus, Position, SignalStatus, utcnow

@@ -16,11 +16,10 @@ from app.accounts import FANOUT
 from app.db import session_scope
 from app.exchange.errors import Temporary
 from app.execution import book
-from app.execution.brackets import BRACKET
 from app.execution.cancels import cancel_order
 from app.execution.claims import Claim, transition
 from app.execution.context import ExecContext
-from app.execution.planning import Refused
+from app.execution.planning import BRACKET, Refused
 from app.execution.positions import apply_entry_fills, apply_exit_fills
 from app.execution.protection import protect_position
 from app.execution.result import Result

@@ -43,7 +43,7 @@ def rconn(private_redis_url: str) -> Iterator[redis.Redis]:
 @pytest.fixture(scope="module")
 def paper() -> Iterator[ThreadedServer]:
     """The paper exchange on a manual clock: algos only move when a test steps it."""
-    settings = Settings(  # type: ignore[call-arg]
+    settings = Settings(
         _env_file=None,
         env="test",
         twap_min_duration=10,
@@ -78,7 +78,7 @@ def make_settings(
         "monitor_interval": 5,
     }
     values.update(changes)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @pytest.fixture

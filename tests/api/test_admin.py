@@ -338,7 +338,7 @@ def test_working_algos_show_the_monitors_own_verdict(
 @pytest.fixture
 def exchange(paper: ThreadedServer, paper_control: httpx.Client) -> Iterator[BinanceClient]:
     """A client on a freshly reset paper exchange (the test's own, like a worker's)."""
-    settings = Settings(  # type: ignore[call-arg]
+    settings = Settings(
         _env_file=None, binance_api_url=paper.url, binance_fapi_url=paper.url, twap_min_duration=10
     )
     http = httpx.Client(timeout=5)

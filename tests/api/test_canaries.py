@@ -117,7 +117,8 @@ def redis_text(conn: redis.Redis) -> str:
     """Every key and value in the (private, test-only) Redis; RQ's job data inflated."""
     chunks = []
     for key in conn.scan_iter(count=1000):
-        kind = conn.type(key).decode()
+        kind = conn.type(key)
+        kind = kind.decode() if isinstance(kind, bytes) else kind
         values: list[Any]
         if kind == "string":
             values = [conn.get(key)]
@@ -128,7 +129,8 @@ def redis_text(conn: redis.Redis) -> str:
         elif kind == "set":
             values = list(conn.smembers(key))
         elif kind == "zset":
-            values = [member for member, _ in conn.zrange(key, 0, -1, withscores=True)]
+            # redis-py types zrange alike with and without withscores: these are pairs.
+            values = [member for member, _ in conn.zrange(key, 0, -1, withscores=True)]  # type: ignore[str-unpack]
         else:
             values = []
         for value in [key, *values]:

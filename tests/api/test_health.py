@@ -13,6 +13,7 @@ from decimal import Decimal
 import httpx
 import pytest
 import redis
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
@@ -40,7 +41,12 @@ def live_worker(rconn: redis.Redis, api_settings: Settings) -> Iterator[SimpleWo
     worker.register_death()
 
 
-def ready(api: TestClient) -> tuple[int, dict]:  # type: ignore[type-arg]
+def app_settings(api: TestClient) -> Settings:
+    assert isinstance(api.app, FastAPI)
+    return api.app.state.settings
+
+
+def ready(api: TestClient) -> tuple[int, dict]:
     response = api.get("/health/ready")
     return response.status_code, response.json()
 
@@ -59,7 +65,7 @@ def test_liveness_answers_even_when_everything_else_is_down(
 def test_ready_reports_every_component_with_its_figures(
     api: TestClient, rconn: redis.Redis, live_worker: SimpleWorker
 ) -> None:
-    record_monitor_cycle(rconn, api.app.state.settings.queue_name)
+    record_monitor_cycle(rconn, app_settings(api).queue_name)
     status, body = ready(api)
     assert status == 200, body
     assert body["status"] == "ready" and body["failing"] == []
@@ -90,7 +96,7 @@ def test_missing_worker_and_monitor_make_it_unready_by_name(api: TestClient) -> 
 def test_a_stale_monitor_cycle_is_unready(
     api: TestClient, rconn: redis.Redis, live_worker: SimpleWorker
 ) -> None:
-    record_monitor_cycle(rconn, api.app.state.settings.queue_name, now=time.time() - 3600)
+    record_monitor_cycle(rconn, app_settings(api).queue_name, now=time.time() - 3600)
     status, body = ready(api)
     assert status == 503 and body["failing"] == ["monitor"]
     assert body["components"]["monitor"]["figures"]["last_cycle_age"] >= 3600
@@ -123,7 +129,7 @@ def test_a_backlog_is_reported_but_never_fails_readiness(
 def test_an_exchange_asking_busy_workers_to_slow_down_is_not_unreachable(
     api: TestClient, rconn: redis.Redis, live_worker: SimpleWorker, paper_control: httpx.Client
 ) -> None:
-    record_monitor_cycle(rconn, api.app.state.settings.queue_name)
+    record_monitor_cycle(rconn, app_settings(api).queue_name)
     # The workers' traffic has the exchange answering 429 with a Retry-After.
     paper_control.post(
         "/faults",
@@ -143,7 +149,7 @@ def test_a_halt_is_reported_but_does_not_fail_readiness(
     live_worker: SimpleWorker,
     sessions: sessionmaker[Session],
 ) -> None:
-    record_monitor_cycle(rconn, api.app.state.settings.queue_name)
+    record_monitor_cycle(rconn, app_settings(api).queue_name)
     with sessions() as session:
         controls.halt(session, reason="maintenance window", by="test")
         session.commit()
@@ -161,7 +167,7 @@ def test_an_unprotected_position_degrades_readiness_without_failing_it(
     live_worker: SimpleWorker,
     sessions: sessionmaker[Session],
 ) -> None:
-    record_monitor_cycle(rconn, api.app.state.settings.queue_name)
+    record_monitor_cycle(rconn, app_settings(api).queue_name)
     assert ready(api)[1]["status"] == "ready"
     with sessions() as session:
         position = Position(

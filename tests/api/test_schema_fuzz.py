@@ -49,7 +49,7 @@ from tests.support import ThreadedServer
 
 def _document() -> dict[str, Any]:
     """The OpenAPI document ``create_app`` serves (the same with any test settings)."""
-    placeholder = Settings(  # type: ignore[call-arg]
+    placeholder = Settings(
         _env_file=None,
         env="test",
         database_url="sqlite://",

@@ -64,7 +64,7 @@ class Paper:
 def paper() -> Iterator[Paper]:
     clock = ManualClock()
     settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         env="test",
         twap_min_duration=10,
         paper_volatility=D(0),

@@ -142,11 +142,11 @@ def _meet_before_pricing(contexts: list[ExecContext]) -> None:
         real = ctx.client.mark_price
         first = [True]
 
-        def meet(*args: Any, _real: Any = real, _first: list[bool] = first) -> Any:
+        def meet(symbol: str, *, _real: Any = real, _first: list[bool] = first) -> Any:
             if _first[0]:
                 _first[0] = False
                 barrier.wait()
-            return _real(*args)
+            return _real(symbol)
 
         ctx.client.mark_price = meet  # type: ignore[method-assign]
 

@@ -23,7 +23,7 @@ def facts(**changes: Any) -> Facts:
 
 
 def settings(**changes: Any) -> Settings:
-    return Settings(_env_file=None, **changes)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **changes)
 
 
 @pytest.mark.parametrize(

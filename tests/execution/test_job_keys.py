@@ -31,7 +31,7 @@ def test_a_job_enqueued_by_the_receiver_leaves_no_keys_once_it_ran(
     sid = submit(ctx, quantity="0.01")
 
     async def enqueue() -> None:
-        enqueuer = Enqueuer(queue, connect_async(redis_url), lambda ids, **_: None)
+        enqueuer = Enqueuer(queue, connect_async(redis_url), lambda signal_ids, **_: None)
         enqueuer.submit([sid])
         await enqueuer.close()
 

@@ -40,7 +40,7 @@ def events(ctx: ExecContext) -> list[Event]:
         return list(session.scalars(select(Event).order_by(Event.id)))
 
 
-def working_brackets(ctx: ExecContext) -> list:  # type: ignore[type-arg]
+def working_brackets(ctx: ExecContext) -> list:
     return [o for o in orders(ctx) if o.leg.startswith("bracket") and o.status == "working"]
 
 
@@ -310,7 +310,7 @@ def test_a_usdm_exit_with_nothing_left_on_the_exchange_sends_nothing(
     outcome = run(ctx, submit(ctx, action="exit", symbol="BTCUSDT.P", side=None))
 
     assert outcome.status == "done", outcome.reason
-    assert "exchange" in outcome.reason
+    assert outcome.reason is not None and "exchange" in outcome.reason
     assert [e["side"] for e in ledger(control, kind="futures_order")] == ["BUY"]
     (position,) = positions(ctx)
     assert position.status == "closed" and position.exit_quantity == 0

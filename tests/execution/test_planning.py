@@ -205,6 +205,7 @@ def test_stop_limit_bracket_when_the_signal_asks_for_one() -> None:
     )  # fmt: skip
     # No limit given: stop x (1 - 0.5 %), never above the stop.
     assert oco.below.price == D("59700.00")
+    assert oco.above.price is not None and oco.below.stop_price is not None
     assert oco.above.price > PRICE > oco.below.stop_price >= oco.below.price
     ids = {oco.client_id, oco.above.client_id, oco.below.client_id}
     assert ids == {client_order_id(SID, leg) for leg in ("bracket", "bracket-tp", "bracket-sl")}
@@ -220,6 +221,8 @@ def test_short_spot_bracket_is_a_buy_oco_mirrored() -> None:
         "STOP_LOSS_LIMIT", D("70000"), D("70100"),
     )  # fmt: skip
     assert (oco.below.type, oco.below.price) == ("LIMIT_MAKER", D("60000"))
+    assert oco.below.price is not None
+    assert oco.above.stop_price is not None and oco.above.price is not None
     assert oco.below.price < PRICE < oco.above.stop_price <= oco.above.price
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import update
 from app.config import Settings
 from app.db import session_scope
 from app.exchange.ids import client_order_id
+from app.exchange.models import Order as ExchangeOrder
 from app.execution.context import ExecContext
 from app.execution.journal import add_orders
 from app.execution.planning import OrderIntent
@@ -101,10 +102,10 @@ def test_the_lease_stays_alive_while_waiting_out_the_lag(
     seen: list[float] = []
     real_lookup = ctx.client.find_order
 
-    def watching(*args: object, **kwargs: object) -> object:
+    def watching(symbol: str, client_order_id: str) -> ExchangeOrder | None:
         row = signal_row(ctx, sid)
         seen.append(row.updated_at.timestamp())
-        return real_lookup(*args, **kwargs)  # type: ignore[arg-type]
+        return real_lookup(symbol, client_order_id)
 
     ctx.client.find_order = watching  # type: ignore[method-assign]
     started = time.time()
@@ -118,7 +119,7 @@ def test_the_lease_stays_alive_while_waiting_out_the_lag(
 
 
 def test_the_rq_job_outlives_the_longest_reconcile(redis_conn: Any, queue_name: str) -> None:
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     ctx = ExecContext(settings, client=None, sessions=None)  # type: ignore[arg-type]
     assert settings.reconcile_lag_window >= 30
     # Entry and bracket both in doubt, each reconciled, resent and reconciled again.

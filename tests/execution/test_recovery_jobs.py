@@ -4,6 +4,7 @@ the id a recovery derives is replaced, not taken for a job that will still run."
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import redis
@@ -23,26 +24,37 @@ from tests.execution.conftest import ledger, orders, signal_row, submit, work_on
 from tests.support import free_port
 
 
+def stalled_with_a_job(
+    ctx: ExecContext, queue: Any, redis_conn: redis.Redis, attempts: int, status: JobStatus
+) -> tuple[str, Job]:
+    """A signal whose worker died mid-job (``processing`` at ``attempts``, its lease long
+    stale) and the job of the id a recovery derives, taken off the queue in ``status``."""
+    sid = submit(ctx, quantity="0.01")
+    with session_scope(ctx.sessions) as session:
+        session.execute(
+            update(SignalRow)
+            .where(SignalRow.id == sid)
+            .values(
+                status="processing", attempts=attempts, updated_at=utcnow() - timedelta(hours=1)
+            )
+        )
+    jid = job_id(sid, attempts)
+    enqueue_signals(queue, [sid], {sid: jid}, register=False)
+    job = Job.fetch(jid, connection=redis_conn, serializer=JSONSerializer)
+    queue.remove(job)
+    job.set_status(status)
+    return sid, job
+
+
 def test_recovery_reenqueues_over_a_job_id_that_already_ended(
     ctx: ExecContext, redis_conn: redis.Redis, queue_name: str
 ) -> None:
     queue = make_queue(redis_conn, queue_name)
     engine = ctx.sessions.kw["bind"]
-    sid = submit(ctx, quantity="0.01")
-    # Its worker died mid-job: `processing`, attempt 2, lease long stale.
-    with session_scope(ctx.sessions) as session:
-        session.execute(
-            update(SignalRow)
-            .where(SignalRow.id == sid)
-            .values(status="processing", attempts=2, updated_at=utcnow() - timedelta(hours=1))
-        )
     # An earlier recovery already used job_id(sid, 2): that job ran, found the lease
     # refreshed meanwhile, skipped, and finished (a hash left by a version that kept them a day).
-    spent = job_id(sid, 2)
-    enqueue_signals(queue, [sid], {sid: spent}, register=False)
-    job = Job.fetch(spent, connection=redis_conn, serializer=JSONSerializer)
-    queue.remove(job)
-    job.set_status(JobStatus.FINISHED)
+    sid, job = stalled_with_a_job(ctx, queue, redis_conn, 2, JobStatus.FINISHED)
+    spent = job.id
     assert spent not in queue.job_ids
 
     requeued, recovered, left = recover_stalled(
@@ -64,18 +76,8 @@ def test_a_takeover_job_started_by_a_worker_that_died_is_replaced(
     signal stayed ``processing`` with nothing placed."""
     queue = make_queue(redis_conn, queue_name)
     engine = ctx.sessions.kw["bind"]
-    sid = submit(ctx, quantity="0.01")
-    with session_scope(ctx.sessions) as session:
-        session.execute(
-            update(SignalRow)
-            .where(SignalRow.id == sid)
-            .values(status="processing", attempts=1, updated_at=utcnow() - timedelta(hours=1))
-        )
-    takeover = job_id(sid, 1)
-    enqueue_signals(queue, [sid], {sid: takeover}, register=False)
-    job = Job.fetch(takeover, connection=redis_conn, serializer=JSONSerializer)
-    queue.remove(job)
-    job.set_status(JobStatus.STARTED)
+    sid, job = stalled_with_a_job(ctx, queue, redis_conn, 1, JobStatus.STARTED)
+    takeover = job.id
     registry = queue.started_job_registry.key
     member = f"{takeover}:execution-1"
     redis_conn.zadd(registry, {member: utcnow().timestamp() + 1800})  # the job timeout

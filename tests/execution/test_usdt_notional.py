@@ -41,7 +41,7 @@ def test_an_ethbtc_twap_too_small_in_usdt_is_refused_with_the_usdt_figures(
 
     outcome = run(ctx, sid)
 
-    assert outcome.status == "refused"
+    assert outcome.status == "refused" and outcome.reason is not None
     # 0.3 ETH x 0.049 = 0.0147 BTC x 65,000 = 955.5 USDT
     assert "955.5 USDT" in outcome.reason and "at least 1000 USDT" in outcome.reason
     assert "0.0147 BTC" in outcome.reason
@@ -54,7 +54,7 @@ def test_an_ethbtc_vp_follows_the_btc_price(ctx: ExecContext, control: httpx.Cli
 
     outcome = run(ctx, sid)
 
-    assert outcome.status == "refused"
+    assert outcome.status == "refused" and outcome.reason is not None
     assert "5880 USDT" in outcome.reason and "at least 10000 USDT" in outcome.reason
     prices(control)  # at 65,000 the same 4 ETH is 12,740 USDT
     again = submit(ctx, symbol="ETHBTC", quantity="4", execution={"type": "vp", "urgency": "low"})

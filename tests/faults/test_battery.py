@@ -10,6 +10,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import httpx
@@ -153,11 +154,15 @@ def test_worker_sigkill_at_three_points(stack: Stack, report: Any) -> None:
         if points[index] == "claimed":
             rule = stack.fault(action="latency", path="/api/v3/ticker/price", method="GET",
                                symbol=KILLED_AT, delay_ms=2000, count=1)  # fmt: skip
-            watches.append(when_held(stack, rule, lambda: kill_workers("claimed", claimed)))
+            kill = partial(kill_workers, "claimed", claimed)
+            watches.append(when_held(stack, rule, kill, timeout=DRAIN))
         else:
             rule = stack.fault(action="latency", path="/api/v3/order", method="POST",
                                symbol=KILLED_AT, delay_ms=2000, count=1)  # fmt: skip
-            watches.append(when_held(stack, rule, lambda: kill_workers("in_doubt", in_doubt)))
+            # At full size the backlog after the first kill reaches this signal's order well
+            # after it was sent: the watch waits as long as the drain may take.
+            kill = partial(kill_workers, "in_doubt", in_doubt)
+            watches.append(when_held(stack, rule, kill, timeout=DRAIN))
 
     sent = Load(stack.api_url, rate=RATE).run(bodies, at(list(points), arm))
     hit = [watch() for watch in watches]

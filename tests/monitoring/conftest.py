@@ -40,12 +40,12 @@ BINANCE: dict[str, object] = {"paper_algo_cadence": "binance", "paper_spot_algo_
 def paper(clock: ManualClock, request: pytest.FixtureRequest) -> Iterator[ThreadedServer]:
     cadence = getattr(request.module, "PAPER_CADENCE", FINE)
     settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         env="test",
         twap_min_duration=10,
         paper_volatility=Decimal(0),
         paper_seed=11,
-        **cadence,  # type: ignore[arg-type]
+        **cadence,
     )
     with serve(create_app(settings, clock=clock)) as server:
         yield server

@@ -62,6 +62,7 @@ def test_limit_out_of_reach_is_cancelled_within_grace_plus_two_intervals(desk: D
     assert decision.message == (
         "cancelling: fill 0.00 < 0.5 × schedule 0.15 one child (1 s) earlier, after 10 s"
     )
+    assert decision.data is not None
     assert decision.data["fill_fraction"] == "0" and decision.data["schedule"] is not None
     order = desk.order(entry.order_id)
     assert order.status == OrderStatus.CANCELLED and order.venue_status == "CANCELLED"
@@ -85,7 +86,7 @@ def test_stalled_algo_is_cancelled_and_what_filled_is_kept(desk: Desk) -> None:
     run_until(desk, lambda: desk.order(entry.order_id).status != OrderStatus.WORKING)
 
     (decision,) = desk.events("pace", order_id=entry.order_id)
-    assert decision.data["state"] == "stalled"
+    assert decision.data is not None and decision.data["state"] == "stalled"
     assert "no new fill for" in decision.message and "(stall grace 20 s)" in decision.message
     assert "children unfilled since" in decision.message
     order = desk.order(entry.order_id)
@@ -102,6 +103,7 @@ def test_vp_is_judged_by_stall_only(desk: Desk) -> None:
 
     assert cycles * INTERVAL >= 30  # no duration, so no schedule: only the stall window
     (decision,) = desk.events("pace", order_id=entry.order_id)
+    assert decision.data is not None
     assert decision.data["state"] == "stalled" and decision.data["schedule"] is None
     assert desk.signal(entry.signal_id).status == SignalStatus.CANCELLED
 

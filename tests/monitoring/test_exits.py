@@ -29,7 +29,7 @@ def test_laggard_cancelled_then_what_filled_is_protected(desk: Desk) -> None:
     desk.cycle()
     # Protected as it fills: the first children's coins are under an OCO already.
     (first,) = desk.orders(kind="oco", status=OrderStatus.WORKING)
-    assert D(0) < first.quantity < D("0.3")
+    assert first.quantity is not None and D(0) < first.quantity < D("0.3")
     desk.fill_ratio(entry.client_id, "0")  # children stop executing: it falls behind
 
     for _ in range(10):
@@ -45,6 +45,7 @@ def test_laggard_cancelled_then_what_filled_is_protected(desk: Desk) -> None:
     assert D(0) < filled < D("0.3")
     assert position.quantity == filled - sum(f.fee for f in desk.fills(entry.order_id))
     (oco,) = desk.orders(kind="oco", status=OrderStatus.WORKING)
+    assert oco.quantity is not None
     assert position.quantity - D("0.00001") < oco.quantity <= position.quantity
 
 
@@ -60,6 +61,7 @@ def test_spot_take_profit_fill_closes_the_position_with_its_pnl(desk: Desk) -> N
     assert report.exits == 1
     oco_row = desk.order(oco_row.id)
     assert oco_row.status == OrderStatus.FILLED and oco_row.venue_status == "ALL_DONE"
+    assert oco_row.extra is not None
     legs = {leg["type"]: leg["status"] for leg in oco_row.extra["legs"]}
     assert legs == {"LIMIT_MAKER": "FILLED", "STOP_LOSS": "EXPIRED"}
     closed = desk.position(position.id)
@@ -87,6 +89,7 @@ def test_usdm_stop_fill_cancels_the_take_profit_and_closes(desk: Desk) -> None:
     position = desk.position(entry.position_id)  # type: ignore[attr-defined]
     assert position.status == "closed" and position.exit_quantity == D("0.1")
     exit_price = by_leg["sl"].avg_price
+    assert exit_price is not None
     assert position.realized_pnl == D("0.1") * (exit_price - D("65000")) < 0
 
 

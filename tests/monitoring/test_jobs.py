@@ -60,7 +60,9 @@ def test_monitor_job_runs_on_the_worker_and_outlives_an_exception(
         resources.install(previous)
 
     assert failed.get_status(refresh=True) == "failed"
-    result: dict[str, Any] = ran.latest_result().return_value  # type: ignore[union-attr]
+    latest = ran.latest_result()
+    assert latest is not None and isinstance(latest.return_value, dict), latest
+    result: dict[str, Any] = latest.return_value
     assert ran.get_status(refresh=True) == "finished" and result["cancels"] == 1
     assert desk.order(entry.order_id).status == OrderStatus.CANCELLED
     assert redis_conn.get(monitor_heartbeat_key(desk.ctx.settings.queue_name))

@@ -59,7 +59,7 @@ def test_a_spot_ladder_is_one_oco_per_target_each_with_the_stop_for_its_slice(
     assert {o["prices"]["stop"] for o in ocos} == {"60000"}
     assert {o["order_type"] for o in ocos} == {"LIMIT_MAKER/STOP_LOSS"}
     (news,) = desk.events("bracket_placed")  # the notification tells what all three cover
-    assert D(news.data["quantity"]) == held(position)
+    assert news.data is not None and D(news.data["quantity"]) == held(position)
 
     # Target 1 fills: its OCO is done, the other two keep covering exactly what is left.
     desk.set_price("BTCUSDT", "70000")
@@ -191,6 +191,7 @@ def test_after_the_breakeven_target_fills_the_stop_for_the_rest_moves_to_entry_p
     assert all(e["prices"].get("stop", e["prices"].get("trigger")) != "60000" for e in now)
     assert {e["prices"].get("stop", "60000") for e in first} == {"60000"}
     (moved,) = [e for e in desk.events("bracket") if "levels changed" in e.message]
+    assert moved.data is not None
     assert D(moved.data["stop_loss"]["stop_price"]) == BREAKEVEN[market]
 
     # The price comes back to the entry: the rest is closed at breakeven, not at 60,000.

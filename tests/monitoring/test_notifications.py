@@ -93,6 +93,7 @@ def test_a_twap_entrys_bracket_is_announced_once_and_its_take_profit_is_an_exit_
     entry = desk.entry(quantity="0.3", duration=30, bracket=BRACKET)
     cycle_until_ended(desk, entry.order_id)
     (oco,) = desk.orders(kind="oco", status=OrderStatus.WORKING)
+    assert oco.quantity is not None
     held = f"{oco.quantity.normalize():f}"
     pnl = oco.quantity * (D("70000") - D("65000"))
 

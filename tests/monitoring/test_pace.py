@@ -35,7 +35,7 @@ def child(seconds: float, qty: str, executed: str | None = None) -> Child:
 
 
 def verdict_at(seconds: float, children: list[Child], *, duration: int | None = 300,
-               policy: PacePolicy = POLICY, total: str = "1"):  # type: ignore[no-untyped-def]  # fmt: skip
+               policy: PacePolicy = POLICY, total: str = "1"):  # fmt: skip
     return judge(
         total=D(total), progress=progress_of(children), start=T0, duration=duration,
         now=at(seconds), policy=policy,
@@ -55,7 +55,7 @@ def test_fill_fraction_is_executed_over_total() -> None:
 
 def test_cadence_falls_back_to_a_child_a_minute_until_one_is_seen() -> None:
     cadence = learn_cadence(Progress(), total=D(1), start=T0, duration=1800, policy=POLICY)
-    assert (cadence.interval, cadence.size, cadence.learned) == (60, D(60) / 1800, False)
+    assert (cadence.interval, cadence.size, cadence.learned) == (D(60), D(60) / 1800, False)
     short = learn_cadence(Progress(), total=D(1), start=T0, duration=30, policy=POLICY)
     assert short.interval == 30 and short.size == 1
 
@@ -157,7 +157,7 @@ def test_vp_without_duration_uses_only_the_stall_rule() -> None:
 
 
 def test_signal_overrides_replace_only_what_they_name() -> None:
-    base = PacePolicy.from_settings(Settings(_env_file=None))  # type: ignore[call-arg]
+    base = PacePolicy.from_settings(Settings(_env_file=None))
     assert base.min_ratio == D("0.5") and base.grace == D("0.1")
     policy = base.with_overrides({"grace": 0.2, "min_ratio": "0.8"})
     assert policy.grace == D("0.2") and policy.min_ratio == D("0.8")

@@ -79,13 +79,14 @@ def test_a_stuck_twap_is_cancelled_within_grace_plus_two_intervals_of_the_stall(
 
     ended_ms = cycles_until_ended(desk, entry.order_id, limit=40)
 
-    children = list(
-        desk.ctx.client.iter_algo_sub_orders("spot", desk.order(entry.order_id).venue_id)
-    )
+    venue_id = desk.order(entry.order_id).venue_id
+    assert venue_id is not None
+    children = list(desk.ctx.client.iter_algo_sub_orders("spot", venue_id))
     first_missed = next(c for c in children if c.executedQty == 0)
     grace = D("0.1") * 300
     assert (ended_ms - first_missed.bookTime) / D(1000) <= grace + 2 * D(str(INTERVAL))
     (decision,) = desk.events("pace", order_id=entry.order_id)
+    assert decision.data is not None
     assert decision.data["state"] == "stalled" and "unfilled since" in decision.message
     order = desk.order(entry.order_id)
     assert order.status == OrderStatus.CANCELLED and D(0) < order.executed_qty < D("0.3")

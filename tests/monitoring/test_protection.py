@@ -15,7 +15,7 @@ BRACKET = {"take_profit": {"price": "70000"}, "stop_loss": {"stop_price": "60000
 INTERVAL = 5.0
 
 
-def live(desk: Desk, kind: str) -> list:  # type: ignore[type-arg]
+def live(desk: Desk, kind: str) -> list:
     return [
         o
         for o in desk.orders(kind=kind)

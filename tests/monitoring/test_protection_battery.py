@@ -41,7 +41,7 @@ def paper(clock: ManualClock) -> Iterator[ThreadedServer]:
     """The monitoring tests' paper exchange, without its per-minute weight limits: the
     battery runs an hour of exchange time in seconds."""
     settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         env="test",
         twap_min_duration=10,
         paper_volatility=D(0),

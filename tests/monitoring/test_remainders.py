@@ -76,7 +76,7 @@ def test_a_stuck_exit_twap_is_cancelled_and_the_position_closed_by_market(
     algo = desk.order(exit_id)
     assert algo.status == OrderStatus.CANCELLED and D(0) < algo.executed_qty < HELD[market]
     (decision,) = desk.events("pace", order_id=exit_id)
-    assert decision.data["state"] == "stalled"
+    assert decision.data is not None and decision.data["state"] == "stalled"
     (rest,) = desk.orders(signal_id=algo.signal_id, leg="exit-rest")
     assert rest.kind == "market" and rest.status == OrderStatus.FILLED
     assert rest.quantity == HELD[market] - algo.executed_qty
@@ -85,6 +85,7 @@ def test_a_stuck_exit_twap_is_cancelled_and_the_position_closed_by_market(
         assert (rest.extra or {}).get("reduce_only") is True
     (position,) = desk.positions()
     assert position.status == "closed" and position.exit_quantity == HELD[market]
+    assert algo.signal_id is not None
     signal = desk.signal(algo.signal_id)
     assert signal.status == SignalStatus.DONE
     assert "remainder (market): market filled" in (signal.status_reason or "")

@@ -54,6 +54,6 @@ def test_a_spot_vp_below_the_vp_minimum_is_refused_in_usdt(desk: Desk) -> None:
 
     outcome = desk.run(sid)
 
-    assert outcome.status == "refused"
+    assert outcome.status == "refused" and outcome.reason is not None
     assert "10000 USDT" in outcome.reason and "6500" in outcome.reason
     assert desk.ledger(kind="spot_vp") == []

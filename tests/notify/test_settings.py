@@ -16,23 +16,23 @@ URLS = "tgram://123456789:AAbbCCddEEffGGhh/98765432, jsons://hook:pa55word-xyz@e
 def test_notify_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PACEKEEPER_NOTIFY_URLS", URLS)
     monkeypatch.setenv("PACEKEEPER_NOTIFY_EVENTS", "exit, refused,failed")
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     assert settings.notify_url_list() == [
         "tgram://123456789:AAbbCCddEEffGGhh/98765432",
         "jsons://hook:pa55word-xyz@example.com/in",
     ]
     assert settings.notify_events == ["refused", "failed", "exit"]
     monkeypatch.delenv("PACEKEEPER_NOTIFY_EVENTS")
-    assert Settings(_env_file=None).notify_events == list(NOTIFY_KINDS)  # type: ignore[call-arg]
+    assert Settings(_env_file=None).notify_events == list(NOTIFY_KINDS)
 
 
 def test_an_unknown_notification_event_is_refused_by_name() -> None:
     with pytest.raises(ValidationError, match=r"unknown notification event.*fills"):
-        Settings(_env_file=None, notify_events="exit,fills")  # type: ignore[call-arg]
+        Settings(_env_file=None, notify_events="exit,fills")
 
 
 def test_the_urls_and_their_tokens_never_show_in_a_repr_or_a_log_line() -> None:
-    settings = Settings(_env_file=None, notify_urls=URLS)  # type: ignore[call-arg, arg-type]
+    settings = Settings(_env_file=None, notify_urls=URLS)
     assert "AAbbCC" not in repr(settings) and "pa55word" not in repr(settings)
     redactor = Redactor(settings_secrets(settings))
     line = redactor.text(

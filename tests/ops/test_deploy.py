@@ -29,6 +29,7 @@ from app import healthcheck
 from app.cli import build_parser
 from app.config import Settings
 from app.devstack import ChildSpec, PrivateRedis, Supervisor, app_command
+from tests.ops.test_cli import sub_commands
 from tests.support import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +39,7 @@ APP_SERVICES = {
     name: svc for name, svc in SERVICES.items() if svc.get("image", "").startswith("pacekeeper")
 }
 ONE_OFF = {name for name, svc in SERVICES.items() if svc.get("restart") == "no"}
-SUBCOMMANDS = set(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+SUBCOMMANDS = set(sub_commands())
 
 
 def interpolate(value: str, env: dict[str, str] | None = None) -> str:
@@ -153,9 +154,8 @@ def test_app_environment_points_at_the_compose_services() -> None:
     live = service_env("worker", {"PACEKEEPER_BINANCE_API_URL": "https://live-exchange.example"})
     assert live["PACEKEEPER_BINANCE_API_URL"] == "https://live-exchange.example"
     # The values are valid settings, and the ports match the services.
-    settings = Settings(
-        _env_file=None, **{k.removeprefix("PACEKEEPER_").lower(): v for k, v in env.items()}
-    )  # type: ignore[arg-type]
+    values: dict[str, Any] = {k.removeprefix("PACEKEEPER_").lower(): v for k, v in env.items()}
+    settings = Settings(_env_file=None, **values)
     assert settings.env == "prod"
     assert f":{settings.paper_port}" in env["PACEKEEPER_BINANCE_API_URL"]
     assert SERVICES["paper"]["ports"][0].endswith(f":{settings.paper_port}")

@@ -6,17 +6,21 @@ import io
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 from pydantic import SecretStr
 from sqlalchemy import create_engine, inspect
+from sqlalchemy.engine import make_url
 
 from app.config import Settings
 from app.devstack import ChildSpec, DevStack, PrivateRedis, Supervisor, redis_answers
@@ -230,9 +234,8 @@ def test_private_redis_runs_on_a_free_port_without_persistence(supervisor: Super
     assert config["appendonly"] == "no"
     assert config["save"] == ""
     assert config["bind"] == "127.0.0.1"
-    assert private.dir is not None and os.path.realpath(config["dir"]) == os.path.realpath(
-        private.dir
-    )
+    assert private.dir is not None and config["dir"] is not None
+    assert os.path.realpath(config["dir"]) == os.path.realpath(private.dir)
     directory = private.dir
     supervisor.stop()
     private.cleanup()
@@ -245,14 +248,14 @@ def test_private_redis_runs_on_a_free_port_without_persistence(supervisor: Super
 
 
 def dev_settings(tmp_path: Path, **overrides: object) -> Settings:
-    values: dict[str, object] = {
+    values: dict[str, Any] = {
         "redis_url": None,  # unset: the stack starts its own redis-server
         "database_url": f"sqlite:///{tmp_path / 'dev.db'}",
         "api_port": free_port(),
         "paper_port": free_port(),
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[arg-type, call-arg]
+    return Settings(_env_file=None, **values)
 
 
 def child_env() -> dict[str, str]:
@@ -307,7 +310,14 @@ def banner_command(output: str, marker: str) -> str:
 def test_dev_stack_runs_everything_and_its_example_signal_is_accepted(tmp_path: Path) -> None:
     out = io.StringIO()
     settings = dev_settings(tmp_path)
-    stack = DevStack(settings, out=out, commands=stub_commands(), env=child_env(), stop_timeout=5)
+    stack = DevStack(
+        settings,
+        out=out,
+        commands=stub_commands(),
+        env=child_env(),
+        state_dir=tmp_path / "var",
+        stop_timeout=5,
+    )
     thread, result = run_in_thread(stack)
     try:
         wait_for_banner(out, thread)
@@ -379,6 +389,7 @@ def test_dev_stack_restarts_a_part_that_dies_and_its_private_redis(tmp_path: Pat
         out=out,
         commands=stub_commands(worker=worker),
         env=child_env(),
+        state_dir=tmp_path / "var",
         stop_timeout=5,
     )
     thread, result = run_in_thread(stack)
@@ -404,7 +415,12 @@ def test_dev_stack_stops_everything_on_a_configuration_error(tmp_path: Path) -> 
     out = io.StringIO()
     commands = stub_commands(worker=py("import time; time.sleep(0.5); raise SystemExit(78)"))
     stack = DevStack(
-        dev_settings(tmp_path), out=out, commands=commands, env=child_env(), stop_timeout=5
+        dev_settings(tmp_path),
+        out=out,
+        commands=commands,
+        env=child_env(),
+        state_dir=tmp_path / "var",
+        stop_timeout=5,
     )
     assert stack.run() == 78
     assert "worker exited with code 78; stopping the others" in out.getvalue()
@@ -416,7 +432,9 @@ def test_dev_stack_stops_everything_on_a_configuration_error(tmp_path: Path) -> 
 def test_a_configured_redis_that_does_not_answer_stops_the_start(tmp_path: Path) -> None:
     out = io.StringIO()
     settings = dev_settings(tmp_path, redis_url=f"redis://127.0.0.1:{free_port()}/0")
-    stack = DevStack(settings, out=out, commands=stub_commands(), env=child_env())
+    stack = DevStack(
+        settings, out=out, commands=stub_commands(), env=child_env(), state_dir=tmp_path / "var"
+    )
     assert stack.run() == 2
     assert "does not answer" in out.getvalue()
     assert stack.supervisor.children == []
@@ -426,7 +444,14 @@ def test_a_configured_webhook_secret_is_used_and_never_printed(tmp_path: Path) -
     out = io.StringIO()
     secret = "configured-secret-0123456789abcdef"
     settings = dev_settings(tmp_path, webhook_secret=secret, admin_token="admin-0123456789abcdef")
-    stack = DevStack(settings, out=out, commands=stub_commands(), env=child_env(), stop_timeout=5)
+    stack = DevStack(
+        settings,
+        out=out,
+        commands=stub_commands(),
+        env=child_env(),
+        state_dir=tmp_path / "var",
+        stop_timeout=5,
+    )
     thread, result = run_in_thread(stack)
     try:
         wait_for_banner(out, thread)
@@ -447,7 +472,122 @@ def test_a_busy_port_is_reported_before_anything_starts(tmp_path: Path) -> None:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         settings = dev_settings(tmp_path, api_port=holder.getsockname()[1])
-        stack = DevStack(settings, out=out, commands=stub_commands(), env=child_env())
+        stack = DevStack(
+            settings, out=out, commands=stub_commands(), env=child_env(), state_dir=tmp_path / "var"
+        )
         assert stack.run() == 2
     assert "is in use; stop what holds it or set PACEKEEPER_API_PORT" in out.getvalue()
     assert stack.supervisor.children == []
+
+
+@contextmanager
+def banner_shown(
+    tmp_path: Path, settings: Settings, out: io.StringIO | None = None, **options: Any
+) -> Iterator[tuple[DevStack, io.StringIO]]:
+    """A stack with stub parts, up to its banner; stopped (cleanly) when the block ends."""
+    out = out if out is not None else io.StringIO()
+    options.setdefault("commands", stub_commands())
+    stack = DevStack(settings, out=out, env=child_env(), state_dir=tmp_path / "var",
+                     stop_timeout=5, **options)  # fmt: skip
+    thread, result = run_in_thread(stack)
+    try:
+        wait_for_banner(out, thread)
+        yield stack, out
+    finally:
+        stack.request_stop()
+        thread.join(timeout=60)
+    assert result == [0]
+
+
+def test_a_generated_secret_and_token_are_kept_for_the_next_run(tmp_path: Path) -> None:
+    """A restart of `make dev` keeps the secret TradingView and the dashboard were given."""
+    runs: list[dict[str, str]] = []
+    for _ in range(2):
+        with banner_shown(tmp_path, dev_settings(tmp_path)) as (stack, out):
+            runs.append(dict(stack.generated))
+        assert f"kept in {tmp_path / 'var' / 'dev-secrets.json'}" in out.getvalue()
+    assert set(runs[0]) == {"webhook secret", "admin token"}
+    assert runs[0] == runs[1]
+    kept = tmp_path / "var" / "dev-secrets.json"
+    assert kept.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_default_dev_database_starts_empty_with_the_paper_exchange(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The embedded paper exchange starts empty; so does the default database (./var), or it
+    would list working algos the exchange no longer knows. A configured one is kept."""
+    monkeypatch.chdir(tmp_path)
+    stale = tmp_path / "var" / "pacekeeper.db"
+    stale.parent.mkdir()
+    with sqlite3.connect(stale) as conn:
+        conn.execute("CREATE TABLE stale (x)")
+    for name in ("DATABASE_URL", "BINANCE_API_URL", "BINANCE_FAPI_URL"):
+        monkeypatch.delenv(f"PACEKEEPER_{name}", raising=False)
+    # The default database, ./var/pacekeeper.db, and the embedded paper exchange.
+    settings = Settings(_env_file=None, redis_url=None, api_port=free_port(),
+                        paper_port=free_port())  # fmt: skip
+    with banner_shown(tmp_path, settings) as (_, out):
+        pass
+    assert "emptied, as the paper exchange starts empty" in out.getvalue()
+    with sqlite3.connect(stale) as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert "stale" not in tables and "signals" in tables  # new, and migrated
+
+    # A configured database is never emptied.
+    configured = dev_settings(tmp_path)
+    kept = make_url(configured.database_url).database
+    assert kept is not None
+    with sqlite3.connect(kept) as conn:
+        conn.execute("CREATE TABLE mine (x)")
+    with banner_shown(tmp_path, configured):
+        pass
+    with sqlite3.connect(kept) as conn:
+        assert "mine" in {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_the_parts_log_text_quiet_keeps_warnings_and_enter_reprints_the_banner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("LOG_JSON", "LOG_LEVEL"):
+        monkeypatch.delenv(f"PACEKEEPER_{name}", raising=False)
+    shows = py(
+        """
+        import os, time
+        print('json=' + os.environ.get('PACEKEEPER_LOG_JSON', '-')
+              + ' level=' + os.environ.get('PACEKEEPER_LOG_LEVEL', '-'), flush=True)
+        time.sleep(60)
+        """
+    )
+    read, write = os.pipe()
+    with os.fdopen(read) as keys, os.fdopen(write, "w") as enter:
+        settings, commands = dev_settings(tmp_path), stub_commands(monitor=shows)
+        with banner_shown(tmp_path, settings, Terminal(), commands=commands, quiet=True,
+                          keys=keys) as (_, out):  # fmt: skip
+            wait_until(lambda: "json=false level=WARNING" in out.getvalue(), timeout=30)
+            assert out.getvalue().count("Send a signal") == 1
+            enter.write("\n")
+            enter.flush()
+            wait_until(lambda: out.getvalue().count("Send a signal") == 2, timeout=10)
+
+
+def test_away_from_a_terminal_the_parts_keep_json_logs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PACEKEEPER_LOG_JSON", raising=False)
+    shows = py(
+        """
+        import os, time
+        print('json=' + os.environ.get('PACEKEEPER_LOG_JSON', '-'), flush=True)
+        time.sleep(60)
+        """
+    )
+    commands = stub_commands(monitor=shows)
+    with banner_shown(tmp_path, dev_settings(tmp_path), commands=commands) as (_, out):
+        wait_until(lambda: "json=" in out.getvalue(), timeout=30)
+    assert "json=-" in out.getvalue()  # the default: JSON lines for a file or a collector

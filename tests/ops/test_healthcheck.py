@@ -50,7 +50,7 @@ def conn(private_redis_url: str) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def settings(private_redis_url: str) -> Settings:
-    return Settings(  # type: ignore[call-arg]
+    return Settings(
         _env_file=None,
         redis_url=private_redis_url,
         queue_name=f"pk-hc-{uuid.uuid4().hex[:8]}",

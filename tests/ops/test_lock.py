@@ -60,7 +60,7 @@ def test_the_queue_libraries_are_capped_at_their_next_major() -> None:
     # The worker relies on how RQ and redis-py stop the pub/sub thread (worker/main.py).
     pins = locked()
     bounds = {canonicalize_name(r.name): r.specifier for r in requirements()}
-    for name in ("rq", "redis"):
+    for name in map(canonicalize_name, ("rq", "redis")):
         next_major = Version(f"{pins[name].major + 1}")
         assert not bounds[name].contains(next_major), f"{name} has no upper bound"
 

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
@@ -30,7 +31,7 @@ CANARIES = (CANARY_WEBHOOK, CANARY_PREVIOUS, CANARY_ADMIN, CANARY_KEY, CANARY_SE
 
 
 def canary_settings(**overrides: object) -> Settings:
-    values: dict[str, object] = {
+    values: dict[str, Any] = {
         "webhook_secret": CANARY_WEBHOOK,
         "webhook_secret_previous": CANARY_PREVIOUS,
         "admin_token": CANARY_ADMIN,
@@ -38,7 +39,7 @@ def canary_settings(**overrides: object) -> Settings:
         "binance_api_secret": CANARY_SECRET,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[arg-type, call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @contextmanager

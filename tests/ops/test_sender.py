@@ -38,7 +38,7 @@ def receiver() -> Iterator[tuple[ThreadedServer, list[dict[str, Any]]]]:
 
 
 def settings_with(secret: str) -> Settings:
-    return Settings(_env_file=None, webhook_secret=secret)  # type: ignore[arg-type, call-arg]
+    return Settings(_env_file=None, webhook_secret=secret)
 
 
 def run_send(file: str, url: str, secret: str = SECRET, stdin: str = "") -> tuple[int, str, str]:

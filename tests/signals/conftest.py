@@ -85,6 +85,7 @@ def job_texts(redis_conn: redis.Redis, keys: list[bytes]) -> list[str]:
     out = []
     for key in keys:
         for field, value in redis_conn.hgetall(key).items():
+            assert isinstance(value, bytes)  # redis_conn does not decode responses
             if field == b"data":
                 value = zlib.decompress(value)
             out.append(value.decode("utf-8", "replace"))
@@ -95,16 +96,16 @@ def job_texts(redis_conn: redis.Redis, keys: list[bytes]) -> list[str]:
 def sqlite_settings(sqlite_only_url: str, redis_url: str, queue_name: str) -> Settings:
     """Like ``settings``, on SQLite only: for checks that do not depend on the database."""
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         env="test",
         database_url=sqlite_only_url,
         redis_url=redis_url,
         queue_name=queue_name,
-        webhook_secret=TEST_WEBHOOK_SECRET,  # type: ignore[arg-type]
+        webhook_secret=TEST_WEBHOOK_SECRET,
         twap_min_duration=10,
     )
 
 
 def configured(settings: Settings, **changes: Any) -> Settings:
     """A validated copy of ``settings`` with ``changes`` (presets expanded, secrets wrapped)."""
-    return Settings(_env_file=None, **{**settings.model_dump(), **changes})  # type: ignore[call-arg]
+    return Settings(_env_file=None, **{**settings.model_dump(), **changes})

@@ -252,14 +252,14 @@ def test_after_a_redis_failure_the_enqueuer_pauses_and_leaves_ids_to_the_sweeper
         enqueuer = intake_queue.Enqueuer(
             make_queue(intake_queue.connect(dead), queue_name),
             intake_queue.connect_async(dead),
-            lambda ids, **kw: marked.append(list(ids)),
+            lambda signal_ids, **kw: marked.append(list(signal_ids)),
             pause=60,
         )
         attempt = enqueuer._enqueue
 
-        async def counting(ids: list[str]) -> None:
-            attempts.append(list(ids))
-            await attempt(ids)
+        async def counting(signal_ids: list[str]) -> None:
+            attempts.append(list(signal_ids))
+            await attempt(signal_ids)
 
         enqueuer._enqueue = counting  # type: ignore[method-assign]
         enqueuer.submit(["a"])
@@ -281,7 +281,9 @@ def test_the_receivers_job_and_the_sweepers_enqueue_of_it_are_one_rq_job(
 
     async def receiver_side() -> None:
         enqueuer = intake_queue.Enqueuer(
-            queue, intake_queue.connect_async(redis_url), lambda ids, **kw: marked.append(list(ids))
+            queue,
+            intake_queue.connect_async(redis_url),
+            lambda signal_ids, **kw: marked.append(list(signal_ids)),
         )
         for _ in range(2):
             enqueuer.submit([signal_id])
@@ -298,7 +300,9 @@ def test_the_receivers_job_and_the_sweepers_enqueue_of_it_are_one_rq_job(
     assert job.get_status() == "queued" and job.origin == queue.name
     assert marked == [[signal_id], [signal_id]]
     assert queue.name.encode() in {
-        name.rpartition(b":")[2] for name in redis_conn.smembers("rq:queues")
+        name.rpartition(b":")[2]
+        for name in redis_conn.smembers("rq:queues")
+        if isinstance(name, bytes)
     }
 
 
@@ -312,7 +316,7 @@ def test_the_receivers_job_hash_is_the_one_rq_writes(
 
     async def receiver_side() -> None:
         enqueuer = intake_queue.Enqueuer(
-            queue, intake_queue.connect_async(redis_url), lambda ids, **kw: None
+            queue, intake_queue.connect_async(redis_url), lambda signal_ids, **kw: None
         )
         enqueuer.submit([signal_id, before, after])  # one batch, one script call
         await enqueuer.close()

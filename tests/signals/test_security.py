@@ -89,11 +89,12 @@ def test_forwarded_for_is_trusted_only_from_configured_proxies(
 
 def test_allow_list_with_the_tradingview_preset() -> None:
     settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        webhook_secret=CURRENT.decode(),  # type: ignore[arg-type]
+        _env_file=None,
+        webhook_secret=CURRENT.decode(),
         webhook_allowed_ips=["tradingview", "192.0.2.0/24"],
     )
     checks = Authenticator.from_settings(settings)
+    address: str | None
     for address in (*TRADINGVIEW_IPS, "192.0.2.77", "::ffff:52.89.214.238"):
         assert checks.source_allowed(address).ok, address
     for address in ("52.89.214.239", "127.0.0.1", "testclient", None):

@@ -73,7 +73,7 @@ def test_an_unlisted_symbol_asks_for_an_early_refresh_of_an_old_listing() -> Non
 
 @pytest.fixture(scope="module")
 def paper() -> Iterator[ThreadedServer]:
-    settings = Settings(_env_file=None, env="test", paper_volatility=Decimal(0))  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, env="test", paper_volatility=Decimal(0))
     with serve(create_paper_app(settings, clock=ManualClock())) as server:
         yield server
 

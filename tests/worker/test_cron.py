@@ -25,7 +25,7 @@ def test_cron_job_is_runnable_by_the_json_worker(
 
 
 def test_monitor_interval_comes_from_settings() -> None:
-    settings = Settings(_env_file=None, monitor_interval=2, sweep_interval=7)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, monitor_interval=2, sweep_interval=7)
     jobs = dict(periodic_jobs(settings))
     assert jobs["worker.jobs.monitor_algos"] == 2
     assert jobs["worker.jobs.sweep_intake"] == 7

@@ -31,7 +31,7 @@ def test_a_worker_stops_at_once_when_its_listener_reads_the_unsubscribe_reply_fi
         return sent
 
     monkeypatch.setattr(PubSub, "unsubscribe", unsubscribe_and_let_the_listener_read_the_reply)
-    settings = Settings(_env_file=None, redis_url=redis_url, queue_name=queue_name)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, redis_url=redis_url, queue_name=queue_name)
     worker = build_worker(settings, redis_conn)
 
     started = time.monotonic()

@@ -24,7 +24,7 @@ JOBS = "tests.worker.jobfuncs"
 
 
 def settings_for(redis_url: str, queue_name: str, concurrency: int) -> Settings:
-    return Settings(  # type: ignore[call-arg]
+    return Settings(
         _env_file=None, redis_url=redis_url, queue_name=queue_name, worker_concurrency=concurrency
     )
 
@@ -90,7 +90,7 @@ def test_the_monitors_jobs_run_before_a_backlog_of_signals(
         f"{JOBS}.note", kwargs={"redis_url": redis_url, "key": keys, "name": "monitor"}
     )
     assert build_worker(settings, redis_conn).work(burst=True)
-    ran = [item.decode() for item in redis_conn.lrange(keys, 0, -1)]
+    ran = [i.decode() if isinstance(i, bytes) else i for i in redis_conn.lrange(keys, 0, -1)]
     assert ran == ["monitor", "signal0", "signal1", "signal2", "notify"]
 
 
