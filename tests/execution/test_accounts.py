@@ -91,7 +91,7 @@ def paper() -> Iterator[Paper]:
     clock = ManualClock()
     accounts = ",".join(f"{key}:{secret}" for key, secret in KEYS.values())
     settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         env="test",
         twap_min_duration=10,
         paper_volatility=D(0),
