@@ -225,10 +225,14 @@ class Stack:
         return next(c for c in self.supervisor.children if c.name == name)
 
     def kill(self, name: str) -> int:
-        """SIGKILL one part (its supervisor starts it again); returns the pid killed."""
-        pid = self.child(name).proc.pid
-        os.kill(pid, signal.SIGKILL)
-        return pid
+        """SIGKILL one part (its supervisor starts it again); returns the pid killed. A part
+        that is already dead (killed a moment before by another fault, its restart pending)
+        is left to its supervisor: the two moments met in one death."""
+        proc = self.child(name).proc
+        if proc.poll() is None:
+            with suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+        return proc.pid
 
     def freeze(self, name: str) -> None:
         """SIGSTOP one part: it holds its sockets open and answers nothing (a hung server)."""

@@ -125,7 +125,9 @@ def test_worker_sigkill_at_three_points(stack: Stack, report: Any) -> None:
     their requests (the price read after the claim; the order) under a fault scoped to that
     symbol, which no other caller (the monitor's price reads of open positions) can take.
     The kill comes while the exchange says it holds the request, and the database is read
-    at that moment to show the point is the one named."""
+    at that moment to show the point is the one named. When the backlog brings the two
+    moments together, the second watch can find the workers already dead from the first:
+    they died at both points at once, and the database read shows it."""
     kills: Counter[str] = Counter()
     states: dict[str, int] = {}
     claimed = (
