@@ -31,6 +31,7 @@ from app.keyguard import check_keys
 from app.models import Order, Position, utcnow
 from app.models import Signal as SignalRow
 from app.monitoring.service import run_cycle
+from app.notify.service import Cooldowns, deliver
 from app.paper.app import create_app
 from app.paper.clock import ManualClock
 from app.queue import enqueue_signals, make_queue
@@ -45,6 +46,7 @@ from tests.execution.conftest import (
     signal_row,
     work_once,
 )
+from tests.notify.receiver import receiving
 from tests.support import serve
 
 D = Decimal
@@ -402,3 +404,33 @@ def test_a_cancel_while_the_parent_fans_out_still_reaches_the_children_it_writes
     kids = run_all(accounts_ctx, parent)
     assert by_key(control) == Counter({("third-key", "spot_order"): 1})
     assert signal_row(accounts_ctx, kids["alt"]).status == "cancelled"
+
+
+def test_every_notification_of_an_execution_names_its_account(
+    accounts_ctx: ExecContext, control: httpx.Client
+) -> None:
+    with session_scope(accounts_ctx.sessions) as session:
+        controls.halt(session, reason="alt under review", account="alt")
+    parent = submit(accounts_ctx, accounts=["alt", "third"], **BRACKETED)
+    run_all(accounts_ctx, parent)  # alt refused by its halt; third fills and is protected
+    with session_scope(accounts_ctx.sessions) as session:
+        controls.resume(session, account="alt")
+        controls.halt(session, reason="exchange maintenance")  # every account's
+        controls.resume(session)
+
+    with receiving() as receiver:
+        settings = accounts_ctx.settings.model_copy(
+            update={"notify_urls": SecretStr(receiver.url())}
+        )
+        report = deliver(accounts_ctx.sessions, settings, cooldowns=Cooldowns())
+        assert report.retrying == report.failed == 0, report
+        titles = sorted(message["title"] for message in receiver.messages)
+    assert titles == [
+        "[pacekeeper] Bracket placed: BTCUSDT (account third)",
+        "[pacekeeper] Entry filled: BUY BTCUSDT 0.01 (account third)",
+        "[pacekeeper] Signal refused: entry BUY BTCUSDT (account alt)",
+        "[pacekeeper] Trading halted (account alt)",
+        "[pacekeeper] Trading halted (every account)",
+        "[pacekeeper] Trading resumed (account alt)",
+        "[pacekeeper] Trading resumed (every account)",
+    ]
