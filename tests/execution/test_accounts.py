@@ -406,6 +406,22 @@ def test_a_cancel_while_the_parent_fans_out_still_reaches_the_children_it_writes
     assert signal_row(accounts_ctx, kids["alt"]).status == "cancelled"
 
 
+def test_a_parent_whose_every_account_was_cancelled_while_it_ran_ends_cancelled(
+    accounts_ctx: ExecContext, control: httpx.Client
+) -> None:
+    parent = submit(accounts_ctx, accounts=["alt", "third"], strategy="fan", quantity="0.01")
+    with session_scope(accounts_ctx.sessions) as session:
+        session.execute(update(SignalRow).where(SignalRow.id == parent).values(status="processing"))
+    run_all(accounts_ctx, cancel_signal(accounts_ctx, symbol="BTCUSDT", accounts=["alt", "third"]))
+    assert signal_row(accounts_ctx, parent).status == "processing"  # its job's to finish
+    with session_scope(accounts_ctx.sessions) as session:
+        session.execute(update(SignalRow).where(SignalRow.id == parent).values(status="queued"))
+    run(accounts_ctx, parent)  # the job, taken again, finds both children written, ended
+    ended = signal_row(accounts_ctx, parent)
+    assert ended.status == "cancelled", ended.status_reason
+    assert ledger(control) == []
+
+
 def test_every_notification_of_an_execution_names_its_account(
     accounts_ctx: ExecContext, control: httpx.Client
 ) -> None:
