@@ -6,13 +6,13 @@ job; the monitor builds its own. Nothing here opens a connection.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, replace
 
 from redis import Redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.accounts import DEFAULT_ACCOUNT, AccountConfig
+from app.clock import Clock, SystemClock
 from app.config import Settings
 from app.exchange.client import BinanceClient
 
@@ -40,6 +40,8 @@ class ExecContext:
     account: str = DEFAULT_ACCOUNT
     clients: dict[str, BinanceClient] = field(default_factory=dict)
     accounts: dict[str, AccountConfig] = field(default_factory=dict)
+    # Where execution and monitoring read the time and wait; tests pass a ManualClock.
+    clock: Clock = field(default_factory=SystemClock)
 
     def for_account(self, name: str) -> ExecContext:
         """This context on another account; ``UnknownAccount`` when it is not configured."""
@@ -70,7 +72,3 @@ class ExecContext:
         in-flight horizon, then the read-after-write window (which starts no earlier than the
         first look-up), plus one look-up interval. The RQ job timeout must exceed it."""
         return self.in_flight_horizon() + self.settings.reconcile_lag_window + LOOKUP_SLACK_S
-
-    @staticmethod
-    def now() -> float:
-        return time.time()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Protocol
 
 
@@ -27,7 +28,10 @@ class SystemClock:
 
 
 class ManualClock:
-    """A clock that only moves when told to. Starts at the current wall time by default."""
+    """A clock that only moves when told to. Starts at the current wall time by default.
+
+    It is also an ``app.clock.Clock``: handed to ``ExecContext``, execution and monitoring
+    read it, and their ``sleep`` steps it instead of waiting."""
 
     realtime = False
 
@@ -52,3 +56,12 @@ class ManualClock:
             if now_ms < self._now:
                 raise ValueError("a manual clock only moves forward")
             self._now = now_ms
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.now_ms() / 1000, UTC)
+
+    def monotonic(self) -> float:
+        return self.now_ms() / 1000
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(max(seconds, 0.0))
