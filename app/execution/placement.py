@@ -34,8 +34,8 @@ from it. An order in doubt then holds no worker thread while it waits.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, NoReturn
 
 from sqlalchemy import update
@@ -54,7 +54,7 @@ from app.execution import venue
 from app.execution.claims import Claim, heartbeat
 from app.execution.context import ExecContext
 from app.execution.journal import event
-from app.models import Order, OrderStatus, utcnow
+from app.models import Order, OrderStatus
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def place(
             else:
                 return order
             sending = expected is not None and _mark_sending(
-                session, order, claim, expected, proven=proven
+                session, order, claim, expected, proven=proven, now=ctx.clock.now()
             )
         if sending:
             placed, how = _send(ctx, order)
@@ -155,14 +155,15 @@ def _mark_sending(
     expected: tuple[str, ...],
     *,
     proven: Absent | None = None,
+    now: datetime,
 ) -> bool:
     """CAS the row to ``sending`` (fenced by the claim); False when it was not in ``expected``
     or, for a resend, when its ``attempts`` moved on since the proof of absence (another
     caller resent it, or cancelled it, meanwhile)."""
     if claim is not None:
-        heartbeat(session, claim)
+        heartbeat(session, claim, now=now)
     extra = dict(order.extra or {})
-    extra["sent_at"] = time.time()
+    extra["sent_at"] = now.timestamp()
     extra.pop("deadline_ms", None)
     extra.pop("proof", None)
     where = [Order.id == order.id, Order.status.in_(expected)]
@@ -175,7 +176,7 @@ def _mark_sending(
             status=OrderStatus.SENDING.value,
             attempts=Order.attempts + 1,
             extra=extra,
-            updated_at=utcnow(),
+            updated_at=now,
         )
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
@@ -219,7 +220,7 @@ def _send(ctx: ExecContext, order: Order) -> tuple[Order | None, str]:
             session.execute(
                 update(Order)
                 .where(Order.id == order.id, Order.status == OrderStatus.SENDING.value)
-                .values(status=OrderStatus.PLANNED.value, updated_at=utcnow())
+                .values(status=OrderStatus.PLANNED.value, updated_at=ctx.clock.now())
             )
             event(session, "deferred", f"not sent: {exc.msg}", signal_id=order.signal_id,
                   order_id=order.id, retry_after=exc.retry_after)  # fmt: skip
@@ -239,7 +240,7 @@ def _send(ctx: ExecContext, order: Order) -> tuple[Order | None, str]:
                     status=OrderStatus.UNKNOWN.value,
                     error_msg=exc.msg,
                     extra=extra,
-                    updated_at=utcnow(),
+                    updated_at=ctx.clock.now(),
                 )
             )
             event(session, "unknown", f"outcome unknown: {exc}", signal_id=order.signal_id,
@@ -263,7 +264,7 @@ def _note(ctx: ExecContext, order: Order, kind: str, message: str, **data: Any) 
 def _find_algo_id(ctx: ExecContext, order: Order) -> Order:
     """Placing a TWAP/VP answers no algoId: find the algo by clientAlgoId and store its id."""
     for delay in ALGO_ID_LOOKUPS:
-        time.sleep(delay)
+        ctx.clock.sleep(delay)
         found = venue.lookup(ctx.client, order)
         if found is not None:
             with session_scope(ctx.sessions) as session:
@@ -290,13 +291,13 @@ def reconcile(
     horizon = ctx.in_flight_horizon()
     window = ctx.settings.reconcile_lag_window
     patience = ctx.doubt_patience
-    called = time.monotonic()
+    called = ctx.clock.monotonic()
     seen: int | None = None
     while True:
         with session_scope(ctx.sessions) as session:
             order = _load(session, order_id)
             if claim is not None:
-                heartbeat(session, claim)
+                heartbeat(session, claim, now=ctx.clock.now())
         if order.status not in IN_DOUBT:
             return order  # another worker settled it meanwhile
         if order.attempts != seen:  # a (new) send to prove absent, or a parked proof
@@ -305,7 +306,7 @@ def reconcile(
             if kept.get("attempts") == seen:
                 first_lookup, passed_at, lookups = kept["first"], kept["passed_at"], kept["n"]
             else:
-                first_lookup = time.time()
+                first_lookup = ctx.clock.now().timestamp()
                 passed_at = None  # local time after which it could not execute
                 lookups = 0
         found = venue.lookup(ctx.client, order)
@@ -326,7 +327,7 @@ def reconcile(
                       lookups=lookups)  # fmt: skip
             return row
         extra = order.extra or {}
-        now = time.time()
+        now = ctx.clock.now().timestamp()
         age = now - float(extra.get("sent_at") or 0)
         remaining = horizon - age
         if extra.get("deadline_ms") is not None:
@@ -349,11 +350,11 @@ def reconcile(
             delay = min(delay, max(left, 0.05))
         if claim is not None:  # look (and heartbeat) often enough to keep the lease alive
             delay = min(delay, ctx.settings.execution_lease / 3)
-        if patience is not None and time.monotonic() - called + delay > patience:
+        if patience is not None and ctx.clock.monotonic() - called + delay > patience:
             proof = {"attempts": seen, "first": first_lookup, "passed_at": passed_at, "n": lookups}
             _park(ctx, order_id, seen, proof)
             raise InDoubt(order_id, retry_after=delay)
-        time.sleep(delay)
+        ctx.clock.sleep(delay)
 
 
 def _refuse_taken_id(ctx: ExecContext, order: Order, stranger: str) -> NoReturn:

@@ -21,7 +21,6 @@ the lease are in ``claims``; sending one order exactly once is ``placement``.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -80,25 +79,28 @@ def process_signal(ctx: ExecContext, signal_id: str, *, now: datetime | None = N
 
     It waits its turn first: an earlier signal of its strategy and symbol still unsettled
     (``turns``) is waited for up to ``turn_patience`` seconds, then the run is put back."""
-    patience = time.monotonic() + ctx.settings.turn_patience
+    patience = ctx.clock.monotonic() + ctx.settings.turn_patience
     while True:
         with session_scope(ctx.sessions) as session:
             ahead = waiting_for(session, signal_id)
             if ahead is None:
                 got = claim_signal(
-                    session, signal_id, now=now or utcnow(), lease=ctx.settings.execution_lease
+                    session,
+                    signal_id,
+                    now=now or ctx.clock.now(),
+                    lease=ctx.settings.execution_lease,
                 )
         if ahead is None:
             break
-        if time.monotonic() >= patience:
+        if ctx.clock.monotonic() >= patience:
             reason = f"waits for signal {ahead} (same strategy and symbol) to settle"
             return Outcome(signal_id, "waiting", reason, retry_in=TURN_RETRY)
-        time.sleep(TURN_POLL)
+        ctx.clock.sleep(TURN_POLL)
     if isinstance(got, str):
         return Outcome(signal_id, "skipped", f"signal is {got}")
     claim = got
     try:
-        result = _run(ctx, claim, now or utcnow())
+        result = _run(ctx, claim, now or ctx.clock.now())
     except LeaseLost:
         log.warning("signal %s was taken over by another worker", signal_id)
         return Outcome(signal_id, "skipped", "taken over by another worker")
@@ -185,7 +187,7 @@ def _drop_unsent(ctx: ExecContext, orders: list[Order], reason: str) -> None:
             done = session.execute(
                 update(Order)
                 .where(Order.id == order.id, Order.status == OrderStatus.PLANNED.value)
-                .values(status=OrderStatus.CANCELLED.value, updated_at=utcnow())
+                .values(status=OrderStatus.CANCELLED.value, updated_at=ctx.clock.now())
             )
             if done.rowcount:  # type: ignore[attr-defined]
                 event(session, "cancelled", f"never sent ({reason})", signal_id=order.signal_id,
@@ -215,7 +217,7 @@ def _defer(ctx: ExecContext, claim: Claim, exc: Temporary) -> Outcome:
         if claim.fence >= ctx.settings.execution_max_attempts and in_doubt is None:
             return _give_up(session, claim, exc)
         reason = f"temporary: {exc.msg}; retry in {retry_in:.0f} s"
-        finish(session, claim, SignalStatus.QUEUED, reason, retry_in=retry_in)
+        finish(session, claim, SignalStatus.QUEUED, reason, now=ctx.clock.now(), retry_in=retry_in)
     log.info("signal %s deferred: %s", claim.signal_id, reason)
     return Outcome(claim.signal_id, SignalStatus.QUEUED.value, reason, retry_in=retry_in)
 
