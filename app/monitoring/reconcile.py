@@ -18,7 +18,6 @@ them by client id when it retries; they are left alone here.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -70,12 +69,12 @@ def reconcile(
     lock_wait: float = LOCK_WAIT_SECONDS,
 ) -> ReconcileReport:
     flight = monitor_lock(ctx)
-    deadline = time.monotonic() + lock_wait
+    deadline = ctx.clock.monotonic() + lock_wait
     while not flight.acquire():
-        if time.monotonic() >= deadline:
+        if ctx.clock.monotonic() >= deadline:
             log.info("reconcile: the monitor lock stayed busy; skipped this round")
             return ReconcileReport(skipped=True)
-        time.sleep(0.2)
+        ctx.clock.sleep(0.2)
     try:
         report = ReconcileReport()
 
