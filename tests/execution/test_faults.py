@@ -19,6 +19,7 @@ from app.execution.context import ExecContext
 from app.execution.journal import add_orders
 from app.execution.planning import OrderIntent
 from app.models import Order
+from app.paper.clock import ManualClock
 from app.paper.faults import IN_FLIGHT_GRACE
 from tests.execution.conftest import (
     MakeContext,
@@ -284,8 +285,9 @@ def test_temporary_errors_end_failed_after_the_attempt_limit(
 
 
 def test_expired_signal_sends_nothing(ctx: ExecContext, control: httpx.Client) -> None:
+    ctx.clock = clock = ManualClock()
     sid = submit(ctx, quantity="0.01", ttl=1)
-    time.sleep(1.1)
+    clock.advance(1.1)
 
     outcome = run(ctx, sid)
 
@@ -348,13 +350,14 @@ def test_deferred_entry_is_not_sent_late_once_halted_or_expired(
 ) -> None:
     fault(control, action="fail_before", path="/fapi/v1/order", method="POST", count=1,
           status=503, code=-1008, msg="Service Unavailable.")  # fmt: skip
+    ctx.clock = clock = ManualClock()
     sid = submit(ctx, symbol="BTCUSDT.P", quantity="0.01", ttl=2)
     assert run(ctx, sid).status == "queued"
     if meanwhile == "halted":
         with session_scope(ctx.sessions) as session:
             halt(session, reason="drill")
     else:
-        time.sleep(2.1)
+        clock.advance(2.1)
 
     outcome = run(ctx, sid)
 
@@ -366,14 +369,18 @@ def test_deferred_entry_is_not_sent_late_once_halted_or_expired(
 
 def run_until_settled(ctx: ExecContext, sid: str, runs: int = 200) -> list[Any]:
     """Run a signal as its job would be, again each time it is put back, until it settles;
-    returns the outcomes (the last one settled)."""
+    returns the outcomes (the last one settled). A ``ManualClock`` is stepped by the whole
+    ``retry_in``; on the system clock, the test does not wait it all."""
     outcomes = []
     for _ in range(runs):
         outcome = run(ctx, sid)
         outcomes.append(outcome)
         if outcome.retry_in is None:
             return outcomes
-        time.sleep(min(outcome.retry_in, 0.2))  # the test's clock: no need to wait it all
+        if isinstance(ctx.clock, ManualClock):
+            ctx.clock.advance(outcome.retry_in)
+        else:  # the exchange's read lag runs on real time
+            time.sleep(min(outcome.retry_in, 0.2))
     raise AssertionError(f"not settled after {runs} runs: {outcomes[-1]}")
 
 
@@ -404,6 +411,7 @@ def test_a_parked_proof_of_absence_goes_on_across_runs_then_sends_once(
 ) -> None:
     ctx = make_ctx(reconcile_lag_window=1.0)
     ctx.doubt_patience = 0.2
+    ctx.clock = ManualClock()
     fault(control, action="fail_before", path="/api/v3/order", method="POST", count=1)
     sid = submit(ctx, quantity="0.01")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any
 
 import httpx
@@ -22,6 +23,7 @@ from app.execution.context import ExecContext
 from app.execution.journal import add_orders
 from app.execution.planning import OrderIntent
 from app.models import Order
+from app.paper.clock import ManualClock
 from app.queue import JOB_TIMEOUT, enqueue_signals, job_id, make_queue
 from tests.execution.conftest import (
     MakeContext,
@@ -94,9 +96,11 @@ def test_row_left_sending_past_the_horizon_is_looked_up_through_the_lag(
 def test_the_lease_stays_alive_while_waiting_out_the_lag(
     make_ctx: MakeContext, control: httpx.Client
 ) -> None:
-    # Lease 2 s, reconcile ~4 s: without a heartbeat per look-up the signal would look dead
-    # to the sweeper half-way through. Each look-up refreshes it (signals.updated_at).
+    # Lease 2 s, reconcile longer: without a heartbeat per look-up the signal would look dead
+    # to the sweeper half-way through. Each look-up refreshes it (signals.updated_at). The
+    # waits run on the context's clock: stepped, not slept.
     ctx = make_ctx(execution_lease=2.0, reconcile_lag_window=3.5)
+    ctx.clock = clock = ManualClock()
     fault(control, action="fail_before", path="/api/v3/order", method="POST", count=1)
     sid = submit(ctx, quantity="0.01")
     seen: list[float] = []
@@ -108,12 +112,14 @@ def test_the_lease_stays_alive_while_waiting_out_the_lag(
         return real_lookup(symbol, client_order_id)
 
     ctx.client.find_order = watching  # type: ignore[method-assign]
-    started = time.time()
+    started = clock.now().timestamp()
 
     assert run(ctx, sid).status == "done"
 
-    assert time.time() - started >= 3.5  # the window was waited out
-    assert seen and max(b - a for a, b in zip([started, *seen], seen, strict=False)) < 2.0
+    finished = clock.now().timestamp()
+    assert finished - started >= 3.5  # the window was waited out
+    stamps = [started, *seen, finished]
+    assert seen and max(b - a for a, b in pairwise(stamps)) < 2.0
     (order,) = orders(ctx, sid)
     assert order.attempts == 2 and len(ledger(control, client_id=order.client_id)) == 1
 
