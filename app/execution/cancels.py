@@ -114,7 +114,7 @@ def _never_placed(ctx: ExecContext, order_id: int, proof: Absent, reason: str) -
                 Order.status.in_(IN_DOUBT),
                 Order.attempts == proof.attempts,
             )
-            .values(status=OrderStatus.CANCELLED.value, updated_at=utcnow())
+            .values(status=OrderStatus.CANCELLED.value, updated_at=ctx.clock.now())
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
             session.rollback()

@@ -151,7 +151,7 @@ def _plan_and_write(ctx: ExecContext, claim: Claim, signal: Signal) -> Order:
     hedge = market == "usdm" and venue.position_mode(ctx.client)
     with session_scope(ctx.sessions) as session:
         book.lock_key(session, ctx.account, strategy, market, symbol)
-        heartbeat(session, claim)
+        heartbeat(session, claim, now=ctx.clock.now())
         halt = current_halt(session, ctx.account)
         facts = guards.Facts(
             entry=True, market=market, symbol=symbol, strategy=strategy, algo=algo,
@@ -189,6 +189,7 @@ def _plan_and_write(ctx: ExecContext, claim: Claim, signal: Signal) -> Order:
         session.flush()
         record_arrival(session, claim.signal_id, price, "mark" if market == "usdm" else "last")
         (entry,) = add_orders(
-            session, plan.intents, signal_id=claim.signal_id, position_id=position.id, sending=True
-        )
+            session, plan.intents, signal_id=claim.signal_id, position_id=position.id,
+            sending=True, now=ctx.clock.now(),
+        )  # fmt: skip
         return entry

@@ -177,7 +177,7 @@ def _enqueue(ctx: ExecContext, ids: Sequence[str]) -> None:
     try:
         done, error = enqueue_signals(make_queue(ctx.redis, ctx.settings.queue_name), ids)
         engine = ctx.sessions.kw["bind"]
-        mark_queued(engine, done, now=utcnow(), job_ids={i: job_id(i) for i in done})
+        mark_queued(engine, done, now=ctx.clock.now(), job_ids={i: job_id(i) for i in done})
     except Exception as exc:
         done, error = [], exc
     if error is not None:

@@ -7,8 +7,8 @@ order can be read back in order.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -124,16 +124,17 @@ def add_orders(
     signal_id: str | None,
     position_id: int | None,
     sending: bool = False,
+    now: datetime | None = None,
 ) -> list[Order]:
     """Write ``planned`` rows for intents whose client id is new; return the rows of every
     intent (existing ones too: a re-run or a concurrent caller wrote them first).
 
     ``sending``: write new rows as ``sending`` right away, for a caller that holds the claim
     and sends them as soon as this transaction commits (``placement.place(marked=...)``);
-    one commit before the request instead of two."""
+    one commit before the request instead of two. ``now`` stamps them (the caller's clock)."""
     if not intents:
         return []
-    now = utcnow()
+    now = now or utcnow()
     dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
     table = Order.__table__
     account = _account_of(session, signal_id, position_id)
@@ -159,7 +160,7 @@ def add_orders(
             "executed_qty": 0,
             "executed_amt": 0,
             "params": request_params(intent),
-            "extra": {**intent.extra(), "sent_at": time.time()} if sending else intent.extra(),
+            "extra": {**intent.extra(), "sent_at": now.timestamp()} if sending else intent.extra(),
             "attempts": 1 if sending else 0,
             "created_at": now,
             "updated_at": now,
