@@ -9,6 +9,7 @@ import httpx
 
 from app.execution.context import ExecContext
 from app.execution.service import Outcome
+from app.paper.clock import ManualClock
 from tests.execution.conftest import MakeContext, ledger, orders, run, set_price, signal_row, submit
 
 
@@ -38,6 +39,23 @@ def test_an_exit_taken_before_its_entry_waits_for_it(
     assert run(ctx, second).status == "done"
     sides = [row["side"] for row in ledger(control, kind="spot_order")]
     assert sides == ["BUY", "SELL"]
+
+
+def test_a_signal_waits_its_turn_for_turn_patience_on_the_context_clock(
+    make_ctx: MakeContext, control: httpx.Client
+) -> None:
+    ctx = make_ctx(turn_patience=1)
+    ctx.clock = clock = ManualClock()
+    set_price(control, "BTCUSDT", "65000")
+    entry(ctx, strategy="s1")  # never run: unsettled all along
+    second = exit_(ctx, strategy="s1")
+    started = clock.monotonic()
+
+    waited = run(ctx, second)
+
+    assert waited.status == "waiting" and waited.retry_in
+    assert 1 <= clock.monotonic() - started < 1.2  # stepped by its polls, not slept
+    assert signal_row(ctx, second).status == "received"
 
 
 def test_a_waiting_signal_goes_on_as_soon_as_the_earlier_one_settles(
