@@ -34,6 +34,7 @@ from app.exchange.models import Account, ApiRestrictions, AvgPrice, MarkPrice, T
 from app.exchange.orders import SpotOrders
 from app.exchange.ratelimit import RateGovernor, RedisRateStore
 from app.exchange.session import parse
+from app.exchange.shared import SharedReads
 
 
 class BinanceClient(SpotOrders, AlgoOrders, FuturesOrders):
@@ -54,6 +55,8 @@ class BinanceClient(SpotOrders, AlgoOrders, FuturesOrders):
         )
         self._info_ttl = settings.exchange_info_ttl
         self._rules: dict[tuple[Market, str], tuple[float, SymbolRules]] = {}
+        # The entries' price (recent_price): one read shared by a burst on one symbol.
+        self._prices: SharedReads[Decimal] = SharedReads(getattr(settings, "price_max_age", 0.0))
 
     @classmethod
     def from_settings(
@@ -127,6 +130,13 @@ class BinanceClient(SpotOrders, AlgoOrders, FuturesOrders):
         path = "/api/v3/ticker/price"
         body = self.call("GET", path, {"symbol": symbol})
         return parse(TickerPrice, body, method="GET", path=path).price
+
+    def recent_price(self, symbol: str, market: Market = "spot") -> Decimal:
+        """The last spot price (USD-M: the mark price), read at most ``price_max_age``
+        seconds ago by any job of this process; jobs asking meanwhile share one request."""
+        if market == "usdm":
+            return self._prices.get((market, symbol), lambda: self.mark_price(symbol).markPrice)
+        return self._prices.get((market, symbol), lambda: self.ticker_price(symbol))
 
     def avg_price(self, symbol: str) -> AvgPrice:
         """Spot average price over ``mins`` minutes: the reference for PERCENT_PRICE filters."""

@@ -12,7 +12,6 @@ from app.controls import current_halt
 from app.db import session_scope
 from app.exchange.filters import AlgoLimits, SymbolRules, to_wire
 from app.execution import book, guards, leverage, venue
-from app.execution.brackets import current_price
 from app.execution.claims import Claim, heartbeat
 from app.execution.context import ExecContext
 from app.execution.funds import account_size
@@ -124,7 +123,9 @@ def _plan_and_write(ctx: ExecContext, claim: Claim, signal: Signal) -> Order:
     assert signal.market is not None and signal.symbol is not None and signal.side is not None
     market, symbol = signal.market.value, signal.symbol
     rules: SymbolRules = ctx.client.symbol_rules(symbol, market)  # type: ignore[arg-type]
-    price = current_price(ctx, market, symbol)
+    # A price another job of this process read under a second ago will do (a burst on one
+    # symbol makes one request, not one each): PACEKEEPER_PRICE_MAX_AGE.
+    price = ctx.client.recent_price(symbol, market)  # type: ignore[arg-type]
     execution = signal.execution
     algo = execution.type if isinstance(execution, TwapExecution | VpExecution) else None
     sized = account_size(ctx, claim, signal, rules, price)
