@@ -53,14 +53,14 @@ from app.api.schemas import (
 from app.config import Settings
 from app.errors import AppError, Conflict, NotFound, responses
 from app.exchange import AlreadyDone, BinanceClient, ExchangeError
-from app.exchange.algos import AlgoMarket
+from app.exchange.filters import Market
 from app.execution.positions import ENTRY_LEG
 from app.execution.protection import bracket_view, held
 from app.execution.quality import Quality, measure, measure_each
 from app.metrics import ALGO_KINDS
 from app.models import Event, Order, OrderStatus, Position, Signal, SignalStatus, utcnow
 from app.monitoring import marks, verdicts
-from app.signals.schemas import Action, Market
+from app.signals.schemas import Action
 from app.status import MONITOR, AlgoPace, fill_paths, recent_algos, working_algos, working_ids
 
 log = logging.getLogger(__name__)
@@ -393,7 +393,7 @@ def cancel_algo(
             )
         )
         session.commit()
-    market: AlgoMarket = "usdm" if order.market == "usdm" else "spot"
+    market = Market(order.market)
     try:
         algo_id = order.venue_id
         if algo_id is None:

@@ -90,12 +90,12 @@ class BinanceClient(SpotOrders, AlgoOrders, FuturesOrders):
 
     # ---- market data -------------------------------------------------------------------
 
-    def server_time(self, market: Market = "spot") -> int:
+    def server_time(self, market: Market = Market.SPOT) -> int:
         """The exchange's time in ms (``/api/v3/time`` or ``/fapi/v1/time``)."""
         return self._server_ms("/fapi/v1/time" if market == "usdm" else "/api/v3/time")
 
     def exchange_info(
-        self, market: Market = "spot", symbol: str | None = None
+        self, market: Market = Market.SPOT, symbol: str | None = None
     ) -> dict[str, SymbolRules]:
         """Parsed exchangeInfo (every symbol, or one on spot), fetched now and cached."""
         path = "/fapi/v1/exchangeInfo" if market == "usdm" else "/api/v3/exchangeInfo"
@@ -106,7 +106,7 @@ class BinanceClient(SpotOrders, AlgoOrders, FuturesOrders):
             self._rules[(market, name)] = (expires, rule)
         return rules
 
-    def symbol_rules(self, symbol: str, market: Market = "spot") -> SymbolRules:
+    def symbol_rules(self, symbol: str, market: Market = Market.SPOT) -> SymbolRules:
         """The filters of one symbol, from the cache while younger than ``exchange_info_ttl``."""
         cached = self._rules.get((market, symbol))
         if cached is None or cached[0] <= self._clock():

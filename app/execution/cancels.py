@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from app.db import session_scope
 from app.exchange import models as m
 from app.exchange.errors import AlreadyDone, Temporary, UnknownOutcome
+from app.exchange.filters import Market
 from app.execution import venue
 from app.execution.claims import Claim
 from app.execution.context import ExecContext
@@ -149,7 +150,7 @@ def _cancel(ctx: ExecContext, order: Order) -> object:
                 raise AlreadyDone("algo not found by clientAlgoId")
             order.venue_id = getattr(found, "algoId", None)
         assert order.venue_id is not None
-        return client.cancel_algo("spot" if order.market == "spot" else "usdm", order.venue_id)
+        return client.cancel_algo(Market(order.market), order.venue_id)
     if order.market == "spot":
         if order.kind == "oco":
             return client.cancel_order_list(order.symbol, list_client_order_id=order.client_id)
@@ -169,9 +170,7 @@ def _read_end(
     final = venue.lookup(ctx.client, order)
     if not isinstance(final, m.AlgoOrder):
         return final, []
-    subs = ctx.client.iter_algo_sub_orders(
-        "spot" if order.market == "spot" else "usdm", final.algoId
-    )
+    subs = ctx.client.iter_algo_sub_orders(Market(order.market), final.algoId)
     return final, list(subs)
 
 

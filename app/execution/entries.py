@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.controls import current_halt
 from app.db import session_scope
-from app.exchange.filters import AlgoLimits, SymbolRules, to_wire
+from app.exchange.filters import AlgoLimits, Market, SymbolRules, to_wire
 from app.execution import book, guards, leverage, venue
 from app.execution.brackets import current_price
 from app.execution.claims import Claim, heartbeat
@@ -30,7 +30,7 @@ from app.signals.schemas import Signal, TwapExecution, VpExecution
 def open_algo_counts(ctx: ExecContext, market: str, algo: str) -> tuple[int, int]:
     """(open orders counting against this algo's own limit, every open algo of the market):
     a spot VP is held to the VP cap and to the spot account's cap on TWAP and VP together."""
-    orders = ctx.client.algo_open_orders("spot" if market == "spot" else "usdm")
+    orders = ctx.client.algo_open_orders(Market(market))
     if algo == "vp":
         return sum(1 for o in orders if (o.algoType or "").upper() == "VP"), len(orders)
     return len(orders), len(orders)
@@ -123,7 +123,7 @@ def _plan_and_write(ctx: ExecContext, claim: Claim, signal: Signal) -> Order:
     in the same transaction (one commit before the request)."""
     assert signal.market is not None and signal.symbol is not None and signal.side is not None
     market, symbol = signal.market.value, signal.symbol
-    rules: SymbolRules = ctx.client.symbol_rules(symbol, market)  # type: ignore[arg-type]
+    rules: SymbolRules = ctx.client.symbol_rules(symbol, Market(market))
     price = current_price(ctx, market, symbol)
     execution = signal.execution
     algo = execution.type if isinstance(execution, TwapExecution | VpExecution) else None

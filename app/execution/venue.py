@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from app.exchange import models as m
 from app.exchange.client import BinanceClient
 from app.exchange.errors import ExchangeError, Rejected, Temporary, UnknownOutcome
+from app.exchange.filters import Market
 from app.exchange.futures import POSITION_SIDE_MISMATCH
 from app.exchange.orders import OcoLeg
 from app.execution.positions import (
@@ -221,7 +222,7 @@ def lookup(client: BinanceClient, order: Order) -> Answer | None:
     if order.kind in ("twap", "vp"):
         since = int(order.created_at.timestamp() * 1000) - 60_000 if order.created_at else None
         return client.find_algo(
-            "spot" if order.market == "spot" else "usdm",
+            Market(order.market),
             order.client_id,
             symbol=order.symbol,
             since_ms=since,

@@ -35,7 +35,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.exchange.filters import AlgoLimits
+from app.exchange.filters import AlgoLimits, Market
 from app.exchange.ids import client_order_id
 from app.execution import venue
 from app.execution.brackets import cancel_brackets, current_price, live_brackets
@@ -174,7 +174,7 @@ def _left(ctx: ExecContext, algo: _Algo) -> Decimal:
 def _place_next(ctx: ExecContext, algo: _Algo, how: str) -> bool:
     """Plan, write and send the next remainder order (``limit`` or ``market``); False when
     there is nothing to send or it was refused (the remainder is then done, with a note)."""
-    rules = ctx.client.symbol_rules(algo.symbol, algo.market)  # type: ignore[arg-type]
+    rules = ctx.client.symbol_rules(algo.symbol, Market(algo.market))
     step = rules.lot.step_size if rules.lot is not None else ZERO
     left = _left(ctx, algo)
     if algo.closes and algo.position_id is not None:
@@ -272,7 +272,7 @@ def _done(ctx: ExecContext, algo: _Algo, *, note: str | None) -> None:
             what += f"; {note}"
         position = session.get(Position, algo.position_id) if algo.position_id else None
         if position is not None and algo.closes:
-            rules = ctx.client.symbol_rules(algo.symbol, algo.market)  # type: ignore[arg-type]
+            rules = ctx.client.symbol_rules(algo.symbol, Market(algo.market))
             dust = rules.lot.step_size if rules.lot is not None else ZERO
             left = apply_exit_fills(session, position, dust=dust)
             what += (
