@@ -77,7 +77,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
-from app.models import Event, Order, OrderStatus, Signal, SignalStatus
+from app.models import ALGO_KINDS, Event, Order, OrderStatus, Signal, SignalStatus
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -97,7 +97,6 @@ STEP_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300
 # for "pace" (data "state": behind_schedule or stalled) or "expiry"; the admin API for
 # "operator" or "halt" (halt with cancel_working).
 CANCEL_EVENT_KINDS = ("pace", "expiry", "operator", "halt")
-ALGO_KINDS = ("twap", "vp")
 # Statuses whose signals carry a reason worth counting.
 REASONED_STATUSES = (
     SignalStatus.FAILED,

@@ -24,8 +24,7 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.execution.quality import STEPS, Quality, measure_each
-from app.metrics import ALGO_KINDS
-from app.models import Order, OrderStatus, Signal
+from app.models import ALGO_KINDS, Order, OrderStatus, Signal
 from app.monitoring.pace import Child, PacePolicy, PaceVerdict, judge, progress_of
 from app.monitoring.verdicts import Published
 

@@ -57,8 +57,7 @@ from app.exchange.filters import Market
 from app.execution.positions import ENTRY_LEG
 from app.execution.protection import bracket_view, held
 from app.execution.quality import Quality, measure, measure_each
-from app.metrics import ALGO_KINDS
-from app.models import Event, Order, OrderStatus, Position, Signal, SignalStatus, utcnow
+from app.models import ALGO_KINDS, Event, Order, OrderStatus, Position, Signal, SignalStatus, utcnow
 from app.monitoring import marks, verdicts
 from app.signals.schemas import Action
 from app.status import MONITOR, AlgoPace, fill_paths, recent_algos, working_algos, working_ids

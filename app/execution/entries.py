@@ -23,7 +23,7 @@ from app.execution.positions import apply_entry_fills
 from app.execution.protection import protect_position
 from app.execution.quality import record_arrival
 from app.execution.result import Result
-from app.models import Order, OrderStatus, Position, SignalStatus
+from app.models import Order, OrderKind, OrderStatus, Position, SignalStatus
 from app.signals.schemas import Signal, TwapExecution, VpExecution
 
 
@@ -31,7 +31,7 @@ def open_algo_counts(ctx: ExecContext, market: str, algo: str) -> tuple[int, int
     """(open orders counting against this algo's own limit, every open algo of the market):
     a spot VP is held to the VP cap and to the spot account's cap on TWAP and VP together."""
     orders = ctx.client.algo_open_orders(Market(market))
-    if algo == "vp":
+    if algo == OrderKind.VP:
         return sum(1 for o in orders if (o.algoType or "").upper() == "VP"), len(orders)
     return len(orders), len(orders)
 

@@ -36,7 +36,6 @@ from app.exchange.filters import Market
 from app.exchange.models import OPEN_ORDER_STATUSES, AlgoOrder, SubOrder
 from app.execution.journal import entry_filled, event, exit_filled
 from app.execution.parents import sum_up
-from app.execution.planning import ALGO_KINDS
 from app.execution.positions import (
     ENTRY_LEG,
     apply_entry_fills,
@@ -44,7 +43,7 @@ from app.execution.positions import (
     record_fills,
     sub_order_fills,
 )
-from app.models import Fill, Order, OrderStatus, Position, Signal, SignalStatus
+from app.models import ALGO_KINDS, Fill, Order, OrderStatus, Position, Signal, SignalStatus
 from app.monitoring import remainder_policy
 from app.signals.schemas import Remainder
 

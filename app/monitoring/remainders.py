@@ -44,10 +44,17 @@ from app.execution.claims import transition
 from app.execution.context import ExecContext
 from app.execution.journal import add_orders, event
 from app.execution.placement import OrderRejected, place
-from app.execution.planning import ALGO_KINDS, OrderIntent, Refused, plan_close, plan_entry
+from app.execution.planning import OrderIntent, Refused, plan_close, plan_entry
 from app.execution.positions import apply_entry_fills, apply_exit_fills
 from app.execution.protection import protect_position
-from app.models import TERMINAL_ORDER_STATUSES, Order, OrderStatus, Position, SignalStatus
+from app.models import (
+    ALGO_KINDS,
+    TERMINAL_ORDER_STATUSES,
+    Order,
+    OrderStatus,
+    Position,
+    SignalStatus,
+)
 from app.models import Signal as SignalRow
 from app.monitoring.algos import aware, closing, qty
 from app.monitoring.remainder_policy import first_order, limit_price, slippage_bps

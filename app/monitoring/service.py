@@ -55,7 +55,7 @@ from app.execution.journal import event
 from app.execution.resting import follow_resting_orders
 from app.healthcheck import record_monitor_cycle
 from app.metrics import MetricsRecorder
-from app.models import Order, OrderStatus
+from app.models import Order, OrderKind, OrderStatus
 from app.monitoring import algos as A
 from app.monitoring import remainders, verdicts
 from app.monitoring.exits import watch_brackets
@@ -399,7 +399,7 @@ class Monitor:
             total=row.totalQty,
             progress=progress,
             start=A.from_ms(row.bookTime),
-            duration=algo.duration if algo.kind == "twap" else None,
+            duration=algo.duration if algo.kind == OrderKind.TWAP else None,
             now=now,
             policy=self.policy.with_overrides(algo.pace),
         )
