@@ -59,6 +59,7 @@ share a Redis keep their figures apart.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -77,6 +78,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from app.exchange.ratelimit import RateGovernor, RedisRateStore
 from app.models import ALGO_KINDS, Event, Order, OrderStatus, Signal, SignalStatus
 
 if TYPE_CHECKING:
@@ -84,6 +86,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from app.config import Settings
+    from app.exchange.session import CallObserver
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +124,17 @@ STEP_DELAYS = "execution_steps"
 def key_prefix(settings: Settings) -> str:
     """The Redis key prefix of one deployment's metrics."""
     return f"pacekeeper:metrics:{settings.queue_name}:"
+
+
+def exchange_observer(
+    redis: Redis | None, settings: Settings, account: str = ""
+) -> CallObserver | None:
+    """A client's ``observer`` that counts each of its calls in the shared metrics, under
+    ``account`` (empty: the default account); None without Redis (nothing is counted)."""
+    if redis is None:
+        return None
+    recorder = MetricsRecorder.for_settings(redis, settings)
+    return functools.partial(recorder.exchange_call, account=account or "default")
 
 
 def reason_label(reason: str | None) -> str:
@@ -543,8 +557,6 @@ class RedisCollector(Collector):
         return out
 
     def _weight(self, redis: Redis) -> list[Metric]:
-        from app.exchange.ratelimit import RateGovernor, RedisRateStore
-
         snapshot = RateGovernor(RedisRateStore(redis, self._settings.rate_limit_prefix)).snapshot()
         used = GaugeMetricFamily(
             "pacekeeper_exchange_used_weight",

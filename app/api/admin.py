@@ -57,6 +57,7 @@ from app.exchange.filters import Market
 from app.execution.positions import ENTRY_LEG
 from app.execution.protection import bracket_view, held
 from app.execution.quality import Quality, measure, measure_each
+from app.metrics import exchange_observer
 from app.models import ALGO_KINDS, Event, Order, OrderStatus, Position, Signal, SignalStatus, utcnow
 from app.monitoring import marks, verdicts
 from app.signals.schemas import Action
@@ -363,6 +364,7 @@ def _client(settings: Settings, redis: Any, account: str = DEFAULT_ACCOUNT) -> B
         redis,
         credentials=configured.credentials,
         account="" if account == DEFAULT_ACCOUNT else account,
+        observer=exchange_observer(redis, settings, account),
     )
 
 

@@ -17,7 +17,6 @@ Endpoint groups live in ``orders`` (spot orders, OCO), ``algos`` (TWAP, VP) and 
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -33,7 +32,7 @@ from app.exchange.futures import FuturesOrders
 from app.exchange.models import Account, ApiRestrictions, AvgPrice, MarkPrice, TickerPrice
 from app.exchange.orders import SpotOrders
 from app.exchange.ratelimit import RateGovernor, RedisRateStore
-from app.exchange.session import parse
+from app.exchange.session import CallObserver, parse
 
 
 class BinanceClient(SpotOrders, AlgoOrders, FuturesOrders):
@@ -62,11 +61,13 @@ class BinanceClient(SpotOrders, AlgoOrders, FuturesOrders):
         redis: Any | None = None,
         credentials: Credentials | None = None,
         account: str = "",
+        observer: CallObserver | None = None,
     ) -> BinanceClient:
-        """A client with its own ``httpx.Client``; pass ``redis`` to share the rate budget
-        and count every call in the shared metrics (``app.metrics``); ``credentials`` and
-        ``account``: a named account's key, and the name its own (UID) limits are kept
-        under (default: the settings' key, the account ``default``)."""
+        """A client with its own ``httpx.Client``; pass ``redis`` to share the rate budget,
+        and ``observer`` to hear of every call (``app.metrics.exchange_observer`` counts them
+        in the shared metrics); ``credentials`` and ``account``: a named account's key, and
+        the name its own (UID) limits are kept under (default: the settings' key, the account
+        ``default``)."""
         store = RedisRateStore(redis, settings.rate_limit_prefix) if redis is not None else None
         governor = RateGovernor(
             store,
@@ -76,13 +77,7 @@ class BinanceClient(SpotOrders, AlgoOrders, FuturesOrders):
         )
         http = httpx.Client(timeout=settings.http_timeout)
         client = cls(http, settings, credentials=credentials, governor=governor)
-        if redis is not None:
-            from app.metrics import MetricsRecorder
-
-            recorder = MetricsRecorder.for_settings(redis, settings)
-            client.observer = functools.partial(
-                recorder.exchange_call, account=account or "default"
-            )
+        client.observer = observer
         return client
 
     def close(self) -> None:
