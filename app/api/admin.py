@@ -59,8 +59,15 @@ from app.metrics import exchange_observer
 from app.models import Event, Order, OrderStatus, Position, Signal, SignalStatus, utcnow
 from app.monitoring import marks, verdicts
 from app.monitoring.cancels import Cancelled, cancel_algo
+from app.monitoring.queries import (
+    MONITOR,
+    AlgoPace,
+    fill_paths,
+    recent_algos,
+    working_algos,
+    working_ids,
+)
 from app.signals.schemas import Action
-from app.status import MONITOR, AlgoPace, fill_paths, recent_algos, working_algos, working_ids
 
 log = logging.getLogger(__name__)
 
@@ -322,9 +329,9 @@ def list_algos(
     redis: RedisDep,
     recent_hours: Annotated[int, Query(ge=0, le=168)] = 0,
 ) -> AlgoList:
-    """The monitor's own pace verdicts (see ``app/status.py``), with each algo's fills and its
-    signal's execution quality; with ``recent_hours``, also the algos that ended in that many
-    hours (newest first)."""
+    """The monitor's own pace verdicts (see ``app/monitoring/queries.py``), with each algo's
+    fills and its signal's execution quality; with ``recent_hours``, also the algos that ended
+    in that many hours (newest first)."""
     now = utcnow()
     published = verdicts.fetch(redis, settings.queue_name, working_ids(session))
     algos = working_algos(session, settings, now=now, published=published)

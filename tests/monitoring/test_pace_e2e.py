@@ -12,7 +12,7 @@ from app.exchange.filters import Market
 from app.models import OrderStatus, SignalStatus
 from app.monitoring import verdicts
 from app.monitoring.algos import from_ms
-from app.status import working_algos
+from app.monitoring.queries import working_algos
 from tests.monitoring.conftest import BINANCE
 from tests.monitoring.desk import Desk
 
