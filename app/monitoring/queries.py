@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.models import ALGO_KINDS, Order, OrderStatus, Signal
+from app.models import ALGO_KINDS, Fill, Order, OrderStatus, Signal
 from app.monitoring.pace import Child, PacePolicy, PaceVerdict, judge, progress_of
 from app.monitoring.verdicts import Published, fetch
 
@@ -103,8 +103,6 @@ def fill_paths(
     session: Session, order_ids: Sequence[int]
 ) -> dict[int, list[tuple[datetime, Decimal]]]:
     """Each order's fills in time order as (time, quantity filled so far): the plotted line."""
-    from app.models import Fill
-
     paths: dict[int, list[tuple[datetime, Decimal]]] = {order_id: [] for order_id in order_ids}
     if not order_ids:
         return paths
