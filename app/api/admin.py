@@ -328,16 +328,19 @@ def list_algos(
     settings: SettingsDep,
     redis: RedisDep,
     recent_hours: Annotated[int, Query(ge=0, le=168)] = 0,
+    account: Text | None = None,
 ) -> AlgoList:
     """The monitor's own pace verdicts (see ``app/monitoring/queries.py``), with each algo's
     fills and its signal's execution quality; with ``recent_hours``, also the algos that ended
-    in that many hours (newest first)."""
+    in that many hours (newest first); with ``account``, only that account's."""
     now = utcnow()
     published = verdicts.fetch(redis, settings.queue_name, working_ids(session))
     algos = working_algos(session, settings, now=now, published=published)
     if recent_hours:
         since = now - timedelta(hours=recent_hours)
         algos += recent_algos(session, settings, now=now, since=since)
+    if account:
+        algos = [a for a in algos if a.order.account == account]
     paths = fill_paths(session, [a.order.id for a in algos])
     qualities = measure_each(session, [a.order.signal_id for a in algos])
     return AlgoList(

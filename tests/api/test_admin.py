@@ -304,6 +304,22 @@ def test_working_algos_show_schedule_against_fill_with_the_signals_overrides(
     assert items["lenient"]["policy"]["stall_seconds"] is None  # 0 turns the stall rule off
 
 
+def test_algos_of_one_account_are_listed_alone(
+    api: TestClient, sessions: sessionmaker[Session]
+) -> None:
+    with sessions() as session:
+        mine = add_order(session, kind="twap", status="working", account="alt")
+        add_order(session, kind="vp", market="usdm", status="working")  # default's
+        add_order(session, kind="twap", status="cancelled", account="alt", end_time=utcnow())
+        session.commit()
+    listed = api.get("/api/algos?account=alt", headers=AUTH).json()["items"]
+    assert [item["order"]["id"] for item in listed] == [mine.id]
+    assert listed[0]["order"]["account"] == "alt"
+    ended = api.get("/api/algos?account=alt&recent_hours=24", headers=AUTH).json()["items"]
+    assert len(ended) == 2 and {item["order"]["account"] for item in ended} == {"alt"}
+    assert len(api.get("/api/algos", headers=AUTH).json()["items"]) == 2
+
+
 def test_working_algos_show_the_monitors_own_verdict(
     api: TestClient, api_settings: Settings, sessions: sessionmaker[Session], rconn: redis.Redis
 ) -> None:
