@@ -98,6 +98,16 @@ def _named(name: str, env: dict[str, str]) -> AccountConfig:
     )
 
 
+def account_names(settings: Settings) -> list[str]:
+    """The configured accounts' names, ``default`` first, without reading their keys."""
+    names = [DEFAULT_ACCOUNT]
+    for raw in settings.accounts:
+        name = raw.strip().lower()
+        if name and name not in names:
+            names.append(name)
+    return names
+
+
 def configured_accounts(
     settings: Settings, environ: Mapping[str, str] | None = None
 ) -> dict[str, AccountConfig]:

@@ -69,5 +69,6 @@ def resume(session: Session, *, by: str = "operator", account: str | None = None
         return False
     row.value = {"active": False, "resumed_at": utcnow().isoformat(), "by": by}
     scope = "" if account is None else f" account {account}"
-    session.add(Event(kind="resume", message=f"resumed{scope} by {by}"))
+    data = {"account": account} if account else None
+    session.add(Event(kind="resume", message=f"resumed{scope} by {by}", data=data))
     return True

@@ -22,19 +22,24 @@ Metric names (counters get ``_total``)::
     pacekeeper_webhook_ack_seconds                      time to answer POST /webhook (histogram)
     pacekeeper_signals{status,reason}                   stored signals by status (reason: why it
                                                         failed, was refused, cancelled, expired)
-    pacekeeper_orders{kind,status}                      orders by kind and status
-    pacekeeper_working_algos{market,kind}               TWAP/VP orders working on the venue
-    pacekeeper_algo_cancels_total{reason}               algo cancels: behind_schedule, stalled,
+    pacekeeper_orders{kind,status,account}              orders by kind, status and account
+    pacekeeper_working_algos{market,kind,account}       TWAP/VP orders working on the venue
+    pacekeeper_algo_cancels_total{reason,account}       algo cancels: behind_schedule, stalled,
                                                         expiry, operator, halt
-    pacekeeper_halted                                   1 while the kill switch stops new entries
+    pacekeeper_halted{account}                          1 while the kill switch stops the
+                                                        account's new entries (its own halt or
+                                                        the halt of every account)
     pacekeeper_exchange_requests_total{endpoint,code,account}
                                                         exchange calls; code "ok", a Binance
                                                         error code, "http_<status>", "not_sent"
                                                         or "no_answer"; account: the named
                                                         account whose key made the call
     pacekeeper_exchange_request_seconds{endpoint}       exchange call latency (histogram)
-    pacekeeper_exchange_used_weight{bucket}             request weight used this minute
-    pacekeeper_exchange_weight_limit{bucket}            the bucket's budget per minute
+    pacekeeper_exchange_used_weight{bucket,account}     request weight used this minute
+    pacekeeper_exchange_weight_limit{bucket,account}    the bucket's budget per minute; account
+                                                        is empty for the IP's buckets (shared
+                                                        by every key), named for an account's
+                                                        own UID-limited /sapi buckets
     pacekeeper_exchange_banned_seconds                  seconds left of an IP ban (418)
     pacekeeper_monitor_cycle_seconds                    monitor cycle duration (histogram)
     pacekeeper_monitor_last_cycle_timestamp_seconds     Unix time of the last successful cycle
@@ -52,6 +57,10 @@ Metric names (counters get ``_total``)::
     pacekeeper_execution_step_seconds{step}             seconds from receipt to queued, first
                                                         order, first fill, last fill (histogram)
 
+``account`` is the named account (``app/accounts.py``) an order, a cancel or a call belongs
+to: ``default`` in a deployment with one key. Every configured account has its
+``pacekeeper_halted`` and UID weight series, even at 0.
+
 Redis counters are cumulative since the keys were made (they survive restarts; Prometheus's
 ``rate()`` copes with any reset). They are namespaced by the queue name, so deployments that
 share a Redis keep their figures apart.
@@ -59,6 +68,7 @@ share a Redis keep their figures apart.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -77,13 +87,16 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
-from app.models import Event, Order, OrderStatus, Signal, SignalStatus
+from app.accounts import DEFAULT_ACCOUNT, account_names
+from app.exchange.ratelimit import RateGovernor, RedisRateStore
+from app.models import ALGO_KINDS, Event, Order, OrderStatus, Signal, SignalStatus
 
 if TYPE_CHECKING:
     from redis import Redis
     from sqlalchemy.engine import Engine
 
     from app.config import Settings
+    from app.exchange.session import CallObserver
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +110,6 @@ STEP_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300
 # for "pace" (data "state": behind_schedule or stalled) or "expiry"; the admin API for
 # "operator" or "halt" (halt with cancel_working).
 CANCEL_EVENT_KINDS = ("pace", "expiry", "operator", "halt")
-ALGO_KINDS = ("twap", "vp")
 # Statuses whose signals carry a reason worth counting.
 REASONED_STATUSES = (
     SignalStatus.FAILED,
@@ -122,6 +134,17 @@ STEP_DELAYS = "execution_steps"
 def key_prefix(settings: Settings) -> str:
     """The Redis key prefix of one deployment's metrics."""
     return f"pacekeeper:metrics:{settings.queue_name}:"
+
+
+def exchange_observer(
+    redis: Redis | None, settings: Settings, account: str = ""
+) -> CallObserver | None:
+    """A client's ``observer`` that counts each of its calls in the shared metrics, under
+    ``account`` (empty: the default account); None without Redis (nothing is counted)."""
+    if redis is None:
+        return None
+    recorder = MetricsRecorder.for_settings(redis, settings)
+    return functools.partial(recorder.exchange_call, account=account or "default")
 
 
 def reason_label(reason: str | None) -> str:
@@ -310,8 +333,11 @@ def _source_up(source: str, up: bool) -> GaugeMetricFamily:
 class DatabaseCollector(Collector):
     """Counts that live in the database, queried when scraped."""
 
-    def __init__(self, engine: Callable[[], Engine | None]) -> None:
+    def __init__(
+        self, engine: Callable[[], Engine | None], accounts: Sequence[str] = (DEFAULT_ACCOUNT,)
+    ) -> None:
         self._engine = engine
+        self._accounts = list(accounts)
 
     def collect(self) -> Iterator[Metric]:
         engine = self._engine()
@@ -340,18 +366,31 @@ class DatabaseCollector(Collector):
                 .group_by(Signal.status, Signal.status_reason)
             ).all()
             orders = conn.execute(
-                select(Order.kind, Order.status, func.count()).group_by(Order.kind, Order.status)
+                select(Order.kind, Order.status, Order.account, func.count()).group_by(
+                    Order.kind, Order.status, Order.account
+                )
             ).all()
             working = conn.execute(
-                select(Order.market, Order.kind, func.count())
+                select(Order.market, Order.kind, Order.account, func.count())
                 .where(Order.status == OrderStatus.WORKING.value, Order.kind.in_(ALGO_KINDS))
-                .group_by(Order.market, Order.kind)
+                .group_by(Order.market, Order.kind, Order.account)
             ).all()
+            # A cancel event is about one order (the kill switch's own "halt" event is not).
             cancels = conn.execute(
-                select(Event.kind, Event.data).where(Event.kind.in_(CANCEL_EVENT_KINDS))
+                select(Event.kind, Event.data, Order.account)
+                .join(Order, Event.order_id == Order.id)
+                .where(Event.kind.in_(CANCEL_EVENT_KINDS))
             ).all()
-            cancel_reasons = Tally(cancel_reason(kind, data) for kind, data in cancels)
-            halt = conn.execute(select(Control.value).where(Control.key == HALT_KEY)).scalar()
+            cancel_reasons = Tally(
+                (cancel_reason(kind, data), account) for kind, data, account in cancels
+            )
+            halts: dict[str, Any] = dict(
+                conn.execute(
+                    select(Control.key, Control.value).where(
+                        (Control.key == HALT_KEY) | Control.key.startswith(f"{HALT_KEY}:")
+                    )
+                ).all()
+            )
 
         signals = GaugeMetricFamily(
             "pacekeeper_signals",
@@ -375,28 +414,56 @@ class DatabaseCollector(Collector):
                 signals.add_metric([status, ""], count - reasoned_total[status])
 
         order_gauge = GaugeMetricFamily(
-            "pacekeeper_orders", "Orders by kind and status", labels=["kind", "status"]
+            "pacekeeper_orders",
+            "Orders by kind, status and account",
+            labels=["kind", "status", "account"],
         )
-        for kind, status, count in orders:
-            order_gauge.add_metric([kind, status], count)
+        for kind, status, account, count in orders:
+            order_gauge.add_metric([kind, status, account], count)
 
         working_gauge = GaugeMetricFamily(
             "pacekeeper_working_algos",
-            "TWAP and VP orders working on the venue",
-            labels=["market", "kind"],
+            "TWAP and VP orders working on the venue, by account",
+            labels=["market", "kind", "account"],
         )
-        for market, kind, count in working:
-            working_gauge.add_metric([market, kind], count)
+        for market, kind, account, count in working:
+            working_gauge.add_metric([market, kind, account], count)
 
         cancel_counter = CounterMetricFamily(
-            "pacekeeper_algo_cancels", "Algo orders cancelled, by reason", labels=["reason"]
+            "pacekeeper_algo_cancels",
+            "Algo orders cancelled, by reason and account",
+            labels=["reason", "account"],
         )
-        for reason, count in sorted(cancel_reasons.items()):
-            cancel_counter.add_metric([reason], count)
+        for (reason, account), count in sorted(cancel_reasons.items()):
+            cancel_counter.add_metric([reason, account], count)
 
-        halted = GaugeMetricFamily("pacekeeper_halted", "1 while the kill switch stops new entries")
-        halted.add_metric([], 1 if isinstance(halt, dict) and halt.get("active") else 0)
+        halted = GaugeMetricFamily(
+            "pacekeeper_halted",
+            "1 while the kill switch stops the account's new entries (its own halt or every "
+            "account's)",
+            labels=["account"],
+        )
+        for account, stopped in _halted(halts, self._accounts).items():
+            halted.add_metric([account], 1 if stopped else 0)
         return [signals, order_gauge, working_gauge, cancel_counter, halted]
+
+
+def _halted(halts: dict[str, Any], accounts: Sequence[str]) -> dict[str, bool]:
+    """Per account, whether new entries are stopped: the configured accounts, and any other
+    account still halted (by its ``halt:<account>`` control row)."""
+    from app.controls import HALT_KEY
+
+    def active(value: Any) -> bool:
+        return isinstance(value, dict) and bool(value.get("active"))
+
+    every = active(halts.get(HALT_KEY))
+    names = dict.fromkeys(accounts)
+    names.update(
+        dict.fromkeys(
+            key.split(":", 1)[1] for key, value in halts.items() if ":" in key and active(value)
+        )
+    )
+    return {name: every or active(halts.get(f"{HALT_KEY}:{name}")) for name in names}
 
 
 def queue_figures(redis: Redis, queue_name: str, *, now: float | None = None) -> dict[str, Any]:
@@ -544,22 +611,28 @@ class RedisCollector(Collector):
         return out
 
     def _weight(self, redis: Redis) -> list[Metric]:
-        from app.exchange.ratelimit import RateGovernor, RedisRateStore
-
-        snapshot = RateGovernor(RedisRateStore(redis, self._settings.rate_limit_prefix)).snapshot()
+        store = RedisRateStore(redis, self._settings.rate_limit_prefix)
+        snapshot = RateGovernor(store).snapshot()
         used = GaugeMetricFamily(
             "pacekeeper_exchange_used_weight",
-            "Request weight used in the current minute, shared by every process",
-            labels=["bucket"],
+            "Request weight used in the current minute, shared by every process; account: "
+            "empty for the IP's buckets, named for an account's own UID buckets",
+            labels=["bucket", "account"],
         )
         limit = GaugeMetricFamily(
             "pacekeeper_exchange_weight_limit",
             "Request weight budget per minute",
-            labels=["bucket"],
+            labels=["bucket", "account"],
         )
         for bucket, figures in snapshot["buckets"].items():
-            used.add_metric([bucket], figures["used"])
-            limit.add_metric([bucket], figures["limit"])
+            used.add_metric([bucket, ""], figures["used"])
+            limit.add_metric([bucket, ""], figures["limit"])
+        for account in account_names(self._settings):
+            # The governor keeps the account default's UID buckets under no name.
+            governor = RateGovernor(store, account="" if account == DEFAULT_ACCOUNT else account)
+            for bucket, figures in governor.uid_usage().items():
+                used.add_metric([bucket, account], figures["used"])
+                limit.add_metric([bucket, account], figures["limit"])
         banned = GaugeMetricFamily(
             "pacekeeper_exchange_banned_seconds", "Seconds left of an IP ban (HTTP 418)"
         )

@@ -11,6 +11,7 @@ import logging
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from app.accounts import account_names
 from app.api import admin, health, metrics, web
 from app.api.deps import admin_token_usable
 from app.metrics import DatabaseCollector, RedisCollector, WebhookMetrics
@@ -25,7 +26,8 @@ def install(app: FastAPI) -> None:
     webhook_metrics = WebhookMetrics(registry)
     registry.register(
         DatabaseCollector(
-            lambda: getattr(app.state, "read_engine", None) or getattr(app.state, "engine", None)
+            lambda: getattr(app.state, "read_engine", None) or getattr(app.state, "engine", None),
+            account_names(settings),
         )
     )
     registry.register(RedisCollector(lambda: getattr(app.state, "redis", None), settings))

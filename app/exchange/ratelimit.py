@@ -454,6 +454,16 @@ class RateGovernor:
                 )  # fmt: skip
                 self.store.block(self._orders_key(cost), remaining)
 
+    def uid_usage(self) -> dict[str, dict[str, int]]:
+        """This governor's account's UID-limited weight in the current window, by bucket
+        (one per UID-limited endpoint), with its limit."""
+        usage = {}
+        for path in sorted(UID_LIMITED):
+            cost = cost_of("POST", path)
+            used = self.store.used(self._window_key(self._bucket(cost)))
+            usage[cost.bucket] = {"used": used, "limit": self._limits[cost.kind]}
+        return usage
+
     def snapshot(self) -> dict[str, Any]:
         """Used weight per bucket in the current window, and any ban or back-off in force
         (``banned_for``: the longest ban of either host; ``banned``: per host)."""

@@ -11,6 +11,13 @@ child. A child that never reached the queue is re-enqueued by the sweeper like a
 
 The parent's status sums its children's up (``app.execution.parents``) each time one of
 them changes.
+
+A cancel of a strategy on a symbol in one account (``app.execution.targets``) also reaches
+parents that have not fanned out yet: it writes that account's child itself, already
+``cancelled``, under the same idempotency key (:func:`stop_unwritten`). Whichever of the
+cancel and the parent's job writes the child first, there is one child, and the parent's
+job never queues one that has ended; a parent every account of which is cancelled so ends
+``cancelled`` without running.
 """
 
 from __future__ import annotations
@@ -19,17 +26,21 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
+from app.accounts import FANOUT
 from app.db import session_scope
-from app.execution.claims import Claim, finish, heartbeat
+from app.execution import book
+from app.execution.claims import Claim, finish, heartbeat, transition
 from app.execution.context import ExecContext
-from app.execution.parents import children_of
+from app.execution.parents import children_of, summary
+from app.models import Event, SignalStatus, new_id, utcnow
 from app.models import Signal as SignalRow
-from app.models import SignalStatus, new_id, utcnow
 from app.queue import enqueue_signals, job_id, make_queue
 from app.signals.schemas import Signal
-from app.signals.service import mark_queued
+from app.signals.service import mark_queued, state_event
 
 log = logging.getLogger(__name__)
 
@@ -50,25 +61,92 @@ def run_fanout(ctx: ExecContext, claim: Claim, signal: Signal) -> list[str]:
         heartbeat(session, claim)
         parent = session.get(SignalRow, claim.signal_id)
         assert parent is not None
-        now = utcnow()
-        rows = [_child_row(parent, signal, account, now) for account in signal.accounts]
-        dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
-        table = SignalRow.__table__
-        session.execute(
-            dialect.insert(table).on_conflict_do_nothing(index_elements=["idempotency_key"]),
-            rows,
-        )
+        _write_children(session, parent, signal, signal.accounts)
         children = children_of(session, claim.signal_id)
-        names = ", ".join(c.account for c in children)
-        finish(
-            session, claim, SignalStatus.WORKING, f"executing on {len(children)} accounts: {names}"
-        )
+        status, reason = summary(children)
+        if status is SignalStatus.WORKING:
+            names = ", ".join(c.account for c in children)
+            reason = f"executing on {len(children)} accounts: {names}"
+        finish(session, claim, status, reason)  # terminal: every child was cancelled before
         ids = [c.id for c in children]
-    _enqueue(ctx, ids)
+        waiting = [c.id for c in children if c.status == SignalStatus.RECEIVED.value]
+    _enqueue(ctx, waiting)
     return ids
 
 
-def _child_row(parent: SignalRow, signal: Signal, account: str, now: Any) -> dict[str, Any]:
+def stop_unwritten(
+    session: Session, *, account: str, signal: Signal, own_id: str, reason: str
+) -> list[str]:
+    """Parents of the cancel ``signal``'s strategy on its symbol that have not fanned out
+    yet and would trade on ``account``: that account's child written now, ``cancelled``.
+    A parent not started whose every account is so stopped ends ``cancelled`` here. Returns
+    the ids of the parents reached."""
+    query = select(SignalRow).where(
+        SignalRow.id != own_id,
+        SignalRow.account == FANOUT,
+        SignalRow.status.in_(UNWRITTEN),
+        func.coalesce(SignalRow.strategy, book.DEFAULT_STRATEGY)
+        == book.strategy_of(signal.strategy),
+        SignalRow.symbol == signal.symbol,
+    )
+    if signal.market is not None:
+        query = query.where(SignalRow.market == signal.market.value)
+    reached = []
+    for parent in session.scalars(query.order_by(SignalRow.received_at, SignalRow.id)):
+        planned = Signal.from_payload(parent.payload)
+        if planned.accounts is None or account not in planned.accounts:
+            continue
+        written = _write_children(
+            session, parent, planned, [account], status=SignalStatus.CANCELLED, reason=reason
+        )
+        if not written:
+            continue  # its job wrote it first: the cancel finds it among its targets
+        now = utcnow()
+        session.execute(
+            insert(Event),
+            [state_event(written[0], None, SignalStatus.CANCELLED.value, now, reason=reason)],
+        )
+        reached.append(parent.id)
+        children = children_of(session, parent.id)
+        if parent.status in NOT_STARTED and len(children) == len(planned.accounts):
+            status, summed = summary(children)
+            if status.terminal:
+                transition(session, parent.id, NOT_STARTED, status, summed)
+    return reached
+
+
+# A parent whose children may not all be written: not started, or its job past its claim.
+NOT_STARTED = (SignalStatus.RECEIVED.value, SignalStatus.QUEUED.value)
+UNWRITTEN = (*NOT_STARTED, SignalStatus.PROCESSING.value)
+
+
+def _write_children(
+    session: Session,
+    parent: SignalRow,
+    signal: Signal,
+    accounts: Sequence[str],
+    *,
+    status: SignalStatus = SignalStatus.RECEIVED,
+    reason: str | None = None,
+) -> list[str]:
+    """One child row per account, unless it exists (by its idempotency key); returns the ids
+    of the rows written."""
+    now = utcnow()
+    rows = [_child_row(parent, signal, a, now, status, reason) for a in accounts]
+    dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
+    table = SignalRow.__table__
+    statement = dialect.insert(table).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    return list(session.scalars(statement.returning(table.c.id), rows))
+
+
+def _child_row(
+    parent: SignalRow,
+    signal: Signal,
+    account: str,
+    now: Any,
+    status: SignalStatus,
+    reason: str | None,
+) -> dict[str, Any]:
     payload = signal.model_copy(update={"accounts": [account]}).payload()
     return {
         "id": new_id(),
@@ -81,7 +159,8 @@ def _child_row(parent: SignalRow, signal: Signal, account: str, now: Any) -> dic
         "side": parent.side,
         "strategy": parent.strategy,
         "payload": payload,
-        "status": SignalStatus.RECEIVED.value,
+        "status": status.value,
+        "status_reason": reason,
         "source_ip": parent.source_ip,
         "received_at": parent.received_at,
         "updated_at": now,

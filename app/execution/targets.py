@@ -6,6 +6,10 @@ its job will find it so; a working one has its entry/exit orders cancelled on th
 (whatever they filled is recorded, and protected by the position's bracket) and ends
 ``cancelled``. Brackets are left alone: they protect what is already held, and only an
 exit or a tp/sl changes them.
+
+A signal for several accounts that has not fanned out yet is reached too: the cancel writes
+its account's child already cancelled (``fanout.stop_unwritten``), so that account never
+trades it, whenever the parent's job runs.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from sqlalchemy import func, or_, select
 from app.accounts import FANOUT
 from app.db import session_scope
 from app.exchange.errors import Temporary
-from app.execution import book
+from app.execution import book, fanout
 from app.execution.cancels import cancel_order
 from app.execution.claims import Claim, transition
 from app.execution.context import ExecContext
@@ -60,13 +64,20 @@ def _targets(ctx: ExecContext, signal: Signal, own_id: str) -> list[tuple[str, s
 
 def run_cancel(ctx: ExecContext, claim: Claim, signal: Signal) -> Result:
     sid = claim.signal_id
+    reason = f"cancelled by signal {sid}"
+    done = []
+    if signal.target_id is None:
+        # Signals for several accounts not fanned out yet: this account's part of them.
+        with session_scope(ctx.sessions) as session:
+            stopped = fanout.stop_unwritten(
+                session, account=ctx.account, signal=signal, own_id=sid, reason=reason
+            )
+        done += [f"{parent_id} on {ctx.account} (not fanned out)" for parent_id in stopped]
     targets = _targets(ctx, signal, sid)
     if not targets and signal.target_id is not None:
         raise Refused(f"no signal with id {signal.target_id}")
     if any(status == SignalStatus.PROCESSING.value for _, status, _ in targets):
         raise Temporary("a target signal is being placed right now", retry_after=2)
-    reason = f"cancelled by signal {sid}"
-    done = []
     for target_id, status, account in targets:
         if status in NOT_STARTED:
             with session_scope(ctx.sessions) as session:

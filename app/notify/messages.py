@@ -1,8 +1,9 @@
 """What a notification says: a short title and body a trader can read at a glance. Pure.
 
 Built from the event (its message and data) and, when the event belongs to one, the signal
-and order it is about; the caller removes every configured secret from the result
-(``service.scrub``), whatever the event carried.
+and order it is about; with several accounts configured the title names the account. The
+caller removes every configured secret from the result (``service.scrub``), whatever the
+event carried.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from app.accounts import ALL_ACCOUNTS
 
 # Apprise's notify types: how a service may colour or prefix the message.
 INFO, SUCCESS, WARNING, FAILURE = "info", "success", "warning", "failure"
@@ -47,6 +50,9 @@ class Facts:
     side: str | None = None
     market: str | None = None
     order_kind: str | None = None
+    # The named account it is about ("alt, third": a signal for several; "all": the kill
+    # switch of every account); None in a deployment with one key (nothing to tell).
+    account: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,10 @@ def render(facts: Facts) -> Message:
         title = f"Component up: {data.get('component', '?')}"
     else:
         title = facts.kind
+    if facts.account == ALL_ACCOUNTS:
+        title += " (every account)"
+    elif facts.account:
+        title += f" (account{'s' if ',' in facts.account else ''} {facts.account})"
     footer = ", ".join(
         p
         for p in (

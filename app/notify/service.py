@@ -39,6 +39,7 @@ from typing import Any, Protocol
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.accounts import ALL_ACCOUNTS, FANOUT, account_names
 from app.config import Settings
 from app.db import session_scope
 from app.logging import Redactor, settings_secrets
@@ -138,7 +139,8 @@ def deliver(
         report.skipped = _skip(session, settings, targets, now)
         if not [t for t in targets if not cooldowns.cooling(t, now)]:
             return report  # nothing could be sent now: leave the rows due
-        claimed = _claim(session, now, scrubber(settings))
+        named = len(account_names(settings)) > 1
+        claimed = _claim(session, now, scrubber(settings), named=named)
     report.claimed = len(claimed)
     started = clock()
     outcomes: list[tuple[_Claimed, list[str], list[str]]] = []
@@ -184,7 +186,7 @@ def _skip(session: Session, settings: Settings, targets: Sequence[Target], now: 
     return int(done.rowcount)  # type: ignore[attr-defined]
 
 
-def _claim(session: Session, now: datetime, scrub: Redactor) -> list[_Claimed]:
+def _claim(session: Session, now: datetime, scrub: Redactor, *, named: bool) -> list[_Claimed]:
     due = or_(
         and_(Notification.status == PENDING, Notification.due_at <= now),
         and_(Notification.status == SENDING, Notification.lease_until <= now),
@@ -213,7 +215,7 @@ def _claim(session: Session, now: datetime, scrub: Redactor) -> list[_Claimed]:
     ).all()
     out = []
     for note, ev, signal, order in rows:
-        message = render(_facts(note.kind, ev, signal, order))
+        message = render(_facts(note.kind, ev, signal, order, named=named))
         out.append(
             _Claimed(
                 id=note.id,
@@ -225,8 +227,11 @@ def _claim(session: Session, now: datetime, scrub: Redactor) -> list[_Claimed]:
     return out
 
 
-def _facts(kind: str, ev: Event, signal: SignalRow | None, order: Order | None) -> Facts:
-    """What the message is built from: the event, then its order, then its signal."""
+def _facts(
+    kind: str, ev: Event, signal: SignalRow | None, order: Order | None, *, named: bool
+) -> Facts:
+    """What the message is built from: the event, then its order, then its signal.
+    ``named``: several accounts are configured, so the message names the account."""
     data = ev.data or {}
 
     def first(field: str) -> str | None:
@@ -245,7 +250,24 @@ def _facts(kind: str, ev: Event, signal: SignalRow | None, order: Order | None) 
         side=first("side"),
         market=first("market"),
         order_kind=order.kind if order is not None else None,
+        account=_account(ev, signal, order) if named else None,
     )
+
+
+def _account(ev: Event, signal: SignalRow | None, order: Order | None) -> str | None:
+    """The account an event is about: its order's, its signal's (a signal for several
+    accounts: the ones it names), the kill switch's (one account's, or every account's)."""
+    if order is not None:
+        return order.account
+    if signal is not None and signal.account == FANOUT:
+        names = (signal.payload or {}).get("accounts")
+        return ", ".join(names) if isinstance(names, list) else None
+    if signal is not None:
+        return signal.account
+    account = (ev.data or {}).get("account")
+    if account:
+        return str(account)
+    return ALL_ACCOUNTS if ev.kind in ("halt", "resume") else None
 
 
 def _record(

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app import controls
 from app.config import Settings
 from app.exchange import BinanceClient
+from app.exchange.filters import Market
 from app.exchange.ids import client_algo_id
 from app.exchange.models import AlgoStatus
 from app.exchange.ratelimit import RateGovernor
@@ -303,6 +304,22 @@ def test_working_algos_show_schedule_against_fill_with_the_signals_overrides(
     assert items["lenient"]["policy"]["stall_seconds"] is None  # 0 turns the stall rule off
 
 
+def test_algos_of_one_account_are_listed_alone(
+    api: TestClient, sessions: sessionmaker[Session]
+) -> None:
+    with sessions() as session:
+        mine = add_order(session, kind="twap", status="working", account="alt")
+        add_order(session, kind="vp", market="usdm", status="working")  # default's
+        add_order(session, kind="twap", status="cancelled", account="alt", end_time=utcnow())
+        session.commit()
+    listed = api.get("/api/algos?account=alt", headers=AUTH).json()["items"]
+    assert [item["order"]["id"] for item in listed] == [mine.id]
+    assert listed[0]["order"]["account"] == "alt"
+    ended = api.get("/api/algos?account=alt&recent_hours=24", headers=AUTH).json()["items"]
+    assert len(ended) == 2 and {item["order"]["account"] for item in ended} == {"alt"}
+    assert len(api.get("/api/algos", headers=AUTH).json()["items"]) == 2
+
+
 def test_working_algos_show_the_monitors_own_verdict(
     api: TestClient, api_settings: Settings, sessions: sessionmaker[Session], rconn: redis.Redis
 ) -> None:
@@ -354,7 +371,7 @@ def place_twap(
     exchange.new_spot_twap(
         symbol="BTCUSDT", side="BUY", quantity=D("0.02"), duration=600, client_algo_id=client_id
     )
-    algo = exchange.find_algo("spot", client_id)
+    algo = exchange.find_algo(Market.SPOT, client_id)
     assert algo is not None
     with sessions() as session:
         signal = add_signal(session, status="working")
@@ -375,7 +392,7 @@ def algo_status(exchange: BinanceClient, sessions: sessionmaker[Session], order_
         order = session.get(Order, order_id)
         assert order is not None
         client_id = order.client_id
-    found = exchange.find_algo("spot", client_id)
+    found = exchange.find_algo(Market.SPOT, client_id)
     assert found is not None
     return str(found.algoStatus)
 

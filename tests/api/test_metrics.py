@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import httpx
@@ -16,8 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from app import controls
 from app.config import Settings
 from app.exchange import BinanceClient, Rejected, Temporary
+from app.exchange.ratelimit import RateGovernor, RedisRateStore
 from app.healthcheck import record_monitor_cycle
-from app.metrics import MetricsRecorder, reason_label
+from app.metrics import MetricsRecorder, exchange_observer, reason_label
 from app.models import Event
 from tests.api.conftest import add_order, add_signal, make_settings
 from tests.conftest import TEST_WEBHOOK_SECRET
@@ -108,16 +110,19 @@ def test_database_counts_signals_orders_working_algos_cancels_and_the_halt(
     assert value(samples, signals, status="refused", reason="halted") == 1
     assert value(samples, signals, status="refused", reason="notional_5_must_be_at_least_1000") == 1
     assert value(samples, signals, status="failed", reason="rejected") == 1
-    assert value(samples, "pacekeeper_orders", kind="twap", status="working") == 1
-    assert value(samples, "pacekeeper_orders", kind="twap", status="cancelled") == 1
-    assert value(samples, "pacekeeper_orders", kind="oco", status="working") == 1
-    assert value(samples, "pacekeeper_working_algos", market="spot", kind="twap") == 1
-    assert value(samples, "pacekeeper_working_algos", market="usdm", kind="vp") == 1
-    assert value(samples, "pacekeeper_working_algos", market="spot", kind="oco") is None
+    one = {"account": "default"}  # a deployment with one key: every figure is its
+    assert value(samples, "pacekeeper_orders", kind="twap", status="working", **one) == 1
+    assert value(samples, "pacekeeper_orders", kind="twap", status="cancelled", **one) == 1
+    assert value(samples, "pacekeeper_orders", kind="oco", status="working", **one) == 1
+    assert value(samples, "pacekeeper_working_algos", market="spot", kind="twap", **one) == 1
+    assert value(samples, "pacekeeper_working_algos", market="usdm", kind="vp", **one) == 1
+    assert value(samples, "pacekeeper_working_algos", market="spot", kind="oco", **one) is None
     cancels = "pacekeeper_algo_cancels_total"
     for reason in ("behind_schedule", "stalled", "expiry", "operator"):
-        assert value(samples, cancels, reason=reason) == 1, reason
-    assert value(samples, "pacekeeper_halted") == 1
+        assert value(samples, cancels, reason=reason, **one) == 1, reason
+    # The kill switch's own event cancels no algo: only a cancel of an order counts.
+    assert value(samples, cancels, reason="halt", **one) is None
+    assert value(samples, "pacekeeper_halted", **one) == 1
     assert value(samples, "pacekeeper_metrics_source_up", source="database") == 1
 
 
@@ -125,8 +130,11 @@ def test_exchange_calls_from_any_process_are_counted_by_endpoint_and_code(
     api: TestClient, api_settings: Settings, rconn: redis.Redis, paper: ThreadedServer
 ) -> None:
     # A client in another "process" (this test), built as workers build theirs.
-    client = BinanceClient.from_settings(api_settings, rconn)
-    alt = BinanceClient.from_settings(api_settings, rconn, account="alt")  # a named account
+    observer = exchange_observer(rconn, api_settings)
+    client = BinanceClient.from_settings(api_settings, rconn, observer=observer)
+    alt = BinanceClient.from_settings(  # a named account
+        api_settings, rconn, account="alt", observer=exchange_observer(rconn, api_settings, "alt")
+    )
     try:
         client.server_time()
         client.server_time()
@@ -140,7 +148,7 @@ def test_exchange_calls_from_any_process_are_counted_by_endpoint_and_code(
     unreachable = unreachable.model_copy(
         update={"queue_name": api_settings.queue_name, "exchange_read_retries": 0}
     )
-    dead = BinanceClient.from_settings(unreachable, rconn)
+    dead = BinanceClient.from_settings(unreachable, rconn, observer=observer)
     try:
         with pytest.raises(Temporary):
             dead.server_time()
@@ -160,9 +168,86 @@ def test_exchange_calls_from_any_process_are_counted_by_endpoint_and_code(
     latency = "pacekeeper_exchange_request_seconds"
     assert value(samples, f"{latency}_count", endpoint="GET /api/v3/time") == 4
     assert value(samples, f"{latency}_bucket", endpoint="GET /api/v3/time", le="+Inf") == 4
-    assert value(samples, "pacekeeper_exchange_used_weight", bucket="api") >= 4  # type: ignore[operator]
-    assert value(samples, "pacekeeper_exchange_weight_limit", bucket="api") == 6000
+    shared = {"bucket": "api", "account": ""}  # the IP's weight: every account's calls
+    assert value(samples, "pacekeeper_exchange_used_weight", **shared) >= 4  # type: ignore[operator]
+    assert value(samples, "pacekeeper_exchange_weight_limit", **shared) == 6000
     assert value(samples, "pacekeeper_exchange_banned_seconds") == 0
+
+
+def test_orders_algos_cancels_and_the_kill_switch_are_counted_per_account(
+    api_settings: Settings,
+    open_app: Callable[[Settings], TestClient],
+    sessions: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("ALT", "THIRD"):
+        monkeypatch.setenv(f"PACEKEEPER_ACCOUNT_{name}_API_KEY", f"{name.lower()}-key")
+        monkeypatch.setenv(f"PACEKEEPER_ACCOUNT_{name}_API_SECRET", f"{name.lower()}-secret")
+    api = open_app(api_settings.model_copy(update={"accounts": ["alt", "third"]}))
+    with sessions() as session:
+        add_order(session, kind="twap", status="working")
+        alt_twap = add_order(session, kind="twap", status="working", account="alt")
+        add_order(session, kind="vp", market="usdm", status="working", account="alt")
+        add_order(session, kind="market", status="filled", duration=None, account="third")
+        session.add(Event(order_id=alt_twap.id, kind="pace", data={"state": "stalled"}))
+        session.add(Event(order_id=alt_twap.id, kind="halt", data={"cause": "halt"}))
+        controls.halt(session, reason="alt under review", by="test", account="alt")
+        session.commit()
+
+    samples = scrape(api)
+    orders, working = "pacekeeper_orders", "pacekeeper_working_algos"
+    assert value(samples, orders, kind="twap", status="working", account="default") == 1
+    assert value(samples, orders, kind="twap", status="working", account="alt") == 1
+    assert value(samples, orders, kind="market", status="filled", account="third") == 1
+    assert value(samples, working, market="spot", kind="twap", account="default") == 1
+    assert value(samples, working, market="spot", kind="twap", account="alt") == 1
+    assert value(samples, working, market="usdm", kind="vp", account="alt") == 1
+    assert value(samples, working, market="usdm", kind="vp", account="default") is None
+    cancels = "pacekeeper_algo_cancels_total"
+    assert value(samples, cancels, reason="stalled", account="alt") == 1
+    assert value(samples, cancels, reason="halt", account="alt") == 1
+    assert value(samples, cancels, reason="stalled", account="default") is None
+    halted = "pacekeeper_halted"
+    assert [value(samples, halted, account=a) for a in ("default", "alt", "third")] == [0, 1, 0]
+
+    with sessions() as session:
+        controls.halt(session, reason="everything", by="test")  # every account's entries
+        session.commit()
+    samples = scrape(api)
+    assert [value(samples, halted, account=a) for a in ("default", "alt", "third")] == [1, 1, 1]
+
+
+def test_uid_weight_is_shown_per_account_and_ip_weight_once(
+    api_settings: Settings,
+    open_app: Callable[[Settings], TestClient],
+    rconn: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PACEKEEPER_ACCOUNT_ALT_API_KEY", "alt-key")
+    monkeypatch.setenv("PACEKEEPER_ACCOUNT_ALT_API_SECRET", "alt-secret")
+    settings = api_settings.model_copy(update={"accounts": ["alt"]})
+    api = open_app(settings)
+    store = RedisRateStore(rconn, settings.rate_limit_prefix)
+    twap = "/sapi/v1/algo/spot/newOrderTwap"
+    # Weight is counted per wall-clock minute: the reservations and the scrape are taken
+    # again if a minute ended between them (at most once).
+    for _ in range(2):
+        minute = int(time.time() // 60)
+        RateGovernor(store, account="alt").acquire("POST", twap)  # as alt's worker client
+        RateGovernor(store).acquire("GET", "/api/v3/time")  # the IP's, whichever key
+        samples = scrape(api)
+        if int(time.time() // 60) == minute:
+            break
+
+    used, limit = "pacekeeper_exchange_used_weight", "pacekeeper_exchange_weight_limit"
+    bucket = f"sapi-uid:{twap}"
+    assert value(samples, used, bucket=bucket, account="alt") == 3000
+    assert value(samples, used, bucket=bucket, account="default") == 0
+    assert value(samples, limit, bucket=bucket, account="alt") == 180_000
+    futures = "sapi-uid:/sapi/v1/algo/futures/newOrderTwap"
+    assert value(samples, used, bucket=futures, account="alt") == 0
+    assert value(samples, used, bucket="api", account="") >= 1  # type: ignore[operator]
+    assert value(samples, used, bucket="api", account="alt") is None
 
 
 def test_monitor_cycles_queue_and_workers_come_from_redis(

@@ -31,6 +31,7 @@ from app.keyguard import check_keys
 from app.models import Order, Position, utcnow
 from app.models import Signal as SignalRow
 from app.monitoring.service import run_cycle
+from app.notify.service import Cooldowns, deliver
 from app.paper.app import create_app
 from app.paper.clock import ManualClock
 from app.queue import enqueue_signals, make_queue
@@ -45,6 +46,7 @@ from tests.execution.conftest import (
     signal_row,
     work_once,
 )
+from tests.notify.receiver import receiving
 from tests.support import serve
 
 D = Decimal
@@ -342,3 +344,109 @@ def test_an_unknown_account_is_refused_at_intake_naming_the_field(
     with pytest.raises(InvalidSignal) as caught:
         submit(accounts_ctx, quantity="0.01", **fields)
     assert [(e.field, e.value) for e in caught.value.errors] == [(field, value)]
+
+
+def cancel_signal(ctx: ExecContext, **fields: Any) -> str:
+    return submit(ctx, action="cancel", side=None, strategy="fan", **fields)
+
+
+def test_a_cancel_before_the_fan_out_stops_every_account_it_names(
+    accounts_ctx: ExecContext, control: httpx.Client
+) -> None:
+    parent = submit(accounts_ctx, accounts=["alt", "third"], strategy="fan", quantity="0.01")
+    # The trader cancels on both accounts before the parent's job has run: no child exists.
+    cancel = cancel_signal(accounts_ctx, symbol="BTCUSDT", accounts=["alt", "third"])
+    run_all(accounts_ctx, cancel)
+    assert signal_row(accounts_ctx, parent).status == "cancelled"
+    run_all(accounts_ctx, parent)  # its job comes later all the same
+    assert ledger(control) == []
+    assert signal_row(accounts_ctx, parent).status == "cancelled"
+    with session_scope(accounts_ctx.sessions) as session:
+        kids = session.scalars(select(SignalRow).where(SignalRow.parent_id == parent)).all()
+        assert {(k.account, k.status) for k in kids} <= {
+            ("alt", "cancelled"),
+            ("third", "cancelled"),
+        }
+
+
+def test_a_cancel_on_one_account_before_the_fan_out_leaves_the_others_trading(
+    accounts_ctx: ExecContext, control: httpx.Client
+) -> None:
+    parent = submit(accounts_ctx, accounts=["alt", "third"], strategy="fan", quantity="0.01")
+    cancel = cancel_signal(accounts_ctx, symbol="BTCUSDT", account="alt")
+    outcome = run(accounts_ctx, cancel)
+    assert outcome.status == "done" and parent in (outcome.reason or ""), outcome
+    assert run(accounts_ctx, parent).status == "working"
+    kids = run_all(accounts_ctx, parent)
+    assert by_key(control) == Counter({("third-key", "spot_order"): 1})
+    assert signal_row(accounts_ctx, kids["alt"]).status == "cancelled"
+    assert signal_row(accounts_ctx, kids["third"]).status == "done"
+    summed = signal_row(accounts_ctx, parent)
+    assert summed.status == "cancelled"
+    assert "alt: cancelled" in (summed.status_reason or "")
+    assert "third: done" in (summed.status_reason or "")
+
+
+def test_a_cancel_while_the_parent_fans_out_still_reaches_the_children_it_writes(
+    accounts_ctx: ExecContext, control: httpx.Client
+) -> None:
+    # The parent's job is past its claim (processing) when the cancel runs: the cancel may
+    # not wait for it, and whichever writes the alt child first, alt never trades.
+    parent = submit(accounts_ctx, accounts=["alt", "third"], strategy="fan", quantity="0.01")
+    with session_scope(accounts_ctx.sessions) as session:
+        session.execute(update(SignalRow).where(SignalRow.id == parent).values(status="processing"))
+    assert (
+        run(accounts_ctx, cancel_signal(accounts_ctx, symbol="BTCUSDT", account="alt")).status
+        == "done"
+    )
+    with session_scope(accounts_ctx.sessions) as session:
+        session.execute(update(SignalRow).where(SignalRow.id == parent).values(status="queued"))
+    kids = run_all(accounts_ctx, parent)
+    assert by_key(control) == Counter({("third-key", "spot_order"): 1})
+    assert signal_row(accounts_ctx, kids["alt"]).status == "cancelled"
+
+
+def test_a_parent_whose_every_account_was_cancelled_while_it_ran_ends_cancelled(
+    accounts_ctx: ExecContext, control: httpx.Client
+) -> None:
+    parent = submit(accounts_ctx, accounts=["alt", "third"], strategy="fan", quantity="0.01")
+    with session_scope(accounts_ctx.sessions) as session:
+        session.execute(update(SignalRow).where(SignalRow.id == parent).values(status="processing"))
+    run_all(accounts_ctx, cancel_signal(accounts_ctx, symbol="BTCUSDT", accounts=["alt", "third"]))
+    assert signal_row(accounts_ctx, parent).status == "processing"  # its job's to finish
+    with session_scope(accounts_ctx.sessions) as session:
+        session.execute(update(SignalRow).where(SignalRow.id == parent).values(status="queued"))
+    run(accounts_ctx, parent)  # the job, taken again, finds both children written, ended
+    ended = signal_row(accounts_ctx, parent)
+    assert ended.status == "cancelled", ended.status_reason
+    assert ledger(control) == []
+
+
+def test_every_notification_of_an_execution_names_its_account(
+    accounts_ctx: ExecContext, control: httpx.Client
+) -> None:
+    with session_scope(accounts_ctx.sessions) as session:
+        controls.halt(session, reason="alt under review", account="alt")
+    parent = submit(accounts_ctx, accounts=["alt", "third"], **BRACKETED)
+    run_all(accounts_ctx, parent)  # alt refused by its halt; third fills and is protected
+    with session_scope(accounts_ctx.sessions) as session:
+        controls.resume(session, account="alt")
+        controls.halt(session, reason="exchange maintenance")  # every account's
+        controls.resume(session)
+
+    with receiving() as receiver:
+        settings = accounts_ctx.settings.model_copy(
+            update={"notify_urls": SecretStr(receiver.url())}
+        )
+        report = deliver(accounts_ctx.sessions, settings, cooldowns=Cooldowns())
+        assert report.retrying == report.failed == 0, report
+        titles = sorted(message["title"] for message in receiver.messages)
+    assert titles == [
+        "[pacekeeper] Bracket placed: BTCUSDT (account third)",
+        "[pacekeeper] Entry filled: BUY BTCUSDT 0.01 (account third)",
+        "[pacekeeper] Signal refused: entry BUY BTCUSDT (account alt)",
+        "[pacekeeper] Trading halted (account alt)",
+        "[pacekeeper] Trading halted (every account)",
+        "[pacekeeper] Trading resumed (account alt)",
+        "[pacekeeper] Trading resumed (every account)",
+    ]

@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from app import controls
 from app.db import session_scope
 from app.execution.quality import Quality, measure, record_arrival, record_due
 from app.main import create_app
+from tests.api.conftest import add_order
 from tests.conftest import TEST_ADMIN_TOKEN
 from tests.monitoring.desk import Desk
 from tests.support import ThreadedServer, wait_until
@@ -134,6 +136,56 @@ def test_the_dashboard_draws_an_algo_filling_and_cancels_it(desk: Desk, page: Pa
         page.wait_for_function(VWAP_SHOWN, arg=[entry.order_id, format(stored.vwap, "f")])
         assert_shows(shown_quality(page, entry.order_id), stored)
         assert page.locator("#message").inner_text() == ""
+        assert errors == []
+    finally:
+        server.stop()
+
+
+HALT_SHOWN = """(text) => document.getElementById("halt-state")?.textContent === text"""
+
+
+def test_the_account_filter_scopes_the_algos_and_the_kill_switch(
+    desk: Desk, page: Page, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PACEKEEPER_ACCOUNT_ALT_API_KEY", "alt-key")
+    monkeypatch.setenv("PACEKEEPER_ACCOUNT_ALT_API_SECRET", "alt-secret")
+    settings = desk.ctx.settings.model_copy(update={"accounts": ["alt"]})
+    with session_scope(desk.ctx.sessions) as session:
+        default_algo = add_order(session, kind="twap", status="working").id
+        alt_algo = add_order(session, kind="twap", symbol="ETHUSDT", status="working",
+                             account="alt").id  # fmt: skip
+        controls.halt(session, reason="alt under review", account="alt")
+    server = ThreadedServer(create_app(settings)).start()
+    errors: list[Any] = []
+    page.on("pageerror", lambda error: errors.append(error))
+    page.on("dialog", lambda dialog: dialog.accept())
+    try:
+        page.goto(f"{server.url}/?every=1")
+        page.fill("#token", TEST_ADMIN_TOKEN)
+        page.click("#save-token")
+        page.locator(f'tr[data-order="{default_algo}"]').wait_for()
+        alt_row = page.locator(f'tr[data-order="{alt_algo}"]')
+        assert "spot twap (alt)" in alt_row.inner_text()
+        page.wait_for_function(HALT_SHOWN, arg="running")  # not every account is halted
+
+        page.fill("#filter-account", "alt")
+        page.dispatch_event("#filter-account", "change")
+        page.locator(f'tr[data-order="{default_algo}"]').wait_for(state="detached")
+        assert alt_row.is_visible()
+        page.wait_for_function(HALT_SHOWN, arg="HALTED")  # alt's own halt
+
+        # Resume and Halt act on the account chosen, not on every account.
+        page.click("#resume")
+        page.wait_for_function(HALT_SHOWN, arg="running")
+        with session_scope(desk.ctx.sessions) as session:
+            assert controls.current_halt(session, "alt") is None
+        page.fill("#halt-reason", "alt again")
+        page.click("#halt")
+        page.wait_for_function(HALT_SHOWN, arg="HALTED")
+        with session_scope(desk.ctx.sessions) as session:
+            again = controls.current_halt(session, "alt")
+            assert again is not None and again.reason == "alt again"
+            assert controls.current_halt(session) is None  # the others still trade
         assert errors == []
     finally:
         server.stop()

@@ -64,3 +64,15 @@ def test_an_exit_title_carries_the_signed_realised_pnl() -> None:
         side="SELL",
     )
     assert render(facts).title == "[pacekeeper] Exit filled: SELL BTCUSDT 0.5, realised PnL -2500"
+
+
+def test_the_title_names_the_account_or_accounts_a_message_is_about() -> None:
+    def title(account: str | None) -> str:
+        facts = Facts(kind="refused", message="x", created_at=WHEN, action="entry",
+                      symbol="ETHUSDT", side="buy", account=account)  # fmt: skip
+        return render(facts).title
+
+    assert title(None) == "[pacekeeper] Signal refused: entry BUY ETHUSDT"
+    assert title("alt") == "[pacekeeper] Signal refused: entry BUY ETHUSDT (account alt)"
+    assert title("alt, third").endswith("(accounts alt, third)")
+    assert title("all").endswith("(every account)")
