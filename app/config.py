@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     recv_window: int = Field(5000, ge=1, le=60_000)
     http_timeout: float = Field(10.0, gt=0)
     exchange_info_ttl: float = Field(300.0, ge=0, description="seconds exchangeInfo is cached")
+    price_max_age: float = Field(
+        1.0, ge=0, description="seconds an entry may use a price another job read (0: never)"
+    )
     exchange_read_retries: int = Field(3, ge=0, le=10, description="retries of a failed GET")
     rate_limit_prefix: str = "pk:rl:"
     rate_limit_margin: float = Field(0.1, ge=0, lt=1, description="share of each budget kept free")

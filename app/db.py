@@ -66,10 +66,18 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+# The execution option that marks a connection of a :func:`read_scope`.
+READS_ONLY = "pacekeeper_reads_only"
+
+
 def _sqlite_begin_immediate(conn: Any) -> None:
     # Take the write lock at BEGIN: a read-then-write transaction can otherwise fail with
     # "database is locked" when it upgrades its lock, instead of waiting for busy_timeout.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # A read scope has no lock to upgrade: DEFERRED, a WAL snapshot beside any writer.
+    if conn.get_execution_options().get(READS_ONLY):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _sqlite_query_only(dbapi_conn: Any, _record: Any) -> None:
@@ -128,6 +136,39 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
     try:
         yield session
         session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+class WriteInReadScope(RuntimeError):
+    """A session of :func:`read_scope` was asked to write."""
+
+
+def _refuse_flush(session: Session, *_args: Any) -> None:
+    if session.new or session.dirty or session.deleted:
+        raise WriteInReadScope("a read scope may not write; use session_scope")
+
+
+@contextmanager
+def read_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session for reads only: a job's check of a flag, a re-read of its rows.
+
+    On SQLite its transaction begins DEFERRED instead of IMMEDIATE: a WAL snapshot that
+    neither takes the write lock nor waits for it, so a read never queues behind the
+    receiver's inserts or other jobs' claims, and holds up none of them. It must not write
+    (a flush is refused): a DEFERRED transaction that writes upgrades its lock mid-way,
+    which SQLite may refuse at once ("database is locked") instead of waiting, the reason
+    :func:`session_scope` begins IMMEDIATE. Objects read stay loaded after it ends.
+    """
+    session = factory()
+    event.listen(session, "before_flush", _refuse_flush)
+    try:
+        session.connection(execution_options={READS_ONLY: True})
+        yield session
+        session.commit()  # ends the snapshot; there is nothing to write
     except BaseException:
         session.rollback()
         raise

@@ -68,6 +68,7 @@ share a Redis keep their figures apart.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -87,13 +88,15 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from app.accounts import DEFAULT_ACCOUNT, account_names
-from app.models import Event, Order, OrderStatus, Signal, SignalStatus
+from app.exchange.ratelimit import RateGovernor, RedisRateStore
+from app.models import ALGO_KINDS, Event, Order, OrderStatus, Signal, SignalStatus
 
 if TYPE_CHECKING:
     from redis import Redis
     from sqlalchemy.engine import Engine
 
     from app.config import Settings
+    from app.exchange.session import CallObserver
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +110,6 @@ STEP_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300
 # for "pace" (data "state": behind_schedule or stalled) or "expiry"; the admin API for
 # "operator" or "halt" (halt with cancel_working).
 CANCEL_EVENT_KINDS = ("pace", "expiry", "operator", "halt")
-ALGO_KINDS = ("twap", "vp")
 # Statuses whose signals carry a reason worth counting.
 REASONED_STATUSES = (
     SignalStatus.FAILED,
@@ -132,6 +134,17 @@ STEP_DELAYS = "execution_steps"
 def key_prefix(settings: Settings) -> str:
     """The Redis key prefix of one deployment's metrics."""
     return f"pacekeeper:metrics:{settings.queue_name}:"
+
+
+def exchange_observer(
+    redis: Redis | None, settings: Settings, account: str = ""
+) -> CallObserver | None:
+    """A client's ``observer`` that counts each of its calls in the shared metrics, under
+    ``account`` (empty: the default account); None without Redis (nothing is counted)."""
+    if redis is None:
+        return None
+    recorder = MetricsRecorder.for_settings(redis, settings)
+    return functools.partial(recorder.exchange_call, account=account or "default")
 
 
 def reason_label(reason: str | None) -> str:
@@ -598,8 +611,6 @@ class RedisCollector(Collector):
         return out
 
     def _weight(self, redis: Redis) -> list[Metric]:
-        from app.exchange.ratelimit import RateGovernor, RedisRateStore
-
         store = RedisRateStore(redis, self._settings.rate_limit_prefix)
         snapshot = RateGovernor(store).snapshot()
         used = GaugeMetricFamily(

@@ -90,6 +90,24 @@ TERMINAL_ORDER_STATUSES = frozenset(
 )
 
 
+class OrderKind(enum.StrEnum):
+    """What an order row is (``orders.kind``); the value is what the database stores."""
+
+    MARKET = "market"
+    LIMIT = "limit"
+    TWAP = "twap"  # a Binance algo
+    VP = "vp"  # a Binance algo: volume participation
+    OCO = "oco"  # a spot order list (take-profit and stop legs)
+    TAKE_PROFIT_LIMIT = "take_profit_limit"
+    STOP_LOSS_LIMIT = "stop_loss_limit"
+    STOP_LOSS = "stop_loss"
+    CONDITIONAL = "conditional"  # a USD-M conditional (algo) order: TP/SL or trailing stop
+
+
+# The kinds Binance runs as algos (/sapi/v1/algo): the monitor paces them, cancels go there.
+ALGO_KINDS = frozenset({OrderKind.TWAP, OrderKind.VP})
+
+
 class Signal(Base):
     """One accepted webhook signal; the payload is stored without its secret."""
 
@@ -181,7 +199,7 @@ class Order(Base):
     position_id: Mapped[int | None] = mapped_column(ForeignKey("positions.id"), index=True)
     leg: Mapped[str] = mapped_column(String(24))  # entry, bracket, tp, sl, exit, ...
     account: Mapped[str] = mapped_column(String(24), default="default", server_default="default")
-    # market, limit, twap, vp, oco, take_profit_limit, stop_loss_limit, stop_loss, conditional
+    # an OrderKind value
     kind: Mapped[str] = mapped_column(String(24))
     market: Mapped[str] = mapped_column(String(8))
     symbol: Mapped[str] = mapped_column(String(32))

@@ -40,6 +40,7 @@ from app import migrate
 from app.config import Settings
 from app.db import Base, make_engine, make_sessionmaker
 from app.exchange.client import BinanceClient
+from app.exchange.filters import Market
 from app.exchange.ids import client_algo_id
 from app.exchange.ratelimit import LIMITS, RateGovernor, RedisRateStore
 from app.execution.context import ExecContext
@@ -123,7 +124,7 @@ class Bench:
     def now_ms(self) -> int:
         # A real cycle asks the exchange for its time; the paper answers wall time on /time
         # (its market runs on the manual clock), so ask, then use the market's time.
-        self.ctx.client.server_time("spot")
+        self.ctx.client.server_time(Market.SPOT)
         return self.market_ms
 
     def setup(self, n: int) -> None:

@@ -84,6 +84,7 @@ from sqlalchemy import select
 from app.config import Settings
 from app.db import Base, make_engine, make_sessionmaker
 from app.exchange.client import BinanceClient
+from app.exchange.filters import Market
 from app.exchange.ratelimit import LIMITS, RateGovernor
 from app.execution.context import ExecContext
 from app.execution.protection import held
@@ -166,7 +167,7 @@ class Checker:
 
     def _lot(self, market: str, symbol: str) -> Decimal:
         """The symbol's lot step: less than this is dust no order can sell, not a holding."""
-        rules = self.ctx.client.symbol_rules(symbol, market)  # type: ignore[arg-type]
+        rules = self.ctx.client.symbol_rules(symbol, Market(market))
         return rules.lot.step_size if rules.lot is not None else ZERO
 
     def _read(self) -> tuple[list[Position], dict[int, list[Order]]]:

@@ -331,6 +331,10 @@ def build_worker(
 ) -> PacekeeperWorker:
     """A worker for the queue; ``states`` (redis, database) are shared by the workers one
     process runs in turn, so an outage is logged once whichever of them sees it."""
+    from worker.jobs import preload
+
+    # Before the first job, not during it: see worker.jobs.JOB_MODULES.
+    preload(settings)
     redis_state, database_state = states or (None, None)
     # In priority order: the monitor's jobs, then signals, then notifications.
     names = (settings.monitor_queue_name, settings.queue_name, settings.notify_queue_name)

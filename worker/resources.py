@@ -19,6 +19,7 @@ from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.exchange.client import BinanceClient
 from app.execution.context import ExecContext
+from app.metrics import exchange_observer
 from app.queue import connect
 
 
@@ -69,6 +70,7 @@ def build(settings: Settings) -> Resources:
             redis=redis,
             credentials=account.credentials,
             account="" if name == DEFAULT_ACCOUNT else name,
+            observer=exchange_observer(redis, settings, name),
         )
         for name, account in accounts.items()
     }

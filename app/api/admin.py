@@ -3,12 +3,10 @@
 Every route needs ``Authorization: Bearer <PACEKEEPER_ADMIN_TOKEN>``. Lists are newest first
 and paged with ``limit`` and an opaque ``cursor`` (the ``next_cursor`` of the previous page).
 
-Cancelling an algo is done here, through the exchange client, in the same two steps as the
-monitor's own cancels: first the decision is written (an event whose kind is the cause,
-``operator`` or ``halt``, and ``monitor_cancel`` in the order's ``extra``), then the exchange is
-asked. The order's status is left to the monitor: its next cycle sees the algo ended, records
-the fills and brackets what did fill, as for any other cancel. An algo that already ended
-answers ``already_done``; an exchange failure answers 502 and can simply be retried.
+Cancelling an algo is ``app.monitoring.cancels.cancel_algo``, in the same two steps as the
+monitor's own cancels: the decision is written, then the exchange is asked; the monitor's next
+cycle records what the algo did. An algo that already ended answers ``already_done``; an
+exchange failure answers 502 and can simply be retried.
 """
 
 from __future__ import annotations
@@ -52,16 +50,24 @@ from app.api.schemas import (
 )
 from app.config import Settings
 from app.errors import AppError, Conflict, NotFound, responses
-from app.exchange import AlreadyDone, BinanceClient, ExchangeError
-from app.exchange.algos import AlgoMarket
+from app.exchange import BinanceClient
+from app.exchange.filters import Market
 from app.execution.positions import ENTRY_LEG
 from app.execution.protection import bracket_view, held
 from app.execution.quality import Quality, measure, measure_each
-from app.metrics import ALGO_KINDS
+from app.metrics import exchange_observer
 from app.models import Event, Order, OrderStatus, Position, Signal, SignalStatus, utcnow
 from app.monitoring import marks, verdicts
-from app.signals.schemas import Action, Market
-from app.status import MONITOR, AlgoPace, fill_paths, recent_algos, working_algos, working_ids
+from app.monitoring.cancels import Cancelled, cancel_algo
+from app.monitoring.queries import (
+    MONITOR,
+    AlgoPace,
+    fill_paths,
+    recent_algos,
+    working_algos,
+    working_ids,
+)
+from app.signals.schemas import Action
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +80,6 @@ SIGNAL_CURSOR = r"^[0-9a-f]{32}$"
 ADMIN = "admin-api"
 # The longest an admin request waits for the rate-limit governor before answering 502.
 CANCEL_MAX_WAIT = 5.0
-
-
-class ExchangeFailed(AppError):
-    """The exchange did not confirm a cancel; nothing changed here, so retrying is safe."""
-
-    status_code = 502
-    code = "exchange_error"
-    default_message = "the exchange did not confirm the cancel; try again"
 
 
 def _iso_only(value: object) -> object:
@@ -332,9 +330,9 @@ def list_algos(
     recent_hours: Annotated[int, Query(ge=0, le=168)] = 0,
     account: Text | None = None,
 ) -> AlgoList:
-    """The monitor's own pace verdicts (see ``app/status.py``), with each algo's fills and its
-    signal's execution quality; with ``recent_hours``, also the algos that ended in that many
-    hours (newest first); with ``account``, only that account's."""
+    """The monitor's own pace verdicts (see ``app/monitoring/queries.py``), with each algo's
+    fills and its signal's execution quality; with ``recent_hours``, also the algos that ended
+    in that many hours (newest first); with ``account``, only that account's."""
     now = utcnow()
     published = verdicts.fetch(redis, settings.queue_name, working_ids(session))
     algos = working_algos(session, settings, now=now, published=published)
@@ -367,55 +365,12 @@ def _client(settings: Settings, redis: Any, account: str = DEFAULT_ACCOUNT) -> B
         redis,
         credentials=configured.credentials,
         account="" if account == DEFAULT_ACCOUNT else account,
+        observer=exchange_observer(redis, settings, account),
     )
 
 
-def cancel_algo(
-    session: Session, client: BinanceClient, order_id: int, *, cause: str, reason: str
-) -> CancelOut:
-    """Record the decision, then ask the exchange to cancel; see the module docstring."""
-    order = session.get(Order, order_id)
-    if order is None:
-        raise NotFound(f"no order {order_id}")
-    if order.kind not in ALGO_KINDS:
-        raise Conflict(f"order {order_id} is a {order.kind} order, not a TWAP or VP algo")
-    if OrderStatus(order.status).terminal:
-        return CancelOut(order_id=order_id, result="already_done", detail=f"already {order.status}")
-    if order.venue_id is None and order.status != OrderStatus.WORKING:
-        raise Conflict(f"order {order_id} is {order.status}: not confirmed on the exchange yet")
-    if "monitor_cancel" not in (order.extra or {}):
-        decision = {"cause": cause, "reason": reason, "by": ADMIN, "at": utcnow().isoformat()}
-        order.extra = {**(order.extra or {}), "monitor_cancel": decision}
-        session.add(
-            Event(
-                signal_id=order.signal_id,
-                order_id=order.id,
-                kind=cause,
-                message=f"cancelling: {reason}",
-                data=decision,
-            )
-        )
-        session.commit()
-    market: AlgoMarket = "usdm" if order.market == "usdm" else "spot"
-    try:
-        algo_id = order.venue_id
-        if algo_id is None:
-            found = client.find_algo(market, order.client_id, symbol=order.symbol)
-            if found is None:
-                raise Conflict(f"order {order_id} is not on the exchange (yet)")
-            algo_id = found.algoId
-        client.cancel_algo(market, algo_id)
-    except AlreadyDone:
-        return CancelOut(order_id=order_id, result="already_done", detail="the algo had ended")
-    except ExchangeError as exc:
-        log.warning("admin cancel of order %s failed: %s", order_id, exc)
-        raise ExchangeFailed(
-            f"the exchange did not confirm the cancel ({exc}); try again"
-        ) from None
-    log.info("order %s cancelled by an operator: %s", order_id, reason)
-    return CancelOut(
-        order_id=order_id, result="cancelled", detail="cancelled; the monitor records the fills"
-    )
+def _cancel_out(done: Cancelled) -> CancelOut:
+    return CancelOut(order_id=done.order_id, result=done.result, detail=done.detail)
 
 
 @router.post(
@@ -438,12 +393,12 @@ def cancel(
 ) -> CancelOut:
     order = session.get(Order, order_id)
     client = _client(settings, redis, order.account if order is not None else DEFAULT_ACCOUNT)
+    reason = (body or CancelIn()).reason
     try:
-        return cancel_algo(
-            session, client, order_id, cause="operator", reason=(body or CancelIn()).reason
-        )
+        done = cancel_algo(session, client, order_id, cause="operator", reason=reason, by=ADMIN)
     finally:
         client.close()
+    return _cancel_out(done)
 
 
 def _halt_out(halt: controls.Halt | None, **extra: Any) -> HaltOut:
@@ -491,9 +446,10 @@ def halt(
             try:
                 for order_id in ids:
                     try:
-                        cancels.append(
-                            cancel_algo(session, client, order_id, cause="halt", reason=body.reason)
+                        done = cancel_algo(
+                            session, client, order_id, cause="halt", reason=body.reason, by=ADMIN
                         )
+                        cancels.append(_cancel_out(done))
                     except AppError as exc:
                         errors.append(f"order {order_id}: {exc.message}")
             finally:

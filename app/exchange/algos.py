@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import Literal
 
+from app.exchange.filters import Market
 from app.exchange.models import (
     AlgoAccepted,
     AlgoCancelled,
@@ -21,7 +21,6 @@ from app.exchange.models import (
 )
 from app.exchange.session import BinanceSession, parse
 
-AlgoMarket = Literal["spot", "usdm"]
 PAGE_SIZE = 100
 DAY_MS = 24 * 3600 * 1000
 # How far back find_algo looks in historicalOrders when not told (``algo_lookup_days``
@@ -29,7 +28,7 @@ DAY_MS = 24 * 3600 * 1000
 DEFAULT_LOOKBACK_MS = 7 * DAY_MS
 
 
-def _base(market: AlgoMarket) -> str:
+def _base(market: Market) -> str:
     return "/sapi/v1/algo/spot" if market == "spot" else "/sapi/v1/algo/futures"
 
 
@@ -140,13 +139,13 @@ class AlgoOrders(BinanceSession):
         body = self.call("POST", path, params, signed=True)
         return parse(AlgoAccepted, body, method="POST", path=path)
 
-    def cancel_algo(self, market: AlgoMarket, algo_id: int) -> AlgoCancelled:
+    def cancel_algo(self, market: Market, algo_id: int) -> AlgoCancelled:
         """DELETE …/order. Raises ``AlreadyDone`` (-20124) if it already finished."""
         path = f"{_base(market)}/order"
         body = self.call("DELETE", path, {"algoId": algo_id}, signed=True)
         return parse(AlgoCancelled, body, method="DELETE", path=path)
 
-    def algo_open_orders(self, market: AlgoMarket) -> list[AlgoOrder]:
+    def algo_open_orders(self, market: Market) -> list[AlgoOrder]:
         """Every working algo order of the account (no paging, no symbol filter)."""
         path = f"{_base(market)}/openOrders"
         body = self.call("GET", path, signed=True)
@@ -154,7 +153,7 @@ class AlgoOrders(BinanceSession):
 
     def algo_historical_orders(
         self,
-        market: AlgoMarket,
+        market: Market,
         *,
         symbol: str | None = None,
         side: str | None = None,
@@ -178,7 +177,7 @@ class AlgoOrders(BinanceSession):
 
     def iter_algo_historical_orders(
         self,
-        market: AlgoMarket,
+        market: Market,
         *,
         symbol: str | None = None,
         side: str | None = None,
@@ -201,7 +200,7 @@ class AlgoOrders(BinanceSession):
         return self.pages(fetch, PAGE_SIZE, path=f"{_base(market)}/historicalOrders")
 
     def algo_sub_orders(
-        self, market: AlgoMarket, algo_id: int, *, page: int = 1, page_size: int = PAGE_SIZE
+        self, market: Market, algo_id: int, *, page: int = 1, page_size: int = PAGE_SIZE
     ) -> SubOrderPage:
         """One page of an algo's child orders, with the algo's total executedQty/executedAmt."""
         path = f"{_base(market)}/subOrders"
@@ -209,7 +208,7 @@ class AlgoOrders(BinanceSession):
         body = self.call("GET", path, params, signed=True)
         return parse(SubOrderPage, body, method="GET", path=path)
 
-    def iter_algo_sub_orders(self, market: AlgoMarket, algo_id: int) -> Iterator[SubOrder]:
+    def iter_algo_sub_orders(self, market: Market, algo_id: int) -> Iterator[SubOrder]:
         """Every child order of an algo, across all pages."""
 
         def fetch(page: int) -> tuple[list[SubOrder], int]:
@@ -220,7 +219,7 @@ class AlgoOrders(BinanceSession):
 
     def find_algo(
         self,
-        market: AlgoMarket,
+        market: Market,
         client_algo_id: str,
         *,
         symbol: str | None = None,

@@ -17,7 +17,6 @@ Endpoint groups live in ``orders`` (spot orders, OCO), ``algos`` (TWAP, VP) and 
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -33,7 +32,8 @@ from app.exchange.futures import FuturesOrders
 from app.exchange.models import Account, ApiRestrictions, AvgPrice, MarkPrice, TickerPrice
 from app.exchange.orders import SpotOrders
 from app.exchange.ratelimit import RateGovernor, RedisRateStore
-from app.exchange.session import parse
+from app.exchange.session import CallObserver, parse
+from app.exchange.shared import SharedReads
 
 
 class BinanceClient(SpotOrders, AlgoOrders, FuturesOrders):
@@ -54,6 +54,8 @@ class BinanceClient(SpotOrders, AlgoOrders, FuturesOrders):
         )
         self._info_ttl = settings.exchange_info_ttl
         self._rules: dict[tuple[Market, str], tuple[float, SymbolRules]] = {}
+        # The entries' price (recent_price): one read shared by a burst on one symbol.
+        self._prices: SharedReads[Decimal] = SharedReads(getattr(settings, "price_max_age", 0.0))
 
     @classmethod
     def from_settings(
@@ -62,11 +64,13 @@ class BinanceClient(SpotOrders, AlgoOrders, FuturesOrders):
         redis: Any | None = None,
         credentials: Credentials | None = None,
         account: str = "",
+        observer: CallObserver | None = None,
     ) -> BinanceClient:
-        """A client with its own ``httpx.Client``; pass ``redis`` to share the rate budget
-        and count every call in the shared metrics (``app.metrics``); ``credentials`` and
-        ``account``: a named account's key, and the name its own (UID) limits are kept
-        under (default: the settings' key, the account ``default``)."""
+        """A client with its own ``httpx.Client``; pass ``redis`` to share the rate budget,
+        and ``observer`` to hear of every call (``app.metrics.exchange_observer`` counts them
+        in the shared metrics); ``credentials`` and ``account``: a named account's key, and
+        the name its own (UID) limits are kept under (default: the settings' key, the account
+        ``default``)."""
         store = RedisRateStore(redis, settings.rate_limit_prefix) if redis is not None else None
         governor = RateGovernor(
             store,
@@ -76,13 +80,7 @@ class BinanceClient(SpotOrders, AlgoOrders, FuturesOrders):
         )
         http = httpx.Client(timeout=settings.http_timeout)
         client = cls(http, settings, credentials=credentials, governor=governor)
-        if redis is not None:
-            from app.metrics import MetricsRecorder
-
-            recorder = MetricsRecorder.for_settings(redis, settings)
-            client.observer = functools.partial(
-                recorder.exchange_call, account=account or "default"
-            )
+        client.observer = observer
         return client
 
     def close(self) -> None:
@@ -90,12 +88,12 @@ class BinanceClient(SpotOrders, AlgoOrders, FuturesOrders):
 
     # ---- market data -------------------------------------------------------------------
 
-    def server_time(self, market: Market = "spot") -> int:
+    def server_time(self, market: Market = Market.SPOT) -> int:
         """The exchange's time in ms (``/api/v3/time`` or ``/fapi/v1/time``)."""
         return self._server_ms("/fapi/v1/time" if market == "usdm" else "/api/v3/time")
 
     def exchange_info(
-        self, market: Market = "spot", symbol: str | None = None
+        self, market: Market = Market.SPOT, symbol: str | None = None
     ) -> dict[str, SymbolRules]:
         """Parsed exchangeInfo (every symbol, or one on spot), fetched now and cached."""
         path = "/fapi/v1/exchangeInfo" if market == "usdm" else "/api/v3/exchangeInfo"
@@ -106,7 +104,7 @@ class BinanceClient(SpotOrders, AlgoOrders, FuturesOrders):
             self._rules[(market, name)] = (expires, rule)
         return rules
 
-    def symbol_rules(self, symbol: str, market: Market = "spot") -> SymbolRules:
+    def symbol_rules(self, symbol: str, market: Market = Market.SPOT) -> SymbolRules:
         """The filters of one symbol, from the cache while younger than ``exchange_info_ttl``."""
         cached = self._rules.get((market, symbol))
         if cached is None or cached[0] <= self._clock():
@@ -127,6 +125,13 @@ class BinanceClient(SpotOrders, AlgoOrders, FuturesOrders):
         path = "/api/v3/ticker/price"
         body = self.call("GET", path, {"symbol": symbol})
         return parse(TickerPrice, body, method="GET", path=path).price
+
+    def recent_price(self, symbol: str, market: Market = Market.SPOT) -> Decimal:
+        """The last spot price (USD-M: the mark price), read at most ``price_max_age``
+        seconds ago by any job of this process; jobs asking meanwhile share one request."""
+        if market == Market.USDM:
+            return self._prices.get((market, symbol), lambda: self.mark_price(symbol).markPrice)
+        return self._prices.get((market, symbol), lambda: self.ticker_price(symbol))
 
     def avg_price(self, symbol: str) -> AvgPrice:
         """Spot average price over ``mins`` minutes: the reference for PERCENT_PRICE filters."""

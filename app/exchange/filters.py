@@ -24,12 +24,20 @@ toward filling. Values go on the wire through ``to_wire`` (plain notation, never
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_UP, Decimal, localcontext
 from typing import Any, Literal
 
-Market = Literal["spot", "usdm"]
+
+class Market(enum.StrEnum):
+    """Where an order goes: Binance spot, or USD-M futures (the only two markets we trade)."""
+
+    SPOT = "spot"
+    USDM = "usdm"
+
+
 # What a price is for; decides its rounding direction (see the module docstring).
 PricePurpose = Literal["limit", "take_profit", "stop", "stop_limit"]
 ZERO = Decimal(0)

@@ -19,13 +19,14 @@ from sqlalchemy.orm import Session
 from app.db import session_scope
 from app.exchange import models as m
 from app.exchange.errors import AlreadyDone, Temporary, UnknownOutcome
+from app.exchange.filters import Market
 from app.execution import venue
 from app.execution.claims import Claim
 from app.execution.context import ExecContext
 from app.execution.journal import event
 from app.execution.placement import IN_DOUBT, Absent, reconcile
 from app.execution.positions import record_fills, sub_order_fills, top_up_fill
-from app.models import TERMINAL_ORDER_STATUSES, Order, OrderStatus, utcnow
+from app.models import ALGO_KINDS, TERMINAL_ORDER_STATUSES, Order, OrderStatus, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -142,14 +143,14 @@ def _never_sent(session: Session, order: Order, reason: str) -> bool:
 
 def _cancel(ctx: ExecContext, order: Order) -> object:
     client = ctx.client
-    if order.kind in ("twap", "vp"):
+    if order.kind in ALGO_KINDS:
         if order.venue_id is None:
             found = venue.lookup(client, order)
             if found is None:
                 raise AlreadyDone("algo not found by clientAlgoId")
             order.venue_id = getattr(found, "algoId", None)
         assert order.venue_id is not None
-        return client.cancel_algo("spot" if order.market == "spot" else "usdm", order.venue_id)
+        return client.cancel_algo(Market(order.market), order.venue_id)
     if order.market == "spot":
         if order.kind == "oco":
             return client.cancel_order_list(order.symbol, list_client_order_id=order.client_id)
@@ -164,14 +165,12 @@ def _read_end(
 ) -> tuple[object | None, list[m.SubOrder]]:
     """What ``_record_end`` needs from the exchange besides the answer: a TWAP/VP's final
     state and its sub-orders (their fills)."""
-    if not (isinstance(answer, m.AlgoCancelled) or order.kind in ("twap", "vp")):
+    if not (isinstance(answer, m.AlgoCancelled) or order.kind in ALGO_KINDS):
         return None, []
     final = venue.lookup(ctx.client, order)
     if not isinstance(final, m.AlgoOrder):
         return final, []
-    subs = ctx.client.iter_algo_sub_orders(
-        "spot" if order.market == "spot" else "usdm", final.algoId
-    )
+    subs = ctx.client.iter_algo_sub_orders(Market(order.market), final.algoId)
     return final, list(subs)
 
 
@@ -186,7 +185,7 @@ def _record_end(
 ) -> None:
     """Set the row's final state from a cancel answer (or a look-up after "already done"),
     and for a TWAP/VP its final state and sub-orders read before (``_read_end``)."""
-    if isinstance(answer, m.AlgoCancelled) or order.kind in ("twap", "vp"):
+    if isinstance(answer, m.AlgoCancelled) or order.kind in ALGO_KINDS:
         if isinstance(final, m.AlgoOrder):
             record_fills(session, order, sub_order_fills(subs))
         if not isinstance(final, m.AlgoOrder) or not m.algo_settled(final, subs):

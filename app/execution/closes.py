@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from app.db import session_scope
 from app.exchange.errors import Temporary
-from app.exchange.filters import AlgoLimits, to_wire
+from app.exchange.filters import AlgoLimits, Market, to_wire
 from app.execution import book, guards
 from app.execution.brackets import cancel_brackets, current_price, live_brackets
 from app.execution.cancels import cancel_order
@@ -99,7 +99,7 @@ def run_close(ctx: ExecContext, claim: Claim, signal: Signal) -> Result:
         raise
     if market != "spot":
         _cancel_brackets(ctx, claim, position_ids, reason=reason)
-    rules = ctx.client.symbol_rules(symbol, market)  # type: ignore[arg-type]
+    rules = ctx.client.symbol_rules(symbol, Market(market))
     dust = rules.lot.step_size if rules.lot is not None else Decimal(0)
     notes = []
     with session_scope(ctx.sessions) as session:
@@ -237,7 +237,7 @@ def _plan(
     Returns the positions of which the exchange holds nothing (USD-M)."""
     assert signal.market is not None and signal.symbol is not None
     market, symbol = signal.market.value, signal.symbol
-    rules = ctx.client.symbol_rules(symbol, market)  # type: ignore[arg-type]
+    rules = ctx.client.symbol_rules(symbol, Market(market))
     price = current_price(ctx, market, symbol)
     limits = AlgoLimits.from_settings(ctx.settings)
     base = "exit" if signal.action is Action.EXIT else "close"

@@ -10,9 +10,8 @@ from sqlalchemy.orm import Session
 
 from app.controls import current_halt
 from app.db import session_scope
-from app.exchange.filters import AlgoLimits, SymbolRules, to_wire
+from app.exchange.filters import AlgoLimits, Market, SymbolRules, to_wire
 from app.execution import book, guards, leverage, venue
-from app.execution.brackets import current_price
 from app.execution.claims import Claim, heartbeat
 from app.execution.context import ExecContext
 from app.execution.funds import account_size
@@ -23,15 +22,15 @@ from app.execution.positions import apply_entry_fills
 from app.execution.protection import protect_position
 from app.execution.quality import record_arrival
 from app.execution.result import Result
-from app.models import Order, OrderStatus, Position, SignalStatus
+from app.models import Order, OrderKind, OrderStatus, Position, SignalStatus
 from app.signals.schemas import Signal, TwapExecution, VpExecution
 
 
 def open_algo_counts(ctx: ExecContext, market: str, algo: str) -> tuple[int, int]:
     """(open orders counting against this algo's own limit, every open algo of the market):
     a spot VP is held to the VP cap and to the spot account's cap on TWAP and VP together."""
-    orders = ctx.client.algo_open_orders("spot" if market == "spot" else "usdm")
-    if algo == "vp":
+    orders = ctx.client.algo_open_orders(Market(market))
+    if algo == OrderKind.VP:
         return sum(1 for o in orders if (o.algoType or "").upper() == "VP"), len(orders)
     return len(orders), len(orders)
 
@@ -123,8 +122,10 @@ def _plan_and_write(ctx: ExecContext, claim: Claim, signal: Signal) -> Order:
     in the same transaction (one commit before the request)."""
     assert signal.market is not None and signal.symbol is not None and signal.side is not None
     market, symbol = signal.market.value, signal.symbol
-    rules: SymbolRules = ctx.client.symbol_rules(symbol, market)  # type: ignore[arg-type]
-    price = current_price(ctx, market, symbol)
+    rules: SymbolRules = ctx.client.symbol_rules(symbol, Market(market))
+    # A price another job of this process read under a second ago will do (a burst on one
+    # symbol makes one request, not one each): PACEKEEPER_PRICE_MAX_AGE.
+    price = ctx.client.recent_price(symbol, Market(market))
     execution = signal.execution
     algo = execution.type if isinstance(execution, TwapExecution | VpExecution) else None
     sized = account_size(ctx, claim, signal, rules, price)

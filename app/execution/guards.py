@@ -23,6 +23,7 @@ from decimal import Decimal
 
 from app.config import Settings
 from app.exchange.filters import to_wire
+from app.models import OrderKind
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class Facts:
     market: str
     symbol: str
     strategy: str
-    algo: str | None = None  # "twap" / "vp" when the signal places one
+    algo: str | None = None  # an ALGO_KINDS value when the signal places one
     notional: Decimal | None = None  # this signal's notional in the quote asset
     halted: str | None = None  # the kill switch's reason when it is on
     open_algos: int = 0  # open algo orders counting against this signal's algo limit
@@ -42,7 +43,7 @@ class Facts:
 
 
 def algo_limit(settings: Settings, market: str, algo: str) -> int:
-    if algo == "vp":
+    if algo == OrderKind.VP:
         return settings.max_open_vp
     return settings.max_open_twap_spot if market == "spot" else settings.max_open_twap_usdm
 
@@ -59,7 +60,11 @@ def evaluate(facts: Facts, settings: Settings) -> str | None:
                 f"are at the maximum {limit}"
             )
         spot_cap = settings.max_open_twap_spot
-        if facts.algo == "vp" and facts.market == "spot" and facts.open_spot_algos >= spot_cap:
+        if (
+            facts.algo == OrderKind.VP
+            and facts.market == "spot"
+            and facts.open_spot_algos >= spot_cap
+        ):
             return (
                 f"open algo orders on spot, TWAP and VP together ({facts.open_spot_algos}), "
                 f"are at the maximum {spot_cap}"

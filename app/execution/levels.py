@@ -16,6 +16,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from app.db import session_scope
+from app.exchange.filters import Market
 from app.execution import book
 from app.execution.brackets import current_price
 from app.execution.claims import Claim, heartbeat
@@ -49,7 +50,7 @@ def run_levels(ctx: ExecContext, claim: Claim, signal: Signal) -> Result:
         positions = book.open_positions(session, strategy, market, symbol, account=ctx.account)
     if not positions:
         return _standalone(ctx, claim, signal, new)
-    rules = ctx.client.symbol_rules(symbol, market)  # type: ignore[arg-type]
+    rules = ctx.client.symbol_rules(symbol, Market(market))
     price = current_price(ctx, market, symbol)
     replaced = []
     for position in positions:
@@ -119,7 +120,7 @@ def _standalone(ctx: ExecContext, claim: Claim, signal: Signal, levels: Levels) 
     with session_scope(ctx.sessions) as session:
         planned = [o for o in book.signal_orders(session, sid) if o.leg.startswith(BRACKET)]
     if not planned:
-        rules = ctx.client.symbol_rules(symbol, market)  # type: ignore[arg-type]
+        rules = ctx.client.symbol_rules(symbol, Market(market))
         side = signal.side.value.upper()
         intents = plan_bracket(
             signal_id=sid, leg=BRACKET, market=market, symbol=symbol, rules=rules,

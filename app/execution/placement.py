@@ -54,7 +54,7 @@ from app.execution import venue
 from app.execution.claims import Claim, heartbeat
 from app.execution.context import ExecContext
 from app.execution.journal import event
-from app.models import Order, OrderStatus
+from app.models import ALGO_KINDS, Order, OrderStatus
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ def _send(ctx: ExecContext, order: Order) -> tuple[Order | None, str]:
         venue.apply(session, row, answer)
         event(session, "accepted", f"{row.kind} {row.venue_status or row.status}",
               signal_id=row.signal_id, order_id=row.id, venue_id=row.venue_id)  # fmt: skip
-    if row.kind in ("twap", "vp") and row.venue_id is None:
+    if row.kind in ALGO_KINDS and row.venue_id is None:
         return _find_algo_id(ctx, row), ""
     return row, ""
 
@@ -383,4 +383,4 @@ def _park(ctx: ExecContext, order_id: int, attempts: int, proof: dict[str, Any])
 
 def _venue(order: Order) -> str:
     """Which exchange clock judges the row's requests: USD-M orders are on /fapi."""
-    return "fapi" if order.market == "usdm" and order.kind not in ("twap", "vp") else "api"
+    return "fapi" if order.market == "usdm" and order.kind not in ALGO_KINDS else "api"

@@ -51,6 +51,7 @@ from app.exchange.filters import (
 )
 from app.exchange.ids import client_algo_id, client_order_id
 from app.execution.ladder import Slice, open_slices
+from app.models import ALGO_KINDS, OrderKind
 from app.signals.schemas import (
     Action,
     LimitExecution,
@@ -60,7 +61,6 @@ from app.signals.schemas import (
     VpExecution,
 )
 
-ALGO_KINDS = frozenset({"twap", "vp"})
 BRACKET = "bracket"
 
 
@@ -372,7 +372,7 @@ def _algo(
             reference_price=price, open_algos=0, quote_rate=quote_rate,
         )  # fmt: skip
         return replace(
-            base, kind="twap", client_id=client_algo_id(signal_id, base.leg),
+            base, kind=OrderKind.TWAP, client_id=client_algo_id(signal_id, base.leg),
             quantity=quantity, duration=execution.duration, limit_price=limit,
             reduce_only=reduce_only and base.market == "usdm",
         )  # fmt: skip
@@ -381,7 +381,7 @@ def _algo(
         quote_rate=quote_rate,
     )  # fmt: skip
     return replace(
-        base, kind="vp", client_id=client_algo_id(signal_id, base.leg), quantity=quantity,
+        base, kind=OrderKind.VP, client_id=client_algo_id(signal_id, base.leg), quantity=quantity,
         urgency=execution.urgency.value, limit_price=limit,
         reduce_only=reduce_only and base.market == "usdm",
     )  # fmt: skip

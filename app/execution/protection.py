@@ -38,7 +38,7 @@ from decimal import Decimal
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.exchange.filters import SymbolRules
+from app.exchange.filters import Market, SymbolRules
 from app.execution.brackets import (
     MAX_GENERATION_RACES,
     TERMINAL,
@@ -222,7 +222,7 @@ def protect_position(
         holding = held(position)
         if holding <= 0:
             return live[0] if live else None
-        rules = ctx.client.symbol_rules(position.symbol, position.market)  # type: ignore[arg-type]
+        rules = ctx.client.symbol_rules(position.symbol, Market(position.market))
         step = rules.lot.step_size if rules.lot is not None else ZERO
         levels = _with_breakeven(session, position, levels, holding, rules)
         why = why_replace(position, levels, live, holding, step=step, rules=rules)
@@ -537,7 +537,7 @@ def stop_out(
         cancel_order(ctx, order.id, reason=why, claim=claim)
     from app.execution.positions import apply_entry_fills
 
-    rules = ctx.client.symbol_rules(position.symbol, position.market)  # type: ignore[arg-type]
+    rules = ctx.client.symbol_rules(position.symbol, Market(position.market))
     dust = rules.lot.step_size if rules.lot is not None else ZERO
     session.refresh(position)
     apply_entry_fills(session, position)

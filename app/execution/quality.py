@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.exchange.filters import Market
 from app.execution.context import ExecContext
 from app.execution.planning import BRACKET
 from app.execution.positions import ENTRY_LEG
@@ -310,7 +311,7 @@ def klines_vwap(ctx: ExecContext) -> VwapSource:
             return int(moment.timestamp() * 1000)
 
         first = ms(start) // 60_000 * 60_000  # the minute the first fill fell in
-        klines = ctx.client.klines(symbol, market, "1m", first, ms(end))  # type: ignore[arg-type]
+        klines = ctx.client.klines(symbol, Market(market), "1m", first, ms(end))
         return vwap_of_klines(klines)
 
     return vwap

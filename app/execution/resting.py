@@ -33,7 +33,15 @@ from app.execution.journal import entry_filled, event, exit_filled
 from app.execution.planning import BRACKET
 from app.execution.positions import ENTRY_LEG, apply_entry_fills, apply_exit_fills
 from app.execution.protection import protect_position
-from app.models import TERMINAL_ORDER_STATUSES, Order, OrderStatus, Position, SignalStatus, utcnow
+from app.models import (
+    ALGO_KINDS,
+    TERMINAL_ORDER_STATUSES,
+    Order,
+    OrderStatus,
+    Position,
+    SignalStatus,
+    utcnow,
+)
 from app.models import Signal as SignalRow
 
 log = logging.getLogger(__name__)
@@ -218,7 +226,7 @@ def settle_orphaned_signals(ctx: ExecContext, *, now: datetime, limit: int = 200
                 for o in session.scalars(select(Order).where(Order.signal_id == signal_id))
                 if not o.leg.startswith(BRACKET)
             ]
-            if any(o.kind in ("twap", "vp") for o in mine):
+            if any(o.kind in ALGO_KINDS for o in mine):
                 continue  # the monitor settles algo signals
             if any(_aware(o.updated_at) > cutoff for o in mine):
                 continue

@@ -29,7 +29,7 @@ from decimal import Decimal
 
 from app.db import session_scope
 from app.exchange.errors import Temporary
-from app.exchange.filters import to_wire
+from app.exchange.filters import Market, to_wire
 from app.execution import book
 from app.execution.claims import Claim
 from app.execution.closes import run_close
@@ -109,7 +109,7 @@ def _run_close(ctx: ExecContext, claim: Claim, signal: Signal) -> None:
 
 def _check_closed(ctx: ExecContext, signal_id: str, market: str, symbol: str) -> None:
     """The entry may go out: every close has ended and left at most dust open."""
-    rules = ctx.client.symbol_rules(symbol, market)  # type: ignore[arg-type]
+    rules = ctx.client.symbol_rules(symbol, Market(market))
     dust = rules.lot.step_size if rules.lot is not None else Decimal(0)
     with session_scope(ctx.sessions) as session:
         closes = [o for o in book.signal_orders(session, signal_id) if o.leg.startswith(CLOSE_LEG)]

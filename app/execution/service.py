@@ -30,7 +30,7 @@ from sqlalchemy import select, update
 from app import accounts, keyguard
 from app.accounts import DEFAULT_ACCOUNT
 from app.controls import current_halt
-from app.db import session_scope
+from app.db import read_scope, session_scope
 from app.exchange.errors import Temporary
 from app.execution import book, fanout, parents
 from app.execution.claims import Claim, LeaseLost, claim_signal, finish
@@ -133,7 +133,7 @@ def _run(ctx: ExecContext, claim: Claim, now: datetime) -> Result:
         # The first claim ever: no run before this one can have written an order.
         signal = Signal.from_payload(claim.payload)
     else:
-        with session_scope(ctx.sessions) as session:
+        with read_scope(ctx.sessions) as session:
             row = session.get(SignalRow, claim.signal_id)
             assert row is not None
             signal = Signal.from_payload(row.payload)
@@ -146,7 +146,8 @@ def _run(ctx: ExecContext, claim: Claim, now: datetime) -> Result:
         ctx = ctx.for_account(signal.accounts[0] if signal.accounts else DEFAULT_ACCOUNT)
     except UnknownAccount as exc:
         return Result(SignalStatus.REFUSED, f"account {exc} is not configured")
-    with session_scope(ctx.sessions) as session:
+    # Pure reads: no write lock (SQLite) for a flag a burst of jobs all read.
+    with read_scope(ctx.sessions) as session:
         refused = keyguard.refusal(session, ctx.account)
     if refused is not None and not orders:
         return Result(SignalStatus.REFUSED, f"account {ctx.account} may not trade: {refused}")
@@ -165,7 +166,7 @@ def _run(ctx: ExecContext, claim: Claim, now: datetime) -> Result:
                 SignalStatus.EXPIRED, f"expired at {signal.expires_at} before it was sent"
             )
         if unsent and signal.action is Action.ENTRY:
-            with session_scope(ctx.sessions) as session:
+            with read_scope(ctx.sessions) as session:
                 halted = current_halt(session, ctx.account)
             if halted is not None:
                 _drop_unsent(ctx, unsent, "halted")

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from app.exchange import models as m
 from app.exchange.client import BinanceClient
 from app.exchange.errors import ExchangeError, Rejected, Temporary, UnknownOutcome
+from app.exchange.filters import Market
 from app.exchange.futures import POSITION_SIDE_MISMATCH
 from app.exchange.orders import OcoLeg
 from app.execution.positions import (
@@ -27,7 +28,7 @@ from app.execution.positions import (
     spot_fills,
     top_up_fill,
 )
-from app.models import Fill, Order, OrderStatus
+from app.models import ALGO_KINDS, Fill, Order, OrderKind, OrderStatus
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ def _submit(client: BinanceClient, order: Order) -> Answer:
     side = position_side(client, order)
     # Hedge mode takes no reduceOnly: the positionSide says which position a close reduces.
     reduce_only = True if extra.get("reduce_only") and side is None else None
-    if order.kind in ("twap", "vp"):
+    if order.kind in ALGO_KINDS:
         return _submit_algo(client, order, reduce_only, side)
     if order.market == "spot":
         if order.kind == "oco":
@@ -181,7 +182,7 @@ def _submit_algo(
     client: BinanceClient, order: Order, reduce_only: bool | None, side: str | None
 ) -> Answer:
     assert order.quantity is not None
-    if order.market == "spot" and order.kind == "vp":
+    if order.market == "spot" and order.kind == OrderKind.VP:
         assert order.urgency is not None
         return client.new_spot_vp(
             symbol=order.symbol, side=order.side, quantity=order.quantity,
@@ -195,7 +196,7 @@ def _submit_algo(
             duration=order.duration, client_algo_id=order.client_id,
             limit_price=order.limit_price,
         )  # fmt: skip
-    if order.kind == "twap":
+    if order.kind == OrderKind.TWAP:
         assert order.duration is not None
         return client.new_futures_twap(
             symbol=order.symbol, side=order.side, quantity=order.quantity,
@@ -218,10 +219,10 @@ def lookup(client: BinanceClient, order: Order) -> Answer | None:
     stranger may place another under the same id, and a look-up by client id may answer
     theirs. So a row the exchange already answered for (``venue_id``) is always read by that
     id (a MARKET order answered NEW and followed until filled, a cancel's confirmation)."""
-    if order.kind in ("twap", "vp"):
+    if order.kind in ALGO_KINDS:
         since = int(order.created_at.timestamp() * 1000) - 60_000 if order.created_at else None
         return client.find_algo(
-            "spot" if order.market == "spot" else "usdm",
+            Market(order.market),
             order.client_id,
             symbol=order.symbol,
             since_ms=since,
@@ -309,7 +310,7 @@ def _set_status(order: Order, venue_status: str | None) -> None:
         return
     order.venue_status = venue_status
     mapped = STATUS.get(venue_status)
-    if order.kind in ("twap", "vp") and mapped is not OrderStatus.CANCELLED:
+    if order.kind in ALGO_KINDS and mapped is not OrderStatus.CANCELLED:
         # How an algo ended (and its fills) is the monitor's to read from subOrders.
         mapped = OrderStatus.WORKING
     order.status = (mapped or OrderStatus.UNKNOWN).value

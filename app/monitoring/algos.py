@@ -27,15 +27,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import Update, select, update
 from sqlalchemy.orm import Session
 
+from app.exchange.filters import Market
 from app.exchange.models import OPEN_ORDER_STATUSES, AlgoOrder, SubOrder
 from app.execution.journal import entry_filled, event, exit_filled
 from app.execution.parents import sum_up
-from app.execution.planning import ALGO_KINDS
 from app.execution.positions import (
     ENTRY_LEG,
     apply_entry_fills,
@@ -43,12 +43,11 @@ from app.execution.positions import (
     record_fills,
     sub_order_fills,
 )
-from app.models import Fill, Order, OrderStatus, Position, Signal, SignalStatus
+from app.models import ALGO_KINDS, Fill, Order, OrderStatus, Position, Signal, SignalStatus
 from app.monitoring import remainder_policy
 from app.signals.schemas import Remainder
 
 ZERO = Decimal(0)
-AlgoMarket = Literal["spot", "usdm"]
 
 # Legs of orders that close (part of) a position, as ``app/execution/closes.py`` names them.
 CLOSE_PREFIXES = ("exit", "close")
@@ -90,7 +89,7 @@ class WatchedAlgo:
     position_id: int | None
     kind: str
     leg: str
-    market: AlgoMarket
+    market: Market
     symbol: str
     client_id: str
     venue_id: int | None
@@ -136,7 +135,7 @@ def load_working(session: Session, account: str) -> list[WatchedAlgo]:
                 position_id=order.position_id,
                 kind=order.kind,
                 leg=order.leg,
-                market="usdm" if order.market == "usdm" else "spot",
+                market=Market(order.market),
                 symbol=order.symbol,
                 client_id=order.client_id,
                 venue_id=order.venue_id,

@@ -29,6 +29,7 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
+from app.exchange.filters import Market
 from app.execution.brackets import TERMINAL, bracket_orders, current_price
 from app.execution.context import ExecContext
 from app.execution.journal import event
@@ -113,7 +114,7 @@ def _one(
         closing = close_live(session, position_id)
         # What exits left below one lot cannot be sold by any order: once the entry has
         # ended, the position closes (no bracket could protect it, no close could end it).
-        rules = ctx.client.symbol_rules(position.symbol, position.market)  # type: ignore[arg-type]
+        rules = ctx.client.symbol_rules(position.symbol, Market(position.market))
         dust = rules.lot.step_size if rules.lot is not None and not closing else ZERO
         apply_exit_fills(session, position, dust=dust)
         session.commit()

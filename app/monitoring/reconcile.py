@@ -26,9 +26,8 @@ from typing import Any
 from sqlalchemy import select
 
 from app.execution.context import ExecContext
-from app.execution.planning import ALGO_KINDS
 from app.healthcheck import record_monitor_cycle
-from app.models import Event, Order, OrderStatus, utcnow
+from app.models import ALGO_KINDS, Event, Order, OrderStatus, utcnow
 from app.monitoring.algos import aware
 from app.monitoring.exits import BRACKET_KINDS
 from app.monitoring.service import CycleReport, Monitor, each_account, monitor_lock

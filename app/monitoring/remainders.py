@@ -35,7 +35,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.exchange.filters import AlgoLimits
+from app.exchange.filters import AlgoLimits, Market
 from app.exchange.ids import client_order_id
 from app.execution import venue
 from app.execution.brackets import cancel_brackets, current_price, live_brackets
@@ -44,10 +44,17 @@ from app.execution.claims import transition
 from app.execution.context import ExecContext
 from app.execution.journal import add_orders, event
 from app.execution.placement import OrderRejected, place
-from app.execution.planning import ALGO_KINDS, OrderIntent, Refused, plan_close, plan_entry
+from app.execution.planning import OrderIntent, Refused, plan_close, plan_entry
 from app.execution.positions import apply_entry_fills, apply_exit_fills
 from app.execution.protection import protect_position
-from app.models import TERMINAL_ORDER_STATUSES, Order, OrderStatus, Position, SignalStatus
+from app.models import (
+    ALGO_KINDS,
+    TERMINAL_ORDER_STATUSES,
+    Order,
+    OrderStatus,
+    Position,
+    SignalStatus,
+)
 from app.models import Signal as SignalRow
 from app.monitoring.algos import aware, closing, qty
 from app.monitoring.remainder_policy import first_order, limit_price, slippage_bps
@@ -174,7 +181,7 @@ def _left(ctx: ExecContext, algo: _Algo) -> Decimal:
 def _place_next(ctx: ExecContext, algo: _Algo, how: str) -> bool:
     """Plan, write and send the next remainder order (``limit`` or ``market``); False when
     there is nothing to send or it was refused (the remainder is then done, with a note)."""
-    rules = ctx.client.symbol_rules(algo.symbol, algo.market)  # type: ignore[arg-type]
+    rules = ctx.client.symbol_rules(algo.symbol, Market(algo.market))
     step = rules.lot.step_size if rules.lot is not None else ZERO
     left = _left(ctx, algo)
     if algo.closes and algo.position_id is not None:
@@ -272,7 +279,7 @@ def _done(ctx: ExecContext, algo: _Algo, *, note: str | None) -> None:
             what += f"; {note}"
         position = session.get(Position, algo.position_id) if algo.position_id else None
         if position is not None and algo.closes:
-            rules = ctx.client.symbol_rules(algo.symbol, algo.market)  # type: ignore[arg-type]
+            rules = ctx.client.symbol_rules(algo.symbol, Market(algo.market))
             dust = rules.lot.step_size if rules.lot is not None else ZERO
             left = apply_exit_fills(session, position, dust=dust)
             what += (

@@ -48,16 +48,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.exchange.errors import AlreadyDone
+from app.exchange.filters import Market
 from app.exchange.models import AlgoOrder, SubOrder
 from app.execution.context import ExecContext
 from app.execution.journal import event
 from app.execution.resting import follow_resting_orders
 from app.healthcheck import record_monitor_cycle
 from app.metrics import MetricsRecorder
-from app.models import Order, OrderStatus
+from app.models import Order, OrderKind, OrderStatus
 from app.monitoring import algos as A
 from app.monitoring import remainders, verdicts
-from app.monitoring.algos import AlgoMarket
 from app.monitoring.exits import watch_brackets
 from app.monitoring.lock import MONITOR_LOCK_KEY, LockLost, SingleFlight
 from app.monitoring.pace import Child, PacePolicy, judge, progress_of
@@ -182,7 +182,7 @@ class Monitor:
         self.client = ctx.client
         self.flight = flight
         self.policy = PacePolicy.from_settings(ctx.settings)
-        self._now_ms = now_ms or (lambda: self.client.server_time("spot"))
+        self._now_ms = now_ms or (lambda: self.client.server_time(Market.SPOT))
         self.report = CycleReport()
         self._counts = threading.Lock()
         self._failed: set[int] = set()  # order ids of the algos with an error this cycle
@@ -294,7 +294,7 @@ class Monitor:
                     log.info("monitor: algo %s not visible yet", algo.client_id)
         return seen
 
-    def _history(self, market: AlgoMarket, missing: list[A.WatchedAlgo]) -> dict[str, AlgoOrder]:
+    def _history(self, market: Market, missing: list[A.WatchedAlgo]) -> dict[str, AlgoOrder]:
         """The ended algos among ``missing``, from one paged scan of historicalOrders."""
         since = min(A.to_ms(w.since) for w in missing) - HISTORY_MARGIN_MS
         wanted = {w.client_id for w in missing}
@@ -399,7 +399,7 @@ class Monitor:
             total=row.totalQty,
             progress=progress,
             start=A.from_ms(row.bookTime),
-            duration=algo.duration if algo.kind == "twap" else None,
+            duration=algo.duration if algo.kind == OrderKind.TWAP else None,
             now=now,
             policy=self.policy.with_overrides(algo.pace),
         )

@@ -39,6 +39,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from app.errors import FieldError
+from app.exchange.filters import Market
 
 # Numeric(38, 18) in the database: 20 digits before the point, 18 after.
 MAX_ABS = Decimal("1e20")
@@ -58,11 +59,6 @@ class Action(enum.StrEnum):
 
 # Actions that open a position, and so need a size, a side, and may carry levels.
 OPENING = frozenset({Action.ENTRY, Action.REVERSE})
-
-
-class Market(enum.StrEnum):
-    SPOT = "spot"
-    USDM = "usdm"
 
 
 class Side(enum.StrEnum):

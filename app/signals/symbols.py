@@ -56,10 +56,13 @@ class SymbolDirectory:
     @classmethod
     def from_settings(cls, settings: Settings, redis: Any | None) -> SymbolDirectory:
         from app.exchange.client import BinanceClient
+        from app.metrics import exchange_observer
 
         # Never a long wait for the rate limit in the receiver: the next refresh comes soon.
         quick = settings.model_copy(update={"rate_limit_max_wait": 5.0})
-        client = BinanceClient.from_settings(quick, redis=redis)
+        client = BinanceClient.from_settings(
+            quick, redis=redis, observer=exchange_observer(redis, quick)
+        )
 
         def fetch(market: str) -> dict[str, Any]:
             body: dict[str, Any] = client.call("GET", PATHS[market])

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app import controls
 from app.config import Settings
 from app.exchange import BinanceClient
+from app.exchange.filters import Market
 from app.exchange.ids import client_algo_id
 from app.exchange.models import AlgoStatus
 from app.exchange.ratelimit import RateGovernor
@@ -370,7 +371,7 @@ def place_twap(
     exchange.new_spot_twap(
         symbol="BTCUSDT", side="BUY", quantity=D("0.02"), duration=600, client_algo_id=client_id
     )
-    algo = exchange.find_algo("spot", client_id)
+    algo = exchange.find_algo(Market.SPOT, client_id)
     assert algo is not None
     with sessions() as session:
         signal = add_signal(session, status="working")
@@ -391,7 +392,7 @@ def algo_status(exchange: BinanceClient, sessions: sessionmaker[Session], order_
         order = session.get(Order, order_id)
         assert order is not None
         client_id = order.client_id
-    found = exchange.find_algo("spot", client_id)
+    found = exchange.find_algo(Market.SPOT, client_id)
     assert found is not None
     return str(found.algoStatus)
 

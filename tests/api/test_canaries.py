@@ -31,6 +31,7 @@ from app.db import Base, make_engine
 from app.exchange import BinanceClient, ExchangeError
 from app.logging import configure_logging
 from app.main import create_app
+from app.metrics import exchange_observer
 from app.paper.app import create_app as create_paper_app
 from app.paper.clock import ManualClock
 from app.sender import signed_headers
@@ -212,7 +213,7 @@ def admin_traffic(http: httpx.Client, evidence: Evidence) -> None:
 
 
 def exchange_traffic(settings: Settings, conn: redis.Redis, evidence: Evidence) -> None:
-    client = BinanceClient.from_settings(settings, conn)
+    client = BinanceClient.from_settings(settings, conn, observer=exchange_observer(conn, settings))
     try:
         assert client.account().canTrade is not None
         evidence.answers.append(repr(client.api_restrictions()))
@@ -220,7 +221,7 @@ def exchange_traffic(settings: Settings, conn: redis.Redis, evidence: Evidence) 
         client.close()
     # Signed with a wrong secret: the exchange refuses, and the error is logged.
     wrong = settings.model_copy(update={"binance_api_secret": SecretStr(CANARY_SECRET[::-1])})
-    client = BinanceClient.from_settings(wrong, conn)
+    client = BinanceClient.from_settings(wrong, conn, observer=exchange_observer(conn, wrong))
     try:
         with pytest.raises(ExchangeError) as refused:
             client.account()

@@ -19,7 +19,7 @@ from app.config import Settings
 from app.exchange import BinanceClient, Rejected, Temporary
 from app.exchange.ratelimit import RateGovernor, RedisRateStore
 from app.healthcheck import record_monitor_cycle
-from app.metrics import MetricsRecorder, reason_label
+from app.metrics import MetricsRecorder, exchange_observer, reason_label
 from app.models import Event
 from tests.api.conftest import add_order, add_signal, make_settings
 from tests.conftest import TEST_WEBHOOK_SECRET
@@ -130,8 +130,11 @@ def test_exchange_calls_from_any_process_are_counted_by_endpoint_and_code(
     api: TestClient, api_settings: Settings, rconn: redis.Redis, paper: ThreadedServer
 ) -> None:
     # A client in another "process" (this test), built as workers build theirs.
-    client = BinanceClient.from_settings(api_settings, rconn)
-    alt = BinanceClient.from_settings(api_settings, rconn, account="alt")  # a named account
+    observer = exchange_observer(rconn, api_settings)
+    client = BinanceClient.from_settings(api_settings, rconn, observer=observer)
+    alt = BinanceClient.from_settings(  # a named account
+        api_settings, rconn, account="alt", observer=exchange_observer(rconn, api_settings, "alt")
+    )
     try:
         client.server_time()
         client.server_time()
@@ -145,7 +148,7 @@ def test_exchange_calls_from_any_process_are_counted_by_endpoint_and_code(
     unreachable = unreachable.model_copy(
         update={"queue_name": api_settings.queue_name, "exchange_read_retries": 0}
     )
-    dead = BinanceClient.from_settings(unreachable, rconn)
+    dead = BinanceClient.from_settings(unreachable, rconn, observer=observer)
     try:
         with pytest.raises(Temporary):
             dead.server_time()

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from app.exchange import AlreadyDone, Duplicate, Rejected
+from app.exchange.filters import Market
 from app.exchange.models import AlgoStatus, ConditionalStatus, OrderStatus
 from app.exchange.orders import OcoLeg
 from tests.exchange import samples
@@ -19,7 +20,7 @@ NOT_FOUND = reply(400, {"code": -2013, "msg": "Order does not exist."})
 def test_sub_order_ids_beyond_2_pow_53_stay_exact() -> None:
     fake = FakeBinance()
     fake.add("GET", "/sapi/v1/algo/futures/subOrders", reply(raw=samples.SUB_ORDERS))
-    page = make_client(fake).algo_sub_orders("usdm", 13723)
+    page = make_client(fake).algo_sub_orders(Market.USDM, 13723)
 
     (sub,) = page.subOrders
     assert sub.orderId == 8389765519993908929
@@ -37,9 +38,9 @@ def test_algo_cancelled_and_order_canceled_spellings_and_unknown_status() -> Non
     fake.add("GET", "/sapi/v1/algo/spot/openOrders", reply(raw=odd))
     client = make_client(fake)
 
-    (finished,) = client.algo_historical_orders("spot").orders
+    (finished,) = client.algo_historical_orders(Market.SPOT).orders
     canceled = client.cancel_order("LTCBTC", orig_client_order_id="myOrder1")
-    (odd_one,) = client.algo_open_orders("spot")
+    (odd_one,) = client.algo_open_orders(Market.SPOT)
 
     assert finished.algoStatus is AlgoStatus.CANCELLED and not finished.is_working
     assert canceled.status is OrderStatus.CANCELED
@@ -95,7 +96,7 @@ def test_find_algo_looks_in_open_orders_then_every_history_page() -> None:
     fake.add("GET", "/sapi/v1/algo/spot/historicalOrders", reply(raw=page_one), reply(raw=page_two))
     client = make_client(fake)
 
-    found = client.find_algo("spot", wanted, symbol="BNBUSDT", since_ms=1649757000000)
+    found = client.find_algo(Market.SPOT, wanted, symbol="BNBUSDT", since_ms=1649757000000)
 
     assert found is not None and found.algoId == 14518
     first, second = (params_of(r) for r in fake.calls("GET", "/sapi/v1/algo/spot/historicalOrders"))
@@ -117,8 +118,8 @@ def test_find_algo_returns_open_order_and_none_when_absent() -> None:
     )
     client = make_client(fake)
 
-    assert client.find_algo("usdm", "d7096549481642f8a0bb69e9e2e31f2e").algoId == 14517  # type: ignore[union-attr]
-    assert client.find_algo("usdm", "0" * 32) is None
+    assert client.find_algo(Market.USDM, "d7096549481642f8a0bb69e9e2e31f2e").algoId == 14517  # type: ignore[union-attr]
+    assert client.find_algo(Market.USDM, "0" * 32) is None
 
 
 @pytest.mark.parametrize(("overrides", "days"), [({}, 7), ({"algo_lookup_days": 10}, 10)])
@@ -129,7 +130,7 @@ def test_find_algo_looks_back_a_week_by_default(overrides: dict[str, Any], days:
     fake.set("GET", "/sapi/v1/algo/spot/historicalOrders", reply(body={"total": 0, "orders": []}))
     client = make_client(fake, **overrides)
 
-    assert client.find_algo("spot", "0" * 32) is None
+    assert client.find_algo(Market.SPOT, "0" * 32) is None
 
     (request,) = fake.calls("GET", "/sapi/v1/algo/spot/historicalOrders")
     start = int(params_of(request)["startTime"])
@@ -154,7 +155,7 @@ def test_algo_placement_errors_map_to_duplicate_and_cancel_of_finished_to_alread
             symbol="X", side="BUY", quantity=Decimal(1), duration=300, client_algo_id="a" * 32
         )
     with pytest.raises(AlreadyDone):
-        client.cancel_algo("spot", 1)
+        client.cancel_algo(Market.SPOT, 1)
 
 
 def test_spot_order_new_query_cancel_and_find() -> None:
@@ -293,7 +294,7 @@ def test_market_data_account_and_key_restrictions() -> None:
     restrictions = client.api_restrictions()
     assert restrictions.enableSpotAndMarginTrading and not restrictions.enableWithdrawals
     assert signature_ok(fake.calls("GET", "/sapi/v1/account/apiRestrictions")[0])
-    assert client.server_time("usdm") == fake.server_ms()
+    assert client.server_time(Market.USDM) == fake.server_ms()
 
 
 def test_exchange_info_is_cached_until_its_ttl_expires() -> None:
@@ -310,10 +311,10 @@ def test_exchange_info_is_cached_until_its_ttl_expires() -> None:
     client.symbol_rules("BTCUSDT")
     assert len(fake.calls("GET", "/api/v3/exchangeInfo")) == 2
 
-    futures = client.symbol_rules("BTCUSDT", "usdm")
+    futures = client.symbol_rules("BTCUSDT", Market.USDM)
     assert futures.market == "usdm" and futures.notional.min_notional == 100  # type: ignore[union-attr]
     with pytest.raises(Rejected, match="NOPE") as rejected:
-        client.symbol_rules("NOPE", "usdm")
+        client.symbol_rules("NOPE", Market.USDM)
     assert rejected.value.code == -1121
 
 

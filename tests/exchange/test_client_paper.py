@@ -25,6 +25,7 @@ from app.exchange import (
 )
 from app.exchange.filters import (
     FilterViolation,
+    Market,
     PercentPriceRule,
     check_percent_price,
     prepare_order,
@@ -96,12 +97,12 @@ def set_price(control: httpx.Client, symbol: str, price: str) -> None:
 
 def test_market_data_account_and_key_check(client: BinanceClient) -> None:
     assert abs(client.server_time() - time.time() * 1000) < 5000
-    assert abs(client.server_time("usdm") - time.time() * 1000) < 5000
+    assert abs(client.server_time(Market.USDM) - time.time() * 1000) < 5000
     spot = client.symbol_rules("BTCUSDT")
-    usdm = client.symbol_rules("BTCUSDT", "usdm")
+    usdm = client.symbol_rules("BTCUSDT", Market.USDM)
     assert spot.lot is not None and spot.lot.step_size == D("0.00001")
     assert usdm.notional is not None and usdm.notional.min_notional > 0
-    assert set(client.exchange_info("usdm")) >= {"BTCUSDT", "ETHUSDT"}
+    assert set(client.exchange_info(Market.USDM)) >= {"BTCUSDT", "ETHUSDT"}
     assert client.ticker_price("BTCUSDT") > 0
     assert client.avg_price("BTCUSDT").price > 0
     assert client.futures_ticker_price("BTCUSDT") > 0
@@ -229,20 +230,20 @@ def test_spot_twap_runs_to_completion_with_exact_child_ids(
         client.new_spot_twap(
             symbol="BTCUSDT", side="BUY", quantity=D("0.02"), duration=10, client_algo_id=algo_id
         )
-    working = client.find_algo("spot", algo_id)
+    working = client.find_algo(Market.SPOT, algo_id)
     assert working is not None and working.algoStatus is AlgoStatus.WORKING
 
     advance(control, 12)
     finished = wait_until(
-        lambda: (a := client.find_algo("spot", algo_id)) and not a.is_working and a
+        lambda: (a := client.find_algo(Market.SPOT, algo_id)) and not a.is_working and a
     )
     assert finished.executedQty == D("0.02")
-    children = list(client.iter_algo_sub_orders("spot", finished.algoId))
+    children = list(client.iter_algo_sub_orders(Market.SPOT, finished.algoId))
     assert children and sum(c.executedQty for c in children) == D("0.02")
     assert all(c.orderId > 2**53 for c in children)  # paper ids are beyond float precision
     with pytest.raises(AlreadyDone):
-        client.cancel_algo("spot", finished.algoId)
-    assert [h.clientAlgoId for h in client.iter_algo_historical_orders("spot")] == [algo_id]
+        client.cancel_algo(Market.SPOT, finished.algoId)
+    assert [h.clientAlgoId for h in client.iter_algo_historical_orders(Market.SPOT)] == [algo_id]
 
 
 def test_futures_twap_and_vp_cancel(client: BinanceClient) -> None:
@@ -253,14 +254,14 @@ def test_futures_twap_and_vp_cancel(client: BinanceClient) -> None:
     client.new_futures_vp(
         symbol="BTCUSDT", side="BUY", quantity=D("0.5"), urgency="LOW", client_algo_id=vp_id
     )
-    open_ids = {o.clientAlgoId for o in client.algo_open_orders("usdm")}
+    open_ids = {o.clientAlgoId for o in client.algo_open_orders(Market.USDM)}
     assert open_ids == {twap_id, vp_id}
-    twap = client.find_algo("usdm", twap_id)
+    twap = client.find_algo(Market.USDM, twap_id)
     assert twap is not None and twap.positionSide in ("BOTH", None)
-    assert client.cancel_algo("usdm", twap.algoId).success
-    cancelled = client.find_algo("usdm", twap_id)
+    assert client.cancel_algo(Market.USDM, twap.algoId).success
+    cancelled = client.find_algo(Market.USDM, twap_id)
     assert cancelled is not None and cancelled.algoStatus is AlgoStatus.CANCELLED
-    page = client.algo_sub_orders("usdm", twap.algoId)
+    page = client.algo_sub_orders(Market.USDM, twap.algoId)
     assert page.total == len(page.subOrders)
 
 
@@ -377,7 +378,7 @@ def test_twap_execute_then_500_is_found_and_never_placed_twice(
         client.new_spot_twap(
             symbol="BTCUSDT", side="SELL", quantity=D("0.02"), duration=60, client_algo_id=algo_id
         )
-    assert client.find_algo("spot", algo_id) is not None
+    assert client.find_algo(Market.SPOT, algo_id) is not None
     with pytest.raises(Duplicate):  # a blind resend would be caught, not placed
         client.new_spot_twap(
             symbol="BTCUSDT", side="SELL", quantity=D("0.02"), duration=60, client_algo_id=algo_id
@@ -403,7 +404,7 @@ def test_failure_before_executing_is_temporary_and_places_nothing(
 
 def test_reads_survive_a_transient_500(client: BinanceClient, control: httpx.Client) -> None:
     fault(control, action="fail_before", path="/sapi/v1/algo/spot/openOrders", count=2)
-    assert client.algo_open_orders("spot") == []
+    assert client.algo_open_orders(Market.SPOT) == []
 
 
 def test_clock_offset_is_resynced_and_the_order_sent_once(

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from app.exchange.filters import (
     AlgoLimits,
     FilterViolation,
+    Market,
     PricePurpose,
     PriceRule,
     QuantityRule,
@@ -32,8 +33,8 @@ from tests.exchange import samples
 from tests.exchange.fake import make_settings
 
 D = Decimal
-SPOT = parse_exchange_info(json.loads(samples.SPOT_EXCHANGE_INFO), "spot")["BTCUSDT"]
-USDM = parse_exchange_info(json.loads(samples.FUTURES_EXCHANGE_INFO), "usdm")["BTCUSDT"]
+SPOT = parse_exchange_info(json.loads(samples.SPOT_EXCHANGE_INFO), Market.SPOT)["BTCUSDT"]
+USDM = parse_exchange_info(json.loads(samples.FUTURES_EXCHANGE_INFO), Market.USDM)["BTCUSDT"]
 
 
 def test_spot_exchange_info_is_parsed_with_every_filter_we_use() -> None:
@@ -240,7 +241,7 @@ prices = st.decimals(
 def _rules(step: Decimal, min_qty: Decimal, max_qty: Decimal, tick: Decimal) -> SymbolRules:
     return SymbolRules(
         symbol="TEST",
-        market="spot",
+        market=Market.SPOT,
         status="TRADING",
         base_asset="B",
         quote_asset="Q",

@@ -13,6 +13,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from app.exchange import Temporary
+from app.exchange.filters import Market
 from app.exchange.ratelimit import MemoryRateStore, RateGovernor, RedisRateStore, cost_of
 from tests.exchange import samples
 from tests.exchange.fake import FakeBinance, FakeTime, make_client, reply
@@ -97,7 +98,7 @@ def test_client_sends_nothing_before_retry_after_ends() -> None:
     fake.add("GET", OPEN, limited, reply(raw=samples.SPOT_ALGO_OPEN))
     client = make_client(fake)
 
-    client.algo_open_orders("spot")
+    client.algo_open_orders(Market.SPOT)
 
     first, second = (fake.sent_at[i] for i, r in enumerate(fake.requests) if r.url.path == OPEN)
     assert second - first >= 7
@@ -119,7 +120,7 @@ def test_retry_after_holds_back_every_call_to_that_server_only() -> None:
 
     client.mark_price("X")  # fapi.test: another server, not held back
     assert fake.time() == start
-    client.algo_open_orders("spot")  # /sapi on the same server waits the 429 out
+    client.algo_open_orders(Market.SPOT)  # /sapi on the same server waits the 429 out
     assert fake.sent_at[-1] - start >= 30
     assert len(fake.calls("POST", "/api/v3/order")) == 1
 
@@ -131,12 +132,12 @@ def test_ban_stops_every_call_to_its_host_without_sending_anything() -> None:
     client = make_client(fake)
 
     with pytest.raises(Temporary) as caught:
-        client.algo_open_orders("spot")
+        client.algo_open_orders(Market.SPOT)
     sent = len(fake.requests)
     for call in (
         lambda: client.ticker_price("BTCUSDT"),
-        lambda: client.cancel_algo("spot", 1),
-        lambda: client.cancel_algo("usdm", 1),  # /sapi/v1/algo/futures is on the spot host
+        lambda: client.cancel_algo(Market.SPOT, 1),
+        lambda: client.cancel_algo(Market.USDM, 1),  # /sapi/v1/algo/futures is on the spot host
         lambda: client.new_order(
             symbol="BTCUSDT",
             side="BUY",

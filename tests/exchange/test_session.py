@@ -21,6 +21,7 @@ from app.exchange import (
 from app.exchange import session as session_module
 from app.exchange.client import BinanceClient
 from app.exchange.errors import translate
+from app.exchange.filters import Market
 from app.exchange.models import AlgoAccepted
 from tests.exchange import samples
 from tests.exchange.fake import (
@@ -297,7 +298,7 @@ def test_reads_are_retried_with_backoff_until_they_succeed() -> None:
     )
     client = make_client(fake)
 
-    orders = client.algo_open_orders("spot")
+    orders = client.algo_open_orders(Market.SPOT)
 
     assert [o.algoId for o in orders] == [14517]
     assert len(fake.calls("GET", "/sapi/v1/algo/spot/openOrders")) == 3
@@ -319,7 +320,7 @@ def test_writes_are_never_retried(status: int) -> None:
     fake.set("DELETE", "/sapi/v1/algo/spot/order", reply(status, raw=""))
     client = make_client(fake)
     with pytest.raises(UnknownOutcome):
-        client.cancel_algo("spot", 14511)
+        client.cancel_algo(Market.SPOT, 14511)
     assert len(fake.calls("DELETE", "/sapi/v1/algo/spot/order")) == 1
 
 
@@ -374,9 +375,9 @@ def test_pages_go_on_when_the_server_caps_the_page_size() -> None:
     fake.set("GET", "/sapi/v1/algo/spot/openOrders", reply(body={"total": 0, "orders": []}))
     client = make_client(fake)
 
-    assert [o.algoId for o in client.iter_algo_historical_orders("spot")] == [*range(1, 231)]
+    assert [o.algoId for o in client.iter_algo_historical_orders(Market.SPOT)] == [*range(1, 231)]
     assert len(fake.calls("GET", path)) == 6  # 230 rows, 40 a page
-    last = client.find_algo("spot", f"{230:032d}", since_ms=0)
+    last = client.find_algo(Market.SPOT, f"{230:032d}", since_ms=0)
     assert last is not None and last.algoId == 230
     assert all(params_of(r)["pageSize"] == "100" for r in fake.calls("GET", path))
 
@@ -393,7 +394,7 @@ def test_a_listing_that_never_ends_raises_instead_of_answering_absent(
     client = make_client(fake)
 
     with pytest.raises(IncompleteListing) as raised:
-        client.find_algo("spot", "0" * 32, since_ms=0)
+        client.find_algo(Market.SPOT, "0" * 32, since_ms=0)
     assert isinstance(raised.value, UnknownOutcome)  # "look again later", never "absent"
     assert raised.value.path == path
     assert len(fake.calls("GET", path)) == 3
@@ -445,7 +446,7 @@ def test_algo_id_unknown_is_already_done_on_cancel_and_not_found_on_read() -> No
     fake = FakeBinance()
     fake.add("GET", "/sapi/v1/algo/futures/subOrders", reply(400, body))
     with pytest.raises(Rejected) as raised:
-        make_client(fake).algo_sub_orders("usdm", 424242)
+        make_client(fake).algo_sub_orders(Market.USDM, 424242)
     assert raised.value.is_not_found
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from app.exchange.filters import (
     AlgoLimits,
+    Market,
     NotionalRule,
     PercentPriceRule,
     PriceRule,
@@ -38,14 +39,14 @@ D = Decimal
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 FUTURES_ID = r"^[\.A-Z\:/a-z0-9_-]{1,36}$"
 SPOT = SymbolRules(
-    symbol="BTCUSDT", market="spot", status="TRADING", base_asset="BTC", quote_asset="USDT",
+    symbol="BTCUSDT", market=Market.SPOT, status="TRADING", base_asset="BTC", quote_asset="USDT",
     price=PriceRule(D("0.01"), D("1000000"), D("0.01")),
     lot=QuantityRule(D("0.00001"), D("9000"), D("0.00001")),
     market_lot=QuantityRule(D("0"), D("120"), D("0.00001"), "MARKET_LOT_SIZE"),
     notional=NotionalRule(D("5"), D("0")), oco_allowed=True,
 )  # fmt: skip
 USDM = SymbolRules(
-    symbol="BTCUSDT", market="usdm", status="TRADING", base_asset="BTC", quote_asset="USDT",
+    symbol="BTCUSDT", market=Market.USDM, status="TRADING", base_asset="BTC", quote_asset="USDT",
     price=PriceRule(D("556.8"), D("4529764"), D("0.1")),
     lot=QuantityRule(D("0.001"), D("1000"), D("0.001")),
     notional=NotionalRule(D("100"), D("0"), filter="MIN_NOTIONAL"),

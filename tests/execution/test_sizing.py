@@ -130,7 +130,7 @@ def symbol_rules(draw: st.DrawFn) -> SymbolRules:
     min_qty = step * draw(st.integers(min_value=1, max_value=1000))
     max_qty = draw(st.sampled_from([D(0), D(100), D(9000)]))
     min_notional = draw(st.sampled_from([D(0), D(5), D(100)]))
-    market: Market = draw(st.sampled_from(["spot", "usdm"]))
+    market: Market = draw(st.sampled_from([Market.SPOT, Market.USDM]))
     return SymbolRules(
         symbol="XUSDT", market=market, status="TRADING", base_asset="X", quote_asset="USDT",
         lot=QuantityRule(min_qty, max_qty, step),

@@ -12,7 +12,10 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
+from app import keyguard
+from app.db import WriteInReadScope, read_scope
 from app.execution.context import ExecContext
+from app.models import Control
 from tests.execution.conftest import orders, run, set_price, signal_row, submit
 
 pytestmark = pytest.mark.slow
@@ -22,6 +25,21 @@ pytestmark = pytest.mark.slow
 def db_url(sqlite_only_url: str) -> str:
     """The write lock is SQLite's: these tests run on SQLite only."""
     return sqlite_only_url
+
+
+def _lock_is_free(ctx: ExecContext) -> bool:
+    """Whether another connection can take the write lock at once."""
+    path = make_url(ctx.settings.database_url).database
+    assert path is not None
+    conn = sqlite3.connect(path, timeout=0.05, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        conn.close()
 
 
 def _probing(ctx: ExecContext, names: list[str]) -> list[str]:
@@ -82,3 +100,49 @@ def test_cancelling_a_twap_reads_its_end_outside_a_transaction(
     (twap,) = orders(ctx, entry_id)
     assert twap.status == "cancelled" and twap.executed_qty
     assert signal_row(ctx, entry_id).status == "cancelled"
+
+
+def test_a_read_scope_neither_takes_nor_waits_for_the_write_lock(ctx: ExecContext) -> None:
+    path = make_url(ctx.settings.database_url).database
+    assert path is not None
+    with read_scope(ctx.sessions) as session:
+        assert session.get(Control, "absent") is None
+        # Its snapshot is open, and another connection can still write.
+        assert _lock_is_free(ctx)
+
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # a writer mid-transaction (the receiver, a claim)
+    try:
+        # Under BEGIN IMMEDIATE this read would wait for the holder (busy timeout: 30 s),
+        # then fail with "database is locked".
+        with read_scope(ctx.sessions) as session:
+            assert session.get(Control, "absent") is None
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def test_a_read_scope_refuses_to_write(ctx: ExecContext) -> None:
+    with pytest.raises(WriteInReadScope), read_scope(ctx.sessions) as session:
+        session.add(Control(key="written-in-a-read", value={}))
+        session.flush()
+    with read_scope(ctx.sessions) as session:
+        assert session.get(Control, "written-in-a-read") is None
+
+
+def test_a_signal_job_reads_its_accounts_key_verdict_without_the_write_lock(
+    ctx: ExecContext, control: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_price(control, "BTCUSDT", "65000")
+    held: list[bool] = []
+    real = keyguard.refusal
+
+    def probed(session: Any, account: str) -> str | None:
+        verdict = real(session, account)
+        held.append(not _lock_is_free(ctx))  # its transaction is open at this point
+        return verdict
+
+    monkeypatch.setattr(keyguard, "refusal", probed)
+
+    assert run(ctx, submit(ctx, quantity="0.01")).status == "done"
+    assert held == [False]

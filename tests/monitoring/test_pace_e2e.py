@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from app.exchange.filters import Market
 from app.models import OrderStatus, SignalStatus
 from app.monitoring import verdicts
 from app.monitoring.algos import from_ms
-from app.status import working_algos
+from app.monitoring.queries import working_algos
 from tests.monitoring.conftest import BINANCE
 from tests.monitoring.desk import Desk
 
@@ -81,7 +82,7 @@ def test_a_stuck_twap_is_cancelled_within_grace_plus_two_intervals_of_the_stall(
 
     venue_id = desk.order(entry.order_id).venue_id
     assert venue_id is not None
-    children = list(desk.ctx.client.iter_algo_sub_orders("spot", venue_id))
+    children = list(desk.ctx.client.iter_algo_sub_orders(Market.SPOT, venue_id))
     first_missed = next(c for c in children if c.executedQty == 0)
     grace = D("0.1") * 300
     assert (ended_ms - first_missed.bookTime) / D(1000) <= grace + 2 * D(str(INTERVAL))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from app.exchange.filters import Market
 from app.models import OrderStatus, SignalStatus
 from tests.monitoring.desk import Desk
 
@@ -16,9 +17,9 @@ def test_restart_converges_algos_that_ended_while_down(desk: Desk) -> None:
     finished = desk.entry(quantity="0.3", duration=30, bracket=BRACKET)
     cancelled = desk.entry(quantity="0.2", duration=30)
     desk.advance(3)
-    found = desk.ctx.client.find_algo("spot", cancelled.client_id)
+    found = desk.ctx.client.find_algo(Market.SPOT, cancelled.client_id)
     assert found is not None
-    desk.ctx.client.cancel_algo("spot", found.algoId)  # by hand, on the exchange
+    desk.ctx.client.cancel_algo(Market.SPOT, found.algoId)  # by hand, on the exchange
     desk.advance(60)  # the monitor was down all along
 
     report = desk.reconcile()

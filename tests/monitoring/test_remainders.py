@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.api.admin import cancel_algo
 from app.models import OrderStatus, SignalStatus
+from app.monitoring.cancels import cancel_algo
 from tests.monitoring.conftest import BINANCE
 from tests.monitoring.desk import Desk
 
@@ -124,7 +124,9 @@ def test_an_operators_cancel_leaves_the_rest_of_the_position_bracketed(desk: Des
     desk.advance(125)
     desk.cycle()
     with desk.ctx.sessions() as session:
-        cancel_algo(session, desk.ctx.client, exit_id, cause="operator", reason="enough")
+        cancel_algo(
+            session, desk.ctx.client, exit_id, cause="operator", reason="enough", by="admin-api"
+        )
 
     desk.advance(INTERVAL)
     desk.cycle()

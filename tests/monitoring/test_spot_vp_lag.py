@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from app.exchange.filters import Market
 from app.execution.protection import held
 from app.models import OrderStatus
 from tests.monitoring.conftest import BINANCE
@@ -33,7 +34,7 @@ def test_a_lagging_spot_vp_is_protected_as_it_fills(desk: Desk) -> None:
         ocos = [o for o in desk.orders(kind="oco") if o.status == OrderStatus.WORKING]
         if row.status == OrderStatus.WORKING and held(position) > 0:
             # openOrders says 0 executed; the fills came from subOrders, and are protected.
-            (listed,) = desk.ctx.client.algo_open_orders("spot")
+            (listed,) = desk.ctx.client.algo_open_orders(Market.SPOT)
             assert listed.executedQty == 0
             assert ocos and ocos[0].quantity is not None
             assert D(0) <= held(position) - ocos[0].quantity < STEP  # rounded down to a step

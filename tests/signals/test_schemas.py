@@ -12,10 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic_core import PydanticCustomError
 
+from app.exchange.filters import Market
 from app.signals.schemas import (
     InvalidSignal,
     MarginType,
-    Market,
     Signal,
     normalize_symbol,
     parse_decimal,

@@ -68,3 +68,18 @@ def note(redis_url: str, key: str, name: str) -> str:
     finally:
         conn.close()
     return name
+
+
+def not_imported(redis_url: str, key: str, modules: list[str]) -> list[str]:
+    """Store in ``key`` (JSON) which of ``modules`` this process had not imported when the
+    job started."""
+    import json
+    import sys
+
+    missing = [name for name in modules if name not in sys.modules]
+    conn = redis.Redis.from_url(redis_url)
+    try:
+        conn.set(key, json.dumps(missing), ex=SAFETY_TTL)
+    finally:
+        conn.close()
+    return missing
