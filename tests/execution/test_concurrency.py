@@ -111,7 +111,7 @@ KILL_POINTS = {
     # The exchange holds the order request: the worker dies before it is executed (the
     # request never reaches the engine), so the order must be sent again, once.
     "request held": (
-        [{"action": "latency", "path": "/api/v3/order", "method": "POST", "delay_ms": 2000,
+        [{"action": "latency", "path": "/api/v3/order", "method": "POST", "delay_ms": 30_000,
           "count": 1}],
         "sending",
     ),
@@ -119,7 +119,7 @@ KILL_POINTS = {
     # it up: the order must be adopted, never sent again.
     "executed, answer lost": (
         [{"action": "fail_after", "path": "/api/v3/order", "method": "POST", "count": 1},
-         {"action": "latency", "path": "/api/v3/order", "method": "GET", "delay_ms": 3000,
+         {"action": "latency", "path": "/api/v3/order", "method": "GET", "delay_ms": 30_000,
           "count": 1}],
         "unknown",
     ),
@@ -135,12 +135,17 @@ def test_worker_killed_mid_job_is_recovered_once(
     job_cleanup: None,
     kill_point: str,
 ) -> None:
-    # Every worker shares these, so the in-flight horizon is 2*0.5 + 2.5 + 2 + 1 = 6.5 s. The
+    # Every worker shares these, so the in-flight horizon is 2*0.5 + 10 + 2 + 1 = 14 s. The
     # take-over waits for the order in doubt rather than parking it: one burst run settles it.
+    # The exchange holds the request (or the look-up) longer than the worker waits for it, so
+    # the worker stays at its kill point for its whole 10 s timeout: a busy machine that is
+    # slow to start the worker or to see the point still kills it there (with holds of 2 and
+    # 3 s the point could pass unseen). The held request, released after the kill, is
+    # outside its 2 s recvWindow: it never executes.
     ctx = make_ctx(
         execution_lease=1.0,
         rate_limit_max_wait=0.5,
-        http_timeout=2.5,
+        http_timeout=10.0,
         recv_window=2000,
         doubt_patience=60,
     )
@@ -155,7 +160,7 @@ def test_worker_killed_mid_job_is_recovered_once(
 
     proc = subprocess.Popen([sys.executable, "-c", WORKER], env=_worker_env(ctx), cwd=ROOT)
     try:
-        wait_until(lambda: [o for o in orders(ctx, sid) if o.status == killed_in], timeout=20)
+        wait_until(lambda: [o for o in orders(ctx, sid) if o.status == killed_in], timeout=60)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
     finally:
