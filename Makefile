@@ -19,16 +19,19 @@ $(BIN)/pacekeeper: $(LOCK) pyproject.toml
 dev: $(BIN)/pacekeeper
 	$(BIN)/pacekeeper dev
 
+# The tests run on TEST_WORKERS processes (pytest-xdist), a file per process at a time: most
+# of the suite waits on real processes and real time. TEST_WORKERS=0 runs them in this one.
+TEST_WORKERS ?= 2
 test: $(BIN)/pacekeeper
 	bash scripts/services.sh
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The fault battery (marker `fault`, left out of `make test`): `make faults N=1000`, or N=100
 # (CI size, run by .ci/run after `make test`).
 N ?= 1000
 faults: $(BIN)/pacekeeper
 	bash scripts/services.sh
-	PACEKEEPER_FAULTS_N=$(N) $(BIN)/python -m pytest -m fault -p no:randomly $(PYTEST_ARGS) tests/faults
+	PACEKEEPER_FAULTS_N=$(N) $(BIN)/python -m pytest -m fault -p no:randomly -p no:xdist $(PYTEST_ARGS) tests/faults
 
 lint: $(BIN)/pacekeeper
 	$(BIN)/ruff check .

@@ -190,6 +190,7 @@ def queue_name(redis_conn: redis.Redis) -> Iterator[str]:
     yield name
     keys = list(redis_conn.scan_iter(match=f"rq:*{name}*", count=500))
     keys += list(redis_conn.scan_iter(match=f"pacekeeper:*{name}*", count=500))
+    keys += list(redis_conn.scan_iter(match=f"pk:rl:{name}:*", count=500))
     # Job hashes do not carry the queue's name: find them through the queue and registries.
     job_ids: set[bytes] = set()
     for key in keys:
@@ -214,6 +215,9 @@ def settings(db_url: str, redis_url: str, queue_name: str) -> Settings:
         database_url=db_url,
         redis_url=redis_url,
         queue_name=queue_name,
+        # The rate-limit governor's weight, bans and holds are the test's own: tests run
+        # side by side (pytest-xdist) and must not spend each other's budget.
+        rate_limit_prefix=f"pk:rl:{queue_name}:",
         webhook_secret=TEST_WEBHOOK_SECRET,
         admin_token=TEST_ADMIN_TOKEN,
         twap_min_duration=10,

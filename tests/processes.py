@@ -101,11 +101,19 @@ class Process:
                 self.proc.kill()
                 self.proc.wait()
                 self.lines.append(f"[killed: did not stop within {timeout} s of SIGTERM]")
-        self._reader.join(timeout=5)
+        self._close_output()
         return self.proc.returncode
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self._close_output()
+
+    def _close_output(self) -> None:
+        """The pipe is closed once the reader has read it to its end (a pipe left open is a
+        ResourceWarning at some later test's garbage collection)."""
+        self._reader.join(timeout=5)
+        if not self._reader.is_alive() and self.proc.stdout is not None:
+            self.proc.stdout.close()
         self._reader.join(timeout=5)

@@ -83,6 +83,8 @@ def test_the_lock_of_a_holder_that_died_frees_itself_within_its_ttl(
     finally:
         holder.kill()
         holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
         redis_conn.delete(key)
 
 
