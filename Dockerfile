@@ -11,10 +11,11 @@ WORKDIR /opt/pacekeeper
 # Dependencies first, so a code change does not reinstall them: the runtime ones only, at the
 # versions requirements.lock pins (the lock also pins the dev tools, which the image leaves out).
 COPY pyproject.toml README.md requirements.lock ./
-RUN mkdir app worker && touch app/__init__.py worker/__init__.py \
+RUN mkdir app paper worker && touch app/__init__.py paper/__init__.py worker/__init__.py \
     && pip install --no-cache-dir --constraint requirements.lock . \
     && pip uninstall -y pacekeeper
 COPY app ./app
+COPY paper ./paper
 COPY worker ./worker
 COPY migrations ./migrations
 # Editable: `pacekeeper db upgrade` finds migrations/ and the [tool.alembic] section of

@@ -53,7 +53,7 @@ def _paper(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     uvicorn.run(
-        "app.paper.app:create_app",
+        "paper.app:create_app",
         factory=True,
         host=args.host or settings.paper_host,
         port=args.port or settings.paper_port,

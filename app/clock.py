@@ -2,7 +2,7 @@
 
 Time is a dependency like the exchange: ``ExecContext.clock`` is a ``SystemClock`` in the
 workers and the monitor; a test hands it the paper exchange's ``ManualClock``
-(``app/paper/clock.py``), whose ``sleep`` steps it, so waits take no real time. Pure
+(``paper/clock.py``), whose ``sleep`` steps it, so waits take no real time. Pure
 functions (pace, planning) still take ``now`` as a value.
 """
 

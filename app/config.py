@@ -202,7 +202,7 @@ class Settings(BaseSettings):
     paper_fee_rate: Decimal = Field(Decimal("0.001"), ge=0)
     paper_futures_fee_rate: Decimal = Field(Decimal("0.0004"), ge=0)
     paper_leverage: int = Field(20, ge=1, le=125)
-    # When TWAP/VP children go out (app/paper/cadence.py): "binance" (about one a minute,
+    # When TWAP/VP children go out (paper/cadence.py): "binance" (about one a minute,
     # jittered time and size, as Binance hints) or "fine" (even slices, for fast tests).
     paper_algo_cadence: Literal["binance", "fine"] = "binance"
     # The fine cadence cuts a TWAP into at most this many children, at least one second apart.
@@ -215,7 +215,7 @@ class Settings(BaseSettings):
     paper_manual_clock: bool = False
     # Answer 429 when a minute's request weight is spent (headers are sent either way).
     paper_rate_limits: bool = True
-    # More paper accounts, one per API key: "key:secret,key2:secret2" (app/paper/accounts.py);
+    # More paper accounts, one per API key: "key:secret,key2:secret2" (paper/accounts.py);
     # the configured key always has one.
     paper_accounts: SecretStr = SecretStr("")
     # When a clientAlgoId may be used again (Binance does not document it): "never" (-20132

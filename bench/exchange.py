@@ -108,7 +108,7 @@ def main() -> int:
 
     settings = Settings(_env_file=None)
     if args.target == "paper":
-        from app.paper.app import create_app
+        from paper.app import create_app
 
         app: Any = create_app(settings)
     else:

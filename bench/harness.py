@@ -87,7 +87,7 @@ class Arrivals:
 def paper_factory() -> Any:
     """The paper exchange (flat prices, no weight limits) behind :class:`Arrivals`."""
     from app.config import Settings
-    from app.paper.app import create_app
+    from paper.app import create_app
 
     settings = Settings(paper_volatility=Decimal(0), paper_rate_limits=False)
     return Arrivals(create_app(settings))

@@ -5,7 +5,7 @@ ones are caught. A pure simulation: no exchange, no database, no clock.
     .venv/bin/python bench/pace.py --seeds 50 --durations 300 900
     .venv/bin/python bench/pace.py --every-poll --durations 300 600 900   # no shortcut
 
-Each TWAP is planned by ``app.paper.cadence.twap_plan``, exactly as the paper exchange
+Each TWAP is planned by ``paper.cadence.twap_plan``, exactly as the paper exchange
 slices it (about one child a minute at a jittered second, sizes ±30 %). A *healthy* algo's
 children all fill; a *stuck* one's limit is left behind at a random time before its last
 child: every child from then on goes out and executes nothing (shown, as the paper shows it,
@@ -41,7 +41,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from app.monitoring.pace import Child, PacePolicy, Progress, judge
-from app.paper.cadence import algo_rng, twap_plan
+from paper.cadence import algo_rng, twap_plan
 
 DURATIONS = (300, 600, 900, 1800, 3600, 14_400, 86_400)
 QTY, STEP = Decimal("0.5"), Decimal("0.00001")

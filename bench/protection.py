@@ -852,8 +852,8 @@ def paper_exchange(settings: Settings) -> Iterator[str]:
 
     import uvicorn
 
-    from app.paper.app import create_app
-    from app.paper.clock import ManualClock
+    from paper.app import create_app
+    from paper.clock import ManualClock
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

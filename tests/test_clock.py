@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, timedelta
 
 from app.clock import Clock, SystemClock
-from app.paper.clock import ManualClock
+from paper.clock import ManualClock
 
 
 def test_the_paper_manual_clock_serves_as_the_execution_clock() -> None:

@@ -2,7 +2,7 @@
 
 Binance documents no TWAP slice schedule. Its only hint ("quantity * 60 / duration should be
 larger than minQty") means about one child a minute, with sizes and timing that vary
-(reference §9; ``app/paper/cadence.py`` models it). A judge that wants the linear schedule
+(reference §9; ``paper/cadence.py`` models it). A judge that wants the linear schedule
 at every poll cancels healthy algos; this one allows for the cadence it learns from the
 algo's own sub-orders, and judges on them, never on the algo's ``executedQty`` (a working
 spot algo shows nothing there until it ends).

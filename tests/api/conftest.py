@@ -23,8 +23,8 @@ from app.config import Settings
 from app.db import make_engine, make_sessionmaker
 from app.main import create_app
 from app.models import Order, Signal, new_id, utcnow
-from app.paper.app import create_app as create_paper_app
-from app.paper.clock import ManualClock
+from paper.app import create_app as create_paper_app
+from paper.clock import ManualClock
 from tests.conftest import TEST_ADMIN_TOKEN, TEST_WEBHOOK_SECRET
 from tests.support import ThreadedServer, serve
 

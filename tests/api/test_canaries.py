@@ -32,9 +32,9 @@ from app.exchange import BinanceClient, ExchangeError
 from app.logging import configure_logging
 from app.main import create_app
 from app.metrics import exchange_observer
-from app.paper.app import create_app as create_paper_app
-from app.paper.clock import ManualClock
 from app.sender import signed_headers
+from paper.app import create_app as create_paper_app
+from paper.clock import ManualClock
 from tests.api.conftest import make_settings
 from tests.ops.test_logging import (
     CANARIES,

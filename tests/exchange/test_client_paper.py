@@ -34,8 +34,8 @@ from app.exchange.ids import client_algo_id, client_order_id
 from app.exchange.models import AlgoStatus, OrderStatus
 from app.exchange.orders import OcoLeg
 from app.exchange.ratelimit import RateGovernor
-from app.paper import app as paper_app
-from app.paper.faults import IN_FLIGHT_GRACE
+from paper import app as paper_app
+from paper.faults import IN_FLIGHT_GRACE
 from tests.support import ThreadedServer, serve, wait_until
 
 pytestmark = pytest.mark.slow

@@ -23,9 +23,9 @@ from app.execution.context import ExecContext
 from app.execution.service import Outcome, process_signal
 from app.models import Event, Order, Position, utcnow
 from app.models import Signal as SignalRow
-from app.paper.app import create_app
-from app.paper.clock import ManualClock
 from app.signals.service import prepare, record
+from paper.app import create_app
+from paper.clock import ManualClock
 from tests.support import ThreadedServer, serve
 from worker import resources as worker_resources
 from worker.main import build_worker

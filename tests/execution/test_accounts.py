@@ -32,11 +32,11 @@ from app.models import Order, Position, utcnow
 from app.models import Signal as SignalRow
 from app.monitoring.service import run_cycle
 from app.notify.service import Cooldowns, deliver
-from app.paper.app import create_app
-from app.paper.clock import ManualClock
 from app.queue import enqueue_signals, make_queue
 from app.signals.schemas import InvalidSignal
 from app.signals.service import prepare, record
+from paper.app import create_app
+from paper.clock import ManualClock
 from tests.execution.conftest import (
     MakeContext,
     Paper,

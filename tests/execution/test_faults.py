@@ -19,8 +19,8 @@ from app.execution.context import ExecContext
 from app.execution.journal import add_orders
 from app.execution.planning import OrderIntent
 from app.models import Order
-from app.paper.clock import ManualClock
-from app.paper.faults import IN_FLIGHT_GRACE
+from paper.clock import ManualClock
+from paper.faults import IN_FLIGHT_GRACE
 from tests.execution.conftest import (
     MakeContext,
     Paper,

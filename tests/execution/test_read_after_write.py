@@ -23,8 +23,8 @@ from app.execution.context import ExecContext
 from app.execution.journal import add_orders
 from app.execution.planning import OrderIntent
 from app.models import Order
-from app.paper.clock import ManualClock
 from app.queue import JOB_TIMEOUT, enqueue_signals, job_id, make_queue
+from paper.clock import ManualClock
 from tests.execution.conftest import (
     MakeContext,
     event_kinds,

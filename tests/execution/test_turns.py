@@ -9,7 +9,7 @@ import httpx
 
 from app.execution.context import ExecContext
 from app.execution.service import Outcome
-from app.paper.clock import ManualClock
+from paper.clock import ManualClock
 from tests.execution.conftest import MakeContext, ledger, orders, run, set_price, signal_row, submit
 
 

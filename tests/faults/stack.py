@@ -290,7 +290,7 @@ class Stack:
             http.post(f"{self.paper_url}/paper/price", json=body).raise_for_status()
 
     def fault(self, **spec: Any) -> int:
-        """Add a paper exchange fault rule (``app.paper.faults.FaultSpec``); its id."""
+        """Add a paper exchange fault rule (``paper.faults.FaultSpec``); its id."""
         with httpx.Client(timeout=10) as http:
             response = http.post(f"{self.paper_url}/paper/faults", json=spec)
             response.raise_for_status()

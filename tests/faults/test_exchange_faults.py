@@ -1,5 +1,5 @@
 """The fault battery, the exchange's faults: the paper exchange misbehaves (its fault rules,
-``app.paper.faults``) while the whole stack runs under load. See ``conftest.py``."""
+``paper.faults``) while the whole stack runs under load. See ``conftest.py``."""
 
 from __future__ import annotations
 

@@ -16,8 +16,8 @@ from app.exchange.client import BinanceClient
 from app.exchange.ratelimit import RateGovernor
 from app.execution.context import ExecContext
 from app.monitoring.service import monitor_lock
-from app.paper.app import create_app
-from app.paper.clock import ManualClock
+from paper.app import create_app
+from paper.clock import ManualClock
 from tests.monitoring.desk import Desk
 from tests.support import ThreadedServer, serve
 
@@ -29,7 +29,7 @@ def clock() -> ManualClock:
     return ManualClock()
 
 
-# The cadences a test module's paper exchange slices algos with (``app/paper/cadence.py``):
+# The cadences a test module's paper exchange slices algos with (``paper/cadence.py``):
 # most monitor tests script exact paces on the fine one (even slices, current executedQty);
 # a module sets ``PAPER_CADENCE = BINANCE`` to run on Binance's own.
 FINE: dict[str, object] = {"paper_algo_cadence": "fine", "paper_spot_algo_lag": False}

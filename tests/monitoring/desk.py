@@ -30,8 +30,8 @@ from app.models import (
 from app.monitoring.algos import from_ms
 from app.monitoring.reconcile import ReconcileReport, reconcile
 from app.monitoring.service import CycleReport, run_cycle
-from app.paper.clock import ManualClock
 from app.signals.service import prepare, record
+from paper.clock import ManualClock
 
 D = Decimal
 

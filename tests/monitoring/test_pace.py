@@ -1,5 +1,5 @@
 """The pace judge: schedule maths, the cadence it learns from sub-orders, its verdicts and the
-numbers they quote, against Binance's cadence (``app/paper/cadence.py``)."""
+numbers they quote, against Binance's cadence (``paper/cadence.py``)."""
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
@@ -20,7 +20,7 @@ from app.monitoring.pace import (
     progress_of,
     schedule_fraction,
 )
-from app.paper.cadence import algo_rng, twap_plan
+from paper.cadence import algo_rng, twap_plan
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 POLICY = PacePolicy()

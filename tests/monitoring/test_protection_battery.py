@@ -24,9 +24,9 @@ from app.exchange.client import BinanceClient
 from app.execution.context import ExecContext
 from app.monitoring import service
 from app.monitoring.protection import ProtectionResult
-from app.paper.app import create_app
-from app.paper.clock import ManualClock
 from bench.protection import Case, Figures, Run, battery, cases, run_case, table, unthrottled
+from paper.app import create_app
+from paper.clock import ManualClock
 from tests.support import ThreadedServer, serve
 
 D = Decimal

@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 
 from app.config import Settings
-from app.paper.app import create_app
-from app.paper.clock import ManualClock
+from paper.app import create_app
+from paper.clock import ManualClock
 from tests.paper.binance import BinanceTestClient
 from tests.support import serve
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 from itertools import pairwise
 from typing import Any
 
-from app.paper.clock import ManualClock
+from paper.clock import ManualClock
 from tests.paper.binance import BinanceTestClient
 
 D = Decimal

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from app.paper.app import create_app
-from app.paper.clock import ManualClock
+from paper.app import create_app
+from paper.clock import ManualClock
 from tests.paper.binance import BinanceTestClient
 from tests.paper.conftest import paper_settings
 from tests.support import serve

@@ -8,7 +8,7 @@ from itertools import pairwise
 
 import pytest
 
-from app.paper.cadence import algo_rng, twap_plan, vp_gap_ms, vp_share
+from paper.cadence import algo_rng, twap_plan, vp_gap_ms, vp_share
 
 D = Decimal
 STEP = D("0.00001")

@@ -18,8 +18,8 @@ import ccxt
 import pytest
 
 from app.config import PAPER_API_KEY, PAPER_API_SECRET
-from app.paper.app import create_app
-from app.paper.clock import ManualClock
+from paper.app import create_app
+from paper.clock import ManualClock
 from tests.paper.binance import BinanceTestClient
 from tests.paper.conftest import paper_settings
 from tests.support import serve

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from app.paper.faults import IN_FLIGHT_GRACE
+from paper.faults import IN_FLIGHT_GRACE
 from tests.paper.binance import BinanceTestClient
 from tests.support import wait_until
 

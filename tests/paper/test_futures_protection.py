@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.paper.clock import ManualClock
+from paper.clock import ManualClock
 from tests.paper.binance import BinanceTestClient
 from tests.paper.test_futures import ALGO, ORDER, buy, position
 

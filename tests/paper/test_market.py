@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from decimal import Decimal
 
-from app.paper.faults import IN_FLIGHT_GRACE
+from paper.faults import IN_FLIGHT_GRACE
 from tests.paper.binance import BinanceTestClient
 
 SYMBOLS = {"BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT"}  # USD-M

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.paper.clock import ManualClock
+from paper.clock import ManualClock
 from tests.paper.binance import BinanceTestClient
 
 OCO = "/api/v3/orderList/oco"

@@ -12,8 +12,8 @@ import pytest
 
 from app.exchange import Temporary
 from app.exchange.ratelimit import MemoryRateStore, RateGovernor, cost_of
-from app.paper.app import create_app
-from app.paper.clock import ManualClock
+from paper.app import create_app
+from paper.clock import ManualClock
 from tests.exchange import samples
 from tests.exchange.fake import FakeBinance, FakeTime, make_client, reply
 from tests.paper.binance import BinanceTestClient

@@ -7,8 +7,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from app.paper.app import create_app
-from app.paper.clock import ManualClock
+from paper.app import create_app
+from paper.clock import ManualClock
 from tests.paper.binance import BinanceTestClient
 from tests.paper.conftest import paper_settings
 from tests.paper.test_oco import OCO, sell_bracket

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from app.paper.clock import ManualClock
+from paper.clock import ManualClock
 from tests.paper.binance import BinanceTestClient
 from tests.paper.test_futures import ALGO, ORDER, buy, position
 from tests.paper.test_futures_protection import algo, refusal

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from app.paper.clock import ManualClock
+from paper.clock import ManualClock
 from tests.paper.binance import BinanceTestClient
 
 KEYS = {

@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from app.config import Settings
-from app.paper.app import create_app as create_paper_app
-from app.paper.clock import ManualClock
 from app.signals.symbols import MAX_AGE, RECHECK_AFTER, SymbolDirectory
+from paper.app import create_app as create_paper_app
+from paper.clock import ManualClock
 from tests.signals.conftest import Receiver, configured, entry
 from tests.support import ThreadedServer, free_port, serve, wait_until
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from app.paper import futures_views, leverage, marketdata
-from app.paper.deps import Paper, Public, Signed
-from app.paper.errors import BinanceError
-from app.paper.numbers import fmt, fmt8, plain
-from app.paper.symbols import futures_exchange_info
+from paper import futures_views, leverage, marketdata
+from paper.deps import Paper, Public, Signed
+from paper.errors import BinanceError
+from paper.numbers import fmt, fmt8, plain
+from paper.symbols import futures_exchange_info
 
 router = APIRouter()
 FUNDING_PERIOD_MS = 8 * 3600 * 1000

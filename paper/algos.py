@@ -51,15 +51,15 @@ from decimal import Decimal
 from time import monotonic
 from typing import TYPE_CHECKING
 
-from app.paper.cadence import ChildPlan, algo_rng, twap_plan, vp_gap_ms, vp_share
-from app.paper.errors import BinanceError, algo_error
-from app.paper.ledger import FUTURES_TWAP, FUTURES_VP, SPOT_TWAP, SPOT_VP
-from app.paper.numbers import ONE, ZERO, fmt, fmt8, round_down
-from app.paper.params import Params
-from app.paper.symbols import Lot, SymbolSpec
+from paper.cadence import ChildPlan, algo_rng, twap_plan, vp_gap_ms, vp_share
+from paper.errors import BinanceError, algo_error
+from paper.ledger import FUTURES_TWAP, FUTURES_VP, SPOT_TWAP, SPOT_VP
+from paper.numbers import ONE, ZERO, fmt, fmt8, round_down
+from paper.params import Params
+from paper.symbols import Lot, SymbolSpec
 
 if TYPE_CHECKING:
-    from app.paper.accounts import Account
+    from paper.accounts import Account
 
 SPOT, USDM = "spot", "usdm"
 URGENCY_RATES = {"LOW": Decimal("0.02"), "MEDIUM": Decimal("0.05"), "HIGH": Decimal("0.10")}

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qsl
 
-from app.paper.errors import BinanceError, illegal, mandatory
+from paper.errors import BinanceError, illegal, mandatory
 
 DECIMAL_RE = re.compile(r"^[0-9]{1,20}(\.[0-9]{1,20})?$")
 DECIMAL_RANGE = r"^([0-9]{1,20})(\.[0-9]{1,20})?$"

@@ -14,9 +14,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from app.paper.deps import Keyed, Paper, Signed
-from app.paper.numbers import ZERO, fmt8
-from app.paper.symbols import FUTURES_RATE_LIMITS
+from paper.deps import Keyed, Paper, Signed
+from paper.numbers import ZERO, fmt8
+from paper.symbols import FUTURES_RATE_LIMITS
 
 router = APIRouter()
 

@@ -19,22 +19,22 @@ from decimal import Decimal
 from time import monotonic
 from typing import TYPE_CHECKING
 
-from app.paper.conditional import ConditionalBook
-from app.paper.errors import BinanceError, mandatory, no_such_order, unknown_order
-from app.paper.ledger import FUTURES_ORDER
-from app.paper.leverage import (
+from paper.conditional import ConditionalBook
+from paper.errors import BinanceError, mandatory, no_such_order, unknown_order
+from paper.ledger import FUTURES_ORDER
+from paper.leverage import (
     MARGIN_TYPES,
     TOO_LARGE,
     check_leverage,
     leverage_answer,
     max_notional,
 )
-from app.paper.numbers import ZERO, fmt, is_multiple, plain, round_down, round_up
-from app.paper.params import Params
-from app.paper.symbols import FUTURES_PERCENT_DOWN, FUTURES_PERCENT_UP, MAX_NUM_ORDERS, Lot
+from paper.numbers import ZERO, fmt, is_multiple, plain, round_down, round_up
+from paper.params import Params
+from paper.symbols import FUTURES_PERCENT_DOWN, FUTURES_PERCENT_UP, MAX_NUM_ORDERS, Lot
 
 if TYPE_CHECKING:
-    from app.paper.accounts import Account
+    from paper.accounts import Account
 
 CLIENT_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
 CONDITIONAL_TYPES = (
@@ -106,7 +106,7 @@ class FuturesBook:
         self.by_client: dict[tuple[str, str], int] = {}
         self.trades: list[dict[str, object]] = []  # GET /fapi/v1/userTrades, oldest first
         self.conditional = ConditionalBook(self)
-        # POST /fapi/v1/leverage and /fapi/v1/marginType, per symbol (app/paper/leverage.py)
+        # POST /fapi/v1/leverage and /fapi/v1/marginType, per symbol (paper/leverage.py)
         self.leverage = {s: engine.settings.paper_leverage for s in engine.usdm_symbols}
         self.margin_type = {s: "cross" for s in engine.usdm_symbols}
         # Binance may answer a MARKET order NEW, executed 0, under load, and fill it a moment

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from time import monotonic
 
-from app.paper.errors import filter_failure, not_required
-from app.paper.numbers import ZERO, fmt8
-from app.paper.params import Params
-from app.paper.wallet import Reservation
+from paper.errors import filter_failure, not_required
+from paper.numbers import ZERO, fmt8
+from paper.params import Params
+from paper.wallet import Reservation
 
 STOP_TYPES = ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
 LIMIT_PRICED = ("LIMIT", "LIMIT_MAKER", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT")

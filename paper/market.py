@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-from app.paper.numbers import round_down
-from app.paper.symbols import SymbolSpec
+from paper.numbers import round_down
+from paper.symbols import SymbolSpec
 
 
 @dataclass

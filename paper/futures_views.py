@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from app.paper.futures import FuturesBook, Position
-from app.paper.leverage import max_notional
-from app.paper.numbers import ZERO, fmt, fmt8, plain
-from app.paper.params import Params
+from paper.futures import FuturesBook, Position
+from paper.leverage import max_notional
+from paper.numbers import ZERO, fmt, fmt8, plain
+from paper.params import Params
 
 
 def position_rows(book: FuturesBook, p: Params, version: int) -> list[dict[str, object]]:

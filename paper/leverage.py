@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from app.paper.errors import BinanceError
-from app.paper.numbers import ZERO, plain
+from paper.errors import BinanceError
+from paper.numbers import ZERO, plain
 
 D = Decimal
 MARGIN_TYPES = {"ISOLATED": "isolated", "CROSSED": "cross"}

@@ -13,13 +13,13 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.paper import gaps
-from app.paper.clock import ManualClock
-from app.paper.deps import Paper, default_restrictions
-from app.paper.faults import FaultSpec
-from app.paper.futures_views import render_position
-from app.paper.ledger import KINDS
-from app.paper.numbers import ZERO, fmt8
+from paper import gaps
+from paper.clock import ManualClock
+from paper.deps import Paper, default_restrictions
+from paper.faults import FaultSpec
+from paper.futures_views import render_position
+from paper.ledger import KINDS
+from paper.numbers import ZERO, fmt8
 
 router = APIRouter(prefix="/paper")
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from app.paper.numbers import fmt8
+from paper.numbers import fmt8
 
 if TYPE_CHECKING:
-    from app.paper.engine import Engine
+    from paper.engine import Engine
 
 
 def jump(

@@ -19,18 +19,18 @@ from contextlib import contextmanager
 from decimal import Decimal
 
 from app.config import Settings
-from app.paper.accounts import Account, configured_keys
-from app.paper.algos import AlgoBook
-from app.paper.average import AveragePrice
-from app.paper.clock import Clock
-from app.paper.errors import invalid_symbol
-from app.paper.futures import FuturesBook
-from app.paper.ledger import Entry, Ledger
-from app.paper.market import Market, load_klines
-from app.paper.marketdata import Candles
-from app.paper.spot import SpotBook
-from app.paper.symbols import DEFAULT_SYMBOLS, SymbolSpec
-from app.paper.wallet import Wallet
+from paper.accounts import Account, configured_keys
+from paper.algos import AlgoBook
+from paper.average import AveragePrice
+from paper.clock import Clock
+from paper.errors import invalid_symbol
+from paper.futures import FuturesBook
+from paper.ledger import Entry, Ledger
+from paper.market import Market, load_klines
+from paper.marketdata import Candles
+from paper.spot import SpotBook
+from paper.symbols import DEFAULT_SYMBOLS, SymbolSpec
+from paper.wallet import Wallet
 
 D = Decimal
 DEFAULT_SPOT_BALANCES = {

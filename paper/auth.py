@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from app.config import Settings
-from app.paper.errors import BinanceError, mandatory
-from app.paper.params import Params
+from paper.errors import BinanceError, mandatory
+from paper.params import Params
 
 MAX_RECV_WINDOW = 60_000
 DEFAULT_RECV_WINDOW = 5_000

@@ -12,7 +12,7 @@ import re
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from app.paper.errors import (
+from paper.errors import (
     DUPLICATE_ORDER,
     BinanceError,
     filter_failure,
@@ -22,10 +22,10 @@ from app.paper.errors import (
     rejected,
     unknown_order,
 )
-from app.paper.ledger import SPOT_ORDER
-from app.paper.numbers import ZERO, fmt8, is_multiple, round_down
-from app.paper.oco import OcoBook
-from app.paper.orders import (
+from paper.ledger import SPOT_ORDER
+from paper.numbers import ZERO, fmt8, is_multiple, round_down
+from paper.oco import OcoBook
+from paper.orders import (
     LIMIT_PRICED,
     STOP_TYPES,
     SpotOrder,
@@ -37,8 +37,8 @@ from app.paper.orders import (
     trails,
     triggered,
 )
-from app.paper.params import Params
-from app.paper.symbols import (
+from paper.params import Params
+from paper.symbols import (
     MAX_NUM_ORDERS,
     PERCENT_ASK_DOWN,
     PERCENT_ASK_UP,
@@ -47,10 +47,10 @@ from app.paper.symbols import (
     SPOT_ORDER_TYPES,
     SymbolSpec,
 )
-from app.paper.wallet import Reservation
+from paper.wallet import Reservation
 
 if TYPE_CHECKING:
-    from app.paper.accounts import Account
+    from paper.accounts import Account
 
 CLIENT_ID_RE = re.compile(r"^[a-zA-Z0-9\-_.:/]{1,36}$")
 

@@ -18,14 +18,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from app.config import Settings, get_settings
-from app.paper import routes_algo, routes_control, routes_futures, routes_spot, routes_wallet
-from app.paper.auth import Verifier
-from app.paper.clock import Clock, ManualClock, SystemClock
-from app.paper.deps import PaperState
-from app.paper.engine import Engine
-from app.paper.errors import BinanceError
-from app.paper.faults import ErrorReply, Faults
-from app.paper.ratelimit import WeightCounter, family
+from paper import routes_algo, routes_control, routes_futures, routes_spot, routes_wallet
+from paper.auth import Verifier
+from paper.clock import Clock, ManualClock, SystemClock
+from paper.deps import PaperState
+from paper.engine import Engine
+from paper.errors import BinanceError
+from paper.faults import ErrorReply, Faults
+from paper.ratelimit import WeightCounter, family
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:

@@ -7,12 +7,12 @@ import json
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from app.paper import marketdata
-from app.paper.average import AVG_PRICE_MINS
-from app.paper.deps import Paper, Public, Signed
-from app.paper.errors import BinanceError, invalid_symbol
-from app.paper.numbers import fmt8
-from app.paper.symbols import spot_exchange_info
+from paper import marketdata
+from paper.average import AVG_PRICE_MINS
+from paper.deps import Paper, Public, Signed
+from paper.errors import BinanceError, invalid_symbol
+from paper.numbers import fmt8
+from paper.symbols import spot_exchange_info
 
 router = APIRouter()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from app.paper.numbers import places, plain
+from paper.numbers import places, plain
 
 D = Decimal
 

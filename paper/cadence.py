@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
-from app.paper.numbers import round_down
+from paper.numbers import round_down
 
 Cadence = Literal["binance", "fine"]
 

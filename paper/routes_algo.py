@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from app.paper.algos import SPOT, USDM
-from app.paper.deps import Paper, Signed
+from paper.algos import SPOT, USDM
+from paper.deps import Paper, Signed
 
 router = APIRouter()
 

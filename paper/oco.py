@@ -13,7 +13,7 @@ from decimal import Decimal
 from time import monotonic
 from typing import TYPE_CHECKING
 
-from app.paper.errors import (
+from paper.errors import (
     BAD_PRICE_RELATIONSHIP,
     DUPLICATE_ORDER,
     BinanceError,
@@ -22,15 +22,15 @@ from app.paper.errors import (
     not_required,
     rejected,
 )
-from app.paper.ledger import OCO
-from app.paper.numbers import ZERO
-from app.paper.orders import STOP_TYPES, SpotOrder, render_cancel, render_report, trailing_delta
-from app.paper.params import Params
-from app.paper.symbols import MAX_NUM_ORDER_LISTS
-from app.paper.wallet import Reservation
+from paper.ledger import OCO
+from paper.numbers import ZERO
+from paper.orders import STOP_TYPES, SpotOrder, render_cancel, render_report, trailing_delta
+from paper.params import Params
+from paper.symbols import MAX_NUM_ORDER_LISTS
+from paper.wallet import Reservation
 
 if TYPE_CHECKING:
-    from app.paper.spot import SpotBook
+    from paper.spot import SpotBook
 
 LEG_TYPES = ("STOP_LOSS_LIMIT", "STOP_LOSS", "LIMIT_MAKER", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
 PROFIT_TYPES = ("LIMIT_MAKER", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")

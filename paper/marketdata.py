@@ -19,9 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from app.paper.errors import BinanceError
-from app.paper.numbers import ZERO, fmt, round_down, round_up
-from app.paper.symbols import SymbolSpec
+from paper.errors import BinanceError
+from paper.numbers import ZERO, fmt, round_down, round_up
+from paper.symbols import SymbolSpec
 
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000

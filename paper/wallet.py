@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from app.paper.errors import INSUFFICIENT_BALANCE, rejected
-from app.paper.numbers import ZERO
+from paper.errors import INSUFFICIENT_BALANCE, rejected
+from paper.numbers import ZERO
 
 
 @dataclass

@@ -8,12 +8,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.config import Settings
-from app.paper.auth import Verifier
-from app.paper.clock import Clock, wall_ms
-from app.paper.engine import Engine
-from app.paper.faults import Faults
-from app.paper.params import Params
-from app.paper.ratelimit import WeightCounter
+from paper.auth import Verifier
+from paper.clock import Clock, wall_ms
+from paper.engine import Engine
+from paper.faults import Faults
+from paper.params import Params
+from paper.ratelimit import WeightCounter
 
 FORM = "application/x-www-form-urlencoded"
 

@@ -32,13 +32,13 @@ from decimal import Decimal
 from time import monotonic
 from typing import TYPE_CHECKING
 
-from app.paper.errors import BinanceError, mandatory, no_such_order, not_required, unknown_order
-from app.paper.ledger import FUTURES_CONDITIONAL
-from app.paper.numbers import ZERO, fmt
-from app.paper.params import Params
+from paper.errors import BinanceError, mandatory, no_such_order, not_required, unknown_order
+from paper.ledger import FUTURES_CONDITIONAL
+from paper.numbers import ZERO, fmt
+from paper.params import Params
 
 if TYPE_CHECKING:
-    from app.paper.futures import FuturesBook, FuturesOrder
+    from paper.futures import FuturesBook, FuturesOrder
 
 TRAILING = "TRAILING_STOP_MARKET"
 TYPES = ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", TRAILING)
@@ -112,7 +112,7 @@ class ConditionalBook:
         self.by_client: dict[str, int] = {}
 
     def place(self, p: Params) -> dict[str, object]:
-        from app.paper.futures import CLIENT_ID_RE
+        from paper.futures import CLIENT_ID_RE
 
         engine, futures = self.engine, self.futures
         p.req_enum("algoType", ("CONDITIONAL",))
@@ -250,7 +250,7 @@ class ConditionalBook:
                 self.trigger(cond, price)
 
     def trigger(self, cond: Conditional, price: Decimal) -> None:
-        from app.paper.futures import FuturesOrder
+        from paper.futures import FuturesOrder
 
         futures, engine = self.futures, self.engine
         self.open[cond.symbol].pop(cond.algo_id, None)

@@ -14,16 +14,16 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from app.config import Settings
-from app.paper.algos import AlgoBook
-from app.paper.futures import FuturesBook
-from app.paper.ledger import Ledger
-from app.paper.marketdata import Candles
-from app.paper.spot import SpotBook
-from app.paper.symbols import SymbolSpec
-from app.paper.wallet import Wallet
+from paper.algos import AlgoBook
+from paper.futures import FuturesBook
+from paper.ledger import Ledger
+from paper.marketdata import Candles
+from paper.spot import SpotBook
+from paper.symbols import SymbolSpec
+from paper.wallet import Wallet
 
 if TYPE_CHECKING:
-    from app.paper.engine import Engine, Ids
+    from paper.engine import Engine, Ids
 
 ID_ALPHABET = string.ascii_letters + string.digits
 
