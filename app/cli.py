@@ -50,14 +50,15 @@ def _paper(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.config import get_settings
+    from paper.settings import PaperSettings
 
-    settings = get_settings()
+    paper = PaperSettings()  # refused here, before uvicorn starts, when it does not validate
     uvicorn.run(
         "paper.app:create_app",
         factory=True,
-        host=args.host or settings.paper_host,
-        port=args.port or settings.paper_port,
-        log_level=settings.log_level.lower(),
+        host=args.host or paper.paper_host,
+        port=args.port or paper.paper_port,
+        log_level=get_settings().log_level.lower(),
         access_log=False,
         log_config=None,
     )

@@ -13,14 +13,13 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.notify.kinds import NOTIFY_KINDS, parse_kinds
+from paper.settings import PAPER_API_KEY, PAPER_API_SECRET
 
 # TradingView's documented webhook senders; `PACEKEEPER_WEBHOOK_ALLOWED_IPS=tradingview` adds them.
 TRADINGVIEW_IPS = ("52.89.214.238", "34.212.75.30", "54.218.53.128", "52.32.178.7")
 
-# Development credentials shared by the paper exchange and the client. They only ever open the
-# paper exchange; a real Binance key must be configured to trade for real.
-PAPER_API_KEY = "paper-api-key-0000000000000000000000000000000000000000000000000000"
-PAPER_API_SECRET = "paper-api-secret-00000000000000000000000000000000000000000000000000"
+# The paper exchange by default: its address, and the development key it accepts (which only
+# ever opens the paper exchange; a real Binance key must be configured to trade for real).
 PAPER_URL = "http://127.0.0.1:8100"
 
 # Values that must never guard a real webhook.
@@ -55,7 +54,7 @@ def _split_csv(value: object) -> object:
 
 
 class Settings(BaseSettings):
-    """Configuration for the receiver, workers, monitor and paper exchange."""
+    """Configuration for the receiver, workers and monitor (the paper exchange has its own)."""
 
     model_config = SettingsConfigDict(
         env_prefix="PACEKEEPER_", env_file=".env", extra="ignore", case_sensitive=False
@@ -189,38 +188,10 @@ class Settings(BaseSettings):
     )
     pace_vp_stall_seconds: Decimal = Field(Decimal("600"), gt=0)
 
-    # Paper exchange
+    # Where the paper exchange is (`pacekeeper dev` starts it there; its own settings are
+    # paper/settings.py's, read from the same PACEKEEPER_PAPER_* variables).
     paper_host: str = "127.0.0.1"
     paper_port: int = 8100
-    paper_seed: int = 7
-    paper_tick_seconds: float = Field(1.0, gt=0)
-    # Relative standard deviation of the price move per tick; 0 freezes prices.
-    paper_volatility: Decimal = Field(Decimal("0.0005"), ge=0)
-    # Kline CSV file(s) whose closes are replayed one per tick (comma-separated paths).
-    paper_price_csv: str | None = None
-    # Commission in the received asset (spot) and on the notional (USD-M).
-    paper_fee_rate: Decimal = Field(Decimal("0.001"), ge=0)
-    paper_futures_fee_rate: Decimal = Field(Decimal("0.0004"), ge=0)
-    paper_leverage: int = Field(20, ge=1, le=125)
-    # When TWAP/VP children go out (paper/cadence.py): "binance" (about one a minute,
-    # jittered time and size, as Binance hints) or "fine" (even slices, for fast tests).
-    paper_algo_cadence: Literal["binance", "fine"] = "binance"
-    # The fine cadence cuts a TWAP into at most this many children, at least one second apart.
-    paper_twap_slices: int = Field(60, ge=1)
-    # A working spot algo shows nothing executed in openOrders until it ends (Binance's FAQ:
-    # "Transaction details won't be available until all TWAP orders are filled").
-    paper_spot_algo_lag: bool = True
-    paper_max_num_algo_orders: int = Field(5, ge=1, description="spot MAX_NUM_ALGO_ORDERS filter")
-    # Run `pacekeeper paper` on a manual clock stepped with POST /paper/clock.
-    paper_manual_clock: bool = False
-    # Answer 429 when a minute's request weight is spent (headers are sent either way).
-    paper_rate_limits: bool = True
-    # More paper accounts, one per API key: "key:secret,key2:secret2" (paper/accounts.py);
-    # the configured key always has one.
-    paper_accounts: SecretStr = SecretStr("")
-    # When a clientAlgoId may be used again (Binance does not document it): "never" (-20132
-    # forever) or "after_end" (once the earlier algo is no longer WORKING).
-    paper_algo_id_reuse: Literal["never", "after_end"] = "never"
 
     # Notifications (app/notify): Apprise URLs, comma-separated. URLs carry tokens, so the
     # whole value is a secret: never logged, never in a message.

@@ -109,8 +109,9 @@ def main() -> int:
     settings = Settings(_env_file=None)
     if args.target == "paper":
         from paper.app import create_app
+        from paper.settings import PaperSettings
 
-        app: Any = create_app(settings)
+        app: Any = create_app(PaperSettings(_env_file=None))
     else:
         app = minimal_app
     server, url = start_server(app)

@@ -86,10 +86,10 @@ class Arrivals:
 
 def paper_factory() -> Any:
     """The paper exchange (flat prices, no weight limits) behind :class:`Arrivals`."""
-    from app.config import Settings
     from paper.app import create_app
+    from paper.settings import PaperSettings
 
-    settings = Settings(paper_volatility=Decimal(0), paper_rate_limits=False)
+    settings = PaperSettings(paper_volatility=Decimal(0), paper_rate_limits=False)
     return Arrivals(create_app(settings))
 
 

@@ -92,6 +92,7 @@ from app.execution.service import Outcome, process_signal
 from app.models import Order, Position, Signal, utcnow
 from app.monitoring.service import run_cycle
 from app.signals.service import prepare, record
+from paper.settings import PaperSettings
 
 D = Decimal
 ZERO = D(0)
@@ -846,7 +847,7 @@ def table(totals: dict[tuple[str, str], Figures], interval: float) -> str:
 
 
 @contextmanager
-def paper_exchange(settings: Settings) -> Iterator[str]:
+def paper_exchange(settings: PaperSettings) -> Iterator[str]:
     """The paper exchange on a manual clock, served on a free port in a thread."""
     import socket
 
@@ -899,8 +900,6 @@ def main(argv: list[str] | None = None) -> int:
         _env_file=None,
         env="test",
         twap_min_duration=10,
-        paper_volatility=D(args.volatility),
-        paper_rate_limits=False,
         monitor_interval=args.interval,
         queue_name=f"bench-protection-{uuid.uuid4().hex[:8]}",
         log_level="WARNING",
@@ -912,7 +911,13 @@ def main(argv: list[str] | None = None) -> int:
         markets=[m for m in args.markets.split(",") if m],
         every_duration=args.every_duration,
     )
-    with tempfile.TemporaryDirectory() as tmp, paper_exchange(base) as url:
+    paper = PaperSettings(
+        _env_file=None,
+        twap_min_duration=10,
+        paper_volatility=D(args.volatility),
+        paper_rate_limits=False,
+    )
+    with tempfile.TemporaryDirectory() as tmp, paper_exchange(paper) as url:
         database_url = args.database_url or f"sqlite:///{Path(tmp) / 'bench.db'}"
         migrate.upgrade(database_url)
         settings = base.model_copy(

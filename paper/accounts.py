@@ -13,11 +13,11 @@ import string
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from app.config import Settings
 from paper.algos import AlgoBook
 from paper.futures import FuturesBook
 from paper.ledger import Ledger
 from paper.marketdata import Candles
+from paper.settings import PaperSettings
 from paper.spot import SpotBook
 from paper.symbols import SymbolSpec
 from paper.wallet import Wallet
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 ID_ALPHABET = string.ascii_letters + string.digits
 
 
-def configured_keys(settings: Settings) -> dict[str, str]:
+def configured_keys(settings: PaperSettings) -> dict[str, str]:
     """API key -> secret: the configured key first, then ``paper_accounts``."""
     keys = {settings.binance_api_key.get_secret_value(): settings.binance_api_secret}
     raw = settings.paper_accounts.get_secret_value().strip()
@@ -66,7 +66,7 @@ class Account:
     # the exchange's, shared by every account ----------------------------------------------
 
     @property
-    def settings(self) -> Settings:
+    def settings(self) -> PaperSettings:
         return self.exchange.settings
 
     @property

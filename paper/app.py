@@ -1,9 +1,10 @@
 """The paper exchange's FastAPI app: Binance's paths behind a gateway that charges request
 weight and applies fault rules, plus the ``/paper`` control routes.
 
-``create_app()`` (what ``pacekeeper paper`` runs) uses ``get_settings()`` and the system
-clock (or a manual one with ``PACEKEEPER_PAPER_MANUAL_CLOCK=true``); tests pass their own
-settings and a ``ManualClock`` they step forward.
+``create_app()`` (what ``pacekeeper paper`` runs) reads its ``PaperSettings`` from the
+environment and runs on the system clock (or a manual one with
+``PACEKEEPER_PAPER_MANUAL_CLOCK=true``); tests pass their own settings and a ``ManualClock``
+they step forward.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from app.config import Settings, get_settings
 from paper import routes_algo, routes_control, routes_futures, routes_spot, routes_wallet
 from paper.auth import Verifier
 from paper.clock import Clock, ManualClock, SystemClock
@@ -26,10 +26,11 @@ from paper.engine import Engine
 from paper.errors import BinanceError
 from paper.faults import ErrorReply, Faults
 from paper.ratelimit import WeightCounter, family
+from paper.settings import PaperSettings
 
 
-def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
-    settings = settings or get_settings()
+def create_app(settings: PaperSettings | None = None, *, clock: Clock | None = None) -> FastAPI:
+    settings = settings or PaperSettings()
     if clock is None:
         clock = ManualClock() if settings.paper_manual_clock else SystemClock()
     engine = Engine(settings, clock)

@@ -16,9 +16,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from app.config import Settings
 from paper.errors import BinanceError, mandatory
 from paper.params import Params
+from paper.settings import PaperSettings
 
 MAX_RECV_WINDOW = 60_000
 DEFAULT_RECV_WINDOW = 5_000
@@ -35,7 +35,7 @@ class Verifier:
     """Checks one signed request against the keys of the paper accounts and their secrets
     (the Ed25519 key, when configured, belongs to the configured API key)."""
 
-    def __init__(self, settings: Settings, secrets: dict[str, str]) -> None:
+    def __init__(self, settings: PaperSettings, secrets: dict[str, str]) -> None:
         self.api_key = settings.binance_api_key.get_secret_value()
         self.secrets = {key: secret.encode() for key, secret in secrets.items()}
         self.ed25519: Ed25519PublicKey | None = None

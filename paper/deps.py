@@ -7,13 +7,13 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.config import Settings
 from paper.auth import Verifier
 from paper.clock import Clock, wall_ms
 from paper.engine import Engine
 from paper.faults import Faults
 from paper.params import Params
 from paper.ratelimit import WeightCounter
+from paper.settings import PaperSettings
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -40,7 +40,7 @@ def default_restrictions() -> dict[str, object]:
 
 @dataclass
 class PaperState:
-    settings: Settings
+    settings: PaperSettings
     clock: Clock
     engine: Engine
     faults: Faults

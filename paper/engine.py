@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 
-from app.config import Settings
 from paper.accounts import Account, configured_keys
 from paper.algos import AlgoBook
 from paper.average import AveragePrice
@@ -28,6 +27,7 @@ from paper.futures import FuturesBook
 from paper.ledger import Entry, Ledger
 from paper.market import Market, load_klines
 from paper.marketdata import Candles
+from paper.settings import PaperSettings
 from paper.spot import SpotBook
 from paper.symbols import DEFAULT_SYMBOLS, SymbolSpec
 from paper.wallet import Wallet
@@ -71,7 +71,7 @@ class Ids:
 class Engine:
     """Everything the exchange knows; every public method expects ``lock`` to be held."""
 
-    def __init__(self, settings: Settings, clock: Clock) -> None:
+    def __init__(self, settings: PaperSettings, clock: Clock) -> None:
         self.settings = settings
         self.clock = clock
         self.lock = threading.RLock()

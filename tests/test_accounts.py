@@ -8,8 +8,9 @@ from decimal import Decimal
 import pytest
 
 from app.accounts import account_secrets, configured_accounts
-from app.config import PAPER_API_KEY, ConfigError, Settings
+from app.config import ConfigError, Settings
 from app.logging import settings_secrets
+from paper.settings import PAPER_API_KEY
 
 ALT = {
     "PACEKEEPER_ACCOUNT_ALT_API_KEY": "alt-key",

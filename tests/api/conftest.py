@@ -25,6 +25,7 @@ from app.main import create_app
 from app.models import Order, Signal, new_id, utcnow
 from paper.app import create_app as create_paper_app
 from paper.clock import ManualClock
+from paper.settings import PaperSettings
 from tests.conftest import TEST_ADMIN_TOKEN, TEST_WEBHOOK_SECRET
 from tests.support import ThreadedServer, serve
 
@@ -43,9 +44,8 @@ def rconn(private_redis_url: str) -> Iterator[redis.Redis]:
 @pytest.fixture(scope="module")
 def paper() -> Iterator[ThreadedServer]:
     """The paper exchange on a manual clock: algos only move when a test steps it."""
-    settings = Settings(
+    settings = PaperSettings(
         _env_file=None,
-        env="test",
         twap_min_duration=10,
         paper_manual_clock=True,
         paper_volatility=D(0),

@@ -35,6 +35,7 @@ from app.metrics import exchange_observer
 from app.sender import signed_headers
 from paper.app import create_app as create_paper_app
 from paper.clock import ManualClock
+from paper.settings import PaperSettings
 from tests.api.conftest import make_settings
 from tests.ops.test_logging import (
     CANARIES,
@@ -75,18 +76,27 @@ def canary_settings(db_url: str, redis_url: str, exchange_url: str) -> Settings:
         binance_api_key=CANARY_KEY,
         binance_api_secret=CANARY_SECRET,
         log_level="DEBUG",
-        paper_volatility=Decimal(0),
     )
     assert settings.binance_api_key.get_secret_value() == CANARY_KEY
     return settings
 
 
+def canary_paper_settings(**changes: Any) -> PaperSettings:
+    """A paper exchange's settings that accept the canary key and secret (and nothing else)."""
+    values: dict[str, Any] = {
+        "binance_api_key": CANARY_KEY,
+        "binance_api_secret": CANARY_SECRET,
+        "twap_min_duration": 10,
+        "paper_volatility": Decimal(0),
+    }
+    values.update(changes)
+    return PaperSettings(_env_file=None, **values)
+
+
 @pytest.fixture
-def canary_paper(private_redis_url: str) -> Iterator[ThreadedServer]:
+def canary_paper() -> Iterator[ThreadedServer]:
     """A paper exchange that accepts the canary key and secret (and nothing else)."""
-    # Its own exchange URLs are not used; loopback, as a paper exchange's short TWAPs need.
-    settings = canary_settings("sqlite://", private_redis_url, "http://127.0.0.1:1")
-    with serve(create_paper_app(settings, clock=ManualClock())) as server:
+    with serve(create_paper_app(canary_paper_settings(), clock=ManualClock())) as server:
         yield server
 
 
@@ -321,10 +331,7 @@ def test_a_named_accounts_key_and_secret_stay_hidden_when_it_trades(
 ) -> None:
     monkeypatch.setenv("PACEKEEPER_ACCOUNT_ALT_API_KEY", ALT_KEY)
     monkeypatch.setenv("PACEKEEPER_ACCOUNT_ALT_API_SECRET", ALT_SECRET)
-    paper_settings = canary_settings("sqlite://", private_redis_url, "http://127.0.0.1:1")
-    paper_settings = paper_settings.model_copy(
-        update={"paper_accounts": SecretStr(f"{ALT_KEY}:{ALT_SECRET}")}
-    )
+    paper_settings = canary_paper_settings(paper_accounts=SecretStr(f"{ALT_KEY}:{ALT_SECRET}"))
     with serve(create_paper_app(paper_settings, clock=ManualClock())) as paper:
         settings = canary_settings(sqlite_only_url, private_redis_url, paper.url)
         settings = settings.model_copy(update={"accounts": ["alt"]})

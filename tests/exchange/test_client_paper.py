@@ -36,6 +36,7 @@ from app.exchange.orders import OcoLeg
 from app.exchange.ratelimit import RateGovernor
 from paper import app as paper_app
 from paper.faults import IN_FLIGHT_GRACE
+from paper.settings import PaperSettings
 from tests.support import ThreadedServer, serve, wait_until
 
 pytestmark = pytest.mark.slow
@@ -44,7 +45,7 @@ D = Decimal
 
 @pytest.fixture(scope="module")
 def paper() -> Iterator[ThreadedServer]:
-    settings = Settings(
+    settings = PaperSettings(
         _env_file=None,
         twap_min_duration=10,
         paper_manual_clock=True,

@@ -26,6 +26,7 @@ from app.models import Signal as SignalRow
 from app.signals.service import prepare, record
 from paper.app import create_app
 from paper.clock import ManualClock
+from paper.settings import PaperSettings
 from tests.support import ThreadedServer, serve
 from worker import resources as worker_resources
 from worker.main import build_worker
@@ -63,9 +64,8 @@ class Paper:
 @pytest.fixture(scope="module")
 def paper() -> Iterator[Paper]:
     clock = ManualClock()
-    settings = Settings(
+    settings = PaperSettings(
         _env_file=None,
-        env="test",
         twap_min_duration=10,
         paper_volatility=D(0),
         paper_seed=11,

@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 
 from app import controls
 from app.accounts import configured_accounts
-from app.config import PAPER_API_KEY, Settings
+from app.config import Settings
 from app.db import session_scope
 from app.exchange.auth import Credentials
 from app.exchange.client import BinanceClient
@@ -37,6 +37,7 @@ from app.signals.schemas import InvalidSignal
 from app.signals.service import prepare, record
 from paper.app import create_app
 from paper.clock import ManualClock
+from paper.settings import PAPER_API_KEY, PaperSettings
 from tests.execution.conftest import (
     MakeContext,
     Paper,
@@ -92,9 +93,8 @@ def paper() -> Iterator[Paper]:
     """A paper exchange with three accounts: the configured key's, alt's and third's."""
     clock = ManualClock()
     accounts = ",".join(f"{key}:{secret}" for key, secret in KEYS.values())
-    settings = Settings(
+    settings = PaperSettings(
         _env_file=None,
-        env="test",
         twap_min_duration=10,
         paper_volatility=D(0),
         paper_seed=11,

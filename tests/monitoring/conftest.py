@@ -18,6 +18,7 @@ from app.execution.context import ExecContext
 from app.monitoring.service import monitor_lock
 from paper.app import create_app
 from paper.clock import ManualClock
+from paper.settings import PaperSettings
 from tests.monitoring.desk import Desk
 from tests.support import ThreadedServer, serve
 
@@ -39,9 +40,8 @@ BINANCE: dict[str, object] = {"paper_algo_cadence": "binance", "paper_spot_algo_
 @pytest.fixture(scope="module")
 def paper(clock: ManualClock, request: pytest.FixtureRequest) -> Iterator[ThreadedServer]:
     cadence = getattr(request.module, "PAPER_CADENCE", FINE)
-    settings = Settings(
+    settings = PaperSettings(
         _env_file=None,
-        env="test",
         twap_min_duration=10,
         paper_volatility=Decimal(0),
         paper_seed=11,

@@ -27,6 +27,7 @@ from app.monitoring.protection import ProtectionResult
 from bench.protection import Case, Figures, Run, battery, cases, run_case, table, unthrottled
 from paper.app import create_app
 from paper.clock import ManualClock
+from paper.settings import PaperSettings
 from tests.support import ThreadedServer, serve
 
 D = Decimal
@@ -45,9 +46,8 @@ ON_DATABASE = {"sqlite": SMALL[0::2], "pg": SMALL[1::2]}
 def paper(clock: ManualClock) -> Iterator[ThreadedServer]:
     """The monitoring tests' paper exchange, without its per-minute weight limits: the
     battery runs an hour of exchange time in seconds."""
-    settings = Settings(
+    settings = PaperSettings(
         _env_file=None,
-        env="test",
         twap_min_duration=10,
         paper_volatility=D(0),
         paper_seed=11,

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from app.config import PAPER_API_KEY, PAPER_API_SECRET
+from paper.settings import PAPER_API_KEY, PAPER_API_SECRET
 
 
 def sign(query: str, secret: str = PAPER_API_SECRET) -> str:

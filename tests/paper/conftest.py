@@ -7,22 +7,21 @@ from decimal import Decimal
 
 import pytest
 
-from app.config import Settings
 from paper.app import create_app
 from paper.clock import ManualClock
+from paper.settings import PaperSettings
 from tests.paper.binance import BinanceTestClient
 from tests.support import serve
 
 
-def paper_settings(**overrides: object) -> Settings:
+def paper_settings(**overrides: object) -> PaperSettings:
     values: dict[str, object] = {
-        "env": "test",
         "paper_volatility": Decimal(0),
         "paper_seed": 11,
         "twap_min_duration": 10,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+    return PaperSettings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ from decimal import Decimal
 import pytest
 from pydantic import SecretStr
 
-from app.config import PAPER_API_KEY
 from paper.accounts import configured_keys
 from paper.app import create_app
 from paper.clock import ManualClock
+from paper.settings import PAPER_API_KEY
 from tests.paper.binance import BinanceTestClient
 from tests.paper.conftest import paper_settings
 from tests.support import serve

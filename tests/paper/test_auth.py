@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
 )
 
-from app.config import PAPER_API_KEY
 from paper.app import create_app
 from paper.clock import ManualClock
+from paper.settings import PAPER_API_KEY
 from tests.paper.binance import BinanceTestClient, sign
 from tests.paper.conftest import paper_settings
 from tests.support import serve

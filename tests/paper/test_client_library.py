@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 import ccxt
 import pytest
 
-from app.config import PAPER_API_KEY, PAPER_API_SECRET
 from paper.app import create_app
 from paper.clock import ManualClock
+from paper.settings import PAPER_API_KEY, PAPER_API_SECRET
 from tests.paper.binance import BinanceTestClient
 from tests.paper.conftest import paper_settings
 from tests.support import serve

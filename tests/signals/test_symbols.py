@@ -15,6 +15,7 @@ from app.config import Settings
 from app.signals.symbols import MAX_AGE, RECHECK_AFTER, SymbolDirectory
 from paper.app import create_app as create_paper_app
 from paper.clock import ManualClock
+from paper.settings import PaperSettings
 from tests.signals.conftest import Receiver, configured, entry
 from tests.support import ThreadedServer, free_port, serve, wait_until
 
@@ -73,7 +74,7 @@ def test_an_unlisted_symbol_asks_for_an_early_refresh_of_an_old_listing() -> Non
 
 @pytest.fixture(scope="module")
 def paper() -> Iterator[ThreadedServer]:
-    settings = Settings(_env_file=None, env="test", paper_volatility=Decimal(0))
+    settings = PaperSettings(_env_file=None, paper_volatility=Decimal(0))
     with serve(create_paper_app(settings, clock=ManualClock())) as server:
         yield server
 
