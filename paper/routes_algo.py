@@ -3,64 +3,35 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, Response
 
 from paper.algos import SPOT, USDM
-from paper.deps import Paper, Signed
+from paper.routing import AccountRoute, Auth, Route, register
 
 router = APIRouter()
 
+SPOT_ALGO = "/sapi/v1/algo/spot"
+USDM_ALGO = "/sapi/v1/algo/futures"
 
-@router.post("/sapi/v1/algo/spot/newOrderTwap")
-def spot_twap(p: Signed, paper: Paper) -> Response:
-    with paper.engine.signed(p.key) as engine:
-        return JSONResponse(engine.algos.place(p, SPOT, "TWAP"))
-
-
-@router.post("/sapi/v1/algo/spot/newOrderVp")
-def spot_vp(p: Signed, paper: Paper) -> Response:
-    with paper.engine.signed(p.key) as engine:
-        return JSONResponse(engine.algos.place(p, SPOT, "VP"))
-
-
-@router.post("/sapi/v1/algo/futures/newOrderTwap")
-def futures_twap(p: Signed, paper: Paper) -> Response:
-    with paper.engine.signed(p.key) as engine:
-        return JSONResponse(engine.algos.place(p, USDM, "TWAP"))
-
-
-@router.post("/sapi/v1/algo/futures/newOrderVp")
-def futures_vp(p: Signed, paper: Paper) -> Response:
-    with paper.engine.signed(p.key) as engine:
-        return JSONResponse(engine.algos.place(p, USDM, "VP"))
-
-
-def _register(market: str, prefix: str) -> None:
-    @router.delete(f"{prefix}/order", name=f"{market}_algo_cancel")
-    def cancel(p: Signed, paper: Paper) -> Response:
-        with paper.engine.signed(p.key) as engine:
-            return JSONResponse(engine.algos.cancel(p, market))
-
-    @router.get(f"{prefix}/openOrders", name=f"{market}_algo_open")
-    def open_orders(p: Signed, paper: Paper) -> Response:
-        with paper.engine.signed(p.key) as engine:
-            return JSONResponse(engine.algos.open_orders(p, market))
-
-    @router.get(f"{prefix}/historicalOrders", name=f"{market}_algo_history")
-    def historical(p: Signed, paper: Paper) -> Response:
-        with paper.engine.signed(p.key) as engine:
-            return JSONResponse(engine.algos.historical(p, market))
-
-    @router.get(f"{prefix}/subOrders", name=f"{market}_algo_children")
-    def sub_orders(p: Signed, paper: Paper) -> Response:
-        with paper.engine.signed(p.key) as engine:
-            return JSONResponse(engine.algos.sub_orders(p, market))
-
-
-_register(SPOT, "/sapi/v1/algo/spot")
-_register(USDM, "/sapi/v1/algo/futures")
-
-
-@router.get("/sapi/v1/account/apiRestrictions")
-def api_restrictions(p: Signed, paper: Paper) -> Response:
-    return JSONResponse(dict(paper.restrictions_of(p.key)))
+ROUTES: list[Route] = [
+    (
+        "GET",
+        "/sapi/v1/account/apiRestrictions",
+        Auth.SIGNED,
+        lambda paper, p: dict(paper.restrictions_of(p.key)),
+    ),
+]
+ACCOUNT_ROUTES: list[AccountRoute] = [
+    ("POST", f"{SPOT_ALGO}/newOrderTwap", lambda a, p: a.algos.place(p, SPOT, "TWAP")),
+    ("POST", f"{SPOT_ALGO}/newOrderVp", lambda a, p: a.algos.place(p, SPOT, "VP")),
+    ("POST", f"{USDM_ALGO}/newOrderTwap", lambda a, p: a.algos.place(p, USDM, "TWAP")),
+    ("POST", f"{USDM_ALGO}/newOrderVp", lambda a, p: a.algos.place(p, USDM, "VP")),
+    ("DELETE", f"{SPOT_ALGO}/order", lambda a, p: a.algos.cancel(p, SPOT)),
+    ("GET", f"{SPOT_ALGO}/openOrders", lambda a, p: a.algos.open_orders(p, SPOT)),
+    ("GET", f"{SPOT_ALGO}/historicalOrders", lambda a, p: a.algos.historical(p, SPOT)),
+    ("GET", f"{SPOT_ALGO}/subOrders", lambda a, p: a.algos.sub_orders(p, SPOT)),
+    ("DELETE", f"{USDM_ALGO}/order", lambda a, p: a.algos.cancel(p, USDM)),
+    ("GET", f"{USDM_ALGO}/openOrders", lambda a, p: a.algos.open_orders(p, USDM)),
+    ("GET", f"{USDM_ALGO}/historicalOrders", lambda a, p: a.algos.historical(p, USDM)),
+    ("GET", f"{USDM_ALGO}/subOrders", lambda a, p: a.algos.sub_orders(p, USDM)),
+]
+register(router, ROUTES, ACCOUNT_ROUTES)

@@ -9,15 +9,38 @@ from paper import futures_views, leverage, marketdata
 from paper.deps import Paper, Public, Signed
 from paper.errors import BinanceError
 from paper.numbers import fmt, fmt8, plain
+from paper.routing import AccountRoute, Auth, Route, register
 from paper.symbols import futures_exchange_info
 
 router = APIRouter()
 FUNDING_PERIOD_MS = 8 * 3600 * 1000
 
-
-@router.get("/fapi/v1/time")
-def server_time(paper: Paper) -> Response:
-    return JSONResponse({"serverTime": paper.server_ms()})
+ROUTES: list[Route] = [
+    ("GET", "/fapi/v1/time", Auth.NONE, lambda paper, _: {"serverTime": paper.server_ms()}),
+]
+ACCOUNT_ROUTES: list[AccountRoute] = [
+    ("POST", "/fapi/v1/order", lambda a, p: a.futures.place(p)),
+    ("GET", "/fapi/v1/order", lambda a, p: a.futures.query(p)),
+    ("DELETE", "/fapi/v1/order", lambda a, p: a.futures.cancel(p)),
+    ("GET", "/fapi/v1/openOrders", lambda a, p: a.futures.open_orders(p)),
+    ("GET", "/fapi/v1/userTrades", lambda a, p: a.futures.user_trades(p)),
+    ("POST", "/fapi/v1/algoOrder", lambda a, p: a.futures.conditional.place(p)),
+    ("GET", "/fapi/v1/algoOrder", lambda a, p: a.futures.conditional.query(p)),
+    ("DELETE", "/fapi/v1/algoOrder", lambda a, p: a.futures.conditional.cancel(p)),
+    ("DELETE", "/fapi/v1/algoOpenOrders", lambda a, p: a.futures.conditional.cancel_all(p)),
+    ("GET", "/fapi/v1/openAlgoOrders", lambda a, p: a.futures.conditional.open_orders(p)),
+    ("GET", "/fapi/v2/positionRisk", lambda a, p: futures_views.position_rows(a.futures, p, 2)),
+    ("GET", "/fapi/v3/positionRisk", lambda a, p: futures_views.position_rows(a.futures, p, 3)),
+    ("GET", "/fapi/v2/balance", lambda a, _: futures_views.balances(a.futures)),
+    ("GET", "/fapi/v3/balance", lambda a, _: futures_views.balances(a.futures)),
+    ("GET", "/fapi/v2/account", lambda a, _: futures_views.account(a.futures, 2)),
+    ("GET", "/fapi/v3/account", lambda a, _: futures_views.account(a.futures, 3)),
+    ("POST", "/fapi/v1/leverage", lambda a, p: a.futures.set_leverage(p)),
+    ("POST", "/fapi/v1/marginType", lambda a, p: a.futures.set_margin_type(p)),
+    ("GET", "/fapi/v1/positionSide/dual", lambda a, _: {"dualSidePosition": a.futures.dual}),
+    ("POST", "/fapi/v1/positionSide/dual", lambda a, p: a.futures.set_dual(p)),
+]
+register(router, ROUTES, ACCOUNT_ROUTES)
 
 
 @router.get("/fapi/v1/exchangeInfo")
@@ -133,97 +156,6 @@ def premium_index(p: Public, paper: Paper) -> Response:
         return JSONResponse(rows[0] if symbol else rows)
 
 
-@router.post("/fapi/v1/order")
-def new_order(p: Signed, paper: Paper) -> Response:
-    with paper.engine.signed(p.key) as engine:
-        return JSONResponse(engine.futures.place(p))
-
-
-@router.get("/fapi/v1/order")
-def query_order(p: Signed, paper: Paper) -> Response:
-    with paper.engine.signed(p.key) as engine:
-        return JSONResponse(engine.futures.query(p))
-
-
-@router.delete("/fapi/v1/order")
-def cancel_order(p: Signed, paper: Paper) -> Response:
-    with paper.engine.signed(p.key) as engine:
-        return JSONResponse(engine.futures.cancel(p))
-
-
-@router.get("/fapi/v1/openOrders")
-def open_orders(p: Signed, paper: Paper) -> Response:
-    with paper.engine.signed(p.key) as engine:
-        return JSONResponse(engine.futures.open_orders(p))
-
-
-@router.get("/fapi/v1/userTrades")
-def user_trades(p: Signed, paper: Paper) -> Response:
-    with paper.engine.signed(p.key) as engine:
-        return JSONResponse(engine.futures.user_trades(p))
-
-
-@router.post("/fapi/v1/algoOrder")
-def new_algo_order(p: Signed, paper: Paper) -> Response:
-    with paper.engine.signed(p.key) as engine:
-        return JSONResponse(engine.futures.conditional.place(p))
-
-
-@router.get("/fapi/v1/algoOrder")
-def query_algo_order(p: Signed, paper: Paper) -> Response:
-    with paper.engine.signed(p.key) as engine:
-        return JSONResponse(engine.futures.conditional.query(p))
-
-
-@router.delete("/fapi/v1/algoOrder")
-def cancel_algo_order(p: Signed, paper: Paper) -> Response:
-    with paper.engine.signed(p.key) as engine:
-        return JSONResponse(engine.futures.conditional.cancel(p))
-
-
-@router.delete("/fapi/v1/algoOpenOrders")
-def cancel_all_algo_orders(p: Signed, paper: Paper) -> Response:
-    with paper.engine.signed(p.key) as engine:
-        return JSONResponse(engine.futures.conditional.cancel_all(p))
-
-
-@router.get("/fapi/v1/openAlgoOrders")
-def open_algo_orders(p: Signed, paper: Paper) -> Response:
-    with paper.engine.signed(p.key) as engine:
-        return JSONResponse(engine.futures.conditional.open_orders(p))
-
-
-@router.get("/fapi/v2/positionRisk")
-def position_risk_v2(p: Signed, paper: Paper) -> Response:
-    with paper.engine.signed(p.key) as engine:
-        return JSONResponse(futures_views.position_rows(engine.futures, p, 2))
-
-
-@router.get("/fapi/v3/positionRisk")
-def position_risk_v3(p: Signed, paper: Paper) -> Response:
-    with paper.engine.signed(p.key) as engine:
-        return JSONResponse(futures_views.position_rows(engine.futures, p, 3))
-
-
-@router.get("/fapi/v2/balance")
-@router.get("/fapi/v3/balance")
-def balance(p: Signed, paper: Paper) -> Response:
-    with paper.engine.signed(p.key) as engine:
-        return JSONResponse(futures_views.balances(engine.futures))
-
-
-@router.get("/fapi/v2/account")
-def account_v2(p: Signed, paper: Paper) -> Response:
-    with paper.engine.signed(p.key) as engine:
-        return JSONResponse(futures_views.account(engine.futures, 2))
-
-
-@router.get("/fapi/v3/account")
-def account_v3(p: Signed, paper: Paper) -> Response:
-    with paper.engine.signed(p.key) as engine:
-        return JSONResponse(futures_views.account(engine.futures, 3))
-
-
 @router.get("/fapi/v1/commissionRate")
 def commission_rate(p: Signed, paper: Paper) -> Response:
     """The account's fee rates on one symbol (weight 20): ``paper_futures_fee_rate`` for
@@ -264,27 +196,3 @@ def symbol_config(p: Signed, paper: Paper) -> Response:
                 for name in names
             ]
         )
-
-
-@router.post("/fapi/v1/leverage")
-def change_leverage(p: Signed, paper: Paper) -> Response:
-    with paper.engine.signed(p.key) as engine:
-        return JSONResponse(engine.futures.set_leverage(p))
-
-
-@router.post("/fapi/v1/marginType")
-def change_margin_type(p: Signed, paper: Paper) -> Response:
-    with paper.engine.signed(p.key) as engine:
-        return JSONResponse(engine.futures.set_margin_type(p))
-
-
-@router.get("/fapi/v1/positionSide/dual")
-def position_mode(p: Signed, paper: Paper) -> Response:
-    with paper.engine.signed(p.key) as engine:
-        return JSONResponse({"dualSidePosition": engine.futures.dual})
-
-
-@router.post("/fapi/v1/positionSide/dual")
-def change_position_mode(p: Signed, paper: Paper) -> Response:
-    with paper.engine.signed(p.key) as engine:
-        return JSONResponse(engine.futures.set_dual(p))

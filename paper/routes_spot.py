@@ -12,9 +12,26 @@ from paper.average import AVG_PRICE_MINS
 from paper.deps import Paper, Public, Signed
 from paper.errors import BinanceError, invalid_symbol
 from paper.numbers import fmt8
+from paper.routing import AccountRoute, Auth, Route, register
 from paper.symbols import spot_exchange_info
 
 router = APIRouter()
+
+ROUTES: list[Route] = [
+    ("GET", "/api/v3/time", Auth.NONE, lambda paper, _: {"serverTime": paper.server_ms()}),
+]
+ACCOUNT_ROUTES: list[AccountRoute] = [
+    ("POST", "/api/v3/order", lambda a, p: a.spot.place(p)),
+    ("GET", "/api/v3/order", lambda a, p: a.spot.query(p)),
+    ("GET", "/api/v3/myTrades", lambda a, p: a.spot.my_trades(p)),
+    ("DELETE", "/api/v3/order", lambda a, p: a.spot.cancel(p)),
+    ("GET", "/api/v3/openOrders", lambda a, p: a.spot.open_orders(p)),
+    ("POST", "/api/v3/orderList/oco", lambda a, p: a.spot.oco.place(p)),
+    ("GET", "/api/v3/orderList", lambda a, p: a.spot.oco.query_list(p)),
+    ("GET", "/api/v3/openOrderList", lambda a, p: a.spot.oco.open_order_lists(p)),
+    ("DELETE", "/api/v3/orderList", lambda a, p: a.spot.oco.cancel_list(p)),
+]
+register(router, ROUTES, ACCOUNT_ROUTES)
 
 
 def ok(content: object) -> Response:
@@ -38,11 +55,6 @@ def _symbols(p: Public, valid: dict[str, object]) -> list[str] | None:
         if name not in valid:
             raise invalid_symbol()
     return names
-
-
-@router.get("/api/v3/time")
-def server_time(paper: Paper) -> Response:
-    return ok({"serverTime": paper.server_ms()})
 
 
 @router.get("/api/v3/exchangeInfo")
@@ -220,57 +232,3 @@ def account(p: Signed, paper: Paper) -> Response:
                 "uid": 354937868,
             }
         )
-
-
-@router.post("/api/v3/order")
-def new_order(p: Signed, paper: Paper) -> Response:
-    with paper.engine.signed(p.key) as engine:
-        return ok(engine.spot.place(p))
-
-
-@router.get("/api/v3/order")
-def query_order(p: Signed, paper: Paper) -> Response:
-    with paper.engine.signed(p.key) as engine:
-        return ok(engine.spot.query(p))
-
-
-@router.get("/api/v3/myTrades")
-def my_trades(p: Signed, paper: Paper) -> Response:
-    with paper.engine.signed(p.key) as engine:
-        return ok(engine.spot.my_trades(p))
-
-
-@router.delete("/api/v3/order")
-def cancel_order(p: Signed, paper: Paper) -> Response:
-    with paper.engine.signed(p.key) as engine:
-        return ok(engine.spot.cancel(p))
-
-
-@router.get("/api/v3/openOrders")
-def open_orders(p: Signed, paper: Paper) -> Response:
-    with paper.engine.signed(p.key) as engine:
-        return ok(engine.spot.open_orders(p))
-
-
-@router.post("/api/v3/orderList/oco")
-def new_oco(p: Signed, paper: Paper) -> Response:
-    with paper.engine.signed(p.key) as engine:
-        return ok(engine.spot.oco.place(p))
-
-
-@router.get("/api/v3/orderList")
-def query_order_list(p: Signed, paper: Paper) -> Response:
-    with paper.engine.signed(p.key) as engine:
-        return ok(engine.spot.oco.query_list(p))
-
-
-@router.get("/api/v3/openOrderList")
-def open_order_lists(p: Signed, paper: Paper) -> Response:
-    with paper.engine.signed(p.key) as engine:
-        return ok(engine.spot.oco.open_order_lists(p))
-
-
-@router.delete("/api/v3/orderList")
-def cancel_order_list(p: Signed, paper: Paper) -> Response:
-    with paper.engine.signed(p.key) as engine:
-        return ok(engine.spot.oco.cancel_list(p))

@@ -14,11 +14,18 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from paper.deps import Keyed, Paper, Signed
+from paper.deps import Paper, Signed
 from paper.numbers import ZERO, fmt8
+from paper.routing import Auth, Route, register
 from paper.symbols import FUTURES_RATE_LIMITS
 
 router = APIRouter()
+
+ROUTES: list[Route] = [
+    ("GET", "/sapi/v1/margin/allPairs", Auth.KEYED, lambda paper, p: []),
+    ("GET", "/sapi/v1/margin/isolated/allPairs", Auth.SIGNED, lambda paper, p: []),
+]
+register(router, ROUTES)
 
 # coin -> (name, network, withdraw fee, withdraw minimum, withdraw multiple)
 COINS = {
@@ -86,16 +93,6 @@ def all_coins(p: Signed, paper: Paper) -> Response:
                 }
             )
         return JSONResponse(rows)
-
-
-@router.get("/sapi/v1/margin/allPairs")
-def margin_pairs(p: Keyed) -> Response:
-    return JSONResponse([])
-
-
-@router.get("/sapi/v1/margin/isolated/allPairs")
-def isolated_margin_pairs(p: Signed) -> Response:
-    return JSONResponse([])
 
 
 @router.get("/dapi/v1/exchangeInfo")
