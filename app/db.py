@@ -18,6 +18,11 @@ from sqlalchemy.engine import Dialect, Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from app import writegate
+
+# How long a SQLite writer waits for the write lock before "database is locked".
+BUSY_TIMEOUT = 30.0
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -61,7 +66,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=FULL")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
@@ -70,14 +75,25 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 READS_ONLY = "pacekeeper_reads_only"
 
 
-def _sqlite_begin_immediate(conn: Any) -> None:
-    # Take the write lock at BEGIN: a read-then-write transaction can otherwise fail with
-    # "database is locked" when it upgrades its lock, instead of waiting for busy_timeout.
-    # A read scope has no lock to upgrade: DEFERRED, a WAL snapshot beside any writer.
-    if conn.get_execution_options().get(READS_ONLY):
-        conn.exec_driver_sql("BEGIN")
-    else:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+def _sqlite_begin_immediate(gate: writegate.WriteGate | None) -> Any:
+    def begin(conn: Any) -> None:
+        # Take the write lock at BEGIN: a read-then-write transaction can otherwise fail with
+        # "database is locked" when it upgrades its lock, instead of waiting for busy_timeout.
+        # A read scope has no lock to upgrade: DEFERRED, a WAL snapshot beside any writer.
+        if conn.get_execution_options().get(READS_ONLY):
+            conn.exec_driver_sql("BEGIN")
+            return
+        if gate is None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        writegate.before_begin(gate, conn)  # writers queue here, not in SQLite's busy sleep
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            writegate.begin_failed(gate, conn)
+            raise
+
+    return begin
 
 
 def _sqlite_query_only(dbapi_conn: Any, _record: Any) -> None:
@@ -108,13 +124,20 @@ def make_engine(url: str, *, read_only: bool = False, **kwargs: Any) -> Engine:
         database = parsed.database
         if database and database != ":memory:" and not read_only:
             os.makedirs(os.path.dirname(os.path.abspath(database)) or ".", exist_ok=True)
-        connect_args = {"check_same_thread": False, "timeout": 30, "isolation_level": None}
+        connect_args = {
+            "check_same_thread": False,
+            "timeout": BUSY_TIMEOUT,
+            "isolation_level": None,
+        }
         engine = create_engine(url, connect_args=connect_args, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         if read_only:
             event.listen(engine, "connect", _sqlite_query_only)
         else:
-            event.listen(engine, "begin", _sqlite_begin_immediate)
+            gate = None
+            if database and database != ":memory:" and not database.startswith("file:"):
+                gate = writegate.install(engine, os.path.abspath(database), BUSY_TIMEOUT)
+            event.listen(engine, "begin", _sqlite_begin_immediate(gate))
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     # A server that does not answer (a network outage) fails a connect after 5 s instead of

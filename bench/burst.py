@@ -64,6 +64,7 @@ from bench.harness import (  # noqa: E402
     SECRET,
     arrivals,
     cleanup_redis,
+    cpu_seconds,
     free_port,
     pacekeeper_env,
     pct,
@@ -129,6 +130,10 @@ class Run:
     orders: list[float] = field(default_factory=list)  # signal -> order, seconds
     last: float | None = None  # first alert -> last order on the exchange, seconds
     missing: int = 0
+    # CPU seconds per alert (user + system, from the send until the last order settled):
+    # the front process (the baseline's, or Pacekeeper's receiver) and the workers.
+    front_cpu: float | None = None
+    worker_cpu: float | None = None
 
 
 def alert(tag: str, n: int) -> dict[str, Any]:
@@ -263,6 +268,8 @@ def report(name: str, runs: dict[str, Run], drain: float) -> None:
         ("signal->order p50", _p(base.orders, 50), _p(ours.orders, 50)),
         ("signal->order p99", _p(base.orders, 99), _p(ours.orders, 99)),
         ("last order at", base.last, ours.last),
+        ("CPU/alert: front", base.front_cpu, ours.front_cpu),
+        ("CPU/alert: workers", base.worker_cpu, ours.worker_cpu),
     ]
     for label, b, o in rows:
         print(f"    {label:22} {ms(b):>9} {ms(o):>11} {ratio(b, o):>10}")
@@ -348,6 +355,8 @@ def main() -> int:
                 "baseline": (base_url, baseline_cid, base_paper_url),
                 "pacekeeper": (pk.url, pacekeeper_cid, paper_url),
             }
+            fronts = {"baseline": baseline.pid, "pacekeeper": pk.receiver.pid}
+            backs = {"baseline": [], "pacekeeper": [w.pid for w in pk.workers]}
             for url, cid, exchange in designs.values():  # warm: connections, caches, clock
                 run = asyncio.run(send(url, 3, 10, f"warm-{uuid.uuid4().hex[:6]}", cid))
                 settle(run, exchange, args.drain)
@@ -355,8 +364,15 @@ def main() -> int:
                 for design, (url, cid, exchange) in designs.items():
                     time.sleep(ORDER_WINDOW - time.time() % ORDER_WINDOW + 0.05)
                     tag = f"{design[:4]}-{uuid.uuid4().hex[:6]}"
+                    front = cpu_seconds(fronts[design])
+                    back = sum(cpu_seconds(pid) for pid in backs[design])
                     run = asyncio.run(send(url, count, rate, tag, cid))
                     settle(run, exchange, args.drain)
+                    time.sleep(args.latency / 1000 + 1)  # the answers' handling
+                    run.front_cpu = (cpu_seconds(fronts[design]) - front) / count
+                    if backs[design]:
+                        spent = sum(cpu_seconds(pid) for pid in backs[design]) - back
+                        run.worker_cpu = spent / count
                     results[name][design] = run
             rss = sum(rss_bytes(p.pid) for p in pk.workers)
         for name, runs in results.items():

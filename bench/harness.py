@@ -40,6 +40,11 @@ ID_FIELDS = ("newClientOrderId", "clientAlgoId", "listClientOrderId")
 # ---- the paper exchange with arrival times (runs in its own process) ---------------------
 
 
+# BENCH_TRACE=<file>: each paper exchange of a bench appends every request it receives
+# there (wall time, port, method, path), to see what a signal waits for.
+TRACE = os.environ.get("BENCH_TRACE")
+
+
 class Arrivals:
     """ASGI wrapper: wall time at which each order POST arrived, by its client id.
 
@@ -57,6 +62,9 @@ class Arrivals:
             return
         arrived = time.time()
         path = scope["path"]
+        if TRACE:  # every request: when it arrived, at which exchange (port), what
+            with open(TRACE, "a") as fh:
+                fh.write(f"{arrived:.3f} {scope['server'][1]} {scope['method']} {path}\n")
         if path == "/_bench/arrivals":
             body = json.dumps(self.seen).encode()
             await send({"type": "http.response.start", "status": 200,

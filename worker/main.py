@@ -79,6 +79,10 @@ PUBSUB_WAKE = 1.0
 STEADY_SECONDS = 60.0
 # Seconds between heartbeats while every thread is busy and the main thread waits for one.
 SLOT_WAIT = 1.0
+# RQ renews the worker's keys before and after taking each job, three commands each time:
+# six round trips a job, on the main thread that hands jobs to the others. A renewal this
+# soon after the last is skipped (the keys live worker_ttl + 60 s), and one is pipelined.
+HEARTBEAT_EVERY = 1.0
 # Seconds a worker start waits for the key-permission guard (app/keyguard.py).
 KEY_CHECK_PATIENCE = 10.0
 # RQ logs each failed attempt to reach Redis while it waits for a job; Component logs the
@@ -120,6 +124,7 @@ class PacekeeperWorker(SimpleWorker):
         self.database_state = database_state or Component("database", log)
         self._database_down = False
         self._burst = False
+        self._last_beat = -HEARTBEAT_EVERY  # monotonic time of the last heartbeat sent
         self.push_exc_handler(self._note_outage)
         if not any(isinstance(f, _QuietRetries) for f in self.log.filters):
             self.log.addFilter(_QuietRetries())
@@ -162,14 +167,22 @@ class PacekeeperWorker(SimpleWorker):
         pubsub.close()
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
-        try:
+        if pipeline is not None:  # part of RQ's own transaction: its caller executes it
             super().heartbeat(timeout, pipeline)
+            return
+        beat = time.monotonic()
+        if timeout is None and beat - self._last_beat < HEARTBEAT_EVERY:
+            return
+        try:
+            pipe = self.connection.pipeline(transaction=False)
+            super().heartbeat(timeout, pipe)
+            pipe.execute()
         except Exception as exc:
-            if pipeline is None and is_redis_outage(exc):
+            if is_redis_outage(exc):
                 self.redis_state.failed(exc)
             raise
-        if pipeline is None:
-            self.redis_state.answered()
+        self._last_beat = beat
+        self.redis_state.answered()
 
     # ---- running jobs on threads ----------------------------------------------------------
 

@@ -15,14 +15,16 @@ sweeper re-enqueues ``processing`` signals whose lease is older than
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from app.execution import book
 from app.execution.parents import sum_up
+from app.execution.result import Result
 from app.models import Event, SignalStatus, utcnow
 from app.models import Signal as SignalRow
 from app.signals.service import state_event
@@ -137,3 +139,12 @@ def transition(
     session.execute(insert(Event), [state_event(signal_id, old, status, now, **data)])
     sum_up(session, signal_id)
     return True
+
+
+def conclude(session: Session, claim: Claim, result: Result) -> Result:
+    """Leave our claimed signal in ``result``'s state within the caller's transaction (the
+    one that wrote what the run came to), instead of one transaction more after it."""
+    finish(session, claim, result.status, result.reason)
+    sum_up(session, claim.signal_id)
+    orders = tuple(o.client_id for o in book.signal_orders(session, claim.signal_id))
+    return replace(result, concluded=True, orders=orders)

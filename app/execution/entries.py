@@ -12,7 +12,7 @@ from app.controls import current_halt
 from app.db import session_scope
 from app.exchange.filters import AlgoLimits, Market, SymbolRules, to_wire
 from app.execution import book, guards, leverage, venue
-from app.execution.claims import Claim, heartbeat
+from app.execution.claims import Claim, conclude, heartbeat
 from app.execution.context import ExecContext
 from app.execution.funds import account_size
 from app.execution.journal import add_orders, entry_filled
@@ -51,8 +51,12 @@ def _notional(signal: Signal, plan: Plan, price: Decimal) -> Decimal:
     return intent.quantity * (intent.price or intent.limit_price or price)
 
 
-def run_entry(ctx: ExecContext, claim: Claim, signal: Signal, orders: list[Order]) -> Result:
-    """``orders``: the signal's order rows, as a previous run left them (none the first time)."""
+def run_entry(
+    ctx: ExecContext, claim: Claim, signal: Signal, orders: list[Order], *, last: bool = True
+) -> Result:
+    """``orders``: the signal's order rows, as a previous run left them (none the first time).
+    ``last``: the entry is all the signal does, so its state is written with the fills (a
+    reverse says more about the signal afterwards, and finishes it itself)."""
     sid = claim.signal_id
     entry = next((o for o in orders if o.leg == "entry"), None)
     if entry is None:
@@ -60,18 +64,21 @@ def run_entry(ctx: ExecContext, claim: Claim, signal: Signal, orders: list[Order
         order = place(ctx, written.id, claim, marked=written)
     else:
         order = place(ctx, entry.id, claim)
+    # The fills, the position and the signal's own state: one transaction.
     with session_scope(ctx.sessions) as session:
         position = book.position_of(session, sid)
         assert position is not None
         received = apply_entry_fills(session, position)
         if order.status == OrderStatus.WORKING.value:
-            return Result(SignalStatus.WORKING, f"{order.kind} working on the exchange")
-        if not received:
+            result = Result(SignalStatus.WORKING, f"{order.kind} working on the exchange")
+        elif not received:
             position.status = "closed"
-            return Result(SignalStatus.DONE, f"entry ended {order.status} with nothing filled")
-        entry_filled(session, order, position)
-        note = _protect(ctx, session, position, claim)
-        return Result(SignalStatus.DONE, f"entered {received} {position.symbol}{note}")
+            result = Result(SignalStatus.DONE, f"entry ended {order.status} with nothing filled")
+        else:
+            entry_filled(session, order, position)
+            note = _protect(ctx, session, position, claim)
+            result = Result(SignalStatus.DONE, f"entered {received} {position.symbol}{note}")
+        return conclude(session, claim, result) if last else result
 
 
 def _protect(ctx: ExecContext, session: Session, position: Position, claim: Claim) -> str:
@@ -191,6 +198,6 @@ def _plan_and_write(ctx: ExecContext, claim: Claim, signal: Signal) -> Order:
         record_arrival(session, claim.signal_id, price, "mark" if market == "usdm" else "last")
         (entry,) = add_orders(
             session, plan.intents, signal_id=claim.signal_id, position_id=position.id,
-            sending=True, now=ctx.clock.now(),
+            sending=True, now=ctx.clock.now(), account=ctx.account,
         )  # fmt: skip
         return entry

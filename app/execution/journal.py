@@ -125,19 +125,22 @@ def add_orders(
     position_id: int | None,
     sending: bool = False,
     now: datetime | None = None,
+    account: str | None = None,
 ) -> list[Order]:
     """Write ``planned`` rows for intents whose client id is new; return the rows of every
     intent (existing ones too: a re-run or a concurrent caller wrote them first).
 
     ``sending``: write new rows as ``sending`` right away, for a caller that holds the claim
     and sends them as soon as this transaction commits (``placement.place(marked=...)``);
-    one commit before the request instead of two. ``now`` stamps them (the caller's clock)."""
+    one commit before the request instead of two. ``now`` stamps them (the caller's clock).
+    ``account``: the rows' account when the caller knows it (else their position's, or
+    their signal's)."""
     if not intents:
         return []
     now = now or utcnow()
     dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
     table = Order.__table__
-    account = _account_of(session, signal_id, position_id)
+    account = account or _account_of(session, signal_id, position_id)
     for intent in intents:
         row = {
             "signal_id": signal_id,

@@ -136,9 +136,18 @@ def _insert_ignore(session: Session) -> type[sqlite.Insert] | type[postgresql.In
     return sqlite.Insert if session.get_bind().dialect.name == "sqlite" else postgresql.Insert
 
 
-def record_fills(session: Session, order: Order, fills: Iterable[FillData]) -> list[Fill]:
+def record_fills(
+    session: Session,
+    order: Order,
+    fills: Iterable[FillData],
+    *,
+    known: set[str] | None = None,
+    load: bool = True,
+) -> list[Fill]:
     """Store fills not seen before (unique by ``(order_id, venue_fill_id)``); returns the new
-    ones. Safe to call again with the same fills, and from two processes at once."""
+    ones (none when not ``load``: a caller that does not use them saves the read). Safe to
+    call again with the same fills, and from two processes at once. ``known``: the order's
+    stored fill ids, when the caller has just read them."""
     rows = [
         {
             "order_id": order.id,
@@ -158,7 +167,8 @@ def record_fills(session: Session, order: Order, fills: Iterable[FillData]) -> l
     # Fills already stored are skipped with one read; the rest go in one multi-row INSERT
     # whose statement is the same every time (compiled once), and ON CONFLICT DO NOTHING
     # keeps a concurrent writer's copies out: RETURNING names only the rows this call added.
-    known = set(session.scalars(select(Fill.venue_fill_id).where(Fill.order_id == order.id)))
+    if known is None:
+        known = stored_fill_ids(session, order)
     fresh: dict[str, dict[str, Any]] = {}
     for row in rows:
         key = str(row["venue_fill_id"])
@@ -178,7 +188,16 @@ def record_fills(session: Session, order: Order, fills: Iterable[FillData]) -> l
     latest = max((f.time for f in fills if f.time is not None), default=None)
     if latest is not None and (order.last_fill_at is None or _aware(order.last_fill_at) < latest):
         order.last_fill_at = latest
+    if not load:
+        return []
     return list(session.scalars(select(Fill).where(Fill.id.in_(new_ids)).order_by(Fill.id)))
+
+
+def stored_fill_ids(session: Session, order: Order) -> set[str]:
+    """The venue ids of the fills stored for ``order``."""
+    if order.id is None:
+        return set()
+    return set(session.scalars(select(Fill.venue_fill_id).where(Fill.order_id == order.id)))
 
 
 def _aware(value: datetime) -> datetime:

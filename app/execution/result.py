@@ -13,3 +13,7 @@ class Result:
     reason: str | None = None
     # The signal fanned out to one child per account and was finished there already.
     children: tuple[str, ...] = ()
+    # The run left the signal in ``status`` itself, in its last transaction
+    # (``claims.conclude``); ``orders`` are the signal's client ids, read there.
+    concluded: bool = False
+    orders: tuple[str, ...] = ()

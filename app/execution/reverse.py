@@ -53,7 +53,7 @@ def run_reverse(ctx: ExecContext, claim: Claim, signal: Signal, orders: list[Ord
         _close(ctx, claim, signal, orders)
     closed = _closed_note(ctx, claim.signal_id)
     try:
-        result = run_entry(ctx, claim, signal, orders)
+        result = run_entry(ctx, claim, signal, orders, last=False)
     except Refused as exc:
         if closed is None:
             raise

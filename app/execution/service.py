@@ -117,6 +117,8 @@ def process_signal(ctx: ExecContext, signal_id: str, *, now: datetime | None = N
         raise
     if result.children:
         return Outcome(signal_id, result.status.value, result.reason)
+    if result.concluded:
+        return Outcome(signal_id, result.status.value, result.reason, orders=list(result.orders))
     with session_scope(ctx.sessions) as session:
         if result.status in (SignalStatus.REFUSED, SignalStatus.FAILED, SignalStatus.EXPIRED):
             _close_empty_position(session, signal_id, result.reason or result.status.value)

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.exchange import models as m
@@ -26,9 +25,10 @@ from app.execution.positions import (
     ms_time,
     record_fills,
     spot_fills,
+    stored_fill_ids,
     top_up_fill,
 )
-from app.models import ALGO_KINDS, Fill, Order, OrderKind, OrderStatus
+from app.models import ALGO_KINDS, Order, OrderKind, OrderStatus
 
 log = logging.getLogger(__name__)
 
@@ -325,24 +325,24 @@ def _amounts(order: Order, executed: Decimal | None, quote: Decimal | None) -> N
         order.avg_price = quote / executed
 
 
-def _topped_up(session: Session, order: Order) -> bool:
+def _topped_up(known: set[str]) -> bool:
     """Whether the row has fills recorded as increments (``top_up_fill``), not per trade."""
-    if order.id is None:
-        return False
-    ids = session.scalars(select(Fill.venue_fill_id).where(Fill.order_id == order.id))
-    return any(i.startswith("order-") for i in ids)
+    return any(i.startswith("order-") for i in known)
 
 
 def apply(session: Session, order: Order, answer: Answer) -> None:
     """Update the row from an answer or a look-up, and record any fills it carries."""
     fills: list[FillData] = []
+    known: set[str] | None = None
     if isinstance(answer, m.Order):
         order.venue_id = answer.orderId
         _set_status(order, answer.status or "NEW")
         _amounts(order, answer.executedQty, answer.cummulativeQuoteQty)
         order.book_time = order.book_time or ms_time(answer.transactTime or answer.time)
         fills = spot_fills(answer)
-        if fills and _topped_up(session, order):
+        if fills:
+            known = stored_fill_ids(session, order)
+        if fills and _topped_up(known or set()):
             fills = []  # recorded as increments before: go on that way (no double count)
         if not fills and answer.executedQty:
             # A look-up (GET) lists no trades: what executed since the last read, as one
@@ -383,4 +383,4 @@ def apply(session: Session, order: Order, answer: Answer) -> None:
         order.book_time = order.book_time or ms_time(answer.createTime)
     session.flush()
     if fills:
-        record_fills(session, order, fills)
+        record_fills(session, order, fills, known=known, load=False)

@@ -37,6 +37,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from app.errors import ServiceUnavailable
 from app.outages import Component, is_database_outage
 from app.signals.service import Intake, Prepared, mark_queued_in, store_batch
+from app.writegate import NO_WAIT
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +213,8 @@ class IntakeWriter:
         if self._conn is None:
             self._conn = self.engine.connect()
             if self._conn.dialect.name == "sqlite":
+                # Nor at the write gate (app.writegate): "locked" at once instead.
+                self._conn.execution_options(**{NO_WAIT: True})
                 # Never sleep in SQLite's busy handler on the event loop: _begin waits instead.
                 # (On the driver's connection: a statement here would begin a transaction.)
                 # Checkpoints (copying the WAL into the database file, with an fsync of their
