@@ -31,15 +31,19 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-# A connection with this execution option never waits at the gate: it gets "database is
-# locked" at once, and waits for the lock itself (the receiver's writer, on its event loop).
+# A connection with this execution option never waits at the gate when it begins: it gets
+# "database is locked" at once. The receiver's writer, on its event loop, takes the gate
+# first on a thread of its own (:meth:`WriteGate.acquire` for the connection), then begins.
 NO_WAIT = "pacekeeper_gate_no_wait"
+
+_GATES: weakref.WeakKeyDictionary[Engine, WriteGate] = weakref.WeakKeyDictionary()
 
 _FIRST_PAUSE = 0.0001
 _MAX_PAUSE = 0.001
@@ -92,6 +96,9 @@ class WriteGate:
         self._holder = holder
         return True
 
+    def holds(self, holder: object) -> bool:
+        return self._holder is holder and self._pid == os.getpid()
+
     def release(self, holder: object) -> None:
         """Give the gate back if ``holder`` has it (any other call is a no-op)."""
         if self._holder is None or self._holder is not holder or self._pid != os.getpid():
@@ -101,7 +108,12 @@ class WriteGate:
         self._threads.release()
 
 
-def _raw(connection: Any) -> object:
+def gate_of(engine: Engine) -> WriteGate | None:
+    """The gate in front of ``engine``'s writes (None: not a SQLite file)."""
+    return _GATES.get(engine)
+
+
+def raw(connection: Any) -> object:
     """The DBAPI connection under a pool's proxy (the key the gate is held under)."""
     return getattr(connection, "dbapi_connection", None) or connection
 
@@ -119,36 +131,39 @@ def install(engine: Engine, database: str, timeout: float) -> WriteGate:
         try:
             do_commit(dbapi_connection)
         finally:
-            gate.release(_raw(dbapi_connection))
+            gate.release(raw(dbapi_connection))
 
     def rollback(dbapi_connection: Any) -> None:
         try:
             do_rollback(dbapi_connection)
         finally:
-            gate.release(_raw(dbapi_connection))
+            gate.release(raw(dbapi_connection))
 
     # The engine's own dialect instance (create_engine makes one per engine).
     dialect.do_commit = commit  # type: ignore[method-assign]
     dialect.do_rollback = rollback  # type: ignore[method-assign]
 
     def dropped(dbapi_connection: Any, *_args: Any) -> None:
-        gate.release(_raw(dbapi_connection))
+        gate.release(raw(dbapi_connection))
 
     for name in ("checkin", "invalidate", "soft_invalidate", "close", "close_detached"):
         event.listen(engine.pool, name, dropped)
+    _GATES[engine] = gate
     return gate
 
 
 def before_begin(gate: WriteGate, conn: Any) -> None:
-    """Take the gate for a connection about to ``BEGIN IMMEDIATE``."""
+    """Take the gate for a connection about to ``BEGIN IMMEDIATE`` (unless it has it)."""
+    if gate.holds(raw(conn.connection)):
+        return
     if conn.get_execution_options().get(NO_WAIT):
-        if not gate.acquire(_raw(conn.connection), wait=False):
+        if not gate.acquire(raw(conn.connection), wait=False):
             raise OperationalError(
                 "BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked")
             )
         return
-    gate.acquire(_raw(conn.connection), wait=True)
+    gate.acquire(raw(conn.connection), wait=True)
 
 
 def begin_failed(gate: WriteGate, conn: Any) -> None:
-    gate.release(_raw(conn.connection))
+    gate.release(raw(conn.connection))

@@ -134,6 +134,7 @@ class Run:
     # the front process (the baseline's, or Pacekeeper's receiver) and the workers.
     front_cpu: float | None = None
     worker_cpu: float | None = None
+    exchange_cpu: float | None = None  # the paper exchange's (on these cores, not Binance's)
 
 
 def alert(tag: str, n: int) -> dict[str, Any]:
@@ -270,6 +271,7 @@ def report(name: str, runs: dict[str, Run], drain: float) -> None:
         ("last order at", base.last, ours.last),
         ("CPU/alert: front", base.front_cpu, ours.front_cpu),
         ("CPU/alert: workers", base.worker_cpu, ours.worker_cpu),
+        ("CPU/alert: exchange", base.exchange_cpu, ours.exchange_cpu),
     ]
     for label, b, o in rows:
         print(f"    {label:22} {ms(b):>9} {ms(o):>11} {ratio(b, o):>10}")
@@ -357,6 +359,7 @@ def main() -> int:
             }
             fronts = {"baseline": baseline.pid, "pacekeeper": pk.receiver.pid}
             backs = {"baseline": [], "pacekeeper": [w.pid for w in pk.workers]}
+            exchanges = {"baseline": procs[1].pid, "pacekeeper": procs[0].pid}
             for url, cid, exchange in designs.values():  # warm: connections, caches, clock
                 run = asyncio.run(send(url, 3, 10, f"warm-{uuid.uuid4().hex[:6]}", cid))
                 settle(run, exchange, args.drain)
@@ -365,11 +368,13 @@ def main() -> int:
                     time.sleep(ORDER_WINDOW - time.time() % ORDER_WINDOW + 0.05)
                     tag = f"{design[:4]}-{uuid.uuid4().hex[:6]}"
                     front = cpu_seconds(fronts[design])
+                    venue = cpu_seconds(exchanges[design])
                     back = sum(cpu_seconds(pid) for pid in backs[design])
                     run = asyncio.run(send(url, count, rate, tag, cid))
                     settle(run, exchange, args.drain)
                     time.sleep(args.latency / 1000 + 1)  # the answers' handling
                     run.front_cpu = (cpu_seconds(fronts[design]) - front) / count
+                    run.exchange_cpu = (cpu_seconds(exchanges[design]) - venue) / count
                     if backs[design]:
                         spent = sum(cpu_seconds(pid) for pid in backs[design]) - back
                         run.worker_cpu = spent / count

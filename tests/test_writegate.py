@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from app.db import make_engine
-from app.writegate import NO_WAIT, WriteGate
+from app.writegate import NO_WAIT, WriteGate, gate_of
 
 
 def _no_busy_wait(dbapi_conn: Any, _record: Any) -> None:
@@ -48,14 +48,9 @@ def db(tmp_path: Path) -> Iterator[tuple[Path, Engine]]:
 
 
 def _gate(engine: Engine) -> WriteGate:
-    gates = [
-        cell.cell_contents
-        for fn in engine.dispatch.begin
-        for cell in (getattr(fn, "__closure__", None) or ())
-        if isinstance(cell.cell_contents, WriteGate)
-    ]
-    assert len(gates) == 1
-    return gates[0]
+    gate = gate_of(engine)
+    assert gate is not None
+    return gate
 
 
 def test_a_writer_on_another_thread_waits_for_the_holder_not_for_sqlite(

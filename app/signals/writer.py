@@ -24,6 +24,7 @@ A request never gets its answer before the commit that holds its row.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,7 @@ from datetime import datetime
 from sqlalchemy.engine import Connection, Engine, Transaction
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from app import writegate
 from app.errors import ServiceUnavailable
 from app.outages import Component, is_database_outage
 from app.signals.service import Intake, Prepared, mark_queued_in, store_batch
@@ -236,6 +238,21 @@ class IntakeWriter:
         pause = 0.001
         while True:
             conn = self._connection()
+            gate = writegate.gate_of(self.engine)
+            if gate is not None:
+                # In the queue of writers (app.writegate), on the committer's thread: the
+                # workers hand the lock to one another within a millisecond, and a writer
+                # that only looked now and then (below) would rarely find it free.
+                holder = writegate.raw(conn.connection)
+                try:
+                    await loop.run_in_executor(
+                        self._committer, functools.partial(gate.acquire, holder, wait=True)
+                    )
+                except asyncio.CancelledError:
+                    # The acquire goes on on its thread: give the gate back after it (the
+                    # committer runs one call at a time, in order).
+                    self._committer.submit(gate.release, holder)
+                    raise
             try:
                 return conn, conn.begin()
             except OperationalError as exc:
