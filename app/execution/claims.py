@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from app.execution import book
+from app.execution import queries
 from app.execution.parents import sum_up
 from app.execution.result import Result
 from app.models import Event, SignalStatus, utcnow
@@ -146,5 +146,5 @@ def conclude(session: Session, claim: Claim, result: Result) -> Result:
     one that wrote what the run came to), instead of one transaction more after it."""
     finish(session, claim, result.status, result.reason)
     sum_up(session, claim.signal_id)
-    orders = tuple(o.client_id for o in book.signal_orders(session, claim.signal_id))
+    orders = tuple(o.client_id for o in queries.signal_orders(session, claim.signal_id))
     return replace(result, concluded=True, orders=orders)

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from app.db import session_scope
 from app.exchange.errors import Temporary
 from app.exchange.filters import AlgoLimits, Market, to_wire
-from app.execution import book, guards
+from app.execution import guards, queries
 from app.execution.brackets import cancel_brackets, current_price, live_brackets
 from app.execution.cancels import cancel_order
 from app.execution.claims import Claim, heartbeat, transition
@@ -64,11 +64,11 @@ def run_close(ctx: ExecContext, claim: Claim, signal: Signal) -> Result:
     assert signal.market is not None and signal.symbol is not None
     sid = claim.signal_id
     market, symbol = signal.market.value, signal.symbol
-    strategy = book.strategy_of(signal.strategy)
+    strategy = queries.strategy_of(signal.strategy)
     reason = f"{signal.action.value} signal {sid}"
     with session_scope(ctx.sessions) as session:
-        planned = [o for o in book.signal_orders(session, sid) if _closing(o)]
-        positions = book.open_positions(session, strategy, market, symbol, account=ctx.account)
+        planned = [o for o in queries.signal_orders(session, sid) if _closing(o)]
+        positions = queries.open_positions(session, strategy, market, symbol, account=ctx.account)
     if not planned:
         if not positions:
             raise Refused(
@@ -82,7 +82,7 @@ def run_close(ctx: ExecContext, claim: Claim, signal: Signal) -> Result:
         if gone:
             _close_gone(ctx, claim, gone, reason=reason)
         with session_scope(ctx.sessions) as session:
-            planned = [o for o in book.signal_orders(session, sid) if _closing(o)]
+            planned = [o for o in queries.signal_orders(session, sid) if _closing(o)]
         if not planned:
             if gone:
                 return Result(SignalStatus.DONE, f"nothing to close: {GONE_NOTE}")
@@ -154,7 +154,7 @@ def stop_entries(ctx: ExecContext, claim: Claim, position: Position, *, reason: 
             session.query(Order).filter(
                 Order.position_id == position.id,
                 Order.leg == "entry",
-                Order.status.in_(book.LIVE_ORDER),
+                Order.status.in_(queries.LIVE_ORDER),
             )
         )
         for order in entries:
@@ -249,7 +249,7 @@ def _plan(
         count, every = open_algo_counts(ctx, market, algo)
         refusal = guards.evaluate(
             guards.Facts(entry=False, market=market, symbol=symbol,
-                         strategy=book.strategy_of(signal.strategy), algo=algo, open_algos=count,
+                         strategy=queries.strategy_of(signal.strategy), algo=algo, open_algos=count,
                          open_spot_algos=every),
             ctx.settings,
         )  # fmt: skip

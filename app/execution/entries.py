@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from app.controls import current_halt
 from app.db import session_scope
 from app.exchange.filters import AlgoLimits, Market, SymbolRules, to_wire
-from app.execution import book, guards, leverage, venue
+from app.execution import guards, leverage, queries, venue
 from app.execution.claims import Claim, conclude, heartbeat
 from app.execution.context import ExecContext
 from app.execution.funds import account_size
@@ -66,7 +66,7 @@ def run_entry(
         order = place(ctx, entry.id, claim)
     # The fills, the position and the signal's own state: one transaction.
     with session_scope(ctx.sessions) as session:
-        position = book.position_of(session, sid)
+        position = queries.position_of(session, sid)
         assert position is not None
         received = apply_entry_fills(session, position)
         if order.status == OrderStatus.WORKING.value:
@@ -155,10 +155,10 @@ def _plan_and_write(ctx: ExecContext, claim: Claim, signal: Signal) -> Order:
         noted = replace(first, facts={**first.facts, "sizing": sized.as_json()})
         plan = replace(plan, intents=[noted, *plan.intents[1:]])
     open_count, open_spot = open_algo_counts(ctx, market, algo) if algo else (0, 0)
-    strategy = book.strategy_of(signal.strategy)
+    strategy = queries.strategy_of(signal.strategy)
     hedge = market == "usdm" and venue.position_mode(ctx.client)
     with session_scope(ctx.sessions) as session:
-        book.lock_key(session, ctx.account, strategy, market, symbol)
+        queries.lock_key(session, ctx.account, strategy, market, symbol)
         heartbeat(session, claim, now=ctx.clock.now())
         halt = current_halt(session, ctx.account)
         facts = guards.Facts(
@@ -167,13 +167,13 @@ def _plan_and_write(ctx: ExecContext, claim: Claim, signal: Signal) -> Order:
             halted=halt.reason if halt is not None else None, open_algos=open_count,
             open_spot_algos=open_spot,
             exposure=(
-                book.exposure(
+                queries.exposure(
                     session, market, symbol, price, exclude=claim.signal_id, account=ctx.account
                 )
                 if ctx.settings.max_notional_per_symbol is not None
                 else Decimal(0)
             ),
-            live_entry=book.live_entry(
+            live_entry=queries.live_entry(
                 session, strategy, market, symbol, exclude=claim.signal_id, account=ctx.account
             ),
         )  # fmt: skip

@@ -12,7 +12,7 @@ child. A child that never reached the queue is re-enqueued by the sweeper like a
 The parent's status sums its children's up (``app.execution.parents``) each time one of
 them changes.
 
-A cancel of a strategy on a symbol in one account (``app.execution.targets``) also reaches
+A cancel of a strategy on a symbol in one account (``app.execution.cancel_signals``) also reaches
 parents that have not fanned out yet: it writes that account's child itself, already
 ``cancelled``, under the same idempotency key (:func:`stop_unwritten`). Whichever of the
 cancel and the parent's job writes the child first, there is one child, and the parent's
@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from app.accounts import FANOUT
 from app.db import session_scope
-from app.execution import book
+from app.execution import queries
 from app.execution.claims import Claim, finish, heartbeat, transition
 from app.execution.context import ExecContext
 from app.execution.parents import children_of, summary
@@ -85,8 +85,8 @@ def stop_unwritten(
         SignalRow.id != own_id,
         SignalRow.account == FANOUT,
         SignalRow.status.in_(UNWRITTEN),
-        func.coalesce(SignalRow.strategy, book.DEFAULT_STRATEGY)
-        == book.strategy_of(signal.strategy),
+        func.coalesce(SignalRow.strategy, queries.DEFAULT_STRATEGY)
+        == queries.strategy_of(signal.strategy),
         SignalRow.symbol == signal.symbol,
     )
     if signal.market is not None:

@@ -17,7 +17,7 @@ from decimal import Decimal
 from app.db import session_scope
 from app.exchange.errors import Temporary, UnknownOutcome
 from app.exchange.filters import FilterViolation, SymbolRules, round_price
-from app.execution import book
+from app.execution import queries
 from app.execution.claims import Claim
 from app.execution.context import ExecContext
 from app.execution.planning import Refused
@@ -88,7 +88,7 @@ def notional_cap(ctx: ExecContext, claim: Claim, signal: Signal, price: Decimal)
         caps.append(account.max_notional)
     if ctx.settings.max_notional_per_symbol is not None:
         with session_scope(ctx.sessions) as session:
-            held = book.exposure(
+            held = queries.exposure(
                 session, signal.market.value, signal.symbol, price,
                 exclude=claim.signal_id, account=ctx.account,
             )  # fmt: skip

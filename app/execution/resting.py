@@ -25,7 +25,6 @@ from sqlalchemy.orm import Session
 from app.db import session_scope
 from app.exchange.errors import ExchangeError
 from app.execution import venue
-from app.execution.book import LIVE_ORDER
 from app.execution.cancels import cancel_order
 from app.execution.claims import transition
 from app.execution.context import ExecContext
@@ -33,6 +32,7 @@ from app.execution.journal import entry_filled, event, exit_filled
 from app.execution.planning import BRACKET
 from app.execution.positions import ENTRY_LEG, apply_entry_fills, apply_exit_fills
 from app.execution.protection import protect_position
+from app.execution.queries import LIVE_ORDER
 from app.models import (
     ALGO_KINDS,
     TERMINAL_ORDER_STATUSES,

@@ -30,7 +30,7 @@ from decimal import Decimal
 from app.db import session_scope
 from app.exchange.errors import Temporary
 from app.exchange.filters import Market, to_wire
-from app.execution import book
+from app.execution import queries
 from app.execution.claims import Claim
 from app.execution.closes import run_close
 from app.execution.context import ExecContext
@@ -80,9 +80,9 @@ def _close(ctx: ExecContext, claim: Claim, signal: Signal, orders: list[Order]) 
     market, symbol, side = signal.market.value, signal.symbol, signal.side.value.upper()
     closes = [o for o in orders if o.leg.startswith(CLOSE_LEG)]
     if not closes:
-        strategy = book.strategy_of(signal.strategy)
+        strategy = queries.strategy_of(signal.strategy)
         with session_scope(ctx.sessions) as session:
-            holding = book.open_positions(session, strategy, market, symbol, account=ctx.account)
+            holding = queries.open_positions(session, strategy, market, symbol, account=ctx.account)
         if any(p.side == side for p in holding):
             raise Refused(
                 f"strategy {strategy} already holds a {side} position on {symbol} ({market}): "
@@ -112,8 +112,10 @@ def _check_closed(ctx: ExecContext, signal_id: str, market: str, symbol: str) ->
     rules = ctx.client.symbol_rules(symbol, Market(market))
     dust = rules.lot.step_size if rules.lot is not None else Decimal(0)
     with session_scope(ctx.sessions) as session:
-        closes = [o for o in book.signal_orders(session, signal_id) if o.leg.startswith(CLOSE_LEG)]
-        if any(o.status in book.LIVE_ORDER for o in closes):
+        closes = [
+            o for o in queries.signal_orders(session, signal_id) if o.leg.startswith(CLOSE_LEG)
+        ]
+        if any(o.status in queries.LIVE_ORDER for o in closes):
             raise Temporary(
                 "the close is still working: the entry follows once it has ended",
                 retry_after=RETRY_S,
@@ -132,7 +134,9 @@ def _check_closed(ctx: ExecContext, signal_id: str, market: str, symbol: str) ->
 
 def _closed_note(ctx: ExecContext, signal_id: str) -> str | None:
     with session_scope(ctx.sessions) as session:
-        closes = [o for o in book.signal_orders(session, signal_id) if o.leg.startswith(CLOSE_LEG)]
+        closes = [
+            o for o in queries.signal_orders(session, signal_id) if o.leg.startswith(CLOSE_LEG)
+        ]
     executed = sum((o.executed_qty or Decimal(0) for o in closes), Decimal(0))
     if not executed:
         return None

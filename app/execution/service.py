@@ -32,18 +32,18 @@ from app.accounts import DEFAULT_ACCOUNT
 from app.controls import current_halt
 from app.db import read_scope, session_scope
 from app.exchange.errors import Temporary
-from app.execution import book, fanout, parents
+from app.execution import fanout, parents, queries
+from app.execution.cancel_signals import run_cancel
 from app.execution.claims import Claim, LeaseLost, claim_signal, finish
 from app.execution.closes import run_close
 from app.execution.context import ExecContext, UnknownAccount
 from app.execution.entries import run_entry
 from app.execution.journal import event
-from app.execution.levels import run_levels
+from app.execution.level_signals import run_levels
 from app.execution.placement import IN_DOUBT, InDoubt, OrderRejected, place
 from app.execution.planning import BRACKET, Refused
 from app.execution.result import Result
 from app.execution.reverse import run_reverse
-from app.execution.targets import run_cancel
 from app.execution.turns import waiting_for
 from app.models import Order, OrderStatus, Position, SignalStatus, utcnow
 from app.models import Signal as SignalRow
@@ -125,7 +125,7 @@ def process_signal(ctx: ExecContext, signal_id: str, *, now: datetime | None = N
             event(session, result.status.value, result.reason or "", signal_id=signal_id)
         finish(session, claim, result.status, result.reason)
         parents.sum_up(session, signal_id)
-        orders = [o.client_id for o in book.signal_orders(session, signal_id)]
+        orders = [o.client_id for o in queries.signal_orders(session, signal_id)]
     return Outcome(signal_id, result.status.value, result.reason, orders=orders)
 
 
@@ -139,7 +139,7 @@ def _run(ctx: ExecContext, claim: Claim, now: datetime) -> Result:
             row = session.get(SignalRow, claim.signal_id)
             assert row is not None
             signal = Signal.from_payload(row.payload)
-            orders = book.signal_orders(session, claim.signal_id)
+            orders = queries.signal_orders(session, claim.signal_id)
     if fanout.is_fanout(signal):
         children = fanout.run_fanout(ctx, claim, signal)
         return Result(SignalStatus.WORKING, "fanned out", children=tuple(children))
@@ -232,7 +232,7 @@ def _give_up(session: Any, claim: Claim, exc: Temporary) -> Outcome:
     (which places the bracket of an open position still in doubt); an order still working
     ends the signal ``working``; nothing executed: ``failed``."""
     sid = claim.signal_id
-    orders = book.signal_orders(session, sid)
+    orders = queries.signal_orders(session, sid)
     mine = [o for o in orders if not o.leg.startswith(BRACKET)]
     executed = any(o.executed_qty for o in mine)
     dropped = []
@@ -280,7 +280,7 @@ def _release_after_crash(ctx: ExecContext, claim: Claim) -> None:
 
 def _close_empty_position(session: Any, signal_id: str, reason: str) -> None:
     """A signal that placed nothing leaves no open position behind."""
-    position = book.position_of(session, signal_id)
+    position = queries.position_of(session, signal_id)
     if position is not None and position.status == "open" and not position.quantity:
         session.execute(
             update(Position)

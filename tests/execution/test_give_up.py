@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from app.db import session_scope
-from app.execution import book
+from app.execution import queries
 from app.execution.protection import protect_position
 from app.models import Position
 from tests.execution.conftest import (
@@ -43,7 +43,7 @@ def test_giving_up_drops_the_unsent_entry(make_ctx: MakeContext, control: httpx.
     assert entry.status == "cancelled"  # not `planned`: it no longer counts as exposure
     with session_scope(ctx.sessions) as session:
         assert (
-            book.exposure(session, "spot", "BTCUSDT", D("65000"), exclude="", account="default")
+            queries.exposure(session, "spot", "BTCUSDT", D("65000"), exclude="", account="default")
             == 0
         )
     assert ledger(control) == []

@@ -17,7 +17,7 @@ from decimal import Decimal
 
 from app.db import session_scope
 from app.exchange.filters import Market
-from app.execution import book
+from app.execution import queries
 from app.execution.brackets import current_price
 from app.execution.claims import Claim, heartbeat
 from app.execution.context import ExecContext
@@ -44,10 +44,10 @@ from app.signals.schemas import Signal
 def run_levels(ctx: ExecContext, claim: Claim, signal: Signal) -> Result:
     assert signal.market is not None and signal.symbol is not None
     sid, market, symbol = claim.signal_id, signal.market.value, signal.symbol
-    strategy = book.strategy_of(signal.strategy)
+    strategy = queries.strategy_of(signal.strategy)
     new = signal_levels(signal)
     with session_scope(ctx.sessions) as session:
-        positions = book.open_positions(session, strategy, market, symbol, account=ctx.account)
+        positions = queries.open_positions(session, strategy, market, symbol, account=ctx.account)
     if not positions:
         return _standalone(ctx, claim, signal, new)
     rules = ctx.client.symbol_rules(symbol, Market(market))
@@ -108,7 +108,7 @@ def run_levels(ctx: ExecContext, claim: Claim, signal: Signal) -> Result:
 
 def _standalone(ctx: ExecContext, claim: Claim, signal: Signal, levels: Levels) -> Result:
     assert signal.market is not None and signal.symbol is not None
-    strategy = book.strategy_of(signal.strategy)
+    strategy = queries.strategy_of(signal.strategy)
     if signal.side is None or signal.quantity is None:
         raise Refused(
             f"no open position for strategy {strategy} on {signal.symbol} "
@@ -118,7 +118,7 @@ def _standalone(ctx: ExecContext, claim: Claim, signal: Signal, levels: Levels) 
         raise Refused("a tp/sl without a position needs execution.price")
     sid, market, symbol = claim.signal_id, signal.market.value, signal.symbol
     with session_scope(ctx.sessions) as session:
-        planned = [o for o in book.signal_orders(session, sid) if o.leg.startswith(BRACKET)]
+        planned = [o for o in queries.signal_orders(session, sid) if o.leg.startswith(BRACKET)]
     if not planned:
         rules = ctx.client.symbol_rules(symbol, Market(market))
         side = signal.side.value.upper()

@@ -19,7 +19,7 @@ from sqlalchemy import func, or_, select
 from app.accounts import FANOUT
 from app.db import session_scope
 from app.exchange.errors import Temporary
-from app.execution import book, fanout
+from app.execution import fanout, queries
 from app.execution.cancels import cancel_order
 from app.execution.claims import Claim, transition
 from app.execution.context import ExecContext
@@ -50,9 +50,9 @@ def _targets(ctx: ExecContext, signal: Signal, own_id: str) -> list[tuple[str, s
             query = query.where(or_(named, SignalRow.parent_id.in_(parents)))
         else:
             query = query.where(SignalRow.account == ctx.account)
-            strategy = book.strategy_of(signal.strategy)
+            strategy = queries.strategy_of(signal.strategy)
             query = query.where(
-                func.coalesce(SignalRow.strategy, book.DEFAULT_STRATEGY) == strategy,
+                func.coalesce(SignalRow.strategy, queries.DEFAULT_STRATEGY) == strategy,
                 SignalRow.symbol == signal.symbol,
                 SignalRow.status.in_(UNFINISHED),
             )
@@ -106,7 +106,7 @@ def _cancel_working(ctx: ExecContext, claim: Claim, target_id: str, reason: str)
             for o in session.scalars(
                 select(Order).where(
                     Order.signal_id == target_id,
-                    Order.status.in_(book.LIVE_ORDER),
+                    Order.status.in_(queries.LIVE_ORDER),
                     ~Order.leg.startswith(BRACKET),
                 )
             )
