@@ -254,7 +254,7 @@ def list_positions(
     rows = list(session.scalars(query))
     more = len(rows) > limit
     rows = rows[:limit]
-    prices = marks.fetch(redis, settings.queue_name)
+    prices = marks.fetch(redis, settings.queue_name, now=utcnow().timestamp())
     items = [_position_out(session, row, prices) for row in rows]
     return {"items": items, "next_cursor": str(rows[-1].id) if more else None}
 

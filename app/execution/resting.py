@@ -6,11 +6,11 @@ leaves its signal ``working`` too. ``follow_resting_orders`` looks each one up b
 records what executed since the last look, updates the position (and brackets an entry that
 has filled), and moves the signal to ``done`` once none of its orders is working any more
 (``expired`` when nothing at all executed), in the transaction that records the order's end.
-An order whose signal's ``expires_at`` has passed is cancelled, and the signal ends
-``expired`` (what executed before is kept: a partly filled entry is bracketed, a partly
-filled exit's remainder re-bracketed). A ``working`` signal left without any live order of
-its own (its settlement was lost) is settled too. Run it periodically (each monitor cycle);
-it is safe to run from several processes at once.
+An order whose signal's ``expires_at`` has passed on ``ctx.clock`` is cancelled, and the
+signal ends ``expired`` (what executed before is kept: a partly filled entry is bracketed, a
+partly filled exit's remainder re-bracketed). A ``working`` signal left without any live
+order of its own (its settlement was lost) is settled too. Run it periodically (each monitor
+cycle); it is safe to run from several processes at once.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ from app.models import (
     OrderStatus,
     Position,
     SignalStatus,
-    utcnow,
 )
 from app.models import Signal as SignalRow
 
@@ -70,7 +69,7 @@ def follow_resting_orders(ctx: ExecContext, *, limit: int = 200) -> int:
             .limit(limit)
         ).all()
     changed = 0
-    now = utcnow()
+    now = ctx.clock.now()
     for order_id, expires_at, extra in rows:
         if (extra or {}).get("remainder_of"):
             continue  # an algo's remainder: app/monitoring/remainders.py follows it

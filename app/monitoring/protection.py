@@ -96,7 +96,7 @@ def protect_positions(
                 price(*key)
             except Exception as exc:
                 log.info("no price for %s %s this cycle: %s", *key, type(exc).__name__)
-    marks.publish(ctx.redis, ctx.settings.queue_name, prices)
+    marks.publish(ctx.redis, ctx.settings.queue_name, prices, now=ctx.clock.now().timestamp())
     return result
 
 
