@@ -23,7 +23,7 @@ from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.execution.parents import sum_up
-from app.models import Event, SignalStatus, utcnow
+from app.models import Event, SignalStatus
 from app.models import Signal as SignalRow
 from app.signals.service import state_event
 
@@ -83,11 +83,9 @@ def _fenced(claim: Claim) -> Any:
     )
 
 
-def heartbeat(session: Session, claim: Claim, *, now: datetime | None = None) -> None:
+def heartbeat(session: Session, claim: Claim, *, now: datetime) -> None:
     """Refresh the lease; raise LeaseLost when the signal is no longer ours."""
-    result = session.execute(
-        update(SignalRow).where(_fenced(claim)).values(updated_at=now or utcnow())
-    )
+    result = session.execute(update(SignalRow).where(_fenced(claim)).values(updated_at=now))
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise LeaseLost(claim.signal_id)
 
@@ -98,11 +96,10 @@ def finish(
     status: SignalStatus,
     reason: str | None = None,
     *,
-    now: datetime | None = None,
+    now: datetime,
     **data: Any,
 ) -> None:
     """Move our claimed signal to ``status`` (terminal, ``working`` or back to ``queued``)."""
-    now = now or utcnow()
     values: dict[str, Any] = {"status": status.value, "status_reason": reason, "updated_at": now}
     if status is SignalStatus.QUEUED:
         values["enqueued_at"] = now
@@ -120,10 +117,11 @@ def transition(
     expected: tuple[str, ...],
     status: SignalStatus,
     reason: str | None = None,
+    *,
+    now: datetime,
     **data: Any,
 ) -> bool:
     """Compare-and-set a signal we have not claimed (a cancel moving its target)."""
-    now = utcnow()
     old = session.execute(select(SignalRow.status).where(SignalRow.id == signal_id)).scalar()
     result = session.execute(
         update(SignalRow)
@@ -135,5 +133,5 @@ def transition(
     if reason:
         data["reason"] = reason
     session.execute(insert(Event), [state_event(signal_id, old, status, now, **data)])
-    sum_up(session, signal_id)
+    sum_up(session, signal_id, now=now)
     return True

@@ -22,6 +22,7 @@ Never naked, never oversold:
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy.orm import Session
@@ -169,7 +170,7 @@ def stop_entries(ctx: ExecContext, claim: Claim, position: Position, *, reason: 
         for order in entries:
             if order.signal_id is not None:
                 transition(session, order.signal_id, (SignalStatus.WORKING.value,),
-                           SignalStatus.CANCELLED, reason)  # fmt: skip
+                           SignalStatus.CANCELLED, reason, now=ctx.clock.now())  # fmt: skip
         row = session.get(Position, position.id)
         assert row is not None
         apply_entry_fills(session, row)
@@ -285,11 +286,17 @@ def _plan(
                 intent = replace(intent, facts={**intent.facts, EXCHANGE_HELD: to_wire(quantity)})
             intents.append((intent, position.id))
         if write:
-            _write(session, claim, intents)
+            _write(session, claim, intents, now=ctx.clock.now())
     return gone
 
 
-def _write(session: Session, claim: Claim, intents: list[tuple[OrderIntent, int | None]]) -> None:
-    heartbeat(session, claim)
+def _write(
+    session: Session,
+    claim: Claim,
+    intents: list[tuple[OrderIntent, int | None]],
+    *,
+    now: datetime,
+) -> None:
+    heartbeat(session, claim, now=now)
     for intent, position_id in intents:
-        add_orders(session, [intent], signal_id=claim.signal_id, position_id=position_id)
+        add_orders(session, [intent], signal_id=claim.signal_id, position_id=position_id, now=now)

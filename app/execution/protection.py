@@ -531,7 +531,7 @@ def stop_out(
     for order in ended:
         if order.signal_id is not None:
             transition(session, order.signal_id, (SignalStatus.WORKING.value,),
-                       SignalStatus.CANCELLED, why)  # fmt: skip
+                       SignalStatus.CANCELLED, why, now=ctx.clock.now())  # fmt: skip
     session.commit()
     for order in brackets:
         cancel_order(ctx, order.id, reason=why, claim=claim)

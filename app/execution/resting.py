@@ -116,7 +116,7 @@ def follow_order(ctx: ExecContext, order_id: int) -> int:
             _record_end(session, row, position)
         if row.signal_id is not None:
             # The order's end and its signal's, in one transaction.
-            _settle_signal(session, row.signal_id)
+            _settle_signal(session, row.signal_id, now=ctx.clock.now())
     if ended and position is not None:
         _after_end(ctx, row, position.id, reason="limit entry filled")
     return 1
@@ -138,7 +138,7 @@ def _expire(ctx: ExecContext, order_id: int, expires_at: datetime | None) -> int
         if row.signal_id is not None:
             executed = row.executed_qty or Decimal(0)
             note = f"{reason}; resting {row.kind} {row.status}, executed {executed}"
-            ended = _settle_signal(session, row.signal_id, expired=note)
+            ended = _settle_signal(session, row.signal_id, now=ctx.clock.now(), expired=note)
             if ended:
                 event(session, "expired", note, signal_id=row.signal_id, order_id=row.id)
         if ended and position is not None:  # once: the signal's end is a compare-and-set
@@ -182,7 +182,9 @@ def _after_end(ctx: ExecContext, row: Order, position_id: int, *, reason: str) -
             protect_position(ctx, session, held, reason=f"rest of a limit exit ({reason})")
 
 
-def _settle_signal(session: Session, signal_id: str, *, expired: str | None = None) -> bool:
+def _settle_signal(
+    session: Session, signal_id: str, *, now: datetime, expired: str | None = None
+) -> bool:
     """``working`` -> ``done`` (or ``expired``) once none of the signal's orders works; in
     the caller's transaction. ``expired``: end it ``expired`` with that reason."""
     orders = list(session.scalars(select(Order).where(Order.signal_id == signal_id)))
@@ -195,7 +197,7 @@ def _settle_signal(session: Session, signal_id: str, *, expired: str | None = No
         status, reason = SignalStatus.DONE, f"executed {executed}"
     else:
         status, reason = SignalStatus.EXPIRED, "ended with nothing executed"
-    return transition(session, signal_id, (SignalStatus.WORKING.value,), status, reason)
+    return transition(session, signal_id, (SignalStatus.WORKING.value,), status, reason, now=now)
 
 
 def settle_orphaned_signals(ctx: ExecContext, *, now: datetime, limit: int = 200) -> int:
@@ -229,7 +231,7 @@ def settle_orphaned_signals(ctx: ExecContext, *, now: datetime, limit: int = 200
                 continue  # the monitor settles algo signals
             if any(_aware(o.updated_at) > cutoff for o in mine):
                 continue
-            if not _settle_signal(session, signal_id):
+            if not _settle_signal(session, signal_id, now=now):
                 continue
             event(session, "settled", "its orders had ended; the signal was still working",
                   signal_id=signal_id)  # fmt: skip

@@ -218,6 +218,7 @@ def finish(
     row: AlgoOrder,
     subs: Sequence[SubOrder],
     *,
+    now: datetime,
     dust: Decimal = ZERO,
     remainder: Remainder = Remainder.CANCEL,
     step: Decimal = ZERO,
@@ -288,12 +289,18 @@ def finish(
               signal_id=order.signal_id, order_id=order.id, policy=remainder.value,
               left=qty(left))  # fmt: skip
     elif order.signal_id is not None:
-        settle_signal(session, order, cause, str(row.algoStatus), what)
+        settle_signal(session, order, cause, str(row.algoStatus), what, now=now)
     return True
 
 
 def settle_signal(
-    session: Session, order: Order, cause: str | None, algo_status: str, reason: str
+    session: Session,
+    order: Order,
+    cause: str | None,
+    algo_status: str,
+    reason: str,
+    *,
+    now: datetime,
 ) -> None:
     """Move a working signal to its end once none of its algos is still working."""
     signal = session.get(Signal, order.signal_id)
@@ -320,6 +327,6 @@ def settle_signal(
     signal.status = status
     signal.status_reason = reason
     event(session, "state", f"signal {status}: {reason}", signal_id=signal.id, order_id=order.id)
-    sum_up(session, signal.id)
+    sum_up(session, signal.id, now=now)
     if status is SignalStatus.FAILED:
         event(session, "failed", reason, signal_id=signal.id, order_id=order.id)

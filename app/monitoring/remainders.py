@@ -298,7 +298,8 @@ def _done(ctx: ExecContext, algo: _Algo, *, note: str | None) -> None:
             status = SignalStatus.EXPIRED
         else:
             status = SignalStatus.CANCELLED
-        transition(session, algo.signal_id, (SignalStatus.WORKING.value,), status, reason)
+        transition(session, algo.signal_id, (SignalStatus.WORKING.value,), status, reason,
+                   now=ctx.clock.now())  # fmt: skip
         event(session, "remainder", what, signal_id=algo.signal_id, order_id=algo.id)
         session.commit()
     if position is not None:

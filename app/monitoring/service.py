@@ -487,9 +487,8 @@ class Monitor:
         step = self._step_size(algo) if closing or acting else A.ZERO
         dust = step if closing else A.ZERO
         with self.ctx.sessions() as session:
-            if not A.finish(
-                session, algo.order_id, row, subs, dust=dust, remainder=algo.remainder, step=step
-            ):
+            if not A.finish(session, algo.order_id, row, subs, now=self.ctx.clock.now(),
+                            dust=dust, remainder=algo.remainder, step=step):  # fmt: skip
                 return  # another monitor ended it
             session.commit()
         self.count("finished")
