@@ -101,22 +101,23 @@ def follow_order(ctx: ExecContext, order_id: int) -> int:
     if found is None:
         return 0  # not visible (lag, or archived): the monitor's reconcile flags drift
     with session_scope(ctx.sessions) as session:
+        now = ctx.clock.now()
         row = session.get(Order, order_id, populate_existing=True)
         assert row is not None
         before = (row.status, row.executed_qty)
-        venue.apply(session, row, found)
+        venue.apply(session, row, found, now=now)
         if (row.status, row.executed_qty) == before:
             return 0
         event(session, "fill" if row.status not in TERMINAL else row.status,
               f"{row.kind} {row.venue_status}: executed {row.executed_qty}",
               signal_id=row.signal_id, order_id=row.id)  # fmt: skip
-        position = _apply_to_position(session, row)
+        position = _apply_to_position(session, row, now=now)
         ended = row.status in TERMINAL
         if ended and position is not None:
             _record_end(session, row, position)
         if row.signal_id is not None:
             # The order's end and its signal's, in one transaction.
-            _settle_signal(session, row.signal_id, now=ctx.clock.now())
+            _settle_signal(session, row.signal_id, now=now)
     if ended and position is not None:
         _after_end(ctx, row, position.id, reason="limit entry filled")
     return 1
@@ -133,12 +134,13 @@ def _expire(ctx: ExecContext, order_id: int, expires_at: datetime | None) -> int
         fresh = session.get(Order, order_id, populate_existing=True)
         assert fresh is not None
         row = fresh
-        position = _apply_to_position(session, row)
+        now = ctx.clock.now()
+        position = _apply_to_position(session, row, now=now)
         ended = True
         if row.signal_id is not None:
             executed = row.executed_qty or Decimal(0)
             note = f"{reason}; resting {row.kind} {row.status}, executed {executed}"
-            ended = _settle_signal(session, row.signal_id, now=ctx.clock.now(), expired=note)
+            ended = _settle_signal(session, row.signal_id, now=now, expired=note)
             if ended:
                 event(session, "expired", note, signal_id=row.signal_id, order_id=row.id)
         if ended and position is not None:  # once: the signal's end is a compare-and-set
@@ -148,13 +150,13 @@ def _expire(ctx: ExecContext, order_id: int, expires_at: datetime | None) -> int
     return 1
 
 
-def _apply_to_position(session: Session, row: Order) -> Position | None:
+def _apply_to_position(session: Session, row: Order, *, now: datetime) -> Position | None:
     position = session.get(Position, row.position_id) if row.position_id else None
     if position is not None:
         if row.leg == ENTRY_LEG:
             apply_entry_fills(session, position)
         else:
-            apply_exit_fills(session, position)
+            apply_exit_fills(session, position, now=now)
     return position
 
 
@@ -237,7 +239,7 @@ def settle_orphaned_signals(ctx: ExecContext, *, now: datetime, limit: int = 200
                   signal_id=signal_id)  # fmt: skip
             settled += 1
             for order in mine:
-                position = _apply_to_position(session, order)
+                position = _apply_to_position(session, order, now=now)
                 if order.leg == ENTRY_LEG and position is not None and not position.quantity:
                     # As _after_end: an entry that ended empty leaves no open position (one
                     # that received something is bracketed by the monitor's retry pass).

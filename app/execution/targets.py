@@ -124,7 +124,7 @@ def _cancel_working(ctx: ExecContext, claim: Claim, target_id: str, reason: str)
             if position is None or position.status != "open":
                 continue
             apply_entry_fills(session, position)
-            if apply_exit_fills(session, position) > 0:
+            if apply_exit_fills(session, position, now=ctx.clock.now()) > 0:
                 protect_position(ctx, session, position, reason=reason, claim=claim)
             elif not position.exit_quantity:
                 position.status = "closed"

@@ -357,11 +357,12 @@ class Monitor:
     ) -> list[tuple[A.WatchedAlgo, str]]:
         """Child fills and sums of working algos in one transaction; if that fails, again
         with a savepoint per algo, so only the failing ones are left for the next cycle."""
+        now = self.ctx.clock.now()
 
         def apply(item: _Seen, order: Order) -> int | None:
             if order.status != OrderStatus.WORKING or item.subs is None:
                 return None
-            new = A.apply_children(session, order, item.subs, known[order.id])
+            new = A.apply_children(session, order, item.subs, known[order.id], now=now)
             A.mirror(order, item.row)
             return new
 
