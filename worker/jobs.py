@@ -75,7 +75,7 @@ def process_signal(signal_id: str) -> dict[str, Any] | Retry:
     try:
         outcome = execute(ctx, signal_id)
     except Rejected as exc:
-        if not refuse_rejected(ctx.sessions, signal_id, exc):
+        if not refuse_rejected(ctx.sessions, signal_id, exc, now=ctx.clock.now()):
             raise
         return {"signal_id": signal_id, "status": "refused", "reason": rejection_reason(exc)}
     if outcome.retry_in is not None:

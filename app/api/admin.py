@@ -254,7 +254,7 @@ def list_positions(
     rows = list(session.scalars(query))
     more = len(rows) > limit
     rows = rows[:limit]
-    prices = marks.fetch(redis, settings.queue_name)
+    prices = marks.fetch(redis, settings.queue_name, now=utcnow().timestamp())
     items = [_position_out(session, row, prices) for row in rows]
     return {"items": items, "next_cursor": str(rows[-1].id) if more else None}
 
@@ -395,7 +395,8 @@ def cancel(
     client = _client(settings, redis, order.account if order is not None else DEFAULT_ACCOUNT)
     reason = (body or CancelIn()).reason
     try:
-        done = cancel_algo(session, client, order_id, cause="operator", reason=reason, by=ADMIN)
+        done = cancel_algo(session, client, order_id, cause="operator", reason=reason, by=ADMIN,
+                           now=utcnow())  # fmt: skip
     finally:
         client.close()
     return _cancel_out(done)
@@ -446,9 +447,8 @@ def halt(
             try:
                 for order_id in ids:
                     try:
-                        done = cancel_algo(
-                            session, client, order_id, cause="halt", reason=body.reason, by=ADMIN
-                        )
+                        done = cancel_algo(session, client, order_id, cause="halt",
+                                           reason=body.reason, by=ADMIN, now=utcnow())  # fmt: skip
                         cancels.append(_cancel_out(done))
                     except AppError as exc:
                         errors.append(f"order {order_id}: {exc.message}")

@@ -70,8 +70,9 @@ def run_cancel(ctx: ExecContext, claim: Claim, signal: Signal) -> Result:
         # Signals for several accounts not fanned out yet: this account's part of them.
         with session_scope(ctx.sessions) as session:
             stopped = fanout.stop_unwritten(
-                session, account=ctx.account, signal=signal, own_id=sid, reason=reason
-            )
+                session, account=ctx.account, signal=signal, own_id=sid, reason=reason,
+                now=ctx.clock.now(),
+            )  # fmt: skip
         done += [f"{parent_id} on {ctx.account} (not fanned out)" for parent_id in stopped]
     targets = _targets(ctx, signal, sid)
     if not targets and signal.target_id is not None:
@@ -81,7 +82,8 @@ def run_cancel(ctx: ExecContext, claim: Claim, signal: Signal) -> Result:
     for target_id, status, account in targets:
         if status in NOT_STARTED:
             with session_scope(ctx.sessions) as session:
-                if transition(session, target_id, NOT_STARTED, SignalStatus.CANCELLED, reason):
+                if transition(session, target_id, NOT_STARTED, SignalStatus.CANCELLED, reason,
+                              now=ctx.clock.now()):  # fmt: skip
                     done.append(f"{target_id} (not started)")
                     continue
         # A fan-out parent has no orders of its own; each child's are its account's.
@@ -92,7 +94,7 @@ def run_cancel(ctx: ExecContext, claim: Claim, signal: Signal) -> Result:
         )
         with session_scope(ctx.sessions) as session:
             transition(session, target_id, (SignalStatus.WORKING.value,), SignalStatus.CANCELLED,
-                       reason)  # fmt: skip
+                       reason, now=ctx.clock.now())  # fmt: skip
         done.append(f"{target_id} ({cancelled} order(s))")
     if not done:
         return Result(SignalStatus.DONE, "nothing to cancel")
@@ -122,7 +124,7 @@ def _cancel_working(ctx: ExecContext, claim: Claim, target_id: str, reason: str)
             if position is None or position.status != "open":
                 continue
             apply_entry_fills(session, position)
-            if apply_exit_fills(session, position) > 0:
+            if apply_exit_fills(session, position, now=ctx.clock.now()) > 0:
                 protect_position(ctx, session, position, reason=reason, claim=claim)
             elif not position.exit_quantity:
                 position.status = "closed"

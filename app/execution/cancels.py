@@ -11,6 +11,7 @@ visible the row stays ``working`` and the caller waits for it.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import update
@@ -26,7 +27,7 @@ from app.execution.context import ExecContext
 from app.execution.journal import event
 from app.execution.placement import IN_DOUBT, Absent, reconcile
 from app.execution.positions import record_fills, sub_order_fills, top_up_fill
-from app.models import ALGO_KINDS, TERMINAL_ORDER_STATUSES, Order, OrderStatus, utcnow
+from app.models import ALGO_KINDS, TERMINAL_ORDER_STATUSES, Order, OrderStatus
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def cancel_order(
             if order.status in TERMINAL:
                 return order
             if order.status == OrderStatus.PLANNED.value:
-                if _never_sent(session, order, reason):
+                if _never_sent(session, order, reason, now=ctx.clock.now()):
                     return order
                 continue  # marked `sending` meanwhile: look at the row afresh
         if order.status not in IN_DOUBT:
@@ -81,7 +82,8 @@ def cancel_order(
     with session_scope(ctx.sessions) as session:
         row = session.get(Order, order_id, populate_existing=True)
         assert row is not None
-        _record_end(session, row, answer, final, subs, cancelled=how == "cancelled")
+        _record_end(session, row, answer, final, subs, now=ctx.clock.now(),
+                    cancelled=how == "cancelled")  # fmt: skip
         event(session, "cancelled", f"{how}: {reason}", signal_id=row.signal_id,
               order_id=row.id, status=row.status, executed_qty=str(row.executed_qty))  # fmt: skip
     return row
@@ -127,11 +129,11 @@ def _never_placed(ctx: ExecContext, order_id: int, proof: Absent, reason: str) -
         return row
 
 
-def _never_sent(session: Session, order: Order, reason: str) -> bool:
+def _never_sent(session: Session, order: Order, reason: str, *, now: datetime) -> bool:
     result = session.execute(
         update(Order)
         .where(Order.id == order.id, Order.status == OrderStatus.PLANNED.value)
-        .values(status=OrderStatus.CANCELLED.value, updated_at=utcnow())
+        .values(status=OrderStatus.CANCELLED.value, updated_at=now)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return False
@@ -181,13 +183,14 @@ def _record_end(
     final: object | None,
     subs: list[m.SubOrder],
     *,
+    now: datetime,
     cancelled: bool,
 ) -> None:
     """Set the row's final state from a cancel answer (or a look-up after "already done"),
     and for a TWAP/VP its final state and sub-orders read before (``_read_end``)."""
     if isinstance(answer, m.AlgoCancelled) or order.kind in ALGO_KINDS:
         if isinstance(final, m.AlgoOrder):
-            record_fills(session, order, sub_order_fills(subs))
+            record_fills(session, order, sub_order_fills(subs), now=now)
         if not isinstance(final, m.AlgoOrder) or not m.algo_settled(final, subs):
             # Cancelled, but its end is not visible yet (not found, still reads working, a
             # child still open, or children that do not add up to it): its last fills may
@@ -195,7 +198,7 @@ def _record_end(
             # as it ends every algo, and a caller that needs the fills waits.
             order.extra = {**(order.extra or {}), "cancel_requested": True}
             return
-        venue.apply(session, order, final)
+        venue.apply(session, order, final, now=now)
         done = order.executed_qty and order.quantity and order.executed_qty >= order.quantity
         order.status = (OrderStatus.FILLED if done else OrderStatus.CANCELLED).value
         return
@@ -208,7 +211,7 @@ def _record_end(
         record_fills(session, order, top_up_fill(
             session, order, ref=f"list-{answer.orderListId}", executed=executed, quote=quote,
             when=answer.transactionTime,
-        ))  # fmt: skip
+        ), now=now)  # fmt: skip
         order.executed_qty = executed
         if cancelled:
             order.status = OrderStatus.CANCELLED.value
@@ -220,7 +223,7 @@ def _record_end(
         order.venue_status = "CANCELED"
         return
     if isinstance(answer, m.Order | m.FuturesOrder | m.ConditionalOrder):
-        venue.apply(session, order, answer)  # records what it executed as a fill
+        venue.apply(session, order, answer, now=now)  # records what it executed as a fill
         return
     # Nothing found after "already done": it never reached the book.
     order.status = OrderStatus.CANCELLED.value

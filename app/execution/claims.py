@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from app.execution import queries
 from app.execution.parents import sum_up
 from app.execution.result import Result
-from app.models import Event, SignalStatus, utcnow
+from app.models import Event, SignalStatus
 from app.models import Signal as SignalRow
 from app.signals.service import state_event
 
@@ -85,11 +85,9 @@ def _fenced(claim: Claim) -> Any:
     )
 
 
-def heartbeat(session: Session, claim: Claim, *, now: datetime | None = None) -> None:
+def heartbeat(session: Session, claim: Claim, *, now: datetime) -> None:
     """Refresh the lease; raise LeaseLost when the signal is no longer ours."""
-    result = session.execute(
-        update(SignalRow).where(_fenced(claim)).values(updated_at=now or utcnow())
-    )
+    result = session.execute(update(SignalRow).where(_fenced(claim)).values(updated_at=now))
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise LeaseLost(claim.signal_id)
 
@@ -100,11 +98,10 @@ def finish(
     status: SignalStatus,
     reason: str | None = None,
     *,
-    now: datetime | None = None,
+    now: datetime,
     **data: Any,
 ) -> None:
     """Move our claimed signal to ``status`` (terminal, ``working`` or back to ``queued``)."""
-    now = now or utcnow()
     values: dict[str, Any] = {"status": status.value, "status_reason": reason, "updated_at": now}
     if status is SignalStatus.QUEUED:
         values["enqueued_at"] = now
@@ -122,10 +119,11 @@ def transition(
     expected: tuple[str, ...],
     status: SignalStatus,
     reason: str | None = None,
+    *,
+    now: datetime,
     **data: Any,
 ) -> bool:
     """Compare-and-set a signal we have not claimed (a cancel moving its target)."""
-    now = utcnow()
     old = session.execute(select(SignalRow.status).where(SignalRow.id == signal_id)).scalar()
     result = session.execute(
         update(SignalRow)
@@ -137,14 +135,14 @@ def transition(
     if reason:
         data["reason"] = reason
     session.execute(insert(Event), [state_event(signal_id, old, status, now, **data)])
-    sum_up(session, signal_id)
+    sum_up(session, signal_id, now=now)
     return True
 
 
-def conclude(session: Session, claim: Claim, result: Result) -> Result:
+def conclude(session: Session, claim: Claim, result: Result, *, now: datetime) -> Result:
     """Leave our claimed signal in ``result``'s state within the caller's transaction (the
     one that wrote what the run came to), instead of one transaction more after it."""
-    finish(session, claim, result.status, result.reason)
-    sum_up(session, claim.signal_id)
+    finish(session, claim, result.status, result.reason, now=now)
+    sum_up(session, claim.signal_id, now=now)
     orders = tuple(o.client_id for o in queries.signal_orders(session, claim.signal_id))
     return replace(result, concluded=True, orders=orders)

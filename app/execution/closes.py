@@ -22,6 +22,7 @@ Never naked, never oversold:
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy.orm import Session
@@ -47,7 +48,6 @@ from app.models import (
     OrderStatus,
     Position,
     SignalStatus,
-    utcnow,
 )
 from app.models import Signal as SignalRow
 from app.signals.schemas import Action, Signal, TwapExecution, VpExecution
@@ -103,15 +103,17 @@ def run_close(ctx: ExecContext, claim: Claim, signal: Signal) -> Result:
     dust = rules.lot.step_size if rules.lot is not None else Decimal(0)
     notes = []
     with session_scope(ctx.sessions) as session:
+        now = ctx.clock.now()
         for order in placed:
             row = session.get(Position, order.position_id) if order.position_id else None
             if row is None:
                 continue
-            left = apply_exit_fills(session, row, dust=dust)
+            left = apply_exit_fills(session, row, now=now, dust=dust)
             if order.status != OrderStatus.WORKING.value:
                 exit_filled(session, order, row)
             if row.status == "open" and _sold_what_was_left(order):
-                _mark_closed(row, f"{left} more in our books than on the exchange: {GONE_NOTE}")
+                note = f"{left} more in our books than on the exchange: {GONE_NOTE}"
+                _mark_closed(row, note, now=now)
                 notes.append(f"{left} was no longer on the exchange")
             if row.status == "open" and order.status != OrderStatus.WORKING.value:
                 bracket = protect_position(
@@ -169,7 +171,7 @@ def stop_entries(ctx: ExecContext, claim: Claim, position: Position, *, reason: 
         for order in entries:
             if order.signal_id is not None:
                 transition(session, order.signal_id, (SignalStatus.WORKING.value,),
-                           SignalStatus.CANCELLED, reason)  # fmt: skip
+                           SignalStatus.CANCELLED, reason, now=ctx.clock.now())  # fmt: skip
         row = session.get(Position, position.id)
         assert row is not None
         apply_entry_fills(session, row)
@@ -203,9 +205,9 @@ def _sold_what_was_left(order: Order) -> bool:
     )
 
 
-def _mark_closed(row: Position, note: str) -> None:
+def _mark_closed(row: Position, note: str, *, now: datetime) -> None:
     row.status = "closed"
-    row.closed_at = utcnow()
+    row.closed_at = now
     row.bracket_note = note
 
 
@@ -217,7 +219,7 @@ def _close_gone(ctx: ExecContext, claim: Claim, position_ids: list[int], *, reas
         for position_id in position_ids:
             row = session.get(Position, position_id)
             if row is not None and row.status == "open":
-                _mark_closed(row, GONE_NOTE)
+                _mark_closed(row, GONE_NOTE, now=ctx.clock.now())
 
 
 def _quantity(signal: Signal, position: Position, free: Decimal | None) -> Decimal:
@@ -285,11 +287,17 @@ def _plan(
                 intent = replace(intent, facts={**intent.facts, EXCHANGE_HELD: to_wire(quantity)})
             intents.append((intent, position.id))
         if write:
-            _write(session, claim, intents)
+            _write(session, claim, intents, now=ctx.clock.now())
     return gone
 
 
-def _write(session: Session, claim: Claim, intents: list[tuple[OrderIntent, int | None]]) -> None:
-    heartbeat(session, claim)
+def _write(
+    session: Session,
+    claim: Claim,
+    intents: list[tuple[OrderIntent, int | None]],
+    *,
+    now: datetime,
+) -> None:
+    heartbeat(session, claim, now=now)
     for intent, position_id in intents:
-        add_orders(session, [intent], signal_id=claim.signal_id, position_id=position_id)
+        add_orders(session, [intent], signal_id=claim.signal_id, position_id=position_id, now=now)

@@ -78,7 +78,7 @@ def run_entry(
             entry_filled(session, order, position)
             note = _protect(ctx, session, position, claim)
             result = Result(SignalStatus.DONE, f"entered {received} {position.symbol}{note}")
-        return conclude(session, claim, result) if last else result
+        return conclude(session, claim, result, now=ctx.clock.now()) if last else result
 
 
 def _protect(ctx: ExecContext, session: Session, position: Position, claim: Claim) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select
@@ -36,7 +37,7 @@ from app.execution import queries
 from app.execution.claims import Claim, finish, heartbeat, transition
 from app.execution.context import ExecContext
 from app.execution.parents import children_of, summary
-from app.models import Event, SignalStatus, new_id, utcnow
+from app.models import Event, SignalStatus, new_id
 from app.models import Signal as SignalRow
 from app.queue import enqueue_signals, job_id, make_queue
 from app.signals.schemas import Signal
@@ -58,16 +59,17 @@ def run_fanout(ctx: ExecContext, claim: Claim, signal: Signal) -> list[str]:
     returns their ids."""
     assert signal.accounts is not None
     with session_scope(ctx.sessions) as session:
-        heartbeat(session, claim)
+        now = ctx.clock.now()
+        heartbeat(session, claim, now=now)
         parent = session.get(SignalRow, claim.signal_id)
         assert parent is not None
-        _write_children(session, parent, signal, signal.accounts)
+        _write_children(session, parent, signal, signal.accounts, now=now)
         children = children_of(session, claim.signal_id)
         status, reason = summary(children)
         if status is SignalStatus.WORKING:
             names = ", ".join(c.account for c in children)
             reason = f"executing on {len(children)} accounts: {names}"
-        finish(session, claim, status, reason)  # terminal: every child was cancelled before
+        finish(session, claim, status, reason, now=now)  # terminal: every child was cancelled
         ids = [c.id for c in children]
         waiting = [c.id for c in children if c.status == SignalStatus.RECEIVED.value]
     _enqueue(ctx, waiting)
@@ -75,7 +77,7 @@ def run_fanout(ctx: ExecContext, claim: Claim, signal: Signal) -> list[str]:
 
 
 def stop_unwritten(
-    session: Session, *, account: str, signal: Signal, own_id: str, reason: str
+    session: Session, *, account: str, signal: Signal, own_id: str, reason: str, now: datetime
 ) -> list[str]:
     """Parents of the cancel ``signal``'s strategy on its symbol that have not fanned out
     yet and would trade on ``account``: that account's child written now, ``cancelled``.
@@ -96,12 +98,10 @@ def stop_unwritten(
         planned = Signal.from_payload(parent.payload)
         if planned.accounts is None or account not in planned.accounts:
             continue
-        written = _write_children(
-            session, parent, planned, [account], status=SignalStatus.CANCELLED, reason=reason
-        )
+        written = _write_children(session, parent, planned, [account], now=now,
+                                  status=SignalStatus.CANCELLED, reason=reason)  # fmt: skip
         if not written:
             continue  # its job wrote it first: the cancel finds it among its targets
-        now = utcnow()
         session.execute(
             insert(Event),
             [state_event(written[0], None, SignalStatus.CANCELLED.value, now, reason=reason)],
@@ -111,7 +111,7 @@ def stop_unwritten(
         if parent.status in NOT_STARTED and len(children) == len(planned.accounts):
             status, summed = summary(children)
             if status.terminal:
-                transition(session, parent.id, NOT_STARTED, status, summed)
+                transition(session, parent.id, NOT_STARTED, status, summed, now=now)
     return reached
 
 
@@ -126,12 +126,12 @@ def _write_children(
     signal: Signal,
     accounts: Sequence[str],
     *,
+    now: datetime,
     status: SignalStatus = SignalStatus.RECEIVED,
     reason: str | None = None,
 ) -> list[str]:
     """One child row per account, unless it exists (by its idempotency key); returns the ids
     of the rows written."""
-    now = utcnow()
     rows = [_child_row(parent, signal, a, now, status, reason) for a in accounts]
     dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
     table = SignalRow.__table__
@@ -143,7 +143,7 @@ def _child_row(
     parent: SignalRow,
     signal: Signal,
     account: str,
-    now: Any,
+    now: datetime,
     status: SignalStatus,
     reason: str | None,
 ) -> dict[str, Any]:

@@ -41,6 +41,8 @@ def event(
             kind=kind,
             message=message,
             data=data or None,
+            # Wall time, as intake stamps received_at: history, and the delays measured from
+            # received_at (quality), read as real time; no decision reads it against a clock.
             created_at=utcnow(),
         )
     )
@@ -124,7 +126,7 @@ def add_orders(
     signal_id: str | None,
     position_id: int | None,
     sending: bool = False,
-    now: datetime | None = None,
+    now: datetime,
     account: str | None = None,
 ) -> list[Order]:
     """Write ``planned`` rows for intents whose client id is new; return the rows of every
@@ -137,7 +139,6 @@ def add_orders(
     their signal's)."""
     if not intents:
         return []
-    now = now or utcnow()
     dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
     table = Order.__table__
     account = account or _account_of(session, signal_id, position_id)

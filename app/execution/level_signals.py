@@ -78,7 +78,7 @@ def run_levels(ctx: ExecContext, claim: Claim, signal: Signal) -> Result:
             # monitor) places these. The old bracket goes only once the new one can go out
             # (USD-M: after it is placed; spot, whose coins it locks: just before).
             row.pending_bracket = merged.to_json()
-            heartbeat(session, claim)
+            heartbeat(session, claim, now=ctx.clock.now())
             session.commit()
             if holding <= 0 and check is None:
                 replaced.append(f"levels set for position {row.id}: its entry has filled nothing")
@@ -130,8 +130,9 @@ def _standalone(ctx: ExecContext, claim: Claim, signal: Signal, levels: Levels) 
         if isinstance(intents, NotProtected):
             raise Refused(intents.note)
         with session_scope(ctx.sessions) as session:
-            heartbeat(session, claim)
-            planned = add_orders(session, intents, signal_id=sid, position_id=None)
+            now = ctx.clock.now()
+            heartbeat(session, claim, now=now)
+            planned = add_orders(session, intents, signal_id=sid, position_id=None, now=now)
     placed = [place(ctx, o.id, claim) for o in planned]
     qty = signal.quantity or Decimal(0)
     return Result(SignalStatus.DONE, f"{placed[0].kind} {placed[0].status} for {qty} {symbol}")

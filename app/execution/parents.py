@@ -7,12 +7,13 @@ the monitor's settling of an algo's signal): a child's change is its parent's.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.models import Signal as SignalRow
-from app.models import SignalStatus, utcnow
+from app.models import SignalStatus
 
 # When children end differently, the parent shows the worst of them (its reason lists all).
 WORST_FIRST = (
@@ -49,7 +50,7 @@ def summary(children: Sequence[SignalRow]) -> tuple[SignalStatus, str]:
     return worst, reason
 
 
-def sum_up(session: Session, signal_id: str) -> None:
+def sum_up(session: Session, signal_id: str, *, now: datetime) -> None:
     """After a child's status changed: its parent's status from all its children's."""
     parent_id = session.scalar(select(SignalRow.parent_id).where(SignalRow.id == signal_id))
     if parent_id is None:
@@ -61,5 +62,5 @@ def sum_up(session: Session, signal_id: str) -> None:
     session.execute(
         update(SignalRow)
         .where(SignalRow.id == parent_id)
-        .values(status=status.value, status_reason=reason, updated_at=utcnow())
+        .values(status=status.value, status_reason=reason, updated_at=now)
     )

@@ -248,7 +248,7 @@ def _send(ctx: ExecContext, order: Order) -> tuple[Order | None, str]:
         return None, "reconciled"
     with session_scope(ctx.sessions) as session:
         row = _load(session, order.id)
-        venue.apply(session, row, answer)
+        venue.apply(session, row, answer, now=ctx.clock.now())
         event(session, "accepted", f"{row.kind} {row.venue_status or row.status}",
               signal_id=row.signal_id, order_id=row.id, venue_id=row.venue_id)  # fmt: skip
     if row.kind in ALGO_KINDS and row.venue_id is None:
@@ -269,7 +269,7 @@ def _find_algo_id(ctx: ExecContext, order: Order) -> Order:
         if found is not None:
             with session_scope(ctx.sessions) as session:
                 row = _load(session, order.id)
-                venue.apply(session, row, found)
+                venue.apply(session, row, found, now=ctx.clock.now())
                 return row
     _note(ctx, order, "algo_id_pending",
           "accepted but not listed yet; the monitor will find it by clientAlgoId")  # fmt: skip
@@ -321,7 +321,7 @@ def reconcile(
         if found is not None:
             with session_scope(ctx.sessions) as session:
                 row = _load(session, order_id)
-                venue.apply(session, row, found)
+                venue.apply(session, row, found, now=ctx.clock.now())
                 event(session, how, f"found by client id: {row.venue_status}",
                       signal_id=row.signal_id, order_id=row.id, venue_id=row.venue_id,
                       lookups=lookups)  # fmt: skip

@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.exchange import models as venue
-from app.models import Fill, Order, Position, utcnow
+from app.models import Fill, Order, Position
 
 ZERO = Decimal(0)
 ENTRY_LEG = "entry"
@@ -141,13 +141,14 @@ def record_fills(
     order: Order,
     fills: Iterable[FillData],
     *,
+    now: datetime,
     known: set[str] | None = None,
     load: bool = True,
 ) -> list[Fill]:
-    """Store fills not seen before (unique by ``(order_id, venue_fill_id)``); returns the new
-    ones (none when not ``load``: a caller that does not use them saves the read). Safe to
-    call again with the same fills, and from two processes at once. ``known``: the order's
-    stored fill ids, when the caller has just read them."""
+    """Store fills not seen before (unique by ``(order_id, venue_fill_id)``), recorded at
+    ``now``; returns the new ones (none when not ``load``: a caller that does not use them
+    saves the read). Safe to call again with the same fills, and from two processes at once.
+    ``known``: the order's stored fill ids, when the caller has just read them."""
     rows = [
         {
             "order_id": order.id,
@@ -158,7 +159,7 @@ def record_fills(
             "fee": f.fee,
             "fee_asset": f.fee_asset,
             "time": f.time,
-            "created_at": utcnow(),
+            "created_at": now,
         }
         for f in fills
     ]
@@ -281,9 +282,11 @@ def apply_entry_fills(session: Session, position: Position) -> Decimal:
     return position.quantity
 
 
-def apply_exit_fills(session: Session, position: Position, *, dust: Decimal = ZERO) -> Decimal:
-    """Recompute what exit orders closed and the realised result; close the position when
-    what is left is ``dust`` or less. Returns the quantity still open."""
+def apply_exit_fills(
+    session: Session, position: Position, *, now: datetime, dust: Decimal = ZERO
+) -> Decimal:
+    """Recompute what exit orders closed and the realised result; close the position (at
+    ``now``) when what is left is ``dust`` or less. Returns the quantity still open."""
     closed = proceeds = ZERO
     for _, fill in _fills(session, _orders(session, position, EXIT_PREFIXES)):
         closed += fill.qty
@@ -299,7 +302,7 @@ def apply_exit_fills(session: Session, position: Position, *, dust: Decimal = ZE
     if ends and not entry_live(session, position.id):
         # While an entry still buys, more is coming: the position stays open (and protected).
         position.status = "closed"
-        position.closed_at = utcnow()
+        position.closed_at = now
     return max(left, ZERO)
 
 

@@ -261,7 +261,9 @@ def protect_position(
             continue
         facts = {"bracket_gen": generation, "sized_for": str(holding)}
         intents = [replace(i, facts={**i.facts, **facts}) for i in planned]
-        rows = add_orders(session, intents, signal_id=owner, position_id=position.id)
+        rows = add_orders(
+            session, intents, signal_id=owner, position_id=position.id, now=ctx.clock.now()
+        )
         position.bracket_note = None
         event(session, "bracket", f"protecting {position.symbol} ({reason}; {why})",
               signal_id=owner, position_id=position.id, quantity=str(quantity),
@@ -354,7 +356,7 @@ def _swap(
             # A leg executed before the cancel reached it: the holding changed, so the new
             # rows (sized for the old one) never go out; the next pass sizes them again.
             session.refresh(position)
-            apply_exit_fills(session, position)
+            apply_exit_fills(session, position, now=ctx.clock.now())
             session.commit()
             if held(position) != before:
                 for row in new:
@@ -417,7 +419,8 @@ def _restore(
         return None  # another placer is protecting it right now
     leg = f"{BRACKET}{generation}"
     intents = [_again(o, bracket_key(position.id), leg, generation) for o in old]
-    rows = add_orders(session, intents, signal_id=position.opened_by, position_id=position.id)
+    rows = add_orders(session, intents, signal_id=position.opened_by, position_id=position.id,
+                      now=ctx.clock.now())  # fmt: skip
     refused = position.bracket_note
     event(session, "bracket", f"previous bracket restored ({refused})",
           signal_id=position.opened_by, position_id=position.id)  # fmt: skip
@@ -531,7 +534,7 @@ def stop_out(
     for order in ended:
         if order.signal_id is not None:
             transition(session, order.signal_id, (SignalStatus.WORKING.value,),
-                       SignalStatus.CANCELLED, why)  # fmt: skip
+                       SignalStatus.CANCELLED, why, now=ctx.clock.now())  # fmt: skip
     session.commit()
     for order in brackets:
         cancel_order(ctx, order.id, reason=why, claim=claim)
@@ -543,7 +546,7 @@ def stop_out(
     apply_entry_fills(session, position)
     # Less than a lot left after exits (a stop that sold what it covered while the entry
     # still bought): no order can sell it, so it is dust and the position closes.
-    apply_exit_fills(session, position, dust=dust)
+    apply_exit_fills(session, position, now=ctx.clock.now(), dust=dust)
     holding = held(position)
     session.commit()
     if holding <= 0 or position.status != "open":
@@ -568,7 +571,8 @@ def stop_out(
         return None
     if not _claim_generation(session, position, seen, generation):
         return None  # another placer acts on this position right now; the next pass looks
-    (row,) = add_orders(session, [intent], signal_id=position.opened_by, position_id=position.id)
+    (row,) = add_orders(session, [intent], signal_id=position.opened_by, position_id=position.id,
+                        now=ctx.clock.now())  # fmt: skip
     event(session, "stop_out", why, signal_id=position.opened_by, position_id=position.id,
           quantity=str(intent.quantity))  # fmt: skip
     session.commit()
@@ -579,7 +583,7 @@ def stop_out(
              unprotected=True)  # fmt: skip
         return None
     session.refresh(position)
-    apply_exit_fills(session, position, dust=dust)
+    apply_exit_fills(session, position, now=ctx.clock.now(), dust=dust)
     if placed.status != OrderStatus.WORKING.value:  # a working close is followed until it ends
         exit_filled(session, placed, position)
     session.commit()

@@ -233,12 +233,16 @@ def execution_window(session: Session, signal_id: str) -> tuple[datetime, dateti
 
 
 ENDED = ("filled", "cancelled", "expired", "rejected", "failed")
+# How far back the job looks for executions that ended without their figures recorded.
+DUE_WITHIN = timedelta(days=1)
 
 
-def due(session: Session, *, since: timedelta = timedelta(days=1), limit: int = 20) -> list[str]:
-    """Signals whose own orders have all ended, with fills, in the last ``since``, and no
-    recorded ``quality`` yet (oldest first)."""
-    cutoff = datetime.now(UTC) - since
+def due(
+    session: Session, *, now: datetime, since: timedelta = DUE_WITHIN, limit: int = 20
+) -> list[str]:
+    """Signals whose own orders have all ended, with fills, in the ``since`` before ``now``,
+    and no recorded ``quality`` yet (oldest first)."""
+    cutoff = now - since
     recorded = select(Event.signal_id).where(Event.kind == QUALITY, Event.signal_id.isnot(None))
     candidates = session.scalars(
         select(Order.signal_id)
@@ -325,7 +329,7 @@ def record_due(ctx: ExecContext, *, limit: int = 20) -> int:
     from app.metrics import MetricsRecorder
 
     with session_scope(ctx.sessions) as session:
-        signal_ids = due(session, limit=limit)
+        signal_ids = due(session, now=ctx.clock.now(), limit=limit)
     source = klines_vwap(ctx)
     recorded = 0
     for signal_id in signal_ids:

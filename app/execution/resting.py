@@ -6,11 +6,11 @@ leaves its signal ``working`` too. ``follow_resting_orders`` looks each one up b
 records what executed since the last look, updates the position (and brackets an entry that
 has filled), and moves the signal to ``done`` once none of its orders is working any more
 (``expired`` when nothing at all executed), in the transaction that records the order's end.
-An order whose signal's ``expires_at`` has passed is cancelled, and the signal ends
-``expired`` (what executed before is kept: a partly filled entry is bracketed, a partly
-filled exit's remainder re-bracketed). A ``working`` signal left without any live order of
-its own (its settlement was lost) is settled too. Run it periodically (each monitor cycle);
-it is safe to run from several processes at once.
+An order whose signal's ``expires_at`` has passed on ``ctx.clock`` is cancelled, and the
+signal ends ``expired`` (what executed before is kept: a partly filled entry is bracketed, a
+partly filled exit's remainder re-bracketed). A ``working`` signal left without any live
+order of its own (its settlement was lost) is settled too. Run it periodically (each monitor
+cycle); it is safe to run from several processes at once.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ from app.models import (
     OrderStatus,
     Position,
     SignalStatus,
-    utcnow,
 )
 from app.models import Signal as SignalRow
 
@@ -70,7 +69,7 @@ def follow_resting_orders(ctx: ExecContext, *, limit: int = 200) -> int:
             .limit(limit)
         ).all()
     changed = 0
-    now = utcnow()
+    now = ctx.clock.now()
     for order_id, expires_at, extra in rows:
         if (extra or {}).get("remainder_of"):
             continue  # an algo's remainder: app/monitoring/remainders.py follows it
@@ -102,22 +101,23 @@ def follow_order(ctx: ExecContext, order_id: int) -> int:
     if found is None:
         return 0  # not visible (lag, or archived): the monitor's reconcile flags drift
     with session_scope(ctx.sessions) as session:
+        now = ctx.clock.now()
         row = session.get(Order, order_id, populate_existing=True)
         assert row is not None
         before = (row.status, row.executed_qty)
-        venue.apply(session, row, found)
+        venue.apply(session, row, found, now=now)
         if (row.status, row.executed_qty) == before:
             return 0
         event(session, "fill" if row.status not in TERMINAL else row.status,
               f"{row.kind} {row.venue_status}: executed {row.executed_qty}",
               signal_id=row.signal_id, order_id=row.id)  # fmt: skip
-        position = _apply_to_position(session, row)
+        position = _apply_to_position(session, row, now=now)
         ended = row.status in TERMINAL
         if ended and position is not None:
             _record_end(session, row, position)
         if row.signal_id is not None:
             # The order's end and its signal's, in one transaction.
-            _settle_signal(session, row.signal_id)
+            _settle_signal(session, row.signal_id, now=now)
     if ended and position is not None:
         _after_end(ctx, row, position.id, reason="limit entry filled")
     return 1
@@ -134,12 +134,13 @@ def _expire(ctx: ExecContext, order_id: int, expires_at: datetime | None) -> int
         fresh = session.get(Order, order_id, populate_existing=True)
         assert fresh is not None
         row = fresh
-        position = _apply_to_position(session, row)
+        now = ctx.clock.now()
+        position = _apply_to_position(session, row, now=now)
         ended = True
         if row.signal_id is not None:
             executed = row.executed_qty or Decimal(0)
             note = f"{reason}; resting {row.kind} {row.status}, executed {executed}"
-            ended = _settle_signal(session, row.signal_id, expired=note)
+            ended = _settle_signal(session, row.signal_id, now=now, expired=note)
             if ended:
                 event(session, "expired", note, signal_id=row.signal_id, order_id=row.id)
         if ended and position is not None:  # once: the signal's end is a compare-and-set
@@ -149,13 +150,13 @@ def _expire(ctx: ExecContext, order_id: int, expires_at: datetime | None) -> int
     return 1
 
 
-def _apply_to_position(session: Session, row: Order) -> Position | None:
+def _apply_to_position(session: Session, row: Order, *, now: datetime) -> Position | None:
     position = session.get(Position, row.position_id) if row.position_id else None
     if position is not None:
         if row.leg == ENTRY_LEG:
             apply_entry_fills(session, position)
         else:
-            apply_exit_fills(session, position)
+            apply_exit_fills(session, position, now=now)
     return position
 
 
@@ -183,7 +184,9 @@ def _after_end(ctx: ExecContext, row: Order, position_id: int, *, reason: str) -
             protect_position(ctx, session, held, reason=f"rest of a limit exit ({reason})")
 
 
-def _settle_signal(session: Session, signal_id: str, *, expired: str | None = None) -> bool:
+def _settle_signal(
+    session: Session, signal_id: str, *, now: datetime, expired: str | None = None
+) -> bool:
     """``working`` -> ``done`` (or ``expired``) once none of the signal's orders works; in
     the caller's transaction. ``expired``: end it ``expired`` with that reason."""
     orders = list(session.scalars(select(Order).where(Order.signal_id == signal_id)))
@@ -196,7 +199,7 @@ def _settle_signal(session: Session, signal_id: str, *, expired: str | None = No
         status, reason = SignalStatus.DONE, f"executed {executed}"
     else:
         status, reason = SignalStatus.EXPIRED, "ended with nothing executed"
-    return transition(session, signal_id, (SignalStatus.WORKING.value,), status, reason)
+    return transition(session, signal_id, (SignalStatus.WORKING.value,), status, reason, now=now)
 
 
 def settle_orphaned_signals(ctx: ExecContext, *, now: datetime, limit: int = 200) -> int:
@@ -230,13 +233,13 @@ def settle_orphaned_signals(ctx: ExecContext, *, now: datetime, limit: int = 200
                 continue  # the monitor settles algo signals
             if any(_aware(o.updated_at) > cutoff for o in mine):
                 continue
-            if not _settle_signal(session, signal_id):
+            if not _settle_signal(session, signal_id, now=now):
                 continue
             event(session, "settled", "its orders had ended; the signal was still working",
                   signal_id=signal_id)  # fmt: skip
             settled += 1
             for order in mine:
-                position = _apply_to_position(session, order)
+                position = _apply_to_position(session, order, now=now)
                 if order.leg == ENTRY_LEG and position is not None and not position.quantity:
                     # As _after_end: an entry that ended empty leaves no open position (one
                     # that received something is bracketed by the monitor's retry pass).

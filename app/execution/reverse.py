@@ -124,7 +124,7 @@ def _check_closed(ctx: ExecContext, signal_id: str, market: str, symbol: str) ->
             position = session.get(Position, position_id)
             if position is None:
                 continue
-            left = apply_exit_fills(session, position, dust=dust)
+            left = apply_exit_fills(session, position, now=ctx.clock.now(), dust=dust)
             if position.status == "open" and held(position) > 0:
                 raise Refused(
                     f"the close left {left} {symbol} of position {position_id} open: "

@@ -45,7 +45,7 @@ from app.execution.planning import BRACKET, Refused
 from app.execution.result import Result
 from app.execution.reverse import run_reverse
 from app.execution.turns import waiting_for
-from app.models import Order, OrderStatus, Position, SignalStatus, utcnow
+from app.models import Order, OrderStatus, Position, SignalStatus
 from app.models import Signal as SignalRow
 from app.signals.schemas import Action, LimitExecution, Signal
 
@@ -120,11 +120,14 @@ def process_signal(ctx: ExecContext, signal_id: str, *, now: datetime | None = N
     if result.concluded:
         return Outcome(signal_id, result.status.value, result.reason, orders=list(result.orders))
     with session_scope(ctx.sessions) as session:
+        ended = ctx.clock.now()
         if result.status in (SignalStatus.REFUSED, SignalStatus.FAILED, SignalStatus.EXPIRED):
-            _close_empty_position(session, signal_id, result.reason or result.status.value)
+            _close_empty_position(
+                session, signal_id, result.reason or result.status.value, now=ended
+            )
             event(session, result.status.value, result.reason or "", signal_id=signal_id)
-        finish(session, claim, result.status, result.reason)
-        parents.sum_up(session, signal_id)
+        finish(session, claim, result.status, result.reason, now=ended)
+        parents.sum_up(session, signal_id, now=ended)
         orders = [o.client_id for o in queries.signal_orders(session, signal_id)]
     return Outcome(signal_id, result.status.value, result.reason, orders=orders)
 
@@ -218,14 +221,14 @@ def _defer(ctx: ExecContext, claim: Claim, exc: Temporary) -> Outcome:
             select(Order.id).where(Order.signal_id == claim.signal_id, Order.status.in_(IN_DOUBT))
         ).first()
         if claim.fence >= ctx.settings.execution_max_attempts and in_doubt is None:
-            return _give_up(session, claim, exc)
+            return _give_up(session, claim, exc, now=ctx.clock.now())
         reason = f"temporary: {exc.msg}; retry in {retry_in:.0f} s"
         finish(session, claim, SignalStatus.QUEUED, reason, now=ctx.clock.now(), retry_in=retry_in)
     log.info("signal %s deferred: %s", claim.signal_id, reason)
     return Outcome(claim.signal_id, SignalStatus.QUEUED.value, reason, retry_in=retry_in)
 
 
-def _give_up(session: Any, claim: Claim, exc: Temporary) -> Outcome:
+def _give_up(session: Any, claim: Claim, exc: Temporary, *, now: datetime) -> Outcome:
     """Too many temporary failures. Rows never sent are dropped (a ``planned`` entry counts
     as exposure, and as a live entry, for ever otherwise). What already executed stands: an
     entry that filled ends ``done``, its unsent bracket left ``planned`` for the monitor
@@ -244,7 +247,7 @@ def _give_up(session: Any, claim: Claim, exc: Temporary) -> Outcome:
         done = session.execute(
             update(Order)
             .where(Order.id == order.id, Order.status == OrderStatus.PLANNED.value)
-            .values(status=OrderStatus.CANCELLED.value, updated_at=utcnow())
+            .values(status=OrderStatus.CANCELLED.value, updated_at=now)
         )
         if done.rowcount:
             dropped.append(order.leg)
@@ -261,11 +264,11 @@ def _give_up(session: Any, claim: Claim, exc: Temporary) -> Outcome:
         reason += "; what executed stands, the monitor places the bracket"
     else:
         status = SignalStatus.FAILED
-        _close_empty_position(session, sid, reason)
+        _close_empty_position(session, sid, reason, now=now)
         event(session, "failed", reason, signal_id=sid)
     event(session, "gave_up", reason, signal_id=sid)
-    finish(session, claim, status, reason)
-    parents.sum_up(session, sid)
+    finish(session, claim, status, reason, now=now)
+    parents.sum_up(session, sid, now=now)
     return Outcome(sid, status.value, reason)
 
 
@@ -273,17 +276,18 @@ def _release_after_crash(ctx: ExecContext, claim: Claim) -> None:
     """An unexpected error: hand the signal back (``queued``) for the sweeper to retry."""
     try:
         with session_scope(ctx.sessions) as session:
-            finish(session, claim, SignalStatus.QUEUED, "worker error; will be retried")
+            reason = "worker error; will be retried"
+            finish(session, claim, SignalStatus.QUEUED, reason, now=ctx.clock.now())
     except Exception:  # the lease will go stale and the sweeper takes it anyway
         log.exception("could not release signal %s", claim.signal_id)
 
 
-def _close_empty_position(session: Any, signal_id: str, reason: str) -> None:
+def _close_empty_position(session: Any, signal_id: str, reason: str, *, now: datetime) -> None:
     """A signal that placed nothing leaves no open position behind."""
     position = queries.position_of(session, signal_id)
     if position is not None and position.status == "open" and not position.quantity:
         session.execute(
             update(Position)
             .where(Position.id == position.id)
-            .values(status="closed", closed_at=utcnow(), bracket_note=reason)
+            .values(status="closed", closed_at=now, bracket_note=reason)
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -330,8 +331,9 @@ def _topped_up(known: set[str]) -> bool:
     return any(i.startswith("order-") for i in known)
 
 
-def apply(session: Session, order: Order, answer: Answer) -> None:
-    """Update the row from an answer or a look-up, and record any fills it carries."""
+def apply(session: Session, order: Order, answer: Answer, *, now: datetime) -> None:
+    """Update the row from an answer or a look-up, and record any fills it carries (at
+    ``now``)."""
     fills: list[FillData] = []
     known: set[str] | None = None
     if isinstance(answer, m.Order):
@@ -383,4 +385,4 @@ def apply(session: Session, order: Order, answer: Answer) -> None:
         order.book_time = order.book_time or ms_time(answer.createTime)
     session.flush()
     if fills:
-        record_fills(session, order, fills, known=known, load=False)
+        record_fills(session, order, fills, now=now, known=known, load=False)

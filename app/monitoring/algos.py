@@ -182,14 +182,19 @@ def recorded_fill_ids(session: Session, order_ids: Sequence[int]) -> dict[int, s
 
 
 def apply_children(
-    session: Session, order: Order, subs: Sequence[SubOrder], known: set[str] | None = None
+    session: Session,
+    order: Order,
+    subs: Sequence[SubOrder],
+    known: set[str] | None = None,
+    *,
+    now: datetime,
 ) -> int:
     """Record the child fills not stored yet (``known``: their ids, read if not given) and
     the sums on the order; returns how many fills were new."""
     fills = sub_order_fills(done_children(subs))
     if known is None:
         known = recorded_fill_ids(session, [order.id])[order.id]
-    new = record_fills(session, order, [f for f in fills if f.venue_fill_id not in known])
+    new = record_fills(session, order, [f for f in fills if f.venue_fill_id not in known], now=now)
     executed = sum((f.qty for f in fills), ZERO)
     amount = sum((f.quote_qty for f in fills), ZERO)
     order.executed_qty = executed
@@ -198,7 +203,7 @@ def apply_children(
     if order.position_id is not None and new:
         position = session.get(Position, order.position_id)
         if position is not None and closing(order.leg):
-            apply_exit_fills(session, position)
+            apply_exit_fills(session, position, now=now)
         elif position is not None:
             apply_entry_fills(session, position)
     return len(new)
@@ -218,6 +223,7 @@ def finish(
     row: AlgoOrder,
     subs: Sequence[SubOrder],
     *,
+    now: datetime,
     dust: Decimal = ZERO,
     remainder: Remainder = Remainder.CANCEL,
     step: Decimal = ZERO,
@@ -236,7 +242,7 @@ def finish(
         return False
     session.refresh(order)
     mirror(order, row)
-    apply_children(session, order, subs)
+    apply_children(session, order, subs, now=now)
     decision = (order.extra or {}).get("monitor_cancel") or {}
     total = order.quantity or ZERO
     done = f"{qty(order.executed_qty)} of {qty(total)} filled"
@@ -244,7 +250,7 @@ def finish(
         done += f" at avg {qty(order.avg_price)}"
     position = session.get(Position, order.position_id) if order.position_id else None
     if position is not None and closing(order.leg):
-        left = apply_exit_fills(session, position, dust=dust)
+        left = apply_exit_fills(session, position, now=now, dust=dust)
         done += "; position closed" if position.status == "closed" else f"; {qty(left)} left open"
     cause = decision.get("cause")
     if row.algoStatus == FINISHED:
@@ -288,12 +294,18 @@ def finish(
               signal_id=order.signal_id, order_id=order.id, policy=remainder.value,
               left=qty(left))  # fmt: skip
     elif order.signal_id is not None:
-        settle_signal(session, order, cause, str(row.algoStatus), what)
+        settle_signal(session, order, cause, str(row.algoStatus), what, now=now)
     return True
 
 
 def settle_signal(
-    session: Session, order: Order, cause: str | None, algo_status: str, reason: str
+    session: Session,
+    order: Order,
+    cause: str | None,
+    algo_status: str,
+    reason: str,
+    *,
+    now: datetime,
 ) -> None:
     """Move a working signal to its end once none of its algos is still working."""
     signal = session.get(Signal, order.signal_id)
@@ -320,6 +332,6 @@ def settle_signal(
     signal.status = status
     signal.status_reason = reason
     event(session, "state", f"signal {status}: {reason}", signal_id=signal.id, order_id=order.id)
-    sum_up(session, signal.id)
+    sum_up(session, signal.id, now=now)
     if status is SignalStatus.FAILED:
         event(session, "failed", reason, signal_id=signal.id, order_id=order.id)

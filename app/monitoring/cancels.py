@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from sqlalchemy.orm import Session
@@ -19,7 +20,7 @@ from sqlalchemy.orm import Session
 from app.errors import AppError, Conflict, NotFound
 from app.exchange import AlreadyDone, BinanceClient, ExchangeError
 from app.exchange.filters import Market
-from app.models import ALGO_KINDS, Event, Order, OrderStatus, utcnow
+from app.models import ALGO_KINDS, Event, Order, OrderStatus
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,10 @@ def cancel_algo(
     cause: str,
     reason: str,
     by: str,
+    now: datetime,
 ) -> Cancelled:
-    """Record the decision (``cause``, ``reason``, ``by``), then ask the exchange to cancel;
-    see the module docstring."""
+    """Record the decision (``cause``, ``reason``, ``by``, taken at ``now``), then ask the
+    exchange to cancel; see the module docstring."""
     order = session.get(Order, order_id)
     if order is None:
         raise NotFound(f"no order {order_id}")
@@ -62,7 +64,7 @@ def cancel_algo(
     if order.venue_id is None and order.status != OrderStatus.WORKING:
         raise Conflict(f"order {order_id} is {order.status}: not confirmed on the exchange yet")
     if "monitor_cancel" not in (order.extra or {}):
-        decision = {"cause": cause, "reason": reason, "by": by, "at": utcnow().isoformat()}
+        decision = {"cause": cause, "reason": reason, "by": by, "at": now.isoformat()}
         order.extra = {**(order.extra or {}), "monitor_cancel": decision}
         session.add(
             Event(

@@ -311,7 +311,8 @@ class _Watcher:
                 for e in exits
                 for f in aggregate_fill(e.venue_order_id, e.qty, e.quote, None, e.time_ms)
             ]
-            record_fills(session, order, fills)
+            now = self.ctx.clock.now()
+            record_fills(session, order, fills, now=now)
             order.executed_qty = sum((f.qty for f in fills), ZERO)
             order.executed_amt = sum((f.quote_qty for f in fills), ZERO)
             order.avg_price = order.executed_amt / order.executed_qty if fills else None
@@ -324,7 +325,7 @@ class _Watcher:
                     if order.quantity and not ladder
                     else ZERO
                 )
-                apply_exit_fills(session, position, dust=dust)
+                apply_exit_fills(session, position, now=now, dust=dust)
                 exit_filled(session, order, position, status=status.value,
                             venue_status=venue_status)  # fmt: skip
                 self.result.exits += 1

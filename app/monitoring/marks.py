@@ -4,14 +4,15 @@ The protection pass reads each open position's market price (the last spot price
 USD-M mark price) every cycle. It publishes them here, in one Redis hash per deployment
 (queue), each with the time it was read; the admin API values open positions with them
 (unrealised PnL) without a request of its own to the exchange. A price older than
-``MAX_AGE`` is not shown: a stopped monitor leaves no stale valuation behind.
+``MAX_AGE`` is not shown: a stopped monitor leaves no stale valuation behind. Both sides
+say what time it is (``now``, seconds since the epoch): the monitor its context's clock, the
+API the time of the request.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Mapping
 from decimal import Decimal
 
@@ -32,14 +33,13 @@ def publish(
     queue_name: str,
     prices: Mapping[tuple[str, str], Decimal],
     *,
-    now: float | None = None,
+    now: float,
 ) -> None:
-    """Keep ``(market, symbol) -> price`` with the time read; never fails the caller."""
+    """Keep ``(market, symbol) -> price`` read at ``now``; never fails the caller."""
     if redis is None or not prices:
         return
-    stamp = time.time() if now is None else now
     fields: dict[str | bytes, str | bytes] = {
-        f"{market}:{symbol}": json.dumps({"price": str(price), "at": stamp})
+        f"{market}:{symbol}": json.dumps({"price": str(price), "at": now})
         for (market, symbol), price in prices.items()
     }
     try:
@@ -51,10 +51,8 @@ def publish(
         log.warning("marks not published: %s", type(exc).__name__)
 
 
-def fetch(
-    redis: Redis | None, queue_name: str, *, now: float | None = None
-) -> dict[tuple[str, str], Decimal]:
-    """The prices read within ``MAX_AGE`` seconds, by (market, symbol)."""
+def fetch(redis: Redis | None, queue_name: str, *, now: float) -> dict[tuple[str, str], Decimal]:
+    """The prices read within ``MAX_AGE`` seconds before ``now``, by (market, symbol)."""
     if redis is None:
         return {}
     try:
@@ -62,12 +60,11 @@ def fetch(
     except Exception as exc:
         log.warning("marks not read: %s", type(exc).__name__)
         return {}
-    current = time.time() if now is None else now
     out: dict[tuple[str, str], Decimal] = {}
     for field, value in raw.items():
         name = field.decode() if isinstance(field, bytes) else str(field)
         data = json.loads(value)
-        if current - float(data["at"]) <= MAX_AGE:
+        if now - float(data["at"]) <= MAX_AGE:
             market, _, symbol = name.partition(":")
             out[(market, symbol)] = Decimal(data["price"])
     return out

@@ -42,7 +42,7 @@ from app.execution.protection import (
     protect_position,
     stop_out,
 )
-from app.models import Order, Position, utcnow
+from app.models import Order, Position
 from app.monitoring import marks
 from app.monitoring.lock import LockLost, SingleFlight
 
@@ -96,7 +96,7 @@ def protect_positions(
                 price(*key)
             except Exception as exc:
                 log.info("no price for %s %s this cycle: %s", *key, type(exc).__name__)
-    marks.publish(ctx.redis, ctx.settings.queue_name, prices)
+    marks.publish(ctx.redis, ctx.settings.queue_name, prices, now=ctx.clock.now().timestamp())
     return result
 
 
@@ -116,7 +116,7 @@ def _one(
         # ended, the position closes (no bracket could protect it, no close could end it).
         rules = ctx.client.symbol_rules(position.symbol, Market(position.market))
         dust = rules.lot.step_size if rules.lot is not None and not closing else ZERO
-        apply_exit_fills(session, position, dust=dust)
+        apply_exit_fills(session, position, now=ctx.clock.now(), dust=dust)
         session.commit()
         if closing or position.status != "open":
             return  # being closed (the close owns it), or closed
@@ -125,7 +125,7 @@ def _one(
         if not filling and held(position) <= 0:
             if not position.exit_quantity and not live:
                 position.status = "closed"
-                position.closed_at = utcnow()
+                position.closed_at = ctx.clock.now()
                 position.bracket_note = "entry ended with nothing filled"
                 event(session, "state", "position closed: its entry filled nothing",
                       signal_id=position.opened_by, position_id=position.id)  # fmt: skip

@@ -27,7 +27,7 @@ from sqlalchemy import select
 
 from app.execution.context import ExecContext
 from app.healthcheck import record_monitor_cycle
-from app.models import ALGO_KINDS, Event, Order, OrderStatus, utcnow
+from app.models import ALGO_KINDS, Event, Order, OrderStatus
 from app.monitoring.algos import aware
 from app.monitoring.exits import BRACKET_KINDS
 from app.monitoring.service import CycleReport, Monitor, each_account, monitor_lock
@@ -203,7 +203,7 @@ class Drift:
     def _flag_missing(self, open_ids: set[str]) -> None:
         """Working rows the exchange lists nowhere, among those nobody else settles (not on a
         market whose listings failed: an incomplete picture would flag the wrong orders)."""
-        cutoff = utcnow() - INVISIBLE_AFTER
+        cutoff = self.ctx.clock.now() - INVISIBLE_AFTER
         with self.ctx.sessions() as session:
             rows = session.scalars(
                 select(Order).where(

@@ -202,9 +202,8 @@ def _place_next(ctx: ExecContext, algo: _Algo, how: str) -> bool:
         _done(ctx, algo, note=f"{how} remainder of {qty(left)} not sent: {exc}")
         return False
     with ctx.sessions() as session:
-        (row,) = add_orders(
-            session, [intent], signal_id=algo.signal_id, position_id=algo.position_id
-        )
+        (row,) = add_orders(session, [intent], signal_id=algo.signal_id,
+                            position_id=algo.position_id, now=ctx.clock.now())  # fmt: skip
         order = session.get(Order, algo.id)
         assert order is not None
         orders = [*(algo.state.get("orders") or []), row.id]
@@ -261,7 +260,7 @@ def _follow(ctx: ExecContext, algo: _Algo, row: Order, now: datetime) -> Order:
     with ctx.sessions() as session:
         fresh = session.get(Order, row.id, populate_existing=True)
         assert fresh is not None
-        venue.apply(session, fresh, found)
+        venue.apply(session, fresh, found, now=ctx.clock.now())
         session.commit()
         return fresh
 
@@ -281,7 +280,7 @@ def _done(ctx: ExecContext, algo: _Algo, *, note: str | None) -> None:
         if position is not None and algo.closes:
             rules = ctx.client.symbol_rules(algo.symbol, Market(algo.market))
             dust = rules.lot.step_size if rules.lot is not None else ZERO
-            left = apply_exit_fills(session, position, dust=dust)
+            left = apply_exit_fills(session, position, now=ctx.clock.now(), dust=dust)
             what += (
                 "; position closed" if position.status == "closed" else f"; {qty(left)} left open"
             )
@@ -298,7 +297,8 @@ def _done(ctx: ExecContext, algo: _Algo, *, note: str | None) -> None:
             status = SignalStatus.EXPIRED
         else:
             status = SignalStatus.CANCELLED
-        transition(session, algo.signal_id, (SignalStatus.WORKING.value,), status, reason)
+        transition(session, algo.signal_id, (SignalStatus.WORKING.value,), status, reason,
+                   now=ctx.clock.now())  # fmt: skip
         event(session, "remainder", what, signal_id=algo.signal_id, order_id=algo.id)
         session.commit()
     if position is not None:

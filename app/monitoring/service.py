@@ -357,11 +357,12 @@ class Monitor:
     ) -> list[tuple[A.WatchedAlgo, str]]:
         """Child fills and sums of working algos in one transaction; if that fails, again
         with a savepoint per algo, so only the failing ones are left for the next cycle."""
+        now = self.ctx.clock.now()
 
         def apply(item: _Seen, order: Order) -> int | None:
             if order.status != OrderStatus.WORKING or item.subs is None:
                 return None
-            new = A.apply_children(session, order, item.subs, known[order.id])
+            new = A.apply_children(session, order, item.subs, known[order.id], now=now)
             A.mirror(order, item.row)
             return new
 
@@ -487,9 +488,8 @@ class Monitor:
         step = self._step_size(algo) if closing or acting else A.ZERO
         dust = step if closing else A.ZERO
         with self.ctx.sessions() as session:
-            if not A.finish(
-                session, algo.order_id, row, subs, dust=dust, remainder=algo.remainder, step=step
-            ):
+            if not A.finish(session, algo.order_id, row, subs, now=self.ctx.clock.now(),
+                            dust=dust, remainder=algo.remainder, step=step):  # fmt: skip
                 return  # another monitor ended it
             session.commit()
         self.count("finished")

@@ -15,6 +15,7 @@ signal is left to the next run, which reconciles that order first.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.db import session_scope
 from app.exchange.errors import Rejected
 from app.execution.claims import transition
-from app.models import Event, Order, OrderStatus, Position, SignalStatus, utcnow
+from app.models import Event, Order, OrderStatus, Position, SignalStatus
 
 log = logging.getLogger(__name__)
 
@@ -34,19 +35,20 @@ def rejection_reason(exc: Rejected) -> str:
     return f"rejected by the exchange: {exc.msg}{code}"
 
 
-def refuse_rejected(sessions: sessionmaker[Session], signal_id: str, exc: Rejected) -> bool:
-    """Settle a signal handed back after ``exc``: ``queued`` -> ``refused``; True if done."""
+def refuse_rejected(
+    sessions: sessionmaker[Session], signal_id: str, exc: Rejected, *, now: datetime
+) -> bool:
+    """Settle a signal handed back after ``exc``: ``queued`` -> ``refused`` at ``now``; True
+    if done."""
     reason = rejection_reason(exc)
     with session_scope(sessions) as session:
         mine = list(session.scalars(select(Order).where(Order.signal_id == signal_id)))
         if any(o.status not in SETTLED_ORDER_STATES for o in mine):
             return False  # an order may be live: the next run reconciles it first
         data = {"code": exc.code, "path": exc.path}
-        if not transition(
-            session, signal_id, (SignalStatus.QUEUED.value,), SignalStatus.REFUSED, reason, **data
-        ):
+        if not transition(session, signal_id, (SignalStatus.QUEUED.value,),
+                          SignalStatus.REFUSED, reason, now=now, **data):  # fmt: skip
             return False
-        now = utcnow()
         for order in mine:
             if order.status == OrderStatus.PLANNED.value:
                 order.status = OrderStatus.CANCELLED.value

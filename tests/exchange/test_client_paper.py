@@ -442,24 +442,29 @@ def test_ignoring_retry_after_gets_banned_and_the_ban_stops_every_call(
     client: BinanceClient, control: httpx.Client
 ) -> None:
     fault(control, action="rate_limit", path="", count=1, retry_after=5, ban_seconds=120)
-    other = BinanceClient(
-        httpx.Client(timeout=5),
-        Settings(_env_file=None, binance_api_url=client._api_url, binance_fapi_url=client._api_url),
-        governor=RateGovernor(max_wait=0),
-    )
-    with pytest.raises(Temporary):
-        other.ticker_price("BTCUSDT")  # 429 with Retry-After 5 s: too long for max_wait=0
-    # A client that ignores it (a fresh governor) earns the 418 ban ...
-    time.sleep(IN_FLIGHT_GRACE)
-    with pytest.raises(Temporary) as banned:
-        BinanceClient(httpx.Client(timeout=5), Settings(
-            _env_file=None, binance_api_url=client._api_url, binance_fapi_url=client._api_url,
-            exchange_read_retries=0,
-        ), governor=RateGovernor(max_wait=0)).ticker_price("BTCUSDT")  # fmt: skip
-    assert banned.value.status == 418
-    # ... and the well-behaved client still sends nothing until its Retry-After ends.
-    assert other.governor.snapshot()["backoff_for"]
-    with pytest.raises(Temporary):
-        other.account()
-    # The USD-M host is another host (the paper serves both on one port): not held back.
-    assert other.mark_price("BTCUSDT").markPrice > 0
+    # Two more clients, each on its own connections: closed here, not left to the garbage
+    # collector (which closed their sockets in whatever test ran next: a ResourceWarning).
+    with httpx.Client(timeout=5) as polite, httpx.Client(timeout=5) as rude:
+        other = BinanceClient(
+            polite,
+            Settings(
+                _env_file=None, binance_api_url=client._api_url, binance_fapi_url=client._api_url
+            ),
+            governor=RateGovernor(max_wait=0),
+        )
+        with pytest.raises(Temporary):
+            other.ticker_price("BTCUSDT")  # 429 with Retry-After 5 s: too long for max_wait=0
+        # A client that ignores it (a fresh governor) earns the 418 ban ...
+        time.sleep(IN_FLIGHT_GRACE)
+        with pytest.raises(Temporary) as banned:
+            BinanceClient(rude, Settings(
+                _env_file=None, binance_api_url=client._api_url, binance_fapi_url=client._api_url,
+                exchange_read_retries=0,
+            ), governor=RateGovernor(max_wait=0)).ticker_price("BTCUSDT")  # fmt: skip
+        assert banned.value.status == 418
+        # ... and the well-behaved client still sends nothing until its Retry-After ends.
+        assert other.governor.snapshot()["backoff_for"]
+        with pytest.raises(Temporary):
+            other.account()
+        # The USD-M host is another host (the paper serves both on one port): not held back.
+        assert other.mark_price("BTCUSDT").markPrice > 0

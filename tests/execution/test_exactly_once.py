@@ -37,7 +37,7 @@ def _seed_unknown(ctx: ExecContext) -> tuple[str, int]:
                          side="SELL", client_id=client_order_id(sid, "exit"),
                          quantity=D("0.01"))  # fmt: skip
     with session_scope(ctx.sessions) as session:
-        (row,) = add_orders(session, [intent], signal_id=sid, position_id=None)
+        (row,) = add_orders(session, [intent], signal_id=sid, position_id=None, now=ctx.clock.now())
         sent_at = time.time() - ctx.in_flight_horizon() - 1
         session.execute(
             update(Order)

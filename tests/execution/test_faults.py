@@ -126,7 +126,7 @@ def test_lost_answer_and_read_after_write_lag_still_one_order(
 def _seed_sending(ctx: ExecContext, sid: str, intent: OrderIntent, sent_ago: float) -> int:
     """A row as a worker killed mid-request leaves it: ``sending``, sent ``sent_ago`` s ago."""
     with session_scope(ctx.sessions) as session:
-        (row,) = add_orders(session, [intent], signal_id=sid, position_id=None)
+        (row,) = add_orders(session, [intent], signal_id=sid, position_id=None, now=ctx.clock.now())
         session.execute(
             update(Order)
             .where(Order.id == row.id)

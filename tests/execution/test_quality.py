@@ -12,6 +12,7 @@ import redis
 from app.db import session_scope
 from app.execution.context import ExecContext
 from app.execution.quality import (
+    DUE_WITHIN,
     QUALITY,
     due,
     measure,
@@ -22,6 +23,7 @@ from app.execution.quality import (
 )
 from app.metrics import RedisCollector
 from app.models import Event
+from paper.clock import ManualClock
 from tests.execution.conftest import MakeContext, Paper, orders, run, set_price, submit
 
 D = Decimal
@@ -85,10 +87,10 @@ def test_a_recorded_vwap_gives_the_slippage_against_the_market(
         return D("64900")
 
     with session_scope(ctx.sessions) as session:
-        assert due(session) == [sid]
+        assert due(session, now=ctx.clock.now()) == [sid]
         recorded = record_quality(session, sid, market_vwap)
     with session_scope(ctx.sessions) as session:
-        assert due(session) == []  # once
+        assert due(session, now=ctx.clock.now()) == []  # once
         kept = measure(session, sid)
     assert windows and windows[0][0] <= windows[0][1]
     assert recorded.vwap == D("64900") and kept is not None and kept.vwap == D("64900")
@@ -127,11 +129,24 @@ def test_the_job_records_vwap_from_the_exchanges_klines_and_the_metrics_show_it(
         redis_conn.delete(key)
 
 
+def test_the_job_leaves_executions_that_ended_over_a_day_ago_on_its_clock(
+    ctx: ExecContext, control: httpx.Client
+) -> None:
+    ctx.clock = clock = ManualClock()
+    sid = entered(ctx, control)
+    clock.advance(DUE_WITHIN.total_seconds() + 60)  # a day passes: stepped, not waited for
+
+    assert record_due(ctx) == 0
+    with session_scope(ctx.sessions) as session:
+        assert due(session, now=clock.now(), since=DUE_WITHIN * 2) == [sid]  # only too old
+        assert not session.query(Event).filter_by(signal_id=sid, kind=QUALITY).all()
+
+
 def test_no_quality_before_anything_filled(ctx: ExecContext) -> None:
     sid = submit(ctx, quantity="0.01")
     with session_scope(ctx.sessions) as session:
         quality = measure(session, sid)
-        assert due(session) == []
+        assert due(session, now=ctx.clock.now()) == []
     assert quality is not None
     assert quality.filled_qty == 0 and quality.avg_price is None
     assert quality.slippage_arrival_bps is None and quality.delays["first_fill"] is None

@@ -78,7 +78,7 @@ def test_row_left_sending_past_the_horizon_is_looked_up_through_the_lag(
     intent = OrderIntent(leg="exit", kind="market", market="spot", symbol="BTCUSDT",
                          side="SELL", client_id=cid, quantity=D("0.01"))  # fmt: skip
     with session_scope(ctx.sessions) as session:
-        (row,) = add_orders(session, [intent], signal_id=sid, position_id=None)
+        (row,) = add_orders(session, [intent], signal_id=sid, position_id=None, now=ctx.clock.now())
         sent_at = time.time() - ctx.in_flight_horizon() - 1
         session.execute(
             update(Order)

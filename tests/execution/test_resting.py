@@ -4,7 +4,6 @@ transaction as its order, and an expired signal's resting order is cancelled."""
 from __future__ import annotations
 
 import contextlib
-from datetime import timedelta
 from decimal import Decimal
 
 import httpx
@@ -15,8 +14,9 @@ from app.db import session_scope
 from app.execution import resting
 from app.execution.context import ExecContext
 from app.execution.resting import follow_resting_orders
-from app.models import Order, utcnow
-from app.models import Signal as SignalRow
+from app.models import Order
+from app.monitoring.algos import aware
+from paper.clock import ManualClock
 from tests.execution.conftest import (
     event_kinds,
     ledger,
@@ -60,8 +60,10 @@ def test_a_crash_after_the_fill_still_ends_the_signal(
 def test_a_working_signal_whose_orders_ended_is_settled(
     ctx: ExecContext, control: httpx.Client
 ) -> None:
-    # A settlement lost before this fix (or by a crash in between): the order ended long
-    # ago, the signal still says `working`. The next pass settles it.
+    # A settlement lost before this fix (or by a crash in between): the order ended, the
+    # signal still says `working`. Once the order has been over for SETTLE_GRACE on the
+    # context's clock (stepped, not waited for), the next pass settles it.
+    ctx.clock = clock = ManualClock()
     set_price(control, "BTCUSDT", "65000")
     sid = submit(ctx, quantity="0.01", execution={"type": "limit", "price": "64000"})
     assert run(ctx, sid).status == "working"
@@ -71,8 +73,10 @@ def test_a_working_signal_whose_orders_ended_is_settled(
         session.execute(
             update(Order)
             .where(Order.id == entry.id)
-            .values(status="cancelled", updated_at=utcnow() - timedelta(minutes=5))
+            .values(status="cancelled", updated_at=clock.now())
         )
+    assert follow_resting_orders(ctx) == 0  # its end may still be settling
+    clock.advance(resting.SETTLE_GRACE.total_seconds() + 1)
 
     assert follow_resting_orders(ctx) == 1
 
@@ -87,20 +91,20 @@ def test_a_working_signal_whose_orders_ended_is_settled(
 def test_an_expired_signal_cancels_its_resting_limit(
     ctx: ExecContext, control: httpx.Client, market: str
 ) -> None:
+    # Expiry is judged on the context's clock, which moves only when stepped: a slow run
+    # cannot make the signal expire early, and its expiry comes without a wait.
+    ctx.clock = clock = ManualClock()
     symbol = "BTCUSDT" if market == "spot" else "BTCUSDT.P"
     set_price(control, "BTCUSDT", "65000")
     sid = submit(ctx, symbol=symbol, quantity="0.01", ttl=600,
                  execution={"type": "limit", "price": "64000"})  # fmt: skip
     assert run(ctx, sid).status == "working"
     assert follow_resting_orders(ctx) == 0  # not expired yet
-    # Its expiry comes: moved into the past rather than waited for, so a slow run above
-    # cannot make it expire early.
-    with session_scope(ctx.sessions) as session:
-        session.execute(
-            update(SignalRow)
-            .where(SignalRow.id == sid)
-            .values(expires_at=utcnow() - timedelta(seconds=1))
-        )
+    expires_at = aware(signal_row(ctx, sid).expires_at)
+    assert expires_at is not None
+    clock.set(int(expires_at.timestamp() * 1000) - 1000)
+    assert follow_resting_orders(ctx) == 0  # a second before its expiry
+    clock.advance(2)
 
     assert follow_resting_orders(ctx) == 1
 

@@ -184,13 +184,6 @@ class Desk:
                 client_algo_id=client_id, limit_price=limit,
             )  # fmt: skip
 
-    def backdate(self, order_id: int, *, hours: float) -> None:
-        with self.ctx.sessions() as session:
-            order = session.get(Order, order_id)
-            assert order is not None
-            order.created_at = order.created_at - timedelta(hours=hours)
-            session.commit()
-
     # ---- reading back ------------------------------------------------------------------
 
     def order(self, order_id: int) -> Order:

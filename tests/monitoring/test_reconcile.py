@@ -7,6 +7,8 @@ from decimal import Decimal
 
 from app.exchange.filters import Market
 from app.models import OrderStatus, SignalStatus
+from app.monitoring.reconcile import INVISIBLE_AFTER
+from paper.clock import ManualClock
 from tests.monitoring.desk import Desk
 
 D = Decimal
@@ -71,12 +73,15 @@ def test_foreign_orders_are_flagged_once(desk: Desk) -> None:
 
 
 def test_working_order_the_exchange_does_not_have_is_drift(desk: Desk) -> None:
+    # The order's age is judged on the context's clock: stepped past INVISIBLE_AFTER.
+    desk.ctx.clock = clock = ManualClock()
     ghost = desk.entry(place=False)  # the database says working; the exchange never had it
     desk.advance(60)
+    clock.advance(INVISIBLE_AFTER.total_seconds() - 60)
 
     desk.reconcile()  # young: could still be read-after-write lag
     assert not desk.events("drift")
-    desk.backdate(ghost.order_id, hours=1)
+    clock.advance(120)
     # An account without USD-M access: those listings fail, the spot picture is still whole.
     desk.fault(action="fail_before", path="/fapi/", status=401, code=-2015, msg="Invalid API-key")
     report = desk.reconcile()

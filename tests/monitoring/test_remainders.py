@@ -124,9 +124,8 @@ def test_an_operators_cancel_leaves_the_rest_of_the_position_bracketed(desk: Des
     desk.advance(125)
     desk.cycle()
     with desk.ctx.sessions() as session:
-        cancel_algo(
-            session, desk.ctx.client, exit_id, cause="operator", reason="enough", by="admin-api"
-        )
+        cancel_algo(session, desk.ctx.client, exit_id, cause="operator", reason="enough",
+                    by="admin-api", now=desk.ctx.clock.now())  # fmt: skip
 
     desk.advance(INTERVAL)
     desk.cycle()

@@ -197,10 +197,10 @@ def test_fills_that_fail_to_record_leave_only_that_algo_behind(
     desk.advance(10)
     apply_children = A.apply_children
 
-    def failing(session: Any, order: Any, *args: Any) -> int:
+    def failing(session: Any, order: Any, *args: Any, **kwargs: Any) -> int:
         if order.id == bad.order_id:
             raise RuntimeError("disk full")
-        return apply_children(session, order, *args)
+        return apply_children(session, order, *args, **kwargs)
 
     monkeypatch.setattr(A, "apply_children", failing)
     first = desk.cycle()
