@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from app import keyguard
@@ -146,3 +147,30 @@ def test_a_signal_job_reads_its_accounts_key_verdict_without_the_write_lock(
 
     assert run(ctx, submit(ctx, quantity="0.01")).status == "done"
     assert held == [False]
+
+
+def test_a_market_entry_takes_the_write_lock_four_times(
+    ctx: ExecContext, control: httpx.Client
+) -> None:
+    """SQLite has one writer at a time, so a burst of entries queues on the write lock: a
+    filled market entry takes it for its claim, its plan (position and order, as
+    ``sending``), the exchange's answer, and then its fills, its position and the signal's
+    own end state together (``claims.conclude``), not in a transaction more."""
+    set_price(control, "BTCUSDT", "65000")
+    signal_id = submit(ctx, quantity="0.01")
+    engine = ctx.sessions.kw["bind"]
+    begins: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("BEGIN"):
+            begins.append(statement)
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        outcome = run(ctx, signal_id)
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    assert outcome.status == "done"
+    assert outcome.orders == [o.client_id for o in orders(ctx, signal_id)]
+    assert signal_row(ctx, signal_id).status == "done"
+    assert begins.count("BEGIN IMMEDIATE") == 4
