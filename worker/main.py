@@ -79,6 +79,10 @@ PUBSUB_WAKE = 1.0
 STEADY_SECONDS = 60.0
 # Seconds between heartbeats while every thread is busy and the main thread waits for one.
 SLOT_WAIT = 1.0
+# How long a stopping worker keeps asking its scheduler process to end (SIGTERM, again every
+# SCHEDULER_RESEND s) before it kills it.
+SCHEDULER_STOP_WAIT = 10.0
+SCHEDULER_RESEND = 0.2
 # RQ renews the worker's keys before and after taking each job, three commands each time:
 # six round trips a job, on the main thread that hands jobs to the others. A renewal this
 # soon after the last is skipped (the keys live worker_ttl + 60 s), and one is pipelined.
@@ -257,6 +261,30 @@ class PacekeeperWorker(SimpleWorker):
             self._threads.shutdown(wait=True)
             self._threads = None
         super().teardown()
+
+    def stop_scheduler(self) -> None:
+        """End the scheduler process, asking again until it has.
+
+        RQ sends one SIGTERM and waits for the process without a limit. The scheduler is a
+        fork that installs its own SIGTERM handler a moment after it starts; a stop asked
+        before that (a worker stopped as it starts) lands on the handler the fork inherited,
+        ours, which only sets a flag in the child's copy of memory: the child scheduled on
+        and the worker waited for it until it was killed. So the signal is sent again until
+        the child ends, and a child still there after SCHEDULER_STOP_WAIT is killed (it holds
+        nothing but its locks, which expire)."""
+        process = self.scheduler._process if self.scheduler is not None else None
+        if process is None or not process.pid:
+            return
+        deadline = time.monotonic() + SCHEDULER_STOP_WAIT
+        while process.is_alive():
+            with suppress(OSError):
+                os.kill(process.pid, signal.SIGTERM)
+            process.join(SCHEDULER_RESEND)
+            if process.is_alive() and time.monotonic() > deadline:
+                self.log.warning("Worker %s: scheduler did not stop; killed", self.name)
+                with suppress(OSError):
+                    os.kill(process.pid, signal.SIGKILL)
+                process.join()
 
     def _shutdown(self) -> None:
         """A warm stop. The main thread never runs a job, so the stop interrupts what it

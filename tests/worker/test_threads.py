@@ -3,11 +3,15 @@ lets the running ones finish."""
 
 from __future__ import annotations
 
+import multiprocessing
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 import redis
@@ -157,3 +161,42 @@ def test_an_idle_worker_stops_at_once(
     assert worker.terminate() == 0, worker.output
     # RQ's own idle worker used to wait out a 60 s read; ours ends in well under a second.
     assert time.monotonic() - started < 10
+
+
+def _stubborn_scheduler(ready: Any) -> None:
+    """A scheduler fork that has not installed its own handler yet: the first SIGTERM lands
+    on an inherited one that only sets a flag (the worker's StopFlag); the second ends it."""
+    seen: list[int] = []
+
+    def inherited(signum: int, _frame: Any) -> None:
+        seen.append(signum)
+
+    signal.signal(signal.SIGTERM, inherited)
+    ready.set()
+    while len(seen) < 2:
+        time.sleep(0.01)
+
+
+def test_a_worker_stops_a_scheduler_that_missed_the_first_sigterm(
+    redis_conn: redis.Redis, redis_url: str, queue_name: str
+) -> None:
+    """A worker stopped as it starts used to wait forever for its scheduler process (RQ
+    sends one SIGTERM, then joins without a limit): the fork had not yet installed its
+    handler when the SIGTERM came. The worker asks again until the process ends."""
+    context = multiprocessing.get_context("fork")
+    ready = context.Event()
+    child = context.Process(target=_stubborn_scheduler, args=(ready,))
+    child.start()
+    try:
+        assert ready.wait(10)
+        worker = build_worker(settings_for(redis_url, queue_name, 1), redis_conn)
+        worker.scheduler = cast(Any, SimpleNamespace(_process=child))
+        stopping = threading.Thread(target=worker.stop_scheduler, daemon=True)
+        stopping.start()
+        stopping.join(20)
+        assert not stopping.is_alive(), "the worker still waits for its scheduler"
+        assert child.exitcode == 0  # it ended on the second SIGTERM, not killed
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join(5)
