@@ -11,6 +11,7 @@ from app import api, errors
 from app.accounts import configured_accounts
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
+from app.heap import freeze_startup_heap
 from app.logging import settings_secrets
 from app.models import utcnow
 from app.queue import Enqueuer, connect, connect_async, make_queue
@@ -56,6 +57,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if settings.webhook_check_symbols:
         symbols = SymbolDirectory.from_settings(settings, redis).start()
     app.state.symbols = symbols
+    freeze_startup_heap()  # what the process keeps for its life: app.heap
     try:
         yield
     finally:

@@ -372,10 +372,12 @@ def build_worker(
 ) -> PacekeeperWorker:
     """A worker for the queue; ``states`` (redis, database) are shared by the workers one
     process runs in turn, so an outage is logged once whichever of them sees it."""
+    from app.heap import freeze_startup_heap
     from worker.jobs import preload
 
     # Before the first job, not during it: see worker.jobs.JOB_MODULES.
     preload(settings)
+    freeze_startup_heap()  # what preload built lives as long as the worker: app.heap
     redis_state, database_state = states or (None, None)
     # In priority order: the monitor's jobs, then signals, then notifications.
     names = (settings.monitor_queue_name, settings.queue_name, settings.notify_queue_name)
