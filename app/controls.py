@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import Control, Event, utcnow
@@ -27,10 +28,11 @@ def halt_key(account: str | None) -> str:
 def current_halt(session: Session, account: str | None = None) -> Halt | None:
     """The active halt (of every account, else of ``account``), or None when new entries
     are allowed."""
-    row = session.get(Control, HALT_KEY)
-    if (row is None or not row.value.get("active")) and account is not None:
-        row = session.get(Control, halt_key(account))
-    if row is None or not row.value.get("active"):
+    keys = [HALT_KEY] if account is None else [HALT_KEY, halt_key(account)]
+    rows = {c.key: c for c in session.scalars(select(Control).where(Control.key.in_(keys)))}
+    # Every account's halt first: it is the one that names the reason.
+    row = next((rows[k] for k in keys if k in rows and rows[k].value.get("active")), None)
+    if row is None:
         return None
     return Halt(
         reason=str(row.value.get("reason", "")),

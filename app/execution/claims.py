@@ -100,17 +100,21 @@ def finish(
     *,
     now: datetime,
     **data: Any,
-) -> None:
-    """Move our claimed signal to ``status`` (terminal, ``working`` or back to ``queued``)."""
+) -> str | None:
+    """Move our claimed signal to ``status`` (terminal, ``working`` or back to ``queued``);
+    returns its parent's id (a fan-out child's), read in the same statement."""
     values: dict[str, Any] = {"status": status.value, "status_reason": reason, "updated_at": now}
     if status is SignalStatus.QUEUED:
         values["enqueued_at"] = now
-    result = session.execute(update(SignalRow).where(_fenced(claim)).values(**values))
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    moved = session.execute(
+        update(SignalRow).where(_fenced(claim)).values(**values).returning(SignalRow.parent_id)
+    ).first()
+    if moved is None:
         raise LeaseLost(claim.signal_id)
     if reason:
         data["reason"] = reason
     session.execute(insert(Event), [state_event(claim.signal_id, PROCESSING, status, now, **data)])
+    return moved.parent_id
 
 
 def transition(
@@ -142,7 +146,8 @@ def transition(
 def conclude(session: Session, claim: Claim, result: Result, *, now: datetime) -> Result:
     """Leave our claimed signal in ``result``'s state within the caller's transaction (the
     one that wrote what the run came to), instead of one transaction more after it."""
-    finish(session, claim, result.status, result.reason, now=now)
-    sum_up(session, claim.signal_id, now=now)
-    orders = tuple(o.client_id for o in queries.signal_orders(session, claim.signal_id))
-    return replace(result, concluded=True, orders=orders)
+    parent_id = finish(session, claim, result.status, result.reason, now=now)
+    sum_up(session, claim.signal_id, now=now, parent_id=parent_id)
+    return replace(
+        result, concluded=True, orders=queries.signal_client_ids(session, claim.signal_id)
+    )

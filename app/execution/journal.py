@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -21,6 +21,10 @@ from app.exchange.filters import to_wire
 from app.execution.planning import OrderIntent
 from app.models import Event, Order, OrderStatus, Position, utcnow
 from app.models import Signal as SignalRow
+from app.notify.kinds import notification_kind
+
+# The table itself: a Core INSERT, without the ORM's bulk path.
+EVENTS = cast(Table, Event.__table__)
 
 
 def event(
@@ -34,18 +38,24 @@ def event(
     **data: Any,
 ) -> None:
     """Append one history row in the session's transaction."""
-    session.add(
-        Event(
-            signal_id=signal_id,
-            order_id=order_id,
-            kind=kind,
-            message=message,
-            data=data or None,
-            # Wall time, as intake stamps received_at: history, and the delays measured from
-            # received_at (quality), read as real time; no decision reads it against a clock.
-            created_at=utcnow(),
-        )
-    )
+    payload = data or None
+    row: dict[str, Any] = {
+        "signal_id": signal_id,
+        "order_id": order_id,
+        "kind": kind,
+        "message": message,
+        "data": payload,
+        # Wall time, as intake stamps received_at: history, and the delays measured from
+        # received_at (quality), read as real time; no decision reads it against a clock.
+        "created_at": utcnow(),
+    }
+    if notification_kind(kind, payload, order_id=order_id) is not None:
+        # Through the ORM: its flush writes the notification's outbox row beside it
+        # (app.models._add_notifications).
+        session.add(Event(**row))
+    else:
+        # Most history is not notified: one plain INSERT, no unit of work around it.
+        session.execute(insert(EVENTS).values(row))
 
 
 def _num(value: Decimal | None) -> str | None:

@@ -8,12 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from enum import Enum
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.models import Signal as SignalRow
 from app.models import SignalStatus
+
+
+class Unread(Enum):
+    """A value the caller has not read (None is a value: no parent)."""
+
+    UNREAD = "unread"
+
+
+UNREAD = Unread.UNREAD
 
 # When children end differently, the parent shows the worst of them (its reason lists all).
 WORST_FIRST = (
@@ -50,9 +60,13 @@ def summary(children: Sequence[SignalRow]) -> tuple[SignalStatus, str]:
     return worst, reason
 
 
-def sum_up(session: Session, signal_id: str, *, now: datetime) -> None:
-    """After a child's status changed: its parent's status from all its children's."""
-    parent_id = session.scalar(select(SignalRow.parent_id).where(SignalRow.id == signal_id))
+def sum_up(
+    session: Session, signal_id: str, *, now: datetime, parent_id: str | Unread | None = UNREAD
+) -> None:
+    """After a child's status changed: its parent's status from all its children's
+    (``parent_id``: the child's, when the caller already read it)."""
+    if isinstance(parent_id, Unread):
+        parent_id = session.scalar(select(SignalRow.parent_id).where(SignalRow.id == signal_id))
     if parent_id is None:
         return
     # Children ending at once each sum up: the parent's row lock orders them, so the last

@@ -70,6 +70,14 @@ def signal_orders(session: Session, signal_id: str) -> list[Order]:
     )
 
 
+def signal_client_ids(session: Session, signal_id: str) -> tuple[str, ...]:
+    """The client ids of a signal's orders, in the order they were written."""
+    rows = session.scalars(
+        select(Order.client_id).where(Order.signal_id == signal_id).order_by(Order.id)
+    )
+    return tuple(rows)
+
+
 def live_entry(
     session: Session, strategy: str, market: str, symbol: str, *, exclude: str, account: str
 ) -> str | None:

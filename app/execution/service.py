@@ -126,9 +126,9 @@ def process_signal(ctx: ExecContext, signal_id: str, *, now: datetime | None = N
                 session, signal_id, result.reason or result.status.value, now=ended
             )
             event(session, result.status.value, result.reason or "", signal_id=signal_id)
-        finish(session, claim, result.status, result.reason, now=ended)
-        parents.sum_up(session, signal_id, now=ended)
-        orders = [o.client_id for o in queries.signal_orders(session, signal_id)]
+        parent_id = finish(session, claim, result.status, result.reason, now=ended)
+        parents.sum_up(session, signal_id, now=ended, parent_id=parent_id)
+        orders = list(queries.signal_client_ids(session, signal_id))
     return Outcome(signal_id, result.status.value, result.reason, orders=orders)
 
 
@@ -267,8 +267,8 @@ def _give_up(session: Any, claim: Claim, exc: Temporary, *, now: datetime) -> Ou
         _close_empty_position(session, sid, reason, now=now)
         event(session, "failed", reason, signal_id=sid)
     event(session, "gave_up", reason, signal_id=sid)
-    finish(session, claim, status, reason, now=now)
-    parents.sum_up(session, sid, now=now)
+    parent_id = finish(session, claim, status, reason, now=now)
+    parents.sum_up(session, sid, now=now, parent_id=parent_id)
     return Outcome(sid, status.value, reason)
 
 
