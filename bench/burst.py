@@ -296,6 +296,7 @@ def report(name: str, runs: dict[str, Run], drain: float) -> None:
         ("ack p50", lambda r: pct(r.acks, 50)),
         ("ack p99", lambda r: pct(r.acks, 99)),
         ("signal->order p50", lambda r: _p(r.orders, 50)),
+        ("signal->order p90", lambda r: _p(r.orders, 90)),
         ("signal->order p99", lambda r: _p(r.orders, 99)),
         ("last order at", lambda r: r.last),
         ("CPU/alert: front", lambda r: r.front_cpu),

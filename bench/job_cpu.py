@@ -62,9 +62,8 @@ from bench.harness import (  # noqa: E402
 )
 
 if TYPE_CHECKING:
-    from rq import Worker
-
     from app.exchange.client import BinanceClient
+    from worker.main import PacekeeperWorker
 
 ORDER_WINDOW = 10  # seconds: the paper exchange's (and Binance's) shortest order window
 
@@ -93,7 +92,7 @@ def market_buy(client: BinanceClient, cid: str) -> None:
                      new_client_order_id=cid)  # fmt: skip
 
 
-def burst(worker: Worker) -> None:
+def burst(worker: PacekeeperWorker) -> None:
     worker.work(burst=True, logging_level="WARNING")
 
 

@@ -35,6 +35,9 @@ from app.exchange.ratelimit import RateGovernor, RedisRateStore
 from app.exchange.session import CallObserver, parse
 from app.exchange.shared import SharedReads
 
+# A price older than this fraction of PACEKEEPER_PRICE_MAX_AGE is read again in the background.
+PRICE_REFRESH_AHEAD = 0.5
+
 
 class BinanceClient(SpotOrders, AlgoOrders, FuturesOrders):
     """Binance REST for spot, sapi algo and USD-M futures; see the module docstring."""
@@ -55,7 +58,11 @@ class BinanceClient(SpotOrders, AlgoOrders, FuturesOrders):
         self._info_ttl = settings.exchange_info_ttl
         self._rules: dict[tuple[Market, str], tuple[float, SymbolRules]] = {}
         # The entries' price (recent_price): one read shared by a burst on one symbol.
-        self._prices: SharedReads[Decimal] = SharedReads(getattr(settings, "price_max_age", 0.0))
+        # Read again ahead, past half the age: a steady flow of entries on a symbol never
+        # waits a round trip for its price (app.exchange.shared).
+        self._prices: SharedReads[Decimal] = SharedReads(
+            getattr(settings, "price_max_age", 0.0), refresh_ahead=PRICE_REFRESH_AHEAD
+        )
 
     @classmethod
     def from_settings(

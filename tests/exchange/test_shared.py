@@ -80,3 +80,64 @@ def test_a_maximum_age_of_zero_reads_every_time() -> None:
     reads: SharedReads[Decimal] = SharedReads(0.0, Clock())
     assert reads.get("BTCUSDT", lambda: Decimal("65000")) == Decimal("65000")
     assert reads.get("BTCUSDT", lambda: Decimal("64000")) == Decimal("64000")
+
+
+def test_past_the_refresh_point_a_caller_gets_the_answer_at_once_and_one_read_goes_ahead() -> None:
+    clock, spawned = Clock(), list[Callable[[], None]]()
+    reads: SharedReads[Decimal] = SharedReads(1.0, clock, refresh_ahead=0.5, spawn=spawned.append)
+    assert reads.get("BTCUSDT", lambda: Decimal("65000")) == Decimal("65000")
+    clock.now = 0.4  # young: nothing goes ahead
+    assert reads.get("BTCUSDT", lambda: Decimal("1")) == Decimal("65000")
+    assert spawned == []
+    clock.now = 0.6  # past half the age: the answer now, one read ahead in the background
+    assert reads.get("BTCUSDT", lambda: Decimal("64000")) == Decimal("65000")
+    assert reads.get("BTCUSDT", lambda: Decimal("2")) == Decimal("65000")  # one at a time
+    assert len(spawned) == 1 and reads.refreshed == 1
+    spawned.pop()()  # the background read, sent at 0.6
+    # The first answer has expired; the one read ahead (sent at 0.6) stands, and is old
+    # enough to be read ahead in its turn.
+    clock.now = 1.5
+    assert reads.get("BTCUSDT", lambda: Decimal("63000")) == Decimal("64000")
+    assert len(spawned) == 1 and reads.refreshed == 2
+    spawned.pop()()
+    clock.now = 2.0  # sent at 1.5: young again, nothing more goes ahead
+    assert reads.get("BTCUSDT", lambda: Decimal("4")) == Decimal("63000")
+    assert spawned == []
+
+
+def test_a_read_ahead_that_fails_keeps_the_answer_and_the_next_expiry_reads_again() -> None:
+    clock, spawned = Clock(), list[Callable[[], None]]()
+    reads: SharedReads[Decimal] = SharedReads(1.0, clock, refresh_ahead=0.5, spawn=spawned.append)
+    reads.get("BTCUSDT", lambda: Decimal("65000"))
+    clock.now = 0.7
+
+    def down() -> Decimal:
+        raise Temporary("exchange down")
+
+    assert reads.get("BTCUSDT", down) == Decimal("65000")
+    spawned.pop()()  # fails quietly: nobody waited for it
+    clock.now = 0.8  # the answer still stands, and the next caller sends ahead again
+    assert reads.get("BTCUSDT", down) == Decimal("65000")
+    assert len(spawned) == 1
+    spawned.pop()()  # fails again
+    clock.now = 1.2  # expired, nothing in flight: a caller reads for itself
+    assert reads.get("BTCUSDT", lambda: Decimal("64000")) == Decimal("64000")
+    assert spawned == [] and reads.refreshed == 2
+
+
+def test_a_caller_that_finds_the_answer_expired_joins_the_read_ahead_in_flight() -> None:
+    clock = Clock()
+    release, calls = threading.Event(), list[str]()
+    reads: SharedReads[Decimal] = SharedReads(1.0, clock, refresh_ahead=0.5)  # real threads
+    reads.get("BTCUSDT", lambda: Decimal("65000"))
+    clock.now = 0.9
+    slow = blocking_read(Decimal("64000"), release, calls)
+    assert reads.get("BTCUSDT", slow) == Decimal("65000")
+    wait_until(lambda: calls == ["read"])  # the read ahead is in flight, in its thread
+    clock.now = 1.1
+    with ThreadPoolExecutor(1) as pool:
+        late = pool.submit(reads.get, "BTCUSDT", lambda: Decimal("1"))
+        wait_until(lambda: reads.joined == 1)
+        release.set()
+        assert late.result(timeout=10) == Decimal("64000")
+    assert calls == ["read"]
