@@ -9,8 +9,10 @@ in this process and one thread, so that the figure is the job's and nothing else
   exchangeInfo, price). Thread CPU per job, and the SQL statements and transactions it ran
   (counted on the engine, so exact);
 - **exchange calls**: the requests the jobs made (counted at the paper exchange, by path),
-  each made again on their own through ``BinanceClient``: their CPU in this process is what
-  the job spends *on* exchange calls (signing, HTTP, parsing the answer);
+  each made again on their own through the jobs' own client (``worker.resources``: the
+  weight and order counts it shares through Redis, its call metrics): their CPU in this
+  process is what the job spends *on* exchange calls (signing, HTTP, the shared limits,
+  parsing the answer);
 - **own work** = job - exchange calls: the issue's "worker's own work per job";
 - **RQ**: a no-op job (``os.getpid``) through Pacekeeper's worker (``build_worker``, burst
   mode): what RQ and the worker loop spend per job around the function (process CPU: the
@@ -162,7 +164,6 @@ def main() -> int:
         from redis import Redis
 
         from app.config import get_settings
-        from app.exchange.client import BinanceClient
         from app.exchange.ids import client_order_id
         from app.queue import make_queue
         from worker.jobs import process_signal
@@ -181,7 +182,9 @@ def main() -> int:
         def _commits(*_: Any) -> None:
             statements["commit"] += 1
 
-        client = BinanceClient.from_settings(settings)
+        # The jobs' own client: its calls keep the shared weight and order counts in Redis
+        # and the call metrics, as the jobs' calls do.
+        client = resources().client
         redis = Redis.from_url(redis_url)
         noop_queue = make_queue(redis, f"bench-jobcpu-noop-{uuid.uuid4().hex[:8]}")
         noop_worker_settings = settings.model_copy(update={"queue_name": noop_queue.name})
@@ -230,7 +233,6 @@ def main() -> int:
             print(f"round {n + 1}: job {job:.2f} ms (exchange calls {exchange:.2f}), RQ "
                   f"{figures['rq']:.2f} ms, {figures['sql']:.1f} statements, calibration "
                   f"{figures['calibration']:.2f} ms", flush=True)  # fmt: skip
-        client.close()
         cleanup_redis(redis_url, noop_queue.name)
         redis.close()
     finally:
