@@ -19,11 +19,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import Row, and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.execution import queries
-from app.execution.parents import sum_up
+from app.execution.parents import UNREAD, Unread, sum_up
 from app.execution.result import Result
 from app.models import Event, SignalStatus
 from app.models import Signal as SignalRow
@@ -45,13 +45,25 @@ class Claim:
     payload: dict[str, Any] | None = None  # the stored signal, read in the claim's transaction
 
 
-def claim_signal(session: Session, signal_id: str, *, now: datetime, lease: float) -> Claim | str:
-    """Take the signal, or say why not (its status). Commits nothing: the caller does."""
-    row = session.execute(
-        select(SignalRow.status, SignalRow.attempts, SignalRow.payload).where(
-            SignalRow.id == signal_id
-        )
-    ).first()
+CLAIM_COLUMNS = (SignalRow.status, SignalRow.attempts, SignalRow.payload)
+
+
+def claim_signal(
+    session: Session,
+    signal_id: str,
+    *,
+    now: datetime,
+    lease: float,
+    read: Row[Any] | Unread | None = UNREAD,
+) -> Claim | str:
+    """Take the signal, or say why not (its status). Commits nothing: the caller does.
+    ``read``: the signal's :data:`CLAIM_COLUMNS`, when the caller read them in this
+    transaction (None: it does not exist)."""
+    row = (
+        session.execute(select(*CLAIM_COLUMNS).where(SignalRow.id == signal_id)).first()
+        if isinstance(read, Unread)
+        else read
+    )
     if row is None:
         return "missing"
     stale = now - timedelta(seconds=lease)

@@ -34,7 +34,7 @@ from app.db import read_scope, session_scope
 from app.exchange.errors import Temporary
 from app.execution import fanout, parents, queries
 from app.execution.cancel_signals import run_cancel
-from app.execution.claims import Claim, LeaseLost, claim_signal, finish
+from app.execution.claims import CLAIM_COLUMNS, Claim, LeaseLost, claim_signal, finish
 from app.execution.closes import run_close
 from app.execution.context import ExecContext, UnknownAccount
 from app.execution.entries import run_entry
@@ -44,7 +44,7 @@ from app.execution.placement import IN_DOUBT, InDoubt, OrderRejected, place
 from app.execution.planning import BRACKET, Refused
 from app.execution.result import Result
 from app.execution.reverse import run_reverse
-from app.execution.turns import waiting_for
+from app.execution.turns import read_turn, waiting_for
 from app.models import Order, OrderStatus, Position, SignalStatus
 from app.models import Signal as SignalRow
 from app.signals.schemas import Action, LimitExecution, Signal
@@ -82,13 +82,16 @@ def process_signal(ctx: ExecContext, signal_id: str, *, now: datetime | None = N
     patience = ctx.clock.monotonic() + ctx.settings.turn_patience
     while True:
         with session_scope(ctx.sessions) as session:
-            ahead = waiting_for(session, signal_id)
+            # One read for both: whose turn it is, then the claim.
+            me = read_turn(session, signal_id, *CLAIM_COLUMNS)
+            ahead = waiting_for(session, signal_id, me)
             if ahead is None:
                 got = claim_signal(
                     session,
                     signal_id,
                     now=now or ctx.clock.now(),
                     lease=ctx.settings.execution_lease,
+                    read=me,
                 )
         if ahead is None:
             break

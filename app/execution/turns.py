@@ -25,7 +25,9 @@ other are not sent that close together.
 
 from __future__ import annotations
 
-from sqlalchemy import and_, or_, select
+from typing import Any
+
+from sqlalchemy import Row, and_, or_, select
 from sqlalchemy.orm import Session
 
 from app.accounts import FANOUT
@@ -40,18 +42,25 @@ UNSETTLED = (
 )
 
 
-def waiting_for(session: Session, signal_id: str) -> str | None:
-    """The id of the earliest unsettled signal that must run before ``signal_id``, if any."""
-    me = session.execute(
-        select(
-            SignalRow.action,
-            SignalRow.market,
-            SignalRow.symbol,
-            SignalRow.strategy,
-            SignalRow.received_at,
-            SignalRow.account,
-        ).where(SignalRow.id == signal_id)
-    ).first()
+TURN_COLUMNS = (
+    SignalRow.action,
+    SignalRow.market,
+    SignalRow.symbol,
+    SignalRow.strategy,
+    SignalRow.received_at,
+    SignalRow.account,
+)
+
+
+def read_turn(session: Session, signal_id: str, *also: Any) -> Row[Any] | None:
+    """The signal's columns its turn depends on, and ``also`` (what the caller reads next,
+    in the same SELECT); None for a signal that does not exist."""
+    return session.execute(select(*TURN_COLUMNS, *also).where(SignalRow.id == signal_id)).first()
+
+
+def waiting_for(session: Session, signal_id: str, me: Row[Any] | None) -> str | None:
+    """The id of the earliest unsettled signal that must run before ``signal_id`` (``me``:
+    its :func:`read_turn`), if any."""
     if me is None or me.action == Action.CANCEL.value or me.account == FANOUT:
         return None
     same_strategy = (
