@@ -23,7 +23,7 @@ from sqlalchemy import Row, and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.execution import queries
-from app.execution.parents import UNREAD, Unread, sum_up
+from app.execution.parents import sum_up
 from app.execution.result import Result
 from app.models import Event, SignalStatus
 from app.models import Signal as SignalRow
@@ -54,16 +54,12 @@ def claim_signal(
     *,
     now: datetime,
     lease: float,
-    read: Row[Any] | Unread | None = UNREAD,
+    read: Row[Any] | None,
 ) -> Claim | str:
     """Take the signal, or say why not (its status). Commits nothing: the caller does.
-    ``read``: the signal's :data:`CLAIM_COLUMNS`, when the caller read them in this
-    transaction (None: it does not exist)."""
-    row = (
-        session.execute(select(*CLAIM_COLUMNS).where(SignalRow.id == signal_id)).first()
-        if isinstance(read, Unread)
-        else read
-    )
+    ``read``: the signal's :data:`CLAIM_COLUMNS`, read in this transaction
+    (``turns.read_turn``); None: it does not exist."""
+    row = read
     if row is None:
         return "missing"
     stale = now - timedelta(seconds=lease)
