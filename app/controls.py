@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.models import Control, Event, utcnow
@@ -21,6 +21,9 @@ class Halt:
     by: str
 
 
+_CONTROLS = select(Control).where(Control.key.in_(bindparam("keys", expanding=True)))
+
+
 def halt_key(account: str | None) -> str:
     return HALT_KEY if account is None else f"{HALT_KEY}:{account}"
 
@@ -29,7 +32,7 @@ def current_halt(session: Session, account: str | None = None) -> Halt | None:
     """The active halt (of every account, else of ``account``), or None when new entries
     are allowed."""
     keys = [HALT_KEY] if account is None else [HALT_KEY, halt_key(account)]
-    rows = {c.key: c for c in session.scalars(select(Control).where(Control.key.in_(keys)))}
+    rows = {c.key: c for c in session.scalars(_CONTROLS, {"keys": keys})}
     # Every account's halt first: it is the one that names the reason.
     row = next((rows[k] for k in keys if k in rows and rows[k].value.get("active")), None)
     if row is None:

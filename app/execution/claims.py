@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Row, and_, insert, or_, select, update
+from sqlalchemy import Row, Table, and_, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from app.execution import queries
 from app.execution.parents import sum_up
@@ -47,6 +48,50 @@ class Claim:
 
 CLAIM_COLUMNS = (SignalRow.status, SignalRow.attempts, SignalRow.payload)
 
+# Every job runs these: built once, as Core statements on the table. The ORM's UPDATE
+# (its synchronisation of the session's objects) and bulk INSERT cost a job about as much
+# CPU as everything else it does in the database; _forget keeps the session consistent.
+SIGNALS = cast(Table, SignalRow.__table__)
+EVENTS = cast(Table, Event.__table__)
+_INSERT_EVENT = insert(EVENTS)
+_CLAIM = (
+    update(SIGNALS)
+    .where(
+        SIGNALS.c.id == bindparam("signal_id"),
+        or_(
+            SIGNALS.c.status.in_(CLAIMABLE),
+            and_(SIGNALS.c.status == PROCESSING, SIGNALS.c.updated_at < bindparam("stale")),
+        ),
+    )
+    .values(status=PROCESSING, attempts=SIGNALS.c.attempts + 1, updated_at=bindparam("now"))
+    .returning(SIGNALS.c.attempts)
+)
+_FENCED = and_(
+    SIGNALS.c.id == bindparam("signal_id"),
+    SIGNALS.c.attempts == bindparam("fence"),
+    SIGNALS.c.status == PROCESSING,
+)
+_HEARTBEAT = update(SIGNALS).where(_FENCED).values(updated_at=bindparam("now"))
+_FINISH = (
+    update(SIGNALS)
+    .where(_FENCED)
+    .values(
+        status=bindparam("to_status"),
+        status_reason=bindparam("to_reason"),
+        updated_at=bindparam("now"),
+    )
+    .returning(SIGNALS.c.parent_id)
+)
+_REQUEUE = _FINISH.values(enqueued_at=bindparam("now"))
+
+
+def _forget(session: Session, signal_id: str) -> None:
+    """Expire the session's object of the signal, if it holds one: a Core UPDATE leaves it
+    as it was read."""
+    held = session.identity_map.get(identity_key(SignalRow, signal_id))
+    if held is not None:
+        session.expire(held)
+
 
 def claim_signal(
     session: Session,
@@ -63,39 +108,23 @@ def claim_signal(
     if row is None:
         return "missing"
     stale = now - timedelta(seconds=lease)
-    result = session.execute(
-        update(SignalRow)
-        .where(
-            SignalRow.id == signal_id,
-            or_(
-                SignalRow.status.in_(CLAIMABLE),
-                and_(SignalRow.status == PROCESSING, SignalRow.updated_at < stale),
-            ),
-        )
-        .values(status=PROCESSING, attempts=SignalRow.attempts + 1, updated_at=now)
-        .returning(SignalRow.attempts)
-    )
-    fence = result.scalar()
+    fence = session.execute(_CLAIM, {"signal_id": signal_id, "stale": stale, "now": now}).scalar()
+    _forget(session, signal_id)
     if fence is None:
         return str(row.status)
     data: dict[str, Any] = {"attempt": fence}
     if row.status == PROCESSING:
         data["taken_over"] = True
-    session.execute(insert(Event), [state_event(signal_id, row.status, PROCESSING, now, **data)])
+    session.execute(_INSERT_EVENT, state_event(signal_id, row.status, PROCESSING, now, **data))
     return Claim(signal_id, fence, str(row.status), row.payload)
-
-
-def _fenced(claim: Claim) -> Any:
-    return and_(
-        SignalRow.id == claim.signal_id,
-        SignalRow.attempts == claim.fence,
-        SignalRow.status == PROCESSING,
-    )
 
 
 def heartbeat(session: Session, claim: Claim, *, now: datetime) -> None:
     """Refresh the lease; raise LeaseLost when the signal is no longer ours."""
-    result = session.execute(update(SignalRow).where(_fenced(claim)).values(updated_at=now))
+    result = session.execute(
+        _HEARTBEAT, {"signal_id": claim.signal_id, "fence": claim.fence, "now": now}
+    )
+    _forget(session, claim.signal_id)
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise LeaseLost(claim.signal_id)
 
@@ -111,17 +140,22 @@ def finish(
 ) -> str | None:
     """Move our claimed signal to ``status`` (terminal, ``working`` or back to ``queued``);
     returns its parent's id (a fan-out child's), read in the same statement."""
-    values: dict[str, Any] = {"status": status.value, "status_reason": reason, "updated_at": now}
-    if status is SignalStatus.QUEUED:
-        values["enqueued_at"] = now
     moved = session.execute(
-        update(SignalRow).where(_fenced(claim)).values(**values).returning(SignalRow.parent_id)
+        _REQUEUE if status is SignalStatus.QUEUED else _FINISH,
+        {
+            "signal_id": claim.signal_id,
+            "fence": claim.fence,
+            "to_status": status.value,
+            "to_reason": reason,
+            "now": now,
+        },
     ).first()
+    _forget(session, claim.signal_id)
     if moved is None:
         raise LeaseLost(claim.signal_id)
     if reason:
         data["reason"] = reason
-    session.execute(insert(Event), [state_event(claim.signal_id, PROCESSING, status, now, **data)])
+    session.execute(_INSERT_EVENT, state_event(claim.signal_id, PROCESSING, status, now, **data))
     return moved.parent_id
 
 

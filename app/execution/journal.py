@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -23,8 +23,19 @@ from app.models import Event, Order, OrderStatus, Position, utcnow
 from app.models import Signal as SignalRow
 from app.notify.kinds import notification_kind
 
-# The table itself: a Core INSERT, without the ORM's bulk path.
+# The tables themselves: Core INSERTs built once, without the ORM's bulk path.
 EVENTS = cast(Table, Event.__table__)
+ORDERS = cast(Table, Order.__table__)
+_INSERT_EVENT = insert(EVENTS)
+_INSERT_ORDER = {
+    name: dialect.insert(ORDERS)
+    .on_conflict_do_nothing(index_elements=[ORDERS.c.client_id])
+    .returning(ORDERS.c.id)
+    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
+}
+_ORDERS_BY_CLIENT_ID = select(Order).where(
+    Order.client_id.in_(bindparam("client_ids", expanding=True))
+)
 
 
 def event(
@@ -55,7 +66,7 @@ def event(
         session.add(Event(**row))
     else:
         # Most history is not notified: one plain INSERT, no unit of work around it.
-        session.execute(insert(EVENTS).values(row))
+        session.execute(_INSERT_EVENT, row)
 
 
 def _num(value: Decimal | None) -> str | None:
@@ -149,8 +160,7 @@ def add_orders(
     their signal's)."""
     if not intents:
         return []
-    dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
-    table = Order.__table__
+    insert_order = _INSERT_ORDER[session.get_bind().dialect.name]
     account = account or _account_of(session, signal_id, position_id)
     for intent in intents:
         row = {
@@ -179,13 +189,7 @@ def add_orders(
             "created_at": now,
             "updated_at": now,
         }
-        stmt = (
-            dialect.insert(table)
-            .values(row)
-            .on_conflict_do_nothing(index_elements=["client_id"])
-            .returning(table.c.id)
-        )
-        new_id = session.execute(stmt).scalar()
+        new_id = session.execute(insert_order, row).scalar()
         if new_id is not None:
             event(
                 session,
@@ -202,7 +206,7 @@ def add_orders(
     by_client = {
         o.client_id: o
         for o in session.scalars(
-            select(Order).where(Order.client_id.in_([i.client_id for i in intents]))
+            _ORDERS_BY_CLIENT_ID, {"client_ids": [i.client_id for i in intents]}
         )
     }
     return [by_client[i.client_id] for i in intents]

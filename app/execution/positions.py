@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Table, or_, select
+from sqlalchemy import Table, bindparam, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -194,11 +194,22 @@ def record_fills(
     return list(session.scalars(select(Fill).where(Fill.id.in_(new_ids)).order_by(Fill.id)))
 
 
+_STORED_FILL_IDS = select(Fill.venue_fill_id).where(Fill.order_id == bindparam("order_id"))
+_ENTRY_ORDERS = (
+    select(Order)
+    .where(Order.position_id == bindparam("position_id"), Order.leg == ENTRY_LEG)
+    .order_by(Order.id)
+)
+_FILLS_OF = (
+    select(Fill).where(Fill.order_id.in_(bindparam("order_ids", expanding=True))).order_by(Fill.id)
+)
+
+
 def stored_fill_ids(session: Session, order: Order) -> set[str]:
     """The venue ids of the fills stored for ``order``."""
     if order.id is None:
         return set()
-    return set(session.scalars(select(Fill.venue_fill_id).where(Fill.order_id == order.id)))
+    return set(session.scalars(_STORED_FILL_IDS, {"order_id": order.id}))
 
 
 def _aware(value: datetime) -> datetime:
@@ -227,20 +238,14 @@ def _orders(session: Session, position: Position, prefixes: Sequence[str]) -> li
 
 
 def _entry_orders(session: Session, position: Position) -> list[Order]:
-    return list(
-        session.scalars(
-            select(Order)
-            .where(Order.position_id == position.id, Order.leg == ENTRY_LEG)
-            .order_by(Order.id)
-        )
-    )
+    return list(session.scalars(_ENTRY_ORDERS, {"position_id": position.id}))
 
 
 def _fills(session: Session, orders: Sequence[Order]) -> list[tuple[Order, Fill]]:
     if not orders:
         return []
     by_id = {o.id: o for o in orders}
-    rows = session.scalars(select(Fill).where(Fill.order_id.in_(list(by_id))).order_by(Fill.id))
+    rows = session.scalars(_FILLS_OF, {"order_ids": list(by_id)})
     return [(by_id[f.order_id], f) for f in rows]
 
 

@@ -34,6 +34,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.exchange.filters import Market
+from app.execution import journal
 from app.execution.context import ExecContext
 from app.execution.planning import BRACKET
 from app.execution.positions import ENTRY_LEG
@@ -100,14 +101,9 @@ def vwap_of_klines(klines: Sequence[Sequence[Any]]) -> Decimal | None:
 
 def record_arrival(session: Session, signal_id: str, price: Decimal, source: str) -> None:
     """The market as the worker first saw it, for ``arrival_price``."""
-    session.add(
-        Event(
-            signal_id=signal_id,
-            kind=ARRIVAL,
-            message=f"arrival price {price} ({source})",
-            data={"price": str(price), "source": source},
-        )
-    )
+    # A plain INSERT (app.execution.journal.event): the ORM's unit of work costs more.
+    journal.event(session, ARRIVAL, f"arrival price {price} ({source})", signal_id=signal_id,
+                  price=str(price), source=source)  # fmt: skip
 
 
 def _own_orders(session: Session, signal_id: str) -> list[Order]:

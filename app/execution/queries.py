@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Sequence
 from decimal import Decimal
 
-from sqlalchemy import func, select, text
+from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.orm import Session
 
 from app.execution.positions import ENTRY_LEG
@@ -60,8 +60,32 @@ def open_positions(
     )
 
 
+# What every entry job runs, built once: only parameters change from call to call.
+_POSITION_OF = select(Position).where(Position.opened_by == bindparam("signal_id"))
+_CLIENT_IDS = (
+    select(Order.client_id).where(Order.signal_id == bindparam("signal_id")).order_by(Order.id)
+)
+_OPEN_POSITION = select(Position.id).where(
+    Position.account == bindparam("account"),
+    Position.strategy == bindparam("strategy"),
+    Position.market == bindparam("market"),
+    Position.symbol == bindparam("symbol"),
+    Position.status == "open",
+    Position.opened_by != bindparam("exclude"),
+)
+_LIVE_ENTRY_SIGNAL = select(SignalRow.id).where(
+    SignalRow.action.in_(OPENING_ACTIONS),
+    SignalRow.account == bindparam("account"),
+    func.coalesce(SignalRow.strategy, DEFAULT_STRATEGY) == bindparam("strategy"),
+    SignalRow.market == bindparam("market"),
+    SignalRow.symbol == bindparam("symbol"),
+    SignalRow.status.in_(LIVE_SIGNAL),
+    SignalRow.id != bindparam("exclude"),
+)
+
+
 def position_of(session: Session, signal_id: str) -> Position | None:
-    return session.scalars(select(Position).where(Position.opened_by == signal_id)).first()
+    return session.scalars(_POSITION_OF, {"signal_id": signal_id}).first()
 
 
 def signal_orders(session: Session, signal_id: str) -> list[Order]:
@@ -72,39 +96,24 @@ def signal_orders(session: Session, signal_id: str) -> list[Order]:
 
 def signal_client_ids(session: Session, signal_id: str) -> tuple[str, ...]:
     """The client ids of a signal's orders, in the order they were written."""
-    rows = session.scalars(
-        select(Order.client_id).where(Order.signal_id == signal_id).order_by(Order.id)
-    )
-    return tuple(rows)
+    return tuple(session.scalars(_CLIENT_IDS, {"signal_id": signal_id}))
 
 
 def live_entry(
     session: Session, strategy: str, market: str, symbol: str, *, exclude: str, account: str
 ) -> str | None:
     """What makes an entry for this key live: an open position, or an entry being placed."""
-    position = session.scalars(
-        select(Position.id).where(
-            Position.account == account,
-            Position.strategy == strategy,
-            Position.market == market,
-            Position.symbol == symbol,
-            Position.status == "open",
-            Position.opened_by != exclude,
-        )
-    ).first()
+    key = {
+        "account": account,
+        "strategy": strategy,
+        "market": market,
+        "symbol": symbol,
+        "exclude": exclude,
+    }
+    position = session.scalars(_OPEN_POSITION, key).first()
     if position is not None:
         return f"open position {position}"
-    other = session.scalars(
-        select(SignalRow.id).where(
-            SignalRow.action.in_(OPENING_ACTIONS),
-            SignalRow.account == account,
-            func.coalesce(SignalRow.strategy, DEFAULT_STRATEGY) == strategy,
-            SignalRow.market == market,
-            SignalRow.symbol == symbol,
-            SignalRow.status.in_(LIVE_SIGNAL),
-            SignalRow.id != exclude,
-        )
-    ).first()
+    other = session.scalars(_LIVE_ENTRY_SIGNAL, key).first()
     return f"signal {other}" if other is not None else None
 
 

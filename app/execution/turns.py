@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, and_, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Row, Select, and_, bindparam, or_, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from app.accounts import FANOUT
 from app.models import Signal as SignalRow
@@ -52,10 +52,49 @@ TURN_COLUMNS = (
 )
 
 
-def read_turn(session: Session, signal_id: str, *also: Any) -> Row[Any] | None:
-    """The signal's columns its turn depends on, and ``also`` (what the caller reads next,
-    in the same SELECT); None for a signal that does not exist."""
-    return session.execute(select(*TURN_COLUMNS, *also).where(SignalRow.id == signal_id)).first()
+# Built once (every job runs them): only their parameters change.
+_READS: dict[tuple[str, ...], Select[Any]] = {}
+
+
+def _waiting_for(same_strategy: Any) -> Select[Any]:
+    return (
+        select(SignalRow.id)
+        .where(
+            SignalRow.status.in_(UNSETTLED),
+            SignalRow.symbol == bindparam("symbol"),
+            SignalRow.market == bindparam("market"),
+            same_strategy,
+            # Accounts are independent; a signal still to fan out may concern any of them.
+            SignalRow.account.in_((bindparam("account"), FANOUT)),
+            SignalRow.id != bindparam("signal_id"),
+            or_(
+                SignalRow.received_at < bindparam("received_at"),
+                and_(
+                    SignalRow.received_at == bindparam("received_at"),
+                    SignalRow.id < bindparam("signal_id"),
+                ),
+            ),
+        )
+        .order_by(SignalRow.received_at, SignalRow.id)
+        .limit(1)
+    )
+
+
+_WAITING_FOR = _waiting_for(SignalRow.strategy == bindparam("strategy"))
+_WAITING_FOR_NO_STRATEGY = _waiting_for(SignalRow.strategy.is_(None))
+
+
+def read_turn(
+    session: Session, signal_id: str, *also: InstrumentedAttribute[Any]
+) -> Row[Any] | None:
+    """The signal's columns its turn depends on, and ``also`` (columns the caller reads
+    next, in the same SELECT); None for a signal that does not exist."""
+    names = tuple(column.key for column in also)
+    statement = _READS.get(names)
+    if statement is None:
+        statement = select(*TURN_COLUMNS, *also).where(SignalRow.id == bindparam("signal_id"))
+        _READS[names] = statement
+    return session.execute(statement, {"signal_id": signal_id}).first()
 
 
 def waiting_for(session: Session, signal_id: str, me: Row[Any] | None) -> str | None:
@@ -63,24 +102,14 @@ def waiting_for(session: Session, signal_id: str, me: Row[Any] | None) -> str | 
     its :func:`read_turn`), if any."""
     if me is None or me.action == Action.CANCEL.value or me.account == FANOUT:
         return None
-    same_strategy = (
-        SignalRow.strategy.is_(None) if me.strategy is None else SignalRow.strategy == me.strategy
-    )
     return session.scalars(
-        select(SignalRow.id)
-        .where(
-            SignalRow.status.in_(UNSETTLED),
-            SignalRow.symbol == me.symbol,
-            SignalRow.market == me.market,
-            same_strategy,
-            # Accounts are independent; a signal still to fan out may concern any of them.
-            SignalRow.account.in_((me.account, FANOUT)),
-            SignalRow.id != signal_id,
-            or_(
-                SignalRow.received_at < me.received_at,
-                and_(SignalRow.received_at == me.received_at, SignalRow.id < signal_id),
-            ),
-        )
-        .order_by(SignalRow.received_at, SignalRow.id)
-        .limit(1)
+        _WAITING_FOR_NO_STRATEGY if me.strategy is None else _WAITING_FOR,
+        {
+            "symbol": me.symbol,
+            "market": me.market,
+            "strategy": me.strategy,
+            "account": me.account,
+            "signal_id": signal_id,
+            "received_at": me.received_at,
+        },
     ).first()
