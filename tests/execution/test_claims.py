@@ -1,0 +1,64 @@
+"""The claim's statements are Core UPDATEs on the table: a signal object the same session
+already holds must not keep the status it was read with."""
+
+from __future__ import annotations
+
+from app.db import session_scope
+from app.execution.claims import LeaseLost, claim_signal, finish, heartbeat
+from app.execution.context import ExecContext
+from app.execution.turns import read_turn
+from app.models import Signal as SignalRow
+from app.models import SignalStatus
+from tests.execution.conftest import event_kinds, signal_row, submit
+
+COLUMNS = (SignalRow.status, SignalRow.attempts, SignalRow.payload)
+
+
+def test_a_claim_and_its_end_show_in_the_session_that_made_them(ctx: ExecContext) -> None:
+    signal_id = submit(ctx, quantity="0.01")
+    now = ctx.clock.now()
+    with session_scope(ctx.sessions) as session:
+        held = session.get(SignalRow, signal_id)
+        assert held is not None and held.status == SignalStatus.RECEIVED.value
+        claim = claim_signal(
+            session, signal_id, now=now, lease=60, read=read_turn(session, signal_id, *COLUMNS)
+        )
+        assert not isinstance(claim, str)
+        assert (held.status, held.attempts) == (SignalStatus.PROCESSING.value, claim.fence)
+        heartbeat(session, claim, now=now)
+        finish(session, claim, SignalStatus.QUEUED, "later", now=now)
+        assert (held.status, held.status_reason) == (SignalStatus.QUEUED.value, "later")
+        assert held.enqueued_at is not None
+    stored = signal_row(ctx, signal_id)
+    assert (stored.status, stored.attempts) == (SignalStatus.QUEUED.value, 1)
+    assert event_kinds(ctx, signal_id).count("state") == 3  # received, processing, queued
+
+
+def test_a_second_claim_on_a_live_lease_is_refused_and_the_fence_stops_the_first(
+    ctx: ExecContext,
+) -> None:
+    signal_id = submit(ctx, quantity="0.01")
+    now = ctx.clock.now()
+    with session_scope(ctx.sessions) as session:
+        first = claim_signal(
+            session, signal_id, now=now, lease=60, read=read_turn(session, signal_id, *COLUMNS)
+        )
+    with session_scope(ctx.sessions) as session:
+        again = claim_signal(
+            session, signal_id, now=now, lease=60, read=read_turn(session, signal_id, *COLUMNS)
+        )
+    assert again == SignalStatus.PROCESSING.value  # its lease is live: not taken
+    later = now.replace(year=now.year + 1)
+    with session_scope(ctx.sessions) as session:
+        second = claim_signal(
+            session, signal_id, now=later, lease=60, read=read_turn(session, signal_id, *COLUMNS)
+        )
+    assert not isinstance(first, str) and not isinstance(second, str)
+    assert second.fence == first.fence + 1
+    with session_scope(ctx.sessions) as session:
+        try:
+            heartbeat(session, first, now=later)
+        except LeaseLost:
+            pass
+        else:
+            raise AssertionError("the first claim's heartbeat went through")
