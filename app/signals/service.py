@@ -16,12 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -39,6 +40,9 @@ events = cast(Table, Event.__table__)
 
 SECRET_FIELD = "secret"
 REDACTED = "[REDACTED]"
+# What json.dumps(ensure_ascii=False) writes escaped inside a string: the quote, the
+# backslash and the control characters below 0x20. Everything else shows as itself.
+_JSON_ESCAPED = re.compile(r'["\\\x00-\x1f]')
 
 
 @dataclass(frozen=True)
@@ -68,10 +72,26 @@ def without_secret(raw: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in raw.items() if key != SECRET_FIELD}
 
 
+def canonical_text(body: dict[str, Any]) -> str:
+    """The body as JSON with sorted keys and no whitespace (what the digest is of)."""
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def canonical_digest(body: dict[str, Any]) -> str:
     """SHA-256 of the body with sorted keys and no whitespace (pass it without the secret)."""
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _digest(canonical_text(body))
+
+
+def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _may_hold(text: str, secrets: Sequence[str]) -> bool:
+    """False when no string in the body whose canonical JSON is ``text`` can hold a secret.
+    A secret with a character JSON escapes (a quote, a backslash, a control character)
+    does not show as itself in ``text``: True, so that the body is searched string by string.
+    """
+    return any(secret in text or _JSON_ESCAPED.search(secret) for secret in secrets)
 
 
 def redact(value: Any, secrets: Sequence[str]) -> Any:
@@ -98,8 +118,11 @@ def prepare(
     """Validate and key a posted body; raise InvalidSignal. Pure: no I/O, no clock.
     ``accounts``: the configured accounts and the markets each trades."""
     body = without_secret(raw)
-    if secrets:
+    text = canonical_text(body)
+    # Searching the text once is cheaper than searching every string of the body.
+    if secrets and _may_hold(text, secrets):
         body = redact(body, secrets)
+        text = canonical_text(body)
     signal = parse_signal(
         body,
         now=now,
@@ -107,7 +130,7 @@ def prepare(
         twap_max_duration=twap_max_duration,
         accounts=accounts,
     )
-    digest = canonical_digest(body)
+    digest = _digest(text)
     if signal.id is not None:
         key, dedupe_until = signal.id, None
     else:
@@ -123,6 +146,17 @@ _INSERT_SIGNAL = {
     for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
 }
 _INSERT_EVENT = insert(events)
+_MARK_QUEUED = (
+    update(signals)
+    .where(
+        signals.c.id.in_(bindparam("signal_ids", expanding=True)),
+        signals.c.status == SignalStatus.RECEIVED.value,
+    )
+    .values(
+        status=SignalStatus.QUEUED.value, enqueued_at=bindparam("at"), updated_at=bindparam("at")
+    )
+    .returning(signals.c.id)
+)
 
 
 def _insert_signal(conn: Connection) -> Any:
@@ -281,15 +315,7 @@ def mark_queued_in(
     if not signal_ids:
         return []
     changed = list(
-        conn.execute(
-            update(signals)
-            .where(
-                signals.c.id.in_(list(signal_ids)),
-                signals.c.status == SignalStatus.RECEIVED.value,
-            )
-            .values(status=SignalStatus.QUEUED.value, enqueued_at=now, updated_at=now)
-            .returning(signals.c.id)
-        ).scalars()
+        conn.execute(_MARK_QUEUED, {"signal_ids": list(signal_ids), "at": now}).scalars()
     )
     if changed:
         conn.execute(

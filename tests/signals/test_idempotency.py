@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -185,3 +186,33 @@ def test_a_batch_stores_new_signals_once_and_answers_repeats_and_conflicts_alone
     }
     events = query(db_url, "SELECT signal_id FROM events WHERE message = 'received'")
     assert sorted(e.signal_id for e in events) == sorted(rows)  # one first event each
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["plain-s3cret", 'with "quotes"', "back\\slash", "tab\there", "ünïcødé-sëcret"],
+)
+def test_a_secret_pasted_anywhere_is_redacted_before_the_digest(secret: str) -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    raw = {
+        "secret": secret, "action": "entry", "symbol": "BTCUSDT", "side": "buy",
+        "quantity": "0.5", "meta": {"note": f"my secret is {secret}", "tags": [secret, 1]},
+    }  # fmt: skip
+    prepared = service.prepare(
+        raw, now=now, dedupe_window=60, twap_min_duration=300, twap_max_duration=86400,
+        secrets=[secret],
+    )  # fmt: skip
+    stored = json.dumps(prepared.payload, default=str, ensure_ascii=False)
+    assert secret not in stored and service.REDACTED in stored
+    assert json.dumps(secret, ensure_ascii=False)[1:-1] not in stored  # nor its JSON form
+    clean = {**raw, "meta": {"note": service.REDACTED, "tags": [service.REDACTED, 1]}}
+    expected = service.canonical_digest(service.without_secret(clean))
+    assert prepared.digest == expected  # the digest is of the redacted body
+    # A body that holds no secret keeps every string, and the same digest as without secrets.
+    plain = {**raw, "meta": {"note": "nothing to hide"}}
+    kept = service.prepare(
+        plain, now=now, dedupe_window=60, twap_min_duration=300, twap_max_duration=86400,
+        secrets=[secret],
+    )  # fmt: skip
+    assert kept.payload.get("meta") == {"note": "nothing to hide"}
+    assert kept.digest == service.canonical_digest(service.without_secret(plain))
