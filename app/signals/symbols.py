@@ -18,6 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from typing import Any
 
@@ -52,6 +53,10 @@ class SymbolDirectory:
         self._listed: dict[str, tuple[float, frozenset[str]]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Fetches run here: cancelling run() does not stop one under way on its thread, and
+        # close() waits for it before closing the client it uses (else that request would
+        # leave a connection open on a closed client).
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="pacekeeper-symbols")
 
     @classmethod
     def from_settings(cls, settings: Settings, redis: Any | None) -> SymbolDirectory:
@@ -104,6 +109,8 @@ class SymbolDirectory:
             self._task.cancel()
             with suppress(asyncio.CancelledError):
                 await self._task
+        # A fetch under way ends within the client's timeout.
+        await asyncio.get_running_loop().run_in_executor(None, self._pool.shutdown)
         if self._on_close is not None:
             self._on_close()
 
@@ -114,7 +121,7 @@ class SymbolDirectory:
             pause = self.ttl
             for market in PATHS:
                 try:
-                    info = await loop.run_in_executor(None, self._fetch, market)
+                    info = await loop.run_in_executor(self._pool, self._fetch, market)
                     count = self.load(market, info)
                     log.debug("exchangeInfo %s: %d symbols", market, count)
                 except Exception as exc:

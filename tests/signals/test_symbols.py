@@ -4,6 +4,7 @@ against exchangeInfo fetched in the background; without a recent listing it acce
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -110,3 +111,29 @@ def test_with_the_exchange_unreachable_every_symbol_is_accepted(
     _, url = receiver(checked)
     accepted = http.post(f"{url}/webhook", json=entry(id="maybe", symbol="NOPEUSDT"))
     assert accepted.status_code == 202
+
+
+def test_closing_waits_for_a_fetch_under_way_before_closing_its_client() -> None:
+    """The receiver's client is closed only once no request of it is in flight: a request
+    still running on a closed client would leave its connection open."""
+    started, release = threading.Event(), threading.Event()
+    log: list[str] = []
+
+    def fetch(market: str) -> dict[str, Any]:
+        started.set()
+        release.wait(10)
+        log.append(f"fetched {market}")
+        return SPOT
+
+    async def scenario() -> None:
+        directory = SymbolDirectory(fetch, on_close=lambda: log.append("closed")).start()
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        closing = asyncio.create_task(directory.close())
+        await asyncio.sleep(0.2)
+        assert log == [] and not closing.done()  # the fetch is still under way
+        release.set()
+        await asyncio.wait_for(closing, 10)
+
+    asyncio.run(scenario())
+    assert log == ["fetched spot", "closed"]
