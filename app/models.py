@@ -26,7 +26,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy import event as orm_events
-from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, validates
 
 from app.db import Base, Money
 from app.notify.kinds import notification_kind
@@ -187,6 +187,14 @@ class Position(Base):
     __table_args__ = (
         Index("ix_positions_key", "account", "strategy", "market", "symbol", "status"),
     )
+
+    @validates("status")
+    def _stamp_closed(self, _key: str, status: str) -> str:
+        """A position set ``closed`` without a ``closed_at`` gets the time now (a caller
+        with its own clock sets ``closed_at`` itself, after)."""
+        if status == "closed" and self.closed_at is None:
+            self.closed_at = utcnow()
+        return status
 
 
 class Order(Base):

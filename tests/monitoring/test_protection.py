@@ -137,6 +137,7 @@ def test_an_entry_that_fills_nothing_closes_its_position(desk: Desk) -> None:
     desk.cycle()
     position = desk.position(entry.position_id)
     assert position.status == "closed" and position.quantity == 0
+    assert position.closed_at is not None  # closed positions say when
     assert position.bracket_note == "entry ended with nothing filled"
     assert not desk.orders(kind="oco")
     # ... so the strategy's next entry on the symbol is not refused by a stale position.
