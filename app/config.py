@@ -13,7 +13,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.notify.kinds import NOTIFY_KINDS, parse_kinds
-from paper.settings import PAPER_API_KEY, PAPER_API_SECRET
+from paper.settings import PAPER_API_KEY, PAPER_API_SECRET, AlgoLimits
 
 # TradingView's documented webhook senders; `PACEKEEPER_WEBHOOK_ALLOWED_IPS=tradingview` adds them.
 TRADINGVIEW_IPS = ("52.89.214.238", "34.212.75.30", "54.218.53.128", "52.32.178.7")
@@ -53,7 +53,7 @@ def _split_csv(value: object) -> object:
     return value
 
 
-class Settings(BaseSettings):
+class Settings(AlgoLimits, BaseSettings):
     """Configuration for the receiver, workers and monitor (the paper exchange has its own)."""
 
     model_config = SettingsConfigDict(
@@ -123,17 +123,8 @@ class Settings(BaseSettings):
     key_check_interval: float = Field(86_400.0, gt=0, description="seconds")
     key_guard_ip_restriction: Literal["warn", "refuse", "ignore"] = "warn"
 
-    # Algo limits (Binance's by default; the paper exchange honours the same settings)
-    twap_min_duration: int = Field(300, ge=1)
-    twap_max_duration: int = Field(86_400, ge=1)
-    twap_min_notional: Decimal = Decimal("1000")
-    twap_max_notional_spot: Decimal = Decimal("100000")
-    twap_max_notional_usdm: Decimal = Decimal("1000000")
-    vp_min_notional: Decimal = Decimal("10000")
-    vp_max_notional: Decimal = Decimal("1000000")
-    max_open_twap_spot: int = 20
-    max_open_twap_usdm: int = 30
-    max_open_vp: int = 10
+    # Algo limits: paper.settings.AlgoLimits (Binance's by default; the paper exchange reads
+    # the same variables).
     # How far back find_algo searches historicalOrders when its caller gives no start time
     # (a TWAP runs up to 24 h; an outage can add days).
     algo_lookup_days: float = Field(7.0, ge=1, le=90, description="days")
@@ -244,8 +235,6 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_bounds(self) -> Settings:
-        if self.twap_min_duration > self.twap_max_duration:
-            raise ValueError("twap_min_duration must not exceed twap_max_duration")
         if self.twap_min_duration < BINANCE_MIN_TWAP_DURATION and not self.uses_paper_exchange():
             # Binance clamps (spot) or refuses (futures) a shorter TWAP: accepting one here
             # would promise a schedule the exchange does not keep.

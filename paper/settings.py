@@ -10,9 +10,9 @@ before it sends and the exchange enforces when it receives.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Development credentials shared by the paper exchange and the client (its defaults). They
@@ -21,7 +21,30 @@ PAPER_API_KEY = "paper-api-key-0000000000000000000000000000000000000000000000000
 PAPER_API_SECRET = "paper-api-secret-00000000000000000000000000000000000000000000000000"
 
 
-class PaperSettings(BaseSettings):
+class AlgoLimits(BaseModel):
+    """Binance's algo limits (its defaults): the paper exchange enforces them when an algo
+    arrives, and the client (``app.config.Settings``, which has them too) checks them before
+    it sends one. One definition, so the two sides read the same variables alike."""
+
+    twap_min_duration: int = Field(300, ge=1)
+    twap_max_duration: int = Field(86_400, ge=1)
+    twap_min_notional: Decimal = Decimal("1000")
+    twap_max_notional_spot: Decimal = Decimal("100000")
+    twap_max_notional_usdm: Decimal = Decimal("1000000")
+    vp_min_notional: Decimal = Decimal("10000")
+    vp_max_notional: Decimal = Decimal("1000000")
+    max_open_twap_spot: int = 20
+    max_open_twap_usdm: int = 30
+    max_open_vp: int = 10
+
+    @model_validator(mode="after")
+    def _check_twap_durations(self) -> Self:
+        if self.twap_min_duration > self.twap_max_duration:
+            raise ValueError("twap_min_duration must not exceed twap_max_duration")
+        return self
+
+
+class PaperSettings(AlgoLimits, BaseSettings):
     """Configuration of one paper exchange (``pacekeeper paper``, or a test's ``create_app``)."""
 
     model_config = SettingsConfigDict(
@@ -68,21 +91,3 @@ class PaperSettings(BaseSettings):
     binance_api_key: SecretStr = SecretStr(PAPER_API_KEY)
     binance_api_secret: SecretStr = SecretStr(PAPER_API_SECRET)
     binance_ed25519_private_key: SecretStr | None = None
-
-    # Algo limits, Binance's by default (the client reads the same variables).
-    twap_min_duration: int = Field(300, ge=1)
-    twap_max_duration: int = Field(86_400, ge=1)
-    twap_min_notional: Decimal = Decimal("1000")
-    twap_max_notional_spot: Decimal = Decimal("100000")
-    twap_max_notional_usdm: Decimal = Decimal("1000000")
-    vp_min_notional: Decimal = Decimal("10000")
-    vp_max_notional: Decimal = Decimal("1000000")
-    max_open_twap_spot: int = 20
-    max_open_twap_usdm: int = 30
-    max_open_vp: int = 10
-
-    @model_validator(mode="after")
-    def _check_bounds(self) -> PaperSettings:
-        if self.twap_min_duration > self.twap_max_duration:
-            raise ValueError("twap_min_duration must not exceed twap_max_duration")
-        return self
