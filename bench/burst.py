@@ -25,7 +25,9 @@ Scenarios, in the same run and for both designs: a burst of ``--burst`` alerts a
 ``--rate`` alerts per second for ``--seconds`` seconds (open loop: latency counts from each
 alert's due time). Each prints ack p50/p99, signal -> order-on-the-exchange p50/p99 and the
 time from the first alert until the last order reached the exchange (waited for at most
-``--drain`` seconds), with baseline/Pacekeeper ratios (above 1: Pacekeeper is faster).
+``--drain`` seconds), with baseline/Pacekeeper ratios (above 1: Pacekeeper is faster), and the floor: the same
+alerts from the same client to a bare FastAPI endpoint that answers 202 at once (fifty new
+connections from one Python client cost tens of milliseconds on two cores by themselves).
 The rate scenario runs 4 s by default: at 20/s for 10 s an account places 200 orders in 10 s,
 past Binance's 100 (spot), so the paper exchange would refuse the baselines' surplus and
 Pacekeeper's guard would hold its own, and the figures would measure the limit.
@@ -219,6 +221,10 @@ def settle(run: Run, paper_url: str, drain: float) -> None:
         run.last = max(seen[c] for c in run.sent) - run.first
 
 
+def _alert_id(body: dict[str, Any], answer: dict[str, Any]) -> str:
+    return str(body["id"])
+
+
 def baseline_cid(body: dict[str, Any], answer: dict[str, Any]) -> str:
     return str(answer["client_order_id"])
 
@@ -287,7 +293,7 @@ def ratio(base: float | None, ours: float | None) -> str:
     return "    -" if not base or not ours else f"{base / ours:5.2f}x"
 
 
-def report(name: str, runs: dict[str, Run], drain: float) -> None:
+def report(name: str, runs: dict[str, Run], drain: float, floor: Run | None = None) -> None:
     serial, threaded, ours = runs["serial"], runs["threaded"], runs["pacekeeper"]
     print(f"\n  {name}")
     print(f"    {'':22} {'serial':>8} {'threaded':>9} {'pacekeeper':>11} "
@@ -307,6 +313,11 @@ def report(name: str, runs: dict[str, Run], drain: float) -> None:
         s, t, o = figure(serial), figure(threaded), figure(ours)
         print(f"    {label:22} {ms(s):>8} {ms(t):>9} {ms(o):>11} "
               f"{ratio(s, o):>10} {ratio(t, o):>12}")  # fmt: skip
+    if floor is not None and floor.acks and ours.acks:
+        p50, p99 = pct(floor.acks, 50), pct(floor.acks, 99)
+        print(f"    floor: a bare endpoint answering 202 at once, same client: ack p50 "
+              f"{p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms (pacekeeper's p99 "
+              f"{(pct(ours.acks, 99) - p99) * 1000:+.0f} ms above it)")  # fmt: skip
     for design, run in runs.items():
         if run.missing:
             total = len(run.sent) + run.failed
@@ -383,6 +394,12 @@ def main() -> int:
             procs.append(bot_procs[bot])
             bot_urls[bot] = f"http://127.0.0.1:{port}"
             wait_ready(f"{bot_urls[bot]}/docs", bot_procs[bot])
+        # The floor: a bare FastAPI endpoint answering 202 at once, driven by the same client
+        # (its connections, its own CPU on this machine), to read the acks against.
+        bare_port = free_port()
+        procs.append(start(uvicorn("bench.webhook:bare_app", bare_port), env, log))
+        bare_url = f"http://127.0.0.1:{bare_port}"
+        wait_ready(f"{bare_url}/docs", procs[-1])
 
         scenarios = {
             f"burst of {args.burst} alerts at once": (args.burst, None),
@@ -392,6 +409,7 @@ def main() -> int:
             ),
         }
         results: dict[str, dict[str, Run]] = {name: {} for name in scenarios}
+        floors: dict[str, Run] = {}
         rss = 0
         burst_db = ExitStack()
         env["PACEKEEPER_DATABASE_URL"] = burst_db.enter_context(
@@ -423,9 +441,11 @@ def main() -> int:
                         spent = sum(cpu_seconds(pid) for pid in backs[design]) - back
                         run.worker_cpu = spent / count
                     results[name][design] = run
+                tag = f"bare-{uuid.uuid4().hex[:6]}"
+                floors[name] = asyncio.run(send(bare_url, count, rate, tag, _alert_id))
             rss = sum(rss_bytes(p.pid) for p in pk.workers)
         for name, runs in results.items():
-            report(name, runs, args.drain)
+            report(name, runs, args.drain, floors.get(name))
         print(f"\n  worker RSS: {rss / 2**20:.0f} MiB in total for {args.workers} process(es)")
 
         # The pipeline's own cost: the exchange answers at once.
