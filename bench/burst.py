@@ -25,9 +25,10 @@ Scenarios, in the same run and for both designs: a burst of ``--burst`` alerts a
 ``--rate`` alerts per second for ``--seconds`` seconds (open loop: latency counts from each
 alert's due time). Each prints ack p50/p99, signal -> order-on-the-exchange p50/p99 and the
 time from the first alert until the last order reached the exchange (waited for at most
-``--drain`` seconds), with baseline/Pacekeeper ratios (above 1: Pacekeeper is faster), and the floor: the same
-alerts from the same client to a bare FastAPI endpoint that answers 202 at once (fifty new
-connections from one Python client cost tens of milliseconds on two cores by themselves).
+``--drain`` seconds), with baseline/Pacekeeper ratios (above 1: Pacekeeper is faster),
+and the floor: the same alerts from the same client to a bare FastAPI endpoint that answers
+202 at once (fifty new connections from one Python client cost tens of milliseconds on two
+cores by themselves).
 The rate scenario runs 4 s by default: at 20/s for 10 s an account places 200 orders in 10 s,
 past Binance's 100 (spot), so the paper exchange would refuse the baselines' surplus and
 Pacekeeper's guard would hold its own, and the figures would measure the limit.
