@@ -50,7 +50,9 @@ CLAIM_COLUMNS = (SignalRow.status, SignalRow.attempts, SignalRow.payload)
 
 # Every job runs these: built once, as Core statements on the table. The ORM's UPDATE
 # (its synchronisation of the session's objects) and bulk INSERT cost a job about as much
-# CPU as everything else it does in the database; _forget keeps the session consistent.
+# CPU as everything else it does in the database. _forget keeps the session's object
+# current. (The session still flushes what it holds before each one, as it does for every
+# statement it runs: history added before a state change is written before it.)
 SIGNALS = cast(Table, SignalRow.__table__)
 EVENTS = cast(Table, Event.__table__)
 _INSERT_EVENT = insert(EVENTS)

@@ -3,15 +3,17 @@ already holds must not keep the status it was read with."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from app.db import session_scope
+from app.execution import journal
 from app.execution.claims import LeaseLost, claim_signal, finish, heartbeat
 from app.execution.context import ExecContext
 from app.execution.turns import read_turn
 from app.models import Signal as SignalRow
 from app.models import SignalStatus
-from tests.execution.conftest import event_kinds, signal_row, submit
+from tests.execution.conftest import event_kinds, run, set_price, signal_row, submit
 
 COLUMNS = (SignalRow.status, SignalRow.attempts, SignalRow.payload)
 
@@ -59,3 +61,31 @@ def test_a_second_claim_on_a_live_lease_is_refused_and_the_fence_stops_the_first
     assert second.fence == first.fence + 1
     with session_scope(ctx.sessions) as session, pytest.raises(LeaseLost):
         heartbeat(session, first, now=later)
+
+
+def test_an_entrys_history_reads_in_the_order_things_happened(
+    ctx: ExecContext, control: httpx.Client
+) -> None:
+    set_price(control, "BTCUSDT", "65000")
+    signal_id = submit(ctx, quantity="0.01")
+    assert run(ctx, signal_id).status == "done"
+    kinds = event_kinds(ctx, signal_id)
+    # The fill is recorded in the transaction that ends the signal, before its end.
+    assert kinds.index("entry_filled") < len(kinds) - 1 - kinds[::-1].index("state"), kinds
+    assert kinds.index("arrival") < kinds.index("planned") < kinds.index("sent")
+
+
+def test_history_added_before_a_state_change_is_written_before_it(ctx: ExecContext) -> None:
+    """A notifiable event goes through the ORM (its outbox row rides its flush); the state
+    change after it is a Core statement, run through the session, which flushes first."""
+    signal_id = submit(ctx, quantity="0.01")
+    now = ctx.clock.now()
+    with session_scope(ctx.sessions) as session:
+        claim = claim_signal(
+            session, signal_id, now=now, lease=60, read=read_turn(session, signal_id, *COLUMNS)
+        )
+        assert not isinstance(claim, str)
+        journal.event(session, "refused", "account may not trade", signal_id=signal_id)
+        finish(session, claim, SignalStatus.REFUSED, "account may not trade", now=now)
+    kinds = event_kinds(ctx, signal_id)
+    assert kinds[-2:] == ["refused", "state"], kinds
