@@ -13,10 +13,10 @@ fifty concurrent copies wins, on SQLite and on PostgreSQL alike.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
-import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,9 +40,6 @@ events = cast(Table, Event.__table__)
 
 SECRET_FIELD = "secret"
 REDACTED = "[REDACTED]"
-# What json.dumps(ensure_ascii=False) writes escaped inside a string: the quote, the
-# backslash and the control characters below 0x20. Everything else shows as itself.
-_JSON_ESCAPED = re.compile(r'["\\\x00-\x1f]')
 
 
 @dataclass(frozen=True)
@@ -87,11 +84,15 @@ def _digest(text: str) -> str:
 
 
 def _may_hold(text: str, secrets: Sequence[str]) -> bool:
-    """False when no string in the body whose canonical JSON is ``text`` can hold a secret.
-    A secret with a character JSON escapes (a quote, a backslash, a control character)
-    does not show as itself in ``text``: True, so that the body is searched string by string.
-    """
-    return any(secret in text or _JSON_ESCAPED.search(secret) for secret in secrets)
+    """False when no string in the body whose canonical JSON is ``text`` holds a secret.
+    JSON writes a string character by character, so a string holding a secret shows the
+    secret's own JSON form (its quotes, backslashes and control characters escaped)."""
+    return any(_json_form(secret) in text for secret in secrets)
+
+
+@functools.lru_cache(maxsize=64)
+def _json_form(secret: str) -> str:
+    return json.dumps(secret, ensure_ascii=False)[1:-1]
 
 
 def redact(value: Any, secrets: Sequence[str]) -> Any:
@@ -119,7 +120,8 @@ def prepare(
     ``accounts``: the configured accounts and the markets each trades."""
     body = without_secret(raw)
     text = canonical_text(body)
-    # Searching the text once is cheaper than searching every string of the body.
+    # Searching the text once is cheaper than searching every string of the body (a secret
+    # in a settings file, such as a PEM key, may be long and hold newlines).
     if secrets and _may_hold(text, secrets):
         body = redact(body, secrets)
         text = canonical_text(body)

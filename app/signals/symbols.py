@@ -109,7 +109,7 @@ class SymbolDirectory:
             self._task.cancel()
             with suppress(asyncio.CancelledError):
                 await self._task
-        # A fetch under way ends within the client's timeout.
+        # A fetch under way ends within its retries and the client's timeouts (bounded).
         await asyncio.get_running_loop().run_in_executor(None, self._pool.shutdown)
         if self._on_close is not None:
             self._on_close()
