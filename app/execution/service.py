@@ -34,7 +34,7 @@ from app.db import read_scope, session_scope
 from app.exchange.errors import Temporary
 from app.execution import fanout, parents, queries
 from app.execution.cancel_signals import run_cancel
-from app.execution.claims import CLAIM_COLUMNS, Claim, LeaseLost, claim_signal, finish
+from app.execution.claims import Claim, LeaseLost, claim_signal, finish
 from app.execution.closes import run_close
 from app.execution.context import ExecContext, UnknownAccount
 from app.execution.entries import run_entry
@@ -83,7 +83,7 @@ def process_signal(ctx: ExecContext, signal_id: str, *, now: datetime | None = N
     while True:
         with session_scope(ctx.sessions) as session:
             # One read for both: whose turn it is, then the claim.
-            me = read_turn(session, signal_id, *CLAIM_COLUMNS)
+            me = read_turn(session, signal_id)
             ahead = waiting_for(session, signal_id, me)
             if ahead is None:
                 got = claim_signal(

@@ -28,9 +28,10 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Row, Select, and_, bindparam, or_, select
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import Session
 
 from app.accounts import FANOUT
+from app.execution.claims import CLAIM_COLUMNS
 from app.models import Signal as SignalRow
 from app.models import SignalStatus
 from app.signals.schemas import Action
@@ -52,8 +53,9 @@ TURN_COLUMNS = (
 )
 
 
-# Built once (every job runs them): only their parameters change.
-_READS: dict[tuple[str, ...], Select[Any]] = {}
+# Built once (every job runs them): only their parameters change. The turn's read carries
+# the claim's columns too: the claim that follows reads them from this row.
+_READ_TURN = select(*TURN_COLUMNS, *CLAIM_COLUMNS).where(SignalRow.id == bindparam("signal_id"))
 
 
 def _waiting_for(same_strategy: Any) -> Select[Any]:
@@ -84,17 +86,10 @@ _WAITING_FOR = _waiting_for(SignalRow.strategy == bindparam("strategy"))
 _WAITING_FOR_NO_STRATEGY = _waiting_for(SignalRow.strategy.is_(None))
 
 
-def read_turn(
-    session: Session, signal_id: str, *also: InstrumentedAttribute[Any]
-) -> Row[Any] | None:
-    """The signal's columns its turn depends on, and ``also`` (columns the caller reads
-    next, in the same SELECT); None for a signal that does not exist."""
-    names = tuple(column.key for column in also)
-    statement = _READS.get(names)
-    if statement is None:
-        statement = select(*TURN_COLUMNS, *also).where(SignalRow.id == bindparam("signal_id"))
-        _READS[names] = statement
-    return session.execute(statement, {"signal_id": signal_id}).first()
+def read_turn(session: Session, signal_id: str) -> Row[Any] | None:
+    """The signal's columns its turn depends on, and its claim's (``claims.CLAIM_COLUMNS``),
+    in one SELECT; None for a signal that does not exist."""
+    return session.execute(_READ_TURN, {"signal_id": signal_id}).first()
 
 
 def waiting_for(session: Session, signal_id: str, me: Row[Any] | None) -> str | None:

@@ -15,8 +15,6 @@ from app.models import Signal as SignalRow
 from app.models import SignalStatus
 from tests.execution.conftest import event_kinds, run, set_price, signal_row, submit
 
-COLUMNS = (SignalRow.status, SignalRow.attempts, SignalRow.payload)
-
 
 def test_a_claim_and_its_end_show_in_the_session_that_made_them(ctx: ExecContext) -> None:
     signal_id = submit(ctx, quantity="0.01")
@@ -25,7 +23,7 @@ def test_a_claim_and_its_end_show_in_the_session_that_made_them(ctx: ExecContext
         held = session.get(SignalRow, signal_id)
         assert held is not None and held.status == SignalStatus.RECEIVED.value
         claim = claim_signal(
-            session, signal_id, now=now, lease=60, read=read_turn(session, signal_id, *COLUMNS)
+            session, signal_id, now=now, lease=60, read=read_turn(session, signal_id)
         )
         assert not isinstance(claim, str)
         assert (held.status, held.attempts) == (SignalStatus.PROCESSING.value, claim.fence)
@@ -45,17 +43,17 @@ def test_a_second_claim_on_a_live_lease_is_refused_and_the_fence_stops_the_first
     now = ctx.clock.now()
     with session_scope(ctx.sessions) as session:
         first = claim_signal(
-            session, signal_id, now=now, lease=60, read=read_turn(session, signal_id, *COLUMNS)
+            session, signal_id, now=now, lease=60, read=read_turn(session, signal_id)
         )
     with session_scope(ctx.sessions) as session:
         again = claim_signal(
-            session, signal_id, now=now, lease=60, read=read_turn(session, signal_id, *COLUMNS)
+            session, signal_id, now=now, lease=60, read=read_turn(session, signal_id)
         )
     assert again == SignalStatus.PROCESSING.value  # its lease is live: not taken
     later = now.replace(year=now.year + 1)
     with session_scope(ctx.sessions) as session:
         second = claim_signal(
-            session, signal_id, now=later, lease=60, read=read_turn(session, signal_id, *COLUMNS)
+            session, signal_id, now=later, lease=60, read=read_turn(session, signal_id)
         )
     assert not isinstance(first, str) and not isinstance(second, str)
     assert second.fence == first.fence + 1
@@ -82,7 +80,7 @@ def test_history_added_before_a_state_change_is_written_before_it(ctx: ExecConte
     now = ctx.clock.now()
     with session_scope(ctx.sessions) as session:
         claim = claim_signal(
-            session, signal_id, now=now, lease=60, read=read_turn(session, signal_id, *COLUMNS)
+            session, signal_id, now=now, lease=60, read=read_turn(session, signal_id)
         )
         assert not isinstance(claim, str)
         journal.event(session, "refused", "account may not trade", signal_id=signal_id)
