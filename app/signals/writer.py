@@ -244,15 +244,18 @@ class IntakeWriter:
                 # workers hand the lock to one another within a millisecond, and a writer
                 # that only looked now and then (below) would rarely find it free.
                 holder = writegate.raw(conn.connection)
-                try:
-                    await loop.run_in_executor(
-                        self._committer, functools.partial(gate.acquire, holder, wait=True)
-                    )
-                except asyncio.CancelledError:
-                    # The acquire goes on on its thread: give the gate back after it (the
-                    # committer runs one call at a time, in order).
-                    self._committer.submit(gate.release, holder)
-                    raise
+                # Free (the common case), it is taken here at once: a thread lock tried and
+                # an flock without waiting, no round trip to the thread.
+                if not gate.acquire(holder, wait=False):
+                    try:
+                        await loop.run_in_executor(
+                            self._committer, functools.partial(gate.acquire, holder, wait=True)
+                        )
+                    except asyncio.CancelledError:
+                        # The acquire goes on on its thread: give the gate back after it (the
+                        # committer runs one call at a time, in order).
+                        self._committer.submit(gate.release, holder)
+                        raise
             try:
                 return conn, conn.begin()
             except OperationalError as exc:
