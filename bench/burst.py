@@ -29,6 +29,9 @@ time from the first alert until the last order reached the exchange (waited for 
 and the floor: the same alerts from the same client to a bare FastAPI endpoint that answers
 202 at once (fifty new connections from one Python client cost tens of milliseconds on two
 cores by themselves).
+The burst runs ``--rounds`` times (3 by default), each design in turn within a round, and
+each figure printed is the median of the rounds; each ratio is the median of the rounds'
+own ratios, and the ack p99 and last-order ratios are printed round by round as well.
 The rate scenario runs 4 s by default: at 20/s for 10 s an account places 200 orders in 10 s,
 past Binance's 100 (spot), so the paper exchange would refuse the baselines' surplus and
 Pacekeeper's guard would hold its own, and the figures would measure the limit.
@@ -42,8 +45,9 @@ measures it (its ``drive`` is used). And the workers' resident memory, in total.
     .venv/bin/python bench/burst.py --latency 300 --burst 50 --rate 20 --seconds 10 --workers 2
     PACEKEEPER_WORKER_CONCURRENCY=8 .venv/bin/python bench/burst.py --database sqlite
 
-Bounded: under three minutes with the defaults (about one when the workers keep up). Needs Redis
-on PACEKEEPER_REDIS_URL (default redis://127.0.0.1:6379/9); deletes the keys it made.
+Bounded: under five minutes with the defaults (three and a half when the workers keep up;
+the serial bot's bursts take 15 s each). Needs Redis on PACEKEEPER_REDIS_URL (default
+redis://127.0.0.1:6379/9); deletes the keys it made.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -290,18 +295,24 @@ def ms(value: float | None) -> str:
     return "      -" if value is None else f"{value * 1000:7.0f}"
 
 
-def ratio(base: float | None, ours: float | None) -> str:
-    return "    -" if not base or not ours else f"{base / ours:5.2f}x"
+def times(value: float | None) -> str:
+    return "    -" if value is None else f"{value:5.2f}x"
 
 
-def report(name: str, runs: dict[str, Run], drain: float, floor: Run | None = None) -> None:
-    serial, threaded, ours = runs["serial"], runs["threaded"], runs["pacekeeper"]
-    print(f"\n  {name}")
+def report(
+    name: str, rounds: dict[str, list[Run]], drain: float, floors: list[Run] | None = None
+) -> None:
+    """Each figure is the median over the rounds (one round: the figure itself), and each
+    ratio the median of the rounds' ratios (baseline and Pacekeeper of the same round)."""
+    designs = ("serial", "threaded", "pacekeeper")
+    count = len(rounds["pacekeeper"])
+    title = name if count == 1 else f"{name}: medians of {count} rounds"
+    print(f"\n  {title}")
     print(f"    {'':22} {'serial':>8} {'threaded':>9} {'pacekeeper':>11} "
           f"{'serial/pk':>10} {'threaded/pk':>12}   (ms)")  # fmt: skip
     rows: list[tuple[str, Callable[[Run], float | None]]] = [
-        ("ack p50", lambda r: pct(r.acks, 50)),
-        ("ack p99", lambda r: pct(r.acks, 99)),
+        ("ack p50", lambda r: pct(r.acks, 50) if r.acks else None),
+        ("ack p99", lambda r: pct(r.acks, 99) if r.acks else None),
         ("signal->order p50", lambda r: _p(r.orders, 50)),
         ("signal->order p90", lambda r: _p(r.orders, 90)),
         ("signal->order p99", lambda r: _p(r.orders, 99)),
@@ -310,20 +321,48 @@ def report(name: str, runs: dict[str, Run], drain: float, floor: Run | None = No
         ("CPU/alert: workers", lambda r: r.worker_cpu),
         ("CPU/alert: exchange", lambda r: r.exchange_cpu),
     ]
+    per_round: dict[str, list[tuple[float | None, float | None]]] = {}
     for label, figure in rows:
-        s, t, o = figure(serial), figure(threaded), figure(ours)
+        s, t, o = (_median([figure(run) for run in rounds[d]]) for d in designs)
+        together = zip(rounds["serial"], rounds["threaded"], rounds["pacekeeper"], strict=True)
+        ratios = [
+            (_ratio(figure(sr), figure(pr)), _ratio(figure(tr), figure(pr)))
+            for sr, tr, pr in together
+        ]
+        per_round[label] = ratios
+        sp = _median([r[0] for r in ratios])
+        tp = _median([r[1] for r in ratios])
         print(f"    {label:22} {ms(s):>8} {ms(t):>9} {ms(o):>11} "
-              f"{ratio(s, o):>10} {ratio(t, o):>12}")  # fmt: skip
-    if floor is not None and floor.acks and ours.acks:
-        p50, p99 = pct(floor.acks, 50), pct(floor.acks, 99)
-        print(f"    floor: a bare endpoint answering 202 at once, same client: ack p50 "
-              f"{p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms (pacekeeper's p99 "
-              f"{(pct(ours.acks, 99) - p99) * 1000:+.0f} ms above it)")  # fmt: skip
-    for design, run in runs.items():
-        if run.missing:
-            total = len(run.sent) + run.failed
-            print(f"    {design}: {run.missing} of {total} orders not on the exchange within "
-                  f"{drain:g} s ({run.failed} alerts refused or failed)")  # fmt: skip
+              f"{times(sp):>10} {times(tp):>12}")  # fmt: skip
+    if count > 1:
+        for label in ("ack p99", "last order at"):
+            each = ", ".join(times(r[0]).strip() for r in per_round[label])
+            print(f"    serial/pk {label}, round by round: {each}")
+    if floors:
+        pairs = zip(rounds["pacekeeper"], floors, strict=True)
+        bare50 = _median([pct(f.acks, 50) for f in floors if f.acks])
+        bare99 = _median([pct(f.acks, 99) for f in floors if f.acks])
+        above = _median([pct(o.acks, 99) - pct(f.acks, 99) for o, f in pairs if o.acks and f.acks])
+        if bare50 is not None and bare99 is not None and above is not None:
+            print(f"    floor: a bare endpoint answering 202 at once, same client: ack p50 "
+                  f"{bare50 * 1000:.0f} ms, p99 {bare99 * 1000:.0f} ms (pacekeeper's p99 "
+                  f"{above * 1000:+.0f} ms above it)")  # fmt: skip
+    for design in designs:
+        for n, run in enumerate(rounds[design], 1):
+            if run.missing:
+                total = len(run.sent) + run.failed
+                print(f"    {design}, round {n}: {run.missing} of {total} orders not on "
+                      f"the exchange within {drain:g} s ({run.failed} alerts refused or "
+                      "failed)")  # fmt: skip
+
+
+def _median(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
+def _ratio(base: float | None, ours: float | None) -> float | None:
+    return base / ours if base and ours else None
 
 
 def _p(values: list[float], q: float) -> float | None:
@@ -341,6 +380,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=4.0,
                         help="of alerts at --rate (keep rate x seconds under 100)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="bursts per design; figures are medians of the rounds")  # fmt: skip
     parser.add_argument("--database", default="sqlite,postgresql",
                         help="for signal -> order: sqlite, postgresql or both")  # fmt: skip
     parser.add_argument("--burst-database", default="sqlite",
@@ -402,15 +443,17 @@ def main() -> int:
         bare_url = f"http://127.0.0.1:{bare_port}"
         wait_ready(f"{bare_url}/docs", procs[-1])
 
+        # name -> (alerts, rate (None: all at once), rounds)
         scenarios = {
-            f"burst of {args.burst} alerts at once": (args.burst, None),
+            f"burst of {args.burst} alerts at once": (args.burst, None, args.rounds),
             f"{args.rate:g} alerts/s for {args.seconds:g} s": (
                 round(args.rate * args.seconds),
                 args.rate,
+                1,
             ),
         }
-        results: dict[str, dict[str, Run]] = {name: {} for name in scenarios}
-        floors: dict[str, Run] = {}
+        results: dict[str, dict[str, list[Run]]] = {name: {} for name in scenarios}
+        floors: dict[str, list[Run]] = {name: [] for name in scenarios}
         rss = 0
         burst_db = ExitStack()
         env["PACEKEEPER_DATABASE_URL"] = burst_db.enter_context(
@@ -426,27 +469,30 @@ def main() -> int:
             for url, cid, exchange in designs.values():  # warm: connections, caches, clock
                 run = asyncio.run(send(url, 3, 10, f"warm-{uuid.uuid4().hex[:6]}", cid))
                 settle(run, exchange, args.drain)
-            for name, (count, rate) in scenarios.items():
-                for design, (url, cid, exchange) in designs.items():
-                    time.sleep(ORDER_WINDOW - time.time() % ORDER_WINDOW + 0.05)
-                    tag = f"{design[:4]}-{uuid.uuid4().hex[:6]}"
-                    front = cpu_seconds(fronts[design])
-                    venue = cpu_seconds(exchanges[design])
-                    back = sum(cpu_seconds(pid) for pid in backs[design])
-                    run = asyncio.run(send(url, count, rate, tag, cid))
-                    settle(run, exchange, args.drain)
-                    time.sleep(args.latency / 1000 + 1)  # the answers' handling
-                    run.front_cpu = (cpu_seconds(fronts[design]) - front) / count
-                    run.exchange_cpu = (cpu_seconds(exchanges[design]) - venue) / count
-                    if backs[design]:
-                        spent = sum(cpu_seconds(pid) for pid in backs[design]) - back
-                        run.worker_cpu = spent / count
-                    results[name][design] = run
-                tag = f"bare-{uuid.uuid4().hex[:6]}"
-                floors[name] = asyncio.run(send(bare_url, count, rate, tag, _alert_id))
+            for name, (count, rate, rounds) in scenarios.items():
+                # Round by round, each design in turn: a noisy minute then touches every
+                # design of a round alike, and a ratio compares runs of the same round.
+                for _ in range(rounds):
+                    for design, (url, cid, exchange) in designs.items():
+                        time.sleep(ORDER_WINDOW - time.time() % ORDER_WINDOW + 0.05)
+                        tag = f"{design[:4]}-{uuid.uuid4().hex[:6]}"
+                        front = cpu_seconds(fronts[design])
+                        venue = cpu_seconds(exchanges[design])
+                        back = sum(cpu_seconds(pid) for pid in backs[design])
+                        run = asyncio.run(send(url, count, rate, tag, cid))
+                        settle(run, exchange, args.drain)
+                        time.sleep(args.latency / 1000 + 1)  # the answers' handling
+                        run.front_cpu = (cpu_seconds(fronts[design]) - front) / count
+                        run.exchange_cpu = (cpu_seconds(exchanges[design]) - venue) / count
+                        if backs[design]:
+                            spent = sum(cpu_seconds(pid) for pid in backs[design]) - back
+                            run.worker_cpu = spent / count
+                        results[name].setdefault(design, []).append(run)
+                    tag = f"bare-{uuid.uuid4().hex[:6]}"
+                    floors[name].append(asyncio.run(send(bare_url, count, rate, tag, _alert_id)))
             rss = sum(rss_bytes(p.pid) for p in pk.workers)
-        for name, runs in results.items():
-            report(name, runs, args.drain, floors.get(name))
+        for name, rounds in results.items():
+            report(name, rounds, args.drain, floors[name])
         print(f"\n  worker RSS: {rss / 2**20:.0f} MiB in total for {args.workers} process(es)")
 
         # The pipeline's own cost: the exchange answers at once.
