@@ -57,10 +57,13 @@ async def cpu_per_request(app: Any, requests: int, wave: int, tag: str) -> float
         return (time.process_time() - started) * 1000 / requests
 
 
-async def run(settings: Any, requests: int, wave: int) -> tuple[float, float]:
+async def run(settings: Any, requests: int, wave: int, log: Any) -> tuple[float, float]:
+    from app.logging import configure_logging
     from app.main import create_app
 
     app = create_app(settings)
+    # create_app installs the handler on stderr; the bench's lines go to ``log`` instead.
+    configure_logging(settings, stream=log)
     tag = uuid.uuid4().hex[:6]
     async with app.router.lifespan_context(app):
         receiver = await cpu_per_request(app, requests, wave, f"r-{tag}")
@@ -99,7 +102,7 @@ def main() -> int:
         configure_logging(settings, stream=null)
         try:
             for n in range(args.runs):
-                receiver, bare = asyncio.run(run(settings, args.requests, args.wave))
+                receiver, bare = asyncio.run(run(settings, args.requests, args.wave, null))
                 figures.append((receiver, bare))
                 print(f"run {n + 1}: receiver {receiver:.3f} ms/req  bare {bare:.3f} ms/req",
                       flush=True)  # fmt: skip
