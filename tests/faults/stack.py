@@ -148,7 +148,7 @@ class Stack:
             self.database_url = self.postgres.create()
         migrate.upgrade(self.database_url)
         self.engine = make_engine(self.database_url)
-        env = process_env(
+        settings = dict(
             **self.canaries,
             DATABASE_URL=self.database_url,
             REDIS_URL=redis_url,
@@ -174,8 +174,8 @@ class Stack:
             WEBHOOK_RATE_LIMIT="0",
             PAPER_RATE_LIMITS="false",
             PAPER_VOLATILITY="0",
-            **self.settings,
         )
+        env = process_env(**{**settings, **self.settings})  # a test's own settings win
         # A hung process shows where it hangs: SIGABRT prints every thread's stack.
         env["PYTHONFAULTHANDLER"] = "1"
         self.supervisor.start(ChildSpec("paper", app_command("paper"), env))
